@@ -1,0 +1,66 @@
+"""The public functions the CLI is a thin shell over."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .conventions import get_convention
+from .cost import Cost, to_int
+from .registry import get_layer_class
+
+
+def layer(name: str, *, symbolic: bool = True, **kwargs: Any):
+    """A layer object by its symcost name, arguments named as in ``torch.nn``.
+
+    With ``symbolic=True`` (the default) every argument you omit becomes a symbol
+    (``kernel_size`` -> K_h, K_w; ``bias`` -> the 0/1 flag b); with ``symbolic=False``
+    omitted arguments take torch's defaults.
+
+    >>> import sympy
+    >>> c = layer("linear", bias=True).cost()
+    >>> c.params
+    F_in*F_out + F_out
+    """
+    return get_layer_class(name)(symbolic=symbolic, **kwargs)
+
+
+def evaluate(name: str, input_shapes: Sequence[Sequence[int]], convention: str = "flops", **kwargs: Any) -> dict:
+    """Numbers for one layer call: the dictionary ``symcost eval --json`` prints."""
+    return numbers(get_layer_class(name)(symbolic=False, **kwargs), input_shapes, convention)
+
+
+def numbers(lay, input_shapes: Sequence[Sequence[int]], convention: str = "flops") -> dict:
+    """Exact integers for a layer object on concrete input shapes, under one convention."""
+    conv = get_convention(convention)
+    cost: Cost = lay.cost(*input_shapes)
+    return {
+        "layer": lay.name,
+        "torch": lay.torch_name,
+        "args": {a.name: (bool(lay.values[a.name]) if a.kind == "flag" and not _symbolic(lay.values[a.name])
+                          else _jsonable(lay.values[a.name])) for a in lay.args},
+        "convention": conv.name,
+        "input_shape": [int(d) for d in input_shapes[0]],
+        "input_shapes": [[int(d) for d in s] for s in input_shapes],
+        "output_shape": [to_int(d, "output size") for d in cost.output_shape],
+        "params": to_int(cost.params, "params"),
+        "buffers": to_int(cost.buffers, "buffers"),
+        "macs": to_int(cost.macs, "MACs"),
+        "flops": to_int(conv.count(cost), "FLOPs"),
+        "reads": to_int(cost.reads, "reads"),
+        "writes": to_int(cost.writes, "writes"),
+        "ops": {k: to_int(v, k) for k, v in cost.ops.items()},
+        "units": {"reads": "elements", "writes": "elements"},
+    }
+
+
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "is_Integer") and v.is_Integer:
+        return int(v)
+    if hasattr(v, "free_symbols"):
+        return str(v)
+    return v
+
+
+def _symbolic(v) -> bool:
+    return bool(getattr(v, "free_symbols", None))

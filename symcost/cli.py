@@ -1,0 +1,73 @@
+"""The `symcost` command: a thin shell over the library.  Errors are one line, exit code 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand modules, imported when the parser is built; each keeps torch out of its imports
+COMMAND_MODULES = ("symcost.commands.layers",)
+EXTRA_MODULES = ("symcost.commands.models", "symcost.commands.papers", "symcost.commands.hardware")
+
+
+def _modules():
+    for name in COMMAND_MODULES + EXTRA_MODULES:
+        try:
+            yield importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symcost",
+        description="Closed-form cost formulas (params, MACs, FLOPs under a named convention, memory traffic) "
+                    "for neural-network layers and models, cross-checked against PyTorch.",
+        epilog="Example: symcost formula conv2d --bias ; symcost eval linear --input 1x128 in_features=128 "
+               "out_features=64 --json",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _modules():
+        for name, (help_text, configure, run) in module.COMMANDS.items():
+            p = sub.add_parser(name, help=help_text, description=help_text)
+            configure(p)
+            p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from .layers.base import LayerError
+    from .parse import UsageError
+
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if not hasattr(args, "settings"):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.settings = list(args.settings) + extras  # layer settings may sit between options
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except (UsageError, LayerError) as e:
+        print(f"symcost {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("symcost: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug, not bad input: say so in one line unless debugging
+        if os.environ.get("SYMCOST_DEBUG"):
+            raise
+        print(f"symcost {args.command}: internal error: {type(e).__name__}: {e} "
+              "(set SYMCOST_DEBUG=1 for a traceback, and please report it)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

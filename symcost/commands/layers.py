@@ -1,0 +1,193 @@
+"""`symcost list | conventions | formula | eval | check`: one layer at a time."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..parse import UsageError, parse_settings, parse_shapes, rewrite_layer_options
+
+
+def _layer_cls(name: str):
+    from ..registry import UnknownLayer, get_layer_class
+
+    try:
+        return get_layer_class(name)
+    except UnknownLayer as e:
+        raise UsageError(str(e)) from None
+
+
+def _build(args, symbolic: bool):
+    """Layer object and input shapes from the command line."""
+    from ..layers.base import LayerError
+
+    cls = _layer_cls(args.layer)
+    tokens = rewrite_layer_options(args.settings, cls)
+    settings = parse_settings(tokens, cls, allow_symbols=symbolic)
+    try:
+        layer = cls(symbolic=symbolic, **settings)
+    except LayerError as e:
+        raise UsageError(str(e)) from None
+    if args.input:
+        shapes = parse_shapes(args.input, allow_symbols=symbolic)
+    elif symbolic:
+        shapes = layer.default_input_shapes()
+    else:
+        raise UsageError(f"{cls.name}: --input SHAPE is required (e.g. --input 1x3x224x224)")
+    if len(shapes) == 1 and len(layer.default_input_shapes()) == 2:
+        shapes = shapes * 2  # two-input ops given one shape: both inputs have it
+    return layer, shapes
+
+
+def _cost(layer, shapes):
+    from ..layers.base import LayerError
+
+    try:
+        return layer.cost(*shapes)
+    except LayerError as e:
+        raise UsageError(str(e)) from None
+
+
+def _convention(name: str):
+    from ..conventions import get_convention
+
+    try:
+        return get_convention(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def run_list(args) -> int:
+    from ..registry import all_layers
+
+    layers = all_layers()
+    if args.json:
+        print(json.dumps([{"name": n, "family": c.family, "torch": c.torch_name, "summary": c.summary,
+                           "args": [a.name for a in c.args]} for n, c in layers.items()], indent=2))
+        return 0
+    width = max(map(len, layers))
+    for name, cls in layers.items():
+        print(f"{name:<{width}}  {cls.family:<11} {cls.summary}  [{cls.torch_name}]")
+    return 0
+
+
+def run_conventions(args) -> int:
+    from ..conventions import CONVENTIONS
+    from ..cost import OP_KINDS
+
+    if args.json:
+        print(json.dumps({n: {"summary": c.summary, "source": c.source, "weights": dict(c.weights)}
+                          for n, c in CONVENTIONS.items()}, indent=2))
+        return 0
+    print("Primitive operations every layer reports:")
+    for k, v in OP_KINDS.items():
+        print(f"  {k:<5} {v}")
+    print("\nConventions (weight per primitive operation):")
+    for c in CONVENTIONS.values():
+        weights = " ".join(f"{k}={w}" for k, w in c.weights.items())
+        print(f"  {c.name:<6} {c.summary}\n         weights: {weights}\n         source: {c.source}")
+    return 0
+
+
+def run_formula(args) -> int:
+    import sympy
+
+    from ..formula import Formula
+
+    layer, shapes = _build(args, symbolic=True)
+    conv = _convention(args.convention)
+    _cost(layer, shapes)  # validate before formatting
+    formula = Formula.of(layer, shapes, conv)
+    if args.json:
+        c = formula.cost
+        print(json.dumps({"layer": layer.name, "convention": conv.name,
+                          "input_shapes": [[str(d) for d in s] for s in shapes],
+                          "output_shape": [str(d) for d in c.output_shape],
+                          "where": {str(k): str(v) for k, v in formula.where.items()},
+                          "params": str(c.params), "buffers": str(c.buffers), "macs": str(c.macs),
+                          "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
+                          "ops": {k: str(v) for k, v in c.ops.items()}}, indent=2))
+    elif args.latex:
+        print(sympy.latex(formula))
+    else:
+        print(f"{layer.name}  [{layer.torch_name}]  {layer.summary}")
+        print(formula)
+        print(f"convention {conv.name}: {conv.summary}")
+    return 0
+
+
+def run_eval(args) -> int:
+    from ..api import numbers
+
+    layer, shapes = _build(args, symbolic=False)
+    conv = _convention(args.convention)
+    _cost(layer, shapes)
+    result = numbers(layer, shapes, conv.name)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    rows = [("layer", f"{result['layer']}  [{result['torch']}]"),
+            ("input", " , ".join("x".join(map(str, s)) for s in result["input_shapes"])),
+            ("output", "x".join(map(str, result["output_shape"]))),
+            ("params", f"{result['params']:,}")]
+    if result["buffers"]:
+        rows.append(("buffers", f"{result['buffers']:,}"))
+    rows += [("MACs", f"{result['macs']:,}"),
+             (f"FLOPs[{conv.name}]", f"{result['flops']:,}"),
+             ("reads", f"{result['reads']:,} elements"), ("writes", f"{result['writes']:,} elements")]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    return 0
+
+
+def run_check(args) -> int:
+    from ..check import check_layer
+
+    layer, shapes = _build(args, symbolic=False)
+    result = check_layer(layer, shapes)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(result.table())
+    return 0 if result.ok else 1
+
+
+def _layer_parser(p: argparse.ArgumentParser, symbolic: bool) -> None:
+    p.add_argument("layer", help="layer type, e.g. conv2d (see `symcost list`)")
+    p.add_argument("settings", nargs="*", metavar="NAME=VALUE",
+                   help="constructor arguments named as in torch.nn, e.g. in_channels=3 kernel_size=4,10 bias=false; "
+                        "flags also as --bias / --no-bias, choices as --mode eval"
+                        + ("; omitted ones stay symbols, integers or symbol names accepted" if symbolic else ""))
+    p.add_argument("--input", metavar="SHAPE", help="input shape like 1x3x224x224"
+                   + (" or 1x3xHxW (letters are symbols)" if symbolic else "")
+                   + "; two inputs separated by a comma")
+    p.add_argument("--convention", default="flops", metavar="NAME",
+                   help="FLOP counting convention: macs, flops, exact, mults, torch (see `symcost conventions`)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def configure_formula(p):
+    _layer_parser(p, symbolic=True)
+    p.add_argument("--latex", action="store_true", help="print a LaTeX align environment")
+
+
+def configure_eval(p):
+    _layer_parser(p, symbolic=False)
+
+
+def configure_check(p):
+    _layer_parser(p, symbolic=False)
+
+
+def configure_plain(p):
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+COMMANDS = {
+    "list": ("every layer type, one line each", configure_plain, run_list),
+    "conventions": ("the counting conventions and what each counts", configure_plain, run_conventions),
+    "formula": ("closed-form output size, params, MACs, FLOPs and memory traffic of a layer", configure_formula,
+                run_formula),
+    "eval": ("numbers for one layer on a concrete input", configure_eval, run_eval),
+    "check": ("symcost vs real PyTorch (shape, numel, FlopCounterMode); exit 1 on any difference", configure_check,
+              run_check),
+}

@@ -1,0 +1,109 @@
+"""Counting conventions: how many "FLOPs" each primitive operation is worth.
+
+A layer reports primitive counts (``Cost.ops``: mac, dot, bias, add, mul, div,
+cmp, fn).  A ``Convention`` is one weight per kind, written down in one place,
+so two numbers computed under different conventions can never be mixed up:
+every number symcost prints carries its convention's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import sympy
+
+from .cost import OP_KINDS, Cost
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    summary: str
+    source: str
+    weights: Mapping[str, int]
+    #: per layer family, weights that replace the defaults (peer tools count families differently)
+    family_weights: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = set(OP_KINDS) - set(self.weights)
+        if missing:  # every kind must be weighed on purpose, never zero by omission
+            raise ValueError(f"convention {self.name!r} does not weigh {sorted(missing)}")
+        for fam, w in self.family_weights.items():
+            if set(w) - set(OP_KINDS):
+                raise ValueError(f"convention {self.name!r}, family {fam!r}: unknown kinds {sorted(set(w) - set(OP_KINDS))}")
+
+    def weights_for(self, family: str) -> Mapping[str, int]:
+        if family in self.family_weights:
+            return {**self.weights, **self.family_weights[family]}
+        return self.weights
+
+    def count(self, cost: Cost) -> sympy.Expr:
+        """The cost's FLOPs under this convention, as a sympy expression."""
+        if self.family_weights and cost.family == "mixed":
+            raise ValueError(f"convention {self.name!r} weighs layer families differently: "
+                             "count each layer, then add the counts")
+        w = self.weights_for(cost.family)
+        return sympy.Add(*[w[k] * v for k, v in cost.ops.items()])
+
+    def describe(self) -> str:
+        parts = [f"{k}={w}" for k, w in self.weights.items()]
+        return f"{self.name}: {self.summary} [{', '.join(parts)}] ({self.source})"
+
+
+def _weights(default: int, **overrides: int) -> dict[str, int]:
+    w = {k: default for k in OP_KINDS}
+    w.update(overrides)
+    return w
+
+
+CONVENTIONS: dict[str, Convention] = {
+    c.name: c
+    for c in (
+        Convention(
+            "macs",
+            "one per multiply-accumulate; nothing else counts",
+            "torchvision weight metadata (_ops), ResNet and MobileNet papers",
+            _weights(0, mac=1),
+        ),
+        Convention(
+            "flops",
+            "two per multiply-accumulate, one per bias add and per elementwise operation of norms, activations, pooling",
+            "the common 'a MAC is two FLOPs' reading (seed 002)",
+            _weights(1, mac=2, dot=0),
+        ),
+        Convention(
+            "exact",
+            "every elementary operation once; a length-n sum is n-1 additions, a bias one more",
+            "seeds 000 and 002: (2*K_h*K_w*C_in - 1) per output without bias, 2*K_h*K_w*C_in with",
+            _weights(1, mac=2, dot=-1),
+        ),
+        Convention(
+            "mults",
+            "multiplications only (a MAC's multiply, squares, scales); no additions, divisions or comparisons",
+            "seed 004: conv 32*64*4*40, BN in training 2 multiplications per element",
+            _weights(0, mac=1, mul=1),
+        ),
+        Convention(
+            "torch",
+            "what torch.utils.flop_counter.FlopCounterMode reports: 2 per MAC of conv, mm/addmm/bmm and attention; "
+            "bias adds, norms, activations and pooling count 0",
+            "torch/utils/flop_counter.py",
+            _weights(0, mac=2),
+        ),
+        Convention(
+            "fritz",
+            "the Fritz AI / Core ML benchmark table of seed 001: a convolution counts one per MAC plus its bias add, "
+            "a dense layer two per MAC plus its bias add, batch norm a multiply and an add per element",
+            "seed 001 (conv2d 0.92, batch_normalization 0.07, dense 2.82 MFLOPS, 1 MFLOPS = 10**6)",
+            _weights(1, mac=2, dot=0),
+            {"conv": {"mac": 1}},
+        ),
+    )
+}
+
+
+def get_convention(name: str) -> Convention:
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown convention {name!r}; choose one of: {', '.join(CONVENTIONS)}") from None

@@ -1,0 +1,152 @@
+"""``Cost``: what one layer call (or a whole model) costs, as sympy expressions.
+
+Every field stays symbolic until the user asks for numbers (``evaluate``), in the
+spirit of tinygrad's ``Estimates``.  FLOPs are never stored: they depend on a
+counting convention, so a ``Cost`` stores the *primitive operation counts*
+(``ops``) and a :class:`~symcost.conventions.Convention` weighs them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import sympy
+
+#: Primitive operation kinds a layer reports.  Conventions weigh exactly these.
+OP_KINDS: dict[str, str] = {
+    "mac": "multiply-accumulate inside a dot product (conv, linear, matmul, attention)",
+    "dot": "dot products formed; a length-n dot product needs n-1 additions, not n",
+    "bias": "bias additions after a dot product",
+    "add": "elementwise addition or subtraction (also each step of a sum)",
+    "mul": "elementwise multiplication (squares, scales)",
+    "div": "division or reciprocal",
+    "cmp": "comparison, max or min (ReLU, clamps, max pooling)",
+    "fn": "transcendental function evaluation (exp, sqrt, tanh, erf)",
+}
+
+Expr = sympy.Expr
+
+
+def _sym(x) -> sympy.Expr:
+    return x if isinstance(x, sympy.Basic) else sympy.Integer(x)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Cost of one call, every field a sympy expression.
+
+    output_shape: shape of the (first) output.
+    params:  trainable parameters, as ``sum(p.numel() for p in module.parameters())``.
+    buffers: non-trainable state, e.g. BatchNorm running mean and variance
+             (Keras counts these as "non-trainable params").
+    ops:     primitive operation counts by kind (see ``OP_KINDS``).
+    reads:   elements read, each input, weight and buffer tensor counted once
+             per call (an ideal cache), not once per access.
+    writes:  elements written, each output counted once.
+    family:  the layer family that produced it ("conv", "norm" …); "mixed" for a sum
+             of several families.  Conventions of peer tools weigh families differently.
+    """
+
+    output_shape: tuple[sympy.Expr, ...] = ()
+    params: sympy.Expr = sympy.Integer(0)
+    buffers: sympy.Expr = sympy.Integer(0)
+    ops: Mapping[str, sympy.Expr] = field(default_factory=dict)
+    reads: sympy.Expr = sympy.Integer(0)
+    writes: sympy.Expr = sympy.Integer(0)
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.ops) - set(OP_KINDS)
+        if unknown:
+            raise ValueError(f"unknown op kind(s) {sorted(unknown)}; known: {sorted(OP_KINDS)}")
+        object.__setattr__(self, "output_shape", tuple(_sym(d) for d in self.output_shape))
+        object.__setattr__(self, "ops", {k: _sym(v) for k, v in self.ops.items() if v != 0})
+        for name in ("params", "buffers", "reads", "writes"):
+            object.__setattr__(self, name, _sym(getattr(self, name)))
+
+    @property
+    def macs(self) -> sympy.Expr:
+        """Multiply-accumulates: convention-free, 0 for layers that have none."""
+        return self.ops.get("mac", sympy.Integer(0))
+
+    def op(self, kind: str) -> sympy.Expr:
+        return self.ops.get(kind, sympy.Integer(0))
+
+    def __add__(self, other: "Cost") -> "Cost":
+        """Fieldwise sum (a model total); the output shape is the later one's."""
+        if not isinstance(other, Cost):
+            return NotImplemented
+        ops = dict(self.ops)
+        for k, v in other.ops.items():
+            ops[k] = ops.get(k, 0) + v
+        return Cost(
+            output_shape=other.output_shape or self.output_shape,
+            params=self.params + other.params,
+            buffers=self.buffers + other.buffers,
+            ops=ops,
+            reads=self.reads + other.reads,
+            writes=self.writes + other.writes,
+            family=self.family if self.family == other.family else "mixed",
+        )
+
+    def __radd__(self, other):
+        return self if other == 0 else NotImplemented
+
+    def __mul__(self, k) -> "Cost":
+        """Scale the work of a call repeated ``k`` times (parameters are shared, not scaled)."""
+        k = _sym(k)
+        return replace(self, ops={n: k * v for n, v in self.ops.items()}, reads=k * self.reads, writes=k * self.writes)
+
+    __rmul__ = __mul__
+
+    def map(self, fn) -> "Cost":
+        """Apply ``fn`` to every expression (``subs``, ``simplify``, ``xreplace`` …)."""
+        return Cost(
+            output_shape=tuple(fn(d) for d in self.output_shape),
+            params=fn(self.params),
+            buffers=fn(self.buffers),
+            ops={k: fn(v) for k, v in self.ops.items()},
+            reads=fn(self.reads),
+            writes=fn(self.writes),
+            family=self.family,
+        )
+
+    def subs(self, values: Mapping) -> "Cost":
+        return self.map(lambda e: e.subs(values))
+
+    @property
+    def free_symbols(self) -> set[sympy.Symbol]:
+        out: set = set()
+        for e in (*self.output_shape, self.params, self.buffers, self.reads, self.writes, *self.ops.values()):
+            out |= e.free_symbols
+        return out
+
+    def _latex(self, printer) -> str:
+        from .conventions import CONVENTIONS
+
+        rows = [
+            (r"\text{output}", r"\left(" + ", ".join(printer._print(d) for d in self.output_shape) + r"\right)"),
+            (r"\text{params}", printer._print(self.params)),
+            (r"\text{MACs}", printer._print(self.macs)),
+        ]
+        rows += [(rf"\text{{FLOPs}}_{{\text{{{c.name}}}}}", printer._print(c.count(self))) for c in CONVENTIONS.values()]
+        rows += [(r"\text{reads}", printer._print(self.reads)), (r"\text{writes}", printer._print(self.writes))]
+        body = " \\\\\n".join(f"{k} &= {v}" for k, v in rows)
+        return "\\begin{align}\n" + body + "\n\\end{align}"
+
+
+def numel(shape) -> sympy.Expr:
+    return sympy.Mul(*[_sym(d) for d in shape]) if shape else sympy.Integer(1)
+
+
+def to_int(expr, what: str = "value") -> int:
+    """An exact Python int from a numeric sympy expression; refuses anything else."""
+    expr = _sym(expr)
+    if expr.free_symbols:
+        names = ", ".join(sorted(str(s) for s in expr.free_symbols))
+        raise ValueError(f"{what} still depends on {names}: give a value for each")
+    if not expr.is_integer:
+        expr = sympy.nsimplify(expr)
+        if not expr.is_Integer:
+            raise ValueError(f"{what} is not an integer: {expr}")
+    return int(expr)

@@ -1,0 +1,197 @@
+"""The base every layer type derives from: declared arguments, validation, ``cost``.
+
+As in ``sympy.stats``: arguments are declared once (``args``), ``check`` raises
+only when a condition is *definitely* violated, so symbolic sizes pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Sequence
+
+import sympy
+
+from ..cost import Cost
+from ..symbols import user_symbol
+
+REQUIRED = object()
+
+
+class LayerError(ValueError):
+    """Bad layer arguments or input: the message names the layer and the problem."""
+
+
+def definitely(cond) -> bool:
+    """True only when a sympy relation is provably true (symbols stay undecided)."""
+    return sympy.sympify(cond) is sympy.true if not isinstance(cond, bool) else cond
+
+
+def is_number(x) -> bool:
+    return not isinstance(x, sympy.Basic) or not x.free_symbols
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One constructor argument, named as in ``torch.nn``.
+
+    kind: "size" (positive int), "count" (nonnegative int), "tuple" (positive ints,
+    one per spatial axis), "offsets" (nonnegative ints per axis), "flag" (bool,
+    symbolically a 0/1 symbol), "float", "choice", "shape" (a tuple of any length),
+    "int" (any integer, e.g. a dim).
+    symbol: what an omitted argument becomes in a symbolic formula (None: the default).
+    An argument whose default is None (torch's "unset", e.g. a pooling stride) also
+    accepts None, and "none" on the command line.
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    symbol: Any = None
+    help: str = ""
+    choices: tuple = ()
+
+    def parse(self, text: str, allow_symbols: bool):
+        """Parse a CLI value.  Never evaluates: integers, booleans, floats, or validated names."""
+        text = text.strip()
+        if self.default is None and text.lower() == "none":
+            return None
+        if self.kind == "flag":
+            low = text.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise LayerError(f"{self.name}: expected true or false, got {text!r}")
+        if self.kind == "float":
+            try:
+                return float(text)
+            except ValueError:
+                raise LayerError(f"{self.name}: expected a number, got {text!r}") from None
+        if text in self.choices:
+            return text
+        items = [t.strip() for t in text.split(",")]
+        if self.kind in ("size", "count", "int", "choice") and len(items) == 1:
+            return self._scalar(items[0], allow_symbols)
+        if self.kind in ("tuple", "offsets", "shape"):
+            vals = tuple(self._scalar(t, allow_symbols) for t in items)
+            return vals[0] if len(vals) == 1 and self.kind != "shape" else vals
+        expected = f"one of {', '.join(map(repr, self.choices))} or an integer" if self.kind == "choice" else "one integer"
+        raise LayerError(f"{self.name}: expected {expected}, got {text!r}")
+
+    def _scalar(self, t: str, allow_symbols: bool):
+        try:
+            return int(t)
+        except ValueError:
+            pass
+        if allow_symbols:
+            try:
+                return user_symbol(t)
+            except ValueError as e:
+                raise LayerError(f"{self.name}: {e}") from None
+        raise LayerError(f"{self.name}: expected an integer, got {t!r}")
+
+
+class Layer:
+    """A layer type: subclasses set the class attributes and implement ``_cost``."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    torch_name: ClassVar[str]
+    summary: ClassVar[str]
+    args: ClassVar[tuple[Arg, ...]] = ()
+    #: symbolic input shapes used when the user gives none
+    default_inputs: ClassVar[tuple[tuple, ...]] = ()
+
+    def __init__(self, *, symbolic: bool = False, **kwargs: Any) -> None:
+        known = {a.name: a for a in self.args}
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise LayerError(f"{self.name}: unknown argument {unknown[0]!r}; it takes: {names}")
+        self.values: dict[str, Any] = {}
+        for a in self.args:
+            if a.name in kwargs:
+                v = kwargs[a.name]
+            elif symbolic and a.symbol is not None:
+                v = a.symbol
+            elif a.default is REQUIRED:
+                raise LayerError(f"{self.name}: missing required argument {a.name!r} ({a.help or a.kind})")
+            else:
+                v = a.default
+            self.values[a.name] = self._normalize(a, v)
+        self.check_args()
+
+    # ---- argument helpers -------------------------------------------------
+    def __getattr__(self, item):
+        values = self.__dict__.get("values", {})
+        if item in values:
+            return values[item]
+        raise AttributeError(item)
+
+    def _normalize(self, a: Arg, v):
+        if isinstance(v, str) and a.kind != "float":
+            if v in a.choices:
+                return v
+            options = ", ".join(map(repr, a.choices)) if a.choices else "a number"
+            raise LayerError(f"{self.name}: {a.name} must be {options}, got {v!r}")
+        if a.kind == "flag":
+            if isinstance(v, bool):
+                return sympy.Integer(int(v))
+            if isinstance(v, sympy.Symbol):
+                return v
+            raise LayerError(f"{self.name}: {a.name} must be true or false, got {v!r}")
+        if a.kind in ("size", "count", "int"):
+            return self._int(a, v)
+        if a.kind in ("tuple", "offsets"):
+            vals = v if isinstance(v, (tuple, list)) else (v,) * self.dims
+            if len(vals) != self.dims:
+                raise LayerError(f"{self.name}: {a.name} needs {self.dims} value(s), got {len(vals)}")
+            return tuple(self._int(a, x) for x in vals)
+        if a.kind == "shape":
+            vals = v if isinstance(v, (tuple, list)) else (v,)
+            return tuple(self._int(a, x) for x in vals)
+        return v
+
+    def _int(self, a: Arg, v):
+        if isinstance(v, bool) or not isinstance(v, (int, sympy.Basic)):
+            raise LayerError(f"{self.name}: {a.name} must be an integer, got {v!r}")
+        v = sympy.Integer(v) if isinstance(v, int) else v
+        low = {"size": 1, "tuple": 1, "shape": 1, "count": 0, "offsets": 0}.get(a.kind)
+        if low is not None and is_number(v) and v < low:
+            what = "a positive integer" if low == 1 else "a nonnegative integer"
+            raise LayerError(f"{self.name}: {a.name} must be {what}, got {v}")
+        return v
+
+    dims: ClassVar[int] = 1
+
+    def check_args(self) -> None:
+        """Layer-specific argument checks (override)."""
+
+    def fail(self, message: str) -> None:
+        raise LayerError(f"{self.name}: {message}")
+
+    # ---- the cost ------------------------------------------------------------
+    def cost(self, *input_shapes: Sequence) -> Cost:
+        """The cost of one call on inputs of the given shapes (default: symbolic)."""
+        shapes = input_shapes or self.default_input_shapes()
+        shapes = tuple(tuple(sympy.Integer(d) if isinstance(d, int) else d for d in s) for s in shapes)
+        for s in shapes:
+            for d in s:
+                if is_number(d) and d < 1:
+                    self.fail(f"input sizes must be positive integers, got shape {tuple(s)}")
+        return replace(self._cost(*shapes), family=self.family)
+
+    def default_input_shapes(self) -> tuple[tuple, ...]:
+        return self.default_inputs
+
+    def _cost(self, *shapes) -> Cost:
+        raise NotImplementedError
+
+    def describe_args(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.values.items())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe_args()})"

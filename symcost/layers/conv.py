@@ -1,0 +1,133 @@
+"""Convolutions: conv1d/2d/3d and conv_transpose1d/2d/3d."""
+from __future__ import annotations
+
+import sympy
+
+from ..cost import Cost, numel
+from ..registry import register
+from ..symbols import C_in, C_out, N, SPATIAL, b, g, per_axis
+from .base import Arg, Layer, definitely, is_number
+from .shapes import conv_output_size, conv_transpose_output_size
+
+
+def _conv_args(dims: int, transposed: bool) -> tuple[Arg, ...]:
+    args = [
+        Arg("in_channels", "size", symbol=C_in, help="input channels"),
+        Arg("out_channels", "size", symbol=C_out, help="output channels"),
+        Arg("kernel_size", "tuple", symbol=per_axis("K", dims), help="kernel size, e.g. 3 or 4,10"),
+        Arg("stride", "tuple", 1, per_axis("s", dims)),
+        Arg("padding", "offsets", 0, per_axis("p", dims, nonnegative=True),
+            choices=() if transposed else ("same", "valid")),
+    ]
+    if transposed:
+        args.append(Arg("output_padding", "offsets", 0, per_axis("q", dims, nonnegative=True)))
+    args += [
+        Arg("groups", "size", 1, g),
+        Arg("bias", "flag", True, b),
+        Arg("dilation", "tuple", 1, per_axis("d", dims)),
+        Arg("padding_mode", "choice", "zeros", choices=("zeros", "reflect", "replicate", "circular")),
+    ]
+    return tuple(args)
+
+
+class _ConvBase(Layer):
+    family = "conv"
+    transposed = False
+
+    def default_input_shapes(self):
+        return ((N, self.in_channels, *SPATIAL[self.dims]),)
+
+    def check_args(self) -> None:
+        for what in ("in_channels", "out_channels"):
+            ch = self.values[what]
+            if is_number(ch) and is_number(self.groups) and ch % self.groups:
+                self.fail(f"{what}={ch} is not divisible by groups={self.groups}")
+        if self.padding == "same" and any(is_number(s) and s != 1 for s in self.stride):
+            self.fail("padding='same' needs stride 1 (as in torch)")
+
+    def _split_input(self, shape):
+        if len(shape) not in (self.dims + 1, self.dims + 2):
+            self.fail(f"expected an input of rank {self.dims + 2} (N, C, {'x'.join('LHW' if self.dims == 1 else 'DHW'[-self.dims:])}) "
+                      f"or {self.dims + 1} without batch, got rank {len(shape)}: {tuple(shape)}")
+        batch = shape[:-self.dims - 1]
+        channels, spatial = shape[-self.dims - 1], shape[-self.dims:]
+        if definitely(sympy.Ne(channels, self.in_channels)):
+            self.fail(f"input has {channels} channels but in_channels={self.in_channels}")
+        return batch, spatial
+
+    def _paddings(self):
+        if self.padding == "valid":
+            return (0,) * self.dims
+        return self.padding
+
+    def _cost(self, shape) -> Cost:
+        batch, spatial = self._split_input(shape)
+        per_group_in = self.in_channels / self.groups
+        kernel = numel(self.kernel_size)
+        weight = self.out_channels * per_group_in * kernel
+        params = weight + self.bias * self.out_channels
+        out_spatial = self._output_spatial(spatial)
+        out_shape = (*batch, self.out_channels, *out_spatial)
+        outputs = numel(out_shape)
+        if self.transposed:
+            # every input element is scattered into C_out/g * prod(k) outputs
+            macs = numel(shape) * (self.out_channels / self.groups) * kernel
+        else:
+            macs = outputs * per_group_in * kernel
+        return Cost(
+            output_shape=out_shape,
+            params=params,
+            ops={"mac": macs, "dot": outputs, "bias": self.bias * outputs},
+            reads=numel(shape) + params,
+            writes=outputs,
+        )
+
+    def _output_spatial(self, spatial):
+        if self.padding == "same":
+            return tuple(spatial)
+        out = []
+        for i, k, s, p, d in zip(spatial, self.kernel_size, self.stride, self._paddings(), self.dilation):
+            span = i + 2 * p - d * (k - 1)
+            if definitely(sympy.Lt(span, 1)):
+                self.fail(f"the dilated kernel ({d * (k - 1) + 1}) is larger than the padded input ({i + 2 * p})")
+            out.append(conv_output_size(i, k, s, p, d))
+        return tuple(out)
+
+
+class _ConvTransposeBase(_ConvBase):
+    transposed = True
+
+    def check_args(self) -> None:
+        super().check_args()
+        for q, s, d in zip(self.output_padding, self.stride, self.dilation):
+            if all(map(is_number, (q, s, d))) and q >= s and q >= d:
+                self.fail(f"output_padding ({q}) must be smaller than either stride ({s}) or dilation ({d})")
+
+    def _output_spatial(self, spatial):
+        out = []
+        for i, k, s, p, d, q in zip(spatial, self.kernel_size, self.stride, self.padding, self.dilation,
+                                    self.output_padding):
+            o = conv_transpose_output_size(i, k, s, p, d, q)
+            if definitely(sympy.Lt(o, 1)):
+                self.fail(f"output size would be {o}: padding {p} is too large for input {i}")
+            out.append(o)
+        return tuple(out)
+
+
+def _make(dims: int, transposed: bool):
+    base = _ConvTransposeBase if transposed else _ConvBase
+    stem = "conv_transpose" if transposed else "conv"
+    torch_name = f"torch.nn.ConvTranspose{dims}d" if transposed else f"torch.nn.Conv{dims}d"
+    doc = (r"Transposed convolution: MACs $= N C_{in} \prod I \cdot \frac{C_{out}}{g} \prod K$ (each input scattered)."
+           if transposed else
+           r"Convolution: MACs $= N C_{out} \prod O \cdot \frac{C_{in}}{g} \prod K$; one dot product per output.")
+    cls = type(f"{'ConvTranspose' if transposed else 'Conv'}{dims}d", (base,), {
+        "name": f"{stem}{dims}d", "dims": dims, "torch_name": torch_name, "__doc__": doc,
+        "summary": f"{dims}-D {'transposed ' if transposed else ''}convolution (stride, padding, dilation, groups, bias)",
+        "args": _conv_args(dims, transposed), "__module__": __name__,
+    })
+    return register(cls)
+
+
+Conv1d, Conv2d, Conv3d = (_make(d, False) for d in (1, 2, 3))
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_make(d, True) for d in (1, 2, 3))

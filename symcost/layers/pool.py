@@ -1,0 +1,239 @@
+r"""Pooling: maxpool1d/2d/3d, avgpool1d/2d/3d, adaptive_avgpool1d/2d/3d, adaptive_maxpool1d/2d/3d.
+
+Counted per output element, for a window of $K = \prod k$ elements:
+
+* max pooling: $K - 1$ comparisons;
+* average pooling: $K - 1$ additions and 1 division.
+
+Edge windows are counted as full windows: a window that overlaps the padding
+(or, with ``ceil_mode``, runs past the input) is counted as $K$ elements
+although torch skips (max) or adds zeros for (avg) the missing ones.  The
+count is therefore data independent and the same for ``count_include_pad``
+and ``divisor_override``, which change only the divisor.
+
+Adaptive pooling uses torch's windows, along each axis
+$[\lfloor iI/O \rfloor, \lceil (i+1)I/O \rceil)$ for $i < O$.  Their lengths sum
+to $T = I + O - \gcd(I, O)$ (``adaptive_window_total``; $T = I$ when $O$ divides
+$I$), and the windows are separable, so the window elements summed over all
+outputs are $\prod_a T_a$ per channel: adaptive avg is $\prod T - \prod O$
+additions and $\prod O$ divisions, adaptive max $\prod T - \prod O$ comparisons.
+
+Reads are the input, writes the output (twice with ``return_indices``, which
+also writes an index tensor of the same size).  FlopCounterMode counts none of
+this ('torch' convention: 0).
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+
+from ..cost import Cost, numel
+from ..registry import register
+from ..symbols import N, SPATIAL, per_axis, size
+from .base import Arg, Layer, definitely, is_number
+from .shapes import adaptive_window_total, pool_output_size
+
+C = size("C")
+
+
+class gcd(sympy.Function):
+    """Integer gcd that stays unevaluated until both arguments are numbers (``sympy.gcd`` of two
+    symbols is the polynomial gcd, 1, which would be wrong here)."""
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Integer and b.is_Integer:
+            return sympy.Integer(math.gcd(int(a), int(b)))
+        if a == b:
+            return a
+
+    def _eval_is_integer(self):
+        return True
+
+    def _eval_is_positive(self):
+        return True
+
+
+def window_total(size_, out):
+    """Sum of the adaptive window lengths along one axis (exact for every I and O)."""
+    if is_number(out):
+        return adaptive_window_total(size_, out)
+    return size_ + out - gcd(size_, out)
+
+
+class _PoolBase(Layer):
+    family = "pool"
+
+    def default_input_shapes(self):
+        return ((N, C, *SPATIAL[self.dims]),)
+
+    def _split(self, shape):
+        if len(shape) not in (self.dims + 1, self.dims + 2):
+            self.fail(f"expected an input of rank {self.dims + 2} (N, C, spatial) or {self.dims + 1} without "
+                      f"batch, got rank {len(shape)}: {tuple(shape)}")
+        return tuple(shape[:-self.dims]), tuple(shape[-self.dims:])
+
+    def _flag(self, name: str) -> bool:
+        v = self.values[name]
+        if not is_number(v):
+            self.fail(f"{name} must be true or false for a formula, got the symbol {v}")
+        return bool(v)
+
+
+def _window_args(dims: int, dilation: bool) -> list[Arg]:
+    args = [
+        Arg("kernel_size", "tuple", symbol=per_axis("K", dims), help="window size, e.g. 2 or 3,2"),
+        Arg("stride", "tuple", None, per_axis("s", dims), help="default (None): kernel_size"),
+        Arg("padding", "offsets", 0, per_axis("p", dims, nonnegative=True)),
+    ]
+    if dilation:
+        args.append(Arg("dilation", "tuple", 1, per_axis("d", dims)))
+    return args
+
+
+class _WindowPool(_PoolBase):
+    """Fixed-window pooling; subclasses give the ops per output element."""
+
+    has_dilation = False
+
+    def check_args(self) -> None:
+        for k, p in zip(self.kernel_size, self.padding):
+            if is_number(k) and is_number(p) and p > k // 2:
+                self.fail(f"padding ({p}) must be at most half of kernel_size ({k}), as torch requires")
+
+    def _strides(self):
+        return self.stride if self.stride is not None else self.kernel_size
+
+    def _dilations(self):
+        return self.dilation if self.has_dilation else (1,) * self.dims
+
+    def _cost(self, shape) -> Cost:
+        lead, spatial = self._split(shape)
+        ceil_mode = self._flag("ceil_mode")
+        out = []
+        for i, k, s, p, d in zip(spatial, self.kernel_size, self._strides(), self.padding, self._dilations()):
+            span = d * (k - 1) + 1
+            if definitely(sympy.Lt(i + 2 * p, span)):
+                self.fail(f"the {'dilated ' if self.has_dilation else ''}kernel ({span}) is larger than the padded "
+                          f"input ({i + 2 * p})")
+            o = pool_output_size(i, k, s, p, d, ceil_mode)
+            if definitely(sympy.Lt(o, 1)):
+                self.fail(f"output size would be {o} for input size {i}")
+            out.append(o)
+        out_shape = (*lead, *out)
+        outputs = numel(out_shape)
+        window = numel(self.kernel_size)
+        return Cost(output_shape=out_shape, ops=self.ops(outputs, window), reads=numel(shape),
+                    writes=outputs * self.index_factor())
+
+    def index_factor(self):
+        return 1
+
+    def ops(self, outputs, window) -> dict:
+        raise NotImplementedError
+
+
+class _MaxPool(_WindowPool):
+    has_dilation = True
+
+    def ops(self, outputs, window) -> dict:
+        return {"cmp": outputs * (window - 1)}
+
+    def index_factor(self):
+        return 1 + self.return_indices
+
+
+class _AvgPool(_WindowPool):
+    def check_args(self) -> None:
+        super().check_args()
+        d = self.values.get("divisor_override")
+        if d is not None and is_number(d) and d == 0:
+            self.fail("divisor_override must not be zero")
+
+    def ops(self, outputs, window) -> dict:
+        return {"add": outputs * (window - 1), "div": outputs}
+
+
+def _make_window(dims: int, kind: str):
+    if kind == "max":
+        args = _window_args(dims, True) + [Arg("return_indices", "flag", False), Arg("ceil_mode", "flag", False)]
+        doc = (rf"{dims}-D max pooling: $K - 1$ comparisons per output, $K = \prod k$ (edge windows counted as "
+               "full windows).")
+        summary = f"{dims}-D max pooling (K-1 cmp per output; edge windows counted full)"
+    else:
+        args = _window_args(dims, False) + [Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True)]
+        if dims > 1:  # torch.nn.AvgPool1d has no divisor_override
+            args.append(Arg("divisor_override", "size", None, help="divisor instead of the window size"))
+        doc = (rf"{dims}-D average pooling: $K - 1$ additions and 1 division per output, $K = \prod k$ (edge "
+               "windows counted as full windows, whatever count_include_pad or divisor_override say).")
+        summary = f"{dims}-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
+    stem = "Max" if kind == "max" else "Avg"
+    cls = type(f"{stem}Pool{dims}d", (_MaxPool if kind == "max" else _AvgPool,), {
+        "name": f"{kind}pool{dims}d", "dims": dims, "torch_name": f"torch.nn.{stem}Pool{dims}d",
+        "summary": summary, "args": tuple(args), "__doc__": doc, "__module__": __name__,
+    })
+    return register(cls)
+
+
+MaxPool1d, MaxPool2d, MaxPool3d = (_make_window(d, "max") for d in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (_make_window(d, "avg") for d in (1, 2, 3))
+
+
+class _AdaptivePool(_PoolBase):
+    def _normalize(self, a: Arg, v):
+        if a.name == "output_size":  # torch allows None per axis: keep that axis's input size
+            vals = v if isinstance(v, (tuple, list)) else (v,) * self.dims
+            if len(vals) != self.dims:
+                self.fail(f"output_size needs {self.dims} value(s), got {len(vals)}")
+            return tuple(None if x is None else self._int(a, x) for x in vals)
+        return super()._normalize(a, v)
+
+    def _cost(self, shape) -> Cost:
+        lead, spatial = self._split(shape)
+        outs = tuple(i if o is None else o for i, o in zip(spatial, self.output_size))
+        totals = [i if o is None else window_total(i, o) for i, o in zip(spatial, self.output_size)]
+        channels = numel(lead)
+        outputs = channels * numel(outs)
+        summed = channels * sympy.Mul(*totals)  # window elements over all outputs
+        return Cost(output_shape=(*lead, *outs), ops=self.ops(outputs, summed), reads=numel(shape),
+                    writes=outputs * self.index_factor())
+
+    def index_factor(self):
+        return 1
+
+
+class _AdaptiveAvg(_AdaptivePool):
+    def ops(self, outputs, summed) -> dict:
+        return {"add": summed - outputs, "div": outputs}
+
+
+class _AdaptiveMax(_AdaptivePool):
+    def ops(self, outputs, summed) -> dict:
+        return {"cmp": summed - outputs}
+
+    def index_factor(self):
+        return 1 + self.return_indices
+
+
+def _make_adaptive(dims: int, kind: str):
+    args = [Arg("output_size", "tuple", symbol=per_axis("O", dims), help="output size per axis (None: keep)")]
+    if kind == "max":
+        args.append(Arg("return_indices", "flag", False))
+        doc = (f"{dims}-D adaptive max pooling: per channel, sum of window sizes minus outputs comparisons "
+               "(torch's windows [floor(iI/O), ceil((i+1)I/O)) per axis).")
+        summary = f"{dims}-D adaptive max pooling (window-1 cmp per output, exact windows)"
+    else:
+        doc = (f"{dims}-D adaptive average pooling: per channel, sum of window sizes minus outputs additions "
+               "and one division per output (torch's windows [floor(iI/O), ceil((i+1)I/O)) per axis).")
+        summary = f"{dims}-D adaptive average pooling (window-1 add + 1 div per output, exact windows)"
+    stem = "Max" if kind == "max" else "Avg"
+    cls = type(f"Adaptive{stem}Pool{dims}d", (_AdaptiveMax if kind == "max" else _AdaptiveAvg,), {
+        "name": f"adaptive_{kind}pool{dims}d", "dims": dims, "torch_name": f"torch.nn.Adaptive{stem}Pool{dims}d",
+        "summary": summary, "args": tuple(args), "__doc__": doc, "__module__": __name__,
+    })
+    return register(cls)
+
+
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (_make_adaptive(d, "avg") for d in (1, 2, 3))
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (_make_adaptive(d, "max") for d in (1, 2, 3))

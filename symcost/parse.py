@@ -1,0 +1,95 @@
+"""Parsing of user strings: shapes and layer settings.  Nothing here ever evaluates a string."""
+from __future__ import annotations
+
+import sympy
+
+from .symbols import user_symbol
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+def parse_dim(text: str, allow_symbols: bool):
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        if not allow_symbols:
+            raise UsageError(f"size {text!r} is not an integer") from None
+        try:
+            return user_symbol(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if value < 1:
+        raise UsageError(f"sizes must be positive integers, got {value}")
+    return value
+
+
+def parse_shape(text: str, allow_symbols: bool = True) -> tuple:
+    """``"1x3xHxW"`` -> (1, 3, H, W); lowercase x separates, the same letter twice is the same symbol."""
+    if not text.strip():
+        raise UsageError("empty input shape")
+    return tuple(parse_dim(t, allow_symbols) for t in text.replace("×", "x").split("x"))
+
+
+def parse_shapes(text: str, allow_symbols: bool = True) -> tuple[tuple, ...]:
+    """Several inputs separated by commas: ``"8x64x32,8x32x16"``."""
+    return tuple(parse_shape(part, allow_symbols) for part in text.split(","))
+
+
+def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool) -> dict:
+    """``["in_channels=3", "kernel_size=4,10", "bias=false"]`` -> typed values per the layer's ``args``."""
+    from .layers.base import LayerError
+
+    args = {a.name: a for a in layer_cls.args}
+    out: dict = {}
+    for tok in tokens:
+        if "=" not in tok:
+            raise UsageError(f"{layer_cls.name}: expected name=value, got {tok!r} (arguments: {', '.join(args)})")
+        key, value = tok.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in args:
+            raise UsageError(f"{layer_cls.name}: unknown argument {key!r}; it takes: {', '.join(args) or 'none'}")
+        try:
+            out[key] = args[key].parse(value, allow_symbols)
+        except LayerError as e:
+            raise UsageError(f"{layer_cls.name}: {e}") from None
+    return out
+
+
+def rewrite_layer_options(tokens: list[str], layer_cls) -> list[str]:
+    """Turn ``--mode eval``, ``--bias``, ``--no-bias`` into ``mode=eval``, ``bias=true``, ``bias=false``."""
+    kinds = {a.name: a.kind for a in layer_cls.args}
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        name = tok[2:].replace("-", "_") if tok.startswith("--") else None
+        if name and "=" in name:
+            key, value = name.split("=", 1)
+            if key in kinds:
+                out.append(f"{key}={value}")
+                i += 1
+                continue
+        if name in kinds:
+            if kinds[name] == "flag":
+                out.append(f"{name}=true")
+                i += 1
+            elif i + 1 < len(tokens):
+                out.append(f"{name}={tokens[i + 1]}")
+                i += 2
+            else:
+                raise UsageError(f"--{name} needs a value")
+            continue
+        if name and name.startswith("no_") and kinds.get(name[3:]) == "flag":
+            out.append(f"{name[3:]}=false")
+            i += 1
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def to_sympy_shape(shape) -> tuple:
+    return tuple(sympy.Integer(d) if isinstance(d, int) else d for d in shape)

@@ -1,0 +1,29 @@
+"""Shared test helpers: exact numbers from a layer, and the torch side of a check."""
+from __future__ import annotations
+
+from symcost import CONVENTIONS, layer
+from symcost.cost import to_int
+from symcost.empirical import measure
+
+
+def numbers(name: str, shapes, convention: str = "torch", **kwargs) -> dict:
+    lay = layer(name, symbolic=False, **kwargs)
+    cost = lay.cost(*shapes)
+    return {
+        "shape": tuple(to_int(d) for d in cost.output_shape),
+        "params": to_int(cost.params),
+        "buffers": to_int(cost.buffers),
+        "flops": to_int(CONVENTIONS[convention].count(cost)),
+        "macs": to_int(cost.macs),
+    }
+
+
+def assert_matches_torch(name: str, shapes, torch_kwargs: dict | None = None, train: bool = False, **kwargs) -> None:
+    """symcost's shape, params, buffers and torch-convention FLOPs equal what torch does, exactly."""
+    ours = numbers(name, shapes, "torch", **kwargs)
+    lay = layer(name, symbolic=False, **kwargs)
+    real = measure(lay.torch_name, torch_kwargs if torch_kwargs is not None else kwargs, shapes, train=train)
+    assert ours["shape"] == real.output_shape, (name, kwargs, shapes)
+    assert ours["params"] == real.params, (name, kwargs)
+    assert ours["buffers"] == real.buffers, (name, kwargs)
+    assert ours["flops"] == real.flops, (name, kwargs, shapes, real.flops_by_op)
