@@ -40,11 +40,14 @@ def check_layer(layer, shapes) -> CheckResult:
     from .empirical import measure
 
     cost = layer.cost(*shapes)
-    kwargs = {k: _plain(v) for k, v in layer.values.items()}
+    flags = {a.name for a in layer.args if a.kind == "flag"}
+    kwargs = {k: (bool(v) if k in flags else _plain(v)) for k, v in layer.values.items() if v is not None}
     train = kwargs.get("mode") == "train"
     integer_high = kwargs.get("num_embeddings")
-    real = measure(layer.torch_name, kwargs, [tuple(int(d) for d in s) for s in shapes], train=train,
-                   integer_high=integer_high)
+    torch_shapes = [tuple(int(d) for d in s) for s in shapes]
+    if layer.family == "attention" and len(torch_shapes) < 3:
+        torch_shapes += [torch_shapes[-1]] * (3 - len(torch_shapes))  # q (k = v): self-attention
+    real = measure(layer.torch_name, kwargs, torch_shapes, train=train, integer_high=integer_high)
     ours_shape = [to_int(d, "output size") for d in cost.output_shape]
     result = CheckResult(layer.name, [[int(d) for d in s] for s in shapes])
     pairs = [

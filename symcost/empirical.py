@@ -64,8 +64,12 @@ def measure(torch_name: str, kwargs: dict, shapes: Sequence[Sequence[int]], *, t
     else:
         call = lambda *xs, **kw: target(*xs, **ctor, **kw)  # noqa: E731
         params = buffers = 0
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     counter = FlopCounterMode(display=False)
-    with counter:
+    # FlopCounterMode has no formula for the CPU flash-attention kernel (it would report 0);
+    # the math kernel is the one meta tensors and the documented torch convention use
+    with counter, sdpa_kernel(SDPBackend.MATH):
         out = call(*inputs, **fwd)
     if isinstance(out, tuple):  # MultiheadAttention returns (output, weights)
         out = out[0]

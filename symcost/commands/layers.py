@@ -33,8 +33,9 @@ def _build(args, symbolic: bool):
         shapes = layer.default_input_shapes()
     else:
         raise UsageError(f"{cls.name}: --input SHAPE is required (e.g. --input 1x3x224x224)")
-    if len(shapes) == 1 and len(layer.default_input_shapes()) == 2:
-        shapes = shapes * 2  # two-input ops given one shape: both inputs have it
+    expected = len(layer.default_input_shapes())
+    if len(shapes) == 1 and expected > 1 and layer.family in ("elementwise", "matmul"):
+        shapes = shapes * expected  # a binary op given one shape: both inputs have it
     return layer, shapes
 
 

@@ -140,6 +140,12 @@ class PReLU(_Elementwise):
         return a
 
 
+def softmax_row_ops(d) -> dict:
+    """A stable softmax over one row of ``d``: max (d-1 cmp), subtract it (d add), exp (d fn), sum (d-1 add),
+    divide (d div)."""
+    return {"cmp": d - 1, "add": d + (d - 1), "fn": d, "div": d}
+
+
 class _RowSoftmax(Layer):
     """Base of softmax and log_softmax: ``row_ops(D)`` on every row of length D along ``dim``."""
 
@@ -153,6 +159,8 @@ class _RowSoftmax(Layer):
     def _cost(self, shape) -> Cost:
         rank = max(len(shape), 1)
         dim = self.dim
+        if not is_number(dim):
+            self.fail(f"dim must be an integer, not the symbol {dim}")
         if not -rank <= dim < rank:
             self.fail(f"dim={dim} is out of range for an input of rank {len(shape)}")
         d = shape[dim] if shape else sympy.Integer(1)
@@ -172,7 +180,7 @@ class Softmax(_RowSoftmax):
     summary = "softmax along dim (per row of D: D-1 cmp, 2D-1 add, D exp, D div)"
 
     def row_ops(self, d) -> dict:
-        return {"cmp": d - 1, "add": d + (d - 1), "fn": d, "div": d}
+        return softmax_row_ops(d)
 
 
 @register

@@ -40,6 +40,7 @@ class Arg:
     kind: "size" (positive int), "count" (nonnegative int), "tuple" (positive ints,
     one per spatial axis), "offsets" (nonnegative ints per axis), "flag" (bool,
     symbolically a 0/1 symbol), "float", "choice", "shape" (a tuple of any length),
+    "dims" (a tuple of dimension indices, negative allowed),
     "int" (any integer, e.g. a dim).
     symbol: what an omitted argument becomes in a symbolic formula (None: the default).
     An argument whose default is None (torch's "unset", e.g. a pooling stride) also
@@ -75,9 +76,9 @@ class Arg:
         items = [t.strip() for t in text.split(",")]
         if self.kind in ("size", "count", "int", "choice") and len(items) == 1:
             return self._scalar(items[0], allow_symbols)
-        if self.kind in ("tuple", "offsets", "shape"):
-            vals = tuple(self._scalar(t, allow_symbols) for t in items)
-            return vals[0] if len(vals) == 1 and self.kind != "shape" else vals
+        if self.kind in ("tuple", "offsets", "shape", "dims"):
+            vals = tuple(self._scalar(t, allow_symbols and self.kind != "dims") for t in items)
+            return vals[0] if len(vals) == 1 and self.kind not in ("shape", "dims") else vals
         expected = f"one of {', '.join(map(repr, self.choices))} or an integer" if self.kind == "choice" else "one integer"
         raise LayerError(f"{self.name}: expected {expected}, got {text!r}")
 
@@ -132,6 +133,8 @@ class Layer:
         raise AttributeError(item)
 
     def _normalize(self, a: Arg, v):
+        if v is None and a.default is None:
+            return None  # an optional argument left unset, as torch's None
         if isinstance(v, str) and a.kind != "float":
             if v in a.choices:
                 return v
@@ -150,6 +153,11 @@ class Layer:
             if len(vals) != self.dims:
                 raise LayerError(f"{self.name}: {a.name} needs {self.dims} value(s), got {len(vals)}")
             return tuple(self._int(a, x) for x in vals)
+        if a.kind == "dims":
+            vals = v if isinstance(v, (tuple, list)) else (v,)
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
+                raise LayerError(f"{self.name}: {a.name} must be integers (dims), got {v!r}")
+            return tuple(vals)
         if a.kind == "shape":
             vals = v if isinstance(v, (tuple, list)) else (v,)
             return tuple(self._int(a, x) for x in vals)

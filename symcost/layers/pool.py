@@ -18,6 +18,11 @@ $I$), and the windows are separable, so the window elements summed over all
 outputs are $\prod_a T_a$ per channel: adaptive avg is $\prod T - \prod O$
 additions and $\prod O$ divisions, adaptive max $\prod T - \prod O$ comparisons.
 
+Refused as torch refuses them: padding over half the kernel (``p > k // 2``),
+and an output size below 1 (the dilated kernel past the padded input; with
+``ceil_mode`` it may overhang by less than a stride).  avg_pool3d alone also
+refuses an unpadded input smaller than the kernel.
+
 Reads are the input, writes the output (twice with ``return_indices``, which
 also writes an index tensor of the same size).  FlopCounterMode counts none of
 this ('torch' convention: 0).
@@ -96,6 +101,8 @@ class _WindowPool(_PoolBase):
     """Fixed-window pooling; subclasses give the ops per output element."""
 
     has_dilation = False
+    #: torch's avg_pool3d (only) checks the unpadded input against the kernel
+    unpadded_must_cover_kernel = False
 
     def check_args(self) -> None:
         for k, p in zip(self.kernel_size, self.padding):
@@ -114,12 +121,13 @@ class _WindowPool(_PoolBase):
         out = []
         for i, k, s, p, d in zip(spatial, self.kernel_size, self._strides(), self.padding, self._dilations()):
             span = d * (k - 1) + 1
-            if definitely(sympy.Lt(i + 2 * p, span)):
-                self.fail(f"the {'dilated ' if self.has_dilation else ''}kernel ({span}) is larger than the padded "
-                          f"input ({i + 2 * p})")
+            if self.unpadded_must_cover_kernel and definitely(sympy.Lt(i, k)):
+                self.fail(f"input size {i} is smaller than kernel_size {k}: torch's avg_pool3d refuses this "
+                          "even when padding would make room")
             o = pool_output_size(i, k, s, p, d, ceil_mode)
-            if definitely(sympy.Lt(o, 1)):
-                self.fail(f"output size would be {o} for input size {i}")
+            if definitely(sympy.Lt(o, 1)):  # (with ceil_mode a kernel may overhang the padded input by < stride)
+                self.fail(f"the {'dilated ' if self.has_dilation else ''}kernel ({span}) is larger than the padded "
+                          f"input ({i + 2 * p}): output size would be {o}")
             out.append(o)
         out_shape = (*lead, *out)
         outputs = numel(out_shape)
@@ -171,6 +179,7 @@ def _make_window(dims: int, kind: str):
     stem = "Max" if kind == "max" else "Avg"
     cls = type(f"{stem}Pool{dims}d", (_MaxPool if kind == "max" else _AvgPool,), {
         "name": f"{kind}pool{dims}d", "dims": dims, "torch_name": f"torch.nn.{stem}Pool{dims}d",
+        "unpadded_must_cover_kernel": kind == "avg" and dims == 3,
         "summary": summary, "args": tuple(args), "__doc__": doc, "__module__": __name__,
     })
     return register(cls)

@@ -24,6 +24,10 @@ def pool_output_size(size, kernel, stride, padding=0, dilation=1, ceil_mode=Fals
     if not ceil_mode:
         return sympy.floor(span / sympy.sympify(stride)) + 1
     out = sympy.ceiling(span / sympy.sympify(stride)) + 1
+    # ceil(X/s)*s <= X + s - 1, so the last window can start in the right padding only if s >= d(k-1) + 2 - p
+    margin = sympy.sympify(stride - dilation * (kernel - 1) - 2 + padding)
+    if margin.is_negative:
+        return out
     # torch drops a last window that would start in the right padding
     drop = sympy.Ge((out - 1) * stride, size + padding)
     if drop is sympy.true:

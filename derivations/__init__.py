@@ -1,0 +1,1 @@
+"""Executable derivations of the seed documents' numbers; ``python -m derivations`` writes them to out/*.md."""

@@ -1,0 +1,174 @@
+"""Tensor operations that models call functionally (``x - y``, ``x.mean(dim)``, ``torch.cat``, ``addmm`` …).
+
+Whole-model tracing maps every aten op outside a catalogued module to one of these or
+to a catalogued layer, so functional code is costed by the same formulas as modules.
+"""
+from __future__ import annotations
+
+import sympy
+
+from ..cost import Cost, numel
+from ..registry import register
+from ..symbols import K, M, N, P, SPATIAL, size
+from .base import Arg, Layer
+from .elementwise import _Binary
+from .linear import _MatmulBase
+
+C = size("C")
+_X = (N, C, *SPATIAL[2])
+
+
+@register
+class Sub(_Binary):
+    r"""$a - b$ with broadcasting: 1 add (subtraction) per output element."""
+
+    name = "sub"
+    torch_name = "torch.sub"
+    summary = "elementwise a - b with broadcasting (1 add per output)"
+    op_kind = "add"
+
+
+@register
+class Div(_Binary):
+    r"""$a / b$ with broadcasting: 1 div per output element."""
+
+    name = "div"
+    torch_name = "torch.div"
+    summary = "elementwise a / b with broadcasting (1 div per output)"
+    op_kind = "div"
+
+
+@register
+class Compare(_Binary):
+    r"""$a \lessgtr b$, $a = b$, or a masked fill (a select): 1 cmp per output element."""
+
+    name = "compare"
+    torch_name = "torch.eq"
+    summary = "elementwise comparison or masked select (eq, ne, lt, masked_fill …; 1 cmp per output)"
+    op_kind = "cmp"
+
+
+class _Unary(Layer):
+    family = "elementwise"
+    default_inputs = (_X,)
+    per_element: dict = {}
+
+    def _cost(self, x) -> Cost:
+        n = numel(x)
+        return Cost(output_shape=x, ops={k: v * n for k, v in self.per_element.items()}, reads=n, writes=n)
+
+
+@register
+class Exp(_Unary):
+    r"""$e^x$ (also sqrt, rsqrt, log): 1 fn per element."""
+
+    name = "exp"
+    torch_name = "torch.exp"
+    summary = "elementwise transcendental function: exp, log, sqrt, rsqrt (1 fn per element)"
+    per_element = {"fn": 1}
+
+
+@register
+class Copy(Layer):
+    r"""Data movement with no arithmetic (cat, pad, clone, roll, gather by index, contiguous):
+    zero operations; reads the inputs, writes the output."""
+
+    name = "copy"
+    family = "memory"
+    torch_name = "torch.clone"
+    summary = "zero arithmetic: data movement (cat, pad, clone, roll, index, contiguous); reads and writes only"
+    default_inputs = (_X,)
+
+    def _cost(self, *shapes) -> Cost:
+        out = shapes[-1] if len(shapes) > 1 else shapes[0]
+        return Cost(output_shape=out, reads=sum((numel(s) for s in shapes[:-1] or shapes), sympy.Integer(0)),
+                    writes=numel(out))
+
+
+class _Reduce(Layer):
+    r"""Reduction over ``dim``: a reduction of m values is m-1 operations per output (plus a finish)."""
+
+    family = "reduction"
+    default_inputs = (_X,)
+    args = (Arg("dim", "dims", (-1, -2), help="dims reduced, e.g. 2,3 or -1"),
+            Arg("keepdim", "flag", False))
+    step: dict = {}      # per reduction step (m-1 per output)
+    finish: dict = {}    # per output
+    per_element: dict = {}
+
+    def _cost(self, x) -> Cost:
+        rank = len(x)
+        try:
+            dims = {int(d) % rank for d in self.dim}
+        except ZeroDivisionError:
+            self.fail("cannot reduce a scalar")
+        out = tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(x) if self.keepdim or i not in dims)
+        n, outputs = numel(x), numel(out)
+        ops = {}
+        for k, v in self.step.items():
+            ops[k] = ops.get(k, 0) + v * (n - outputs)
+        for k, v in self.finish.items():
+            ops[k] = ops.get(k, 0) + v * outputs
+        for k, v in self.per_element.items():
+            ops[k] = ops.get(k, 0) + v * n
+        return Cost(output_shape=out, ops=ops, reads=n, writes=outputs)
+
+
+@register
+class Mean(_Reduce):
+    name = "mean"
+    torch_name = "torch.mean"
+    summary = "mean over dims (m-1 adds + 1 div per output)"
+    step, finish = {"add": 1}, {"div": 1}
+
+
+@register
+class Sum(_Reduce):
+    name = "sum"
+    torch_name = "torch.sum"
+    summary = "sum over dims (m-1 adds per output)"
+    step = {"add": 1}
+
+
+@register
+class Amax(_Reduce):
+    name = "amax"
+    torch_name = "torch.amax"
+    summary = "max over dims (m-1 cmp per output)"
+    step = {"cmp": 1}
+
+
+@register
+class VectorNorm(_Reduce):
+    r"""2-norm over dims: $m$ squares, $m-1$ adds and 1 sqrt per output."""
+
+    name = "vector_norm"
+    torch_name = "torch.linalg.vector_norm"
+    summary = "2-norm over dims (1 mul per element, m-1 adds + 1 sqrt per output)"
+    step, finish, per_element = {"add": 1}, {"fn": 1}, {"mul": 1}
+
+
+@register
+class Addmm(_MatmulBase):
+    r"""$\beta\,\mathrm{bias} + A B$ (what ``nn.Linear`` becomes): MACs $M K P$, one bias add per output."""
+
+    name = "addmm"
+    torch_name = "torch.addmm"
+    summary = "bias + A @ B, the aten form of a linear layer (1 bias add per output)"
+    default_inputs = ((P,), (M, K), (K, P))
+
+    def _cost(self, bias, a=None, c=None) -> Cost:
+        cost = super()._cost(a, c)
+        outputs = numel(cost.output_shape)
+        return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
+                    reads=cost.reads + numel(bias), writes=cost.writes)
+
+
+@register
+class Baddbmm(Addmm):
+    r"""$\beta\,X + A B$ batched (attention with a bias or mask): MACs $B M K P$, one add per output."""
+
+    name = "baddbmm"
+    torch_name = "torch.baddbmm"
+    summary = "X + A @ B batched (1 add per output)"
+    default_inputs = ((N, M, P), (N, M, K), (N, K, P))

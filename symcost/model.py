@@ -1,0 +1,75 @@
+"""A traced model's cost: one row per layer call, every number a sympy expression.
+
+Nothing here imports torch, so a cached derivation answers without it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import sympy
+
+from .conventions import Convention, get_convention
+from .cost import Cost, to_int
+
+
+@dataclass
+class Row:
+    name: str            # qualified module name; functional ops get ":op" appended
+    layer: str           # catalog layer name
+    args: dict           # its arguments (plain values)
+    input_shapes: tuple  # symbolic
+    cost: Cost
+
+
+@dataclass
+class ModelCost:
+    target: str
+    input_shape: tuple
+    rows: list[Row]
+    uncovered: dict[str, int] = field(default_factory=dict)   # aten op -> calls symcost could not cost
+    zero_cost_ops: dict[str, int] = field(default_factory=dict)  # views and tensor creation, counted 0 on purpose
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def symbols(self) -> list[sympy.Symbol]:
+        return sorted({s for d in self.input_shape if isinstance(d, sympy.Basic) for s in d.free_symbols}, key=str)
+
+    def total(self, convention: str | Convention = "flops") -> dict[str, sympy.Expr]:
+        conv = get_convention(convention) if isinstance(convention, str) else convention
+        params = sympy.Add(*[r.cost.params for r in self.rows])
+        buffers = sympy.Add(*[r.cost.buffers for r in self.rows])
+        macs = sympy.Add(*[r.cost.macs for r in self.rows])
+        flops = sympy.Add(*[conv.count(r.cost) for r in self.rows])
+        reads = sympy.Add(*[r.cost.reads for r in self.rows])
+        writes = sympy.Add(*[r.cost.writes for r in self.rows])
+        return {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads, "writes": writes}
+
+    def by_family(self, convention: str | Convention = "flops", metric: str = "flops") -> dict[str, sympy.Expr]:
+        conv = get_convention(convention) if isinstance(convention, str) else convention
+        out: dict[str, sympy.Expr] = {}
+        for r in self.rows:
+            value = conv.count(r.cost) if metric == "flops" else getattr(r.cost, metric)
+            out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
+        return out
+
+    def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
+        """Exact integers at one assignment of the input symbols."""
+        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
+        return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
+
+    def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
+        """A vectorised NumPy function of the symbols (in ``self.symbols`` order) -> dict of arrays."""
+        import numpy as np
+
+        total = self.total(convention)
+        fns = {m: sympy.lambdify(self.symbols, total[m], modules="numpy") for m in metrics}
+
+        def run(*arrays):
+            out = {}
+            for m, f in fns.items():
+                v = np.asarray(f(*arrays), dtype=np.float64)
+                out[m] = np.rint(np.broadcast_to(v, np.broadcast(*arrays).shape if arrays else ())).astype(np.int64)
+            return out
+
+        return run

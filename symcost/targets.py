@@ -1,0 +1,103 @@
+"""Load a model named on the command line: ``torchvision:NAME`` or ``path/to/file.py:callable``.
+
+``load_target(spec)`` returns an ``nn.Module`` and reports every user mistake as one ``UsageError`` line:
+
+* ``torchvision:resnet50`` -- ``torchvision.models.get_model(NAME, weights=None)`` (random init, no download;
+  ``weights_backbone=None`` too where the builder has one);
+  an unknown name gets the closest known names.
+* ``models/net.py:build`` -- imports the file (its folder is on ``sys.path`` while it runs, so sibling imports
+  work) and takes ``build``: an ``nn.Module`` instance is returned as is (not copied), anything else callable
+  (a class or a factory function) is called with no arguments and must return an ``nn.Module``.
+
+Nothing is done to the model (no ``eval()``, no device or dtype change): callers decide.  torch is imported only
+when a target is loaded.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from .parse import UsageError
+
+TARGET_SYNTAX = "torchvision:NAME (e.g. torchvision:resnet50) or path/to/file.py:callable"
+
+
+def load_target(spec: str):
+    """The ``nn.Module`` named by ``spec`` (see the module docstring); ``UsageError`` on any bad spec."""
+    kind, sep, name = spec.strip().rpartition(":")
+    if not sep or not kind or not name:
+        raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
+    if kind == "torchvision":
+        return _torchvision(name)
+    if kind.endswith(".py") or "/" in kind or Path(kind).suffix:
+        return _from_file(Path(kind), name)
+    raise UsageError(f"target {spec!r}: unknown source {kind!r}; expected {TARGET_SYNTAX}")
+
+
+def _torchvision(name: str):
+    import torchvision
+
+    known = torchvision.models.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
+        raise UsageError(f"unknown torchvision model {name!r}{hint}")
+    # segmentation/detection builders also default to a pretrained backbone: no downloads, ever
+    kwargs = {"weights": None}
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+        kwargs["weights_backbone"] = None
+    try:
+        return torchvision.models.get_model(name, **kwargs)
+    except Exception as e:
+        raise UsageError(f"torchvision model {name!r} could not be built: {type(e).__name__}: {_one_line(e)}") from None
+
+
+def _from_file(path: Path, attr: str):
+    from torch import nn
+
+    if not path.is_file():
+        raise UsageError(f"target file {str(path)!r} not found")
+    if path.suffix != ".py":
+        raise UsageError(f"target file {str(path)!r} is not a .py file")
+    resolved = path.resolve()
+    # a name unique to the path, so two targets never share a sys.modules entry
+    mod_name = f"_symcost_target_{hashlib.sha1(str(resolved).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(mod_name, resolved)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"target file {str(path)!r} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look the module up while it executes
+    sys.path.insert(0, str(resolved.parent))
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as e:  # a script calling sys.exit() at import is a bad target, not an exit
+        sys.modules.pop(mod_name, None)
+        raise UsageError(f"importing {str(path)!r} failed: {type(e).__name__}: {_one_line(e)}") from None
+    finally:
+        sys.path.remove(str(resolved.parent))
+    if not hasattr(module, attr):
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        close = difflib.get_close_matches(attr, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"{str(path)!r} has no attribute {attr!r}{hint}")
+    obj = getattr(module, attr)
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise UsageError(f"{str(path)}:{attr} is a {type(obj).__name__}, not an nn.Module or a callable returning one")
+    try:
+        model = obj()
+    except (Exception, SystemExit) as e:
+        raise UsageError(f"{str(path)}:{attr}() raised {type(e).__name__}: {_one_line(e)}") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{str(path)}:{attr}() returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

@@ -1,0 +1,311 @@
+"""Symbolic shapes for every tensor of a recorded forward pass.
+
+The model is recorded twice, at two concrete sizes (A and B).  Each op's output shape
+is derived from its inputs' symbolic shapes by a small rule (conv and pool: the floor
+formulas of ``symcost.layers.shapes``; views: regrouping dims; reductions; matmuls;
+everything elementwise: broadcasting).  Every derived size is checked against *both*
+recordings; a size no rule explains falls back to a constant (equal in A and B) or to a
+size seen earlier with the same pair of values, and failing that the trace stops and names
+the op, so a wrong formula can never pass silently.
+"""
+from __future__ import annotations
+
+from math import prod
+from typing import Callable
+
+import sympy
+
+from ..layers.shapes import conv_output_size, conv_transpose_output_size, pool_output_size
+from .record import OpEvent, Recording, TensorRef
+
+
+class TraceError(ValueError):
+    pass
+
+
+Shape = tuple  # of sympy expressions
+RULES: dict[str, Callable] = {}
+
+
+def rule(*names: str):
+    def deco(fn):
+        for n in names:
+            if n in RULES:
+                raise ValueError(f"shape rule for {n} registered twice")
+            RULES[n] = fn
+        return fn
+    return deco
+
+
+class Propagation:
+    def __init__(self, a: Recording, b: Recording, input_shape: Shape, values_a: dict, values_b: dict):
+        if len(a.ops) != len(b.ops) or any(x.op != y.op for x, y in zip(a.ops, b.ops)):
+            raise TraceError("the model runs different operations at the two trace sizes "
+                             "(control flow that depends on the input size); trace it at a concrete size")
+        self.a, self.b = a, b
+        self.values_a, self.values_b = values_a, values_b
+        self.sym: list = [None] * len(a.shapes)
+        self.lookup: dict[tuple[int, int], sympy.Expr] = {}
+        self._memo: dict = {}
+        self.sym[a.input_index] = self.finish(tuple(input_shape), a.input_index, "input")
+
+    # ---- numbers ---------------------------------------------------------------
+    def value(self, e) -> tuple[int, int]:
+        e = sympy.sympify(e) if not isinstance(e, sympy.Basic) else e
+        if e not in self._memo:
+            self._memo[e] = (e.xreplace(self.values_a), e.xreplace(self.values_b))
+        return self._memo[e]
+
+    def finish(self, cand: Shape | None, n: int, where: str) -> Shape:
+        """Check a candidate shape against both recordings, dim by dim, with fallbacks."""
+        sa, sb = self.a.shapes[n], self.b.shapes[n]
+        if len(sa) != len(sb):
+            raise TraceError(f"{where}: rank differs between the two trace sizes")
+        out = []
+        for i, (x, y) in enumerate(zip(sa, sb)):
+            e = cand[i] if cand is not None and i < len(cand) and len(cand) == len(sa) else None
+            if e is not None and self.value(e) == (x, y):
+                out.append(sympy.sympify(e))
+            elif x == y:
+                out.append(sympy.Integer(x))
+            elif (x, y) in self.lookup:
+                out.append(self.lookup[(x, y)])
+            else:
+                raise TraceError(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
+                                 f"of dim {i}; trace at a concrete size instead")
+        for e, x, y in zip(out, sa, sb):
+            if x != y:
+                self.lookup.setdefault((x, y), e)
+        return tuple(out)
+
+    # ---- the walk ---------------------------------------------------------------
+    def run(self) -> list:
+        for k, ev in enumerate(self.a.ops):
+            for n in ev.inputs:
+                if self.sym[n] is None:  # a parameter, buffer or constant: fixed size
+                    self.sym[n] = self.finish(None, n, f"{ev.op} in {ev.module or 'the model'}")
+            fn = RULES.get(ev.op, pointwise)
+            try:
+                cands = fn(self, ev, self.b.ops[k])
+            except (IndexError, TypeError, ValueError) as e:
+                if isinstance(e, TraceError):
+                    raise
+                cands = None
+            for j, n in enumerate(ev.outputs):
+                cand = cands[j] if cands is not None and j < len(cands) else None
+                self.sym[n] = self.finish(cand, n, f"{ev.op} in {ev.module or 'the model'}")
+        return self.sym
+
+    def s(self, x) -> Shape:
+        return self.sym[x.index]
+
+    def concrete(self, x) -> tuple:
+        return self.a.shapes[x.index]
+
+
+def _tensors(ev: OpEvent) -> list[TensorRef]:
+    out = []
+    for a in ev.args:
+        if isinstance(a, TensorRef):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(x for x in a if isinstance(x, TensorRef))
+    return out
+
+
+def _arg(ev: OpEvent, i: int, name: str, default=None):
+    if len(ev.args) > i:
+        return ev.args[i]
+    return ev.kwargs.get(name, default)
+
+
+def _axis_list(v, dims: int) -> list:
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return v * dims if len(v) == 1 else v
+
+
+def pointwise(p: Propagation, ev: OpEvent, _evb) -> list:
+    """Broadcasting: each output dim is an input dim at the same (right-aligned) place with the same sizes."""
+    ins = [t for t in _tensors(ev)]
+    out = []
+    for n in ev.outputs:
+        sa, sb = p.a.shapes[n], p.b.shapes[n]
+        dims = []
+        for i in range(1, len(sa) + 1):
+            pick = None
+            for t in ins:
+                st, ca = p.s(t), p.concrete(t)
+                if len(st) >= i and (ca[-i], p.b.shapes[t.index][-i]) == (sa[-i], sb[-i]):
+                    pick = st[-i]
+                    break
+            dims.append(pick)
+        out.append(tuple(reversed(dims)) if all(d is not None for d in dims) else None)
+    return out
+
+
+@rule("aten.convolution")
+def _conv(p, ev, _evb):
+    x, w = ev.args[0], ev.args[1]
+    stride, padding, dilation, transposed, output_padding, groups = ev.args[3:9]
+    xs, ws = p.s(x), p.concrete(w)
+    d = len(xs) - 2
+    stride, padding, dilation = (_axis_list(v, d) for v in (stride, padding, dilation))
+    if transposed:
+        cout = ws[1] * groups
+        op = _axis_list(output_padding, d)
+        sp = [conv_transpose_output_size(i, k, s, pd, dl, q)
+              for i, k, s, pd, dl, q in zip(xs[2:], ws[2:], stride, padding, dilation, op)]
+    else:
+        cout = ws[0]
+        sp = [conv_output_size(i, k, s, pd, dl) for i, k, s, pd, dl in zip(xs[2:], ws[2:], stride, padding, dilation)]
+    return [(xs[0], sympy.Integer(cout), *sp)]
+
+
+@rule("aten.max_pool2d_with_indices", "aten.max_pool1d_with_indices", "aten.max_pool3d_with_indices",
+      "aten.avg_pool2d", "aten.avg_pool1d", "aten.avg_pool3d", "aten.max_pool2d", "aten.max_pool1d")
+def _pool(p, ev, _evb):
+    xs = p.s(ev.args[0])
+    is_avg = "avg" in ev.op
+    d = int(ev.op.split("pool")[1][0])
+    kernel = _axis_list(_arg(ev, 1, "kernel_size"), d)
+    stride = _arg(ev, 2, "stride") or kernel
+    stride = _axis_list(stride, d)
+    padding = _axis_list(_arg(ev, 3, "padding", 0), d)
+    if is_avg:
+        dilation, ceil_mode = [1] * d, _arg(ev, 4, "ceil_mode", False)
+    else:
+        dilation, ceil_mode = _axis_list(_arg(ev, 4, "dilation", 1), d), _arg(ev, 5, "ceil_mode", False)
+    sp = [pool_output_size(i, k, s, pd, dl, ceil_mode) for i, k, s, pd, dl in zip(xs[-d:], kernel, stride, padding,
+                                                                                    dilation)]
+    shape = (*xs[:-d], *sp)
+    return [shape, shape]
+
+
+@rule("aten._adaptive_avg_pool2d", "aten.adaptive_max_pool2d", "aten._adaptive_avg_pool3d",
+      "aten.adaptive_avg_pool1d", "aten.adaptive_max_pool1d")
+def _adaptive(p, ev, _evb):
+    xs = p.s(ev.args[0])
+    size = list(ev.args[1])
+    shape = (*xs[:len(xs) - len(size)], *[sympy.Integer(s) for s in size])
+    return [shape, shape]
+
+
+@rule("aten.mean", "aten.sum", "aten.amax", "aten.amin", "aten.linalg_vector_norm", "aten.var", "aten.std")
+def _reduce(p, ev, _evb):
+    xs = p.s(ev.args[0])
+    if ev.op == "aten.linalg_vector_norm":
+        dims, keep = _arg(ev, 2, "dim"), _arg(ev, 3, "keepdim", False)
+    else:
+        dims, keep = _arg(ev, 1, "dim"), _arg(ev, 2, "keepdim", False)
+    if dims is None or dims == [] or dims == ():
+        dims = list(range(len(xs)))
+    dims = {d % len(xs) for d in _axis_list(dims, 1)}
+    return [tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(xs) if keep or i not in dims)]
+
+
+@rule("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")
+def _mm(p, ev, _evb):
+    a, b = (ev.args[1], ev.args[2]) if ev.op in ("aten.addmm", "aten.baddbmm") else (ev.args[0], ev.args[1])
+    sa, sb = p.s(a), p.s(b)
+    return [(*sa[:-1], sb[-1])]
+
+
+@rule("aten.permute")
+def _permute(p, ev, _evb):
+    xs = p.s(ev.args[0])
+    return [tuple(xs[d % len(xs)] for d in ev.args[1])]
+
+
+@rule("aten.transpose")
+def _transpose(p, ev, _evb):
+    xs = list(p.s(ev.args[0]))
+    i, j = ev.args[1] % len(xs), ev.args[2] % len(xs)
+    xs[i], xs[j] = xs[j], xs[i]
+    return [tuple(xs)]
+
+
+@rule("aten.t")
+def _t(p, ev, _evb):
+    return [tuple(reversed(p.s(ev.args[0])))]
+
+
+@rule("aten.select")
+def _select(p, ev, _evb):
+    xs = p.s(ev.args[0])
+    d = ev.args[1] % len(xs)
+    return [xs[:d] + xs[d + 1:]]
+
+
+@rule("aten.cat")
+def _cat(p, ev, _evb):
+    parts = [t for t in ev.args[0]]
+    d = _arg(ev, 1, "dim", 0)
+    shapes = [p.s(t) for t in parts if len(p.s(t)) > 0]
+    d %= len(shapes[0])
+    total = sympy.Add(*[s[d] for s in shapes])
+    return [tuple(total if i == d else s for i, s in enumerate(shapes[0]))]
+
+
+@rule("aten.constant_pad_nd")
+def _pad(p, ev, evb):
+    xs = list(p.s(ev.args[0]))
+    pads, pads_b = list(ev.args[1]), list(evb.args[1])
+    for i in range(len(pads) // 2):
+        d = len(xs) - 1 - i
+        lo, hi = pads[2 * i], pads[2 * i + 1]
+        if (lo, hi) == (pads_b[2 * i], pads_b[2 * i + 1]):
+            xs[d] = xs[d] + lo + hi
+        else:  # padding up to a multiple of k (window attention): ceil(x/k)*k
+            xa, xb = p.value(xs[d])
+            target = (p.a.shapes[ev.outputs[0]][d], p.b.shapes[ev.outputs[0]][d])
+            for k in range(2, 65):
+                if (-(-xa // k) * k, -(-xb // k) * k) == target and lo == 0 and pads_b[2 * i] == 0:
+                    xs[d] = sympy.ceiling(xs[d] / k) * k
+                    break
+            else:
+                xs[d] = None
+    return [tuple(xs)] if all(x is not None for x in xs) else None
+
+
+@rule("aten.view", "aten._unsafe_view", "aten.reshape", "aten.unsqueeze", "aten.squeeze", "aten.flatten",
+      "aten.unflatten", "aten.expand", "aten.alias", "aten.clone", "aten.contiguous", "aten.as_strided_",
+      "aten.detach", "aten.lift_fresh")
+def _regroup(p, ev, _evb):
+    """Views: split the dims into groups of equal size products (in both recordings) and map each group."""
+    src = ev.args[0]
+    xs, xa, xb = p.s(src), p.concrete(src), p.b.shapes[src.index]
+    n = ev.outputs[0]
+    ya, yb = p.a.shapes[n], p.b.shapes[n]
+    if prod(xa) != prod(ya) or prod(xb) != prod(yb):
+        return pointwise(p, ev, _evb)  # expand: broadcasting
+    ins = [(s, a, b) for s, a, b in zip(xs, xa, xb) if (a, b) != (1, 1)]
+    outs = [i for i, (a, b) in enumerate(zip(ya, yb)) if (a, b) != (1, 1)]
+    result: list = [sympy.Integer(1) if (a, b) == (1, 1) else None for a, b in zip(ya, yb)]
+    i = j = 0
+    while i < len(ins) and j < len(outs):
+        gi, gj = [ins[i]], [outs[j]]
+        i, j = i + 1, j + 1
+        pa_in, pb_in = gi[0][1], gi[0][2]
+        pa_out, pb_out = ya[gj[0]], yb[gj[0]]
+        while (pa_in, pb_in) != (pa_out, pb_out):
+            if pa_in < pa_out or (pa_in == pa_out and pb_in < pb_out):
+                if i >= len(ins):
+                    return None
+                gi.append(ins[i])
+                pa_in, pb_in, i = pa_in * ins[i][1], pb_in * ins[i][2], i + 1
+            else:
+                if j >= len(outs):
+                    return None
+                gj.append(outs[j])
+                pa_out, pb_out, j = pa_out * ya[outs[j]], pb_out * yb[outs[j]], j + 1
+        total = sympy.Mul(*[g[0] for g in gi])
+        varying = [k for k in gj if ya[k] != yb[k]]
+        for k in gj:
+            if ya[k] == yb[k]:
+                result[k] = sympy.Integer(ya[k])
+        if len(varying) == 1:
+            const = prod(ya[k] for k in gj if k not in varying)
+            result[varying[0]] = total / const
+        elif varying:
+            return None
+    return [tuple(result)] if all(r is not None for r in result) else None

@@ -1,0 +1,134 @@
+"""Record one forward pass: every aten op (with tensor numbers and concrete shapes) and every
+module call, in order.  A ``TorchDispatchMode`` (as ``FlopCounterMode`` is) on meta tensors:
+no data, no arithmetic, a fraction of a second even for large models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor argument, by its number in the recording."""
+
+    index: int
+
+
+@dataclass
+class OpEvent:
+    op: str                      # "aten.convolution" (the overload packet)
+    args: tuple                  # tensors replaced by TensorRef
+    kwargs: dict
+    inputs: list[int]            # tensor numbers, in argument order
+    outputs: list[int]
+    module: str                  # qualified name of the innermost module running it ("" at top level)
+
+
+@dataclass
+class ModuleEvent:
+    name: str
+    module: Any
+    inputs: list[int]
+    outputs: list[int] = field(default_factory=list)
+    first_op: int = 0            # index into ops of its first aten op
+    end_op: int = 0              # one past its last
+
+
+@dataclass
+class Recording:
+    ops: list[OpEvent]
+    modules: list[ModuleEvent]
+    shapes: list[tuple[int, ...]]      # concrete shape per tensor number
+    produced: set[int]                  # tensor numbers some op produced
+    parameters: dict[int, str]          # tensor number -> parameter/buffer name
+    input_index: int
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: dict[int, int] = {}
+        self.keep: list = []            # keeps every tensor alive, so ids stay unique
+        self.shapes: list[tuple[int, ...]] = []
+        self.ops: list[OpEvent] = []
+        self.modules: list[ModuleEvent] = []
+        self.stack: list[ModuleEvent] = []
+        self.produced: set[int] = set()
+
+    def number(self, t: torch.Tensor) -> int:
+        key = id(t)
+        if key not in self.numbers:
+            self.numbers[key] = len(self.shapes)
+            self.keep.append(t)
+            self.shapes.append(tuple(t.shape))
+        return self.numbers[key]
+
+    def renumber(self, t: torch.Tensor) -> int:
+        """A new tensor (or an in-place op's result with a new shape): a fresh number."""
+        self.numbers.pop(id(t), None)
+        return self.number(t)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs: list[int] = []
+
+        def ref(x):
+            if isinstance(x, torch.Tensor):
+                n = self.number(x)
+                inputs.append(n)
+                return TensorRef(n)
+            return x
+
+        rargs, rkwargs = tree_map(ref, args), tree_map(ref, kwargs)
+        out = func(*args, **kwargs)
+        outputs = []
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                n = self.renumber(t)
+                outputs.append(n)
+                self.produced.add(n)
+        name = self.stack[-1].name if self.stack else ""
+        self.ops.append(OpEvent(str(func.overloadpacket), rargs, rkwargs, inputs, outputs, name))
+        return out
+
+
+def record(model: torch.nn.Module, x: torch.Tensor) -> Recording:
+    """Run ``model(x)`` once under the recorder (call it under ``torch.no_grad()``)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    rec = _Recorder()
+
+    def pre(module, inputs):
+        if id(module) not in names:
+            return
+        flat = [t for t in tree_flatten(inputs)[0] if isinstance(t, torch.Tensor)]
+        ev = ModuleEvent(names[id(module)], module, [rec.number(t) for t in flat], first_op=len(rec.ops))
+        rec.modules.append(ev)
+        rec.stack.append(ev)
+
+    def post(module, inputs, output):
+        if id(module) not in names or not rec.stack or rec.stack[-1].module is not module:
+            return
+        ev = rec.stack.pop()
+        ev.outputs = [rec.number(t) for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+        ev.end_op = len(rec.ops)
+
+    from torch.nn.modules import module as nn_module
+
+    h1 = nn_module.register_module_forward_pre_hook(pre)
+    h2 = nn_module.register_module_forward_hook(post)
+    try:
+        params = {}
+        for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
+            params[rec.number(p)] = pname
+        input_index = rec.number(x)
+        with rec:
+            model(x)
+    finally:
+        h1.remove()
+        h2.remove()
+    return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index)
