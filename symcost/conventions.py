@@ -21,8 +21,11 @@ class Convention:
     summary: str
     source: str
     weights: Mapping[str, int]
-    #: per layer family, weights that replace the defaults (peer tools count families differently)
+    #: per layer name or family ("conv2d", "norm"), weights that replace the defaults: peer tools count
+    #: layer types differently.  A layer name wins over its family.
     family_weights: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: whether functional calls outside modules (a residual ``x + y``) are seen; module-hook tools see none
+    sees_functional: bool = True
 
     def __post_init__(self) -> None:
         missing = set(OP_KINDS) - set(self.weights)
@@ -32,17 +35,18 @@ class Convention:
             if set(w) - set(OP_KINDS):
                 raise ValueError(f"convention {self.name!r}, family {fam!r}: unknown kinds {sorted(set(w) - set(OP_KINDS))}")
 
-    def weights_for(self, family: str) -> Mapping[str, int]:
-        if family in self.family_weights:
-            return {**self.weights, **self.family_weights[family]}
+    def weights_for(self, family: str, layer: str = "") -> Mapping[str, int]:
+        for key in (layer, family):
+            if key and key in self.family_weights:
+                return {**self.weights, **self.family_weights[key]}
         return self.weights
 
     def count(self, cost: Cost) -> sympy.Expr:
         """The cost's FLOPs under this convention, as a sympy expression."""
-        if self.family_weights and cost.family == "mixed":
+        if self.family_weights and (cost.family == "mixed" or not cost.layer):
             raise ValueError(f"convention {self.name!r} weighs layer families differently: "
                              "count each layer, then add the counts")
-        w = self.weights_for(cost.family)
+        w = self.weights_for(cost.family, cost.layer)
         return sympy.Add(*[w[k] * v for k, v in cost.ops.items()])
 
     def describe(self) -> str:
@@ -100,6 +104,10 @@ CONVENTIONS: dict[str, Convention] = {
         ),
     )
 }
+
+
+#: the conventions symcost defines itself; the rest reproduce a seed document or a peer tool
+CORE = ("macs", "flops", "exact", "mults", "torch")
 
 
 def get_convention(name: str) -> Convention:

@@ -45,6 +45,7 @@ class Cost:
     writes:  elements written, each output counted once.
     family:  the layer family that produced it ("conv", "norm" …); "mixed" for a sum
              of several families.  Conventions of peer tools weigh families differently.
+    layer:   the catalog layer name ("conv2d" …), "" for a sum of several.
     """
 
     output_shape: tuple[sympy.Expr, ...] = ()
@@ -54,6 +55,7 @@ class Cost:
     reads: sympy.Expr = sympy.Integer(0)
     writes: sympy.Expr = sympy.Integer(0)
     family: str = ""
+    layer: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.ops) - set(OP_KINDS)
@@ -87,6 +89,7 @@ class Cost:
             reads=self.reads + other.reads,
             writes=self.writes + other.writes,
             family=self.family if self.family == other.family else "mixed",
+            layer=self.layer if self.layer == other.layer else "",
         )
 
     def __radd__(self, other):
@@ -109,6 +112,7 @@ class Cost:
             reads=fn(self.reads),
             writes=fn(self.writes),
             family=self.family,
+            layer=self.layer,
         )
 
     def subs(self, values: Mapping) -> "Cost":

@@ -21,6 +21,11 @@ class Row:
     input_shapes: tuple  # symbolic
     cost: Cost
 
+    @property
+    def functional(self) -> bool:
+        """A call outside any catalogued module (``x + y`` in a forward): invisible to module-hook tools."""
+        return ":" in self.name
+
 
 @dataclass
 class ModelCost:
@@ -40,7 +45,7 @@ class ModelCost:
         params = sympy.Add(*[r.cost.params for r in self.rows])
         buffers = sympy.Add(*[r.cost.buffers for r in self.rows])
         macs = sympy.Add(*[r.cost.macs for r in self.rows])
-        flops = sympy.Add(*[conv.count(r.cost) for r in self.rows])
+        flops = sympy.Add(*[conv.count(r.cost) for r in self.rows if conv.sees_functional or not r.functional])
         reads = sympy.Add(*[r.cost.reads for r in self.rows])
         writes = sympy.Add(*[r.cost.writes for r in self.rows])
         return {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads, "writes": writes}
@@ -49,6 +54,8 @@ class ModelCost:
         conv = get_convention(convention) if isinstance(convention, str) else convention
         out: dict[str, sympy.Expr] = {}
         for r in self.rows:
+            if metric == "flops" and not (conv.sees_functional or not r.functional):
+                continue
             value = conv.count(r.cost) if metric == "flops" else getattr(r.cost, metric)
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
         return out

@@ -190,7 +190,7 @@ class Layer:
             for d in s:
                 if is_number(d) and d < 1:
                     self.fail(f"input sizes must be positive integers, got shape {tuple(s)}")
-        return replace(self._cost(*shapes), family=self.family)
+        return replace(self._cost(*shapes), family=self.family, layer=self.name)
 
     def default_input_shapes(self) -> tuple[tuple, ...]:
         return self.default_inputs

@@ -151,7 +151,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     leftover_b = sum(b.numel() for n, b in model.named_buffers() if n not in used and b.is_floating_point())
     if leftover_p or leftover_b:
         rows.append(Row("(parameters not used in forward)", "unused", {}, (),
-                        Cost(params=leftover_p, buffers=leftover_b, family="unused")))
+                        Cost(params=leftover_p, buffers=leftover_b, family="unused", layer="unused")))
         notes.append(f"{leftover_p} parameters are never used in this forward pass (e.g. auxiliary heads); "
                      "they count in params and nowhere else")
     return ModelCost(target, shape, rows, uncovered, zero, notes)
