@@ -35,6 +35,8 @@ class ModelCost:
     uncovered: dict[str, int] = field(default_factory=dict)   # aten op -> calls symcost could not cost
     zero_cost_ops: dict[str, int] = field(default_factory=dict)  # views and tensor creation, counted 0 on purpose
     notes: list[str] = field(default_factory=list)
+    #: every symbolic tensor size in the model: the formulas hold where all of them are >= 1
+    domain: tuple = ()
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -60,8 +62,27 @@ class ModelCost:
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
         return out
 
+    def check_domain(self, values: Mapping) -> None:
+        """Raise ``ValueError`` if some tensor of the model would have a size below 1 at ``values``."""
+        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
+        for size in self.domain:
+            if size.xreplace(subs) < 1:
+                given = ", ".join(f"{k}={v}" for k, v in values.items())
+                raise ValueError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
+                                 f"{size.xreplace(subs)}")
+
+    def valid(self, *arrays):
+        """Vectorised domain check: a boolean array, True where every size is >= 1."""
+        import numpy as np
+
+        ok = np.ones(np.broadcast(*arrays).shape if arrays else (), dtype=bool)
+        for size in self.domain:
+            ok &= np.asarray(sympy.lambdify(self.symbols, size, modules="numpy")(*arrays)) >= 1
+        return ok
+
     def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
-        """Exact integers at one assignment of the input symbols."""
+        """Exact integers at one assignment of the input symbols (``ValueError`` outside the model's domain)."""
+        self.check_domain(values)
         subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
         return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
 

@@ -26,16 +26,41 @@ from .parse import UsageError
 TARGET_SYNTAX = "torchvision:NAME (e.g. torchvision:resnet50) or path/to/file.py:callable"
 
 
-def load_target(spec: str):
-    """The ``nn.Module`` named by ``spec`` (see the module docstring); ``UsageError`` on any bad spec."""
+def load_target(spec: str, device: str | None = None):
+    """The ``nn.Module`` named by ``spec`` (see the module docstring); ``UsageError`` on any bad spec.
+
+    ``device="meta"`` builds without allocating or initialising weights (fast: vgg16 in milliseconds instead
+    of seconds); builders that compute with tensors (regnet) fall back to a CPU build moved to meta.
+    """
     kind, sep, name = spec.strip().rpartition(":")
     if not sep or not kind or not name:
         raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
     if kind == "torchvision":
-        return _torchvision(name)
-    if kind.endswith(".py") or "/" in kind or Path(kind).suffix:
-        return _from_file(Path(kind), name)
-    raise UsageError(f"target {spec!r}: unknown source {kind!r}; expected {TARGET_SYNTAX}")
+        build = lambda: _torchvision(name)  # noqa: E731
+    elif kind.endswith(".py") or "/" in kind or Path(kind).suffix:
+        build = lambda: _from_file(Path(kind), name)  # noqa: E731
+    else:
+        raise UsageError(f"target {spec!r}: unknown source {kind!r}; expected {TARGET_SYNTAX}")
+    if device != "meta":
+        return build()
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return build()
+    except UsageError as e:
+        if "could not be built" not in str(e) and "raised" not in str(e):
+            raise
+    return build().to("meta")
+
+
+def source_hash(spec: str) -> str:
+    """A hash of a file target's source (empty for torchvision), for cache keys."""
+    kind, _, _ = spec.strip().rpartition(":")
+    path = Path(kind)
+    if kind != "torchvision" and path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return ""
 
 
 def _torchvision(name: str):

@@ -80,8 +80,11 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
            "accepts only certain sizes)" if values_a else ""
     rec_a = _record(model, shape_a, note)
     rec_b = _record(model, shape_b, note) if values_a else rec_a
-    sym = Propagation(rec_a, rec_b, shape, values_a, values_b).run()
-    return _rows(model, rec_a, sym, shape, target, values_a)
+    prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
+    sym = prop.run()
+    mc = _rows(model, rec_a, sym, shape, target, values_a)
+    mc.domain = tuple(sorted(prop.sizes, key=sympy.default_sort_key))
+    return mc
 
 
 def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a: dict) -> ModelCost:

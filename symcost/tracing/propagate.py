@@ -47,6 +47,7 @@ class Propagation:
         self.sym: list = [None] * len(a.shapes)
         self.lookup: dict[tuple[int, int], sympy.Expr] = {}
         self._memo: dict = {}
+        self.sizes: set = set()   # every symbolic size: the model's domain is where all are >= 1
         self.sym[a.input_index] = self.finish(tuple(input_shape), a.input_index, "input")
 
     # ---- numbers ---------------------------------------------------------------
@@ -76,6 +77,7 @@ class Propagation:
         for e, x, y in zip(out, sa, sb):
             if x != y:
                 self.lookup.setdefault((x, y), e)
+                self.sizes.add(e)
         return tuple(out)
 
     # ---- the walk ---------------------------------------------------------------

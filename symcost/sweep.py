@@ -1,0 +1,55 @@
+"""Assignments of the input symbols: ``--at R=224,225,193`` or ``--at R=64:1024:8`` (inclusive),
+several ``--at`` giving their product; and ``--assume-divisible`` to make floors vanish."""
+from __future__ import annotations
+
+import itertools
+
+import sympy
+
+from .parse import UsageError
+
+
+def parse_values(text: str) -> list[int]:
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 1
+            if step < 1 or stop < start:
+                raise UsageError(f"range {text!r}: expected start:stop:step with start <= stop and step >= 1")
+            values = list(range(start, stop + 1, step))
+        else:
+            values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UsageError(f"values {text!r}: expected integers like 224,225 or a range start:stop:step") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"values {text!r}: sizes must be positive integers")
+    return values
+
+
+def parse_assignments(specs: list[str], symbols: list[sympy.Symbol]) -> list[dict[str, int]]:
+    """``["R=224,225"]`` -> [{"R": 224}, {"R": 225}]; every input symbol must get values."""
+    names = [str(s) for s in symbols]
+    given: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UsageError(f"--at {spec!r}: expected NAME=VALUES, e.g. R=224,225 or R=64:1024:8")
+        if name not in names:
+            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} (its symbols: {', '.join(names) or 'none'})")
+        given[name] = parse_values(values)
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise UsageError(f"--at gives no values for {', '.join(missing)}")
+    return [dict(zip(names, combo)) for combo in itertools.product(*(given[n] for n in names))]
+
+
+def assume_divisible(expr: sympy.Expr, symbols, k: int) -> sympy.Expr:
+    """The formula for inputs that are multiples of ``k``: substitute S = k*s, let sympy drop the floors,
+    and write it back in S."""
+    stand_in = {s: sympy.Symbol(f"{s}_div", integer=True, positive=True) for s in symbols}
+    out = expr.xreplace({s: k * t for s, t in stand_in.items()})
+    return sympy.expand(out.xreplace({t: s / k for s, t in stand_in.items()}))
