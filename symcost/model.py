@@ -47,7 +47,8 @@ class ModelCost:
         params = sympy.Add(*[r.cost.params for r in self.rows])
         buffers = sympy.Add(*[r.cost.buffers for r in self.rows])
         macs = sympy.Add(*[r.cost.macs for r in self.rows])
-        flops = sympy.Add(*[conv.count(r.cost) for r in self.rows if conv.sees_functional or not r.functional])
+        flops = sympy.Add(*[conv.count(r.cost, r.functional) for r in self.rows
+                            if conv.sees_functional or not r.functional])
         reads = sympy.Add(*[r.cost.reads for r in self.rows])
         writes = sympy.Add(*[r.cost.writes for r in self.rows])
         return {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads, "writes": writes}
@@ -58,7 +59,7 @@ class ModelCost:
         for r in self.rows:
             if metric == "flops" and not (conv.sees_functional or not r.functional):
                 continue
-            value = conv.count(r.cost) if metric == "flops" else getattr(r.cost, metric)
+            value = conv.count(r.cost, r.functional) if metric == "flops" else getattr(r.cost, metric)
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
         return out
 

@@ -16,7 +16,7 @@ def parse_dim(text: str, allow_symbols: bool):
         value = int(text)
     except ValueError:
         if not allow_symbols:
-            raise UsageError(f"size {text!r} is not an integer") from None
+            raise UsageError(f"size {text!r} is not an integer (symbols are for `symcost formula`)") from None
         try:
             return user_symbol(text)
         except ValueError as e:

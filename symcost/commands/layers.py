@@ -162,7 +162,8 @@ def _layer_parser(p: argparse.ArgumentParser, symbolic: bool) -> None:
                    + (" or 1x3xHxW (letters are symbols)" if symbolic else "")
                    + "; two inputs separated by a comma")
     p.add_argument("--convention", default="flops", metavar="NAME",
-                   help="FLOP counting convention: macs, flops, exact, mults, torch (see `symcost conventions`)")
+                   help="FLOP counting convention (default flops): macs, flops, exact, mults, torch, or a peer tool's "
+                        "(fritz, fvcore, thop, ptflops, torchprofile); `symcost conventions` explains each")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
