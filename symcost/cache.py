@@ -2,7 +2,7 @@
 
 Location: ``$SYMCOST_CACHE_DIR`` or the user cache dir (platformdirs).  The key covers
 everything that could change a derivation: target, input spec, train/eval, the versions of
-symcost, torch and torchvision, and the source of a user's model file.  One derivation
+symcost, torch and torchvision, a hash of symcost's own source, and the source of a user's model file.  One derivation
 serves every convention (conventions are applied afterwards).  Entries are pickles written
 by symcost itself; a corrupt or unreadable entry is ignored and rebuilt.
 """
@@ -32,10 +32,18 @@ def _version(dist: str) -> str:
         return "none"
 
 
+def code_hash() -> str:
+    """symcost's own source: a derivation made by other code (a development checkout) is not reused."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key(target: str, input_spec: str, train: bool, source_hash: str) -> str:
     from . import __version__
 
-    parts = {"target": target, "input": input_spec, "train": train, "symcost": __version__,
+    parts = {"target": target, "input": input_spec, "train": train, "symcost": __version__, "code": code_hash(),
              "torch": _version("torch"), "torchvision": _version("torchvision"), "source": source_hash, "format": 1}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -1,0 +1,95 @@
+"""Formulas short enough for a table cell.
+
+A model's formulas nest floors: resnet50's last stage runs on ``floor(floor(floor(floor(floor(R/2 - 1/2)/2)/2)/2)/2)
++ 1`` pixels a side.  ``abbreviate`` names each floor (and ceiling) once, innermost first, by the size it
+computes -- ``R_1 = floor((R - 1)/2) + 1``, ``R_2 = floor((R_1 - 1)/2) + 1`` … -- and rewrites the formulas in
+those names (``9408*R_1**2 + …``).  The names extend the input's own symbols (``R`` -> ``R_1``; ``H`` and ``W``
+get chains of their own), so a table's formulas read like ``symcost formula``'s.  Nothing is approximated: the
+definitions, substituted back, give the original expressions.
+"""
+from __future__ import annotations
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+
+
+def _depth(f) -> int:
+    return len(f.atoms(sympy.floor, sympy.ceiling))
+
+
+def _offset(f, sizes) -> int:
+    """The c with ``f + c`` a tensor size of the model (conv and pool outputs are ``floor(…) + 1``; a ceil-mode
+    pool's may be the ceiling itself); 1 when no size says."""
+    for size in sizes:
+        c = sympy.sympify(size) - f
+        if c.is_Integer:
+            return int(c)
+    return 1
+
+
+def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[list, dict]:
+    """``(rewritten expressions, {symbol: definition})``, definitions in dependency order.
+
+    Each floor or ceiling ``F`` gets a name ``S = F + c``, with ``c`` taken from ``sizes`` (the model's tensor
+    sizes, so each name is a size: ``R_1 = floor((R - 1)/2) + 1`` is conv1's output side)."""
+    exprs = [sympy.sympify(e) for e in exprs]
+    atoms = set()
+    for e in exprs:
+        atoms |= e.atoms(sympy.floor, sympy.ceiling)
+    if not atoms:
+        return exprs, {}
+    sizes = [d for d in (sympy.sympify(x) for x in sizes) if d.has(sympy.floor, sympy.ceiling)]
+    # every floor nested in a named one gets a name too, so the definitions only refer to names
+    closure = set()
+    for a in atoms:
+        closure |= a.atoms(sympy.floor, sympy.ceiling)
+    used = set(taken) | {str(s) for e in exprs for s in e.free_symbols}
+    counters: dict[str, int] = {}
+    named: dict = {}        # original floor -> (symbol, offset)
+    where: dict = {}        # symbol -> definition in earlier symbols
+    for f in sorted(closure, key=lambda a: (_depth(a), sympy.default_sort_key(a))):
+        inner = f.xreplace({g: s - c for g, (s, c) in named.items()}) if named else f
+        bases = {str(s) for s in f.free_symbols}
+        base = bases.pop() if len(bases) == 1 else "S"
+        while True:
+            counters[base] = counters.get(base, 0) + 1
+            name = f"{base}_{counters[base]}"
+            if name not in used:
+                break
+        used.add(name)
+        sym = sympy.Symbol(name, integer=True, positive=True)
+        c = _offset(f, sizes)
+        named[f] = (sym, c)
+        where[sym] = inner + c
+    out = [e.xreplace({f: s - c for f, (s, c) in named.items()}) for e in exprs]
+    return out, where
+
+
+def expand_back(expr, where: dict):
+    """The original expression: each name replaced by its definition (latest first)."""
+    for sym, definition in reversed(list(where.items())):
+        expr = expr.xreplace({sym: definition})
+    return expr
+
+
+class _Printer(LatexPrinter):
+    """sympy's LaTeX, with a floor's argument written as one fraction: ``\\lfloor (R - 1)/2 \\rfloor``."""
+
+    def _print_floor(self, expr, exp=None):
+        return self._bracket(expr, r"\left\lfloor ", r"\right\rfloor ", exp)
+
+    def _print_ceiling(self, expr, exp=None):
+        return self._bracket(expr, r"\left\lceil ", r"\right\rceil ", exp)
+
+    def _bracket(self, expr, left, right, exp):
+        num, den = sympy.fraction(sympy.together(expr.args[0]))
+        if den == 1:
+            body = self._print(num)
+        else:
+            body = r"\frac{%s}{%s}" % (self._print(num), self._print(den))
+        tex = left + body + right
+        return r"%s^{%s}" % (tex, exp) if exp is not None else tex
+
+
+def latex(expr) -> str:
+    return _Printer({"mul_symbol": None}).doprint(sympy.sympify(expr))
