@@ -118,7 +118,10 @@ def _make(dims: int, transposed: bool):
     base = _ConvTransposeBase if transposed else _ConvBase
     stem = "conv_transpose" if transposed else "conv"
     torch_name = f"torch.nn.ConvTranspose{dims}d" if transposed else f"torch.nn.Conv{dims}d"
-    doc = (r"Transposed convolution: MACs $= N C_{in} \prod I \cdot \frac{C_{out}}{g} \prod K$ (each input scattered)."
+    doc = (r"Transposed convolution: MACs $= N C_{in} \prod I \cdot \frac{C_{out}}{g} \prod K$ (each input scattered). "
+           r"The 'exact' convention takes its additions as MACs minus outputs, i.e. assumes every output receives "
+           r"at least one product; rows added by output_padding, or gaps left when stride and dilation skip "
+           r"positions, receive none, so there it counts one addition too few per such output."
            if transposed else
            r"Convolution: MACs $= N C_{out} \prod O \cdot \frac{C_{in}}{g} \prod K$; one dot product per output.")
     cls = type(f"{'ConvTranspose' if transposed else 'Conv'}{dims}d", (base,), {
