@@ -25,6 +25,8 @@ MODULES: dict[str, str] = {
                            "K²C_in come from",
     "seed004_worked_example": "seed 004: Conv2d + BN + Hardtanh on 1×1×130×40; 327680 (not 312320) + 16384 = 344064",
     "seed001_keras_table": "seed 001: the Fritz AI MFLOPS table 0.92 / 0.07 / 0.00 / 2.82 and Keras' parameter counts",
+    "seed001_batchnorm_time": "seed 001, the question: BN is 1.39 % of the FLOPs but 4.1 % (batch 1) to 26.9 % "
+                              "(batch 32) of the bytes; the roofline and a measurement",
     "bn_folding": "seed 003: W' = W·a, b' = (b − μ)·a + β, checked with PyTorch; transposed convolutions "
                   "(axis 1)",
 }

@@ -1,10 +1,59 @@
-"""`symcost fold`: inference-time transforms of a real model, checked numerically against the original."""
+"""`symcost fold`, `symcost calibrate`, `symcost latency`: real models on real hardware, next to the formulas.
+
+* ``fold``: inference-time BatchNorm folding of a real model, checked numerically against the original, with the
+  traced cost (params, MACs, FLOPs, reads/writes) before and after.
+* ``calibrate``: this machine's attainable GEMM FLOP/s, memory bandwidth and per-layer-call overhead, as a device
+  JSON file for the roofline (``symcost/roofline.py``).
+* ``latency``: per layer, the roofline's predicted time next to the measured time of a real forward pass, and how
+  well the prediction orders the layers (Spearman's rank correlation).
+
+torch is imported inside each command's ``run`` only.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from ..parse import UsageError, parse_shape
+
+# ------------------------------------------------------------------------------------------------------ fold
+
+COST_KEYS = ("params", "buffers", "macs", "flops", "reads", "writes")
+
+
+def _cost_summary(mc, conv) -> dict:
+    total = mc.total(conv)
+    return {k: int(total[k]) for k in COST_KEYS}
+
+
+def fold_costs(original, folded, shape: tuple, convention: str = "flops", device=None, dtype: str = "fp32") -> dict:
+    """The traced cost of ``original`` and ``folded`` on ``shape``: before, after and saved (before - after).
+
+    With a ``device`` (``symcost.roofline.Device``) also the roofline time of each, per layer summed."""
+    from ..conventions import get_convention
+    from ..roofline import predict, total_time
+    from ..tracing import TraceError, trace
+
+    conv = get_convention(convention)
+    try:
+        before = trace(original, shape)
+        after = trace(folded, shape)
+    except TraceError as e:
+        return {"error": f"could not trace the model: {e}"}
+    b, a = _cost_summary(before, conv), _cost_summary(after, conv)
+    out = {"convention": conv.name,
+           "units": {"params": "parameters", "buffers": "elements", "macs": "multiply-accumulates",
+                     "flops": f"operations under '{conv.name}'", "reads": "elements", "writes": "elements"},
+           "before": b, "after": a, "saved": {k: b[k] - a[k] for k in COST_KEYS}}
+    if before.uncovered or after.uncovered:
+        out["uncovered"] = {"before": before.uncovered, "after": after.uncovered}
+    if device is not None:
+        tb = total_time(predict(before, device, dtype, conv))
+        ta = total_time(predict(after, device, dtype, conv))
+        out["predicted"] = {"device": device.name, "dtype": dtype, "before_s": tb, "after_s": ta,
+                            "saving": (tb - ta) / tb if tb else 0.0}
+    return out
 
 
 def run_fold(args) -> int:
@@ -12,6 +61,9 @@ def run_fold(args) -> int:
     from ..targets import load_target
 
     shape = parse_shape(args.input, allow_symbols=False)
+    device = _device(args.device) if args.device else None
+    dtype = _dtype(args.dtype)
+    _convention(args.convention)
     model = load_target(args.target)
     if args.target.strip().startswith("torchvision:"):
         # weights=None leaves mean 0, var 1, gamma 1, beta 0: random statistics make the check meaningful
@@ -22,9 +74,10 @@ def run_fold(args) -> int:
         diff, scale = result.compare(shape, seed=args.seed)
     except FoldError as e:
         raise UsageError(str(e)) from None
+    cost = fold_costs(model, result.model, shape, args.convention, device, dtype)
     if args.json:
         print(json.dumps({"target": args.target, "input_shape": list(shape), **result.as_dict(),
-                          "max_abs_diff": diff, "max_abs_output": scale}, indent=2))
+                          "max_abs_diff": diff, "max_abs_output": scale, "cost": cost}, indent=2))
         return 0
     print(f"{args.target}  input {'x'.join(map(str, shape))}  (pairs found with {result.method})")
     print(result.message)
@@ -33,6 +86,20 @@ def run_fold(args) -> int:
     for note in result.notes:
         print(f"  note: {note}")
     print(f"max |folded - original| = {diff:.3g}  (max |output| = {scale:.3g})")
+    if "error" in cost:
+        print(f"cost: {cost['error']}")
+    else:
+        from .models import text_table
+
+        names = {"params": "params", "buffers": "buffers", "macs": "MACs", "flops": f"FLOPs[{cost['convention']}]",
+                 "reads": "reads (elements)", "writes": "writes (elements)"}
+        rows = [[names[k], f"{cost['before'][k]:,}", f"{cost['after'][k]:,}", f"{cost['saved'][k]:,}"]
+                for k in COST_KEYS]
+        if "predicted" in cost:
+            p = cost["predicted"]
+            rows.append([f"roofline time ({p['device']}, {p['dtype']})", _fmt_s(p["before_s"]), _fmt_s(p["after_s"]),
+                         f"{100 * p['saving']:.1f} %"])
+        print(text_table(["traced cost", "before", "after", "saved"], rows, {1, 2, 3}))
     return 0
 
 
@@ -42,10 +109,291 @@ def configure_fold(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, metavar="SHAPE", help="input shape like 1x3x64x64, for the "
                    "data-flow check and the numerical comparison")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input and BN statistics (default 0)")
+    p.add_argument("--convention", default="flops", metavar="NAME",
+                   help="FLOP convention of the before/after cost (default flops)")
+    p.add_argument("--device", metavar="PRESET|FILE",
+                   help="also the roofline time before and after on this device (a preset or a calibrate JSON)")
+    p.add_argument("--dtype", default="fp32", help="dtype of the roofline's bytes (default fp32)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _device(spec: str):
+    from ..roofline import get_device
+
+    try:
+        return get_device(spec)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _dtype(name: str) -> str:
+    from ..roofline import dtype_name
+
+    try:
+        return dtype_name(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _convention(name: str):
+    from ..conventions import get_convention
+
+    try:
+        return get_convention(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+
+
+def _threads(n: int | None) -> None:
+    _positive("--threads", n)
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def _si(x: float, unit: str) -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _describe_device(d) -> str:
+    return (f"{d.name}: peak {_si(d.peak_flops, 'FLOP/s')}, bandwidth {_si(d.bandwidth, 'B/s')}, "
+            f"overhead {_fmt_s(d.overhead_s)} per layer call, ridge {d.ridge():.3g} FLOP/B")
+
+
+# ------------------------------------------------------------------------------------------------ calibrate
+
+def run_calibrate(args) -> int:
+    from ..roofline import Progress, calibrate, regime_text
+
+    _positive("--repeats", args.repeats)
+    _threads(args.threads)
+    progress = Progress("symcost calibrate", enabled=True)
+    try:
+        device = calibrate(quick=args.quick, repeats=args.repeats, progress=progress)
+    finally:
+        progress.done()
+    try:
+        device.save(args.out)
+    except OSError as e:
+        raise UsageError(f"cannot write {args.out!r}: {e.strerror or e}") from None
+    d = device.details
+    if args.json:
+        print(json.dumps({**device.to_dict(), "written_to": args.out}, indent=2))
+        return 0
+    print(f"regime: {regime_text(d['regime'])}{' (--quick: small sizes, cache not DRAM)' if args.quick else ''}")
+    g, c, a = d["gemm"], d["copy"], d["add"]
+    print(f"GEMM         torch.mm {g['n']}x{g['n']} fp32: {_fmt_s(g['seconds'])} -> {_si(g['flops_per_s'], 'FLOP/s')}")
+    print(f"bandwidth    copy of {c['elements'] * 4 >> 20} MiB: {_si(c['bytes_per_s'], 'B/s')}; "
+          f"add: {_si(a['bytes_per_s'], 'B/s')} (bytes read + written per second)")
+    print(f"overhead     tiny nn.ReLU module call {_fmt_s(d['tiny_module_call_s'])}; "
+          f"bare torch.relu {_fmt_s(d['tiny_op_call_s'])}")
+    print(f"ridge        {device.ridge():.3g} FLOP/byte: layers below it are memory-bound here")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def configure_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="symcost-device.json", metavar="FILE",
+                   help="device JSON to write (default symcost-device.json); use it with --device FILE")
+    p.add_argument("--quick", action="store_true", help="small sizes (a second or so; they fit in cache, so the "
+                   "bandwidth is cache bandwidth): for tests and smoke runs")
+    p.add_argument("--repeats", type=int, metavar="N", help="timings per measurement, median taken (default 7; 3 "
+                   "with --quick)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) first (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print the device JSON")
+
+
+# -------------------------------------------------------------------------------------------------- latency
+
+def run_latency(args) -> int:
+    from ..roofline import (Progress, calibrate, keep_freed_memory, measure_layers, predict, regime, regime_text,
+                            shares, spearman, total_time)
+    from ..targets import load_target
+    from ..tracing import TraceError, trace
+
+    shape = parse_shape(args.input, allow_symbols=False)
+    dtype = _dtype(args.dtype)
+    conv = _convention(args.convention)
+    _positive("--repeats", args.repeats)
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.device and args.calibrate:
+        raise UsageError("give either --device or --calibrate, not both")
+    if args.quick and args.device:
+        raise UsageError("--quick applies to calibration, not to --device")
+    measure = not args.no_measure
+    if measure and dtype in ("int8", "tf32"):
+        raise UsageError(f"--dtype {dtype} can be predicted but not measured by this command (int8 needs a "
+                         "quantised model, tf32 a GPU): add --no-measure")
+    device = _device(args.device) if args.device else None
+    _threads(args.threads)
+    kept = keep_freed_memory() if args.keep_memory else False
+    if args.keep_memory and not kept:
+        raise UsageError("--keep-memory needs glibc's mallopt, which this platform does not have")
+    model = load_target(args.target)
+    model.eval()
+    try:
+        mc = trace(model, shape, target=args.target)
+    except TraceError as e:
+        raise UsageError(str(e)) from None
+    progress = Progress("symcost latency", enabled=True)
+    try:
+        if device is None:
+            progress.update("calibrating this machine")
+            device = calibrate(quick=args.quick, progress=progress)
+        try:
+            est = predict(mc, device, dtype, conv)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        m = None
+        if measure:
+            try:
+                m = measure_layers(model, mc, shape, dtype, repeats=args.repeats, warmup=args.warmup,
+                                   progress=progress, stat=args.stat)
+            except Exception as e:  # the model's own complaint on a real input, in one line
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise UsageError(f"the model does not run on {args.input} in {dtype}: {msg}") from None
+    finally:
+        progress.done()
+    measured = m.per_row if m else [None] * len(est)
+    pairs = [(e.time_s, t) for e, t in zip(est, measured) if t is not None]
+    rho = spearman([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 2 else None
+    fam_pred: dict[str, float] = {}
+    fam_meas: dict[str, float] = {}
+    for e, t in zip(est, measured):
+        fam_pred[e.family] = fam_pred.get(e.family, 0.0) + e.time_s
+        if t is not None:
+            fam_meas[e.family] = fam_meas.get(e.family, 0.0) + t
+    flops_by_fam: dict[str, float] = {}
+    bytes_by_fam: dict[str, float] = {}
+    for e in est:
+        flops_by_fam[e.family] = flops_by_fam.get(e.family, 0) + e.flops
+        bytes_by_fam[e.family] = bytes_by_fam.get(e.family, 0) + e.bytes
+    share = {"flops": shares(flops_by_fam), "bytes": shares(bytes_by_fam), "predicted_time": shares(fam_pred)}
+    if m:
+        share["measured_time"] = shares(fam_meas)
+    reg = m.regime if m else regime()
+    result = {
+        "target": args.target, "input_shape": list(shape), "dtype": dtype, "convention": conv.name,
+        "device": device.to_dict(),
+        "regime": {**reg, "summary": regime_text(reg, dtype), "batch": shape[0], "keep_memory": kept,
+                   "page_faults_per_forward": m.faults_per_forward if m else None},
+        "method": m.method if m else "prediction only (--no-measure)",
+        "layers": [{**e.as_dict(), "measured_s": t} for e, t in zip(est, measured)],
+        "total": {"predicted_s": total_time(est), "measured_layers_s": m.layers_s if m else None,
+                  "measured_forward_s": m.forward_s if m else None},
+        "share_by_family": share,
+        "spearman": rho, "n_compared": len(pairs),
+        "notes": list(m.notes) if m else [],
+    }
+    if mc.uncovered:
+        result["notes"].append("uncovered op(s), neither predicted nor measured: "
+                               + ", ".join(f"{k} x{v}" for k, v in mc.uncovered.items()))
+    if m and m.faults_per_forward and m.faults_per_forward >= 100 and not kept:
+        result["notes"].append(f"{m.faults_per_forward:,.0f} page faults per forward pass: the allocator hands freed "
+                               "activations back to the OS and each forward faults them in again, a cost the roofline "
+                               "does not model; --keep-memory stops that")
+    if args.json:
+        print(json.dumps(result, indent=2, default=_json_default))
+        return 0
+    _print_latency(result, est, measured)
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    raise TypeError(type(o).__name__)
+
+
+def _print_latency(result: dict, est, measured) -> None:
+    from .models import text_table
+
+    d = result["device"]
+    print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, {result['dtype']}, "
+          f"FLOPs under '{result['convention']}'")
+    from ..roofline import Device
+
+    print(f"predicted on  {_describe_device(Device.from_dict(d))}")
+    reg = result["regime"]
+    faults = reg.get("page_faults_per_forward")
+    print(f"measured on   {reg['summary']}, batch {reg['batch']}"
+          + (f", {faults:,.0f} page faults per forward" if faults is not None else "")
+          + (", freed memory kept (--keep-memory)" if reg.get("keep_memory") else ""))
+    rows = []
+    for e, t in zip(est, measured):
+        i = e.intensity
+        rows.append([e.name, e.layer, f"{e.flops:,}", f"{e.bytes:,}", "inf" if math.isinf(i) else f"{i:.3g}",
+                     e.bound, _fmt_s(e.time_s), _fmt_s(t), f"{e.time_s / t:.2f}" if t else "-"])
+    print(text_table(["layer", "type", "FLOPs", "bytes", "FLOP/B", "bound", "predicted", "measured", "pred/meas"],
+                     rows, {2, 3, 4, 6, 7, 8}))
+    t = result["total"]
+    print(f"total         predicted {_fmt_s(t['predicted_s'])} (sum of layers)"
+          + (f"; measured {_fmt_s(t['measured_layers_s'])} (sum of layers), "
+             f"{_fmt_s(t['measured_forward_s'])} (whole forward, no hooks)" if t["measured_forward_s"] else ""))
+    s = result["share_by_family"]
+    fams = sorted(s["predicted_time"], key=lambda f: -s["predicted_time"][f])
+    cols = ["flops", "bytes", "predicted_time"] + (["measured_time"] if "measured_time" in s else [])
+    print(text_table(["family"] + [c.replace("_", " ") + " %" for c in cols],
+                     [[f] + [f"{100 * s[c].get(f, 0):.1f}" for c in cols] for f in fams], set(range(1, len(cols) + 1))))
+    if result["spearman"] is not None:
+        print(f"Spearman rank correlation, predicted vs measured per-layer time: {result['spearman']:.3f} "
+              f"({result['n_compared']} layers)")
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+
+def configure_latency(p: argparse.ArgumentParser) -> None:
+    from ..targets import TARGET_SYNTAX
+
+    p.add_argument("target", help=TARGET_SYNTAX)
+    p.add_argument("--input", required=True, metavar="SHAPE", help="a concrete input shape, e.g. 1x3x224x224")
+    p.add_argument("--device", metavar="PRESET|FILE", help="predict for a preset (laptop-cpu, a100-sxm4-80gb, "
+                   "h100-sxm) or a JSON file from `symcost calibrate`; default: calibrate this machine first")
+    p.add_argument("--calibrate", action="store_true", help="calibrate this machine first (the default without "
+                   "--device)")
+    p.add_argument("--quick", action="store_true", help="with calibration: small sizes (fast, cache not DRAM)")
+    p.add_argument("--dtype", default="fp32", help="fp32 (default), fp16, bf16 (measured by running the model in "
+                   "it); int8, tf32 prediction only")
+    p.add_argument("--convention", default="flops", metavar="NAME", help="FLOP convention (default flops)")
+    p.add_argument("--repeats", type=int, default=10, metavar="N", help="timed passes, medians taken (default 10)")
+    p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed passes first (default 2)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) first (default: torch's)")
+    p.add_argument("--stat", choices=("median", "min"), default="median",
+                   help="summary of the repeats: median (default) or min (least disturbed on a shared machine)")
+    p.add_argument("--keep-memory", action="store_true", help="stop glibc malloc from returning freed memory to the "
+                   "OS first, so forwards do not page-fault their activations in again (see symcost/roofline.py)")
+    p.add_argument("--no-measure", action="store_true", help="predict only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 COMMANDS = {
     "fold": ("fold each eval-mode BatchNorm into the conv/linear before it, on a copy; report pairs, skips with "
-             "reasons, and max |difference| on a random input", configure_fold, run_fold),
+             "reasons, max |difference| on a random input, and the traced cost before and after",
+             configure_fold, run_fold),
+    "calibrate": ("measure this machine's GEMM FLOP/s, memory bandwidth and per-layer overhead; write a device "
+                  "JSON for the roofline", configure_calibrate, run_calibrate),
+    "latency": ("per layer, roofline-predicted vs measured forward time on this machine, and their rank "
+                "correlation", configure_latency, run_latency),
 }
