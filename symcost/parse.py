@@ -91,5 +91,15 @@ def rewrite_layer_options(tokens: list[str], layer_cls) -> list[str]:
     return out
 
 
+def convention_arg(name: str):
+    """The convention named on the command line, or a one-line ``UsageError`` listing the known ones."""
+    from .conventions import get_convention
+
+    try:
+        return get_convention(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def to_sympy_shape(shape) -> tuple:
     return tuple(sympy.Integer(d) if isinstance(d, int) else d for d in shape)

@@ -1,12 +1,12 @@
 """Convolutions, linear and matmul against real torch modules, and their formulas as formulas."""
 import sympy
 import torch
+from helpers import assert_matches_torch, numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import assert_matches_torch, numbers
 from symcost import layer
-from symcost.symbols import C_in, C_out, N, H, W, per_axis, g, b
+from symcost.symbols import C_in, C_out, N, b, g, per_axis
 
 torch.set_num_threads(1)
 

@@ -1,9 +1,9 @@
 """Norm layers against torch, and their counts derived by hand."""
 import sympy
+from helpers import assert_matches_torch, numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import assert_matches_torch, numbers
 from symcost import layer
 
 

@@ -15,7 +15,8 @@ import pytest
 import sympy
 
 from symcost.cli import main
-from symcost.export.formulas import abbreviate, expand_back, latex as latex_expr
+from symcost.export.formulas import abbreviate, expand_back
+from symcost.export.formulas import latex as latex_expr
 from symcost.export.latex import escape
 from symcost.export.numbers import choose_unit, scaled
 

@@ -16,8 +16,21 @@ import sympy
 import symcost
 from symcost import CONVENTIONS
 from symcost.cli import main
-from symcost.roofline import (PRESETS, Device, LayerEstimate, estimate, get_device, intensity, itemsize, layer_bytes,
-                              predict, rankdata, roofline_time, spearman, total_time)
+from symcost.roofline import (
+    PRESETS,
+    Device,
+    LayerEstimate,
+    estimate,
+    get_device,
+    intensity,
+    itemsize,
+    layer_bytes,
+    predict,
+    rankdata,
+    roofline_time,
+    spearman,
+    total_time,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # derivations/ is not part of the installed package

@@ -1,7 +1,7 @@
 """Every worked number from the seed documents (../shared/seeds), reproduced with its convention."""
 import sympy
-
 from helpers import numbers
+
 from symcost import CONVENTIONS, layer
 from symcost.symbols import C_in, C_out, F_in, F_out, H, N, W, per_axis
 

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 
-from ..parse import UsageError, parse_shape
+from ..parse import UsageError, convention_arg, parse_shape
 
 # ------------------------------------------------------------------------------------------------------ fold
 
@@ -31,11 +31,10 @@ def fold_costs(original, folded, shape: tuple, convention: str = "flops", device
     """The traced cost of ``original`` and ``folded`` on ``shape``: before, after and saved (before - after).
 
     With a ``device`` (``symcost.roofline.Device``) also the roofline time of each, per layer summed."""
-    from ..conventions import get_convention
     from ..roofline import predict, total_time
     from ..tracing import TraceError, trace
 
-    conv = get_convention(convention)
+    conv = convention_arg(convention)
     try:
         before = trace(original, shape)
         after = trace(folded, shape)
@@ -63,7 +62,7 @@ def run_fold(args) -> int:
     shape = parse_shape(args.input, allow_symbols=False)
     device = _device(args.device) if args.device else None
     dtype = _dtype(args.dtype)
-    _convention(args.convention)
+    convention_arg(args.convention)
     model = load_target(args.target)
     if args.target.strip().startswith("torchvision:"):
         # weights=None leaves mean 0, var 1, gamma 1, beta 0: random statistics make the check meaningful
@@ -133,15 +132,6 @@ def _dtype(name: str) -> str:
 
     try:
         return dtype_name(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def _convention(name: str):
-    from ..conventions import get_convention
-
-    try:
-        return get_convention(name)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -227,14 +217,24 @@ def configure_calibrate(p: argparse.ArgumentParser) -> None:
 # -------------------------------------------------------------------------------------------------- latency
 
 def run_latency(args) -> int:
-    from ..roofline import (Progress, calibrate, keep_freed_memory, measure_layers, predict, regime, regime_text,
-                            shares, spearman, total_time)
+    from ..roofline import (
+        Progress,
+        calibrate,
+        keep_freed_memory,
+        measure_layers,
+        predict,
+        regime,
+        regime_text,
+        shares,
+        spearman,
+        total_time,
+    )
     from ..targets import load_target
     from ..tracing import TraceError, trace
 
     shape = parse_shape(args.input, allow_symbols=False)
     dtype = _dtype(args.dtype)
-    conv = _convention(args.convention)
+    conv = convention_arg(args.convention)
     _positive("--repeats", args.repeats)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be 0 or more, got {args.warmup}")

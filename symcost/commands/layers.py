@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..parse import UsageError, parse_settings, parse_shapes, rewrite_layer_options
+from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
 
 
 def _layer_cls(name: str):
@@ -48,15 +48,6 @@ def _cost(layer, shapes):
         raise UsageError(str(e)) from None
 
 
-def _convention(name: str):
-    from ..conventions import get_convention
-
-    try:
-        return get_convention(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
 def run_list(args) -> int:
     from ..registry import all_layers
 
@@ -95,7 +86,7 @@ def run_formula(args) -> int:
     from ..formula import Formula
 
     layer, shapes = _build(args, symbolic=True)
-    conv = _convention(args.convention)
+    conv = convention_arg(args.convention)
     _cost(layer, shapes)  # validate before formatting
     formula = Formula.of(layer, shapes, conv)
     if args.json:
@@ -120,7 +111,7 @@ def run_eval(args) -> int:
     from ..api import numbers
 
     layer, shapes = _build(args, symbolic=False)
-    conv = _convention(args.convention)
+    conv = convention_arg(args.convention)
     _cost(layer, shapes)
     result = numbers(layer, shapes, conv.name)
     if args.json:

@@ -7,7 +7,7 @@ import time
 
 import sympy
 
-from ..parse import UsageError, parse_shape
+from ..parse import UsageError, convention_arg, parse_shape
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True):
@@ -86,13 +86,9 @@ def _per_point(target: str, shape: tuple, points: list[dict], conv, train: bool,
 
 
 def run_model(args) -> int:
-    from ..conventions import get_convention
     from ..sweep import assume_divisible, parse_assignments
 
-    try:
-        conv = get_convention(args.convention)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    conv = convention_arg(args.convention)
     shape = parse_shape(args.input)
     started = time.perf_counter()
     fallback_note = None

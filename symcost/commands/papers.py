@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sympy
 
-from ..parse import UsageError, parse_shape
+from ..parse import UsageError, convention_arg, parse_shape
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
 _NO_FORMULA = ("different operations", "cannot run on input", "no symbolic formula")
@@ -36,15 +36,6 @@ def _positive_int(text: str, option: str) -> int:
     if value < 1:
         raise UsageError(f"{option} {value}: expected a positive integer")
     return value
-
-
-def _convention(name: str):
-    from ..conventions import get_convention
-
-    try:
-        return get_convention(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def _symbol_names(shape) -> list[str]:
@@ -121,7 +112,7 @@ def build_table(args):
     from ..export import layer_table, model_table
     from ..export.tables import group_key
 
-    conv = _convention(args.convention)
+    conv = convention_arg(args.convention)
     shape = parse_shape(args.input)
     depth = _positive_int(args.depth, "--depth") if args.depth is not None else None
     if depth is not None and len(args.targets) > 1:
@@ -264,7 +255,7 @@ def run_plot(args) -> int:
     metric = args.metric
     if metric not in plot.METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose one of: {', '.join(plot.METRICS)}")
-    conv = _convention(args.convention)
+    conv = convention_arg(args.convention)
     if args.breakdown and len(args.targets) != 1:
         raise UsageError(f"--breakdown draws one model's cost by layer family; got {len(args.targets)} targets")
     out = Path(args.out)

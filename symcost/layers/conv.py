@@ -5,7 +5,7 @@ import sympy
 
 from ..cost import Cost, numel
 from ..registry import register
-from ..symbols import C_in, C_out, N, SPATIAL, b, g, per_axis
+from ..symbols import SPATIAL, C_in, C_out, N, b, g, per_axis
 from .base import Arg, Layer, definitely, is_number
 from .shapes import conv_output_size, conv_transpose_output_size
 

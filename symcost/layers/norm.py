@@ -12,7 +12,7 @@ import sympy
 
 from ..cost import Cost, numel
 from ..registry import register
-from ..symbols import N, SPATIAL, size
+from ..symbols import SPATIAL, N, size
 from .base import Arg, Layer, definitely
 
 

@@ -35,7 +35,7 @@ import sympy
 
 from ..cost import Cost, numel
 from ..registry import register
-from ..symbols import N, SPATIAL, per_axis, size
+from ..symbols import SPATIAL, N, per_axis, size
 from .base import Arg, Layer, definitely, is_number
 from .shapes import adaptive_window_total, pool_output_size
 

@@ -9,7 +9,7 @@ import sympy
 
 from ..cost import Cost, numel
 from ..registry import register
-from ..symbols import K, M, N, P, SPATIAL, size
+from ..symbols import SPATIAL, K, M, N, P, size
 from .base import Arg, Layer
 from .elementwise import _Binary
 from .linear import _MatmulBase
