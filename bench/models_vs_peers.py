@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--quick", action="store_true", help="16 sizes instead of 121, one repeat of slow peers")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peers", default=",".join(PEER_SCRIPTS), help="comma-separated subset of: " + ", ".join(PEER_SCRIPTS))
     args = ap.parse_args()
     step = 64 if args.quick else 8
     sizes = list(range(64, 1025, step))
@@ -93,16 +94,22 @@ def main() -> None:
     single = [*symcost, "--input", "1x3x224x224", "--json"]
 
     print(f"{args.model}: sweep of {len(sizes)} resolutions, whole processes, median of {args.repeats}")
+    cold_runs = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as empty:  # cold: an empty cache, filled by the run
+            cold_runs.append(run(sweep, env={"SYMCOST_CACHE_DIR": empty}))
+    cold = statistics.median(cold_runs)
     with tempfile.TemporaryDirectory() as cache:
-        cold = statistics.median(run(sweep + ["--no-cache"]) for _ in range(args.repeats))
         run(sweep, env={"SYMCOST_CACHE_DIR": cache})  # fill the cache
         cached = statistics.median(run(sweep, env={"SYMCOST_CACHE_DIR": cache}) for _ in range(args.repeats))
     single_cold = statistics.median(run(single + ["--no-cache"]) for _ in range(args.repeats))
-    print(f"  symcost sweep, cold (no cache)     {cold:7.2f} s")
+    print(f"  symcost sweep, cold (empty cache)  {cold:7.2f} s")
     print(f"  symcost sweep, cached              {cached:7.2f} s")
     print(f"  symcost one size 224, cold         {single_cold:7.2f} s")
     peers_one = {}
-    for name in PEER_SCRIPTS:
+    for name in args.peers.split(","):
+        if name not in PEER_SCRIPTS:
+            raise SystemExit(f"unknown peer {name!r}; choose from {', '.join(PEER_SCRIPTS)}")
         t_sweep = script_time(name, args.model, sizes, 1 if name != "FlopCounterMode" else args.repeats)
         t_one = script_time(name, args.model, [224], args.repeats)
         if t_sweep is None:

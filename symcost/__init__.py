@@ -1,19 +1,28 @@
 """symcost: closed-form, convention-explicit cost formulas for neural-network layers and models.
 
-Layer formulas need only sympy; ``trace``, ``model`` and ``fold_batchnorm`` import torch when first used.
+Everything is imported on first use (PEP 562): ``import symcost`` is instant, layer formulas need only sympy,
+and ``trace``, ``model`` and ``fold_batchnorm`` import torch when first called.
 """
-from .api import evaluate, layer, numbers
-from .conventions import CONVENTIONS, Convention, get_convention
-from .cost import OP_KINDS, Cost
-from .model import ModelCost
-from .registry import all_layers
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Cost", "Convention", "CONVENTIONS", "ModelCost", "OP_KINDS", "all_layers", "evaluate",
-           "fold_batchnorm", "get_convention", "layer", "model", "numbers", "trace", "__version__"]
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "layer": "api", "evaluate": "api", "numbers": "api",
+    "CONVENTIONS": "conventions", "Convention": "conventions", "get_convention": "conventions",
+    "Cost": "cost", "OP_KINDS": "cost",
+    "ModelCost": "model",
+    "all_layers": "registry",
+    "trace": "tracing",
+    "fold_batchnorm": "fold",
+}
+__all__ = [*_EXPORTS, "model", "__version__"]
 
 
-def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True) -> ModelCost:
+def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True):
     """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached."""
     from .commands.models import derive
 
@@ -21,12 +30,12 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
 
 
 def __getattr__(name: str):
-    if name == "trace":  # torch is imported on first use only
-        from .tracing import trace
-
-        return trace
-    if name == "fold_batchnorm":
-        from .fold import fold_batchnorm
-
-        return fold_batchnorm
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'symcost' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from .layers.base import LayerError
-    from .parse import UsageError
+    from .errors import LayerError, UsageError
 
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)

@@ -7,77 +7,8 @@ every number symcost prints carries its convention's name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
-
-import sympy
-
-from .cost import OP_KINDS, Cost
-
-#: element counts a convention may weigh besides the operations, in ``family_weights`` and ``functional_weights``
-#: only: peer tools whose rule is "one per input element" or "one per output element" (a pooling layer's input,
-#: an activation's output) rather than per operation.  ``Cost.reads`` and ``Cost.writes``, as the layer reports them.
-ELEMENT_KINDS: dict[str, str] = {
-    "reads": "elements read (the inputs, plus any weights and buffers)",
-    "writes": "elements written (the outputs)",
-}
-
-
-@dataclass(frozen=True)
-class Convention:
-    name: str
-    summary: str
-    source: str
-    weights: Mapping[str, int]
-    #: per layer name or family ("conv2d", "norm"), weights that replace the defaults: peer tools count
-    #: layer types differently.  A layer name wins over its family.
-    family_weights: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    #: whether functional calls outside modules (a residual ``x + y``) are seen; module-hook tools see none
-    sees_functional: bool = True
-    #: per layer name or family, weights for a *functional* call (outside any catalogued module, e.g. ``F.relu(x)``)
-    #: that replace ``family_weights`` for it: a tool that hooks modules and also patches ``torch.nn.functional``
-    #: counts ``nn.ReLU`` twice (its hook, then the patched ``F.relu`` inside its forward) but ``F.relu`` once
-    functional_weights: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        missing = set(OP_KINDS) - set(self.weights)
-        if missing:  # every kind must be weighed on purpose, never zero by omission
-            raise ValueError(f"convention {self.name!r} does not weigh {sorted(missing)}")
-        known = set(OP_KINDS) | set(ELEMENT_KINDS)
-        for what, table in (("family", self.family_weights), ("functional", self.functional_weights)):
-            for fam, w in table.items():
-                if set(w) - known:
-                    raise ValueError(f"convention {self.name!r}, {what} {fam!r}: "
-                                     f"unknown kinds {sorted(set(w) - known)}")
-
-    def weights_for(self, family: str, layer: str = "", functional: bool = False) -> Mapping[str, int]:
-        tables = (self.functional_weights, self.family_weights) if functional else (self.family_weights,)
-        for table in tables:
-            for key in (layer, family):
-                if key and key in table:
-                    return {**self.weights, **table[key]}
-        return self.weights
-
-    def count(self, cost: Cost, functional: bool = False) -> sympy.Expr:
-        """The cost's FLOPs under this convention, as a sympy expression (``functional``: the call was made
-        outside any catalogued module, see ``functional_weights``)."""
-        if (self.family_weights or self.functional_weights) and (cost.family == "mixed" or not cost.layer):
-            raise ValueError(f"convention {self.name!r} weighs layer families differently: "
-                             "count each layer, then add the counts")
-        w = self.weights_for(cost.family, cost.layer, functional)
-        total = sympy.Add(*[w[k] * v for k, v in cost.ops.items()])
-        return total + w.get("reads", 0) * cost.reads + w.get("writes", 0) * cost.writes
-
-    def describe(self) -> str:
-        parts = [f"{k}={w}" for k, w in self.weights.items()]
-        return f"{self.name}: {self.summary} [{', '.join(parts)}] ({self.source})"
-
-
-def _weights(default: int, **overrides: int) -> dict[str, int]:
-    w = {k: default for k in OP_KINDS}
-    w.update(overrides)
-    return w
-
+from .convention_base import ELEMENT_KINDS, Convention, _weights  # noqa: F401  (re-exported)
+from .peers import PEER_CONVENTIONS
 
 CONVENTIONS: dict[str, Convention] = {
     c.name: c
@@ -135,7 +66,5 @@ def get_convention(name: str) -> Convention:
     except KeyError:
         raise ValueError(f"unknown convention {name!r}; choose one of: {', '.join(CONVENTIONS)}") from None
 
-
-from .peers import PEER_CONVENTIONS  # noqa: E402
 
 CONVENTIONS.update(PEER_CONVENTIONS)

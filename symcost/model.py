@@ -27,8 +27,54 @@ class Row:
         return ":" in self.name
 
 
+class _Sweepable:
+    """Evaluation of closed-form totals: exact at a point, vectorised over arrays, inside the model's domain.
+    Needs ``symbols``, ``domain`` and ``total(convention)``."""
+
+    symbols: list
+    domain: tuple
+
+    def check_domain(self, values: Mapping) -> None:
+        """Raise ``ValueError`` if some tensor of the model would have a size below 1 at ``values``."""
+        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
+        for size in self.domain:
+            if size.xreplace(subs) < 1:
+                given = ", ".join(f"{k}={v}" for k, v in values.items())
+                raise ValueError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
+                                 f"{size.xreplace(subs)}")
+
+    def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
+        """Exact integers at one assignment of the input symbols (``ValueError`` outside the model's domain)."""
+        self.check_domain(values)
+        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
+        return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
+
+    def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
+        """A vectorised NumPy function of the symbols (in ``self.symbols`` order) -> dict of int64 arrays, plus
+        ``"valid"``: True where every tensor size of the model is >= 1.  One ``lambdify`` for everything."""
+        import numpy as np
+
+        total = self.total(convention)
+        exprs = [total[m] for m in metrics] + list(self.domain)
+        fn = sympy.lambdify(self.symbols, exprs, modules="numpy")
+
+        def run(*arrays):
+            shape = np.broadcast(*arrays).shape if arrays else ()
+            values = [np.broadcast_to(np.asarray(v, dtype=np.float64), shape) for v in fn(*arrays)]
+            out = {m: np.rint(v).astype(np.int64) for m, v in zip(metrics, values)}
+            out["valid"] = np.all([v >= 1 for v in values[len(metrics):]], axis=0) if self.domain \
+                else np.ones(shape, dtype=bool)
+            return out
+
+        return run
+
+    def valid(self, *arrays):
+        """Vectorised domain check: a boolean array, True where every size is >= 1."""
+        return self.lambdified(metrics=())(*arrays)["valid"]
+
+
 @dataclass
-class ModelCost:
+class ModelCost(_Sweepable):
     target: str
     input_shape: tuple
     rows: list[Row]
@@ -63,42 +109,23 @@ class ModelCost:
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
         return out
 
-    def check_domain(self, values: Mapping) -> None:
-        """Raise ``ValueError`` if some tensor of the model would have a size below 1 at ``values``."""
-        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
-        for size in self.domain:
-            if size.xreplace(subs) < 1:
-                given = ", ".join(f"{k}={v}" for k, v in values.items())
-                raise ValueError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
-                                 f"{size.xreplace(subs)}")
+    def summary(self, totals: dict | None = None):
+        """This derivation's totals under every convention in plain data (see ``symcost.summary``); ``totals``
+        replaces them (e.g. after ``--assume-divisible``)."""
+        from .conventions import CONVENTIONS
+        from .summary import Summary, to_tree
 
-    def valid(self, *arrays):
-        """Vectorised domain check: a boolean array, True where every size is >= 1."""
-        import numpy as np
+        def shown(e):
+            return int(e) if e.is_Integer else sympy.sstr(e)
 
-        ok = np.ones(np.broadcast(*arrays).shape if arrays else (), dtype=bool)
-        for size in self.domain:
-            ok &= np.asarray(sympy.lambdify(self.symbols, size, modules="numpy")(*arrays)) >= 1
-        return ok
-
-    def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
-        """Exact integers at one assignment of the input symbols (``ValueError`` outside the model's domain)."""
-        self.check_domain(values)
-        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
-        return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
-
-    def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
-        """A vectorised NumPy function of the symbols (in ``self.symbols`` order) -> dict of arrays."""
-        import numpy as np
-
-        total = self.total(convention)
-        fns = {m: sympy.lambdify(self.symbols, total[m], modules="numpy") for m in metrics}
-
-        def run(*arrays):
-            out = {}
-            for m, f in fns.items():
-                v = np.asarray(f(*arrays), dtype=np.float64)
-                out[m] = np.rint(np.broadcast_to(v, np.broadcast(*arrays).shape if arrays else ())).astype(np.int64)
-            return out
-
-        return run
+        totals = totals or {n: self.total(c) for n, c in CONVENTIONS.items()}
+        return Summary(
+            target=self.target,
+            input_shape=[shown(d) for d in self.input_shape],
+            symbols=[str(s) for s in self.symbols],
+            conventions={n: CONVENTIONS[n].summary for n in totals},
+            totals={n: {m: shown(e) for m, e in t.items()} for n, t in totals.items()},
+            trees={n: {m: to_tree(t[m]) for m in ("params", "macs", "flops")} for n, t in totals.items()},
+            domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
+            uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
+        )

@@ -1,13 +1,10 @@
 """Parsing of user strings: shapes and layer settings.  Nothing here ever evaluates a string."""
 from __future__ import annotations
 
-import sympy
+from .errors import UsageError
 
-from .symbols import user_symbol
-
-
-class UsageError(ValueError):
-    """Bad command-line input: reported as one line, exit code 2."""
+__all__ = ["UsageError", "convention_arg", "parse_dim", "parse_settings", "parse_shape", "parse_shapes",
+           "rewrite_layer_options", "shape_key"]
 
 
 def parse_dim(text: str, allow_symbols: bool):
@@ -17,6 +14,8 @@ def parse_dim(text: str, allow_symbols: bool):
     except ValueError:
         if not allow_symbols:
             raise UsageError(f"size {text!r} is not an integer (symbols are for `symcost formula`)") from None
+        from .symbols import user_symbol
+
         try:
             return user_symbol(text)
         except ValueError as e:
@@ -33,6 +32,25 @@ def parse_shape(text: str, allow_symbols: bool = True) -> tuple:
     return tuple(parse_dim(t, allow_symbols) for t in text.replace("×", "x").split("x"))
 
 
+def parse_shape_names(text: str) -> tuple:
+    """``"1x3xHxW"`` -> (1, 3, "H", "W"), validated like ``parse_shape`` but without sympy (fast paths)."""
+    import re
+
+    if not text.strip():
+        raise UsageError("empty input shape")
+    out = []
+    for t in shape_key(text).split("x"):
+        if re.fullmatch(r"[0-9]+", t):
+            if int(t) < 1:
+                raise UsageError(f"sizes must be positive integers, got {int(t)}")
+            out.append(int(t))
+        elif re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", t):
+            out.append(t)
+        else:
+            raise UsageError(f"{t!r} is not a valid symbol name (letters, digits, '_', starting with a letter)")
+    return tuple(out)
+
+
 def parse_shapes(text: str, allow_symbols: bool = True) -> tuple[tuple, ...]:
     """Several inputs separated by commas: ``"8x64x32,8x32x16"``."""
     return tuple(parse_shape(part, allow_symbols) for part in text.split(","))
@@ -40,7 +58,7 @@ def parse_shapes(text: str, allow_symbols: bool = True) -> tuple[tuple, ...]:
 
 def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool) -> dict:
     """``["in_channels=3", "kernel_size=4,10", "bias=false"]`` -> typed values per the layer's ``args``."""
-    from .layers.base import LayerError
+    from .errors import LayerError
 
     args = {a.name: a for a in layer_cls.args}
     out: dict = {}
@@ -101,5 +119,6 @@ def convention_arg(name: str):
         raise UsageError(str(e)) from None
 
 
-def to_sympy_shape(shape) -> tuple:
-    return tuple(sympy.Integer(d) if isinstance(d, int) else d for d in shape)
+def shape_key(text: str) -> str:
+    """A shape spec normalised without sympy ("1X3xH x W" -> "1x3xHxW"), for cache keys."""
+    return "x".join(part.strip() for part in text.replace("×", "x").split("x"))

@@ -31,7 +31,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-from .conventions import Convention, _weights
+from .convention_base import Convention, _weights
 
 _BN = ("batchnorm1d", "batchnorm2d", "batchnorm3d")
 _MAXPOOL = ("maxpool1d", "maxpool2d", "maxpool3d")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import sympy
-
 from .parse import UsageError
 
 
@@ -29,7 +27,7 @@ def parse_values(text: str) -> list[int]:
     return values
 
 
-def parse_assignments(specs: list[str], symbols: list[sympy.Symbol]) -> list[dict[str, int]]:
+def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
     """``["R=224,225"]`` -> [{"R": 224}, {"R": 225}]; every input symbol must get values."""
     names = [str(s) for s in symbols]
     given: dict[str, list[int]] = {}
@@ -47,9 +45,11 @@ def parse_assignments(specs: list[str], symbols: list[sympy.Symbol]) -> list[dic
     return [dict(zip(names, combo)) for combo in itertools.product(*(given[n] for n in names))]
 
 
-def assume_divisible(expr: sympy.Expr, symbols, k: int) -> sympy.Expr:
+def assume_divisible(expr, symbols, k: int):
     """The formula for inputs that are multiples of ``k``: substitute S = k*s, let sympy drop the floors,
     and write it back in S."""
+    import sympy
+
     stand_in = {s: sympy.Symbol(f"{s}_div", integer=True, positive=True) for s in symbols}
     out = expr.xreplace({s: k * t for s, t in stand_in.items()})
     return sympy.expand(out.xreplace({t: s / k for s, t in stand_in.items()}))

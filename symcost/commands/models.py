@@ -1,30 +1,50 @@
-"""`symcost model TARGET --input SHAPE`: a whole model's per-layer costs and closed-form totals."""
+"""`symcost model TARGET --input SHAPE`: a whole model's per-layer costs and closed-form totals.
+
+A cached sweep (`--at`) imports neither torch nor sympy: it reads the derivation's ``Summary`` (plain data) and
+evaluates its expression trees with NumPy.
+"""
 from __future__ import annotations
 
 import json
 import sys
 import time
 
-import sympy
+from ..parse import UsageError, parse_shape, parse_shape_names, shape_key
 
-from ..parse import UsageError, convention_arg, parse_shape
+METRICS = ("params", "macs", "flops")
 
 
-def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True):
-    """The ``ModelCost`` of ``target`` on ``input_spec`` (from the cache when it can: no torch import then)."""
+def _key(target: str, input_spec: str, train: bool) -> str:
     from .. import cache
     from ..targets import source_hash
 
-    shape = parse_shape(input_spec)
-    key = cache.cache_key(target, "x".join(map(str, shape)), train, source_hash(target))
+    return cache.cache_key(target, shape_key(input_spec), train, source_hash(target))
+
+
+def cached_summary(target: str, input_spec: str, train: bool = False):
+    """The cached ``Summary`` of a derivation, or None: no torch, no sympy."""
+    from .. import cache
+
+    hit = cache.load(_key(target, input_spec, train))
+    return hit["summary"] if isinstance(hit, dict) and "summary" in hit else None
+
+
+def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True):
+    """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then)."""
+    import pickle
+
+    from .. import cache
+
+    key = _key(target, input_spec, train)
     if use_cache:
         hit = cache.load(key)
-        if hit is not None:
-            return hit
+        if isinstance(hit, dict) and "full" in hit:
+            return pickle.loads(hit["full"])
     with _status(f"tracing {target} on {input_spec}", progress):
-        mc = trace_target(target, shape, train=train)
+        mc = trace_target(target, parse_shape(input_spec), train=train)
     if use_cache:
-        cache.store(key, mc)
+        # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
+        cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
     return mc
 
 
@@ -58,8 +78,11 @@ class _status:
             self._s.__exit__(*exc)
 
 
-def _int_or_str(e):
-    e = sympy.sympify(e)
+def _shown(e):
+    if isinstance(e, int):
+        return e
+    import sympy
+
     return int(e) if e.is_Integer else sympy.sstr(e)
 
 
@@ -67,114 +90,121 @@ def _fmt(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _per_point(target: str, shape: tuple, points: list[dict], conv, train: bool, progress: bool) -> list[dict]:
+def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
+               progress: bool) -> list[dict]:
     """A concrete trace per point, for models whose graph changes with the input size."""
-    out = []
     from rich.progress import Progress
 
+    out = []
     with Progress(disable=not (progress and sys.stderr.isatty()), transient=True) as bar:
         task = bar.add_task("tracing each size", total=len(points))
         for values in points:
-            concrete = tuple(int(d.xreplace({sympy.Symbol(k, integer=True, positive=True): v
-                                             for k, v in values.items()})) if isinstance(d, sympy.Basic) else d
-                             for d in shape)
-            mc = trace_target(target, concrete, train)
-            tot = mc.total(conv)
-            out.append({"values": values, **{m: int(tot[m]) for m in ("params", "macs", "flops")}})
+            concrete = tuple(values.get(t, None) or int(t) for t in shape_key(input_spec).split("x"))
+            tot = trace_target(target, concrete, train).total(convention)
+            out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
             bar.advance(task)
     return out
 
 
 def run_model(args) -> int:
-    from ..sweep import assume_divisible, parse_assignments
+    from ..sweep import parse_assignments
 
-    conv = convention_arg(args.convention)
-    shape = parse_shape(args.input)
     started = time.perf_counter()
-    fallback_note = None
-    try:
-        mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache, progress=not args.json)
-    except UsageError as e:
-        symbolic = any(isinstance(d, sympy.Basic) and d.free_symbols for d in shape)
-        if not (symbolic and args.at and ("different operations" in str(e) or "cannot run on input" in str(e)
-                                          or "no symbolic formula" in str(e))):
-            raise
-        mc, fallback_note = None, f"no single formula: {e}; each size was traced on its own"
-    if mc is None:
-        names = sorted({str(s) for d in shape if isinstance(d, sympy.Basic) for s in d.free_symbols})
-        points = parse_assignments(args.at, [sympy.Symbol(n) for n in names])
-        evaluations = _per_point(args.target, shape, points, conv, args.train, not args.json)
-        result = {"target": args.target, "input_shape": [str(d) for d in shape], "convention": conv.name,
-                  "evaluations": evaluations, "notes": [fallback_note]}
-        print(json.dumps(result, indent=2) if args.json else _evaluations_text(evaluations, conv))
-        return 0
-    total = mc.total(conv)
-    symbols = mc.symbols
-    if args.assume_divisible:
-        total = {k: assume_divisible(v, symbols, args.assume_divisible) for k, v in total.items()}
+    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    points = parse_assignments(args.at, names) if args.at else None
+    if args.at and not names:
+        raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
+    need_rows = not names or args.layers or (args.json and not args.at)
+    mc = summary = None
+    if points and not need_rows and not args.assume_divisible and not args.no_cache:
+        summary = cached_summary(args.target, args.input, args.train)
+    if summary is None:
+        try:
+            mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache,
+                        progress=not args.json)
+        except UsageError as e:
+            if not (points and any(s in str(e) for s in ("different operations", "cannot run on input",
+                                                          "no symbolic formula"))):
+                raise
+            return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
+        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible else None)
+    if args.convention not in summary.totals:
+        raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(summary.totals)}")
+    total = summary.total(args.convention)
     result = {
         "target": args.target,
-        "input_shape": [_int_or_str(d) for d in mc.input_shape],
-        "convention": conv.name,
-        "convention_summary": conv.summary,
-        "total": {k: _int_or_str(total[k]) for k in ("params", "buffers", "macs", "flops", "reads", "writes")},
-        "units": {"macs": "multiply-accumulates", "flops": f"operations under '{conv.name}'",
+        "input_shape": summary.input_shape,
+        "convention": args.convention,
+        "convention_summary": summary.conventions[args.convention],
+        "total": total,
+        "units": {"macs": "multiply-accumulates", "flops": f"operations under '{args.convention}'",
                   "reads": "elements", "writes": "elements"},
-        "uncovered": mc.uncovered,
-        "zero_cost_ops": mc.zero_cost_ops,
-        "notes": mc.notes,
+        "uncovered": summary.uncovered,
+        "zero_cost_ops": summary.zero_cost_ops,
+        "notes": summary.notes,
     }
-    if symbols:
-        result["formula"] = {k: sympy.sstr(total[k]) for k in ("params", "macs", "flops")}
+    if names:
+        result["formula"] = {m: str(total[m]) for m in METRICS}
         if args.assume_divisible:
             result["assumed_divisible_by"] = args.assume_divisible
-    if args.at:
-        if not symbols:
-            raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
-        points = parse_assignments(args.at, symbols)
-        result["evaluations"] = _evaluate(mc, points, conv, symbols)
-    if not symbols or args.layers:
+    if points:
+        try:
+            result["evaluations"] = summary.evaluate(points, args.convention)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if need_rows:
+        from ..conventions import get_convention
+
+        conv = get_convention(args.convention)
         result["layers"] = [_row_json(r, conv) for r in mc.rows]
     result["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _print_text(mc, result, conv, bool(symbols))
-    if args.strict and mc.uncovered:
-        print(f"symcost model: --strict: {sum(mc.uncovered.values())} op call(s) symcost cannot cost: "
-              + ", ".join(f"{k} x{v}" for k, v in mc.uncovered.items()), file=sys.stderr)
+        _print_text(result)
+    if args.strict and summary.uncovered:
+        print(f"symcost model: --strict: {sum(summary.uncovered.values())} op call(s) symcost cannot cost: "
+              + ", ".join(f"{k} x{v}" for k, v in summary.uncovered.items()), file=sys.stderr)
         return 1
     return 0
 
 
-def _evaluate(mc, points: list[dict], conv, symbols) -> list[dict]:
-    import numpy as np
+def _divisible_totals(mc, k: int) -> dict:
+    from ..conventions import CONVENTIONS
+    from ..sweep import assume_divisible
 
-    fn = mc.lambdified(conv)
-    cols = [np.array([p[str(s)] for p in points], dtype=np.int64) for s in symbols]
-    bad = np.flatnonzero(~mc.valid(*cols))
-    if bad.size:
-        try:
-            mc.check_domain(points[int(bad[0])])
-        except ValueError as e:
-            raise UsageError(f"{e}" + (f" ({bad.size} of {len(points)} requested points are outside)"
-                                       if len(points) > 1 else "")) from None
-    values = fn(*cols)
-    return [{"values": p, **{m: int(values[m][i]) for m in ("params", "macs", "flops")}}
-            for i, p in enumerate(points)]
+    if k < 1:
+        raise UsageError(f"--assume-divisible needs a positive integer, got {k}")
+    return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
+            for n, c in CONVENTIONS.items()}
+
+
+def _run_per_point(args, points: list[dict], note: str) -> int:
+    from ..parse import convention_arg
+
+    convention_arg(args.convention)
+    evaluations = _per_point(args.target, args.input, points, args.convention, args.train, not args.json)
+    result = {"target": args.target, "input_shape": shape_key(args.input).split("x"), "convention": args.convention,
+              "evaluations": evaluations, "notes": [note]}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_evaluations_text(evaluations, args.convention))
+        print(f"note: {note}")
+    return 0
 
 
 def _row_json(r, conv) -> dict:
     c = r.cost
     return {"name": r.name, "layer": r.layer, "family": c.family, "args": r.args,
-            "input_shapes": [[_int_or_str(d) for d in s] for s in r.input_shapes],
-            "output_shape": [_int_or_str(d) for d in c.output_shape],
-            "params": _int_or_str(c.params), "macs": _int_or_str(c.macs),
-            "flops": _int_or_str(conv.count(c) if conv.sees_functional or not r.functional else 0)}
+            "input_shapes": [[_shown(d) for d in s] for s in r.input_shapes],
+            "output_shape": [_shown(d) for d in c.output_shape],
+            "params": _shown(c.params), "macs": _shown(c.macs),
+            "flops": _shown(conv.count(c, r.functional) if conv.sees_functional or not r.functional else 0)}
 
 
-def _evaluations_text(evaluations, conv) -> str:
-    lines = [f"{'values':<20} {'params':>14} {'MACs':>18} {'FLOPs[' + conv.name + ']':>20}"]
+def _evaluations_text(evaluations, convention: str) -> str:
+    lines = [f"{'values':<20} {'params':>14} {'MACs':>18} {'FLOPs[' + convention + ']':>20}"]
     for e in evaluations:
         vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
         lines.append(f"{vals:<20} {e['params']:>14,} {e['macs']:>18,} {e['flops']:>20,}")
@@ -184,26 +214,30 @@ def _evaluations_text(evaluations, conv) -> str:
 def text_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
     """A plain aligned table (no terminal-width truncation, so names stay whole when piped)."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
     def line(r):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _print_text(mc, result, conv, symbolic: bool) -> None:
+def _print_text(result: dict) -> None:
+    name = result["convention"]
     if "layers" in result:
         print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}")
         rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), _fmt(r["params"]), _fmt(r["macs"]),
                  _fmt(r["flops"])] for r in result["layers"]]
-        print(text_table(["layer", "type", "output", "params", "MACs", f"FLOPs[{conv.name}]"], rows, {3, 4, 5}))
+        print(text_table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
     t = result["total"]
     print(f"total params  {_fmt(t['params'])}   (+ {_fmt(t['buffers'])} buffers: running statistics)")
     print(f"total MACs    {_fmt(t['macs'])}")
-    print(f"total FLOPs   {_fmt(t['flops'])}   [{conv.name}: {conv.summary}]")
+    print(f"total FLOPs   {_fmt(t['flops'])}   [{name}: {result['convention_summary']}]")
     if "evaluations" in result:
-        print(_evaluations_text(result["evaluations"], conv))
-    if mc.uncovered:
-        print("UNCOVERED (not costed, not counted): " + ", ".join(f"{k} x{v}" for k, v in mc.uncovered.items()))
-    for note in mc.notes:
+        print(_evaluations_text(result["evaluations"], name))
+    if result["uncovered"]:
+        print("UNCOVERED (not costed, not counted): "
+              + ", ".join(f"{k} x{v}" for k, v in result["uncovered"].items()))
+    for note in result["notes"]:
         print(f"note: {note}")
 
 
@@ -212,13 +246,18 @@ def configure_model(p) -> None:
 
     p.add_argument("target", help=TARGET_SYNTAX)
     p.add_argument("--input", required=True, metavar="SHAPE",
-                   help="input shape, e.g. 1x3x224x224, or 1x3xHxW (letters are symbols; the same letter is the same symbol)")
-    p.add_argument("--convention", default="flops", metavar="NAME", help="FLOP counting convention (symcost conventions)")
+                   help="input shape, e.g. 1x3x224x224, or 1x3xHxW (letters are symbols; the same letter is the "
+                        "same symbol)")
+    p.add_argument("--convention", default="flops", metavar="NAME",
+                   help="FLOP counting convention (default flops; see `symcost conventions`)")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUES",
-                   help="evaluate the formulas at R=224,225 or a range R=64:1024:8 (inclusive); repeat for more symbols")
+                   help="evaluate the formulas at R=224,225 or a range R=64:1024:8 (inclusive); repeat for more "
+                        "symbols (their product is taken)")
     p.add_argument("--assume-divisible", type=int, metavar="K",
                    help="assume every symbolic size is a multiple of K: floors vanish, a clean polynomial")
-    p.add_argument("--layers", action="store_true", help="per-layer rows also for a symbolic input")
+    p.add_argument("--layers", action="store_true",
+                   help="per-layer rows for a symbolic input also in text output and with --at "
+                        "(--json without --at has them)")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward (BatchNorm batch statistics)")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")

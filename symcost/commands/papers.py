@@ -12,8 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import sympy
-
 from ..parse import UsageError, convention_arg, parse_shape
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
@@ -39,7 +37,7 @@ def _positive_int(text: str, option: str) -> int:
 
 
 def _symbol_names(shape) -> list[str]:
-    return sorted({str(s) for d in shape if isinstance(d, sympy.Basic) for s in d.free_symbols})
+    return sorted({str(d) for d in shape if not isinstance(d, int)})  # parse_shape gives ints and symbols
 
 
 def _warn_uncovered(target: str, mc, command: str) -> None:
@@ -73,7 +71,7 @@ def _table_values(args, shape) -> dict:
         example = " ".join(f"--at {n}=224" for n in names)
         raise UsageError(f"--input {args.input} has symbols ({', '.join(names)}): a table prints numbers, give each "
                          f"one value, e.g. {example}")
-    points = parse_assignments(args.at, [sympy.Symbol(n) for n in names])
+    points = parse_assignments(args.at, names)
     if len(points) != 1:
         raise UsageError(f"--at gives {len(points)} points; a table takes one value per symbol "
                          "(for a sweep: symcost plot, or symcost model --at)")
@@ -89,8 +87,7 @@ def _derive_for_table(target: str, args, shape, values: dict):
         if not values or args.symbolic or not any(m in str(e) for m in _NO_FORMULA):
             raise UsageError(f"{target}: {e}" if target not in str(e) else str(e)) from None
     # no single formula (the graph changes with the size): the numbers still come from one concrete derivation
-    subs = {sympy.Symbol(k, integer=True, positive=True): v for k, v in values.items()}
-    concrete = "x".join(str(int(sympy.sympify(d).xreplace(subs))) for d in shape)
+    concrete = "x".join(str(d if isinstance(d, int) else values[str(d)]) for d in shape)
     mc = derive(target, concrete, train=args.train, use_cache=not args.no_cache, progress=False)
     mc.notes = [*mc.notes, f"no single formula for {args.input}; derived at {concrete}"]
     return mc

@@ -16,8 +16,7 @@ from ..symbols import user_symbol
 REQUIRED = object()
 
 
-class LayerError(ValueError):
-    """Bad layer arguments or input: the message names the layer and the problem."""
+from ..errors import LayerError  # noqa: E402  (re-exported: layers raise it)
 
 
 def definitely(cond) -> bool:
