@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .parse import UsageError
 
-TARGET_SYNTAX = "torchvision:NAME (e.g. torchvision:resnet50) or path/to/file.py:callable"
+TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), hf:MODEL_TYPE (a Hugging Face model built from its "
+                 "default config, e.g. hf:bert; never downloaded) or path/to/file.py:callable")
 
 
 def load_target(spec: str, device: str | None = None):
@@ -37,6 +38,8 @@ def load_target(spec: str, device: str | None = None):
         raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
     if kind == "torchvision":
         build = lambda: _torchvision(name)  # noqa: E731
+    elif kind == "hf":
+        build = lambda: _huggingface(name)  # noqa: E731
     elif kind.endswith(".py") or "/" in kind or Path(kind).suffix:
         build = lambda: _from_file(Path(kind), name)  # noqa: E731
     else:
@@ -51,6 +54,8 @@ def load_target(spec: str, device: str | None = None):
     except UsageError as e:
         if "could not be built" not in str(e) and "raised" not in str(e):
             raise
+    except Exception:  # noqa: BLE001  (a builder that cannot run on meta: build on CPU instead)
+        pass
     return build().to("meta")
 
 
@@ -61,6 +66,29 @@ def source_hash(spec: str) -> str:
     if kind != "torchvision" and path.is_file():
         return hashlib.sha256(path.read_bytes()).hexdigest()
     return ""
+
+
+def default_input_dtype(spec: str) -> str:
+    """Hugging Face models take token ids (int64); everything else floats."""
+    return "int64" if spec.strip().startswith("hf:") else "float32"
+
+
+def _huggingface(model_type: str):
+    try:
+        from transformers import AutoConfig, AutoModel
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    except ImportError:
+        raise UsageError("hf: targets need Hugging Face transformers: pip install transformers") from None
+    known = list(CONFIG_MAPPING.keys())
+    if model_type not in known:
+        close = difflib.get_close_matches(model_type, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"unknown Hugging Face model type {model_type!r}{hint}")
+    try:  # the default configuration of that architecture: no download, no weights
+        return AutoModel.from_config(AutoConfig.for_model(model_type))
+    except Exception as e:
+        raise UsageError(f"Hugging Face model {model_type!r} could not be built: {type(e).__name__}: "
+                         f"{_one_line(e)}") from None
 
 
 def _torchvision(name: str):

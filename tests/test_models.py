@@ -162,3 +162,23 @@ def test_cli_model_bad_input(args, message, tmp_path):
     r = cli(*args, "--no-cache")
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2"])
+def test_hugging_face_models_from_default_configs(model_type):
+    pytest.importorskip("transformers")
+    from symcost.targets import load_target
+
+    model = load_target(f"hf:{model_type}", device="meta").eval()
+    mc = trace(model, (2, "L"), input_dtype="int64")  # token ids; one derivation in the sequence length
+    assert mc.uncovered == {}, mc.uncovered
+    for length in (7, 128, 300):
+        ids = torch.zeros(2, length, dtype=torch.long, device="meta")
+        with torch.no_grad(), FlopCounterMode(display=False) as c:
+            model(ids)
+        values = mc.evaluate({"L": length}, "torch")
+        assert values["flops"] == c.get_total_flops(), (model_type, length)
+        assert values["params"] == sum(p.numel() for p in model.parameters())
+    if model_type == "bert":
+        # BERT-base: 109,482,240 parameters (BertModel with its pooler)
+        assert mc.evaluate({"L": 128}, "macs")["params"] == 109482240

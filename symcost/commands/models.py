@@ -14,47 +14,56 @@ from ..parse import UsageError, parse_shape, parse_shape_names, shape_key
 METRICS = ("params", "macs", "flops")
 
 
-def _key(target: str, input_spec: str, train: bool) -> str:
+def _dtype(target: str, input_dtype: str | None) -> str:
+    from ..targets import default_input_dtype
+
+    return input_dtype or default_input_dtype(target)
+
+
+def _key(target: str, input_spec: str, train: bool, input_dtype: str | None) -> str:
     from .. import cache
     from ..targets import source_hash
 
-    return cache.cache_key(target, shape_key(input_spec), train, source_hash(target))
+    spec = f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}"
+    return cache.cache_key(target, spec, train, source_hash(target))
 
 
-def cached_summary(target: str, input_spec: str, train: bool = False):
+def cached_summary(target: str, input_spec: str, train: bool = False, input_dtype: str | None = None):
     """The cached ``Summary`` of a derivation, or None: no torch, no sympy."""
     from .. import cache
 
-    hit = cache.load(_key(target, input_spec, train))
+    hit = cache.load(_key(target, input_spec, train, input_dtype))
     return hit["summary"] if isinstance(hit, dict) and "summary" in hit else None
 
 
-def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True):
-    """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then)."""
+def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
+           input_dtype: str | None = None):
+    """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
+    ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets)."""
     import pickle
 
     from .. import cache
 
-    key = _key(target, input_spec, train)
+    key = _key(target, input_spec, train, input_dtype)
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "full" in hit:
             return pickle.loads(hit["full"])
     with _status(f"tracing {target} on {input_spec}", progress):
-        mc = trace_target(target, parse_shape(input_spec), train=train)
+        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype)
     if use_cache:
         # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
         cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
     return mc
 
 
-def trace_target(target: str, shape: tuple, train: bool = False):
+def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None):
     from ..targets import load_target
     from ..tracing import TraceError, trace
 
     model = load_target(target, device="meta")
     try:
-        return trace(model, shape, target=target, train=train)
+        return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype))
     except TraceError as e:
         raise UsageError(str(e)) from None
 
@@ -91,7 +100,7 @@ def _fmt(v) -> str:
 
 
 def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
-               progress: bool) -> list[dict]:
+               progress: bool, input_dtype: str | None = None) -> list[dict]:
     """A concrete trace per point, for models whose graph changes with the input size."""
     from rich.progress import Progress
 
@@ -100,7 +109,7 @@ def _per_point(target: str, input_spec: str, points: list[dict], convention: str
         task = bar.add_task("tracing each size", total=len(points))
         for values in points:
             concrete = tuple(values.get(t, None) or int(t) for t in shape_key(input_spec).split("x"))
-            tot = trace_target(target, concrete, train).total(convention)
+            tot = trace_target(target, concrete, train, input_dtype).total(convention)
             out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
             bar.advance(task)
     return out
@@ -117,11 +126,11 @@ def run_model(args) -> int:
     need_rows = not names or args.layers or (args.json and not args.at)
     mc = summary = None
     if points and not need_rows and not args.assume_divisible and not args.no_cache:
-        summary = cached_summary(args.target, args.input, args.train)
+        summary = cached_summary(args.target, args.input, args.train, args.input_dtype)
     if summary is None:
         try:
             mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache,
-                        progress=not args.json)
+                        progress=not args.json, input_dtype=args.input_dtype)
         except UsageError as e:
             if not (points and any(s in str(e) for s in ("different operations", "cannot run on input",
                                                           "no symbolic formula"))):
@@ -183,7 +192,8 @@ def _run_per_point(args, points: list[dict], note: str) -> int:
     from ..parse import convention_arg
 
     convention_arg(args.convention)
-    evaluations = _per_point(args.target, args.input, points, args.convention, args.train, not args.json)
+    evaluations = _per_point(args.target, args.input, points, args.convention, args.train, not args.json,
+                             args.input_dtype)
     result = {"target": args.target, "input_shape": shape_key(args.input).split("x"), "convention": args.convention,
               "evaluations": evaluations, "notes": [note]}
     if args.json:
@@ -258,6 +268,8 @@ def configure_model(p) -> None:
     p.add_argument("--layers", action="store_true",
                    help="per-layer rows for a symbolic input also in text output and with --at "
                         "(--json without --at has them)")
+    p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
+                   help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward (BatchNorm batch statistics)")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")

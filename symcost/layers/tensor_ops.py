@@ -69,6 +69,23 @@ class Exp(_Unary):
 
 
 @register
+class Pow(Layer):
+    r"""$x^k$ elementwise: $k-1$ multiplications for an integer $k \ge 1$ (GPT-2's $x^3$), else 1 fn."""
+
+    name = "pow"
+    family = "elementwise"
+    torch_name = "torch.pow"
+    summary = "elementwise x**k (k-1 mul per element for an integer k >= 1, else 1 fn)"
+    default_inputs = (_X,)
+    args = (Arg("exponent", "float", help="the power k"),)
+
+    def _cost(self, x) -> Cost:
+        n, k = numel(x), self.exponent
+        ops = {"mul": (int(k) - 1) * n} if float(k).is_integer() and k >= 1 else {"fn": n}
+        return Cost(output_shape=x, ops=ops, reads=n, writes=n)
+
+
+@register
 class Copy(Layer):
     r"""Data movement with no arithmetic (cat, pad, clone, roll, gather by index, contiguous):
     zero operations; reads the inputs, writes the output."""

@@ -52,8 +52,8 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).to("meta")  # the user's model stays as it is
 
 
-def _record(model, shape: tuple, where: str) -> Recording:
-    x = torch.empty(*[int(d) for d in shape], device="meta")
+def _record(model, shape: tuple, where: str, dtype: str = "float32") -> Recording:
+    x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, dtype), device="meta")
     try:
         with torch.no_grad():
             return record(model, x)
@@ -63,10 +63,11 @@ def _record(model, shape: tuple, where: str) -> Recording:
 
 
 def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", train: bool = False,
-          sizes: tuple[dict, dict] | None = None) -> ModelCost:
+          sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32") -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
-    ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``).
+    ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
+    "float32" or "int64" (token ids for language models).
     The model is recorded on meta tensors at two sizes, shapes are propagated symbolically
     and checked against both recordings, and every layer call is costed by the catalog.
     """
@@ -78,8 +79,10 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
     shape_b = [int(d.xreplace(values_b)) for d in shape]
     note = " (a size symcost chose to trace a symbolic input at; give a concrete --input if the model " \
            "accepts only certain sizes)" if values_a else ""
-    rec_a = _record(model, shape_a, note)
-    rec_b = _record(model, shape_b, note) if values_a else rec_a
+    if input_dtype not in ("float32", "float16", "bfloat16", "int64", "int32"):
+        raise TraceError(f"input dtype {input_dtype!r}: expected float32, float16, bfloat16, int64 or int32")
+    rec_a = _record(model, shape_a, note, input_dtype)
+    rec_b = _record(model, shape_b, note, input_dtype) if values_a else rec_a
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a)
@@ -92,6 +95,8 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     covered = [False] * len(rec.ops)
     used: set[str] = set()          # parameter and buffer names already counted
     param_names = {n for n, _ in model.named_parameters()}
+    # like ``empirical``, only floating-point buffers count (not integer ids or counters)
+    float_buffers = {n for n, b in model.named_buffers() if b.is_floating_point()}
     seen_modules: set[int] = set()
     owner = {}  # op index -> row position, to keep rows in execution order
     for ev in rec.modules:
@@ -143,7 +148,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         new = {rec.parameters[n]: n for n in ev.inputs if n in rec.parameters and rec.parameters[n] not in used}
         used.update(new)
         p = sum((numel(concrete[n]) for name, n in new.items() if name in param_names), sympy.Integer(0))
-        bf = sum((numel(concrete[n]) for name, n in new.items() if name not in param_names), sympy.Integer(0))
+        bf = sum((numel(concrete[n]) for name, n in new.items() if name in float_buffers), sympy.Integer(0))
         cost = replace(cost, params=p, buffers=bf)
         owner[k] = len(rows)
         rows.append(Row(f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}", layer.name, _args(layer), ins, cost))

@@ -40,6 +40,7 @@ _SIMPLE = {
     "aten.mm": "matmul", "aten.bmm": "bmm", "aten.addmm": "addmm", "aten.baddbmm": "baddbmm",
     "aten.cat": "copy", "aten.constant_pad_nd": "copy", "aten.clone": "copy", "aten.copy_": "copy",
     "aten.roll": "copy", "aten.index": "copy", "aten._to_copy": "copy", "aten.stack": "copy",
+    "aten.gather": "copy", "aten.index_select": "copy", "aten.tril": "copy", "aten.triu": "copy",
 }
 
 
@@ -100,7 +101,8 @@ def layer_for_op(ev: OpEvent, sym: list, concrete: list) -> tuple[Layer, tuple] 
         name = _SIMPLE[op]
         cls = get_layer_class(name)
         if name == "copy":
-            ins = [t for t in (args[0] if isinstance(args[0], (list, tuple)) else [args[0]]) if isinstance(t, TensorRef)]
+            ins = [t for t in (args[0] if isinstance(args[0], (list, tuple)) else [args[0]])
+                   if isinstance(t, TensorRef) and 0 not in concrete[t.index]]  # empty tensors move nothing
             return cls(), (*[S(t) for t in ins], sym[ev.outputs[0]])
         if name in ("matmul", "bmm"):
             return cls(), (S(args[0]), S(args[1]))
@@ -114,6 +116,8 @@ def layer_for_op(ev: OpEvent, sym: list, concrete: list) -> tuple[Layer, tuple] 
             kwargs = {"min_val": args[1] if len(args) > 1 and args[1] is not None else float("-inf"),
                       "max_val": args[2] if len(args) > 2 and args[2] is not None else float("inf")}
         return cls(symbolic=False, **kwargs), (S(args[0]),)
+    if op == "aten.pow" and isinstance(args[0], TensorRef) and not isinstance(args[1], TensorRef):
+        return get_layer_class("pow")(symbolic=False, exponent=float(args[1])), (S(args[0]),)
     if op == "aten.gelu":
         return get_layer_class("gelu")(symbolic=False, approximate=ev.kwargs.get("approximate", "none")), (S(args[0]),)
     if op in ("aten._softmax", "aten._safe_softmax", "aten.softmax", "aten._log_softmax"):
