@@ -27,8 +27,16 @@ OP_KINDS: dict[str, str] = {
 Expr = sympy.Expr
 
 
-def _sym(x) -> sympy.Expr:
-    return x if isinstance(x, sympy.Basic) else sympy.Integer(x)
+def as_expr(x) -> sympy.Expr:
+    """A sympy number or expression from an int (or an expression): never parses or evaluates a string."""
+    if isinstance(x, sympy.Basic):
+        return x
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"expected an integer or a sympy expression, got {x!r}")
+    return sympy.Integer(x)
+
+
+_sym = as_expr
 
 
 @dataclass(frozen=True)

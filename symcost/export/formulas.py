@@ -12,6 +12,8 @@ from __future__ import annotations
 import sympy
 from sympy.printing.latex import LatexPrinter
 
+from ..cost import as_expr
+
 
 def _depth(f) -> int:
     return len(f.atoms(sympy.floor, sympy.ceiling))
@@ -21,7 +23,7 @@ def _offset(f, sizes) -> int:
     """The c with ``f + c`` a tensor size of the model (conv and pool outputs are ``floor(…) + 1``; a ceil-mode
     pool's may be the ceiling itself); 1 when no size says."""
     for size in sizes:
-        c = sympy.sympify(size) - f
+        c = as_expr(size) - f
         if c.is_Integer:
             return int(c)
     return 1
@@ -32,13 +34,13 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
 
     Each floor or ceiling ``F`` gets a name ``S = F + c``, with ``c`` taken from ``sizes`` (the model's tensor
     sizes, so each name is a size: ``R_1 = floor((R - 1)/2) + 1`` is conv1's output side)."""
-    exprs = [sympy.sympify(e) for e in exprs]
+    exprs = [as_expr(e) for e in exprs]
     atoms = set()
     for e in exprs:
         atoms |= e.atoms(sympy.floor, sympy.ceiling)
     if not atoms:
         return exprs, {}
-    sizes = [d for d in (sympy.sympify(x) for x in sizes) if d.has(sympy.floor, sympy.ceiling)]
+    sizes = [d for d in (as_expr(x) for x in sizes) if d.has(sympy.floor, sympy.ceiling)]
     # every floor nested in a named one gets a name too, so the definitions only refer to names
     closure = set()
     for a in atoms:
@@ -92,4 +94,4 @@ class _Printer(LatexPrinter):
 
 
 def latex(expr) -> str:
-    return _Printer({"mul_symbol": None}).doprint(sympy.sympify(expr))
+    return _Printer({"mul_symbol": None}).doprint(as_expr(expr))

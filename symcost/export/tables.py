@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..conventions import Convention
-from ..cost import to_int
+from ..cost import as_expr, to_int
 
 METRICS = ("params", "macs", "flops", "reads", "writes")
 
@@ -43,7 +43,7 @@ class Table:
     @property
     def concrete_shape(self) -> tuple:
         subs = {sympy.Symbol(k, integer=True, positive=True): v for k, v in self.values.items()}
-        return tuple(int(sympy.sympify(d).xreplace(subs)) for d in self.input_shape)
+        return tuple(int(as_expr(d).xreplace(subs)) for d in self.input_shape)
 
     @property
     def symbols(self) -> list:
@@ -83,7 +83,7 @@ class _Evaluator:
         self.subs = {s: sympy.Integer(values[str(s)]) for s in symbols}
 
     def __call__(self, expr, what: str) -> int:
-        return to_int(sympy.sympify(expr).xreplace(self.subs), what)
+        return to_int(as_expr(expr).xreplace(self.subs), what)
 
 
 def _sizes(mcs) -> list:
@@ -158,7 +158,7 @@ def _layer_summary(members) -> str:
 
 
 def _formula(expr, symbols, assume_divisible):
-    expr = sympy.sympify(expr)
+    expr = as_expr(expr)
     if assume_divisible and symbols:
         from ..sweep import assume_divisible as divisible
 

@@ -21,7 +21,7 @@ from ..errors import LayerError  # noqa: E402  (re-exported: layers raise it)
 
 def definitely(cond) -> bool:
     """True only when a sympy relation is provably true (symbols stay undecided)."""
-    return sympy.sympify(cond) is sympy.true if not isinstance(cond, bool) else cond
+    return cond if isinstance(cond, bool) else cond is sympy.true
 
 
 def is_number(x) -> bool:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import sympy
 
+from ..cost import as_expr
+
 
 def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
     r"""$\left\lfloor \frac{I + 2p - d(k-1) - 1}{s} \right\rfloor + 1$"""
-    return sympy.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / sympy.sympify(stride)) + 1
+    return sympy.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / as_expr(stride)) + 1
 
 
 def conv_transpose_output_size(size, kernel, stride=1, padding=0, dilation=1, output_padding=0):
@@ -22,10 +24,10 @@ def pool_output_size(size, kernel, stride, padding=0, dilation=1, ceil_mode=Fals
     r"""Like a convolution; with ``ceil_mode`` the last window must start inside the input or left padding."""
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     if not ceil_mode:
-        return sympy.floor(span / sympy.sympify(stride)) + 1
-    out = sympy.ceiling(span / sympy.sympify(stride)) + 1
+        return sympy.floor(span / as_expr(stride)) + 1
+    out = sympy.ceiling(span / as_expr(stride)) + 1
     # ceil(X/s)*s <= X + s - 1, so the last window can start in the right padding only if s >= d(k-1) + 2 - p
-    margin = sympy.sympify(stride - dilation * (kernel - 1) - 2 + padding)
+    margin = as_expr(stride - dilation * (kernel - 1) - 2 + padding)
     if margin.is_negative:
         return out
     # torch drops a last window that would start in the right padding

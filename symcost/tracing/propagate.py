@@ -15,6 +15,7 @@ from typing import Callable
 
 import sympy
 
+from ..cost import as_expr
 from ..layers.shapes import conv_output_size, conv_transpose_output_size, pool_output_size
 from .record import OpEvent, Recording, TensorRef
 
@@ -52,7 +53,7 @@ class Propagation:
 
     # ---- numbers ---------------------------------------------------------------
     def value(self, e) -> tuple[int, int]:
-        e = sympy.sympify(e) if not isinstance(e, sympy.Basic) else e
+        e = as_expr(e) if not isinstance(e, sympy.Basic) else e
         if e not in self._memo:
             self._memo[e] = (e.xreplace(self.values_a), e.xreplace(self.values_b))
         return self._memo[e]
@@ -66,7 +67,7 @@ class Propagation:
         for i, (x, y) in enumerate(zip(sa, sb)):
             e = cand[i] if cand is not None and i < len(cand) and len(cand) == len(sa) else None
             if e is not None and self.value(e) == (x, y):
-                out.append(sympy.sympify(e))
+                out.append(as_expr(e))
             elif x == y:
                 out.append(sympy.Integer(x))
             elif (x, y) in self.lookup:
