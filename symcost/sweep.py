@@ -29,8 +29,12 @@ def parse_values(text: str) -> list[int]:
 
 def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
     """``["R=224,225"]`` -> [{"R": 224}, {"R": 225}]; every input symbol must get values."""
+    import re
+
     names = [str(s) for s in symbols]
     given: dict[str, list[int]] = {}
+    # "H=224,W=193" is two assignments; "R=224,225" one with two values
+    specs = [part for spec in specs for part in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", spec)]
     for spec in specs:
         name, sep, values = spec.partition("=")
         name = name.strip()

@@ -47,6 +47,7 @@ SAMPLES = {
     "multihead_attention": ("2x5x16", "embed_dim=16 num_heads=4 batch_first=true"),
     "mean": ("2x3x4x5", "dim=2,3"), "sum": ("2x3x4x5", "dim=-1"), "amax": ("2x3x4x5", "dim=1 keepdim=true"),
     "vector_norm": ("2x3x4x5", "dim=-1"), "copy": ("2x3x4", ""), "pow": ("2x3x4", "exponent=3"),
+    "upsample": ("1x2x5x7", "scale_factor=2.5 mode=bilinear"),
 }
 #: layer types whose torch counterpart is not a plain module or function call with these inputs
 NO_TORCH_TWIN = {"copy": "data movement recorded from aten ops (cat, pad, clone); no single torch callable"}

@@ -182,3 +182,19 @@ def test_hugging_face_models_from_default_configs(model_type):
     if model_type == "bert":
         # BERT-base: 109,482,240 parameters (BertModel with its pooler)
         assert mc.evaluate({"L": 128}, "macs")["params"] == 109482240
+
+
+def test_segmentation_model_with_upsampling_is_fully_covered():
+    model = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None).to("meta").eval()
+    mc = trace(model, (1, 3, "H", "W"))
+    assert mc.uncovered == {}
+    # the final F.interpolate back to H x W is bilinear: 3 mul + 6 add per output, 21 classes -> 189*H*W
+    upsample = [r for r in mc.rows if r.layer == "upsample"]
+    H, W = sympy.symbols("H W", integer=True, positive=True)
+    assert len(upsample) == 1 and sympy.expand(upsample[0].cost.op("mul") + upsample[0].cost.op("add")
+                                                 - 21 * 9 * H * W) == 0
+    for h, w in ((224, 193), (97, 130)):
+        x = torch.empty(1, 3, h, w, device="meta")
+        with torch.no_grad(), FlopCounterMode(display=False) as c:
+            model(x)
+        assert mc.evaluate({"H": h, "W": w}, "torch")["flops"] == c.get_total_flops()

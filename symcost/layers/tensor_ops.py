@@ -189,3 +189,40 @@ class Baddbmm(Addmm):
     torch_name = "torch.baddbmm"
     summary = "X + A @ B batched (1 add per output)"
     default_inputs = ((N, M, P), (N, M, K), (N, K, P))
+
+
+@register
+class Upsample(Layer):
+    r"""Resizing (``nn.Upsample`` / ``F.interpolate``).  nearest: a gather, no arithmetic; (bi/tri)linear: one
+    linear interpolation $a + t(b - a)$ (1 mul, 2 add) per axis step: 1, 3 or 7 of them per output element for
+    1-D, 2-D, 3-D.  The per-row and per-column weights and indices are not counted."""
+
+    name = "upsample"
+    family = "resize"
+    torch_name = "torch.nn.Upsample"
+    summary = "nearest or (bi/tri)linear resizing (linear: 1 mul + 2 add per interpolation; nearest: none)"
+    default_inputs = (_X,)
+    args = (
+        Arg("size", "shape", None, help="output spatial size, e.g. 64,64"),
+        Arg("scale_factor", "float", None, help="multiplier of the spatial size"),
+        Arg("mode", "choice", "nearest", choices=("nearest", "nearest-exact", "linear", "bilinear", "trilinear")),
+        Arg("align_corners", "flag", None),
+    )
+
+    def check_args(self) -> None:
+        if (self.size is None) == (self.scale_factor is None):
+            self.fail("give exactly one of size and scale_factor")
+
+    def _cost(self, x, out=None) -> Cost:
+        spatial = len(x) - 2
+        if spatial < 1:
+            self.fail(f"expected (N, C, spatial...), got {tuple(x)}")
+        if out is None:
+            if self.size is not None:
+                size = tuple(self.size) if len(self.size) == spatial else tuple(self.size) * spatial
+            else:
+                size = tuple(sympy.floor(d * sympy.Rational(str(self.scale_factor))) for d in x[2:])
+            out = (*x[:2], *size)
+        n = numel(out)
+        steps = {"linear": 1, "bilinear": 3, "trilinear": 7}.get(self.mode, 0)
+        return Cost(output_shape=out, ops={"mul": steps * n, "add": 2 * steps * n}, reads=numel(x), writes=n)

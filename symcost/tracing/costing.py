@@ -44,6 +44,12 @@ _SIMPLE = {
 }
 
 
+_UPSAMPLE = {"aten.upsample_nearest1d": "nearest", "aten.upsample_nearest2d": "nearest",
+             "aten.upsample_nearest3d": "nearest", "aten._upsample_nearest_exact2d": "nearest-exact",
+             "aten.upsample_linear1d": "linear", "aten.upsample_bilinear2d": "bilinear",
+             "aten.upsample_trilinear3d": "trilinear"}
+
+
 @lru_cache(maxsize=1)
 def module_layers() -> dict[type, type]:
     """``torch.nn`` module class -> catalog layer class, from each layer's ``torch_name``."""
@@ -118,6 +124,10 @@ def layer_for_op(ev: OpEvent, sym: list, concrete: list) -> tuple[Layer, tuple] 
         return cls(symbolic=False, **kwargs), (S(args[0]),)
     if op == "aten.pow" and isinstance(args[0], TensorRef) and not isinstance(args[1], TensorRef):
         return get_layer_class("pow")(symbolic=False, exponent=float(args[1])), (S(args[0]),)
+    if op in _UPSAMPLE:
+        x = args[0]
+        return get_layer_class("upsample")(symbolic=False, size=tuple(concrete[ev.outputs[0]][2:]),
+                                           mode=_UPSAMPLE[op]), (S(x), sym[ev.outputs[0]])
     if op == "aten.gelu":
         return get_layer_class("gelu")(symbolic=False, approximate=ev.kwargs.get("approximate", "none")), (S(args[0]),)
     if op in ("aten._softmax", "aten._safe_softmax", "aten.softmax", "aten._log_softmax"):
