@@ -23,6 +23,13 @@ def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:
     return named, {v: k for k, v in names.items()}
 
 
+def _tidy(expr: sympy.Expr) -> sympy.Expr:
+    """Collect like terms (an attention's FLOPs) unless floors are inside, whose products expand badly."""
+    if expr.has(sympy.floor, sympy.ceiling, sympy.Piecewise):
+        return expr
+    return sympy.expand(expr)
+
+
 @dataclass(frozen=True)
 class Formula:
     """What ``symcost formula`` prints; ``sympy.latex(formula)`` gives an align environment."""
@@ -36,7 +43,7 @@ class Formula:
     @classmethod
     def of(cls, layer, inputs: tuple, convention: Convention) -> "Formula":
         cost, where = name_output_sizes(inputs, layer.cost(*inputs))
-        return cls(layer.name, inputs, cost, where, convention)
+        return cls(layer.name, inputs, cost.map(_tidy), where, convention)
 
     def rows(self, fmt) -> list[tuple[str, str]]:
         c = self.cost
