@@ -437,6 +437,8 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
     * overhead: one call of a tiny ``nn.ReLU`` module on a 1-element tensor (Python module call, dispatch, kernel
       launch, allocation), also a bare ``torch.relu`` on it for comparison; median per call.
     """
+    from functools import partial
+
     import torch
 
     reps = repeats or (3 if quick else 7)
@@ -447,7 +449,7 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         a = torch.randn(n, n, generator=g)
         b = torch.randn(n, n, generator=g)
         p.update(f"GEMM {n}x{n}")
-        t_mm, _ = _median_time(lambda: torch.mm(a, b), reps, 0.02 if quick else 0.2)
+        t_mm, _ = _median_time(partial(torch.mm, a, b), reps, 0.02 if quick else 0.2)
         gemm = 2 * n ** 3 / t_mm
         del a, b
         m = 1 << (18 if quick else 25)
@@ -455,9 +457,9 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         dst = torch.empty_like(src)
         other = torch.randn(m, generator=g)
         p.update(f"copy of {m * 4 >> 20} MiB")
-        t_copy, _ = _median_time(lambda: dst.copy_(src), reps, 0.01 if quick else 0.1)
+        t_copy, _ = _median_time(partial(dst.copy_, src), reps, 0.01 if quick else 0.1)
         p.update(f"add of {m * 4 >> 20} MiB")
-        t_add, _ = _median_time(lambda: torch.add(src, other, out=dst), reps, 0.01 if quick else 0.1)
+        t_add, _ = _median_time(partial(torch.add, src, other, out=dst), reps, 0.01 if quick else 0.1)
         copy_bw, add_bw = 2 * 4 * m / t_copy, 3 * 4 * m / t_add
         del src, dst, other
         tiny = torch.ones(1)
