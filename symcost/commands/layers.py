@@ -76,7 +76,17 @@ def run_conventions(args) -> int:
     print("\nConventions (weight per primitive operation):")
     for c in CONVENTIONS.values():
         weights = " ".join(f"{k}={w}" for k, w in c.weights.items())
-        print(f"  {c.name:<6} {c.summary}\n         weights: {weights}\n         source: {c.source}")
+        print(f"  {c.name:<6} {c.summary}\n         weights: {weights}")
+        for title, table in (("per layer", c.family_weights), ("functional calls", c.functional_weights)):
+            if table:
+                groups: dict = {}
+                for key, w in table.items():  # layers weighed alike on one line
+                    groups.setdefault(" ".join(f"{k}={v}" for k, v in w.items()), []).append(key)
+                for w, keys in groups.items():
+                    print(f"         {title}: {', '.join(keys)}: {w}")
+        if not c.sees_functional:
+            print("         functional calls outside modules (x + y, F.relu): not seen, 0")
+        print(f"         source: {c.source}")
     return 0
 
 
