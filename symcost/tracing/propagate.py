@@ -78,6 +78,7 @@ class Propagation:
         for e, x, y in zip(out, sa, sb):
             if x != y:
                 self.lookup.setdefault((x, y), e)
+            if e.free_symbols:  # also a size that happens to agree at both trace sizes: it is still symbolic
                 self.sizes.add(e)
         return tuple(out)
 
