@@ -35,8 +35,7 @@ def numbers(lay, input_shapes: Sequence[Sequence[int]], convention: str = "flops
     return {
         "layer": lay.name,
         "torch": lay.torch_name,
-        "args": {a.name: (bool(lay.values[a.name]) if a.kind == "flag" and not _symbolic(lay.values[a.name])
-                          else _jsonable(lay.values[a.name])) for a in lay.args},
+        "args": lay.plain_args(),
         "convention": conv.name,
         "input_shape": [int(d) for d in input_shapes[0]],
         "input_shapes": [[int(d) for d in s] for s in input_shapes],
@@ -50,17 +49,3 @@ def numbers(lay, input_shapes: Sequence[Sequence[int]], convention: str = "flops
         "ops": {k: to_int(v, k) for k, v in cost.ops.items()},
         "units": {"reads": "elements", "writes": "elements"},
     }
-
-
-def _jsonable(v):
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "is_Integer") and v.is_Integer:
-        return int(v)
-    if hasattr(v, "free_symbols"):
-        return str(v)
-    return v
-
-
-def _symbolic(v) -> bool:
-    return bool(getattr(v, "free_symbols", None))

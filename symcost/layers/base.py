@@ -197,6 +197,19 @@ class Layer:
     def _cost(self, *shapes) -> Cost:
         raise NotImplementedError
 
+    def plain_args(self) -> dict:
+        """The arguments as JSON-ready values: ints, lists, bools for numeric flags, strings for symbols."""
+        def plain(v, flag: bool = False):
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            if isinstance(v, sympy.Basic):
+                if v.is_Integer:
+                    return bool(v) if flag else int(v)
+                return str(v)
+            return v
+
+        return {a.name: plain(self.values[a.name], a.kind == "flag") for a in self.args}
+
     def describe_args(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.values.items())
 

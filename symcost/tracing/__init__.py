@@ -121,7 +121,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         for k in range(ev.first_op, ev.end_op):
             covered[k] = True
         owner[ev.first_op] = len(rows)
-        rows.append(Row(ev.name or "(model)", layer.name, _args(layer), (sym[ev.inputs[0]],), cost))
+        rows.append(Row(ev.name or "(model)", layer.name, layer.plain_args(), (sym[ev.inputs[0]],), cost))
     uncovered: dict[str, int] = {}
     zero: dict[str, int] = {}
     concrete = rec.shapes
@@ -151,7 +151,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         bf = sum((numel(concrete[n]) for name, n in new.items() if name in float_buffers), sympy.Integer(0))
         cost = replace(cost, params=p, buffers=bf)
         owner[k] = len(rows)
-        rows.append(Row(f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}", layer.name, _args(layer), ins, cost))
+        rows.append(Row(f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}", layer.name, layer.plain_args(), ins, cost))
     order = sorted(owner, key=lambda k: k)
     rows = [rows[owner[k]] for k in order]
     notes = []
@@ -172,17 +172,3 @@ def _check_output(cost: Cost, rec: Recording, outputs: list[int], values: dict, 
     got = tuple(int(d.xreplace(values)) if isinstance(d, sympy.Basic) else int(d) for d in cost.output_shape)
     if got != tuple(rec.shapes[outputs[0]]):
         raise TraceError(f"{name}: symcost's output shape {got} differs from torch's {tuple(rec.shapes[outputs[0]])}")
-
-
-def _args(layer) -> dict:
-    out = {}
-    for k, v in layer.values.items():
-        if isinstance(v, tuple):
-            out[k] = [int(x) if getattr(x, "is_Integer", False) else str(x) for x in v]
-        elif getattr(v, "is_Integer", False):
-            out[k] = int(v)
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[k] = v
-        else:
-            out[k] = str(v)
-    return out
