@@ -68,13 +68,18 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
     "float32" or "int64" (token ids for language models).
-    The model is recorded on meta tensors at two sizes, shapes are propagated symbolically
+    The model is recorded on meta tensors at two sizes (``sizes``: two dicts such as ``({"H": 225}, {"H": 193})``,
+    chosen automatically by default), shapes are propagated symbolically
     and checked against both recordings, and every layer call is costed by the catalog.
     """
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)
-    values_a, values_b = sizes or trace_sizes(shape)
+    if sizes:  # {"H": 225, ...} or {Symbol: 225}: the two sizes to record at
+        by_name = {str(s): s for d in shape for s in getattr(d, "free_symbols", ())}
+        values_a, values_b = ({by_name.get(str(k), k): sympy.Integer(v) for k, v in d.items()} for d in sizes)
+    else:
+        values_a, values_b = trace_sizes(shape)
     shape_a = [int(d.xreplace(values_a)) for d in shape]
     shape_b = [int(d.xreplace(values_b)) for d in shape]
     note = " (a size symcost chose to trace a symbolic input at; give a concrete --input if the model " \
