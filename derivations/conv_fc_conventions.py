@@ -39,6 +39,21 @@ def _conventions_covered() -> None:
             f"conventions are now {sorted(SEEDED)}: add the new one's hand-derived row here")
 
 
+def per_output_rows(costs: dict, outputs, kind: str, n) -> list:
+    """One table row per convention: the cost per output element without and with bias, each checked against
+    the hand-derived value."""
+    rows = []
+    for name, conv in SEEDED.items():
+        cells = []
+        for bias in (False, True):
+            per = sympy.simplify(conv.count(costs[bias]) / outputs)
+            label = "conv" if kind == "conv" else "FC"
+            same(per, expected_per_output(name, kind, bias, n), f"{label} per output, {name}, bias={bias}")
+            cells.append(f"${tex(per)}$")
+        rows.append([f"`{name}`", *cells])
+    return rows
+
+
 def derive() -> str:
     _conventions_covered()
     doc = Doc(TITLE, "Source: `shared/seeds/002_a91e65a0fc79e199.txt` (a blog note on parameters and FLOPs). "
@@ -86,14 +101,7 @@ def derive() -> str:
     doc.table(["convention", "mac", "dot", "bias", "source"], rows)
 
     # ---- 3. per output under each convention --------------------------------------------------
-    rows = []
-    for name, conv in SEEDED.items():
-        cells = []
-        for bias in (False, True):
-            per = sympy.simplify(conv.count(convs[bias]) / outputs)
-            same(per, expected_per_output(name, "conv", bias, n), f"conv per output, {name}, bias={bias}")
-            cells.append(f"${tex(per)}$")
-        rows.append([f"`{name}`", *cells])
+    rows = per_output_rows(convs, outputs, "conv", n)
     doc.h2("3. Per output element, under each convention")
     doc.p("The layer's count divided by the $C_{out} H W$ outputs, simplified by sympy and checked against "
           "$w_{mac} n + w_{dot} + w_{bias}[\\text{bias}]$ worked out by hand:")
@@ -120,14 +128,7 @@ def derive() -> str:
     # ---- 4. fully connected ---------------------------------------------------------------
     fcs = {bias: symcost.layer("linear", bias=bias).cost((1, F_in)) for bias in (False, True)}
     same(fcs[True].params, F_out * F_in + F_out, "FC params")
-    rows = []
-    for name, conv in SEEDED.items():
-        cells = []
-        for bias in (False, True):
-            per = sympy.simplify(conv.count(fcs[bias]) / F_out)
-            same(per, expected_per_output(name, "linear", bias, F_in), f"FC per output, {name}, bias={bias}")
-            cells.append(f"${tex(per)}$")
-        rows.append([f"`{name}`", *cells])
+    rows = per_output_rows(fcs, F_out, "linear", F_in)
     same(CONVENTIONS["exact"].count(fcs[False]), (2 * F_in - 1) * F_out, "FC exact no bias")
     same(CONVENTIONS["exact"].count(fcs[True]), 2 * F_in * F_out, "FC exact bias")
     doc.h2("4. Fully connected: the same with $n = N_{in}$")
