@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from .errors import LayerError, UsageError
+    from .errors import SymcostError
 
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (UsageError, LayerError) as e:
+    except SymcostError as e:
         print(f"symcost {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,9 +1,26 @@
-"""The two kinds of user error, importable without sympy or torch (the CLI catches both: one line, exit 2)."""
+"""symcost's error types, importable without sympy or torch.
+
+Every error a user can cause is a ``SymcostError``; the CLI catches that one type (one line, exit 2).  Callers that
+fall back (per-size tracing) ask ``isinstance(e, NoSingleFormula)``, never what a message says.
+"""
 
 
-class UsageError(ValueError):
-    """Bad command-line input."""
+class SymcostError(ValueError):
+    """Base of every error symcost raises on purpose: the message names what was given and what to do."""
 
 
-class LayerError(ValueError):
+class UsageError(SymcostError):
+    """Bad command-line or API input."""
+
+
+class LayerError(SymcostError):
     """Bad layer arguments or input: the message names the layer and the problem."""
+
+
+class TraceError(SymcostError):
+    """A model could not be traced into formulas (its own error, or an op symcost cannot follow)."""
+
+
+class NoSingleFormula(TraceError):
+    """No one formula in the input's symbols holds for this model (its graph or an op's arguments change with the
+    input size, or it runs at one size only); tracing each size on its own (``--at``) still gives exact numbers."""

@@ -52,7 +52,10 @@ PRE_ACTIVATION = ("BN is folded only into a conv/linear that directly produces i
                   "following conv (pre-activation) is not done: zero padding makes it inexact at the borders")
 
 
-class FoldError(ValueError):
+from .errors import SymcostError
+
+
+class FoldError(SymcostError):
     """The model cannot be copied or run on the example input: one line."""
 
 

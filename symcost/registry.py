@@ -15,8 +15,11 @@ def register(cls):
     return cls
 
 
-class UnknownLayer(ValueError):
-    pass
+from .errors import LayerError
+
+
+class UnknownLayer(LayerError):
+    """No catalog layer of that name (the message suggests the closest)."""
 
 
 def get_layer_class(name: str):

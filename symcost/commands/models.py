@@ -59,13 +59,10 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
 
 def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None):
     from ..targets import load_target
-    from ..tracing import TraceError, trace
+    from ..tracing import trace
 
     model = load_target(target, device="meta")
-    try:
-        return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype))
-    except TraceError as e:
-        raise UsageError(str(e)) from None
+    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype))
 
 
 class _status:
@@ -116,6 +113,7 @@ def _per_point(target: str, input_spec: str, points: list[dict], convention: str
 
 
 def run_model(args) -> int:
+    from ..errors import NoSingleFormula
     from ..sweep import parse_assignments
 
     started = time.perf_counter()
@@ -131,9 +129,8 @@ def run_model(args) -> int:
         try:
             mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache,
                         progress=not args.json, input_dtype=args.input_dtype)
-        except UsageError as e:
-            if not (points and any(s in str(e) for s in ("different operations", "cannot run on input",
-                                                          "no symbolic formula"))):
+        except NoSingleFormula as e:
+            if not points:
                 raise
             return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
         summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible else None)

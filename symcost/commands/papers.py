@@ -12,12 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
-_NO_FORMULA = ("different operations", "cannot run on input", "no symbolic formula")
-
-
 def _one_line_errors(p) -> None:
     """argparse errors for this subcommand as one line (no usage block), exit code 2."""
     def error(message):
@@ -83,8 +81,8 @@ def _derive_for_table(target: str, args, shape, values: dict):
 
     try:
         return derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=False)
-    except UsageError as e:
-        if not values or args.symbolic or not any(m in str(e) for m in _NO_FORMULA):
+    except SymcostError as e:
+        if not values or args.symbolic or not isinstance(e, NoSingleFormula):
             raise UsageError(f"{target}: {e}" if target not in str(e) else str(e)) from None
     # no single formula (the graph changes with the size): the numbers still come from one concrete derivation
     concrete = "x".join(str(d if isinstance(d, int) else values[str(d)]) for d in shape)
@@ -270,8 +268,8 @@ def run_plot(args) -> int:
     for target in args.targets:
         try:
             mc = derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=False)
-        except UsageError as e:
-            hint = ("; a plot evaluates one formula per model" if any(m in str(e) for m in _NO_FORMULA) else "")
+        except SymcostError as e:
+            hint = "; a plot evaluates one formula per model" if isinstance(e, NoSingleFormula) else ""
             raise UsageError(f"{target}: {e}{hint}" if target not in str(e) else f"{e}{hint}") from None
         _warn_uncovered(target, mc, "plot")
         models.append((target, mc))

@@ -13,10 +13,11 @@ from ..layers.base import LayerError
 from ..model import ModelCost, Row
 from ..symbols import user_symbol
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from .propagate import Propagation, TraceError
+from ..errors import NoSingleFormula, TraceError
+from .propagate import Propagation
 from .record import Recording, record
 
-__all__ = ["trace", "TraceError", "trace_sizes"]
+__all__ = ["trace", "TraceError", "NoSingleFormula", "trace_sizes"]
 
 
 def _as_symbolic(input_shape: Sequence) -> tuple:
@@ -52,14 +53,15 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).to("meta")  # the user's model stays as it is
 
 
-def _record(model, shape: tuple, where: str, dtype: str = "float32") -> Recording:
+def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False) -> Recording:
     x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, dtype), device="meta")
     try:
         with torch.no_grad():
             return record(model, x)
     except Exception as e:  # the model's own complaint, in one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TraceError(f"the model cannot run on input {'x'.join(map(str, shape))}{where}: {msg}") from None
+        error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
+        raise error(f"the model cannot run on input {'x'.join(map(str, shape))}{where}: {msg}") from None
 
 
 def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", train: bool = False,
@@ -86,8 +88,8 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
            "accepts only certain sizes)" if values_a else ""
     if input_dtype not in ("float32", "float16", "bfloat16", "int64", "int32"):
         raise TraceError(f"input dtype {input_dtype!r}: expected float32, float16, bfloat16, int64 or int32")
-    rec_a = _record(model, shape_a, note, input_dtype)
-    rec_b = _record(model, shape_b, note, input_dtype) if values_a else rec_a
+    rec_a = _record(model, shape_a, note, input_dtype, bool(values_a))
+    rec_b = _record(model, shape_b, note, input_dtype, True) if values_a else rec_a
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a)

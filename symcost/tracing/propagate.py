@@ -18,10 +18,8 @@ import sympy
 from ..cost import as_expr
 from ..layers.shapes import conv_output_size, conv_transpose_output_size, pool_output_size
 from .record import OpEvent, Recording, TensorRef
+from ..errors import NoSingleFormula, TraceError  # noqa: F401  (re-exported)
 
-
-class TraceError(ValueError):
-    pass
 
 
 Shape = tuple  # of sympy expressions
@@ -41,8 +39,8 @@ def rule(*names: str):
 class Propagation:
     def __init__(self, a: Recording, b: Recording, input_shape: Shape, values_a: dict, values_b: dict):
         if len(a.ops) != len(b.ops) or any(x.op != y.op for x, y in zip(a.ops, b.ops)):
-            raise TraceError("the model runs different operations at the two trace sizes "
-                             "(control flow that depends on the input size); trace it at a concrete size")
+            raise NoSingleFormula("the model runs different operations at the two trace sizes "
+                                  "(control flow that depends on the input size); trace it at a concrete size")
         self.a, self.b = a, b
         self.values_a, self.values_b = values_a, values_b
         self.sym: list = [None] * len(a.shapes)
@@ -73,8 +71,8 @@ class Propagation:
             elif (x, y) in self.lookup:
                 out.append(self.lookup[(x, y)])
             else:
-                raise TraceError(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
-                                 f"of dim {i}; trace at a concrete size instead")
+                raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
+                                      f"of dim {i}; trace at a concrete size instead")
         for e, x, y in zip(out, sa, sb):
             if x != y:
                 self.lookup.setdefault((x, y), e)
