@@ -57,6 +57,14 @@ class PadToMultipleOf8(nn.Module):
         return self.conv(F.pad(x, [0, pad, 0, pad]))
 
 
+def torch_flops_ids(model, length):
+    import copy
+
+    with torch.no_grad(), FlopCounterMode(display=False) as c:
+        copy.deepcopy(model).to("meta")(torch.zeros(1, length, dtype=torch.long, device="meta"))
+    return c.get_total_flops()
+
+
 def torch_flops(model, shape):
     with torch.no_grad(), FlopCounterMode(display=False) as c:
         model(torch.empty(*shape, device="meta"))
@@ -162,3 +170,21 @@ def test_cli_trace_sizes_chosen_by_the_user(tmp_path):
     assert r.returncode == 0, r.stderr
     # torchvision: resnet18 1.814 GMACs at 224
     assert round(json.loads(r.stdout)["evaluations"][0]["macs"] / 1e9, 3) == 1.814
+
+
+@pytest.mark.parametrize("model_type, limit_field", [("bert", "max_position_embeddings"), ("gpt2", "n_positions")])
+def test_sequence_length_limit_is_part_of_the_domain(model_type, limit_field):
+    """Torch refuses a sequence longer than the position table (on real tensors); so does the formula."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model(model_type, **{limit_field: 40}, vocab_size=50, hidden_size=16,
+                                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                               n_embd=16, n_layer=1, n_head=2)
+    model = transformers.AutoModel.from_config(config).eval()
+    mc = trace(model, (1, "L"), input_dtype="int64", sizes=({"L": 33}, {"L": 17}))
+    # on meta, as elsewhere: on CPU, FlopCounterMode does not count the fused attention kernel
+    assert mc.evaluate({"L": 40}, "torch")["flops"] == torch_flops_ids(model, 40)
+    with pytest.raises(Exception):        # the premise: torch refuses 41 positions on a CPU model
+        with torch.no_grad():
+            model(torch.zeros(1, 41, dtype=torch.long))
+    with pytest.raises(ValueError, match="cannot take L=41"):
+        mc.evaluate({"L": 41})

@@ -14,6 +14,7 @@ from ..model import ModelCost, Row
 from ..symbols import user_symbol
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
 from ..errors import NoSingleFormula, TraceError
+from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
 from .verify import check_points, describe, verify
@@ -159,7 +160,10 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a)
-    mc.domain = tuple(sorted(prop.sizes, key=sympy.default_sort_key))
+    bounds = Bounds(lambda x, y: sympy.Integer(x) if x == y else prop.lookup.get((x, y)))
+    for ev, evb in zip(rec_a.ops, rec_b.ops):
+        bounds.step(ev, evb, sym)
+    mc.domain = tuple(sorted(prop.sizes | bounds.conditions, key=sympy.default_sort_key))
     return mc
 
 
