@@ -83,6 +83,8 @@ class ModelCost(_Sweepable):
     notes: list[str] = field(default_factory=list)
     #: every symbolic tensor size in the model: the formulas hold where all of them are >= 1
     domain: tuple = ()
+    #: floating-point buffer values by what they are ("running statistics", "other"): they sum to total buffers
+    buffer_kinds: dict = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -128,4 +130,5 @@ class ModelCost(_Sweepable):
             trees={n: {m: to_tree(t[m]) for m in ("params", "macs", "flops")} for n, t in totals.items()},
             domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
+            buffer_kinds=dict(self.buffer_kinds),
         )

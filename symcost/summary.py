@@ -8,7 +8,7 @@ an integer far below 2**53.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 METRICS = ("params", "macs", "flops")
@@ -80,6 +80,7 @@ class Summary:
     uncovered: dict
     zero_cost_ops: dict
     notes: list
+    buffer_kinds: dict = field(default_factory=dict)  # buffer values by kind ("running statistics", "other")
 
     def total(self, convention: str) -> dict:
         if convention not in self.totals:
