@@ -191,6 +191,14 @@ def test_hf_vit_counts_its_class_token_once_at_any_batch():
     assert [int(r.cost.params) for r in mc.rows if r.name == "embeddings:cat"] == [64]  # the (1, 1, 64) token
 
 
+def test_hf_vit_base_at_batch_2():
+    from symcost.targets import load_target
+
+    model = load_target("hf:vit", device="meta").eval()
+    # ViT-B/16 (ViTModel with its pooler): 86,389,248 parameters, whatever the batch
+    assert trace(model, (2, 3, 224, 224)).evaluate({}, "torch")["params"] == distinct_params(model) == 86_389_248
+
+
 def test_timm_vit_with_dynamic_img_size_counts_the_sliced_position_table_once():
     timm = pytest.importorskip("timm")
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, dynamic_img_size=True).eval()
@@ -247,18 +255,6 @@ def test_each_way_of_reading_a_parameter_counts_it_once():
 
 # ---- buffers: described by what they are ------------------------------------------------------------------------
 
-class Buffers(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3)
-        self.bn = nn.BatchNorm2d(6)  # 6 running means + 6 running variances (+ an int64 batch counter, not counted)
-        self.register_buffer("inv_freq", torch.ones(5))  # state that is no statistic
-        self.register_buffer("original", torch.ones(4))  # never read
-
-    def forward(self, x):
-        return self.bn(self.conv(x)).flatten(1)[:, :5] * self.inv_freq
-
-
 BUFFERS_FILE = '''
 import torch
 from torch import nn
@@ -268,33 +264,43 @@ class Buffers(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 6, 3)
-        self.bn = nn.BatchNorm2d(6)
-        self.register_buffer("inv_freq", torch.ones(5))
-        self.register_buffer("original", torch.ones(4))
+        self.bn = nn.BatchNorm2d(6)  # 6 running means + 6 running variances (+ an int64 batch counter, not counted)
+        self.register_buffer("inv_freq", torch.ones(5))  # state that is no statistic
+        self.register_buffer("gate", torch.zeros(5))  # filled in place, then read
+        self.register_buffer("original", torch.ones(4))  # never read
 
     def forward(self, x):
-        return self.bn(self.conv(x)).flatten(1)[:, :5] * self.inv_freq
+        self.gate.fill_(1.0)
+        return self.bn(self.conv(x)).flatten(1)[:, :5] * self.inv_freq * self.gate
 '''
 
 
-def test_buffers_are_described_by_kind():
-    model = Buffers().eval()
+@pytest.fixture
+def buffers_target(tmp_path) -> str:
+    path = tmp_path / "buffers.py"
+    path.write_text(BUFFERS_FILE)
+    return f"{path}:Buffers"
+
+
+def test_buffers_are_described_by_kind(buffers_target):
+    from symcost.targets import load_target
+
+    model = load_target(buffers_target).eval()
     mc = trace(model, (1, 3, "H", "W"))
-    # 12 running statistics + 5 inv_freq + 4 never read = 21 floating-point buffer values
-    assert mc.total("torch")["buffers"] == 21
-    assert mc.buffer_kinds == {"running statistics": 12, "other": 9}
+    # 12 running statistics + 5 inv_freq + 5 gate + 4 never read = 26 floating-point buffer values
+    assert mc.total("torch")["buffers"] == 26
+    assert mc.buffer_kinds == {"running statistics": 12, "other": 14}
+    assert [int(r.cost.buffers) for r in mc.rows if r.cost.buffers] == [12, 5, 5, 4]  # bn, the two muls, unused
     assert row_params(mc, UNUSED) == 0 and [r.cost.buffers for r in mc.rows if r.name == UNUSED] == [4]
     assert any("4 buffer values (original) are never read" in n for n in mc.notes)
 
 
-def test_cli_names_buffer_kinds(tmp_path):
-    path = tmp_path / "buffers.py"
-    path.write_text(BUFFERS_FILE)
-    r = subprocess.run([sys.executable, "-m", "symcost.cli", "model", f"{path}:Buffers", "--input", "1x3x9x9",
+def test_cli_names_buffer_kinds(buffers_target):
+    r = subprocess.run([sys.executable, "-m", "symcost.cli", "model", buffers_target, "--input", "1x3x9x9",
                         "--no-cache"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     # conv 6*3*3*3 + 6 = 168, BN 2*6 = 12 -> 180 params
-    assert "total params  180   (+ 21 in buffers: running statistics 12; other 9)" in r.stdout
+    assert "total params  180   (+ 26 in buffers: running statistics 12; other 14)" in r.stdout
     resnet = subprocess.run([sys.executable, "-m", "symcost.cli", "model", "torchvision:resnet18", "--input",
                              "1x3x64x64", "--no-cache"], capture_output=True, text=True)
     # resnet18: 20 BatchNorms, sum of 2C over their widths = 9,600 running statistics and nothing else

@@ -36,12 +36,9 @@ def reads_per_op(rec: Recording) -> list[set[int]]:
     base = {n: n for n in rec.parameters}
     out = []
     for ev in rec.ops:
-        if ev.op in VALUE_BLIND_OPS:
-            out.append(set())
-            continue
-        got = {base[n] for n in ev.inputs if n in base}
-        out.append(got)
-        if ev.op in PASS_THROUGH_OPS and ev.inputs and ev.inputs[0] in base:
+        out.append(set() if ev.op in VALUE_BLIND_OPS else {base[n] for n in ev.inputs if n in base})
+        # a view's output, or an in-place op's (the same tensor under a new number), is the stored tensor still
+        if (ev.op in PASS_THROUGH_OPS or ev.op.endswith("_")) and ev.inputs and ev.inputs[0] in base:
             for o in ev.outputs:
                 base[o] = base[ev.inputs[0]]
     return out
