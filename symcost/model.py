@@ -92,6 +92,8 @@ class ModelCost(_Sweepable):
     domain: tuple = ()
     #: a model that runs at one size only: its symbols' values there (the numbers hold at those values only)
     fixed_at: dict = field(default_factory=dict)
+    #: floating-point buffer values by what they are ("running statistics", "other"): they sum to total buffers
+    buffer_kinds: dict = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -138,4 +140,5 @@ class ModelCost(_Sweepable):
             domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
             fixed_at=dict(self.fixed_at),
+            buffer_kinds=dict(self.buffer_kinds),
         )

@@ -93,6 +93,7 @@ class Summary:
     zero_cost_ops: dict
     notes: list
     fixed_at: dict = field(default_factory=dict)   # a model that runs at one size only: the numbers hold there only
+    buffer_kinds: dict = field(default_factory=dict)  # buffer values by kind ("running statistics", "other")
 
     def total(self, convention: str) -> dict:
         if convention not in self.totals:

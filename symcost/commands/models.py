@@ -156,6 +156,7 @@ def run_model(args) -> int:
         "uncovered": summary.uncovered,
         "zero_cost_ops": summary.zero_cost_ops,
         "notes": summary.notes,
+        "buffers_by_kind": summary.buffer_kinds,
     }
     if names:
         result["formula"] = {m: str(total[m]) for m in METRICS}
@@ -244,7 +245,8 @@ def _print_text(result: dict) -> None:
                  _fmt(r["flops"])] for r in result["layers"]]
         print(text_table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
     t = result["total"]
-    print(f"total params  {_fmt(t['params'])}   (+ {_fmt(t['buffers'])} buffers: running statistics)")
+    kinds = "; ".join(f"{k} {_fmt(v)}" for k, v in result.get("buffers_by_kind", {}).items())
+    print(f"total params  {_fmt(t['params'])}" + (f"   (+ {_fmt(t['buffers'])} in buffers: {kinds})" if kinds else ""))
     print(f"total MACs    {_fmt(t['macs'])}")
     print(f"total FLOPs   {_fmt(t['flops'])}   [{name}: {result['convention_summary']}]")
     if "evaluations" in result:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from typing import Sequence
 
 import sympy
 import torch
 
-from ..cost import Cost, numel
+from ..cost import Cost
 from ..layers.base import LayerError
 from ..model import ModelCost, Row
 from ..symbols import user_symbol
@@ -18,6 +17,7 @@ from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
 from .verify import check_points, describe, verify
+from .stored import StoredTensors
 
 __all__ = ["trace", "TraceError", "NoSingleFormula", "trace_sizes"]
 
@@ -66,7 +66,14 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     tensors = list(model.parameters()) + list(model.buffers())
     if tensors and all(t.device.type == "meta" for t in tensors):
         return model
-    return copy.deepcopy(model).to("meta")  # the user's model stays as it is
+    # the user's model stays as it is; a copy whose stored tensors are made on meta directly keeps tied weights
+    # tied (``.to("meta")`` gives each module its own new Parameter) and copies no data
+    memo: dict = {}
+    for t in tensors:
+        if id(t) not in memo:
+            meta = t.detach().to("meta")
+            memo[id(t)] = torch.nn.Parameter(meta, t.requires_grad) if isinstance(t, torch.nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
 
 
 def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False) -> Recording:
@@ -198,14 +205,8 @@ def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: s
 
 
 def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a: dict) -> ModelCost:
-    rows: list[Row] = []
+    placed: list[tuple[int, Row, range]] = []  # (first op, row, the ops it covers): sorted into execution order
     covered = [False] * len(rec.ops)
-    used: set[str] = set()          # parameter and buffer names already counted
-    param_names = {n for n, _ in model.named_parameters()}
-    # like ``empirical``, only floating-point buffers count (not integer ids or counters)
-    float_buffers = {n for n, b in model.named_buffers() if b.is_floating_point()}
-    seen_modules: set[int] = set()
-    owner = {}  # op index -> row position, to keep rows in execution order
     for ev in rec.modules:
         if covered[ev.first_op] if ev.first_op < len(rec.ops) else True:
             continue
@@ -219,16 +220,11 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         except LayerError as e:
             raise TraceError(f"{ev.name}: {e}") from None
         _check_output(cost, rec, ev.outputs, values_a, ev.name)
-        names = [f"{ev.name}.{n}" if ev.name else n for n, _ in
-                 list(ev.module.named_parameters()) + list(ev.module.named_buffers())]
-        if id(ev.module) in seen_modules:
-            cost = replace(cost, params=sympy.Integer(0), buffers=sympy.Integer(0))  # shared weights count once
-        seen_modules.add(id(ev.module))
-        used.update(names)
+        _check_params(cost, ev.module, ev.name)
         for k in range(ev.first_op, ev.end_op):
             covered[k] = True
-        owner[ev.first_op] = len(rows)
-        rows.append(Row(ev.name or "(model)", layer.name, layer.plain_args(), (sym[ev.inputs[0]],), cost))
+        placed.append((ev.first_op, Row(ev.name or "(model)", layer.name, layer.plain_args(),
+                                        (sym[ev.inputs[0]],), cost), range(ev.first_op, ev.end_op)))
     uncovered: dict[str, int] = {}
     zero: dict[str, int] = {}
     concrete = rec.shapes
@@ -237,9 +233,6 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
             continue
         if ev.op in ZERO_COST_OPS:
             zero[ev.op] = zero.get(ev.op, 0) + 1
-            src = next((rec.parameters[n] for n in ev.inputs if n in rec.parameters), None)
-            for o in ev.outputs if src else ():
-                rec.parameters[o] = src  # a view of a parameter is that parameter, for attribution
             continue
         try:
             found = layer_for_op(ev, sym, concrete)
@@ -249,27 +242,23 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
             uncovered[ev.op] = uncovered.get(ev.op, 0) + 1
             continue
         layer, ins = found
-        cost = layer.cost(*ins)
-        # a functional op's params are the parameters it reads first (its formula cannot know
-        # whether a weight is a parameter or a computed tensor)
-        new = {rec.parameters[n]: n for n in ev.inputs if n in rec.parameters and rec.parameters[n] not in used}
-        used.update(new)
-        p = sum((numel(concrete[n]) for name, n in new.items() if name in param_names), sympy.Integer(0))
-        bf = sum((numel(concrete[n]) for name, n in new.items() if name in float_buffers), sympy.Integer(0))
-        cost = replace(cost, params=p, buffers=bf)
-        owner[k] = len(rows)
-        rows.append(Row(f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}", layer.name, layer.plain_args(), ins, cost))
-    order = sorted(owner, key=lambda k: k)
-    rows = [rows[owner[k]] for k in order]
-    notes = []
-    leftover_p = sum(p.numel() for n, p in model.named_parameters() if n not in used)
-    leftover_b = sum(b.numel() for n, b in model.named_buffers() if n not in used and b.is_floating_point())
-    if leftover_p or leftover_b:
-        rows.append(Row("(parameters not used in forward)", "unused", {}, (),
-                        Cost(params=leftover_p, buffers=leftover_b, family="unused", layer="unused")))
-        notes.append(f"{leftover_p} parameters are never used in this forward pass (e.g. auxiliary heads); "
-                     "they count in params and nowhere else")
-    return ModelCost(target, shape, rows, uncovered, zero, notes)
+        name = f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}"
+        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, layer.cost(*ins)), range(k, k + 1)))
+    placed.sort(key=lambda p: p[0])  # stable: a module call with no ops stays before the op that follows it
+    # params and buffers by the tensors each row reads, not by the catalog's formula: a tied weight, a sliced
+    # or expanded parameter and a shared module all count once, at their own size
+    stored = StoredTensors(model, rec)
+    rows = stored.attribute(placed)
+    extra, notes = stored.leftover()
+    return ModelCost(target, shape, rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds)
+
+
+def _check_params(cost: Cost, module: torch.nn.Module, name: str) -> None:
+    """The catalog's parameter count must equal the module's own: a free self-check of every params formula."""
+    have = sum(p.numel() for p in module.parameters())
+    if cost.params != have:
+        raise TraceError(f"{name or '(model)'}: symcost's parameter count {cost.params} differs from the module's "
+                         f"{have}")
 
 
 def _check_output(cost: Cost, rec: Recording, outputs: list[int], values: dict, name: str) -> None:

@@ -128,6 +128,10 @@ def layer_for_op(ev: OpEvent, sym: list, concrete: list) -> tuple[Layer, tuple] 
         x = args[0]
         return get_layer_class("upsample")(symbolic=False, size=tuple(concrete[ev.outputs[0]][2:]),
                                            mode=_UPSAMPLE[op]), (S(x), sym[ev.outputs[0]])
+    if op == "aten.embedding":  # also reached by nn.Embedding subclasses with their own forward (Gemma, OPT)
+        w, idx = args[:2]
+        rows, dim = concrete[w.index]
+        return get_layer_class("embedding")(symbolic=False, num_embeddings=rows, embedding_dim=dim), (S(idx),)
     if op == "aten.gelu":
         return get_layer_class("gelu")(symbolic=False, approximate=ev.kwargs.get("approximate", "none")), (S(args[0]),)
     if op in ("aten._softmax", "aten._safe_softmax", "aten.softmax", "aten._log_softmax"):
