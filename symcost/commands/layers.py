@@ -36,7 +36,26 @@ def _build(args, symbolic: bool):
     expected = len(layer.default_input_shapes())
     if len(shapes) == 1 and expected > 1 and layer.family in ("elementwise", "matmul"):
         shapes = shapes * expected  # a binary op given one shape: both inputs have it
+    low, high = layer.input_count()
+    if not low <= len(shapes) <= high:
+        raise UsageError(_input_count_error(layer, args.input, shapes, low, high))
     return layer, shapes
+
+
+def _input_count_error(layer, text: str, shapes, low: int, high: float) -> str:
+    """Names how many inputs the layer takes and the shape syntax; guesses the intended shape when commas were
+    used between the sizes of one input."""
+    from ..layers.base import how_many_inputs
+
+    def spec(s):
+        return "x".join(map(str, s))
+
+    example = ",".join(spec(s) for s in layer.default_input_shapes())
+    message = (f"{layer.name}: takes {how_many_inputs(low, high)} (e.g. --input {example}), got {len(shapes)} from "
+               f"--input {text}; the sizes of one input are joined by x, several inputs separated by commas")
+    if all(len(s) == 1 for s in shapes) and low <= 1:
+        message += f": did you mean --input {spec(d for s in shapes for d in s)}?"
+    return message
 
 
 def _cost(layer, shapes):
@@ -145,6 +164,7 @@ def run_check(args) -> int:
     from ..check import check_layer
 
     layer, shapes = _build(args, symbolic=False)
+    _cost(layer, shapes)  # refuse bad input before building the torch module
     result = check_layer(layer, shapes)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
