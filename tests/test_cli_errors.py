@@ -72,3 +72,90 @@ def test_symbols_stay_allowed_where_the_argument_is_numeric(capsys):
     assert main(["formula", "conv2d", "padding=P", "kernel_size=3"]) == 0
     out = capsys.readouterr().out
     assert "H + 2*P - 2" in out
+
+
+# ---- ceil_mode pooling: Piecewise sizes in the cached sweep -------------------------------------------------------
+
+CEIL_MODEL = '''
+import torch.nn as nn
+
+
+def build():
+    # MaxPool2d(3, stride=3, padding=1, ceil_mode=True): a last window may start in the right padding and is dropped,
+    # so the pooled size is a Piecewise; the adaptive pool's windows add floors and ceilings of thirds
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.MaxPool2d(3, stride=3, padding=1, ceil_mode=True),
+                         nn.Conv2d(8, 4, 3), nn.AdaptiveAvgPool2d(3))
+'''
+
+
+@pytest.fixture
+def ceil_target(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "ceilnet.py"
+    path.write_text(CEIL_MODEL)
+    return f"{path}:build"
+
+
+def _sweep(capsys, target, *at):
+    import json
+
+    argv = ["model", target, "--input", "1x3xHxW", "--json", *(x for a in at for x in ("--at", a))]
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)["evaluations"]
+
+
+def test_ceil_mode_model_sweeps_from_the_cache_exactly_as_a_fresh_evaluation(capsys, ceil_target):
+    import importlib.util
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from symcost import trace
+
+    hs, ws = "8:41", "8,9,10,31,32,33,64,65,97"
+    first = _sweep(capsys, ceil_target, f"H={hs}", f"W={ws}")   # derives and fills the cache
+    cached = _sweep(capsys, ceil_target, f"H={hs}", f"W={ws}")  # answers from the plain-data summary
+    assert cached == first and len(cached) == 34 * 9
+    spec = importlib.util.spec_from_file_location("ceilnet", ceil_target.rsplit(":", 1)[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build()
+    fresh = trace(model, (1, 3, "H", "W"))
+    for e in cached:  # sympy substitution, point by point
+        assert {m: e[m] for m in ("params", "macs", "flops")} == \
+            {m: fresh.evaluate(e["values"], "flops")[m] for m in ("params", "macs", "flops")}, e["values"]
+    # the torch convention against FlopCounterMode, at sizes of every residue mod 3 and where a window is dropped
+    for h, w in ((8, 9), (10, 31), (32, 33), (65, 97)):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(torch.zeros(1, 3, h, w))
+        assert fresh.evaluate({"H": h, "W": w}, "torch")["flops"] == counter.get_total_flops(), (h, w)
+    assert cached[0]["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_ceil_mode_model_refuses_a_size_outside_its_domain(capsys, ceil_target):
+    # H=7: conv 5 rows, pool ceil((5 + 2 - 3)/3) + 1 = 3 windows, the last starting at row 2*3 = 6 in the right
+    # padding, so torch drops it: 2 rows; the second conv's 3x3 kernel has no room: 2 - 2 = 0
+    err = fails(capsys, "model", ceil_target, "--input", "1x3xHxW", "--at", "H=7", "--at", "W=32")
+    assert "cannot take H=7, W=32" in err and "becomes 0" in err
+
+
+def test_tree_evaluation_is_exact_where_float_rounding_is_not():
+    import sympy
+
+    from symcost.layers.pool import gcd
+    from symcost.summary import evaluate_tree, to_tree
+
+    h = sympy.Symbol("H", integer=True, positive=True)
+    exprs = [
+        sympy.floor(h / 49),  # float64: floor(49 * (1/49)) = floor(0.999...) = 0
+        sympy.ceiling(h / 3) * 7 - sympy.floor(2 * h / 7),
+        sympy.Piecewise((h - 1, sympy.And(h >= 5, sympy.Ne(h, 9))), (h + 100, sympy.Or(h < 2, h > 50)), (0, True)),
+        sympy.Min(h, 30) + 2 * sympy.Max(h / 2, 10),
+        sympy.Mod(h, 7) + gcd(h, 12),
+        sympy.factorial(h % 5),  # no tuple form: evaluated by sympy
+    ]
+    points = list(range(1, 200))
+    for e in exprs:
+        values = evaluate_tree(to_tree(e), {"H": points})
+        assert [int(v) for v in values] == [int(e.xreplace({h: p})) for p in points], e
