@@ -57,3 +57,15 @@ def assume_divisible(expr, symbols, k: int):
     stand_in = {s: sympy.Symbol(f"{s}_div", integer=True, positive=True) for s in symbols}
     out = expr.xreplace({s: k * t for s, t in stand_in.items()})
     return sympy.expand(out.xreplace({t: s / k for s, t in stand_in.items()}))
+
+
+def check_divisible(k: int, points: list[dict] | None) -> None:
+    """Refuse ``--assume-divisible K`` when K is not positive or a requested size breaks the assumption (the
+    simplified formula is wrong there: floors it dropped are not whole numbers)."""
+    if k < 1:
+        raise UsageError(f"--assume-divisible needs a positive integer, got {k}")
+    for point in points or ():
+        for name, value in point.items():
+            if value % k:
+                raise UsageError(f"--assume-divisible {k}: {name}={value} is not a multiple of {k}, so the simplified "
+                                 f"formula does not hold there; drop --assume-divisible for exact values at any size")

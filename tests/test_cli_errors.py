@@ -159,3 +159,49 @@ def test_tree_evaluation_is_exact_where_float_rounding_is_not():
     for e in exprs:
         values = evaluate_tree(to_tree(e), {"H": points})
         assert [int(v) for v in values] == [int(e.xreplace({h: p})) for p in points], e
+
+
+# ---- --assume-divisible -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    # ResNet-50 at 224x225 has 4,346,221,568 MACs; the multiple-of-32 formula would give 4,107,430,400
+    (("--input", "1x3xHxW", "--assume-divisible", "32", "--at", "H=224", "--at", "W=225"),
+     "--assume-divisible 32: W=225 is not a multiple of 32"),
+    (("--input", "1x3xRxR", "--assume-divisible", "32", "--at", "R=64:128:16"),
+     "--assume-divisible 32: R=80 is not a multiple of 32"),
+    (("--input", "1x3xHxW", "--assume-divisible", "0"), "--assume-divisible needs a positive integer, got 0"),
+    (("--input", "1x3xHxW", "--assume-divisible", "-32"), "--assume-divisible needs a positive integer, got -32"),
+    (("--input", "1x3x224x224", "--assume-divisible", "32"), "--assume-divisible needs symbols in --input"),
+])
+def test_assume_divisible_refuses_sizes_that_break_it_before_tracing(capsys, argv, message):
+    assert message in fails(capsys, "model", "torchvision:resnet50", *argv)
+
+
+STRIDED_MODEL = '''
+import torch.nn as nn
+
+
+def build():
+    return nn.Conv2d(3, 8, 3, stride=2, padding=1)
+'''
+
+
+def test_assume_divisible_is_stated_and_exact_where_it_holds(capsys, tmp_path, monkeypatch):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "strided.py").write_text(STRIDED_MODEL)
+    target = f"{tmp_path / 'strided.py'}:build"
+    assert main(["model", target, "--input", "1x3xHxW", "--assume-divisible", "2", "--at", "H=64,66",
+                 "--at", "W=32"]) == 0
+    out = capsys.readouterr().out
+    # (H/2)*(W/2) outputs x 8 channels x 27 MACs = 54*H*W
+    assert "total MACs    54*H*W" in out
+    assert "note: assumes H, W multiples of 2 (--assume-divisible): the formulas hold only at such sizes" in out
+    for h, w in ((64, 32), (66, 32)):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)(torch.zeros(1, 3, h, w))
+        macs = counter.get_total_flops() // 2  # FlopCounterMode: 2 per MAC, bias not counted
+        assert f"H={h} W={w}" in out and f"{macs:,}" in out

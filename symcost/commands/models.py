@@ -114,13 +114,17 @@ def _per_point(target: str, input_spec: str, points: list[dict], convention: str
 
 def run_model(args) -> int:
     from ..errors import NoSingleFormula
-    from ..sweep import parse_assignments
+    from ..sweep import check_divisible, parse_assignments
 
     started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
+    if args.assume_divisible is not None:
+        if not names:
+            raise UsageError("--assume-divisible needs symbols in --input (e.g. --input 1x3xHxW)")
+        check_divisible(args.assume_divisible, points)
     need_rows = not names or args.layers or (args.json and not args.at)
     mc = summary = None
     if points and not need_rows and not args.assume_divisible and not args.no_cache:
@@ -133,7 +137,8 @@ def run_model(args) -> int:
             if not points:
                 raise
             return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
-        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible else None)
+        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible is not None
+                             else None)
     if args.convention not in summary.totals:
         raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(summary.totals)}")
     total = summary.total(args.convention)
@@ -151,8 +156,10 @@ def run_model(args) -> int:
     }
     if names:
         result["formula"] = {m: str(total[m]) for m in METRICS}
-        if args.assume_divisible:
+        if args.assume_divisible is not None:
             result["assumed_divisible_by"] = args.assume_divisible
+            result["notes"] = [f"assumes {', '.join(names)} multiples of {args.assume_divisible} "
+                               "(--assume-divisible): the formulas hold only at such sizes", *result["notes"]]
     if points:
         try:
             result["evaluations"] = summary.evaluate(points, args.convention)
@@ -179,8 +186,6 @@ def _divisible_totals(mc, k: int) -> dict:
     from ..conventions import CONVENTIONS
     from ..sweep import assume_divisible
 
-    if k < 1:
-        raise UsageError(f"--assume-divisible needs a positive integer, got {k}")
     return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
             for n, c in CONVENTIONS.items()}
 
