@@ -205,3 +205,38 @@ def test_assume_divisible_is_stated_and_exact_where_it_holds(capsys, tmp_path, m
             torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)(torch.zeros(1, 3, h, w))
         macs = counter.get_total_flops() // 2  # FlopCounterMode: 2 per MAC, bias not counted
         assert f"H={h} W={w}" in out and f"{macs:,}" in out
+
+
+# ---- per-layer --help ---------------------------------------------------------------------------------------------
+
+def _help(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_layer_help_lists_its_arguments_defaults_and_symbols(capsys):
+    out = _help(capsys, "formula", "conv2d", "--help")
+    assert "conv2d arguments (NAME=VALUE), omitted ones stay symbols:" in out
+    assert "takes 1 input, e.g. --input NxC_inxHxW" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert "required; symbol C_in. input channels" in lines["in_channels"]
+    assert "'same', 'valid'; default 0; omitted: symbol p_h,p_w" in lines["padding"]
+    assert "(--bias / --no-bias); default true" in lines["bias"]
+    assert "one of 'zeros', 'reflect', 'replicate', 'circular'; default zeros" in lines["padding_mode"]
+
+
+def test_every_layer_has_a_help_listing_every_declared_argument(capsys):
+    from symcost.registry import all_layers
+
+    for name, cls in all_layers().items():
+        for command in ("formula", "eval"):
+            out = _help(capsys, command, name, "-h")
+            assert f"{name} arguments (NAME=VALUE)" in out, name
+            assert all(f"\n  {a.name} " in out for a in cls.args), name
+
+
+def test_help_without_a_layer_is_the_command_help(capsys):
+    out = _help(capsys, "formula", "--help")
+    assert "usage: symcost formula" in out and "arguments (NAME=VALUE)" not in out
