@@ -41,7 +41,8 @@ def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
         if not sep:
             raise UsageError(f"--at {spec!r}: expected NAME=VALUES, e.g. R=224,225 or R=64:1024:8")
         if name not in names:
-            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} (its symbols: {', '.join(names) or 'none'})")
+            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} "
+                             f"(its symbols: {', '.join(names) or 'none'})")
         given[name] = parse_values(values)
     missing = [n for n in names if n not in given]
     if missing:

@@ -240,3 +240,43 @@ def test_every_layer_has_a_help_listing_every_declared_argument(capsys):
 def test_help_without_a_layer_is_the_command_help(capsys):
     out = _help(capsys, "formula", "--help")
     assert "usage: symcost formula" in out and "arguments (NAME=VALUE)" not in out
+
+
+# ---- progress on stderr, only on a terminal ------------------------------------------------------------------------
+
+class _Terminal:
+    """A stderr that says it is a terminal, and keeps what was written."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("argv, spinner", [
+    (["check", "relu", "--input", "2x3"], "running torch's torch.nn.ReLU under FlopCounterMode"),
+    (["compare", "STRIDED", "--input", "1x3x16x16"], "deriving each tool's count"),
+])
+def test_slow_commands_show_a_spinner_on_a_terminal_and_nothing_elsewhere(capsys, monkeypatch, tmp_path, argv,
+                                                                          spinner):
+    import sys
+
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "strided.py").write_text(STRIDED_MODEL)
+    argv = [a.replace("STRIDED", f"{tmp_path / 'strided.py'}:build") for a in argv]
+    assert main(argv) == 0
+    piped = capsys.readouterr()
+    assert piped.err == "" and piped.out
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv) == 0
+    assert spinner in terminal.buffer.getvalue() and capsys.readouterr().out == piped.out

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
+from .progress import status
 
 
 def _layer_cls(name: str):
@@ -165,7 +166,8 @@ def run_check(args) -> int:
 
     layer, shapes = _build(args, symbolic=False)
     _cost(layer, shapes)  # refuse bad input before building the torch module
-    result = check_layer(layer, shapes)
+    with status(f"running torch's {layer.torch_name} under FlopCounterMode", enabled=not args.json):
+        result = check_layer(layer, shapes)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:

@@ -10,6 +10,8 @@ import sys
 import time
 
 from ..parse import UsageError, parse_shape, parse_shape_names, shape_key
+from .progress import status as _status
+from .progress import steps
 
 METRICS = ("params", "macs", "flops")
 
@@ -65,25 +67,6 @@ def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: st
     return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype))
 
 
-class _status:
-    """A spinner on stderr while slow work runs (only on a terminal)."""
-
-    def __init__(self, text: str, enabled: bool):
-        self.text, self.enabled = text, enabled and sys.stderr.isatty()
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-
-            self._s = Console(stderr=True).status(self.text)
-            self._s.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._s.__exit__(*exc)
-
-
 def _shown(e):
     if isinstance(e, int):
         return e
@@ -99,16 +82,13 @@ def _fmt(v) -> str:
 def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
                progress: bool, input_dtype: str | None = None) -> list[dict]:
     """A concrete trace per point, for models whose graph changes with the input size."""
-    from rich.progress import Progress
-
     out = []
-    with Progress(disable=not (progress and sys.stderr.isatty()), transient=True) as bar:
-        task = bar.add_task("tracing each size", total=len(points))
+    with steps("tracing each size", len(points), progress) as advance:
         for values in points:
             concrete = tuple(values.get(t, None) or int(t) for t in shape_key(input_spec).split("x"))
             tot = trace_target(target, concrete, train, input_dtype).total(convention)
             out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
-            bar.advance(task)
+            advance()
     return out
 
 
