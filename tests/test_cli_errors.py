@@ -67,6 +67,14 @@ def test_a_misspelt_choice_of_a_numeric_argument_is_not_taken_as_a_symbol(capsys
     assert "conv2d: padding: expected 'same', 'valid' or an integer" in err and "did you mean" in err
 
 
+def test_an_option_word_is_never_a_size_symbol(capsys):
+    # ConvTranspose has no padding='same' in torch; 'same' must not become a symbol "same" in the formula
+    err = fails(capsys, "formula", "conv_transpose2d", "padding=same")
+    assert "conv_transpose2d: padding: expected an integer or a symbol name, got the keyword 'same'" in err
+    assert "stride: expected an integer or a symbol name, got the keyword 'none'" in fails(
+        capsys, "formula", "conv2d", "stride=none")
+
+
 def test_symbols_stay_allowed_where_the_argument_is_numeric(capsys):
     # padding takes a number or 'same'/'valid'; a symbol name is a number for the formula: H + 2P - 2 rows out
     assert main(["formula", "conv2d", "padding=P", "kernel_size=3"]) == 0

@@ -31,6 +31,10 @@ def is_number(x) -> bool:
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+#: words torch takes as option values: never a size symbol (padding=same on a ConvTranspose is a mistake, not "same")
+_KEYWORDS = {"same", "valid", "full", "none", "true", "false", "yes", "no", "on", "off", "zeros", "reflect",
+             "replicate", "circular", "nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "eval", "train",
+             "tanh", "mean", "sum"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,10 @@ class Arg:
             return int(t)
         except ValueError:
             pass
+        if allow_symbols and t.lower() in _KEYWORDS:
+            raise LayerError(f"{self.name}: expected an integer or a symbol name, got the keyword {t!r}"
+                             + (f" (this layer's {self.name} takes {self.choice_list()} or a number)" if self.choices
+                                else f" ({self.name} takes numbers only here)"))
         if allow_symbols:
             try:
                 return user_symbol(t)
