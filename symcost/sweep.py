@@ -41,7 +41,8 @@ def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
         if not sep:
             raise UsageError(f"--at {spec!r}: expected NAME=VALUES, e.g. R=224,225 or R=64:1024:8")
         if name not in names:
-            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} (its symbols: {', '.join(names) or 'none'})")
+            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} "
+                             f"(its symbols: {', '.join(names) or 'none'})")
         given[name] = parse_values(values)
     missing = [n for n in names if n not in given]
     if missing:
@@ -80,3 +81,15 @@ def assume_divisible(expr, symbols, k: int):
     stand_in = {s: sympy.Symbol(f"{s}_div", integer=True, positive=True) for s in symbols}
     out = expr.xreplace({s: k * t for s, t in stand_in.items()})
     return sympy.expand(out.xreplace({t: s / k for s, t in stand_in.items()}))
+
+
+def check_divisible(k: int, points: list[dict] | None) -> None:
+    """Refuse ``--assume-divisible K`` when K is not positive or a requested size breaks the assumption (the
+    simplified formula is wrong there: floors it dropped are not whole numbers)."""
+    if k < 1:
+        raise UsageError(f"--assume-divisible needs a positive integer, got {k}")
+    for point in points or ():
+        for name, value in point.items():
+            if value % k:
+                raise UsageError(f"--assume-divisible {k}: {name}={value} is not a multiple of {k}, so the simplified "
+                                 f"formula does not hold there; drop --assume-divisible for exact values at any size")

@@ -11,6 +11,7 @@ import argparse
 import json
 
 from ..parse import UsageError, parse_shape
+from .progress import status
 
 #: symcost's own conventions shown beside the peers
 OWN = ("macs", "flops", "torch")
@@ -143,7 +144,8 @@ def render(result: dict) -> str:
 
 def run_compare(args) -> int:
     shape = parse_shape(args.input, allow_symbols=False)
-    result = compare_target(args.target, shape, run_peers=args.run_peers, seed=args.seed)
+    with status(f"tracing {args.target} and deriving each tool's count" + (", running them" if args.run_peers else "")):
+        result = compare_target(args.target, shape, run_peers=args.run_peers, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -16,6 +16,7 @@ import json
 import math
 
 from ..parse import UsageError, convention_arg, parse_shape
+from .progress import status
 
 # ------------------------------------------------------------------------------------------------------ fold
 
@@ -63,17 +64,19 @@ def run_fold(args) -> int:
     device = _device(args.device) if args.device else None
     dtype = _dtype(args.dtype)
     convention_arg(args.convention)
-    model = load_target(args.target)
-    if args.target.strip().startswith("torchvision:"):
-        # weights=None leaves mean 0, var 1, gamma 1, beta 0: random statistics make the check meaningful
-        randomize_batchnorm(model, seed=args.seed)
-    model.eval()  # folding is an inference transform; a BN in training mode would be skipped
-    try:
-        result = fold_batchnorm(model, shape)
-        diff, scale = result.compare(shape, seed=args.seed)
-    except FoldError as e:
-        raise UsageError(str(e)) from None
-    cost = fold_costs(model, result.model, shape, args.convention, device, dtype)
+    with status(f"folding {args.target}'s BatchNorms and checking the output") as spinner:
+        model = load_target(args.target)
+        if args.target.strip().startswith("torchvision:"):
+            # weights=None leaves mean 0, var 1, gamma 1, beta 0: random statistics make the check meaningful
+            randomize_batchnorm(model, seed=args.seed)
+        model.eval()  # folding is an inference transform; a BN in training mode would be skipped
+        try:
+            result = fold_batchnorm(model, shape)
+            diff, scale = result.compare(shape, seed=args.seed)
+        except FoldError as e:
+            raise UsageError(str(e)) from None
+        spinner.update("tracing the model before and after folding")
+        cost = fold_costs(model, result.model, shape, args.convention, device, dtype)
     if args.json:
         print(json.dumps({"target": args.target, "input_shape": list(shape), **result.as_dict(),
                           "max_abs_diff": diff, "max_abs_output": scale, "cost": cost}, indent=2))
@@ -251,12 +254,13 @@ def run_latency(args) -> int:
     kept = keep_freed_memory() if args.keep_memory else False
     if args.keep_memory and not kept:
         raise UsageError("--keep-memory needs glibc's mallopt, which this platform does not have")
-    model = load_target(args.target)
-    model.eval()
-    try:
-        mc = trace(model, shape, target=args.target)
-    except TraceError as e:
-        raise UsageError(str(e)) from None
+    with status(f"tracing {args.target} on {args.input}"):
+        model = load_target(args.target)
+        model.eval()
+        try:
+            mc = trace(model, shape, target=args.target)
+        except TraceError as e:
+            raise UsageError(str(e)) from None
     progress = Progress("symcost latency", enabled=True)
     try:
         if device is None:

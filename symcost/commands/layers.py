@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
+from .progress import status
 
 
 def _layer_cls(name: str):
@@ -36,7 +37,26 @@ def _build(args, symbolic: bool):
     expected = len(layer.default_input_shapes())
     if len(shapes) == 1 and expected > 1 and layer.family in ("elementwise", "matmul"):
         shapes = shapes * expected  # a binary op given one shape: both inputs have it
+    low, high = layer.input_count()
+    if not low <= len(shapes) <= high:
+        raise UsageError(_input_count_error(layer, args.input, shapes, low, high))
     return layer, shapes
+
+
+def _input_count_error(layer, text: str, shapes, low: int, high: float) -> str:
+    """Names how many inputs the layer takes and the shape syntax; guesses the intended shape when commas were
+    used between the sizes of one input."""
+    from ..layers.base import how_many_inputs
+
+    def spec(s):
+        return "x".join(map(str, s))
+
+    example = ",".join(spec(s) for s in layer.default_input_shapes())
+    message = (f"{layer.name}: takes {how_many_inputs(low, high)} (e.g. --input {example}), got {len(shapes)} from "
+               f"--input {text}; the sizes of one input are joined by x, several inputs separated by commas")
+    if all(len(s) == 1 for s in shapes) and low <= 1:
+        message += f": did you mean --input {spec(d for s in shapes for d in s)}?"
+    return message
 
 
 def _cost(layer, shapes):
@@ -145,7 +165,9 @@ def run_check(args) -> int:
     from ..check import check_layer
 
     layer, shapes = _build(args, symbolic=False)
-    result = check_layer(layer, shapes)
+    _cost(layer, shapes)  # refuse bad input before building the torch module
+    with status(f"running torch's {layer.torch_name} under FlopCounterMode", enabled=not args.json):
+        result = check_layer(layer, shapes)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -153,7 +175,76 @@ def run_check(args) -> int:
     return 0 if result.ok else 1
 
 
+#: what each Arg kind accepts on the command line
+KIND_MEANINGS = {
+    "size": "positive integer", "count": "nonnegative integer", "int": "integer",
+    "tuple": "positive integer per spatial axis (3 or 3,2)", "offsets": "nonnegative integer per axis (1 or 1,0)",
+    "flag": "true or false (--NAME / --no-NAME)", "float": "number", "choice": "one of the choices",
+    "shape": "positive integers (64 or 64,64)", "dims": "dimension indices (1 or 1,2; negative allowed)",
+}
+
+
+def layer_help(cls, symbolic: bool) -> str:
+    """One layer's arguments, as declared in its ``args``: what each accepts, its default, its symbol."""
+    from ..layers.base import REQUIRED
+
+    def shown(v):
+        if isinstance(v, tuple):
+            return ",".join(map(str, v))
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    from ..layers.base import LayerError, how_many_inputs
+
+    low, high = cls.input_count()
+    try:
+        defaults = cls(symbolic=True).default_input_shapes()
+    except LayerError:  # a required argument has no symbol (pow's exponent)
+        defaults = cls.default_inputs
+    example = "e.g. --input " + ",".join("x".join(map(str, s)) for s in defaults) + " " if defaults else ""
+    count = f"takes {how_many_inputs(low, high)}, " if high != float("inf") else ""
+    lines = [f"{cls.name}  [{cls.torch_name}]  {cls.summary}",
+             f"{count}{example}(sizes joined by x, inputs separated by commas)",
+             "", f"{cls.name} arguments (NAME=VALUE)" + (", omitted ones stay symbols:" if symbolic else ":")]
+    if not cls.args:
+        lines.append("  none")
+    for a in cls.args:
+        accepts = f"one of {a.choice_list()}" if a.kind == "choice" else KIND_MEANINGS.get(a.kind, a.kind)
+        accepts = accepts.replace("NAME", a.name.replace("_", "-"))
+        if a.choices and a.kind != "choice":
+            accepts += f", or {a.choice_list()}"
+        if a.default is REQUIRED:
+            default = "required" + (f"; symbol {shown(a.symbol)}" if symbolic and a.symbol is not None else "")
+        else:
+            default = f"default {shown(a.default)}" + ("" if a.default is not None else " (unset, as in torch)")
+            if symbolic and a.symbol is not None:
+                default += f"; omitted: symbol {shown(a.symbol)}"
+        lines.append(f"  {a.name:<20} {accepts}; {default}" + (f". {a.help}" if a.help else ""))
+    return "\n".join(lines)
+
+
+class _LayerHelp(argparse._HelpAction):
+    """``--help`` after a layer name also lists that layer's arguments."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..registry import UnknownLayer, get_layer_class
+
+        parser.print_help()
+        name = getattr(namespace, "layer", None)
+        try:
+            cls = get_layer_class(name) if name else None
+        except UnknownLayer:
+            cls = None
+        if cls is not None:
+            print("\n" + layer_help(cls, symbolic=parser.get_default("symbolic")))
+        parser.exit()
+
+
 def _layer_parser(p: argparse.ArgumentParser, symbolic: bool) -> None:
+    for action in p._actions:  # argparse's own --help becomes the layer-aware one
+        if "--help" in action.option_strings:
+            action.__class__ = _LayerHelp
+            action.help = "show this help; after a layer name (formula conv2d --help) also its arguments"
+    p.set_defaults(symbolic=symbolic)
     p.add_argument("layer", help="layer type, e.g. conv2d (see `symcost list`)")
     p.add_argument("settings", nargs="*", metavar="NAME=VALUE",
                    help="constructor arguments named as in torch.nn, e.g. in_channels=3 kernel_size=4,10 bias=false; "

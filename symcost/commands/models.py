@@ -10,6 +10,8 @@ import sys
 import time
 
 from ..parse import UsageError, parse_shape, parse_shape_names, shape_key
+from .progress import status as _status
+from .progress import steps
 
 METRICS = ("params", "macs", "flops")
 
@@ -70,25 +72,6 @@ def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: st
                  sizes=trace_sizes, default_shape=model_input_size(model, target))
 
 
-class _status:
-    """A spinner on stderr while slow work runs (only on a terminal)."""
-
-    def __init__(self, text: str, enabled: bool):
-        self.text, self.enabled = text, enabled and sys.stderr.isatty()
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-
-            self._s = Console(stderr=True).status(self.text)
-            self._s.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._s.__exit__(*exc)
-
-
 def _shown(e):
     if isinstance(e, int):
         return e
@@ -104,28 +87,29 @@ def _fmt(v) -> str:
 def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
                progress: bool, input_dtype: str | None = None) -> list[dict]:
     """A concrete trace per point, for models whose graph changes with the input size."""
-    from rich.progress import Progress
-
     out = []
-    with Progress(disable=not (progress and sys.stderr.isatty()), transient=True) as bar:
-        task = bar.add_task("tracing each size", total=len(points))
+    with steps("tracing each size", len(points), progress) as advance:
         for values in points:
             concrete = tuple(values.get(t, None) or int(t) for t in shape_key(input_spec).split("x"))
             tot = trace_target(target, concrete, train, input_dtype).total(convention)
             out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
-            bar.advance(task)
+            advance()
     return out
 
 
 def run_model(args) -> int:
     from ..errors import NoSingleFormula
-    from ..sweep import parse_assignments, parse_trace_sizes
+    from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
     started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
+    if args.assume_divisible is not None:
+        if not names:
+            raise UsageError("--assume-divisible needs symbols in --input (e.g. --input 1x3xHxW)")
+        check_divisible(args.assume_divisible, points)
     need_rows = not names or args.layers or (args.json and not args.at)
     sizes = parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None
     mc = summary = None
@@ -139,7 +123,8 @@ def run_model(args) -> int:
             if not points:
                 raise
             return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
-        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible else None)
+        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible is not None
+                             else None)
     if points and summary.fixed_at:
         return _run_per_point(args, points, f"{summary.notes[-1]}; each size was traced on its own")
     if args.convention not in summary.totals:
@@ -160,8 +145,10 @@ def run_model(args) -> int:
     }
     if names:
         result["formula"] = {m: str(total[m]) for m in METRICS}
-        if args.assume_divisible:
+        if args.assume_divisible is not None:
             result["assumed_divisible_by"] = args.assume_divisible
+            result["notes"] = [f"assumes {', '.join(names)} multiples of {args.assume_divisible} "
+                               "(--assume-divisible): the formulas hold only at such sizes", *result["notes"]]
     if points:
         try:
             result["evaluations"] = summary.evaluate(points, args.convention)
@@ -188,8 +175,6 @@ def _divisible_totals(mc, k: int) -> dict:
     from ..conventions import CONVENTIONS
     from ..sweep import assume_divisible
 
-    if k < 1:
-        raise UsageError(f"--assume-divisible needs a positive integer, got {k}")
     return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
             for n, c in CONVENTIONS.items()}
 

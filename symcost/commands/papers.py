@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
+from .progress import status
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
 def _one_line_errors(p) -> None:
@@ -80,13 +81,13 @@ def _derive_for_table(target: str, args, shape, values: dict):
     from .models import derive
 
     try:
-        return derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=False)
+        return derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=True)
     except SymcostError as e:
         if not values or args.symbolic or not isinstance(e, NoSingleFormula):
             raise UsageError(f"{target}: {e}" if target not in str(e) else str(e)) from None
     # no single formula (the graph changes with the size): the numbers still come from one concrete derivation
     concrete = "x".join(str(d if isinstance(d, int) else values[str(d)]) for d in shape)
-    mc = derive(target, concrete, train=args.train, use_cache=not args.no_cache, progress=False)
+    mc = derive(target, concrete, train=args.train, use_cache=not args.no_cache, progress=True)
     mc.notes = [*mc.notes, f"no single formula for {args.input}; derived at {concrete}"]
     return mc
 
@@ -267,7 +268,7 @@ def run_plot(args) -> int:
     models = []
     for target in args.targets:
         try:
-            mc = derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=False)
+            mc = derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=True)
         except SymcostError as e:
             hint = "; a plot evaluates one formula per model" if isinstance(e, NoSingleFormula) else ""
             raise UsageError(f"{target}: {e}{hint}" if target not in str(e) else f"{e}{hint}") from None
@@ -281,14 +282,15 @@ def run_plot(args) -> int:
     defaults = {label: plot.default_size(t) for label, (t, _) in zip(labels, models)}
     shape_text = "×".join(map(str, shape))
     try:
-        if args.breakdown:
-            notes = plot.plot_breakdown(labels[0], models[0][1], symbol, xs, metric, conv.name, out, logx=args.logx,
-                                        logy=args.logy, default=defaults[labels[0]], shape_text=shape_text,
-                                        title=args.title)
-        else:
-            notes = plot.plot_models(list(zip(labels, (mc for _, mc in models))), symbol, xs, metric, conv.name, out,
-                                     logx=args.logx, logy=args.logy, defaults=defaults, shape_text=shape_text,
-                                     title=args.title)
+        with status(f"drawing {out}"):
+            if args.breakdown:
+                notes = plot.plot_breakdown(labels[0], models[0][1], symbol, xs, metric, conv.name, out,
+                                            logx=args.logx, logy=args.logy, default=defaults[labels[0]],
+                                            shape_text=shape_text, title=args.title)
+            else:
+                notes = plot.plot_models(list(zip(labels, (mc for _, mc in models))), symbol, xs, metric, conv.name,
+                                         out, logx=args.logx, logy=args.logy, defaults=defaults,
+                                         shape_text=shape_text, title=args.title)
     except ValueError as e:
         raise UsageError(str(e)) from None
     for note in notes:

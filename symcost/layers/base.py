@@ -6,6 +6,7 @@ only when a condition is *definitely* violated, so symbolic sizes pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from difflib import get_close_matches
 from typing import Any, ClassVar, Sequence
 
 import sympy
@@ -30,6 +31,10 @@ def is_number(x) -> bool:
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+#: words torch takes as option values: never a size symbol (padding=same on a ConvTranspose is a mistake, not "same")
+_KEYWORDS = {"same", "valid", "full", "none", "true", "false", "yes", "no", "on", "off", "zeros", "reflect",
+             "replicate", "circular", "nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "eval", "train",
+             "tanh", "mean", "sum"}
 
 
 @dataclass(frozen=True)
@@ -72,26 +77,47 @@ class Arg:
                 raise LayerError(f"{self.name}: expected a number, got {text!r}") from None
         if text in self.choices:
             return text
+        if self.kind == "choice":
+            raise LayerError(f"{self.name}: expected one of {self.choice_list()}, got {text!r}")
+        close = [c for c in self.choices if c.lower() == text.lower()] or get_close_matches(text, self.choices, 1, 0.75)
+        if close:  # a misspelt choice of a numeric argument would otherwise become a symbol
+            raise LayerError(f"{self.name}: expected {self.choice_list()} or an integer, got {text!r} "
+                             f"(did you mean {close[0]!r}?)")
         items = [t.strip() for t in text.split(",")]
-        if self.kind in ("size", "count", "int", "choice") and len(items) == 1:
+        if self.kind in ("size", "count", "int") and len(items) == 1:
             return self._scalar(items[0], allow_symbols)
         if self.kind in ("tuple", "offsets", "shape", "dims"):
             vals = tuple(self._scalar(t, allow_symbols and self.kind != "dims") for t in items)
             return vals[0] if len(vals) == 1 and self.kind not in ("shape", "dims") else vals
-        expected = f"one of {', '.join(map(repr, self.choices))} or an integer" if self.kind == "choice" else "one integer"
-        raise LayerError(f"{self.name}: expected {expected}, got {text!r}")
+        raise LayerError(f"{self.name}: expected one integer, got {text!r}")
+
+    def choice_list(self) -> str:
+        return ", ".join(map(repr, self.choices))
 
     def _scalar(self, t: str, allow_symbols: bool):
         try:
             return int(t)
         except ValueError:
             pass
+        if allow_symbols and t.lower() in _KEYWORDS:
+            raise LayerError(f"{self.name}: expected an integer or a symbol name, got the keyword {t!r}"
+                             + (f" (this layer's {self.name} takes {self.choice_list()} or a number)" if self.choices
+                                else f" ({self.name} takes numbers only here)"))
         if allow_symbols:
             try:
                 return user_symbol(t)
             except ValueError as e:
                 raise LayerError(f"{self.name}: {e}") from None
         raise LayerError(f"{self.name}: expected an integer, got {t!r}")
+
+
+def how_many_inputs(low: int, high: float) -> str:
+    def n(k):
+        return f"{k} input" + ("" if k == 1 else "s")
+
+    if low == high:
+        return n(low)
+    return f"{low} to {n(high)}" if high != float("inf") else f"at least {n(low)}"
 
 
 class Layer:
@@ -137,8 +163,10 @@ class Layer:
         if isinstance(v, str) and a.kind != "float":
             if v in a.choices:
                 return v
-            options = ", ".join(map(repr, a.choices)) if a.choices else "a number"
+            options = f"one of {a.choice_list()}" if a.choices else "a number"
             raise LayerError(f"{self.name}: {a.name} must be {options}, got {v!r}")
+        if a.kind == "choice":  # a choice is never a number or a symbol
+            raise LayerError(f"{self.name}: {a.name} must be one of {a.choice_list()}, got {v!r}")
         if a.kind == "flag":
             if isinstance(v, bool):
                 return sympy.Integer(int(v))
@@ -184,12 +212,27 @@ class Layer:
     def cost(self, *input_shapes: Sequence) -> Cost:
         """The cost of one call on inputs of the given shapes (default: symbolic)."""
         shapes = input_shapes or self.default_input_shapes()
+        low, high = self.input_count()
+        if not low <= len(shapes) <= high:
+            self.fail(f"takes {how_many_inputs(low, high)}, got {len(shapes)}: "
+                      + ", ".join("x".join(map(str, s)) for s in shapes))
         shapes = tuple(tuple(sympy.Integer(d) if isinstance(d, int) else d for d in s) for s in shapes)
         for s in shapes:
             for d in s:
                 if is_number(d) and d < 1:
                     self.fail(f"input sizes must be positive integers, got shape {tuple(s)}")
         return replace(self._cost(*shapes), family=self.family, layer=self.name)
+
+    @classmethod
+    def input_count(cls) -> tuple[int, float]:
+        """(fewest, most) input shapes ``cost`` takes, read from ``_cost``'s signature (most: inf if variadic)."""
+        import inspect
+        import math
+
+        params = list(inspect.signature(cls._cost).parameters.values())[1:]
+        low = sum(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
+        high = math.inf if any(p.kind is p.VAR_POSITIONAL for p in params) else len(params)
+        return low, high
 
     def default_input_shapes(self) -> tuple[tuple, ...]:
         return self.default_inputs
