@@ -53,24 +53,29 @@ class _Sweepable:
         return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
-        """A vectorised NumPy function of the symbols (in ``self.symbols`` order) -> dict of int64 arrays, plus
-        ``"valid"``: True where every tensor size of the model is >= 1.  One ``lambdify`` for everything."""
+        """A vectorised function of the symbols (in ``self.symbols`` order) -> dict of int64 arrays, plus
+        ``"valid"``: True where every tensor size of the model is >= 1.  Evaluated exactly, with the same evaluator
+        as a cached sweep (``summary.evaluate_tree``): no float rounding inside a floor."""
         import numpy as np
+
+        from .summary import evaluate_tree, to_tree
 
         if getattr(self, "fixed_at", None):
             from .errors import NoSingleFormula
 
             raise NoSingleFormula(self.notes[-1] if self.notes else "the derivation holds at one size only")
         total = self.total(convention)
-        exprs = [total[m] for m in metrics] + list(self.domain)
-        fn = sympy.lambdify(self.symbols, exprs, modules="numpy")
+        trees = {m: to_tree(total[m]) for m in metrics}
+        domain = [to_tree(d) for d in self.domain]
+        names = [str(s) for s in self.symbols]
 
         def run(*arrays):
             shape = np.broadcast(*arrays).shape if arrays else ()
-            values = [np.broadcast_to(np.asarray(v, dtype=np.float64), shape) for v in fn(*arrays)]
-            out = {m: np.rint(v).astype(np.int64) for m, v in zip(metrics, values)}
-            out["valid"] = np.all([v >= 1 for v in values[len(metrics):]], axis=0) if self.domain \
-                else np.ones(shape, dtype=bool)
+            env = {n: np.broadcast_to(np.asarray(a), shape).reshape(-1).tolist() for n, a in zip(names, arrays)}
+            out = {m: np.array(evaluate_tree(t, env), dtype=np.int64).reshape(shape) for m, t in trees.items()}
+            out["valid"] = np.ones(shape, dtype=bool)
+            for tree in domain:
+                out["valid"] &= np.array(evaluate_tree(tree, env) >= 1, dtype=bool).reshape(shape)
             return out
 
         return run
