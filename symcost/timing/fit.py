@@ -17,6 +17,7 @@ import csv
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from ..conventions import Convention, get_convention
 from ..cost import Cost
@@ -180,8 +181,8 @@ def bias_add_rate(base: Device, samples: list[Sample], dtype: str) -> KindRate:
 
 
 def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | None = None,
-                data: str | Path = H100_DATA) -> Device:
-    """Fit the H100 samples of ``regimes`` (default all) in two stages.
+                data: str | Path = H100_DATA, names: Callable[[str], bool] | None = None) -> Device:
+    """Fit the H100 samples of ``regimes`` (default all; ``names``: only modules it accepts) in two stages.
 
     1. Host time per kind: from the batch-1 regimes, where every call is host-bound (without one, every kind
        keeps the base's 10 us prior).
@@ -193,7 +194,7 @@ def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | 
     The separate bias-add kernel's bandwidth fraction comes from the profiler totals (``H100_BIAS_KERNELS``)."""
     base = h100_base(data)
     samples = samples if samples is not None else h100_samples(data)
-    allowed = [s for s in samples if regimes is None or s.regime in regimes]
+    allowed = [s for s in samples if (regimes is None or s.regime in regimes) and (names is None or names(s.name))]
     host_bound = [s for s in allowed if s.regime.endswith(" b1")]
     device_bound = [s for s in allowed if not s.regime.endswith(" b1")]
     hosts = {k: KindRate(r.host_s) for k, r in fit_rates(host_bound, base).items()} if host_bound else {}
