@@ -224,3 +224,17 @@ def test_fold_seed_reproduces_the_output(capsys):
         assert main(["fold", "torchvision:resnet18", "--input", "1x3x32x32", "--seed", "3", "--json"]) == 0
         diffs.append(json.loads(capsys.readouterr().out)["max_abs_diff"])
     assert diffs[0] == diffs[1]
+
+
+def test_measurement_warns_when_layers_and_forward_disagree(monkeypatch):
+    from symcost.timing import measure
+
+    monkeypatch.setattr(measure, "load_average", lambda: 0.1)
+    m = measure.Measurement(per_row=[0.010, 0.004], forward_s=0.010, repeats=3, method="", regime={})
+    # layers 14 ms against a 10 ms forward: 40 % apart, over the 25 % allowed
+    (note,) = measure.trust_notes(m)
+    assert "40 % apart" in note
+    m.per_row = [0.006, 0.005]                     # 11 ms against 10 ms: 10 %, no note
+    assert measure.trust_notes(m) == []
+    monkeypatch.setattr(measure, "load_average", lambda: 3.5)
+    assert "loaded" in measure.trust_notes(m)[0]
