@@ -238,3 +238,19 @@ def test_measurement_warns_when_layers_and_forward_disagree(monkeypatch):
     assert measure.trust_notes(m) == []
     monkeypatch.setattr(measure, "load_average", lambda: 3.5)
     assert "loaded" in measure.trust_notes(m)[0]
+
+
+def test_calibrate_another_dtype_fits_its_own_fractions(tmp_path, capsys):
+    from symcost.timing.calibrate import CASES
+
+    out = tmp_path / "bf16.json"
+    assert main(["calibrate", "--quick", "--threads", "1", "--repeats", "1", "--dtype", "bf16", "--out",
+                 str(out)]) == 0
+    assert "bf16" in capsys.readouterr().out
+    d = Device.load(out)
+    assert set(d.kinds_by_dtype) == {"bf16"} and set(d.kinds_by_dtype["bf16"]) == set(CASES)
+    assert "bf16" in d.peak_flops_by_dtype and d.details["gemm"]["flops_per_s_by_dtype"]["bf16"] > 0
+    assert all(r.host_s is None for r in d.kinds_by_dtype["bf16"].values())  # host time: the fp32 calls'
+    assert main(["calibrate", "--quick", "--dtype", "int8", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "int8 cannot be measured" in err and err.count("\n") == 1

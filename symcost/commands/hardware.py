@@ -196,7 +196,8 @@ def run_calibrate(args) -> int:
     _threads(args.threads)
     with Progress("symcost calibrate", enabled=not args.json) as progress:
         try:
-            device = calibrate(quick=args.quick, repeats=args.repeats, progress=progress, device=args.backend)
+            device = calibrate(quick=args.quick, repeats=args.repeats, progress=progress, device=args.backend,
+                               dtypes=tuple(args.dtype or ()))
         except ValueError as e:
             raise UsageError(str(e)) from None
     try:
@@ -217,12 +218,17 @@ def run_calibrate(args) -> int:
     print(f"overhead     tiny nn.ReLU module call {_fmt_s(d['tiny_module_call_s'])}")
     calls = {}
     for call in d["calls"]:
+        if call.get("dtype", "fp32") != "fp32":
+            continue
         shape = "x".join(map(str, call["input_shape"]))
         calls.setdefault(call["kind"], []).append(f"{shape} {_fmt_s(call['seconds'])}")
     rows = [[k, _fmt_s(device.host_s(k)), f"{r.compute:.3g}", f"{r.memory:.3g}", "; ".join(calls.get(k, []))]
             for k, r in device.kinds.items()]
     print(text_table(["kind", "host per call", "compute fraction", "memory fraction", "measured calls"], rows,
                      {1, 2, 3}))
+    for dt, rates in device.kinds_by_dtype.items():
+        print(f"{dt:<12} GEMM {_si(device.peak(dt), 'FLOP/s')}; fractions (compute / memory): "
+              + ", ".join(f"{k} {r.compute:.3g} / {r.memory:.3g}" for k, r in rates.items()))
     print(f"ridge        {device.ridge():.3g} FLOP/byte: layers below it are memory-bound here")
     print(f"wrote {args.out}")
     return 0
@@ -235,6 +241,8 @@ def configure_calibrate(p: argparse.ArgumentParser) -> None:
                    "bandwidth is cache bandwidth): for tests and smoke runs")
     p.add_argument("--backend", choices=("cpu", "cuda"), default="cpu", help="what to calibrate: this CPU "
                    "(default) or the CUDA GPU")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help="also measure this dtype (bf16, fp16 …; "
+                   "repeatable): its GEMM peak and per-kind fractions; fp32 is always measured")
     p.add_argument("--repeats", type=int, metavar="N", help="timings per measurement, median taken (default 7; 3 "
                    "with --quick)")
     p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) first (default: torch's)")

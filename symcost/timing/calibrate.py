@@ -72,14 +72,21 @@ def median_time(fn: Callable[[], object], repeats: int, min_sample_s: float = 0.
 
 
 def calibrate(quick: bool = False, repeats: int | None = None, progress: Progress | None = None,
-              device: str = "cpu") -> Device:
-    """Measure this machine (``device`` ``cpu`` or ``cuda``) and fit a :class:`Device` with per-kind rates."""
+              device: str = "cpu", dtypes: tuple[str, ...] = ("fp32",)) -> Device:
+    """Measure this machine (``device`` ``cpu`` or ``cuda``) and fit a :class:`Device` with per-kind rates.
+
+    fp32 is always measured (it gives the host times); each other dtype in ``dtypes`` adds its GEMM peak and, per
+    kind, its own compute and memory fractions (``kinds_by_dtype``)."""
     import torch
 
     from .. import layer as catalog_layer
+    from .dtypes import dtype_name, torch_dtype
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("no CUDA device here: calibrate the CPU (--target cpu)")
+        raise ValueError("no CUDA device here: calibrate the CPU (--backend cpu)")
+    extra = [d for d in dict.fromkeys(dtype_name(d) for d in dtypes) if d != "fp32"]
+    for d in extra:
+        torch_dtype(d)  # int8 and other unrunnable dtypes refuse here, before any measurement
     dev = torch.device(device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
@@ -96,6 +103,18 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         p.update(f"GEMM {n}x{n}")
         t_mm = timed(partial(torch.mm, a, b), 0.02 if quick else 0.2)
         gemm = 2 * n ** 3 / t_mm
+        peaks = {"fp32": gemm}
+        for d in extra:
+            p.update(f"GEMM {n}x{n} {d}")
+            a2, b2 = a.to(torch_dtype(d)), b.to(torch_dtype(d))
+            peaks[d] = 2 * n ** 3 / timed(partial(torch.mm, a2, b2), 0.02 if quick else 0.2)
+        if device == "cuda":  # cuDNN convolutions may run fp32 at TF32: measure that peak too
+            strict = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = True
+            try:
+                peaks["tf32"] = 2 * n ** 3 / timed(partial(torch.mm, a, b), 0.02 if quick else 0.2)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = strict
         del a, b
         m = 1 << (18 if quick else 25)
         src = torch.randn(m, generator=g).to(dev)
@@ -111,29 +130,35 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         relu = torch.nn.ReLU()
         t_module = timed(lambda: relu(tiny), 0.005 if quick else 0.05)
         samples, calls = [], []
-        for kind, (layer, make_args, sizes) in CASES.items():
-            for c, size in (sizes[0], sizes[2] if quick else sizes[1]):
-                args = make_args(c)
-                shape = _shape(layer, c, size)
-                p.update(f"{kind} on {'x'.join(map(str, shape))}")
-                mod = _module(layer, args).to(dev)
-                x = torch.randn(*shape, generator=g).to(dev)
-                t = timed(partial(mod, x), 0.005 if quick else 0.05)
-                cost = catalog_layer(layer, symbolic=False, **args).cost(shape)
-                samples.append(Sample(f"{kind} {'x'.join(map(str, shape))}", cost, args, "fp32", t, "calibrate"))
-                calls.append({"kind": kind, "layer": layer, "args": args, "input_shape": list(shape), "seconds": t})
+        for dt in ("fp32", *extra):
+            for kind, (layer, make_args, sizes) in CASES.items():
+                for c, size in (sizes[0], sizes[2] if quick else sizes[1]):
+                    args = make_args(c)
+                    shape = _shape(layer, c, size)
+                    p.update(f"{kind} on {'x'.join(map(str, shape))} {dt}")
+                    mod = _module(layer, args).to(dev, torch_dtype(dt))
+                    x = torch.randn(*shape, generator=g).to(dev, torch_dtype(dt))
+                    t = timed(partial(mod, x), 0.005 if quick else 0.05)
+                    cost = catalog_layer(layer, symbolic=False, **args).cost(shape)
+                    samples.append(Sample(f"{kind} {'x'.join(map(str, shape))}", cost, args, dt, t, "calibrate"))
+                    calls.append({"kind": kind, "layer": layer, "args": args, "input_shape": list(shape),
+                                  "dtype": dt, "seconds": t})
     r = regime()
     on_gpu = device == "cuda"
     base = Device(f"this machine ({torch.cuda.get_device_name() if on_gpu else 'CPU'}, "
                   f"{threads_text(r['threads'])})", peak_flops=gemm, bandwidth=max(copy_bw, add_bw),
-                  overhead_s=t_module, peak_flops_by_dtype={"fp32": gemm}, asynchronous=on_gpu,
+                  overhead_s=t_module, peak_flops_by_dtype=peaks, asynchronous=on_gpu,
                   fuses=() if on_gpu else ("conv_bias",),
                   tf32_conv=on_gpu and torch.backends.cudnn.allow_tf32,
                   tf32_matmul=on_gpu and torch.backends.cuda.matmul.allow_tf32)
-    kinds = fit_rates(samples, base)
+    kinds = fit_rates([s for s in samples if s.dtype == "fp32"], base)
+    # host time is the host's: per further dtype only the two fractions are fitted
+    by_dtype = {dt: {k: replace(r, host_s=None) for k, r in
+                     fit_rates([s for s in samples if s.dtype == dt], replace(base, kinds=kinds),
+                               fit_host=False).items()} for dt in extra}
     details = {
         "regime": {**r, "device": device}, "quick": quick, "repeats": reps,
-        "gemm": {"n": n, "dtype": "fp32", "seconds": t_mm, "flops_per_s": gemm},
+        "gemm": {"n": n, "dtype": "fp32", "seconds": t_mm, "flops_per_s": gemm, "flops_per_s_by_dtype": peaks},
         "copy": {"elements": m, "bytes_moved": 8 * m, "seconds": t_copy, "bytes_per_s": copy_bw},
         "add": {"elements": m, "bytes_moved": 12 * m, "seconds": t_add, "bytes_per_s": add_bw},
         "tiny_module_call_s": t_module, "calls": calls,
@@ -144,5 +169,5 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
               f"bandwidth max of copy and add of {m * 4 >> 20} MiB fp32 tensors"
               f"{' (fits in cache: not a DRAM figure)' if quick else ''}; overhead_s = one tiny nn.ReLU call; per "
               f"kind host time and attained fractions fitted to a small and a large call of each of "
-              f"{', '.join(CASES)} (symcost.timing.calibrate.CASES)")
-    return replace(base, source=source, kinds=kinds, details=details)
+              f"{', '.join(CASES)} (symcost.timing.calibrate.CASES), in {', '.join(('fp32', *extra))}")
+    return replace(base, source=source, kinds=kinds, kinds_by_dtype=by_dtype, details=details)
