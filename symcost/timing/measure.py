@@ -21,6 +21,7 @@ from .progress import Progress
 #: the sum of the layers and the whole forward may differ by this much before a note says so
 DISAGREEMENT = 0.25
 
+
 def regime() -> dict:
     """Where measurements run: the CPU, the thread count, torch's version."""
     import torch
