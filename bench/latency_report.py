@@ -1,12 +1,13 @@
-"""How well does the roofline order and size per-layer times on this CPU?  A Markdown table over a few models.
+"""How well does the per-kind time model order and size per-layer times on this CPU?  A Markdown table.
 
     .venv/bin/python bench/latency_report.py                     # calibrates first; 1 thread
     .venv/bin/python bench/latency_report.py --device symcost-device.json --repeats 20
 
-Per model: the traced layers' roofline times on this machine (``symcost calibrate``), each layer's measured time
-(forward hooks / dispatch-mode timing, ``symcost.roofline.measure_layers``; the same as ``symcost latency``),
-Spearman's rank correlation between the two, the totals, and the BatchNorm layers' share of FLOPs, of bytes, of
-predicted time and of measured time.
+Per model: the traced layers' predicted times on this machine (``symcost calibrate``: per-kind host time and
+attained fractions, ``symcost.timing``), each layer's measured time (forward hooks / dispatch-mode timing,
+``symcost.timing.measure.measure_layers``; the same as ``symcost latency``), Spearman's rank correlation between
+the two and that of the naive roofline (the same device's roofs, no kinds, no per-call cost), the totals, and the
+BatchNorm layers' share of FLOPs, of bytes, of predicted time and of measured time.
 """
 from __future__ import annotations
 
@@ -38,14 +39,17 @@ def load(spec: str):
 
 
 def run_case(spec: str, shape: tuple, device, repeats: int, stat: str) -> dict:
-    from symcost.roofline import measure_layers, predict, spearman, total_time
+    from symcost.timing import Device, predict, spearman, total_time
+    from symcost.timing.measure import measure_layers
     from symcost.tracing import trace
 
     model = load(spec)
     mc = trace(model, shape)
     est = predict(mc, device, "fp32", "flops")
+    naive = predict(mc, Device("naive", device.peak_flops, device.bandwidth), "fp32", "flops", overhead=False)
     m = measure_layers(model, mc, shape, "fp32", repeats=repeats, stat=stat)
     pairs = [(e.time_s, t) for e, t in zip(est, m.per_row) if t is not None]
+    plain = [(e.time_s, t) for e, t in zip(naive, m.per_row) if t is not None]
     bn = [i for i, e in enumerate(est) if e.family == "norm"]
 
     def share(values):
@@ -55,6 +59,7 @@ def run_case(spec: str, shape: tuple, device, repeats: int, stat: str) -> dict:
     measured = [t or 0.0 for t in m.per_row]
     return {"layers": len(est), "compared": len(pairs),
             "spearman": spearman([a for a, _ in pairs], [b for _, b in pairs]),
+            "naive": spearman([a for a, _ in plain], [b for _, b in plain]),
             "predicted_s": total_time(est), "measured_layers_s": m.layers_s, "measured_forward_s": m.forward_s,
             "bn_flops": share([e.flops for e in est]), "bn_bytes": share([e.bytes for e in est]),
             "bn_predicted": share([e.time_s for e in est]), "bn_measured": share(measured),
@@ -72,7 +77,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from symcost.roofline import Device, calibrate, keep_freed_memory, regime_text
+    from symcost.timing import Device
+    from symcost.timing.calibrate import calibrate
+    from symcost.timing.measure import keep_freed_memory, regime_text
 
     kept = keep_freed_memory() if args.keep_memory else False
     torch.set_num_threads(args.threads)
@@ -85,19 +92,20 @@ def main(argv=None) -> int:
         r = run_case(spec, shape, device, args.repeats, args.stat)
         regime = r["regime"]
         print(f"  {label} {shape}: spearman {r['spearman']:.3f}", file=sys.stderr)
-        rows.append(f"| {label} | {shape[0]} | {r['layers']} | {r['spearman']:.3f} | {r['predicted_s'] * 1e3:.2f} | "
+        rows.append(f"| {label} | {shape[0]} | {r['layers']} | {r['spearman']:.3f} | {r['naive']:.3f} | "
+                    f"{r['predicted_s'] * 1e3:.2f} | "
                     f"{r['measured_layers_s'] * 1e3:.2f} | {r['measured_forward_s'] * 1e3:.2f} | "
                     f"{100 * r['bn_flops']:.2f} | {100 * r['bn_bytes']:.1f} | {100 * r['bn_predicted']:.1f} | "
                     f"{100 * r['bn_measured']:.1f} |")
-    print("| model | batch | layers | Spearman | predicted ms | measured ms (layers) | measured ms (forward) | "
-          "BN % FLOPs | BN % bytes | BN % predicted | BN % measured |")
-    print("|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("| model | batch | layers | Spearman | naive Spearman | predicted ms | measured ms (layers) | "
+          "measured ms (forward) | BN % FLOPs | BN % bytes | BN % predicted | BN % measured |")
+    print("|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     print("\n".join(rows))
     print()
     print(f"Regime: {regime_text(regime)}; {'minima' if args.stat == 'min' else 'medians'} of {args.repeats} repeats; "
-          f"{'freed memory kept (mallopt)' if kept else 'default allocator'}; roofline on this machine: "
-          f"{device.peak_flops / 1e9:.1f} GFLOP/s, {device.bandwidth / 1e9:.1f} GB/s, t0 = "
-          f"{device.overhead_s * 1e6:.1f} us per layer call; FLOPs under `flops`.")
+          f"{'freed memory kept (mallopt)' if kept else 'default allocator'}; roofs on this machine: "
+          f"{device.peak_flops / 1e9:.1f} GFLOP/s, {device.bandwidth / 1e9:.1f} GB/s; per-kind host times "
+          + ", ".join(f"{k} {device.host_s(k) * 1e6:.1f} us" for k in device.kinds) + "; FLOPs under `flops`.")
     return 0
 
 

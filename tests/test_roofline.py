@@ -104,9 +104,13 @@ def test_roofline_is_the_max_of_compute_and_memory_plus_overhead():
 
 
 def test_preset_peaks_per_dtype():
-    h100, a100 = get_device("h100"), get_device("a100")
-    assert h100.name == "h100-sxm" and h100.peak("fp32") == 66.9e12 and h100.peak("fp16") == 989.4e12
+    h100, a100 = get_device("h100-sxm-datasheet"), get_device("a100")
+    assert h100.name == "h100-sxm-datasheet" and h100.peak("fp32") == 66.9e12 and h100.peak("fp16") == 989.4e12
     assert h100.bandwidth == 3.35e12 and a100.bandwidth == 2.039e12 and a100.peak("bf16") == 312e12
+    # the fitted H100's roofs are the measured ones of tests/fixtures/h100/calib.json (TFLOP/s, GB/s)
+    fitted = get_device("h100")
+    assert (fitted.peak("fp32"), fitted.peak("tf32"), fitted.peak("fp16")) == (51.1e12, 375.6e12, 737.3e12)
+    assert fitted.bandwidth == 2927.3e9 and fitted.asynchronous and fitted.tf32_conv and not fitted.tf32_matmul
     assert get_device("laptop-cpu").peak("fp16") == 384e9          # no figure of its own: the fp32 peak
     assert all(d.source for d in PRESETS.values())
     # BN (0.25 FLOP/B) is memory-bound on every preset: the ridge is far above it

@@ -2,10 +2,10 @@
 
 * ``fold``: inference-time BatchNorm folding of a real model, checked numerically against the original, with the
   traced cost (params, MACs, FLOPs, reads/writes) before and after.
-* ``calibrate``: this machine's attainable GEMM FLOP/s, memory bandwidth and per-layer-call overhead, as a device
-  JSON file for the roofline (``symcost/roofline.py``).
-* ``latency``: per layer, the roofline's predicted time next to the measured time of a real forward pass, and how
-  well the prediction orders the layers (Spearman's rank correlation).
+* ``calibrate``: this machine's roofs (GEMM FLOP/s, memory bandwidth) and, per kind of layer call, its host time
+  and attained fractions, as a device JSON file for the time model (``symcost/timing``).
+* ``latency``: per layer, the predicted time (kernels, host and device time) next to the measured time of a real
+  forward pass, and how well the prediction orders the layers (Spearman's rank correlation).
 
 torch is imported inside each command's ``run`` only.
 """
@@ -31,8 +31,10 @@ def _cost_summary(mc, conv) -> dict:
 def fold_costs(original, folded, shape: tuple, convention: str = "flops", device=None, dtype: str = "fp32") -> dict:
     """The traced cost of ``original`` and ``folded`` on ``shape``: before, after and saved (before - after).
 
-    With a ``device`` (``symcost.roofline.Device``) also the roofline time of each, per layer summed."""
-    from ..roofline import predict, total_time
+    With a ``device`` (``symcost.timing.Device``) also the predicted forward time of each (host and device time
+    overlapped on an asynchronous device; a folded conv's bias is a separate kernel where the device does not fuse
+    it) and ``predicted_saving``, the fraction of the forward time folding saves."""
+    from ..timing import forward_time, predict
     from ..tracing import TraceError, trace
 
     conv = convention_arg(convention)
@@ -49,10 +51,12 @@ def fold_costs(original, folded, shape: tuple, convention: str = "flops", device
     if before.uncovered or after.uncovered:
         out["uncovered"] = {"before": before.uncovered, "after": after.uncovered}
     if device is not None:
-        tb = total_time(predict(before, device, dtype, conv))
-        ta = total_time(predict(after, device, dtype, conv))
+        eb, ea = predict(before, device, dtype, conv), predict(after, device, dtype, conv)
+        tb, ta = forward_time(eb).seconds, forward_time(ea).seconds
         out["predicted"] = {"device": device.name, "dtype": dtype, "before_s": tb, "after_s": ta,
-                            "saving": (tb - ta) / tb if tb else 0.0}
+                            "saving": (tb - ta) / tb if tb else 0.0,
+                            "kernels_before": sum(len(e.kernels) for e in eb),
+                            "kernels_after": sum(len(e.kernels) for e in ea)}
     return out
 
 
@@ -65,6 +69,9 @@ def run_fold(args) -> int:
     dtype = _dtype(args.dtype)
     convention_arg(args.convention)
     with status(f"folding {args.target}'s BatchNorms and checking the output") as spinner:
+        import torch
+
+        torch.manual_seed(args.seed)  # the weights of a torchvision or file target: --seed reproduces the output
         model = load_target(args.target)
         if args.target.strip().startswith("torchvision:"):
             # weights=None leaves mean 0, var 1, gamma 1, beta 0: random statistics make the check meaningful
@@ -78,8 +85,10 @@ def run_fold(args) -> int:
         spinner.update("tracing the model before and after folding")
         cost = fold_costs(model, result.model, shape, args.convention, device, dtype)
     if args.json:
+        saving = cost.get("predicted", {}).get("saving")
         print(json.dumps({"target": args.target, "input_shape": list(shape), **result.as_dict(),
-                          "max_abs_diff": diff, "max_abs_output": scale, "cost": cost}, indent=2))
+                          "max_abs_diff": diff, "max_abs_output": scale, "cost": cost,
+                          "predicted_saving": saving}, indent=2))
         return 0
     print(f"{args.target}  input {'x'.join(map(str, shape))}  (pairs found with {result.method})")
     print(result.message)
@@ -99,8 +108,10 @@ def run_fold(args) -> int:
                 for k in COST_KEYS]
         if "predicted" in cost:
             p = cost["predicted"]
-            rows.append([f"roofline time ({p['device']}, {p['dtype']})", _fmt_s(p["before_s"]), _fmt_s(p["after_s"]),
-                         f"{100 * p['saving']:.1f} %"])
+            rows.append([f"kernels ({p['device']})", str(p["kernels_before"]), str(p["kernels_after"]),
+                         str(p["kernels_before"] - p["kernels_after"])])
+            rows.append([f"predicted forward ({p['device']}, {p['dtype']})", _fmt_s(p["before_s"]),
+                         _fmt_s(p["after_s"]), f"{100 * p['saving']:.1f} %"])
         print(text_table(["traced cost", "before", "after", "saved"], rows, {1, 2, 3}))
     return 0
 
@@ -114,15 +125,16 @@ def configure_fold(p: argparse.ArgumentParser) -> None:
     p.add_argument("--convention", default="flops", metavar="NAME",
                    help="FLOP convention of the before/after cost (default flops)")
     p.add_argument("--device", metavar="PRESET|FILE",
-                   help="also the roofline time before and after on this device (a preset or a calibrate JSON)")
-    p.add_argument("--dtype", default="fp32", help="dtype of the roofline's bytes (default fp32)")
+                   help="also the predicted forward time before and after on this device (a preset or a calibrate "
+                        "JSON), and the saving")
+    p.add_argument("--dtype", default="fp32", help="dtype of the predicted time (default fp32)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 
 def _device(spec: str):
-    from ..roofline import get_device
+    from ..timing import get_device
 
     try:
         return get_device(spec)
@@ -131,7 +143,7 @@ def _device(spec: str):
 
 
 def _dtype(name: str) -> str:
-    from ..roofline import dtype_name
+    from ..timing import dtype_name
 
     try:
         return dtype_name(name)
@@ -170,22 +182,27 @@ def _si(x: float, unit: str) -> str:
 
 
 def _describe_device(d) -> str:
-    return (f"{d.name}: peak {_si(d.peak_flops, 'FLOP/s')}, bandwidth {_si(d.bandwidth, 'B/s')}, "
-            f"overhead {_fmt_s(d.overhead_s)} per layer call, ridge {d.ridge():.3g} FLOP/B")
+    kinds = f", {len(d.kinds)} kinds fitted" if d.kinds else ""
+    return (f"{d.name}: peak {_si(d.peak_flops, 'FLOP/s')} (fp32), bandwidth {_si(d.bandwidth, 'B/s')}, "
+            f"host {_fmt_s(d.overhead_s)} per call by default{kinds}, "
+            f"{'asynchronous' if d.asynchronous else 'synchronous'}, ridge {d.ridge():.3g} FLOP/B")
 
 
 # ------------------------------------------------------------------------------------------------ calibrate
 
 def run_calibrate(args) -> int:
-    from ..roofline import Progress, calibrate, regime_text
+    from ..timing.calibrate import calibrate
+    from ..timing.measure import regime_text
+    from ..timing.progress import Progress
 
     _positive("--repeats", args.repeats)
     _threads(args.threads)
-    progress = Progress("symcost calibrate", enabled=True)
-    try:
-        device = calibrate(quick=args.quick, repeats=args.repeats, progress=progress)
-    finally:
-        progress.done()
+    with Progress("symcost calibrate", enabled=not args.json) as progress:
+        try:
+            device = calibrate(quick=args.quick, repeats=args.repeats, progress=progress, device=args.backend,
+                               dtypes=tuple(args.dtype or ()))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     try:
         device.save(args.out)
     except OSError as e:
@@ -194,13 +211,27 @@ def run_calibrate(args) -> int:
     if args.json:
         print(json.dumps({**device.to_dict(), "written_to": args.out}, indent=2))
         return 0
+    from .models import text_table
+
     print(f"regime: {regime_text(d['regime'])}{' (--quick: small sizes, cache not DRAM)' if args.quick else ''}")
     g, c, a = d["gemm"], d["copy"], d["add"]
     print(f"GEMM         torch.mm {g['n']}x{g['n']} fp32: {_fmt_s(g['seconds'])} -> {_si(g['flops_per_s'], 'FLOP/s')}")
     print(f"bandwidth    copy of {c['elements'] * 4 >> 20} MiB: {_si(c['bytes_per_s'], 'B/s')}; "
           f"add: {_si(a['bytes_per_s'], 'B/s')} (bytes read + written per second)")
-    print(f"overhead     tiny nn.ReLU module call {_fmt_s(d['tiny_module_call_s'])}; "
-          f"bare torch.relu {_fmt_s(d['tiny_op_call_s'])}")
+    print(f"overhead     tiny nn.ReLU module call {_fmt_s(d['tiny_module_call_s'])}")
+    calls = {}
+    for call in d["calls"]:
+        if call.get("dtype", "fp32") != "fp32":
+            continue
+        shape = "x".join(map(str, call["input_shape"]))
+        calls.setdefault(call["kind"], []).append(f"{shape} {_fmt_s(call['seconds'])}")
+    rows = [[k, _fmt_s(device.host_s(k)), f"{r.compute:.3g}", f"{r.memory:.3g}", "; ".join(calls.get(k, []))]
+            for k, r in device.kinds.items()]
+    print(text_table(["kind", "host per call", "compute fraction", "memory fraction", "measured calls"], rows,
+                     {1, 2, 3}))
+    for dt, rates in device.kinds_by_dtype.items():
+        print(f"{dt:<12} GEMM {_si(device.peak(dt), 'FLOP/s')}; fractions (compute / memory): "
+              + ", ".join(f"{k} {r.compute:.3g} / {r.memory:.3g}" for k, r in rates.items()))
     print(f"ridge        {device.ridge():.3g} FLOP/byte: layers below it are memory-bound here")
     print(f"wrote {args.out}")
     return 0
@@ -209,8 +240,12 @@ def run_calibrate(args) -> int:
 def configure_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="symcost-device.json", metavar="FILE",
                    help="device JSON to write (default symcost-device.json); use it with --device FILE")
-    p.add_argument("--quick", action="store_true", help="small sizes (a second or so; they fit in cache, so the "
+    p.add_argument("--quick", action="store_true", help="small sizes (seconds; they fit in cache, so the "
                    "bandwidth is cache bandwidth): for tests and smoke runs")
+    p.add_argument("--backend", choices=("cpu", "cuda"), default="cpu", help="what to calibrate: this CPU "
+                   "(default) or the CUDA GPU")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help="also measure this dtype (bf16, fp16 …; "
+                   "repeatable): its GEMM peak and per-kind fractions; fp32 is always measured")
     p.add_argument("--repeats", type=int, metavar="N", help="timings per measurement, median taken (default 7; 3 "
                    "with --quick)")
     p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) first (default: torch's)")
@@ -220,18 +255,10 @@ def configure_calibrate(p: argparse.ArgumentParser) -> None:
 # -------------------------------------------------------------------------------------------------- latency
 
 def run_latency(args) -> int:
-    from ..roofline import (
-        Progress,
-        calibrate,
-        keep_freed_memory,
-        measure_layers,
-        predict,
-        regime,
-        regime_text,
-        shares,
-        spearman,
-        total_time,
-    )
+    from ..timing import forward_time, predict, shares, spearman, total_time
+    from ..timing.calibrate import calibrate
+    from ..timing.measure import keep_freed_memory, measure_layers, regime, regime_text
+    from ..timing.progress import Progress
     from ..targets import load_target
     from ..tracing import TraceError, trace
 
@@ -261,7 +288,7 @@ def run_latency(args) -> int:
             mc = trace(model, shape, target=args.target)
         except TraceError as e:
             raise UsageError(str(e)) from None
-    progress = Progress("symcost latency", enabled=True)
+    progress = Progress("symcost latency", enabled=not args.json)
     try:
         if device is None:
             progress.update("calibrating this machine")
@@ -305,7 +332,9 @@ def run_latency(args) -> int:
                    "page_faults_per_forward": m.faults_per_forward if m else None},
         "method": m.method if m else "prediction only (--no-measure)",
         "layers": [{**e.as_dict(), "measured_s": t} for e, t in zip(est, measured)],
-        "total": {"predicted_s": total_time(est), "measured_layers_s": m.layers_s if m else None,
+        "total": {"predicted_s": total_time(est), "predicted_forward_s": forward_time(est).seconds,
+                  "predicted_host_s": forward_time(est).host_s, "predicted_device_s": forward_time(est).device_s,
+                  "kernels": sum(len(e.kernels) for e in est), "measured_layers_s": m.layers_s if m else None,
                   "measured_forward_s": m.forward_s if m else None},
         "share_by_family": share,
         "spearman": rho, "n_compared": len(pairs),
@@ -337,7 +366,7 @@ def _print_latency(result: dict, est, measured) -> None:
     d = result["device"]
     print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, {result['dtype']}, "
           f"FLOPs under '{result['convention']}'")
-    from ..roofline import Device
+    from ..timing import Device
 
     print(f"predicted on  {_describe_device(Device.from_dict(d))}")
     reg = result["regime"]
@@ -348,12 +377,15 @@ def _print_latency(result: dict, est, measured) -> None:
     rows = []
     for e, t in zip(est, measured):
         i = e.intensity
-        rows.append([e.name, e.layer, f"{e.flops:,}", f"{e.bytes:,}", "inf" if math.isinf(i) else f"{i:.3g}",
-                     e.bound, _fmt_s(e.time_s), _fmt_s(t), f"{e.time_s / t:.2f}" if t else "-"])
-    print(text_table(["layer", "type", "FLOPs", "bytes", "FLOP/B", "bound", "predicted", "measured", "pred/meas"],
-                     rows, {2, 3, 4, 6, 7, 8}))
+        rows.append([e.name, e.kind, str(len(e.kernels)), f"{e.flops:,}", f"{e.bytes:,}",
+                     "inf" if math.isinf(i) else f"{i:.3g}", e.bound, _fmt_s(e.time_s), _fmt_s(t),
+                     f"{e.time_s / t:.2f}" if t else "-"])
+    print(text_table(["layer", "kind", "kernels", "FLOPs", "bytes", "FLOP/B", "bound", "predicted", "measured",
+                      "pred/meas"], rows, {2, 3, 4, 5, 7, 8, 9}))
     t = result["total"]
-    print(f"total         predicted {_fmt_s(t['predicted_s'])} (sum of layers)"
+    print(f"total         predicted {_fmt_s(t['predicted_s'])} (sum of layers, each alone), "
+          f"{_fmt_s(t['predicted_forward_s'])} (whole forward: host {_fmt_s(t['predicted_host_s'])}, device "
+          f"{_fmt_s(t['predicted_device_s'])}, {t['kernels']} kernels)"
           + (f"; measured {_fmt_s(t['measured_layers_s'])} (sum of layers), "
              f"{_fmt_s(t['measured_forward_s'])} (whole forward, no hooks)" if t["measured_forward_s"] else ""))
     s = result["share_by_family"]
@@ -374,7 +406,8 @@ def configure_latency(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help=TARGET_SYNTAX)
     p.add_argument("--input", required=True, metavar="SHAPE", help="a concrete input shape, e.g. 1x3x224x224")
     p.add_argument("--device", metavar="PRESET|FILE", help="predict for a preset (laptop-cpu, a100-sxm4-80gb, "
-                   "h100-sxm) or a JSON file from `symcost calibrate`; default: calibrate this machine first")
+                   "h100-sxm, h100-sxm-datasheet) or a JSON file from `symcost calibrate`; default: calibrate this "
+                   "machine first")
     p.add_argument("--calibrate", action="store_true", help="calibrate this machine first (the default without "
                    "--device)")
     p.add_argument("--quick", action="store_true", help="with calibration: small sizes (fast, cache not DRAM)")
@@ -387,7 +420,7 @@ def configure_latency(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="summary of the repeats: median (default) or min (least disturbed on a shared machine)")
     p.add_argument("--keep-memory", action="store_true", help="stop glibc malloc from returning freed memory to the "
-                   "OS first, so forwards do not page-fault their activations in again (see symcost/roofline.py)")
+                   "OS first, so forwards do not page-fault their activations in again (see symcost/timing/measure.py)")
     p.add_argument("--no-measure", action="store_true", help="predict only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -397,7 +430,8 @@ COMMANDS = {
              "reasons, max |difference| on a random input, and the traced cost before and after",
              configure_fold, run_fold),
     "calibrate": ("measure this machine's GEMM FLOP/s, memory bandwidth and per-layer overhead; write a device "
-                  "JSON for the roofline", configure_calibrate, run_calibrate),
-    "latency": ("per layer, roofline-predicted vs measured forward time on this machine, and their rank "
+                  "JSON for the time model", configure_calibrate, run_calibrate),
+    "latency": ("per layer, predicted (kernels, host and device time) vs measured forward time on this machine, "
+                "and their rank "
                 "correlation", configure_latency, run_latency),
 }

@@ -1,0 +1,240 @@
+r"""Devices: the roofline's peak FLOP/s and bandwidth, and what a layer call costs on top of it.
+
+A :class:`Device` holds the two roofs (peak FLOP/s per dtype, memory bandwidth) and, per *kind* of layer call
+(``symcost.timing.kinds``), a :class:`KindRate`: the host seconds one call costs (Python module call, dispatch,
+the first kernel launch) and the fractions of the two roofs its kernels attain.  A device without kind rates is
+the plain roofline with one fixed cost per call (``overhead_s``), which is what every file written before the
+per-kind model holds.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .dtypes import dtype_name
+from .kinds import EPILOGUES, KINDS
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class KindRate:
+    """How one kind of layer call runs on a device, on top of the roofline.
+
+    host_s:  host seconds per call (module call, dispatch, first launch); ``None``: the device's ``overhead_s``.
+    compute: fraction of the dtype's peak FLOP/s its kernels attain (0 < compute <= 1 for a measured peak).
+    memory:  fraction of the memory bandwidth its kernels attain.
+    kernel_s: device seconds each of its kernels costs at least; ``None``: the device's ``kernel_s``.
+    """
+
+    host_s: float | None = None
+    compute: float = 1.0
+    memory: float = 1.0
+    kernel_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for what in ("host_s", "kernel_s"):
+            v = getattr(self, what)
+            if v is not None and (not _finite(v) or v < 0):
+                raise ValueError(f"{what} must be a number >= 0, got {v!r}")
+        for what in ("compute", "memory"):
+            v = getattr(self, what)
+            if not _finite(v) or v <= 0:
+                raise ValueError(f"{what} must be a positive fraction, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return {"host_s": self.host_s, "compute": self.compute, "memory": self.memory, "kernel_s": self.kernel_s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "KindRate":
+        if not isinstance(d, Mapping) or set(d) - {"host_s", "compute", "memory", "kernel_s"}:
+            raise ValueError(f"a kind rate is an object with host_s, compute, memory, kernel_s; got {d!r}")
+        return cls(d.get("host_s"), d.get("compute", 1.0), d.get("memory", 1.0), d.get("kernel_s"))
+
+
+def _rates(table, where: str) -> dict[str, KindRate]:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where} must map kind names to rates")
+    unknown = sorted(set(table) - set(KINDS))
+    if unknown:
+        raise ValueError(f"{where} has unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+    try:
+        return {k: v if isinstance(v, KindRate) else KindRate.from_dict(v) for k, v in table.items()}
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the time model needs to know about a machine.
+
+    name:        what it is.
+    peak_flops:  FLOP/s for a dtype without its own entry in ``peak_flops_by_dtype``.
+    bandwidth:   memory bandwidth, bytes/s (bytes read plus bytes written per second).
+    overhead_s:  host seconds per layer call for a kind without its own ``host_s`` (0 for a pure roofline).
+    source:      where each number comes from (a datasheet, a fit to measurements, or ``symcost calibrate``).
+    peak_flops_by_dtype: FLOP/s per dtype where it differs (tensor cores: fp16, bf16, tf32, int8).
+    details:     anything else a JSON file carries (raw measurements, the regime); kept as is.
+    kinds:       per kind of call, a :class:`KindRate`; kinds_by_dtype: the same per dtype, where measured.
+    launch_s:    host seconds per kernel beyond a call's first (a conv's separate bias-add kernel).
+    kernel_s:    device seconds every kernel costs at least (a near-empty kernel's duration).
+    asynchronous: the host issues kernels and runs ahead (a GPU): a call alone costs max(host, device), a whole
+                 forward overlaps the two; otherwise (a CPU) host and device time add.
+    fuses:       epilogues run inside the main kernel (``conv_bias``); eager CUDA convolutions do not fuse their
+                 bias (a separate elementwise kernel), oneDNN CPU convolutions do.  Default: all (one pass a call).
+    tf32_conv, tf32_matmul: fp32 convolutions / matmuls run on TF32 tensor cores (``peak('tf32')``).
+    """
+
+    name: str
+    peak_flops: float
+    bandwidth: float
+    overhead_s: float = 0.0
+    source: str = ""
+    peak_flops_by_dtype: Mapping[str, float] = field(default_factory=dict)
+    details: Mapping = field(default_factory=dict)
+    kinds: Mapping[str, KindRate] = field(default_factory=dict)
+    kinds_by_dtype: Mapping[str, Mapping[str, KindRate]] = field(default_factory=dict)
+    launch_s: float = 0.0
+    kernel_s: float = 0.0
+    asynchronous: bool = False
+    fuses: tuple[str, ...] = EPILOGUES
+    tf32_conv: bool = False
+    tf32_matmul: bool = False
+
+    def __post_init__(self) -> None:
+        for what, v in (("peak_flops", self.peak_flops), ("bandwidth", self.bandwidth)):
+            if not _finite(v) or v <= 0:
+                raise ValueError(f"device {self.name!r}: {what} must be a positive number, got {v!r}")
+        for what in ("overhead_s", "launch_s", "kernel_s"):
+            v = getattr(self, what)
+            if not _finite(v) or v < 0:
+                raise ValueError(f"device {self.name!r}: {what} must be a number >= 0, got {v!r}")
+            object.__setattr__(self, what, float(v))
+        clean = {}
+        for k, v in dict(self.peak_flops_by_dtype).items():
+            if not _finite(v) or v <= 0:
+                raise ValueError(f"device {self.name!r}: peak_flops_by_dtype[{k!r}] must be positive, got {v!r}")
+            clean[dtype_name(k)] = float(v)
+        unknown = sorted(set(self.fuses) - set(EPILOGUES))
+        if unknown:
+            raise ValueError(f"device {self.name!r}: unknown fused epilogue(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(EPILOGUES)}")
+        object.__setattr__(self, "peak_flops_by_dtype", clean)
+        object.__setattr__(self, "peak_flops", float(self.peak_flops))
+        object.__setattr__(self, "bandwidth", float(self.bandwidth))
+        object.__setattr__(self, "fuses", tuple(self.fuses))
+        object.__setattr__(self, "kinds", _rates(self.kinds, f"device {self.name!r}: kinds"))
+        object.__setattr__(self, "kinds_by_dtype", {
+            dtype_name(dt): _rates(t, f"device {self.name!r}: kinds_by_dtype[{dt!r}]")
+            for dt, t in dict(self.kinds_by_dtype).items()})
+
+    def peak(self, dtype: str = "fp32") -> float:
+        """Peak FLOP/s at ``dtype`` (``peak_flops`` where the device lists no figure of its own for it)."""
+        return self.peak_flops_by_dtype.get(dtype_name(dtype), self.peak_flops)
+
+    def ridge(self, dtype: str = "fp32") -> float:
+        """The intensity (FLOP/byte) at which compute time equals memory time."""
+        return self.peak(dtype) / self.bandwidth
+
+    def rate(self, kind: str, dtype: str = "fp32") -> KindRate:
+        """The kind's rate at ``dtype``: its own measurement for that dtype, else the kind's, else the roofline's."""
+        by_dtype = self.kinds_by_dtype.get(dtype_name(dtype), {})
+        return by_dtype.get(kind) or self.kinds.get(kind) or KindRate()
+
+    def _first(self, kind: str, dtype: str, what: str, default: float) -> float:
+        for table in (self.kinds_by_dtype.get(dtype_name(dtype), {}), self.kinds):
+            v = getattr(table[kind], what) if kind in table else None
+            if v is not None:
+                return v
+        return default
+
+    def host_s(self, kind: str, dtype: str = "fp32") -> float:
+        """Host seconds per call of ``kind``: the dtype's figure, else the kind's, else ``overhead_s``."""
+        return self._first(kind, dtype, "host_s", self.overhead_s)
+
+    def kernel_floor_s(self, kind: str, dtype: str = "fp32") -> float:
+        return self._first(kind, dtype, "kernel_s", self.kernel_s)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "peak_flops": self.peak_flops, "bandwidth": self.bandwidth,
+                "overhead_s": self.overhead_s, "source": self.source,
+                "peak_flops_by_dtype": dict(self.peak_flops_by_dtype),
+                "kinds": {k: r.to_dict() for k, r in self.kinds.items()},
+                "kinds_by_dtype": {d: {k: r.to_dict() for k, r in t.items()} for d, t in self.kinds_by_dtype.items()},
+                "launch_s": self.launch_s, "kernel_s": self.kernel_s, "asynchronous": self.asynchronous,
+                "fuses": list(self.fuses), "tf32_conv": self.tf32_conv, "tf32_matmul": self.tf32_matmul,
+                "details": dict(self.details),
+                "units": {"peak_flops": "FLOP/s", "bandwidth": "bytes/s", "overhead_s": "seconds per layer call",
+                          "host_s": "seconds per layer call", "compute": "fraction of peak",
+                          "memory": "fraction of bandwidth", "launch_s": "seconds per extra kernel",
+                          "kernel_s": "seconds per kernel, at least"}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Device":
+        if not isinstance(d, Mapping):
+            raise ValueError("a device description must be a JSON object")
+        missing = [k for k in ("name", "peak_flops", "bandwidth") if k not in d]
+        if missing:
+            raise ValueError(f"device description lacks {', '.join(missing)}")
+        known = {"name", "peak_flops", "bandwidth", "overhead_s", "source", "peak_flops_by_dtype", "details", "units",
+                 "kinds", "kinds_by_dtype", "launch_s", "kernel_s", "asynchronous", "fuses", "tf32_conv",
+                 "tf32_matmul"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"device description has unknown key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        for k in ("peak_flops", "bandwidth", "overhead_s", "launch_s", "kernel_s"):
+            if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
+                raise ValueError(f"device description: {k} must be a number, got {d[k]!r}")
+        by_dtype = d.get("peak_flops_by_dtype") or {}
+        if not isinstance(by_dtype, Mapping) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                    for v in by_dtype.values()):
+            raise ValueError("device description: peak_flops_by_dtype must map dtype names to numbers")
+        fuses = d.get("fuses", EPILOGUES)
+        if not isinstance(fuses, (list, tuple)):
+            raise ValueError("device description: fuses must be a list of epilogue names")
+        return cls(name=str(d["name"]), peak_flops=d["peak_flops"], bandwidth=d["bandwidth"],
+                   overhead_s=d.get("overhead_s", 0.0), source=str(d.get("source", "")),
+                   peak_flops_by_dtype=by_dtype, details=dict(d.get("details") or {}),
+                   kinds=d.get("kinds") or {}, kinds_by_dtype=d.get("kinds_by_dtype") or {},
+                   launch_s=d.get("launch_s", 0.0), kernel_s=d.get("kernel_s", 0.0),
+                   asynchronous=bool(d.get("asynchronous", False)), fuses=tuple(fuses),
+                   tf32_conv=bool(d.get("tf32_conv", False)), tf32_matmul=bool(d.get("tf32_matmul", False)))
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Device":
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cannot read device file {str(p)!r}: {e.strerror or e}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"device file {str(p)!r} is not JSON: {e.msg} (line {e.lineno})") from None
+        return cls.from_dict(data)
+
+
+def get_device(spec: str) -> Device:
+    """A preset by name (or alias), or a device JSON file (as written by ``symcost calibrate``)."""
+    from .presets import PRESET_ALIASES, PRESETS
+
+    key = spec.strip()
+    name = PRESET_ALIASES.get(key.lower(), key.lower())
+    if name in PRESETS:
+        return PRESETS[name]
+    if Path(key).is_file():
+        return Device.load(key)
+    if key.endswith(".json") or "/" in key:
+        raise ValueError(f"device file {key!r} not found")
+    raise ValueError(f"unknown device {spec!r}: give a preset ({', '.join([*PRESETS, *PRESET_ALIASES])}) "
+                     "or a JSON file written by `symcost calibrate`")

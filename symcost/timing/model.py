@@ -1,0 +1,223 @@
+r"""The time of each layer call, and of a whole forward pass.
+
+Per layer call, from symcost's exact counts (FLOPs under a named convention; elements read and written, each
+tensor once) and a :class:`~symcost.timing.devices.Device`:
+
+.. math::
+    t_{\text{device}} = \sum_{\text{kernels } j} \max\!\Big(t_k, \frac{F_j}{c_\kappa P_d},
+        \frac{B_j}{m_\kappa W}\Big), \qquad
+    t_{\text{host}} = h_\kappa + (n_{\text{kernels}} - 1)\, t_\ell
+
+with $P_d$ the peak FLOP/s at the dtype the kernel runs in (TF32 for fp32 cuDNN convolutions where the device
+says so), $W$ the bandwidth, $c_\kappa, m_\kappa$ the fractions of them the call's kind $\kappa$ attains, $t_k$
+the least time of one of the kind's kernels, $h_\kappa$ the kind's host time per call and $t_\ell$ the host
+time of each further
+kernel launch (a convolution's separate bias add).  Bytes are elements times the dtype's size.  A call alone
+takes $t_{\text{host}} + t_{\text{device}}$, also on an asynchronous device (a GPU): timed alone, its kernels
+cannot start before the host work that launches them (fitting $\max$ instead made BatchNorm's batch-64 rate absorb
+that host time, and folding's predicted saving three times the measured one).  A whole forward pass on an
+asynchronous device is a two-clock simulation: the host issues call after call,
+each call's kernels start when issued and when the previous ones are done; the pass ends when both clocks do.
+With no kind rates, $c = m = 1$, $t_k = 0$ and one kernel a call, this is the plain roofline plus $t_0$ per call.
+
+The prediction is a model, not a simulator: caches make real traffic smaller than the ideal count's, and a
+backend that picks another algorithm by size (cuDNN, oneDNN) moves off the fitted rate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..conventions import Convention, get_convention
+from ..cost import Cost, to_int
+from .devices import Device
+from .dtypes import dtype_name, itemsize
+from .kinds import is_conv, kernels_of, kind_of
+
+_MATMUL_KINDS = ("linear", "matmul", "attention")
+
+
+def layer_bytes(cost: Cost, dtype: str = "fp32") -> tuple[int, int]:
+    """(bytes read, bytes written) of one call: elements x itemsize, each tensor once (symcost's reads/writes)."""
+    size = itemsize(dtype)
+    return to_int(cost.reads, "reads") * size, to_int(cost.writes, "writes") * size
+
+
+def intensity(flops: float, nbytes: float) -> float:
+    """Arithmetic intensity, FLOPs per byte moved (``inf`` for work on no bytes, 0 for neither)."""
+    if nbytes <= 0:
+        return math.inf if flops > 0 else 0.0
+    return flops / nbytes
+
+
+def roofline_time(flops: float, nbytes: float, device: Device, dtype: str = "fp32", overhead: bool = True) -> float:
+    """max(FLOPs / peak, bytes / bandwidth), plus the device's per-layer overhead when ``overhead``."""
+    t = max(flops / device.peak(dtype), nbytes / device.bandwidth)
+    return t + (device.overhead_s if overhead else 0.0)
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """One layer call on one device: FLOPs, bytes, and its time split into terms.
+
+    compute_s, memory_s: FLOPs / attained peak and bytes / attained bandwidth, summed over its kernels.
+    overhead_s: host seconds of the call.  device_s: the kernels' time (``None``: max(compute_s, memory_s)).
+    """
+
+    name: str
+    layer: str
+    family: str
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    kind: str = ""
+    kernels: tuple = ()          # (what, seconds) per kernel
+    device_s: float | None = None
+    asynchronous: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        return intensity(self.flops, self.bytes)
+
+    @property
+    def host_s(self) -> float:
+        return self.overhead_s
+
+    @property
+    def kernel_time_s(self) -> float:
+        return max(self.compute_s, self.memory_s) if self.device_s is None else self.device_s
+
+    @property
+    def time_s(self) -> float:
+        """The call alone: host + device time.  Also on an asynchronous device: timed alone, its kernels cannot
+        start before the host has done the work that launches them; only in a whole forward does the host run
+        ahead (``forward_time``)."""
+        return self.overhead_s + self.kernel_time_s
+
+    @property
+    def bound(self) -> str:
+        """What sets the time: ``compute``, ``memory`` or ``overhead`` (host time is the largest term)."""
+        if self.overhead_s > self.kernel_time_s:
+            return "overhead"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+    def as_dict(self) -> dict:
+        i = self.intensity
+        return {"name": self.name, "layer": self.layer, "family": self.family, "kind": self.kind,
+                "kernels": len(self.kernels), "kernel_names": [k for k, _ in self.kernels],
+                "flops": self.flops, "bytes_read": self.bytes_read, "bytes_written": self.bytes_written,
+                "bytes": self.bytes, "intensity": None if math.isinf(i) else i, "bound": self.bound,
+                "compute_s": self.compute_s, "memory_s": self.memory_s, "overhead_s": self.overhead_s,
+                "host_s": self.overhead_s, "device_s": self.kernel_time_s, "predicted_s": self.time_s}
+
+
+def _peak_dtype(kind: str, dtype: str, device: Device) -> str:
+    if dtype == "fp32" and ((is_conv(kind) and device.tf32_conv) or (kind in _MATMUL_KINDS and device.tf32_matmul)):
+        return "tf32"
+    return dtype
+
+
+@dataclass(frozen=True)
+class KernelTerms:
+    """One kernel of a call at full rate: seconds at 100 % of the peak it runs at and of the bandwidth."""
+
+    kind: str
+    what: str
+    compute_s: float
+    memory_s: float
+
+
+def kernel_terms(cost: Cost, device: Device, dtype: str, convention: Convention,
+                 args: dict | None = None) -> tuple[str, int, int, int, list[KernelTerms]]:
+    """(kind, FLOPs, bytes read, bytes written, kernels at full rate) of one call: what ``estimate`` and the
+    fits in ``symcost.timing.fit`` share."""
+    size = itemsize(dtype)
+    flops = to_int(convention.count(cost), "FLOPs")
+    read, written = layer_bytes(cost, dtype)
+    kind = kind_of(cost.layer, cost.family, args)
+    bias_flops = bias_bytes = 0
+    if cost.family == "conv" and cost.ops.get("bias"):
+        bias = Cost(ops={"bias": cost.ops["bias"]}, family=cost.family, layer=cost.layer)
+        bias_flops = to_int(convention.count(bias), "bias FLOPs")
+        bias_bytes = int((args or {}).get("out_channels", 0)) * size
+    kernels = kernels_of(kind, cost.layer, flops, read + written, bias_flops, bias_bytes, written, device.fuses)
+    terms = [KernelTerms(k.kind, k.what, k.flops / device.peak(_peak_dtype(k.kind, dtype, device)),
+                         k.bytes / device.bandwidth) for k in kernels]
+    return kind, flops, read, written, terms
+
+
+def estimate(cost: Cost, device: Device, dtype: str = "fp32", convention: str | Convention = "flops", *,
+             name: str = "", overhead: bool = True, args: dict | None = None) -> LayerEstimate:
+    """The time estimate of one layer call's ``Cost`` (concrete sizes only); ``args`` are the layer's arguments
+    (kernel size, groups: they decide the kind)."""
+    conv = get_convention(convention) if isinstance(convention, str) else convention
+    dtype = dtype_name(dtype)
+    kind, flops, read, written, terms = kernel_terms(cost, device, dtype, conv, args)
+    compute = memory = dev = 0.0
+    shown = []
+    for k in terms:
+        rate = device.rate(k.kind, dtype)
+        c, m = k.compute_s / rate.compute, k.memory_s / rate.memory
+        compute, memory = compute + c, memory + m
+        t = max(device.kernel_floor_s(k.kind, dtype), c, m)
+        dev += t
+        shown.append((k.what, t))
+    host = 0.0
+    if overhead:
+        host = device.host_s(kind, dtype) + max(0, len(terms) - 1) * device.launch_s
+    return LayerEstimate(name, cost.layer, cost.family, flops, read, written, compute, memory, host, kind,
+                         tuple(shown), dev, device.asynchronous)
+
+
+def predict(mc, device: Device, dtype: str = "fp32", convention: str | Convention = "flops",
+            overhead: bool = True) -> list[LayerEstimate]:
+    """One estimate per layer call of a traced ``ModelCost`` (rows that are not calls, such as unused
+    parameters, are left out), in call order."""
+    out = []
+    for r in mc.rows:
+        if r.layer == "unused":
+            continue
+        try:
+            out.append(estimate(r.cost, device, dtype, convention, name=r.name, overhead=overhead, args=r.args))
+        except ValueError as e:
+            raise ValueError(f"{r.name}: {e} (the time model needs a concrete input shape)") from None
+    return out
+
+
+def total_time(estimates: Iterable[LayerEstimate]) -> float:
+    """The sum of the calls' times, each call alone (what per-layer timing adds up to)."""
+    return sum(e.time_s for e in estimates)
+
+
+@dataclass
+class ForwardTime:
+    """A whole forward pass: its time, and the host and device clocks it ends with."""
+
+    seconds: float
+    host_s: float
+    device_s: float
+    asynchronous: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def forward_time(estimates: Iterable[LayerEstimate]) -> ForwardTime:
+    """The whole forward pass: calls in order; on an asynchronous device the host issues each call's kernels after
+    its host time and they run once issued and once the device is free (host and device overlap); otherwise the
+    calls' times add."""
+    est = list(estimates)
+    host = sum(e.overhead_s for e in est)
+    if not any(e.asynchronous for e in est):
+        return ForwardTime(total_time(est), host, sum(e.kernel_time_s for e in est), False)
+    h = g = 0.0
+    for e in est:
+        h += e.overhead_s
+        g = max(g, h) + e.kernel_time_s
+    return ForwardTime(max(h, g), h, sum(e.kernel_time_s for e in est), True)

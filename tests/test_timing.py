@@ -1,0 +1,256 @@
+"""The per-kind time model (symcost/timing): kinds and kernel counts, the arithmetic of one call and of a whole
+forward, the H100 fit (a fit check: the preset is scored on the very data it was fitted to), the folding
+prediction, and the CPU calibration path.  No timing assertions: measured times come from fixed files
+(tests/fixtures/h100, copied from the shared H100 calibration) or are only checked to exist."""
+import csv
+import json
+import math
+
+import pytest
+
+import symcost
+from symcost.cli import main
+from symcost.timing import PRESETS, Device, KindRate, estimate, forward_time, get_device, kind_of, spearman
+from symcost.timing.fit import H100_DATA, h100_device, h100_samples
+from symcost.timing.model import LayerEstimate
+
+
+def conv(bias=True, k=3, groups=1, c=3, o=32, pad=1):
+    return symcost.layer("conv2d", symbolic=False, in_channels=c, out_channels=o, kernel_size=k, padding=pad,
+                         groups=groups, bias=bias)
+
+
+def call(layer, shape, device, dtype="fp32"):
+    return estimate(layer.cost(shape), device, dtype, args=layer.args if hasattr(layer, "args") else None)
+
+
+def conv_args(bias=True, k=3, groups=1, c=3, o=32, pad=1):
+    return dict(in_channels=c, out_channels=o, kernel_size=[k, k], padding=[pad, pad], groups=groups, bias=bias)
+
+
+# ------------------------------------------------------------------------------------------- kinds, kernels
+
+def test_kinds():
+    assert kind_of("conv2d", "conv", conv_args(k=3)) == "conv_kxk"
+    assert kind_of("conv2d", "conv", conv_args(k=1)) == "conv_1x1"
+    assert kind_of("conv2d", "conv", conv_args(k=3, groups=32, c=32)) == "conv_grouped"
+    assert kind_of("conv2d", "conv", {"kernel_size": [1, 7], "groups": 1}) == "conv_kxk"
+    assert kind_of("batchnorm2d", "norm") == "norm" and kind_of("relu", "activation") == "elementwise"
+    assert kind_of("softmax", "activation") == "softmax" and kind_of("flatten", "reshape") == "view"
+    assert kind_of("linear", "linear") == "linear" and kind_of("maxpool2d", "pool") == "pool"
+
+
+@pytest.mark.parametrize("device, bias, kernels", [
+    ("h100", True, ("convolution", "bias add")),      # eager CUDA: the bias is a separate elementwise kernel
+    ("h100", False, ("conv2d",)),
+    ("laptop-cpu", True, ("conv2d",)),                # oneDNN adds the bias inside the convolution
+])
+def test_conv_kernel_counts(device, bias, kernels):
+    cost = conv(bias=bias).cost((1, 3, 32, 32))
+    e = estimate(cost, get_device(device), "fp32", args=conv_args(bias=bias))
+    assert tuple(k for k, _ in e.kernels) == kernels
+
+
+@pytest.mark.parametrize("layer, args, shape, n", [
+    ("batchnorm2d", dict(num_features=8, mode="eval"), (2, 8, 5, 5), 1),
+    ("relu", {}, (2, 8, 5, 5), 1),
+    ("linear", dict(in_features=16, out_features=4, bias=True), (3, 16), 1),   # bias in the GEMM epilogue
+    ("groupnorm", dict(num_groups=2, num_channels=8), (2, 8, 5, 5), 2),       # statistics, then apply
+    ("maxpool2d", dict(kernel_size=2), (2, 8, 6, 6), 1),
+    ("flatten", {}, (2, 8, 5, 5), 0),                                          # a view: no kernel
+])
+def test_kernel_counts_per_kind(layer, args, shape, n):
+    cost = symcost.layer(layer, symbolic=False, **args).cost(shape)
+    assert len(estimate(cost, get_device("h100"), "fp32", args=args).kernels) == n
+
+
+def test_bias_kernel_bytes_and_flops_by_hand():
+    # Conv2d(3, 32, 3, padding=1) with bias on 1x3x32x32: 32*32*32 = 32768 outputs
+    d = Device("toy", peak_flops=1e12, bandwidth=1e11, fuses=())
+    e = estimate(conv().cost((1, 3, 32, 32)), d, "fp32", args=conv_args())
+    # convolution: 2 * 27 FLOPs per output = 1769472 over 1e12 FLOP/s; bytes: input 3072 + weight 864 + output
+    # 32768 elements = 36704 * 4 = 146816 over 1e11 B/s.  bias add: 32768 FLOPs; reads the output and the bias,
+    # writes the output: (2 * 32768 + 32) * 4 = 262272 bytes
+    (w1, t1), (w2, t2) = e.kernels
+    assert t1 == pytest.approx(max(1769472 / 1e12, 146816 / 1e11))
+    assert t2 == pytest.approx(max(32768 / 1e12, 262272 / 1e11))
+    assert e.flops == 1769472 + 32768 and e.bytes == 146816 + 128    # the call's own counts are unchanged
+
+
+# ------------------------------------------------------------------------------------------- the arithmetic
+
+def test_one_call_is_host_plus_sum_of_kernels():
+    d = Device("toy", peak_flops=100.0, bandwidth=10.0, overhead_s=1.0, launch_s=0.5, kernel_s=3.0, fuses=(),
+               kinds={"norm": KindRate(host_s=2.0, memory=0.5)})
+    cost = symcost.layer("batchnorm2d", symbolic=False, num_features=2, mode="eval").cost((1, 2, 2, 2))
+    e = estimate(cost, d, "fp32")
+    # BN on 8 elements: reads 8 + 4*2, writes 8 -> 24 elements * 4 = 96 bytes at 0.5 * 10 B/s = 19.2 s;
+    # 16 FLOPs / 100 = 0.16 s; the kernel floor 3 s is below; host 2 s of its kind
+    assert e.kernel_time_s == pytest.approx(96 / 5) and e.overhead_s == 2.0 and e.time_s == pytest.approx(21.2)
+    relu = symcost.layer("relu", symbolic=False).cost((1, 1))
+    r = estimate(relu, d, "fp32")        # no rate of its own: host overhead_s, kernel at least kernel_s
+    assert (r.overhead_s, r.kernel_time_s) == (1.0, 3.0)
+
+
+def test_tf32_convolutions_strict_fp32_matmuls():
+    d = Device("toy", peak_flops=1e12, bandwidth=1e15, peak_flops_by_dtype={"tf32": 8e12}, tf32_conv=True)
+    c = estimate(conv(bias=False).cost((1, 3, 32, 32)), d, "fp32", args=conv_args(bias=False))
+    # 54 FLOPs per output x 32768 outputs = 1769472, at the TF32 peak
+    assert c.compute_s == pytest.approx(1769472 / 8e12)
+    lin = symcost.layer("linear", symbolic=False, in_features=64, out_features=64, bias=False).cost((8, 64))
+    # 8 x 64 x 64 MACs = 32768, 2 FLOPs each = 65536 (plus no bias), at the strict fp32 peak
+    assert estimate(lin, d, "fp32").compute_s == pytest.approx(65536 / 1e12)
+
+
+def test_forward_overlaps_host_and_device_when_asynchronous():
+    def est(host, dev, asynchronous):
+        return LayerEstimate("x", "", "", 0, 0, 0, 0.0, 0.0, host, device_s=dev, asynchronous=asynchronous)
+
+    calls = [(5.0, 1.0), (5.0, 1.0), (1.0, 20.0), (1.0, 1.0)]
+    # host clock 5, 10, 11, 12; device: ends 6, 11, max(11, 11) + 20 = 31, max(31, 12) + 1 = 32
+    f = forward_time([est(h, d, True) for h, d in calls])
+    assert (f.seconds, f.host_s, f.device_s) == (32.0, 12.0, 23.0)
+    assert forward_time([est(h, d, False) for h, d in calls]).seconds == 12.0 + 23.0     # a CPU adds them
+
+
+def test_device_json_roundtrip_with_kinds(tmp_path):
+    d = PRESETS["h100-sxm"]
+    d.save(tmp_path / "h.json")
+    assert Device.load(tmp_path / "h.json") == d == Device.from_dict(json.loads(json.dumps(d.to_dict())))
+    with pytest.raises(ValueError, match="unknown kind"):
+        Device.from_dict({**d.to_dict(), "kinds": {"warp": {"memory": 1.0}}})
+    with pytest.raises(ValueError, match="memory must be a positive fraction"):
+        Device.from_dict({**d.to_dict(), "kinds": {"norm": {"memory": 0}}})
+
+
+# ------------------------------------------------------------------------------------------- the H100 fit
+
+@pytest.fixture(scope="module")
+def h100():
+    return h100_samples()
+
+
+def _rho(samples, device, overhead=True):
+    pred = [estimate(s.cost, device, s.dtype, args=s.args, overhead=overhead).time_s for s in samples]
+    return spearman(pred, [s.seconds for s in samples])
+
+
+@pytest.mark.parametrize("regime", ["fp32 b1", "fp32 b64", "fp16 b64"])
+def test_h100_preset_ranks_the_calibration_layers_better_than_the_naive_roofline(h100, regime):
+    """A FIT CHECK, not a prediction: the preset was fitted to these very layers.  It says the model's form can
+    express what was measured (per-kind host times, per-kind fractions), which one peak and one bandwidth cannot;
+    bench/RESULTS.md reports the held-out (leave-one-regime-out) numbers."""
+    rows = [s for s in h100 if s.regime == regime]
+    with open(H100_DATA / "resnet50_layers.csv", newline="") as f:     # every leaf module, not the model row
+        expected = sum(1 for r in csv.DictReader(f) if f"{r['dtype'].replace('float', 'fp')} b{r['batch']}" == regime
+                       and r["module"] != "<whole model>")
+    assert len(rows) == expected == 126
+    fitted, naive = _rho(rows, PRESETS["h100-sxm"]), _rho(rows, PRESETS["h100-sxm-datasheet"], overhead=False)
+    print(f"\n{regime}: Spearman fitted {fitted:.3f}, naive roofline {naive:.3f}")
+    assert fitted > naive + 0.05
+
+
+def test_h100_preset_is_what_the_fit_gives(h100):
+    fit, preset = h100_device(h100), PRESETS["h100-sxm"]
+    assert set(fit.kinds) == set(preset.kinds)
+    for dt in ("fp32", "fp16"):
+        for k in fit.kinds_by_dtype[dt]:
+            a, b = fit.rate(k, dt), preset.rate(k, dt)
+            assert (a.compute, a.memory) == pytest.approx((b.compute, b.memory), rel=5e-3), (dt, k)
+            assert fit.host_s(k, dt) == pytest.approx(preset.host_s(k, dt), rel=5e-3), (dt, k)
+
+
+def test_fold_prediction_resnet50_batch64_fp32():
+    """Measured (tests/fixtures/h100/resnet50_e2e.csv, NCHW): 11.3452 ms unfolded, 11.0323 ms folded, a saving
+    of 0.3129 / 11.3452 = 2.76 %.  The model predicts about 6.8 %; the band asserted is 5 points either side of
+    the measurement (the issue's target is 10), not the 27 % of the one-kernel-per-layer roofline."""
+    import torch
+
+    from symcost.fold import fold_batchnorm
+    from symcost.timing import predict
+    from symcost.tracing import trace
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    model = resnet50(weights=None).eval()
+    folded = fold_batchnorm(model, (1, 3, 64, 64)).model.to("meta")
+    shape = (64, 3, 224, 224)
+    d = PRESETS["h100-sxm"]
+    before = predict(trace(model.to("meta"), shape), d, "fp32")
+    after = predict(trace(folded, shape), d, "fp32")
+    # folding removes 53 BatchNorm kernels and gives each of the 53 convolutions a bias-add kernel
+    assert sum(len(e.kernels) for e in before) == sum(len(e.kernels) for e in after)
+    assert sum(e.kind == "norm" for e in before) == 53 and sum(e.kind == "norm" for e in after) == 0
+    saving = 1 - forward_time(after).seconds / forward_time(before).seconds
+    measured = 1 - 11.0323 / 11.3452
+    print(f"\nfold saving, resnet50 b64 fp32 on h100-sxm: predicted {100 * saving:.1f} %, measured "
+          f"{100 * measured:.2f} %")
+    assert abs(saving - measured) < 0.05
+
+
+# ------------------------------------------------------------------------------------------- commands
+
+def test_calibrate_quick_fits_every_kind(tmp_path, capsys):
+    from symcost.timing.calibrate import CASES
+
+    out = tmp_path / "cpu.json"
+    assert main(["calibrate", "--quick", "--threads", "1", "--repeats", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "host per call" in text and "conv_1x1" in text
+    d = Device.load(out)
+    assert set(d.kinds) == set(CASES) and not d.asynchronous and d.fuses == ("conv_bias",)
+    assert all(r.host_s is not None and r.host_s >= 0 for r in d.kinds.values())
+    assert len(d.details["calls"]) == 2 * len(CASES)           # a small and a large call per kind
+
+
+def test_latency_prediction_json_has_kernels_and_forward(capsys):
+    assert main(["latency", "torchvision:resnet18", "--input", "1x3x64x64", "--device", "h100", "--no-measure",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in data["layers"]}
+    assert rows["conv1"]["kind"] == "conv_kxk" and rows["conv1"]["kernels"] == 1      # no bias in resnet18
+    assert rows["layer1.0:add_"]["kind"] == "elementwise"                              # the functional add
+    assert rows["fc"]["kernels"] == 1
+    t = data["total"]
+    assert t["kernels"] == sum(r["kernels"] for r in data["layers"])
+    # batch 1 on a GPU is host-bound: the forward takes the host's time, not the sum of host + device
+    assert t["predicted_host_s"] <= t["predicted_forward_s"] < t["predicted_s"]
+    assert math.isclose(t["predicted_host_s"], sum(r["host_s"] for r in data["layers"]))
+
+
+def test_fold_seed_reproduces_the_output(capsys):
+    diffs = []
+    for _ in range(2):
+        assert main(["fold", "torchvision:resnet18", "--input", "1x3x32x32", "--seed", "3", "--json"]) == 0
+        diffs.append(json.loads(capsys.readouterr().out)["max_abs_diff"])
+    assert diffs[0] == diffs[1]
+
+
+def test_measurement_warns_when_layers_and_forward_disagree(monkeypatch):
+    from symcost.timing import measure
+
+    monkeypatch.setattr(measure, "load_average", lambda: 0.1)
+    m = measure.Measurement(per_row=[0.010, 0.004], forward_s=0.010, repeats=3, method="", regime={})
+    # layers 14 ms against a 10 ms forward: 40 % apart, over the 25 % allowed
+    (note,) = measure.trust_notes(m)
+    assert "40 % apart" in note
+    m.per_row = [0.006, 0.005]                     # 11 ms against 10 ms: 10 %, no note
+    assert measure.trust_notes(m) == []
+    monkeypatch.setattr(measure, "load_average", lambda: 3.5)
+    assert "loaded" in measure.trust_notes(m)[0]
+
+
+def test_calibrate_another_dtype_fits_its_own_fractions(tmp_path, capsys):
+    from symcost.timing.calibrate import CASES
+
+    out = tmp_path / "bf16.json"
+    assert main(["calibrate", "--quick", "--threads", "1", "--repeats", "1", "--dtype", "bf16", "--out",
+                 str(out)]) == 0
+    assert "bf16" in capsys.readouterr().out
+    d = Device.load(out)
+    assert set(d.kinds_by_dtype) == {"bf16"} and set(d.kinds_by_dtype["bf16"]) == set(CASES)
+    assert "bf16" in d.peak_flops_by_dtype and d.details["gemm"]["flops_per_s_by_dtype"]["bf16"] > 0
+    assert all(r.host_s is None for r in d.kinds_by_dtype["bf16"].values())  # host time: the fp32 calls'
+    assert main(["calibrate", "--quick", "--dtype", "int8", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "int8 cannot be measured" in err and err.count("\n") == 1
