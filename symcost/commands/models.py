@@ -20,11 +20,11 @@ def _dtype(target: str, input_dtype: str | None) -> str:
     return input_dtype or default_input_dtype(target)
 
 
-def _key(target: str, input_spec: str, train: bool, input_dtype: str | None) -> str:
+def _key(target: str, input_spec: str, train: bool, input_dtype: str | None, backward: bool = False) -> str:
     from .. import cache
     from ..targets import source_hash
 
-    spec = f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}"
+    spec = f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}" + (":backward" if backward else "")
     return cache.cache_key(target, spec, train, source_hash(target))
 
 
@@ -37,32 +37,33 @@ def cached_summary(target: str, input_spec: str, train: bool = False, input_dtyp
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
-           input_dtype: str | None = None):
+           input_dtype: str | None = None, backward: bool = False):
     """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
     ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets)."""
     import pickle
 
     from .. import cache
 
-    key = _key(target, input_spec, train, input_dtype)
+    key = _key(target, input_spec, train, input_dtype, backward)
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "full" in hit:
             return pickle.loads(hit["full"])
     with _status(f"tracing {target} on {input_spec}", progress):
-        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype)
+        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype, backward=backward)
     if use_cache:
         # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
         cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
     return mc
 
 
-def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None):
+def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None,
+                 backward: bool = False):
     from ..targets import load_target
     from ..tracing import trace
 
     model = load_target(target, device="meta")
-    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype))
+    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype), backward=backward)
 
 
 class _status:
@@ -116,6 +117,10 @@ def run_model(args) -> int:
     from ..errors import NoSingleFormula
     from ..sweep import parse_assignments
 
+    if args.backward or args.per_token:  # a training step, split into forward and backward
+        from .steps import run_step
+
+        return run_step(args)
     started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
@@ -268,6 +273,10 @@ def configure_model(p) -> None:
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward (BatchNorm batch statistics)")
+    p.add_argument("--backward", action="store_true",
+                   help="one training step: forward and backward (no optimizer); totals split into both passes")
+    p.add_argument("--per-token", action="store_true",
+                   help="MACs, FLOPs, reads and writes divided by the tokens of a B x L input (B*L), exactly")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -12,6 +12,7 @@ from ..cost import Cost, numel
 from ..layers.base import LayerError
 from ..model import ModelCost, Row
 from ..symbols import user_symbol
+from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
 from ..errors import NoSingleFormula, TraceError
 from .propagate import Propagation
@@ -53,11 +54,12 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).to("meta")  # the user's model stays as it is
 
 
-def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False) -> Recording:
+def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False,
+            backward: bool = False) -> Recording:
     x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, dtype), device="meta")
     try:
-        with torch.no_grad():
-            return record(model, x)
+        with torch.enable_grad() if backward else torch.no_grad():
+            return record(model, x, backward)
     except Exception as e:  # the model's own complaint, in one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
@@ -65,7 +67,7 @@ def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: b
 
 
 def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", train: bool = False,
-          sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32") -> ModelCost:
+          sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32", backward: bool = False) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -73,6 +75,8 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
     The model is recorded on meta tensors at two sizes (``sizes``: two dicts such as ``({"H": 225}, {"H": 193})``,
     chosen automatically by default), shapes are propagated symbolically
     and checked against both recordings, and every layer call is costed by the catalog.
+    ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
+    ``Row.backward`` set.
     """
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
@@ -88,12 +92,14 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
            "accepts only certain sizes)" if values_a else ""
     if input_dtype not in ("float32", "float16", "bfloat16", "int64", "int32"):
         raise TraceError(f"input dtype {input_dtype!r}: expected float32, float16, bfloat16, int64 or int32")
-    rec_a = _record(model, shape_a, note, input_dtype, bool(values_a))
-    rec_b = _record(model, shape_b, note, input_dtype, True) if values_a else rec_a
+    rec_a = _record(model, shape_a, note, input_dtype, bool(values_a), backward)
+    rec_b = _record(model, shape_b, note, input_dtype, True, backward) if values_a else rec_a
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a)
     mc.domain = tuple(sorted(prop.sizes, key=sympy.default_sort_key))
+    if backward:
+        mc.notes.extend(_backward.notes(mc))
     return mc
 
 
@@ -158,7 +164,9 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         bf = sum((numel(concrete[n]) for name, n in new.items() if name in float_buffers), sympy.Integer(0))
         cost = replace(cost, params=p, buffers=bf)
         owner[k] = len(rows)
-        rows.append(Row(f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}", layer.name, layer.plain_args(), ins, cost))
+        grad = rec.backward_start is not None and k >= rec.backward_start
+        rows.append(Row(f"{'(backward)' if grad else ev.module or '(model)'}:{ev.op.split('.', 1)[1]}", layer.name,
+                        layer.plain_args(), ins, cost, backward=grad))
     order = sorted(owner, key=lambda k: k)
     rows = [rows[owner[k]] for k in order]
     notes = []
