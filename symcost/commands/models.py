@@ -117,6 +117,10 @@ def run_model(args) -> int:
     from ..errors import NoSingleFormula
     from ..sweep import parse_assignments
 
+    if args.past or args.generate:  # decoding with a KV cache
+        from .steps import run_decode
+
+        return run_decode(args)
     if args.backward or args.per_token:  # a training step, split into forward and backward
         from .steps import run_step
 
@@ -277,6 +281,10 @@ def configure_model(p) -> None:
                    help="one training step: forward and backward (no optimizer); totals split into both passes")
     p.add_argument("--per-token", action="store_true",
                    help="MACs, FLOPs, reads and writes divided by the tokens of a B x L input (B*L), exactly")
+    p.add_argument("--past", metavar="T",
+                   help="one decode step of a Hugging Face decoder with T cached tokens (a symbol or a number)")
+    p.add_argument("--generate", metavar="N",
+                   help="prefill the input's L tokens, then N decode steps, summed in closed form")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
