@@ -62,8 +62,13 @@ def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: st
     from ..targets import load_target
     from ..tracing import trace
 
+    from ..moe import select_experts_implementation
+
     model = load_target(target, device="meta")
-    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype), backward=backward)
+    notes = select_experts_implementation(model)  # mixture of experts: an implementation that traces, named
+    mc = trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype), backward=backward)
+    mc.notes[:0] = notes
+    return mc
 
 
 class _status:

@@ -124,7 +124,10 @@ def run_decode(args) -> int:
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {args.input!r}")
     if not args.target.strip().startswith("hf:"):
         raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
+    from ..moe import select_experts_implementation
+
     model = load_target(args.target, device="meta").eval()
+    moe_notes = select_experts_implementation(model)
     result = {"target": args.target, "input_shape": [exact(sympy.sympify(d)) for d in shape],
               "convention": args.convention, "convention_summary": get_convention(args.convention).summary}
     if args.past:
@@ -160,7 +163,7 @@ def run_decode(args) -> int:
     for d in derivations:
         for k, v in d.uncovered.items():
             uncovered[k] = uncovered.get(k, 0) + v
-    result.update(uncovered=uncovered, notes=notes + [n for d in derivations for n in d.notes])
+    result.update(uncovered=uncovered, notes=moe_notes + notes + [n for d in derivations for n in d.notes])
     result["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -279,6 +279,35 @@ def _scatter_copy(ev, sym, concrete):
     return get_layer_class("copy")(), (sym[ev.args[0].index], sym[ev.outputs[0]])
 
 
+class IndexPutAccumulate(_Grad):
+    r"""``aten.index_put(x, indices, values, accumulate=True)``: the gradient of a gather (``w[ids]``): every row of
+    ``values`` is added at its index, wherever that is: $\text{numel}(\text{values})$ add."""
+
+    name = "index_add_backward"
+    family = "memory"
+    summary = "scatter-add of gathered rows' gradients (the backward of indexing with ids)"
+
+    def _cost(self, x, values) -> Cost:
+        return Cost(output_shape=x, ops={"add": numel(values)}, reads=numel(x) + numel(values), writes=numel(x))
+
+
+@_handler("aten.index_put")
+def _index_put(ev, sym, concrete):
+    x, _indices, values = ev.args[:3]
+    accumulate = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("accumulate", False)
+    if not accumulate:
+        return get_layer_class("copy")(), (sym[values.index], sym[ev.outputs[0]])
+    return IndexPutAccumulate(), (sym[x.index], sym[values.index])
+
+
+@_handler("aten.scatter")
+def _scatter(ev, sym, concrete):
+    src = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("src")
+    if not isinstance(src, TensorRef) or ev.kwargs.get("reduce"):
+        return None
+    return get_layer_class("copy")(), (sym[src.index], sym[ev.outputs[0]])
+
+
 # ---- shapes: a gradient has the shape of the tensor it is the gradient of ---------------------------------------
 
 def _like(p, ev, *which) -> list:
