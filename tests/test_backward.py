@@ -187,3 +187,44 @@ def test_cli_per_token_refuses_an_image_input():
     r = cli("model", "torchvision:resnet18", "--input", "1x3x64x64", "--per-token", "--no-cache")
     assert r.returncode == 2 and "B x L" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# ---- a layer's own gradients: symcost formula LAYER --backward ---------------------------------------------------
+
+def _backward_flops(module, x) -> int:
+    """FlopCounterMode around the backward of one call only (the input needs a gradient)."""
+    x.requires_grad_(True)
+    y = module(x)
+    with FlopCounterMode(display=False) as c:
+        y.backward(torch.ones_like(y))
+    return c.get_total_flops()
+
+
+@pytest.mark.parametrize("name,module,shape,kwargs", [
+    ("linear", nn.Linear(7, 5), (3, 4, 7), dict(in_features=7, out_features=5)),
+    ("conv2d", nn.Conv2d(4, 6, 3, stride=2, padding=1), (2, 4, 11, 8),
+     dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1)),
+    ("conv_transpose2d", nn.ConvTranspose2d(4, 6, 3, stride=2), (2, 4, 5, 6),
+     dict(in_channels=4, out_channels=6, kernel_size=3, stride=2)),
+])
+def test_layer_backward_formulas_equal_flop_counter(name, module, shape, kwargs):
+    from symcost import layer
+    from symcost.layers.gradients import layer_backward
+
+    parts = layer_backward(layer(name, symbolic=False, **kwargs), shape)
+    assert set(parts) == {"grad_input", "grad_weight", "grad_bias"}
+    ours = sum(CONVENTIONS["torch"].count(c) for c in parts.values())
+    assert ours == _backward_flops(module.to("meta"), torch.zeros(*shape, device="meta"))
+    # grad input and grad weight each do the forward's MACs: linear 12 rows x 7 x 5 = 420
+    if name == "linear":
+        assert parts["grad_input"].macs == parts["grad_weight"].macs == 420
+        assert parts["grad_bias"].ops == {"add": 11 * 5}   # 5 sums of 12 rows
+
+
+def test_cli_formula_backward():
+    r = cli("formula", "linear", "--backward", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)["backward"]
+    assert d["grad_input"]["macs"] == d["grad_weight"]["macs"] == "F_in*F_out*N"
+    r = cli("formula", "relu", "--backward")
+    assert r.returncode == 2 and "no layer-level backward formula" in r.stderr
