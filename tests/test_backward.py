@@ -157,10 +157,15 @@ def test_softmax_layer_norm_and_activation_backward_counts():
 # ---- the command line ----------------------------------------------------------------------------------------------
 
 def test_cli_backward_json_splits_total_into_forward_and_backward(tmp_path):
-    r = cli("model", "hf:gpt2", "--input", "1xL", "--backward", "--json", "--no-cache", "--at", "L=7,128",
-            "--convention", "torch")
+    env = {"SYMCOST_CACHE_DIR": str(tmp_path)}
+    r = cli("model", "hf:gpt2", "--input", "1xL", "--backward", "--json", "--at", "L=7,128", "--convention", "torch",
+            env=env)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
+    text = cli("model", "hf:gpt2", "--input", "1xL", "--backward", "--at", "L=7", "--convention", "torch", env=env)
+    assert text.returncode == 0, text.stderr
+    # FlopCounterMode around gpt2's forward + backward at L = 7 (tests above): 3 x 1,190,891,520
+    assert "L=7: FLOPs[torch] 3,572,674,560   forward: 1,190,891,520   backward: 2,381,783,040" in text.stdout
     assert set(d["forward"]) == set(d["backward"]) == set(d["total"])
     for e in d["evaluations"]:
         assert e["total"]["flops"] == e["forward"]["flops"] + e["backward"]["flops"]

@@ -71,12 +71,13 @@ def run_step(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    evaluations = result.pop("evaluations", ())  # printed below, split per pass
     _print_text(result)
     for name in ("forward", "backward"):
         if name in result and "backward" in result:
             t = result[name]
             print(f"{name + ' FLOPs':<13} {_fmt(t['flops'])}   MACs {_fmt(t['macs'])}")
-    for e in result.get("evaluations", ()):
+    for e in evaluations:
         vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
         split = "".join(f"   {n}: {_fmt(e[n]['flops'])}" for n in ("forward", "backward") if n in e)
         print(f"{vals}: FLOPs[{args.convention}] {_fmt(e['total']['flops'])}{split}")
