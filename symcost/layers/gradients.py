@@ -246,7 +246,8 @@ def layer_backward(layer, shape) -> dict[str, Cost]:
         transposed = layer.name.startswith("conv_transpose")
         go = layer.cost(shape).output_shape
         per_group = (layer.out_channels if transposed else layer.in_channels) / layer.groups
-        w = ((layer.in_channels, per_group) if transposed else (layer.out_channels, per_group)) + tuple(layer.kernel_size)
+        first = layer.in_channels if transposed else layer.out_channels
+        w = (first, per_group, *layer.kernel_size)
 
         def part(**flags):
             return ConvolutionBackward(transposed=transposed, groups=layer.groups,
