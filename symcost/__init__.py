@@ -22,11 +22,12 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "model", "__version__"]
 
 
-def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True):
-    """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached."""
+def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True, backward: bool = False):
+    """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached;
+    ``backward=True``: one training step (``symcost.training.split`` gives its forward and backward parts)."""
     from .commands.models import derive
 
-    return derive(target, input_shape, train=train, use_cache=use_cache, progress=False)
+    return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, backward=backward)
 
 
 def __getattr__(name: str):
