@@ -116,6 +116,12 @@ def _index_put(ev, sym, concrete):
     return IndexPutAccumulate(), (sym[x.index], sym[values.index])
 
 
+@_handler("aten.scatter_add")
+def _scatter_add(ev, sym, concrete):
+    x, _dim, _index, src = ev.args[:4]
+    return IndexPutAccumulate(), (sym[x.index], sym[src.index])   # the gradient of a gather: add every row
+
+
 @_handler("aten.scatter")
 def _scatter(ev, sym, concrete):
     src = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("src")
