@@ -23,12 +23,14 @@ __all__ = [*_EXPORTS, "model", "__version__"]
 
 
 def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True,
-          sizes: tuple[dict, dict] | None = None):
+          sizes: tuple[dict, dict] | None = None, backward: bool = False):
     """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached;
-    ``sizes=({"H": 241}, {"H": 209})`` chooses the two trace sizes."""
+    ``sizes=({"H": 241}, {"H": 209})`` chooses the two trace sizes; ``backward=True``: one training step
+    (``symcost.training.split`` gives its forward and backward parts)."""
     from .commands.models import derive
 
-    return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes)
+    return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes,
+                  backward=backward)
 
 
 def __getattr__(name: str):

@@ -20,6 +20,7 @@ class Row:
     args: dict           # its arguments (plain values)
     input_shapes: tuple  # symbolic
     cost: Cost
+    backward: bool = False  # part of the backward pass of a training step (``trace(..., backward=True)``)
 
     @property
     def functional(self) -> bool:

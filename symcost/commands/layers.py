@@ -118,6 +118,8 @@ def run_formula(args) -> int:
     layer, shapes = _build(args, symbolic=True)
     conv = convention_arg(args.convention)
     _cost(layer, shapes)  # validate before formatting
+    if getattr(args, "backward", False):
+        return _run_backward_formula(layer, shapes, conv, args.json)
     formula = Formula.of(layer, shapes, conv)
     if args.json:
         c = formula.cost
@@ -134,6 +136,31 @@ def run_formula(args) -> int:
         print(f"{layer.name}  [{layer.torch_name}]  {layer.summary}")
         print(formula)
         print(f"convention {conv.name}: {conv.summary}")
+    return 0
+
+
+def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
+    """The layer's gradients (``symcost.layers.gradients``): each part's MACs and FLOPs under the convention."""
+    from ..layers.gradients import layer_backward
+
+    try:
+        parts = layer_backward(layer, shapes[0])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    rows = {name: {"output_shape": [str(d) for d in c.output_shape], "macs": str(c.macs),
+                   "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
+                   "ops": {k: str(v) for k, v in c.ops.items()}} for name, c in parts.items()}
+    if as_json:
+        print(json.dumps({"layer": layer.name, "convention": conv.name, "backward": rows,
+                          "input_shapes": [[str(d) for d in s] for s in shapes]}, indent=2))
+        return 0
+    print(f"{layer.name} backward  input {'x'.join(map(str, shapes[0]))}")
+    for name, r in rows.items():
+        print(f"{name:<12} MACs {r['macs']}   FLOPs[{conv.name}] {r['flops']}")
+    print(f"convention {conv.name}: {conv.summary}")
+    if layer.name.startswith("conv") and layer.groups != 1:
+        print("note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "
+              "MACs above)")
     return 0
 
 
@@ -262,6 +289,8 @@ def _layer_parser(p: argparse.ArgumentParser, symbolic: bool) -> None:
 def configure_formula(p):
     _layer_parser(p, symbolic=True)
     p.add_argument("--latex", action="store_true", help="print a LaTeX align environment")
+    p.add_argument("--backward", action="store_true",
+                   help="the layer's gradients: grad input, grad weight, grad bias (linear and convolutions)")
 
 
 def configure_eval(p):

@@ -22,11 +22,13 @@ def _dtype(target: str, input_dtype: str | None) -> str:
     return input_dtype or default_input_dtype(target)
 
 
-def _key(target: str, input_spec: str, train: bool, input_dtype: str | None, trace_sizes=None) -> str:
+def _key(target: str, input_spec: str, train: bool, input_dtype: str | None, trace_sizes=None,
+         backward: bool = False) -> str:
     from .. import cache
     from ..targets import source_hash
 
-    spec = f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
+    spec = (f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
+            + (":backward" if backward else ""))
     return cache.cache_key(target, spec, train, source_hash(target))
 
 
@@ -40,7 +42,7 @@ def cached_summary(target: str, input_spec: str, train: bool = False, input_dtyp
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
-           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None):
+           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
     """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
     ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two
     assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None."""
@@ -48,14 +50,14 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
 
     from .. import cache
 
-    key = _key(target, input_spec, train, input_dtype, trace_sizes)
+    key = _key(target, input_spec, train, input_dtype, trace_sizes, backward)
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "full" in hit:
             return pickle.loads(hit["full"])
     with _status(f"tracing {target} on {input_spec}", progress):
         mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype,
-                          trace_sizes=trace_sizes)
+                          trace_sizes=trace_sizes, backward=backward)
     if use_cache:
         # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
         cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
@@ -63,13 +65,18 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
 
 
 def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None,
-                 trace_sizes: tuple[dict, dict] | None = None):
+                 trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
     from ..targets import load_target
     from ..tracing import model_input_size, trace
 
+    from ..moe import select_experts_implementation
+
     model = load_target(target, device="meta")
-    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype),
-                 sizes=trace_sizes, default_shape=model_input_size(model, target))
+    notes = select_experts_implementation(model)  # mixture of experts: an implementation that traces, named
+    mc = trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype),
+               sizes=trace_sizes, default_shape=model_input_size(model, target), backward=backward)
+    mc.notes[:0] = notes
+    return mc
 
 
 def _shown(e):
@@ -101,6 +108,14 @@ def run_model(args) -> int:
     from ..errors import NoSingleFormula
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
+    if args.past or args.generate:  # decoding with a KV cache
+        from .steps import run_decode
+
+        return run_decode(args)
+    if args.backward or args.per_token:  # a training step, split into forward and backward
+        from .steps import run_step
+
+        return run_step(args)
     started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
@@ -267,6 +282,14 @@ def configure_model(p) -> None:
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward (BatchNorm batch statistics)")
+    p.add_argument("--backward", action="store_true",
+                   help="one training step: forward and backward (no optimizer); totals split into both passes")
+    p.add_argument("--per-token", action="store_true",
+                   help="MACs, FLOPs, reads and writes divided by the tokens of a B x L input (B*L), exactly")
+    p.add_argument("--past", metavar="T",
+                   help="one decode step of a Hugging Face decoder with T cached tokens (a symbol or a number)")
+    p.add_argument("--generate", metavar="N",
+                   help="prefill the input's L tokens, then N decode steps, summed in closed form")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -11,7 +11,9 @@ from ..cost import Cost
 from ..layers.base import LayerError
 from ..model import ModelCost, Row
 from ..symbols import user_symbol
+from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
+from .. import moe as _moe  # noqa: F401,E402  (registers aten.topk, the router of a mixture of experts)
 from ..errors import NoSingleFormula, TraceError
 from .bounds import Bounds
 from .propagate import Propagation
@@ -76,11 +78,12 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False) -> Recording:
+def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False,
+            backward: bool = False) -> Recording:
     x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, dtype), device="meta")
     try:
-        with torch.no_grad():
-            return record(model, x)
+        with torch.enable_grad() if backward else torch.no_grad():
+            return record(model, x, backward)
     except Exception as e:  # the model's own complaint, in one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
@@ -92,7 +95,7 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
 def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32",
-          default_shape: Sequence[int] | None = None) -> ModelCost:
+          default_shape: Sequence[int] | None = None, backward: bool = False) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -103,6 +106,8 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
     layer call is costed by the catalog, and the result is verified against a third recording at sizes of other
     residues (``NoSingleFormula`` if any count differs).  A model that runs at none of the trace sizes but at its
     ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
+    ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
+    ``Row.backward`` set.
     """
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
@@ -111,8 +116,8 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
         raise TraceError(f"input dtype {input_dtype!r}: expected {', '.join(_DTYPES[:-1])} or {_DTYPES[-1]}")
     symbols = {str(s): s for d in shape for s in getattr(d, "free_symbols", ())}
     if not symbols:
-        rec = _record(model, shape, "", input_dtype)
-        return _derive(model, rec, rec, shape, {}, {}, target)
+        rec = _record(model, shape, "", input_dtype, backward=backward)
+        return _derive(model, rec, rec, shape, {}, {}, target, backward)
     default = _default_values(shape, default_shape)
     if sizes:  # {"H": 225, ...} or {Symbol: 225}: the two sizes to record at
         pairs = [tuple({symbols.get(str(k), k): sympy.Integer(v) for k, v in d.items()} for d in sizes)]
@@ -123,17 +128,17 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
     failed = None
     for values_a, values_b in pairs:
         try:
-            rec_a = _record(model, _at(shape, values_a), note, input_dtype, True)
-            rec_b = _record(model, _at(shape, values_b), note, input_dtype, True)
+            rec_a = _record(model, _at(shape, values_a), note, input_dtype, True, backward)
+            rec_b = _record(model, _at(shape, values_b), note, input_dtype, True, backward)
             break
         except NoSingleFormula as e:
             failed = failed or e
     else:
         if sizes or len(default) != len(symbols):
             raise failed
-        return _fixed_size(model, shape, default, failed, target, input_dtype)
-    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target)
-    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target)
+        return _fixed_size(model, shape, default, failed, target, input_dtype, backward)
+    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward)
+    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward)
     return mc
 
 
@@ -163,7 +168,7 @@ def _default_values(shape: tuple, default_shape) -> dict:
 
 
 def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: dict, values_b: dict,
-            target: str) -> ModelCost:
+            target: str, backward: bool = False) -> ModelCost:
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a)
@@ -171,32 +176,35 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
     for ev, evb in zip(rec_a.ops, rec_b.ops):
         bounds.step(ev, evb, sym)
     mc.domain = tuple(sorted(prop.sizes | bounds.conditions, key=sympy.default_sort_key))
+    if backward:
+        mc.notes.extend(_backward.notes(mc))
     return mc
 
 
 def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, rec_a: Recording, dtype: str,
-            target: str) -> None:
+            target: str, backward: bool = False) -> None:
     """The derivation against one more recording at sizes of other residues (see ``verify``)."""
     points = check_points(values_a, values_b)
     refused = None
     for values in points:
         concrete = tuple(sympy.Integer(v) for v in _at(shape, values))
         try:
-            rec = _record(model, concrete, "", dtype)
+            rec = _record(model, concrete, "", dtype, backward=backward)
         except TraceError as e:
             refused = refused or e
             continue
-        verify(mc, rec, _derive(model, rec, rec, concrete, {}, {}, target), values, rec_a)
+        verify(mc, rec, _derive(model, rec, rec, concrete, {}, {}, target, backward), values, rec_a)
         return
     raise NoSingleFormula(f"the model runs at the trace sizes but not at {describe(points[0])} (which a formula in "
                           f"{', '.join(map(str, mc.symbols))} would cover): {refused}")
 
 
-def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: str, dtype: str) -> ModelCost:
+def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: str, dtype: str,
+                backward: bool = False) -> ModelCost:
     """A model that runs at its own size only: the exact derivation there, and why no formula exists."""
     concrete = tuple(sympy.Integer(v) for v in _at(shape, {s: sympy.Integer(v) for s, v in default.items()}))
-    rec = _record(model, concrete, "", dtype)
-    mc = _derive(model, rec, rec, concrete, {}, {}, target)
+    rec = _record(model, concrete, "", dtype, backward=backward)
+    mc = _derive(model, rec, rec, concrete, {}, {}, target, backward)
     mc.fixed_at = {str(s): int(v) for s, v in default.items()}
     mc.notes.append(f"no formula in {', '.join(map(str, sorted(default, key=str)))}: the model runs at "
                     f"{describe(mc.fixed_at)} but not at the sizes a formula is derived from ({failed}); "
@@ -242,8 +250,10 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
             uncovered[ev.op] = uncovered.get(ev.op, 0) + 1
             continue
         layer, ins = found
-        name = f"{ev.module or '(model)'}:{ev.op.split('.', 1)[1]}"
-        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, layer.cost(*ins)), range(k, k + 1)))
+        grad = rec.backward_start is not None and k >= rec.backward_start
+        name = f"{'(backward)' if grad else ev.module or '(model)'}:{ev.op.split('.', 1)[1]}"
+        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, layer.cost(*ins), backward=grad),
+                       range(k, k + 1)))
     placed.sort(key=lambda p: p[0])  # stable: a module call with no ops stays before the op that follows it
     # params and buffers by the tensors each row reads, not by the catalog's formula: a tied weight, a sliced
     # or expanded parameter and a shared module all count once, at their own size

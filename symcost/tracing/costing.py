@@ -5,6 +5,7 @@ The trace decides *what* is there; the catalog decides *what it costs*.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import sympy
 import torch
@@ -23,7 +24,7 @@ ZERO_COST_OPS = frozenset({
     "aten.squeeze", "aten.alias", "aten.as_strided", "aten.as_strided_", "aten.detach", "aten.lift_fresh",
     "aten.unflatten", "aten.flatten", "aten.empty", "aten.new_zeros", "aten.new_empty", "aten.zeros", "aten.zero_",
     "aten.scalar_tensor", "aten.fill_", "aten.full", "aten.arange", "aten.empty_like", "aten.zeros_like",
-    "aten.ones", "aten.ones_like", "aten.new_ones", "aten.dropout", "aten.native_dropout",
+    "aten.ones", "aten.ones_like", "aten.new_ones", "aten.dropout", "aten.native_dropout", "aten.new_empty_strided",
 })
 
 _SIMPLE = {
@@ -42,6 +43,11 @@ _SIMPLE = {
     "aten.roll": "copy", "aten.index": "copy", "aten._to_copy": "copy", "aten.stack": "copy",
     "aten.gather": "copy", "aten.index_select": "copy", "aten.tril": "copy", "aten.triu": "copy",
 }
+
+
+#: aten op -> handler(ev, sym, concrete) returning (layer, input shapes) or None, registered by other modules
+#: (``backward.py``: the backward ops); looked up before the tables below
+OP_HANDLERS: dict[str, Callable] = {}
 
 
 _UPSAMPLE = {"aten.upsample_nearest1d": "nearest", "aten.upsample_nearest2d": "nearest",
@@ -99,6 +105,8 @@ def _shape_of(x, sym) -> tuple:
 def layer_for_op(ev: OpEvent, sym: list, concrete: list) -> tuple[Layer, tuple] | None:
     """The catalog layer and symbolic input shapes of one aten op, or None when not known."""
     op, args = ev.op, ev.args
+    if op in OP_HANDLERS:
+        return OP_HANDLERS[op](ev, sym, concrete)
 
     def S(x):
         return _shape_of(x, sym)

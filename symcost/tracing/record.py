@@ -47,6 +47,7 @@ class Recording:
     produced: set[int]                  # tensor numbers some op produced
     parameters: dict[int, str]          # tensor number -> parameter/buffer name
     input_index: int
+    backward_start: int | None = None   # index into ops of the first backward op (None: forward only)
 
 
 class _Recorder(TorchDispatchMode):
@@ -97,8 +98,9 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def record(model: torch.nn.Module, x: torch.Tensor) -> Recording:
-    """Run ``model(x)`` once under the recorder (call it under ``torch.no_grad()``)."""
+def record(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> Recording:
+    """Run ``model(x)`` once under the recorder (call it under ``torch.no_grad()``); with ``backward``, then
+    ``out.backward(ones_like(out))`` for its first output that requires grad (call it with grad enabled)."""
     names = {id(m): n for n, m in model.named_modules()}
     rec = _Recorder()
 
@@ -126,9 +128,36 @@ def record(model: torch.nn.Module, x: torch.Tensor) -> Recording:
         for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
             params[rec.number(p)] = pname
         input_index = rec.number(x)
+        backward_start = None
+        grads = _clear_grads(model) if backward else {}
         with rec:
-            model(x)
+            out = model(x)
+            if backward:
+                backward_start = len(rec.ops)
+                _backward(out)
     finally:
         h1.remove()
         h2.remove()
-    return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index)
+        for p, g in grads.items():
+            p.grad = g
+    return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index, backward_start)
+
+
+def _clear_grads(model) -> dict:
+    """Set every parameter's ``.grad`` to None (the step then writes fresh gradients, as after ``zero_grad()``);
+    returns the old ones, to put back."""
+    old = {}
+    for p in model.parameters():
+        old[p], p.grad = p.grad, None
+    return old
+
+
+def _backward(out) -> None:
+    """The backward pass from the model's first output that needs a gradient, seeded with ones of its shape."""
+    first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.requires_grad), None)
+    if first is None:
+        if isinstance(out, dict) or hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput
+            first = next((t for t in out.to_tuple() if isinstance(t, torch.Tensor) and t.requires_grad), None)
+    if first is None:
+        raise RuntimeError("no output of the model requires a gradient (are all its parameters frozen?)")
+    first.backward(torch.ones_like(first))

@@ -1,0 +1,261 @@
+r"""Backward formulas: the gradients of layers and of the fused aten backward kernels, from shapes only.
+
+Each class counts the algorithm written in its docstring.  MACs are the multiply-accumulates done.  The trace uses
+them for the backward pass of a training step (``symcost.tracing.backward``); ``layer_backward`` gives a catalog
+layer's own gradients (``symcost formula linear --backward``).  Not registered in the catalog: they are not
+``torch.nn`` layers.  No torch import.
+"""
+from __future__ import annotations
+
+import sympy
+
+from ..cost import Cost, numel
+from .base import Arg, Layer
+
+
+def _prod(xs) -> sympy.Expr:
+    return sympy.Mul(*[sympy.sympify(x) for x in xs]) if xs else sympy.Integer(1)
+
+
+_FLAG = dict(kind="flag", default=True)
+
+
+def _prod(xs) -> sympy.Expr:
+    return sympy.Mul(*[sympy.sympify(x) for x in xs]) if xs else sympy.Integer(1)
+
+
+class _Grad(Layer):
+    """A backward aten op: inputs are symbolic shapes, the counts are those of the algorithm in the docstring."""
+
+    torch_name = ""
+
+
+class ConvolutionBackward(_Grad):
+    r"""``aten.convolution_backward(grad_out, x, w, …, output_mask)``: the gradients of a (transposed) convolution.
+
+    With $M$ the forward MACs ($\text{numel}(\text{grad\_out}) \cdot C_{in}/g \cdot \prod K$, or
+    $\text{numel}(x) \cdot C_{out}/g \cdot \prod K$ when transposed):
+    grad input (a transposed convolution of grad_out with $w$) $M$ MACs, one dot product per input element;
+    grad weight (a convolution of $x$ with grad_out) $M$ MACs, one dot product per weight element;
+    grad bias $\text{numel}(\text{grad\_out}) - C_{out}$ additions (a sum over $N \cdot H_{out} \cdots$ per channel).
+    """
+
+    name = "convolution_backward"
+    family = "conv"
+    summary = "gradients of a convolution: grad input and grad weight M MACs each, grad bias a sum per channel"
+    args = (Arg("transposed", "flag", False), Arg("groups", "size", 1), Arg("grad_input", **_FLAG),
+            Arg("grad_weight", **_FLAG), Arg("grad_bias", **_FLAG))
+
+    def _cost(self, go, x, w) -> Cost:
+        macs = (numel(x) if self.transposed else numel(go)) * _prod(w[1:])
+        gi, gw, gb = self.grad_input, self.grad_weight, self.grad_bias
+        c_out = go[1]
+        return Cost(output_shape=x if gi else w,
+                    ops={"mac": (gi + gw) * macs, "dot": gi * numel(x) + gw * numel(w),
+                         "add": gb * (numel(go) - c_out)},
+                    reads=numel(go) + gi * numel(w) + gw * numel(x),
+                    writes=gi * numel(x) + gw * numel(w) + gb * c_out)
+
+    def torch_overcount(self, go, x, w) -> sympy.Expr:
+        """FlopCounterMode's grad-weight count minus the MACs done, in MACs: (g - 1) times the grad-weight MACs."""
+        macs = (numel(x) if self.transposed else numel(go)) * _prod(w[1:])
+        return self.grad_weight * (self.groups - 1) * macs
+
+
+class LayerNormBackward(_Grad):
+    r"""``aten.native_layer_norm_backward``, as PyTorch's CPU kernel computes it, per row of $D$ normalized elements
+    ($n$ elements, $R = n/D$ rows): $\hat g = \gamma \cdot dy$ ($n$ mul with a weight);
+    $d_s = \sum \hat g x$, $d_b = \sum \hat g$ ($n$ mul, $2(D-1)$ add per row);
+    $b = (d_b \mu - d_s)\sigma^{-3}/D$, $c = -b\mu - d_b\sigma^{-1}/D$ (6 mul, 2 add, 2 div per row);
+    $dx = \sigma^{-1}\hat g + b x + c$ (2 mul, 2 add per element).
+    grad weight $\sum_{rows} dy (x - \mu)\sigma^{-1}$: $n$ add, $2n$ mul, $(R-1)D$ add; grad bias
+    $\sum_{rows} dy$: $(R-1)D$ add.
+    """
+
+    name = "layer_norm_backward"
+    family = "norm"
+    summary = "gradients of layer norm (input, weight, bias)"
+    args = (Arg("normalized_dims", "size", 1), Arg("weight", "flag", True), Arg("grad_input", **_FLAG),
+            Arg("grad_weight", **_FLAG), Arg("grad_bias", **_FLAG))
+
+    def _cost(self, go, x) -> Cost:
+        n = numel(x)
+        d = _prod(x[len(x) - int(self.normalized_dims):])
+        rows = n / d
+        gi, gw, gb = self.grad_input, self.grad_weight, self.grad_bias
+        ops = {"mul": gi * (self.weight * n + n + 6 * rows + 2 * n) + gw * 2 * n,
+               "add": gi * (2 * rows * (d - 1) + 2 * rows + 2 * n) + gw * (n + (rows - 1) * d) + gb * (rows - 1) * d,
+               "div": gi * 2 * rows}
+        return Cost(output_shape=x if gi else (d,), ops=ops,
+                    reads=numel(go) + n + 2 * rows + self.weight * d,
+                    writes=gi * n + (gw + gb) * d)
+
+
+class SoftmaxBackward(_Grad):
+    r"""``aten._softmax_backward_data(g, y, dim)``: $y \odot (g - \sum_{dim} g \odot y)$: $2n$ mul, $2n - R$ add
+    ($R = n/D$ rows of $D$).  ``log_softmax``: $g - e^{y} \sum_{dim} g$: $n$ fn, $n$ mul, $2n - R$ add."""
+
+    name = "softmax_backward"
+    family = "activation"
+    summary = "gradient of softmax or log_softmax along one dim"
+    args = (Arg("dim", "int", -1), Arg("log", "flag", False))
+
+    def _cost(self, go, y) -> Cost:
+        n = numel(y)
+        rows = n / y[int(self.dim) % len(y)]
+        ops = {"mul": (2 - self.log) * n, "add": 2 * n - rows, "fn": self.log * n}
+        return Cost(output_shape=y, ops=ops, reads=2 * n, writes=n)
+
+
+#: activation gradients, per element: aten op -> (name, ops, algorithm counted)
+_ACTIVATIONS = {
+    "aten.threshold_backward": ("relu_backward", {"cmp": 1}, "g if x > threshold else 0: 1 cmp"),
+    "aten.hardtanh_backward": ("hardtanh_backward", {"cmp": 2}, "g if a < x < b else 0: 2 cmp"),
+    "aten.tanh_backward": ("tanh_backward", {"mul": 2, "add": 1}, "g (1 - y^2): 2 mul, 1 add"),
+    "aten.sigmoid_backward": ("sigmoid_backward", {"mul": 2, "add": 1}, "g y (1 - y): 2 mul, 1 add"),
+    "aten.native_dropout_backward": ("dropout_backward", {"mul": 2}, "g * mask * scale: 2 mul"),
+    "aten.silu_backward": ("silu_backward", {"fn": 1, "add": 3, "div": 1, "mul": 3},
+                           "s = 1/(1 + e^-x) (1 fn, 1 add, 1 div), g s (1 + x (1 - s)) (3 mul, 2 add)"),
+}
+
+_GELU = ("gelu_backward", {"fn": 2, "add": 2, "mul": 7},
+         "g (Phi(x) + x phi(x)): Phi = (1 + erf(x/sqrt 2))/2 (1 fn, 1 add, 2 mul), phi = exp(-x^2/2)/sqrt(2 pi) "
+         "(1 fn, 3 mul), x phi, the sum, times g (2 mul, 1 add)")
+
+
+class ElementwiseBackward(_Grad):
+    """An activation's gradient: a fixed number of operations per element (``counted``)."""
+
+    name = "activation_backward"
+    family = "activation"
+    summary = "gradient of an elementwise activation"
+    args = (Arg("activation", "choice", "relu_backward",
+                choices=tuple(v[0] for v in _ACTIVATIONS.values()) + (_GELU[0],)),)
+
+    def _cost(self, go) -> Cost:
+        table = {v[0]: v[1] for v in (*_ACTIVATIONS.values(), _GELU)}
+        n = numel(go)
+        return Cost(output_shape=go, ops={k: v * n for k, v in table[self.activation].items()},
+                    reads=2 * n, writes=n)
+
+
+class EmbeddingBackward(_Grad):
+    r"""``aten.embedding_dense_backward`` without ``padding_idx``: each gradient row is added into its token's row of
+    a zero-initialized $V \times D$ gradient: $\text{numel}(\text{grad\_out})$ add."""
+
+    name = "embedding_backward"
+    family = "embedding"
+    summary = "gradient of an embedding table (a scatter-add of the gradient rows)"
+    args = (Arg("num_weights", "size"),)
+
+    def _cost(self, go, ids) -> Cost:
+        return Cost(output_shape=(self.num_weights, go[-1]), ops={"add": numel(go)},
+                    reads=numel(go) + numel(ids), writes=self.num_weights * go[-1])
+
+
+class MaxPoolBackward(_Grad):
+    r"""``aten.max_pool*_with_indices_backward``: each output gradient is added at its argmax in a zeroed
+    gradient of the input's shape: $\text{numel}(\text{grad\_out})$ add."""
+
+    name = "maxpool_backward"
+    family = "pool"
+    summary = "gradient of max pooling (a scatter-add through the saved indices)"
+
+    def _cost(self, go, x) -> Cost:
+        return Cost(output_shape=x, ops={"add": numel(go)}, reads=2 * numel(go), writes=numel(x))
+
+
+class BatchNormBackward(_Grad):
+    r"""``aten.native_batch_norm_backward`` as PyTorch's CPU kernel computes it; $n$ elements, $C$ channels of
+    $m = n/C$.  Eval (running statistics): $\sigma^{-1} = (v + \epsilon)^{-1/2}$ (C add, C fn), $dx = g \cdot
+    (\gamma\sigma^{-1})$ (C + n mul).  Train: $dx = (g - \bar g - (x - \mu) k)\gamma\sigma^{-1}$, $k = \sum (x-\mu) g
+    \cdot \sigma^{-2} / m$: per channel 3 mul, 2 div, per element 2 mul, 3 add (the two sums shared with the
+    parameter gradients).  Sums $\sum (x - \mu) g$ (n add, n mul, n - C add) and $\sum g$ (n - C add); grad
+    weight $\sigma^{-1}\sum(x-\mu)g$ (C mul), grad bias $\sum g$."""
+
+    name = "batch_norm_backward"
+    family = "norm"
+    summary = "gradients of batch norm (input, weight, bias), eval or train statistics"
+    args = (Arg("train", "flag", False), Arg("weight", "flag", True), Arg("grad_input", **_FLAG),
+            Arg("grad_weight", **_FLAG), Arg("grad_bias", **_FLAG))
+
+    def _cost(self, go, x) -> Cost:
+        n, c = numel(x), x[1]
+        gi, gw, gb, tr = self.grad_input, self.grad_weight, self.grad_bias, self.train
+        dot = sympy.Max(gw, tr * gi)       # sum (x - mu) g is needed by grad weight, and by grad input in train
+        total = sympy.Max(gb, tr * gi)     # sum g likewise
+        ops = {"add": dot * (n + n - c) + total * (n - c) + (1 - tr) * gi * c + tr * gi * 3 * n,
+               "mul": dot * n + gw * c + gi * ((1 - tr) * (c + n) + tr * (3 * c + 2 * n)),
+               "div": tr * gi * 2 * c, "fn": (1 - tr) * gi * c}
+        return Cost(output_shape=x if gi else (c,), ops=ops,
+                    reads=numel(go) + n + 2 * c + self.weight * c, writes=gi * n + (gw + gb) * c)
+
+
+class IndexPutAccumulate(_Grad):
+    r"""``aten.index_put(x, indices, values, accumulate=True)``: the gradient of a gather (``w[ids]``): every row of
+    ``values`` is added at its index, wherever that is: $\text{numel}(\text{values})$ add."""
+
+    name = "index_add_backward"
+    family = "memory"
+    summary = "scatter-add of gathered rows' gradients (the backward of indexing with ids)"
+
+    def _cost(self, x, values) -> Cost:
+        return Cost(output_shape=x, ops={"add": numel(values)}, reads=numel(x) + numel(values), writes=numel(x))
+
+
+
+
+class LinearBackward(_Grad):
+    r"""The gradients of ``y = x W^T + b`` on inputs $(\ast, F_{in})$, $R = \prod(\ast)$ rows: grad input
+    $dY\,W$: $R F_{out} F_{in}$ MACs, one dot product per input element; grad weight $dY^T X$: $F_{out} F_{in} R$
+    MACs, one dot product per weight element; grad bias $\sum_{rows} dY$: $(R - 1) F_{out}$ add."""
+
+    name = "linear_backward"
+    family = "linear"
+    summary = "gradients of a linear layer (input, weight, bias)"
+    args = (Arg("in_features", "size"), Arg("out_features", "size"), Arg("bias", "flag", True),
+            Arg("grad_input", **_FLAG), Arg("grad_weight", **_FLAG))
+
+    def _cost(self, x) -> Cost:
+        rows, f_in, f_out = numel(x[:-1]), self.in_features, self.out_features
+        gi, gw, gb = self.grad_input, self.grad_weight, self.bias
+        return Cost(output_shape=x if gi else (f_out, f_in),
+                    ops={"mac": (gi + gw) * rows * f_in * f_out, "dot": gi * rows * f_in + gw * f_in * f_out,
+                         "add": gb * (rows - 1) * f_out},
+                    reads=rows * f_out + gi * f_in * f_out + gw * rows * f_in,
+                    writes=gi * rows * f_in + gw * f_in * f_out + gb * f_out)
+
+
+def _flag(v):
+    """A layer's flag value (0/1 or a symbol such as b) as a constructor argument."""
+    return bool(v) if isinstance(v, (bool, int)) or getattr(v, "is_Integer", False) else v
+
+
+def layer_backward(layer, shape) -> dict[str, Cost]:
+    """A catalog layer's gradients on an input of ``shape``: ``{"grad_input", "grad_weight", "grad_bias"}`` (the
+    last only with a bias).  Linear and (transposed) convolutions; ``ValueError`` for any other layer."""
+    if layer.name == "linear":
+        def part(**flags):
+            return LinearBackward(in_features=layer.in_features, out_features=layer.out_features,
+                                  **{"bias": False, "grad_input": False, "grad_weight": False, **flags}).cost(shape)
+        out = {"grad_input": part(grad_input=True), "grad_weight": part(grad_weight=True)}
+        if layer.bias != 0:
+            out["grad_bias"] = part(bias=_flag(layer.bias))
+        return out
+    if layer.name.startswith(("conv1d", "conv2d", "conv3d", "conv_transpose")):
+        transposed = layer.name.startswith("conv_transpose")
+        go = layer.cost(shape).output_shape
+        per_group = (layer.out_channels if transposed else layer.in_channels) / layer.groups
+        first = layer.in_channels if transposed else layer.out_channels
+        w = (first, per_group, *layer.kernel_size)
+
+        def part(**flags):
+            return ConvolutionBackward(transposed=transposed, groups=layer.groups,
+                                       **{"grad_input": False, "grad_weight": False, "grad_bias": False,
+                                          **flags}).cost(go, shape, w)
+        out = {"grad_input": part(grad_input=True), "grad_weight": part(grad_weight=True)}
+        if layer.bias != 0:
+            out["grad_bias"] = part(grad_bias=_flag(layer.bias))
+        return out
+    raise ValueError(f"{layer.name}: no layer-level backward formula yet (linear, conv and conv_transpose have "
+                     "one); `symcost model … --backward` derives the backward pass of any model")

@@ -1,0 +1,200 @@
+r"""The backward pass of one training step: costs and shape rules of the aten backward ops.
+
+``trace(..., backward=True)`` records the forward pass and then ``out.backward(ones_like(out))`` (the gradient of the
+model's first output, as any loss would seed it; the loss itself is not costed) under the same recorder.  The
+gradients of matmuls are ``mm``/``bmm`` and elementwise gradients are ``mul``/``add``/``sum``: the forward catalog
+costs those.  The fused backward kernels are costed here, from shapes only, each counting the algorithm written in
+its docstring; their output shapes are those of the tensors they are gradients of.
+
+MACs are the multiply-accumulates done.  FlopCounterMode (the ``torch`` convention) counts 2 per MAC of
+``convolution_backward`` and of the gradient matmuls, and nothing else -- except that it counts a *grouped*
+convolution's weight gradient with all ``C_in`` input channels instead of ``C_in/g`` (``conv_backward_flop``), ``g``
+times the work done; symcost counts the work and ``grouped_grad_weight_overcount`` states the difference.
+
+Handlers register into the forward tables (``costing.OP_HANDLERS``, ``propagate.RULES``) by op name.
+"""
+from __future__ import annotations
+
+import sympy
+
+from ..layers.gradients import (_ACTIVATIONS, _GELU, BatchNormBackward, ConvolutionBackward, ElementwiseBackward,
+                                EmbeddingBackward, IndexPutAccumulate, LayerNormBackward, MaxPoolBackward,
+                                SoftmaxBackward)
+from ..registry import get_layer_class
+from .costing import OP_HANDLERS
+from .propagate import rule
+from .record import TensorRef
+
+
+# ---- from a recorded op to (layer, symbolic input shapes) ------------------------------------------------------
+
+def _handler(*ops: str):
+    def deco(fn):
+        for op in ops:
+            if op in OP_HANDLERS:
+                raise ValueError(f"cost handler for {op} registered twice")
+            OP_HANDLERS[op] = fn
+        return fn
+    return deco
+
+
+def _mask(ev, i: int, n: int) -> list[bool]:
+    m = ev.args[i] if len(ev.args) > i else ev.kwargs.get("output_mask", [True] * n)
+    return [bool(v) for v in m]
+
+
+@_handler("aten.convolution_backward")
+def _conv(ev, sym, concrete):
+    go, x, w = ev.args[:3]
+    transposed, groups = bool(ev.args[7]), int(ev.args[9])
+    gi, gw, gb = _mask(ev, 10, 3)
+    return ConvolutionBackward(transposed=transposed, groups=groups, grad_input=gi, grad_weight=gw,
+                               grad_bias=gb), (sym[go.index], sym[x.index], sym[w.index])
+
+
+@_handler("aten.native_layer_norm_backward")
+def _layer_norm(ev, sym, concrete):
+    go, x, shape, _mean, _rstd, w = ev.args[:6]
+    gi, gw, gb = _mask(ev, 7, 3)
+    return LayerNormBackward(normalized_dims=len(shape), weight=w is not None, grad_input=gi,
+                             grad_weight=gw and w is not None, grad_bias=gb), (sym[go.index], sym[x.index])
+
+
+@_handler("aten._softmax_backward_data", "aten._log_softmax_backward_data")
+def _softmax(ev, sym, concrete):
+    go, y, dim = ev.args[:3]
+    return SoftmaxBackward(dim=int(dim), log="log" in ev.op), (sym[go.index], sym[y.index])
+
+
+@_handler(*_ACTIVATIONS)
+def _activation(ev, sym, concrete):
+    return ElementwiseBackward(activation=_ACTIVATIONS[ev.op][0]), (sym[ev.args[0].index],)
+
+
+@_handler("aten.gelu_backward")
+def _gelu(ev, sym, concrete):
+    if ev.kwargs.get("approximate", ev.args[2] if len(ev.args) > 2 else "none") != "none":
+        return None  # the tanh form's gradient: not costed, reported as uncovered
+    return ElementwiseBackward(activation=_GELU[0]), (sym[ev.args[0].index],)
+
+
+@_handler("aten.embedding_dense_backward")
+def _embedding(ev, sym, concrete):
+    go, ids, num_weights, padding_idx, scale = (*ev.args[:5], *([None] * (5 - len(ev.args))))
+    if (padding_idx is not None and padding_idx >= 0) or scale:
+        return None  # which rows are skipped or scaled depends on the token ids: reported as uncovered
+    return EmbeddingBackward(num_weights=int(num_weights)), (sym[go.index], sym[ids.index])
+
+
+@_handler("aten.max_pool2d_with_indices_backward", "aten.max_pool3d_with_indices_backward")
+def _max_pool(ev, sym, concrete):
+    go, x = ev.args[:2]
+    return MaxPoolBackward(), (sym[go.index], sym[x.index])
+
+
+@_handler("aten.native_batch_norm_backward")
+def _batch_norm(ev, sym, concrete):
+    go, x, w = ev.args[:3]
+    train = bool(ev.args[7])
+    gi, gw, gb = _mask(ev, 9, 3)
+    return BatchNormBackward(train=train, weight=w is not None, grad_input=gi, grad_weight=gw and w is not None,
+                             grad_bias=gb and w is not None), (sym[go.index], sym[x.index])
+
+
+@_handler("aten.slice_backward", "aten.select_backward")
+def _scatter_copy(ev, sym, concrete):
+    # the gradient written into a zeroed tensor of the input's size: data movement only
+    return get_layer_class("copy")(), (sym[ev.args[0].index], sym[ev.outputs[0]])
+
+
+@_handler("aten.index_put")
+def _index_put(ev, sym, concrete):
+    x, _indices, values = ev.args[:3]
+    accumulate = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("accumulate", False)
+    if not accumulate:
+        return get_layer_class("copy")(), (sym[values.index], sym[ev.outputs[0]])
+    return IndexPutAccumulate(), (sym[x.index], sym[values.index])
+
+
+@_handler("aten.scatter_add")
+def _scatter_add(ev, sym, concrete):
+    x, _dim, _index, src = ev.args[:4]
+    return IndexPutAccumulate(), (sym[x.index], sym[src.index])   # the gradient of a gather: add every row
+
+
+@_handler("aten.scatter")
+def _scatter(ev, sym, concrete):
+    src = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("src")
+    if not isinstance(src, TensorRef) or ev.kwargs.get("reduce"):
+        return None
+    return get_layer_class("copy")(), (sym[src.index], sym[ev.outputs[0]])
+
+
+# ---- shapes: a gradient has the shape of the tensor it is the gradient of ---------------------------------------
+
+def _like(p, ev, *which) -> list:
+    out = []
+    for w in which:
+        if isinstance(w, TensorRef):
+            out.append(p.s(w))
+        elif isinstance(w, tuple):  # a literal shape
+            out.append(w)
+        else:
+            out.append(None)
+    return out
+
+
+@rule("aten.convolution_backward")
+def _conv_shapes(p, ev, _evb):
+    go, x, w = ev.args[:3]
+    return _like(p, ev, x, w, (p.s(go)[1],))
+
+
+@rule("aten.native_layer_norm_backward")
+def _layer_norm_shapes(p, ev, _evb):
+    x, w, b = ev.args[1], ev.args[5], ev.args[6]
+    return _like(p, ev, x, w, b)
+
+
+@rule("aten.native_batch_norm_backward")
+def _batch_norm_shapes(p, ev, _evb):
+    x, w = ev.args[1], ev.args[2]
+    return _like(p, ev, x, w, w)
+
+
+@rule("aten._softmax_backward_data", "aten._log_softmax_backward_data", *_ACTIVATIONS, "aten.gelu_backward")
+def _grad_shaped(p, ev, _evb):
+    return _like(p, ev, ev.args[0])
+
+
+@rule("aten.max_pool2d_with_indices_backward", "aten.max_pool3d_with_indices_backward")
+def _pool_shapes(p, ev, _evb):
+    return _like(p, ev, ev.args[1])
+
+
+@rule("aten.embedding_dense_backward")
+def _embedding_shapes(p, ev, _evb):
+    return [(sympy.Integer(int(ev.args[2])), p.s(ev.args[0])[-1])]
+
+
+def notes(mc) -> list[str]:
+    """What a user must know about a traced training step."""
+    out = ["backward: one training step's backward pass (no optimizer), from the gradient of the model's first "
+           "output seeded with ones of its shape (the loss itself is not costed); torch skips gradients nothing "
+           "needs (the input's, frozen parameters'), and so does this count"]
+    extra = grouped_grad_weight_overcount(mc)
+    if extra != 0:
+        out.append(f"FlopCounterMode counts {sympy.sstr(2 * extra)} FLOPs more than the 'torch' total here: it "
+                   "counts a grouped convolution's weight gradient as if groups were 1 (all C_in input channels "
+                   "per output channel); symcost counts the multiply-accumulates done")
+    return out
+
+
+def grouped_grad_weight_overcount(mc) -> sympy.Expr:
+    """How many MACs more than symcost FlopCounterMode counts for the backward of ``mc`` (0 without grouped
+    convolutions): it counts a grouped convolution's weight gradient as if ``groups`` were 1."""
+    extra = sympy.Integer(0)
+    for r in mc.rows:
+        if r.layer == ConvolutionBackward.name and r.args.get("groups", 1) != 1:
+            extra += ConvolutionBackward(**{k: v for k, v in r.args.items()}).torch_overcount(*r.input_shapes)
+    return extra

@@ -1,0 +1,93 @@
+"""Decoding with a KV cache: one step as a formula in the cached length T, and a generation in closed form."""
+import json
+
+import pytest
+import sympy
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from symcost.decode import decode_step, generation
+from tests.test_models import cli
+
+transformers = pytest.importorskip("transformers")
+
+
+def small(model_type: str):
+    # 2 layers, width 64, 4 heads of 16; llama with 2 key/value heads (grouped-query attention)
+    extra = {"num_key_value_heads": 2} if model_type == "llama" else {}
+    cfg = transformers.AutoConfig.for_model(model_type, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                            intermediate_size=128, n_layer=2, n_embd=64, n_head=4, vocab_size=100,
+                                            bos_token_id=0, eos_token_id=0, **extra)
+    with torch.device("meta"):
+        return transformers.AutoModel.from_config(cfg).eval()
+
+
+def ids(batch, length):
+    return torch.zeros(batch, length, dtype=torch.long, device="meta")
+
+
+def value(expr, **values):
+    return int(expr.xreplace({s: values[str(s)] for s in expr.free_symbols}))
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_decode_step_equals_flop_counter_over_a_real_cache(model_type):
+    model = small(model_type)
+    mc = decode_step(model, 2, 1, "T")
+    assert [str(s) for s in mc.symbols] == ["T"]
+    for cached in (5, 8, 32, 33):
+        with torch.no_grad():
+            cache = model(ids(2, cached), use_cache=True).past_key_values   # a prefill builds the cache
+            with FlopCounterMode(display=False) as c:
+                model(ids(2, 1), past_key_values=cache, use_cache=True)
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == c.get_total_flops(), (model_type, cached)
+    # attention over T + 1 keys: QK^T and AV, 2 layers x 2 sequences x 4 heads x 16 x 2 products = 512 MACs per
+    # cached token (every query head reads its key/value head: grouped-query attention saves reads, not MACs)
+    t = mc.symbols[0]
+    assert sympy.expand(mc.total("macs")["macs"]).coeff(t) == 512
+    # reads grow by at least the cache: K and V, 2 layers x 2 sequences x kv_heads x 16 per cached token
+    kv_heads = 2 if model_type == "llama" else 4
+    assert sympy.expand(mc.total()["reads"]).coeff(t) >= 2 * 2 * 2 * kv_heads * 16
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_generation_closed_form_equals_a_cached_generation_loop(model_type):
+    model = small(model_type)
+    g = generation(model, 1, "P", "n", "torch")
+    for prompt, steps in ((7, 4), (8, 3), (32, 1), (1, 6)):
+        with torch.no_grad(), FlopCounterMode(display=False) as c:
+            out = model(ids(1, prompt), use_cache=True)
+            for _ in range(steps):
+                out = model(ids(1, 1), past_key_values=out.past_key_values, use_cache=True)
+        assert value(g["total"]["flops"], P=prompt, n=steps) == c.get_total_flops(), (model_type, prompt, steps)
+
+
+def test_generation_sum_equals_the_sum_of_concrete_traces_under_every_metric():
+    from symcost.tracing import trace
+
+    model = small("llama")
+    g = generation(model, 1, "P", "n", "exact")
+    prompt, steps = 5, 3
+    expected = trace(model, (1, prompt), input_dtype="int64").total("exact")   # concrete: no symbols at all
+    expected = {m: int(v) for m, v in expected.items()}
+    for cached in range(prompt, prompt + steps):                               # T = 5, 6, 7
+        step = decode_step(model, 1, 1, cached).total("exact")
+        for m in ("macs", "flops", "reads", "writes"):
+            expected[m] += int(step[m])
+    for m in ("params", "macs", "flops", "reads", "writes"):
+        assert value(g["total"][m], P=prompt, n=steps) == expected[m], m
+
+
+def test_cli_past_and_generate():
+    r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "T", "--json", "--convention", "torch",
+            "--at", "T=100")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    # GPT-2 small, one token against T cached: 12 layers x 12 heads x 64 x 2 products x 2 FLOPs = 36864 per cached
+    # token (attention over T + 1 keys), plus the 124M-parameter matmuls once: 2 x 84934656 + 36864
+    assert d["formula"]["flops"] == "36864*T + 169906176"
+    assert d["evaluations"][0]["total"]["flops"] == 36864 * 100 + 169906176
+    r = cli("model", "hf:gpt2", "--input", "1x3x4", "--past", "T")
+    assert r.returncode == 2 and "B x L" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "0")
+    assert r.returncode == 2 and "positive" in r.stderr
