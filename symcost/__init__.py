@@ -22,8 +22,16 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "model", "__version__"]
 
 
-def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True):
-    """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached."""
+def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True, config=None):
+    """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached.
+
+    ``config={"hidden_size": "d", "num_hidden_layers": "n"}`` (or ``"hidden_size=d,…"``): formulas in the model's
+    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; not cached).
+    """
+    if config is not None:
+        from .hyper import derive_config
+
+        return derive_config(target, input_shape, config, train=train)
     from .commands.models import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False)

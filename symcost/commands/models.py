@@ -116,6 +116,10 @@ def run_model(args) -> int:
     from ..errors import NoSingleFormula
     from ..sweep import parse_assignments
 
+    if args.config or args.config_values:  # formulas in the model's own hyperparameters
+        from .config import run_config
+
+        return run_config(args)
     started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
@@ -271,6 +275,13 @@ def configure_model(p) -> None:
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--config", metavar="FIELD=SYMBOL,…",
+                   help="formulas in the model's own hyperparameters too: hf: config fields or a factory's integer "
+                        "arguments, e.g. hidden_size=d,num_hidden_layers=n (a number fixes a field; others keep "
+                        "their defaults)")
+    p.add_argument("--config-values", metavar="FILE.json",
+                   help='evaluate at named configurations: {"7B": {"hidden_size": 4096, ...}, ...} (without '
+                        "--config, its fields become the symbols)")
 
 
 COMMANDS = {"model": ("a whole model's per-layer costs and closed-form totals (torchvision:NAME or file.py:fn)",

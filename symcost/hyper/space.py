@@ -109,11 +109,20 @@ class ConfigSpace:
         return out
 
 
+#: the symbol a field gets when named without one (``--config hidden_size,num_hidden_layers``)
+READABLE = {"hidden_size": "d", "n_embd": "d", "d_model": "d", "dim": "d", "num_hidden_layers": "n", "n_layer": "n",
+            "num_layers": "n", "n_layers": "n", "intermediate_size": "f", "d_ff": "f", "hidden_dim": "f",
+            "num_attention_heads": "h", "n_head": "h", "num_heads": "h", "n_heads": "h", "num_key_value_heads": "k",
+            "vocab_size": "V", "num_local_experts": "E", "num_experts_per_tok": "top_k"}
+
+
 def parse_config(text: str | dict) -> dict[str, str | int]:
     """``"hidden_size=d,num_hidden_layers=2"`` (or a dict) -> {field: symbol name or fixed value}; a bare field
-    name is its own symbol.  Nothing is evaluated: names are validated, numbers parsed as integers."""
+    gets a readable symbol (``READABLE``, else its own name).  Nothing is evaluated: names are validated, numbers
+    parsed as integers."""
     items = text.items() if isinstance(text, dict) else \
-        [(p.partition("=")[0], p.partition("=")[2] or p.partition("=")[0]) for p in text.split(",") if p.strip()]
+        [(k, v if sep else READABLE.get(k.strip(), k.strip())) for k, sep, v in
+         (p.partition("=") for p in text.split(",") if p.strip())]
     out: dict[str, str | int] = {}
     for key, value in items:
         key, value = key.strip(), str(value).strip()

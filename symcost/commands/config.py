@@ -1,0 +1,131 @@
+"""`symcost model TARGET --input SHAPE --config FIELD=SYMBOL,…`: totals in the model's own hyperparameters.
+
+The derivation is ``symcost.hyper.derive_config``; this module parses ``--at`` and ``--config-values`` and prints.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..parse import UsageError
+
+METRICS = ("params", "buffers", "macs", "flops", "reads", "writes")
+
+
+def read_config_values(path: str) -> dict[str, dict]:
+    """``{"7B": {"hidden_size": 4096, …}, …}`` (or a list of objects with a "name") -> {row name: {field: int}}."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise UsageError(f"--config-values {path!r}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--config-values {path!r}: not JSON ({e.msg}, line {e.lineno})") from None
+    if isinstance(data, list):
+        if not all(isinstance(r, dict) for r in data):
+            raise UsageError(f"--config-values {path!r}: expected objects of field: integer")
+        data = {str(r.get("name", i)): {k: v for k, v in r.items() if k != "name"} for i, r in enumerate(data)}
+    if not isinstance(data, dict) or not data or not all(isinstance(r, dict) for r in data.values()):
+        raise UsageError(f"--config-values {path!r}: expected {{\"row name\": {{\"field\": integer, …}}, …}}")
+    for name, row in data.items():
+        for k, v in row.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"--config-values {path!r}: row {name!r}: {k} must be a positive integer, got {v!r}")
+    return data
+
+
+def config_points(cc, rows: dict[str, dict], at_values: dict[str, int]) -> list[tuple[str, dict]]:
+    """Each row (fields of the config, or symbol names) as an assignment of ``cc``'s symbols."""
+    symbols = {f: str(s) for f, s in cc.config_symbols.items()}
+    fixed = {f: v for f, v in cc.config.items() if isinstance(v, int)}
+    out = []
+    for name, row in rows.items():
+        values = dict(at_values)
+        for k, v in row.items():
+            if k in symbols:
+                values[symbols[k]] = v
+            elif k in symbols.values() or k in {str(s) for s in cc.symbols}:
+                values[k] = v
+            elif fixed.get(k, v) != v or k not in fixed:
+                raise UsageError(f"row {name!r}: {k}={v}, but the formula has {k} "
+                                 + (f"fixed at {fixed[k]}" if k in fixed else "at its default (add it to --config)"))
+        missing = [str(s) for s in cc.symbols if str(s) not in values]
+        if missing:
+            raise UsageError(f"row {name!r} gives no value for {', '.join(missing)}")
+        out.append((name, values))
+    return out
+
+
+def derive_for_args(args):
+    """The ``ConfigCost`` named by ``--config`` (or by the fields of ``--config-values``)."""
+    from ..hyper import derive_config
+    from .models import _status
+
+    config = args.config
+    if not config:
+        fields = sorted({k for row in read_config_values(args.config_values).values() for k in row})
+        config = ",".join(fields)
+    with _status(f"deriving {args.target} in {config}", not getattr(args, "json", False)):
+        return derive_config(args.target, args.input, config, train=args.train, input_dtype=args.input_dtype)
+
+
+def run_config(args) -> int:
+    from ..sweep import parse_assignments
+
+    started = time.perf_counter()
+    cc = derive_for_args(args)
+    names = [str(s) for s in cc.symbols]
+    evaluations = []
+    if args.at or args.config_values:
+        if args.config_values:  # rows give the config fields, --at the input's symbols
+            rows = read_config_values(args.config_values)
+            inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
+            at_points = parse_assignments(args.at, inputs) if inputs or args.at else [{}]
+            points = [(n, v) for p in at_points for n, v in config_points(cc, rows, p)]
+        else:
+            points = [("", p) for p in parse_assignments(args.at, names)]
+        for name, values in points:
+            try:
+                numbers = cc.evaluate(values, args.convention)
+            except ValueError as e:
+                raise UsageError(f"{name + ': ' if name else ''}{e}") from None
+            evaluations.append({**({"name": name} if name else {}), "values": values,
+                                **{m: numbers[m] for m in METRICS}})
+    total = cc.total(args.convention)
+    result = {
+        "target": cc.target,
+        "input_shape": [d if isinstance(d, int) else str(d) for d in cc.input_shape],
+        "config": cc.config,
+        "convention": args.convention,
+        "formula": {m: str(total[m]) for m in METRICS},
+        "flops_by_convention": {n: str(t["flops"]) for n, t in cc.totals.items()},
+        "conditions": cc.condition_texts() + [f"{s} >= 2" for s in cc.config_symbols.values()],
+        "domain": [f"{d} >= 1" for d in cc.domain],
+        "fit": cc.fit,
+        "uncovered": cc.uncovered,
+        "notes": cc.notes,
+    }
+    if evaluations:
+        result["evaluations"] = evaluations
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_text(result)
+    return 0
+
+
+def _print_text(result: dict) -> None:
+    name = result["convention"]
+    config = ", ".join(f"{k}={v}" for k, v in result["config"].items())
+    print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, config {config}")
+    for m, label in (("params", "params"), ("macs", "MACs"), ("flops", f"FLOPs[{name}]")):
+        print(f"{label:<14}{result['formula'][m]}")
+    print(f"valid where   {'; '.join(result['conditions'] + result['domain'])}")
+    for e in result.get("evaluations", []):
+        where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
+        print(f"{e.get('name') or where}: params {e['params']:,}  MACs {e['macs']:,}  FLOPs[{name}] {e['flops']:,}")
+    if result["uncovered"]:
+        print("UNCOVERED (not costed, not counted): " + ", ".join(result["uncovered"]))
+    for note in result["notes"]:
+        print(f"note: {note}")
