@@ -6,6 +6,8 @@ and ``trace``, ``model`` and ``fold_batchnorm`` import torch when first called.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,19 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
     from .commands.models import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False)
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``symcost.model`` (every trace does) would rebind ``symcost.model`` from the function
+    to that module; the function stays (the submodule is still ``sys.modules["symcost.model"]``)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "model" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

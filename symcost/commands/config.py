@@ -101,7 +101,7 @@ def run_config(args) -> int:
         "flops_by_convention": {n: str(t["flops"]) for n, t in cc.totals.items()},
         "conditions": cc.condition_texts() + [f"{s} >= 2" for s in cc.config_symbols.values()],
         "domain": [f"{d} >= 1" for d in cc.domain],
-        "fit": cc.fit,
+        "fit": {k: v for k, v in cc.fit.items() if k != "traced_at"},
         "uncovered": cc.uncovered,
         "notes": cc.notes,
     }

@@ -212,7 +212,8 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     verified = _verify(space, tracer, order, formulas, grids, checks, seed)
     totals = {name: {**{m: formulas[m] for m in FIELD_METRICS}, "flops": formulas[f"flops:{name}"]}
               for name in CONVENTIONS}
-    fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified}
+    fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
+           "traced_at": [dict(key) for key in tracer.memo]}
     notes = [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} further configurations"]
     return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
                       tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
