@@ -108,7 +108,7 @@ def test_gpt2_at_random_configs_equals_flop_counter_and_numel(gpt2):
     checked = 0
     while checked < 6:
         heads = rng.randint(2, 9)
-        config = {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(1, 9)}
+        config = {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
         if not unused(gpt2, config):
             continue
         model = hf_model("gpt2", **config)
@@ -120,8 +120,8 @@ def test_gpt2_at_random_configs_equals_flop_counter_and_numel(gpt2):
 
 
 def test_head_dim_divisibility_is_a_condition_and_breaking_it_is_refused(gpt2):
-    assert gpt2.condition_texts() == ["d divisible by h (head_dim = d/h)"]
-    with pytest.raises(ValueError, match=r"holds only where d divisible by h \(head_dim = d/h\)"):
+    assert gpt2.condition_texts() == ["d divisible by h, d >= 2*h (head_dim = d/h)"]
+    with pytest.raises(ValueError, match=r"holds only where d divisible by h, d >= 2\*h \(head_dim = d/h\)"):
         gpt2.evaluate({"d": 100, "n": 2, "h": 12, "L": 8})
     with pytest.raises(ValueError, match="fitted and verified for h >= 2"):
         gpt2.evaluate({"d": 100, "n": 2, "h": 1, "L": 8})
@@ -151,17 +151,21 @@ def test_llama_in_six_fields_by_hand_and_at_random_configs(llama):
     # MACs: the seven projections per token, plus QK^T and AV (2 h L^2 d/h); rotary and softmax are no MACs
     macs = n * (L * (2 * d**2 + 2 * d * k * d / h + 3 * d * f) + 2 * L**2 * d)
     assert sympy.expand(llama.total()["macs"] - macs) == 0
-    # Llama-2-7B's published 6,738,415,616 params include the 32000 x 4096 lm_head AutoModel leaves out
+    # Llama-2-70B's published 68,976,648,192 params include the 32000 x 8192 lm_head AutoModel leaves out
+    seventy_b = {"d": 8192, "n": 80, "f": 28672, "h": 64, "k": 8, "V": 32000, "L": 2048}
+    assert llama.evaluate(seventy_b)["params"] == 68976648192 - 32000 * 8192
+    # 7B has h = k: repeat_kv returns early there (no copy), so reads differ: that case is derived on its own
     seven_b = {"d": 4096, "n": 32, "f": 11008, "h": 32, "k": 32, "V": 32000, "L": 2048}
-    assert llama.evaluate(seven_b)["params"] == 6738415616 - 32000 * 4096
-    assert set(llama.condition_texts()) == {"d divisible by 2*h (head_dim = d/h must be even)",
-                                            "h divisible by k (query heads per key/value head = h/k)"}
+    with pytest.raises(ValueError, match="query heads per key/value head is 1"):
+        llama.evaluate(seven_b)
+    assert set(llama.condition_texts()) == {"d divisible by 2*h, d >= 4*h (head_dim = d/h must be even)",
+                                            "h divisible by k, h >= 2*k (query heads per key/value head = h/k)"}
     rng = random.Random(7)
     checked = 0
     while checked < 4:
         kv = rng.randint(2, 3)
-        heads = kv * rng.randint(1, 3)
-        config = {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(1, 5),
+        heads = kv * rng.randint(2, 3)
+        config = {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(2, 5),
                   "num_hidden_layers": rng.randint(2, 3), "intermediate_size": rng.randint(2, 40),
                   "vocab_size": rng.randint(2, 50)}
         if not unused(llama, config):
@@ -177,6 +181,19 @@ def test_llama_in_six_fields_by_hand_and_at_random_configs(llama):
         llama.evaluate({**seven_b, "d": 4100})       # 4100 / 32 is not an integer
     with pytest.raises(ValueError, match="h divisible by k"):
         llama.evaluate({**seven_b, "k": 5})          # 32 query heads cannot share 5 key/value heads
+
+
+@pytest.mark.slow
+def test_llama_multi_head_attention_ties_two_fields_to_one_symbol():
+    pytest.importorskip("transformers")
+    mha = derive_config("hf:llama", "1xL", "hidden_size=d,num_hidden_layers=n,num_attention_heads=h,"
+                                           "num_key_value_heads=h")
+    # Llama-2-7B: 6,738,415,616 published, less the 32000 x 4096 lm_head AutoModel leaves out
+    assert mha.evaluate({"d": 4096, "n": 32, "h": 32, "L": 2048})["params"] == 6738415616 - 32000 * 4096
+    config = {"hidden_size": 60, "num_hidden_layers": 3, "num_attention_heads": 3, "num_key_value_heads": 3}
+    assert unused(mha, {k: v for k, v in config.items() if k != "num_key_value_heads"})
+    x = torch.zeros(1, 9, dtype=torch.long, device="meta")
+    assert_matches_fresh_build(mha, hf_model("llama", **config), {"d": 60, "n": 3, "h": 3, "L": 9}, x)
 
 
 # --------------------------------------------------------------------------------------------- a CNN factory

@@ -56,7 +56,7 @@ def config_points(cc, rows: dict[str, dict], at_values: dict[str, int]) -> list[
     return out
 
 
-def derive_for_args(args):
+def derive_for_args(target: str, args):
     """The ``ConfigCost`` named by ``--config`` (or by the fields of ``--config-values``)."""
     from ..hyper import derive_config
     from .models import _status
@@ -65,32 +65,61 @@ def derive_for_args(args):
     if not config:
         fields = sorted({k for row in read_config_values(args.config_values).values() for k in row})
         config = ",".join(fields)
-    with _status(f"deriving {args.target} in {config}", not getattr(args, "json", False)):
-        return derive_config(args.target, args.input, config, train=args.train, input_dtype=args.input_dtype)
+    with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
+        return derive_config(target, args.input, config, train=args.train,
+                             input_dtype=getattr(args, "input_dtype", None))
+
+
+def evaluations(cc, args) -> list[dict]:
+    """Exact numbers at ``--at`` points, or at each ``--config-values`` row (``--at`` giving the input's symbols)."""
+    from ..sweep import parse_assignments
+
+    if args.config_values:
+        rows = read_config_values(args.config_values)
+        inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
+        at_points = parse_assignments(args.at, inputs) if inputs or args.at else [{}]
+        points = [(n, v) for p in at_points for n, v in config_points(cc, rows, p)]
+    elif args.at:
+        points = [("", p) for p in parse_assignments(args.at, [str(s) for s in cc.symbols])]
+    else:
+        return []
+    out = []
+    for name, values in points:
+        try:
+            numbers = cc.evaluate(values, args.convention)
+        except ValueError as e:
+            raise UsageError(f"{name + ': ' if name else ''}{e}") from None
+        out.append({**({"name": name} if name else {}), "values": values, **{m: numbers[m] for m in METRICS}})
+    return out
+
+
+def config_table(args):
+    """`symcost table TARGET --config-values FILE`: one row per named configuration, all from one formula."""
+    from ..export.tables import Table
+    from ..parse import convention_arg
+    from ..sweep import parse_assignments
+
+    conv = convention_arg(args.convention)
+    if len(args.targets) != 1:
+        raise UsageError("--config-values tabulates one target's configurations; give one target")
+    if not args.config_values:
+        raise UsageError("--config in a table needs --config-values FILE.json (the rows)")
+    target = args.targets[0]
+    cc = derive_for_args(target, args)
+    rows = [{"name": e["name"], "target": target, **{m: e[m] for m in METRICS}} for e in evaluations(cc, args)]
+    inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
+    points = parse_assignments(args.at, inputs) if inputs else [{}]
+    if len(points) != 1:
+        raise UsageError("--at: a table takes one value per input symbol")
+    formula = cc.total(conv.name)["params"]
+    notes = [f"every row is one formula evaluated: params = {formula}", *cc.notes]
+    return Table("models", conv, tuple(cc.input_shape), points[0], [target], rows, notes=notes)
 
 
 def run_config(args) -> int:
-    from ..sweep import parse_assignments
-
     started = time.perf_counter()
-    cc = derive_for_args(args)
-    names = [str(s) for s in cc.symbols]
-    evaluations = []
-    if args.at or args.config_values:
-        if args.config_values:  # rows give the config fields, --at the input's symbols
-            rows = read_config_values(args.config_values)
-            inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
-            at_points = parse_assignments(args.at, inputs) if inputs or args.at else [{}]
-            points = [(n, v) for p in at_points for n, v in config_points(cc, rows, p)]
-        else:
-            points = [("", p) for p in parse_assignments(args.at, names)]
-        for name, values in points:
-            try:
-                numbers = cc.evaluate(values, args.convention)
-            except ValueError as e:
-                raise UsageError(f"{name + ': ' if name else ''}{e}") from None
-            evaluations.append({**({"name": name} if name else {}), "values": values,
-                                **{m: numbers[m] for m in METRICS}})
+    cc = derive_for_args(args.target, args)
+    evaluated = evaluations(cc, args)
     total = cc.total(args.convention)
     result = {
         "target": cc.target,
@@ -105,8 +134,8 @@ def run_config(args) -> int:
         "uncovered": cc.uncovered,
         "notes": cc.notes,
     }
-    if evaluations:
-        result["evaluations"] = evaluations
+    if evaluated:
+        result["evaluations"] = evaluated
     result["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -129,3 +158,45 @@ def _print_text(result: dict) -> None:
         print("UNCOVERED (not costed, not counted): " + ", ".join(result["uncovered"]))
     for note in result["notes"]:
         print(f"note: {note}")
+
+
+def config_plot(args) -> int:
+    """`symcost plot TARGET --input 1x1024 --config n_embd=d --range d=256:4096:128`: cost against a config field."""
+    from .. import plot
+    from ..export.tables import display_name
+    from ..parse import convention_arg
+    from .papers import parse_range
+
+    conv = convention_arg(args.convention)
+    if args.metric not in plot.METRICS:
+        raise UsageError(f"unknown metric {args.metric!r}; choose one of: {', '.join(plot.METRICS)}")
+    if args.breakdown:
+        raise UsageError("--breakdown is for input sizes; with --config each curve is one model's total")
+    out = Path(args.out)
+    if out.suffix.lower() not in plot.SUFFIXES or not out.parent.is_dir():
+        raise UsageError(f"--out {args.out!r}: a .png, .pdf or .svg file in an existing folder")
+    models = []
+    for target in args.targets:
+        cc = derive_for_args(target, args)
+        names = [str(s) for s in cc.symbols]
+        if len(names) != 1:
+            raise UsageError(f"a plot needs exactly one symbol; {target} has {', '.join(names)} (give --input "
+                             "concrete sizes and one --config field)")
+        models.append((display_name(target), cc))
+    symbol, xs = parse_range(args.range, names)
+    title = args.title or f"{plot.metric_label(args.metric, conv.name)[0]} vs {symbol} (input {args.input})"
+    try:
+        plot.plot_models(models, symbol, xs, args.metric, conv.name, out, logx=args.logx, logy=args.logy,
+                         shape_text=args.input, title=title)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    import numpy as np
+
+    for label, cc in models:  # plot's own note speaks of tensor sizes; here it is mostly a condition
+        skipped = [int(x) for x, ok in zip(xs, cc.valid(np.array(xs))) if not ok]
+        if skipped:
+            print(f"symcost plot: note: {label}: {len(skipped)} of {len(xs)} values skipped ({symbol}="
+                  f"{', '.join(map(str, skipped[:6]))}{', …' if len(skipped) > 6 else ''}): the formula holds where "
+                  + "; ".join(cc.condition_texts() + [f"{symbol} >= 2"]))
+    print(f"wrote {out}")
+    return 0

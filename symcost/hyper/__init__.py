@@ -84,10 +84,16 @@ class ConfigCost(_Sweepable):
                 raise ValueError(f"{s}={v}: the formula is fitted and verified for {s} >= {MIN_VALUE} (a size of 1 can "
                                  f"change torch's graph); fix {config_names[str(s)]}={v} in the config to derive it")
         by_field = {**self.fixed, **{f: get[str(s)] for f, s in self.config_symbols.items()}}
+        given = ", ".join(f"{k}={v}" for k, v in get.items())
         for r, text in zip(self.conditions, self.condition_texts()):
             if not r.holds(by_field):
-                given = ", ".join(f"{k}={v}" for k, v in get.items())
                 raise ValueError(f"{given}: the formula holds only where {text}")
+            if r.quotient(by_field) < MIN_VALUE:
+                num, den = (self.config.get(x, x) for x in (r.num, r.den))
+                raise ValueError(f"{given}: {r.quantity} is {r.factor * r.quotient(by_field)}; the formula is fitted "
+                                 f"and verified where {num}/({r.factor}*{den}) >= {MIN_VALUE} (the model can take "
+                                 "another path below); derive that case on its own"
+                                 + (f" (e.g. --config …,{r.den}={num}, the same symbol)" if r.factor == 1 else ""))
         super().check_domain(values)
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
@@ -104,7 +110,8 @@ class ConfigCost(_Sweepable):
         def checked(*arrays):
             out = run(*arrays)
             for r in self.conditions:
-                out["valid"] = out["valid"] & (np.mod(value(arrays, r.num), r.factor * value(arrays, r.den)) == 0)
+                num, den = value(arrays, r.num), r.factor * value(arrays, r.den)
+                out["valid"] = out["valid"] & (np.mod(num, den) == 0) & (num // den >= MIN_VALUE)
             for f in sym:
                 out["valid"] = out["valid"] & (value(arrays, f) >= MIN_VALUE)
             return out

@@ -49,15 +49,21 @@ class Relation:
     def holds(self, values: dict) -> bool:
         return values[self.num] % (self.factor * values[self.den]) == 0
 
+    def quotient(self, values: dict) -> int:
+        """num / (factor * den): fitted and verified from MIN_VALUE up, like every symbol (at 1 a model can take
+        another path: Llama's repeat_kv returns early when h = k, skipping a copy)."""
+        return values[self.num] // (self.factor * values[self.den])
+
     def text(self, symbols: dict, fixed: dict) -> str:
         """``d divisible by 2*h (head_dim = d/h must be even)``, with fixed fields as their numbers."""
         num, den = (str(symbols[f]) if f in symbols else str(fixed[f]) for f in (self.num, self.den))
         if self.den in symbols:
             divisor = f"{self.factor}*{den}" if self.factor > 1 else den
+            least = f"{MIN_VALUE * self.factor}*{den}"
         else:
-            divisor = str(self.factor * fixed[self.den])
+            divisor, least = str(self.factor * fixed[self.den]), str(MIN_VALUE * self.factor * fixed[self.den])
         why = f"{self.quantity} = {num}/{den}" + (" must be even" if self.factor > 1 else "")
-        return f"{num} divisible by {divisor} ({why})"
+        return f"{num} divisible by {divisor}, {num} >= {least} ({why})"
 
 
 @dataclass
@@ -87,11 +93,12 @@ class ConfigSpace:
     def candidates(self, f: str, chosen: dict[str, list[int]], count: int, multipliers) -> list[int]:
         """``count`` values for field ``f`` compatible with every value already chosen for its divisors and with
         the fixed fields it must divide."""
-        step, limit = 1, 0
+        step, limit, least = 1, 0, MIN_VALUE
         for r in self.relations:
             if r.num == f:
                 dens = chosen.get(r.den) or [self.fixed[r.den]]
                 step = math.lcm(step, r.factor * math.lcm(*dens))
+                least = max(least, MIN_VALUE * r.factor * max(dens))  # every quotient >= MIN_VALUE
             if r.den == f and r.num in self.fixed:
                 if self.fixed[r.num] % r.factor:
                     raise UsageError(f"{r.num}={self.fixed[r.num]} is not divisible by {r.factor} "
@@ -100,9 +107,9 @@ class ConfigSpace:
         out = []
         for m in multipliers:
             v = step * m
-            if limit and v > limit:
+            if limit and v * MIN_VALUE > limit:
                 break
-            if v >= MIN_VALUE and (not limit or limit % v == 0):
+            if v >= least and (not limit or limit % v == 0):
                 out.append(v)
             if len(out) == count:
                 return out
@@ -152,14 +159,19 @@ def config_space(target: str, config: dict[str, str | int]) -> ConfigSpace:
     raise UsageError(f"--config works with hf:MODEL_TYPE and path/to/file.py:factory targets, not {target!r}")
 
 
-def _split(config: dict) -> tuple[dict, dict]:
-    symbols = {f: user_symbol(v) for f, v in config.items() if isinstance(v, str)}
-    seen: dict[str, str] = {}
-    for f, s in symbols.items():
-        if str(s) in seen:
-            raise UsageError(f"--config: {seen[str(s)]} and {f} are both {s}; give each field its own symbol")
-        seen[str(s)] = f
-    return symbols, {f: v for f, v in config.items() if isinstance(v, int)}
+def _split(config: dict) -> tuple[dict, dict, dict]:
+    """(primary field -> symbol, fixed field -> value, tied field -> the primary field with the same symbol):
+    ``num_attention_heads=h,num_key_value_heads=h`` ties two fields to one symbol (multi-head attention)."""
+    symbols: dict[str, sympy.Symbol] = {}
+    ties: dict[str, str] = {}
+    primary: dict[str, str] = {}
+    for f, v in config.items():
+        if isinstance(v, str):
+            if v in primary:
+                ties[f] = primary[v]
+            else:
+                primary[v], symbols[f] = f, user_symbol(v)
+    return symbols, {f: v for f, v in config.items() if isinstance(v, int)}, ties
 
 
 def _hf_space(model_type: str, config: dict) -> ConfigSpace:
@@ -179,10 +191,14 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
             close = difflib.get_close_matches(f, list(ints), n=3)
             raise UsageError(f"hf:{model_type} has no integer config field {f!r}"
                              + (f"; did you mean {', '.join(close)}?" if close else ""))
-    symbols, fixed = _split(config)
+    symbols, fixed, ties = _split(config)
     relations = []
     rotary = any("rope" in k for k in vars(default))  # rotary embeddings split each head in two halves
     for num, den, quantity in HF_RELATIONS:
+        if num in ties or den in ties:
+            num, den = ties.get(num, num), ties.get(den, den)
+            if num == den:
+                continue  # tied fields: the quotient is 1 by construction
         if num in ints and den in ints and (num in symbols or den in symbols):
             if quantity == "head_dim" and ints.get("head_dim") not in (None, ints[num] // ints[den]):
                 continue  # an explicit head_dim: no relation between these two fields
@@ -200,7 +216,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
         level = logging.get_verbosity()
         logging.set_verbosity_error()  # tiny sample vocabularies make it warn about special token ids
         try:
-            cfg = AutoConfig.for_model(model_type, **values)
+            cfg = AutoConfig.for_model(model_type, **values, **{t: values[p] for t, p in ties.items()})
             with torch.device("meta"):
                 return AutoModel.from_config(cfg)
         finally:
@@ -219,12 +235,13 @@ def _factory_space(path: Path, attr: str, config: dict) -> ConfigSpace:
     for f in config:
         if f not in params and not accepts_any:
             raise UsageError(f"{path}:{attr} has no argument {f!r} (its arguments: {', '.join(params) or 'none'})")
-    symbols, fixed = _split(config)
+    symbols, fixed, ties = _split(config)
 
     def build(values: dict):
         import torch
         from torch import nn
 
+        values = {**values, **{t: values[p] for t, p in ties.items()}}
         try:
             with torch.device("meta"):
                 model = factory(**values)
