@@ -268,3 +268,20 @@ def test_cli_config_json_and_refusals(nets, tmp_path):
         r = cli("model", f"{nets}:build", "--input", "1x3xRxR", *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_table_rows_from_one_formula_equal_fresh_builds(tmp_path):
+    pytest.importorskip("transformers")
+    rows = {"small": {"n_embd": 768, "n_layer": 12, "n_head": 12}, "medium": {"n_embd": 1024, "n_layer": 24,
+                                                                              "n_head": 16}}
+    path = tmp_path / "gpt2_configs.json"
+    path.write_text(json.dumps(rows))
+    r = cli("table", "hf:gpt2", "--input", "1x64", "--config-values", str(path), "--json", "--convention", "torch")
+    assert r.returncode == 0, r.stderr
+    assert "one formula in d, h, n" in r.stderr
+    table = json.loads(r.stdout)
+    got = {row["name"]: row for row in table["rows"]}
+    for name, config in rows.items():
+        model = hf_model("gpt2", **config)
+        assert got[name]["params"] == sum(p.numel() for p in model.parameters()), name
+        assert got[name]["flops"] == torch_flops(model, torch.zeros(1, 64, dtype=torch.long, device="meta")), name

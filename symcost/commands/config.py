@@ -56,26 +56,41 @@ def config_points(cc, rows: dict[str, dict], at_values: dict[str, int]) -> list[
     return out
 
 
-def derive_for_args(target: str, args):
-    """The ``ConfigCost`` named by ``--config`` (or by the fields of ``--config-values``)."""
+def derive_for_args(target: str, args, config: str | dict | None = None):
+    """The ``ConfigCost`` named by ``config``, ``--config`` or the fields of ``--config-values``."""
     from ..hyper import derive_config
     from .models import _status
 
-    config = args.config
-    if not config:
-        fields = sorted({k for row in read_config_values(args.config_values).values() for k in row})
-        config = ",".join(fields)
+    config = config or args.config or ",".join(sorted({k for row in read_config_values(args.config_values).values()
+                                                      for k in row}))
     with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
         return derive_config(target, args.input, config, train=args.train,
                              input_dtype=getattr(args, "input_dtype", None))
 
 
-def evaluations(cc, args) -> list[dict]:
+def row_groups(config: dict, rows: dict) -> list[tuple[dict, dict]]:
+    """Rows grouped by the formula they need: where a row has num_attention_heads = num_key_value_heads (a
+    quotient of 1, which the general formula excludes), the two fields share one symbol."""
+    from ..hyper.space import HF_RELATIONS
+
+    groups: dict[tuple, tuple[dict, dict]] = {}
+    for name, row in rows.items():
+        tied = dict(config)
+        for num, den, _ in HF_RELATIONS:
+            if isinstance(config.get(num), str) and isinstance(config.get(den), str) and row.get(num) == row.get(den):
+                tied[den] = config[num]
+        key = tuple(sorted(tied.items()))
+        groups.setdefault(key, (tied, {}))[1][name] = row
+    return list(groups.values())
+
+
+def evaluations(cc, args, rows: dict | None = None) -> list[dict]:
     """Exact numbers at ``--at`` points, or at each ``--config-values`` row (``--at`` giving the input's symbols)."""
     from ..sweep import parse_assignments
 
-    if args.config_values:
+    if rows is None and args.config_values:
         rows = read_config_values(args.config_values)
+    if rows is not None:
         inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
         at_points = parse_assignments(args.at, inputs) if inputs or args.at else [{}]
         points = [(n, v) for p in at_points for n, v in config_points(cc, rows, p)]
@@ -96,6 +111,7 @@ def evaluations(cc, args) -> list[dict]:
 def config_table(args):
     """`symcost table TARGET --config-values FILE`: one row per named configuration, all from one formula."""
     from ..export.tables import Table
+    from ..hyper import parse_config
     from ..parse import convention_arg
     from ..sweep import parse_assignments
 
@@ -105,15 +121,24 @@ def config_table(args):
     if not args.config_values:
         raise UsageError("--config in a table needs --config-values FILE.json (the rows)")
     target = args.targets[0]
-    cc = derive_for_args(target, args)
-    rows = [{"name": e["name"], "target": target, **{m: e[m] for m in METRICS}} for e in evaluations(cc, args)]
-    inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
+    rows = read_config_values(args.config_values)
+    if args.caption is None:
+        args.caption = f"Cost of {target} configurations, each row from a formula in its config fields"
+    config = parse_config(args.config or ",".join(sorted({k for row in rows.values() for k in row})))
+    found, notes, shape = {}, [], ()
+    for tied, group in row_groups(config, rows):
+        cc = derive_for_args(target, args, tied)
+        for e in evaluations(cc, args, group):
+            found[e["name"]] = {"name": e["name"], "target": target, **{m: e[m] for m in METRICS}}
+        same = [f"{f} = {g}" for f, g in tied.items() if config[f] != g]
+        notes.append(f"rows {', '.join(group)}: one formula in {', '.join(sorted(map(str, cc.symbols)))}"
+                     + (f" ({'; '.join(same)})" if same else "") + f", params = {cc.total(conv.name)['params']}")
+        shape = cc.input_shape
+    inputs = sorted({str(s) for d in shape if not isinstance(d, int) for s in d.free_symbols})
     points = parse_assignments(args.at, inputs) if inputs else [{}]
     if len(points) != 1:
         raise UsageError("--at: a table takes one value per input symbol")
-    formula = cc.total(conv.name)["params"]
-    notes = [f"every row is one formula evaluated: params = {formula}", *cc.notes]
-    return Table("models", conv, tuple(cc.input_shape), points[0], [target], rows, notes=notes)
+    return Table("models", conv, tuple(shape), points[0], [target], [found[n] for n in rows], notes=notes)
 
 
 def run_config(args) -> int:
