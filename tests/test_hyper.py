@@ -196,6 +196,31 @@ def test_llama_multi_head_attention_ties_two_fields_to_one_symbol():
     assert_matches_fresh_build(mha, hf_model("llama", **config), {"d": 60, "n": 3, "h": 3, "L": 9}, x)
 
 
+@pytest.mark.slow
+def test_bert_in_width_depth_heads_and_ffn():
+    pytest.importorskip("transformers")
+    bert = derive_config("hf:bert", "1xL", "hidden_size=d,num_hidden_layers=n,num_attention_heads=h,"
+                                           "intermediate_size=f")
+    # per layer: Q, K, V, attention output d x d + d each; intermediate d x f + f; output f x d + d; 2 LayerNorms
+    # 2d each -> 4d^2 + 2df + 9d + f; embeddings (30522 words + 512 positions + 2 token types) x d + LayerNorm 2d;
+    # pooler d x d + d
+    hand = n * (4 * d**2 + 2 * d * f + 9 * d + f) + (30522 + 512 + 2) * d + 2 * d + d**2 + d
+    assert sympy.expand(bert.total()["params"] - hand) == 0
+    assert bert.evaluate({"d": 768, "n": 12, "h": 12, "f": 3072, "L": 128})["params"] == 109482240  # BERT-base
+    rng = random.Random(5)
+    for _ in range(3):
+        heads = rng.randint(2, 6)
+        config = {"hidden_size": heads * rng.randint(2, 7), "num_hidden_layers": rng.randint(2, 3),
+                  "num_attention_heads": heads, "intermediate_size": rng.randint(2, 50)}
+        if not unused(bert, config):
+            continue
+        model = hf_model("bert", **config)
+        x = torch.zeros(1, 13, dtype=torch.long, device="meta")
+        values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "h": heads,
+                  "f": config["intermediate_size"], "L": 13}
+        assert_matches_fresh_build(bert, model, values, x)
+
+
 # --------------------------------------------------------------------------------------------- a CNN factory
 
 @pytest.fixture(scope="module")
