@@ -51,6 +51,12 @@ CNN = textwrap.dedent("""
 
     def thirds(width=8):
         return nn.Sequential(nn.Linear(8, width // 3 + 1))   # not a polynomial in width
+
+
+    def wider_from_ten(width=8, depth=2):
+        # polynomial at every value the fit samples (2..7), another one from 10 on: only the check at random
+        # configurations can see it
+        return nn.Sequential(*[nn.Linear(8, 8) for _ in range(depth)], nn.Linear(8, width if width < 10 else 2 * width))
 """)
 
 
@@ -260,6 +266,11 @@ def test_cnn_factory_at_random_width_depth_and_resolution(cnn, nets):
 def test_a_field_no_polynomial_explains_is_refused_by_name(nets):
     with pytest.raises(TraceError, match=r"no polynomial of degree <= 4 in width \(= w\)"):
         derive_config(f"{nets}:thirds", "1x8", "width=w")
+
+
+def test_a_formula_the_random_checks_refute_is_refused_naming_the_field(nets):
+    with pytest.raises(TraceError, match=r"not one polynomial in width;"):
+        derive_config(f"{nets}:wider_from_ten", "1x8", "width=w,depth=n", checks=12)
 
 
 # ------------------------------------------------------------------------------------------------- the CLI

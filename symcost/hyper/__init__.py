@@ -216,7 +216,7 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     traced = {idx: tracer({f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))}) for idx in points}
     formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
                 for m in traced[points[0]]}
-    verified = _verify(space, tracer, order, formulas, grids, checks, seed)
+    verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
     totals = {name: {**{m: formulas[m] for m in FIELD_METRICS}, "flops": formulas[f"flops:{name}"]}
               for name in CONVENTIONS}
     fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
@@ -228,7 +228,7 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
 
 
 def _verify(space: ConfigSpace, tracer: _Tracer, order: list[str], formulas: dict, grids, checks: int,
-            seed: int) -> list[dict]:
+            seed: int, base: dict) -> list[dict]:
     rng = random.Random(seed)
     on_grid = set(itertools.product(*grids))
     done: list[dict] = []
@@ -242,13 +242,32 @@ def _verify(space: ConfigSpace, tracer: _Tracer, order: list[str], formulas: dic
         point = {f: v[0] for f, v in values.items()}
         if tuple(point[f] for f in order) in on_grid or point in done:
             continue
-        traced = tracer(point)
-        subs = {space.symbols[f]: sympy.Integer(v) for f, v in point.items()}
-        for m, expr in formulas.items():
-            if sympy.expand(expr.xreplace(subs) - traced[m]) != 0:
-                where = ", ".join(f"{f}={v}" for f, v in point.items())
-                raise TraceError(f"{space.target}: the formula fitted for {m.replace(':', ' ')} differs from a fresh "
-                                 f"trace at {where}: no exact formula in {', '.join(order)}; symcost refuses rather "
-                                 "than approximate")
+        wrong = _mismatch(space, tracer, formulas, point)
+        if wrong:
+            where = ", ".join(f"{f}={v}" for f, v in point.items())
+            culprits = _culprits(space, tracer, formulas, order, base, point) or order
+            raise TraceError(f"{space.target}: the formula fitted for {wrong.replace(':', ' ')} differs from a fresh "
+                             f"trace at {where}: the cost is not one polynomial in {', '.join(culprits)}; symcost "
+                             "refuses rather than approximate")
         done.append(point)
     return done
+
+
+def _mismatch(space: ConfigSpace, tracer: _Tracer, formulas: dict, point: dict) -> str:
+    """The first metric whose formula differs from a fresh trace at ``point`` ("" if none)."""
+    traced = tracer(point)
+    subs = {space.symbols[f]: sympy.Integer(v) for f, v in point.items()}
+    return next((m for m, e in formulas.items() if sympy.expand(e.xreplace(subs) - traced[m]) != 0), "")
+
+
+def _culprits(space: ConfigSpace, tracer: _Tracer, formulas: dict, order: list[str], base: dict,
+              point: dict) -> list[str]:
+    """The fields that alone, moved from the base configuration to ``point``'s value, break the formula."""
+    out = []
+    for f in order:
+        moved = {**base, f: point[f]}
+        every = {**space.fixed, **moved}
+        if all(r.holds(every) and r.quotient(every) >= MIN_VALUE for r in space.relations) \
+                and _mismatch(space, tracer, formulas, moved):
+            out.append(f)
+    return out
