@@ -28,12 +28,12 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
     """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached.
 
     ``config={"hidden_size": "d", "num_hidden_layers": "n"}`` (or ``"hidden_size=d,…"``): formulas in the model's
-    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; not cached).
+    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``).
     """
     if config is not None:
         from .hyper import derive_config
 
-        return derive_config(target, input_shape, config, train=train)
+        return derive_config(target, input_shape, config, train=train, use_cache=use_cache)
     from .commands.models import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False)

@@ -60,6 +60,19 @@ CNN = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def private_cache(tmp_path_factory):
+    """Derivations cached by these tests stay in a folder of their own."""
+    folder = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("SYMCOST_CACHE_DIR")
+    os.environ["SYMCOST_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SYMCOST_CACHE_DIR")
+    else:
+        os.environ["SYMCOST_CACHE_DIR"] = old
+
+
 def hf_model(model_type: str, **config):
     from transformers import AutoConfig, AutoModel
 

@@ -5,6 +5,7 @@ The derivation is ``symcost.hyper.derive_config``; this module parses ``--at`` a
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def derive_for_args(target: str, args, config: str | dict | None = None):
                                                       for k in row}))
     with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
         return derive_config(target, args.input, config, train=args.train,
-                             input_dtype=getattr(args, "input_dtype", None))
+                             input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache)
 
 
 def row_groups(config: dict, rows: dict) -> list[tuple[dict, dict]]:
@@ -142,6 +143,9 @@ def config_table(args):
 
 
 def run_config(args) -> int:
+    for flag in ("assume_divisible", "layers"):
+        if getattr(args, flag, None):
+            raise UsageError(f"--{flag.replace('_', '-')} is not available with --config (totals only)")
     started = time.perf_counter()
     cc = derive_for_args(args.target, args)
     evaluated = evaluations(cc, args)
@@ -166,6 +170,9 @@ def run_config(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         _print_text(result)
+    if getattr(args, "strict", False) and cc.uncovered:
+        print(f"symcost model: --strict: ops symcost cannot cost: {', '.join(sorted(cc.uncovered))}", file=sys.stderr)
+        return 1
     return 0
 
 

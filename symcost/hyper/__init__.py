@@ -120,24 +120,43 @@ class ConfigCost(_Sweepable):
 
 
 def derive_config(target: str, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
-                  checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None) -> ConfigCost:
+                  checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None,
+                  use_cache: bool = False) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
     ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
-    integer value fixes a field; fields not named keep their defaults).
+    integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
+    derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).
     """
+    import pickle
+
+    from .. import cache
     from ..parse import parse_shape
     from ..targets import default_input_dtype
 
     space = config_space(target, parse_config(config))
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    dtype = input_dtype or default_input_dtype(target)
+    spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}"
+    key = cache.cache_key(target, spec, train, space.source)
+    if use_cache:
+        hit = cache.load(key)
+        if isinstance(hit, dict) and "config_cost" in hit:
+            return pickle.loads(hit["config_cost"])
+    cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress)
+    if use_cache:
+        cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
+    return cc
+
+
+def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: str, checks: int, seed: int,
+                  progress) -> ConfigCost:
     inputs = {str(d) for d in shape if not isinstance(d, int)}
     clash = inputs & {str(s) for s in space.symbols.values()}
     if clash:
         raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
-    dtype = input_dtype or default_input_dtype(target)
     tracer = _Tracer(space, shape, train, dtype, progress)
     return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()})
 
