@@ -334,3 +334,30 @@ def test_cli_table_rows_from_one_formula_equal_fresh_builds(tmp_path):
         model = hf_model("gpt2", **config)
         assert got[name]["params"] == sum(p.numel() for p in model.parameters()), name
         assert got[name]["flops"] == torch_flops(model, torch.zeros(1, 64, dtype=torch.long, device="meta")), name
+
+
+def test_numpy_sweep_over_many_configs_equals_exact_evaluation(gpt2):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    h_ = rng.integers(2, 64, 100_000)
+    d_ = h_ * rng.integers(1, 5, 100_000) + (rng.random(100_000) < 0.2)  # d/h = 1 and d % h != 0 are invalid
+    n_, L_ = rng.integers(1, 9, 100_000), rng.integers(1, 4097, 100_000)
+    out = gpt2.lambdified("torch")(L_, d_, h_, n_)   # symbols in order L, d, h, n
+    assert 0.3 < out["valid"].mean() < 0.7
+    for i in range(0, 100_000, 997):
+        values = {"L": int(L_[i]), "d": int(d_[i]), "h": int(h_[i]), "n": int(n_[i])}
+        try:
+            exact = gpt2.evaluate(values, "torch")
+        except ValueError:
+            assert not out["valid"][i], values
+            continue
+        assert out["valid"][i] and int(out["flops"][i]) == exact["flops"] and int(out["params"][i]) == exact["params"]
+
+
+def test_cli_plot_against_a_config_field(nets, tmp_path):
+    out = tmp_path / "cost_vs_width.png"
+    r = cli("plot", f"{nets}:build", "--input", "1x3x32x32", "--config", "width=w", "--range", "w=1:40:3",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 0 and "1 of 14 values skipped (w=1)" in r.stdout
