@@ -131,11 +131,12 @@ def derive_config(target: str, input_shape, config: str | dict, *, train: bool =
     import pickle
 
     from .. import cache
-    from ..parse import parse_shape
+    from ..parse import parse_dim, parse_shape
     from ..targets import default_input_dtype
 
     space = config_space(target, parse_config(config))
-    shape = parse_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
+        tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
     dtype = input_dtype or default_input_dtype(target)
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}"
     key = cache.cache_key(target, spec, train, space.source)
