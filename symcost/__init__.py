@@ -6,6 +6,8 @@ and ``trace``, ``model`` and ``fold_batchnorm`` import torch when first called.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -23,14 +25,39 @@ __all__ = [*_EXPORTS, "model", "__version__"]
 
 
 def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True,
-          sizes: tuple[dict, dict] | None = None, backward: bool = False):
+          sizes: tuple[dict, dict] | None = None, backward: bool = False, config=None):
     """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached;
     ``sizes=({"H": 241}, {"H": 209})`` chooses the two trace sizes; ``backward=True``: one training step
-    (``symcost.training.split`` gives its forward and backward parts)."""
+    (``symcost.training.split`` gives its forward and backward parts).
+
+    ``config={"hidden_size": "d", "num_hidden_layers": "n"}`` (or ``"hidden_size=d,…"``): formulas in the model's
+    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; forward only).
+    """
+    if config is not None:
+        if backward or sizes:
+            from .errors import UsageError
+
+            raise UsageError("config= derives the forward pass at symcost's own trace sizes: drop backward= and sizes=")
+        from .hyper import derive_config
+
+        return derive_config(target, input_shape, config, train=train, use_cache=use_cache)
     from .commands.models import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes,
                   backward=backward)
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``symcost.model`` (every trace does) would rebind ``symcost.model`` from the function
+    to that module; the function stays (the submodule is still ``sys.modules["symcost.model"]``)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "model" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

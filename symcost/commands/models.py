@@ -108,6 +108,14 @@ def run_model(args) -> int:
     from ..errors import NoSingleFormula
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
+    if (args.config or args.config_values) and (args.past or args.generate or args.backward or args.per_token
+                                                or args.trace_sizes):
+        raise UsageError("--config derives the forward pass at symcost's own trace sizes: it does not combine with "
+                         "--backward, --per-token, --past, --generate or --trace-sizes yet")
+    if args.config or args.config_values:  # formulas in the model's own hyperparameters
+        from .config import run_config
+
+        return run_config(args)
     if args.past or args.generate:  # decoding with a KV cache
         from .steps import run_decode
 
@@ -293,6 +301,13 @@ def configure_model(p) -> None:
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--config", metavar="FIELD=SYMBOL,…",
+                   help="formulas in the model's own hyperparameters too: hf: config fields or a factory's integer "
+                        "arguments, e.g. hidden_size=d,num_hidden_layers=n (a number fixes a field; others keep "
+                        "their defaults)")
+    p.add_argument("--config-values", metavar="FILE.json",
+                   help='evaluate at named configurations: {"7B": {"hidden_size": 4096, ...}, ...} (without '
+                        "--config, its fields become the symbols)")
 
 
 COMMANDS = {"model": ("a whole model's per-layer costs and closed-form totals (torchvision:NAME or file.py:fn)",

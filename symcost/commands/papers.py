@@ -161,7 +161,12 @@ def run_table(args) -> int:
         raise UsageError(f"--digits {digits}: choose 0 to 6")
     if fmt != "latex" and (args.standalone or args.label is not None):
         raise UsageError("--standalone and --label are for --latex output")
-    table = build_table(args)
+    if args.config or args.config_values:  # rows are configurations of one model, from one formula
+        from .config import config_table
+
+        table = config_table(args)
+    else:
+        table = build_table(args)
     options = {}
     if fmt == "latex":
         options = {"caption": args.caption, "label": args.label, "standalone": args.standalone,
@@ -217,6 +222,10 @@ def configure_table(p) -> None:
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--config-values", metavar="FILE.json", help='one row per named configuration of one model, '
+                   'from one formula in its config fields: {"7B": {"hidden_size": 4096, ...}, ...}')
+    p.add_argument("--config", metavar="FIELD=SYMBOL,…", help="with --config-values: the symbols (default: every "
+                   "field the file names)")
 
 
 # ---------------------------------------------------------------------------------------------------------- plot
@@ -247,6 +256,11 @@ def parse_range(text: str, symbols: list[str]) -> tuple[str, list[int]]:
 def run_plot(args) -> int:
     from .. import plot
     from .models import derive
+
+    if args.config:  # cost against a config field of the model (one formula per model)
+        from .config import config_plot
+
+        return config_plot(args)
 
     metric = args.metric
     if metric not in plot.METRICS:
@@ -314,6 +328,8 @@ def configure_plot(p) -> None:
     p.add_argument("--logx", action="store_true", help="logarithmic x axis (base 2)")
     p.add_argument("--logy", action="store_true", help="logarithmic y axis")
     p.add_argument("--breakdown", action="store_true", help="one model: a stacked area of the cost by layer family")
+    p.add_argument("--config", metavar="FIELD=SYMBOL", help="plot against a config field instead (concrete --input, "
+                   "--range over the field's symbol), e.g. --config n_embd=d --range d=256:4096:128")
     p.add_argument("--title", metavar="TEXT", help="the plot's title")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")

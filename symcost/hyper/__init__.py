@@ -1,0 +1,293 @@
+"""Cost as formulas in a model's own hyperparameters (width, depth, heads, vocabulary …) and its input's symbols.
+
+``derive_config(target, input_shape, config)`` traces the model (``symcost.trace``: exact formulas in the input's
+symbols) at several configurations and fits every total as a polynomial in the configuration symbols:
+
+1. **Probe** each symbolic field alone (the others at a base value): six values, and the narrowest window of
+   exponents (``lo <= e < lo + width``; ``lo = -1`` only for a divisor such as the number of heads) whose exact
+   interpolant through the first points passes through the rest.  A field no window up to degree 4 explains is
+   refused, by name.
+2. **Fit** on the tensor grid of the windows: one trace per grid point, one exact rational Vandermonde inverse per
+   axis.  Coefficients are expressions in the input symbols, so ``L**2`` terms and floors in ``R`` pass through.
+3. **Verify** at ``checks`` random configurations off the grid (other residues): every total under every
+   convention must equal a fresh trace exactly, else the derivation is refused naming the fields.
+
+Sample configurations satisfy the divisibility relations (``head_dim = hidden_size / num_attention_heads``), which
+become the formula's conditions: values that break one are refused with that condition.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import sympy
+
+from ..conventions import CONVENTIONS, Convention
+from ..errors import SymcostError, TraceError, UsageError
+from ..model import _Sweepable
+from .fit import tensor_fit, univariate_window
+from .space import MIN_VALUE, ConfigSpace, Relation, config_space, parse_config
+
+__all__ = ["ConfigCost", "derive_config", "parse_config"]
+
+PROBES = 6                   # values per field when probing its degree (degree <= 4, one point to spare)
+FIELD_METRICS = ("params", "buffers", "macs", "reads", "writes")
+
+
+@dataclass
+class ConfigCost(_Sweepable):
+    """Totals as formulas in the configuration symbols and the input symbols together."""
+
+    target: str
+    input_shape: tuple
+    config: dict                       # field -> symbol name, or a fixed integer
+    fixed: dict                        # every fixed field a condition mentions, with its value
+    conditions: list[Relation]
+    totals: dict                       # convention -> metric -> expression
+    domain: tuple = ()                 # symbolic tensor sizes (in the input symbols): the formulas hold where >= 1
+    uncovered: dict = field(default_factory=dict)
+    zero_cost_ops: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    fit: dict = field(default_factory=dict)   # windows per field, traces made, configurations verified
+
+    @property
+    def config_symbols(self) -> dict[str, sympy.Symbol]:
+        from ..symbols import user_symbol
+
+        return {f: user_symbol(v) for f, v in self.config.items() if isinstance(v, str)}
+
+    @property
+    def symbols(self) -> list[sympy.Symbol]:
+        inputs = {s for d in self.input_shape if isinstance(d, sympy.Basic) for s in d.free_symbols}
+        return sorted(inputs | set(self.config_symbols.values()), key=str)
+
+    def total(self, convention: str | Convention = "flops") -> dict[str, sympy.Expr]:
+        name = convention if isinstance(convention, str) else convention.name
+        if name not in self.totals:
+            raise UsageError(f"unknown convention {name!r}; choose one of: {', '.join(self.totals)}")
+        return dict(self.totals[name])
+
+    def condition_texts(self) -> list[str]:
+        return [r.text(self.config_symbols, self.fixed) for r in self.conditions]
+
+    def check_domain(self, values: Mapping) -> None:
+        """``ValueError`` naming the condition a configuration breaks, or the tensor size that would reach 0."""
+        get = {str(k): v for k, v in values.items()}
+        config_names = {str(s): f for f, s in self.config_symbols.items()}
+        for s in self.symbols:
+            v = get.get(str(s))
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{s} must be a positive integer, got {v!r}")
+            if str(s) in config_names and v < MIN_VALUE:
+                raise ValueError(f"{s}={v}: the formula is fitted and verified for {s} >= {MIN_VALUE} (a size of 1 can "
+                                 f"change torch's graph); fix {config_names[str(s)]}={v} in the config to derive it")
+        by_field = {**self.fixed, **{f: get[str(s)] for f, s in self.config_symbols.items()}}
+        given = ", ".join(f"{k}={v}" for k, v in get.items())
+        for r, text in zip(self.conditions, self.condition_texts()):
+            if not r.holds(by_field):
+                raise ValueError(f"{given}: the formula holds only where {text}")
+            if r.quotient(by_field) < MIN_VALUE:
+                num, den = (self.config.get(x, x) for x in (r.num, r.den))
+                raise ValueError(f"{given}: {r.quantity} is {r.factor * r.quotient(by_field)}; the formula is fitted "
+                                 f"and verified where {num}/({r.factor}*{den}) >= {MIN_VALUE} (the model can take "
+                                 "another path below); derive that case on its own"
+                                 + (f" (e.g. --config …,{r.den}={num}, the same symbol)" if r.factor == 1 else ""))
+        super().check_domain(values)
+
+    def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
+        """As ``ModelCost.lambdified``; ``valid`` also requires every divisibility condition."""
+        import numpy as np
+
+        run = super().lambdified(convention, metrics)
+        position = {str(s): i for i, s in enumerate(self.symbols)}
+        sym = {f: str(s) for f, s in self.config_symbols.items()}
+
+        def value(arrays, f):
+            return np.asarray(arrays[position[sym[f]]]) if f in sym else self.fixed[f]
+
+        def checked(*arrays):
+            out = run(*arrays)
+            for r in self.conditions:
+                num, den = value(arrays, r.num), r.factor * value(arrays, r.den)
+                out["valid"] = out["valid"] & (np.mod(num, den) == 0) & (num // den >= MIN_VALUE)
+            for f in sym:
+                out["valid"] = out["valid"] & (value(arrays, f) >= MIN_VALUE)
+            return out
+
+        return checked
+
+
+def derive_config(target: str, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
+                  checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None,
+                  use_cache: bool = False) -> ConfigCost:
+    """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
+
+    ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
+    integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
+    derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).
+    """
+    import pickle
+
+    from .. import cache
+    from ..parse import parse_dim, parse_shape
+    from ..targets import default_input_dtype
+
+    space = config_space(target, parse_config(config))
+    shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
+        tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
+    dtype = input_dtype or default_input_dtype(target)
+    spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}"
+    key = cache.cache_key(target, spec, train, space.source)
+    if use_cache:
+        hit = cache.load(key)
+        if isinstance(hit, dict) and "config_cost" in hit:
+            return pickle.loads(hit["config_cost"])
+    cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress)
+    if use_cache:
+        cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
+    return cc
+
+
+def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: str, checks: int, seed: int,
+                  progress) -> ConfigCost:
+    inputs = {str(d) for d in shape if not isinstance(d, int)}
+    clash = inputs & {str(s) for s in space.symbols.values()}
+    if clash:
+        raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
+    if not space.symbols:
+        raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
+    tracer = _Tracer(space, shape, train, dtype, progress)
+    return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()})
+
+
+class _Tracer:
+    """Traces at a configuration (memoised) and reduces each trace to its expanded totals."""
+
+    def __init__(self, space: ConfigSpace, shape: tuple, train: bool, dtype: str, progress):
+        self.space, self.shape, self.train, self.dtype, self.progress = space, shape, train, dtype, progress
+        self.memo: dict[tuple, dict] = {}
+        self.domain: set = set()
+        self.uncovered: dict[str, int] = {}
+        self.zero: dict[str, int] = {}
+
+    def __call__(self, values: dict[str, int]) -> dict[str, sympy.Expr]:
+        key = tuple(sorted(values.items()))
+        if key not in self.memo:
+            self.memo[key] = self._trace(values)
+        return self.memo[key]
+
+    def _trace(self, values: dict[str, int]) -> dict[str, sympy.Expr]:
+        from ..tracing import trace
+
+        every = {**self.space.fixed, **values}
+        where = ", ".join(f"{f}={v}" for f, v in values.items())
+        if self.progress:
+            self.progress(f"tracing {self.space.target} at {where}")
+        try:
+            model = self.space.build(every)
+            mc = trace(model, self.shape, target=self.space.target, train=self.train, input_dtype=self.dtype)
+        except SymcostError as e:
+            raise TraceError(f"{self.space.target} at {where}: {e}") from None
+        except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration)
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TraceError(f"{self.space.target} cannot be built at {where}: {type(e).__name__}: {msg}") from None
+        self.domain.update(mc.domain)
+        for k, v in mc.uncovered.items():
+            self.uncovered[k] = max(self.uncovered.get(k, 0), v)
+        for k, v in mc.zero_cost_ops.items():
+            self.zero[k] = max(self.zero.get(k, 0), v)
+        out = {}
+        for name, conv in CONVENTIONS.items():
+            t = mc.total(conv)
+            if not out:
+                out.update({m: sympy.expand(t[m]) for m in FIELD_METRICS})
+            out[f"flops:{name}"] = sympy.expand(t["flops"])
+        return out
+
+
+def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed: int, config: dict) -> ConfigCost:
+    order = space.order()
+    probes: dict[str, list[int]] = {}
+    for f in order:
+        probes[f] = space.candidates(f, probes, PROBES, range(1, 10_000))
+        if len(probes[f]) < 3:
+            raise UsageError(f"{f}: only {len(probes[f])} values satisfy its divisibility conditions; "
+                             "too few to fit a formula (fix it with a number in --config)")
+    base = {f: probes[f][0] for f in order}
+    windows: dict[str, tuple[int, int]] = {}
+    for f in order:
+        xs = probes[f]
+        traced = [tracer({**base, f: x}) for x in xs]
+        negative = any(r.den == f for r in space.relations)
+        lo_hi = [univariate_window(xs, [t[m] for t in traced], negative) for m in traced[0]]
+        for m, w in zip(traced[0], lo_hi):
+            if w is None:
+                raise TraceError(f"{space.target}: no polynomial of degree <= {len(xs) - 2} in {f} "
+                                 f"(= {space.symbols[f]}) explains the traced {m.replace(':', ' ')} at {f} = "
+                                 f"{', '.join(map(str, xs))}; symcost refuses rather than approximate")
+        lo = min(w[0] for w in lo_hi)
+        windows[f] = (lo, max(w[0] + w[1] for w in lo_hi) - lo)
+    grids = [probes[f][:windows[f][1]] for f in order]
+    los = [windows[f][0] for f in order]
+    symbols = [space.symbols[f] for f in order]
+    points = list(itertools.product(*(range(len(g)) for g in grids)))
+    traced = {idx: tracer({f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))}) for idx in points}
+    formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
+                for m in traced[points[0]]}
+    verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+    totals = {name: {**{m: formulas[m] for m in FIELD_METRICS}, "flops": formulas[f"flops:{name}"]}
+              for name in CONVENTIONS}
+    fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
+           "traced_at": [dict(key) for key in tracer.memo]}
+    notes = [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} further configurations"]
+    return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
+                      tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
+                      fit)
+
+
+def _verify(space: ConfigSpace, tracer: _Tracer, order: list[str], formulas: dict, grids, checks: int,
+            seed: int, base: dict) -> list[dict]:
+    rng = random.Random(seed)
+    on_grid = set(itertools.product(*grids))
+    done: list[dict] = []
+    for _ in range(checks * 20):
+        if len(done) == checks:
+            break
+        values: dict[str, list[int]] = {}
+        for f in order:
+            options = space.candidates(f, values, 12, range(1, 14))
+            values[f] = [rng.choice(options)]
+        point = {f: v[0] for f, v in values.items()}
+        if tuple(point[f] for f in order) in on_grid or point in done:
+            continue
+        wrong = _mismatch(space, tracer, formulas, point)
+        if wrong:
+            where = ", ".join(f"{f}={v}" for f, v in point.items())
+            culprits = _culprits(space, tracer, formulas, order, base, point) or order
+            raise TraceError(f"{space.target}: the formula fitted for {wrong.replace(':', ' ')} differs from a fresh "
+                             f"trace at {where}: the cost is not one polynomial in {', '.join(culprits)}; symcost "
+                             "refuses rather than approximate")
+        done.append(point)
+    return done
+
+
+def _mismatch(space: ConfigSpace, tracer: _Tracer, formulas: dict, point: dict) -> str:
+    """The first metric whose formula differs from a fresh trace at ``point`` ("" if none)."""
+    traced = tracer(point)
+    subs = {space.symbols[f]: sympy.Integer(v) for f, v in point.items()}
+    return next((m for m, e in formulas.items() if sympy.expand(e.xreplace(subs) - traced[m]) != 0), "")
+
+
+def _culprits(space: ConfigSpace, tracer: _Tracer, formulas: dict, order: list[str], base: dict,
+              point: dict) -> list[str]:
+    """The fields that alone, moved from the base configuration to ``point``'s value, break the formula."""
+    out = []
+    for f in order:
+        moved = {**base, f: point[f]}
+        every = {**space.fixed, **moved}
+        if all(r.holds(every) and r.quotient(every) >= MIN_VALUE for r in space.relations) \
+                and _mismatch(space, tracer, formulas, moved):
+            out.append(f)
+    return out

@@ -1,0 +1,279 @@
+"""A target's configuration space: which fields are symbols, which are fixed, what divides what, how to build.
+
+``hf:TYPE`` fields are attributes of ``AutoConfig.for_model(TYPE)``; ``file.py:factory`` fields are integer
+arguments of the factory.  Divisibility relations (``head_dim = hidden_size / num_attention_heads``) are known per
+field name for Hugging Face configurations; sample configurations always satisfy them, and they are the formula's
+conditions.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import inspect
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import sympy
+
+from ..errors import UsageError
+from ..symbols import user_symbol
+
+#: (numerator field, denominator field, the derived quantity) for Hugging Face configurations
+HF_RELATIONS = (
+    ("hidden_size", "num_attention_heads", "head_dim"),
+    ("n_embd", "n_head", "head_dim"),
+    ("dim", "n_heads", "head_dim"),
+    ("num_attention_heads", "num_key_value_heads", "query heads per key/value head"),
+)
+
+
+#: the smallest value a symbol is fitted and verified at: a size of 1 changes torch's graph (gpt2 with one head
+#: skips a copy, so its reads differ by d*L), so the formulas hold from 2 up; fix a field to 1 to derive that case
+MIN_VALUE = 2
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``num`` must be a multiple of ``factor * den`` (so ``num / den`` is an integer, even when factor is 2)."""
+
+    num: str
+    den: str
+    factor: int
+    quantity: str
+
+    def holds(self, values: dict) -> bool:
+        return values[self.num] % (self.factor * values[self.den]) == 0
+
+    def quotient(self, values: dict) -> int:
+        """num / (factor * den): fitted and verified from MIN_VALUE up, like every symbol (at 1 a model can take
+        another path: Llama's repeat_kv returns early when h = k, skipping a copy)."""
+        return values[self.num] // (self.factor * values[self.den])
+
+    def text(self, symbols: dict, fixed: dict) -> str:
+        """``d divisible by 2*h (head_dim = d/h must be even)``, with fixed fields as their numbers."""
+        num, den = (str(symbols[f]) if f in symbols else str(fixed[f]) for f in (self.num, self.den))
+        if self.den in symbols:
+            divisor = f"{self.factor}*{den}" if self.factor > 1 else den
+            least = f"{MIN_VALUE * self.factor}*{den}"
+        else:
+            divisor, least = str(self.factor * fixed[self.den]), str(MIN_VALUE * self.factor * fixed[self.den])
+        why = f"{self.quantity} = {num}/{den}" + (" must be even" if self.factor > 1 else "")
+        return f"{num} divisible by {divisor}, {num} >= {least} ({why})"
+
+
+@dataclass
+class ConfigSpace:
+    target: str
+    symbols: dict[str, sympy.Symbol]     # field -> its symbol
+    fixed: dict[str, int]                # fields given a number, and every field a relation mentions
+    relations: list[Relation]
+    build: Callable[[dict], object]      # every field's value -> nn.Module on meta
+    source: str = ""                     # a hash of a user's file (cache keys)
+    notes: list[str] = field(default_factory=list)
+
+    def order(self) -> list[str]:
+        """Symbolic fields, divisors before the fields they divide (values are chosen in this order)."""
+        out: list[str] = []
+        pending = list(self.symbols)
+        while pending:
+            for f in pending:
+                if all(r.den not in pending or r.den == f for r in self.relations if r.num == f):
+                    out.append(f)
+                    pending.remove(f)
+                    break
+            else:
+                raise UsageError("the divisibility relations between the --config fields form a cycle")
+        return out
+
+    def candidates(self, f: str, chosen: dict[str, list[int]], count: int, multipliers) -> list[int]:
+        """``count`` values for field ``f`` compatible with every value already chosen for its divisors and with
+        the fixed fields it must divide."""
+        step, limit, least = 1, 0, MIN_VALUE
+        for r in self.relations:
+            if r.num == f:
+                dens = chosen.get(r.den) or [self.fixed[r.den]]
+                step = math.lcm(step, r.factor * math.lcm(*dens))
+                least = max(least, MIN_VALUE * r.factor * max(dens))  # every quotient >= MIN_VALUE
+            if r.den == f and r.num in self.fixed:
+                if self.fixed[r.num] % r.factor:
+                    raise UsageError(f"{r.num}={self.fixed[r.num]} is not divisible by {r.factor} "
+                                     f"({r.quantity} must be even)")
+                limit = math.gcd(limit, self.fixed[r.num] // r.factor)
+        out = []
+        for m in multipliers:
+            v = step * m
+            if limit and v * MIN_VALUE > limit:
+                break
+            if v >= least and (not limit or limit % v == 0):
+                out.append(v)
+            if len(out) == count:
+                return out
+        return out
+
+
+#: the symbol a field gets when named without one (``--config hidden_size,num_hidden_layers``)
+READABLE = {"hidden_size": "d", "n_embd": "d", "d_model": "d", "dim": "d", "num_hidden_layers": "n", "n_layer": "n",
+            "num_layers": "n", "n_layers": "n", "intermediate_size": "f", "d_ff": "f", "hidden_dim": "f",
+            "num_attention_heads": "h", "n_head": "h", "num_heads": "h", "n_heads": "h", "num_key_value_heads": "k",
+            "vocab_size": "V", "num_local_experts": "E", "num_experts_per_tok": "top_k"}
+
+
+def parse_config(text: str | dict) -> dict[str, str | int]:
+    """``"hidden_size=d,num_hidden_layers=2"`` (or a dict) -> {field: symbol name or fixed value}; a bare field
+    gets a readable symbol (``READABLE``, else its own name).  Nothing is evaluated: names are validated, numbers
+    parsed as integers."""
+    items = text.items() if isinstance(text, dict) else \
+        [(k, v if sep else READABLE.get(k.strip(), k.strip())) for k, sep, v in
+         (p.partition("=") for p in text.split(",") if p.strip())]
+    out: dict[str, str | int] = {}
+    for key, value in items:
+        key, value = key.strip(), str(value).strip()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(f"--config: {key!r} is not a field name")
+        if re.fullmatch(r"-?[0-9]+", value):
+            if int(value) < 1:
+                raise UsageError(f"--config {key}={value}: values must be positive integers")
+            out[key] = int(value)
+        else:
+            try:
+                user_symbol(value)
+            except ValueError as e:
+                raise UsageError(f"--config {key}: {e}") from None
+            out[key] = value
+    if not out:
+        raise UsageError("--config: expected FIELD=SYMBOL[,FIELD=SYMBOL…], e.g. hidden_size=d,num_hidden_layers=n")
+    return out
+
+
+def config_space(target: str, config: dict[str, str | int]) -> ConfigSpace:
+    kind, sep, name = target.strip().rpartition(":")
+    if kind == "hf":
+        return _hf_space(name, config)
+    if sep and (kind.endswith(".py") or "/" in kind):
+        return _factory_space(Path(kind), name, config)
+    raise UsageError(f"--config works with hf:MODEL_TYPE and path/to/file.py:factory targets, not {target!r}")
+
+
+def _split(config: dict) -> tuple[dict, dict, dict]:
+    """(primary field -> symbol, fixed field -> value, tied field -> the primary field with the same symbol):
+    ``num_attention_heads=h,num_key_value_heads=h`` ties two fields to one symbol (multi-head attention)."""
+    symbols: dict[str, sympy.Symbol] = {}
+    ties: dict[str, str] = {}
+    primary: dict[str, str] = {}
+    for f, v in config.items():
+        if isinstance(v, str):
+            if v in primary:
+                ties[f] = primary[v]
+            else:
+                primary[v], symbols[f] = f, user_symbol(v)
+    return symbols, {f: v for f, v in config.items() if isinstance(v, int)}, ties
+
+
+def _hf_space(model_type: str, config: dict) -> ConfigSpace:
+    try:
+        from transformers import AutoConfig, AutoModel
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    except ImportError:
+        raise UsageError("hf: targets need Hugging Face transformers: pip install transformers") from None
+    if model_type not in CONFIG_MAPPING:
+        close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING.keys()), n=3)
+        raise UsageError(f"unknown Hugging Face model type {model_type!r}"
+                         + (f"; did you mean {', '.join(close)}?" if close else ""))
+    default = AutoConfig.for_model(model_type)
+    ints = {k: v for k, v in vars(default).items() if isinstance(v, int) and not isinstance(v, bool)}
+    for f in config:
+        if f not in ints:
+            close = difflib.get_close_matches(f, list(ints), n=3)
+            raise UsageError(f"hf:{model_type} has no integer config field {f!r}"
+                             + (f"; did you mean {', '.join(close)}?" if close else ""))
+    symbols, fixed, ties = _split(config)
+    relations = []
+    rotary = any("rope" in k for k in vars(default))  # rotary embeddings split each head in two halves
+    for num, den, quantity in HF_RELATIONS:
+        if num in ties or den in ties:
+            num, den = ties.get(num, num), ties.get(den, den)
+            if num == den:
+                continue  # tied fields: the quotient is 1 by construction
+        if num in ints and den in ints and (num in symbols or den in symbols):
+            if quantity == "head_dim" and ints.get("head_dim") not in (None, ints[num] // ints[den]):
+                continue  # an explicit head_dim: no relation between these two fields
+            factor = 2 if quantity == "head_dim" and rotary else 1
+            relations.append(Relation(num, den, factor, quantity))
+            for f in (num, den):
+                if f not in symbols:
+                    fixed.setdefault(f, ints[f])
+
+    def build(values: dict):
+        import torch
+
+        from transformers.utils import logging
+
+        level = logging.get_verbosity()
+        logging.set_verbosity_error()  # tiny sample vocabularies make it warn about special token ids
+        try:
+            cfg = AutoConfig.for_model(model_type, **values, **{t: values[p] for t, p in ties.items()})
+            with torch.device("meta"):
+                return AutoModel.from_config(cfg)
+        finally:
+            logging.set_verbosity(level)
+
+    return ConfigSpace(f"hf:{model_type}", symbols, fixed, relations, build)
+
+
+def _factory_space(path: Path, attr: str, config: dict) -> ConfigSpace:
+    factory = _load_callable(path, attr)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for f in config:
+        if f not in params and not accepts_any:
+            raise UsageError(f"{path}:{attr} has no argument {f!r} (its arguments: {', '.join(params) or 'none'})")
+    symbols, fixed, ties = _split(config)
+
+    def build(values: dict):
+        import torch
+        from torch import nn
+
+        values = {**values, **{t: values[p] for t, p in ties.items()}}
+        try:
+            with torch.device("meta"):
+                model = factory(**values)
+        except Exception:  # noqa: BLE001  (a factory that cannot run on meta: build on CPU instead)
+            model = factory(**values)
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"{path}:{attr}(...) returned a {type(model).__name__}, not an nn.Module")
+        return model
+
+    return ConfigSpace(f"{path}:{attr}", symbols, fixed, [], build,
+                       source=hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def _load_callable(path: Path, attr: str):
+    if not path.is_file() or path.suffix != ".py":
+        raise UsageError(f"target file {str(path)!r} not found or not a .py file")
+    resolved = path.resolve()
+    mod_name = f"_symcost_target_{hashlib.sha1(str(resolved).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(mod_name, resolved)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"target file {str(path)!r} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    sys.path.insert(0, str(resolved.parent))
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as e:
+        sys.modules.pop(mod_name, None)
+        raise UsageError(f"importing {str(path)!r} failed: {type(e).__name__}: {e}".splitlines()[0]) from None
+    finally:
+        sys.path.remove(str(resolved.parent))
+    obj = getattr(module, attr, None)
+    if not callable(obj):
+        raise UsageError(f"{str(path)!r} has no callable {attr!r} (--config needs a factory taking integer arguments)")
+    return obj

@@ -1,0 +1,365 @@
+"""Formulas in a model's own hyperparameters (symcost.hyper): checked at random configurations never used in the
+fit, against a fresh build measured by torch (FlopCounterMode, sum(p.numel())) and against formulas written by hand
+from each architecture."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sympy
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import symcost
+from symcost.errors import TraceError
+from symcost.hyper import derive_config
+from symcost.tracing import trace
+
+d, n, f, h, k, V, L, w, R = sympy.symbols("d n f h k V L w R", integer=True, positive=True)
+
+LLAMA = "hidden_size=d,num_hidden_layers=n,intermediate_size=f,num_attention_heads=h,num_key_value_heads=k,vocab_size=V"
+
+CNN = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+            self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+    def build(width=16, depth=2, classes=10):
+        layers = [nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        layers += [Block(width) for _ in range(depth)]
+        layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+                   nn.ReLU()]
+        layers += [Block(2 * width) for _ in range(depth)]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, classes)]
+        return nn.Sequential(*layers)
+
+
+    def thirds(width=8):
+        return nn.Sequential(nn.Linear(8, width // 3 + 1))   # not a polynomial in width
+
+
+    def wider_from_ten(width=8, depth=2):
+        # polynomial at every value the fit samples (2..7), another one from 10 on: only the check at random
+        # configurations can see it
+        return nn.Sequential(*[nn.Linear(8, 8) for _ in range(depth)], nn.Linear(8, width if width < 10 else 2 * width))
+""")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def private_cache(tmp_path_factory):
+    """Derivations cached by these tests stay in a folder of their own."""
+    folder = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("SYMCOST_CACHE_DIR")
+    os.environ["SYMCOST_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SYMCOST_CACHE_DIR")
+    else:
+        os.environ["SYMCOST_CACHE_DIR"] = old
+
+
+def hf_model(model_type: str, **config):
+    from transformers import AutoConfig, AutoModel
+
+    with torch.device("meta"):
+        return AutoModel.from_config(AutoConfig.for_model(model_type, **config)).eval()
+
+
+def torch_flops(model, x) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops()
+
+
+def assert_matches_fresh_build(cc, model, values: dict, x) -> None:
+    """The derived formula at ``values`` equals FlopCounterMode, sum(p.numel()) and a fresh symcost trace."""
+    got = cc.evaluate(values, "torch")
+    assert got["flops"] == torch_flops(model, x), values
+    assert got["params"] == sum(p.numel() for p in model.parameters()), values
+    fresh = trace(model, tuple(x.shape), input_dtype=str(x.dtype).removeprefix("torch."))
+    for convention in ("macs", "flops", "exact", "fvcore"):
+        ours = cc.evaluate(values, convention)
+        theirs = {m: int(e) for m, e in fresh.total(convention).items()}
+        assert ours == theirs, (values, convention)
+
+
+def unused(cc, config: dict) -> bool:
+    return config not in cc.fit["traced_at"]
+
+
+# ------------------------------------------------------------------------------------------------------- GPT-2
+
+@pytest.fixture(scope="module")
+def gpt2():
+    pytest.importorskip("transformers")
+    return symcost.model("hf:gpt2", "1xL", config={"n_embd": "d", "n_layer": "n", "n_head": "h"})
+
+
+def test_gpt2_formula_is_the_architecture_written_by_hand(gpt2):
+    # per block: c_attn d x 3d + 3d bias, attn c_proj d x d + d, mlp c_fc d x 4d + 4d, c_proj 4d x d + d,
+    # ln_1 and ln_2 2d each -> 12 d^2 + 13 d; wte 50257 x d, wpe 1024 x d, ln_f 2d.
+    # Kaplan et al.'s N = 12 n d^2 is the first term only: it drops the 13 n d of biases and norms and the
+    # (50257 + 1024 + 2) d of embeddings and final norm (at GPT-2 small, 124,439,808 vs 84,934,656).
+    kaplan = 12 * n * d**2
+    assert sympy.expand(gpt2.total()["params"] - kaplan - (13 * n * d + (50257 + 1024 + 2) * d)) == 0
+    # MACs: per block L(3d^2 + d^2 + 4d^2 + 4d^2) in the linears, and QK^T plus AV: 2 h L^2 (d/h)
+    assert sympy.expand(gpt2.total()["macs"] - n * (12 * L * d**2 + 2 * L**2 * d)) == 0
+    assert gpt2.evaluate({"d": 768, "n": 12, "h": 12, "L": 1024})["params"] == 124439808  # GPT-2 small
+
+
+def test_gpt2_at_random_configs_equals_flop_counter_and_numel(gpt2):
+    rng = random.Random(11)
+    checked = 0
+    while checked < 6:
+        heads = rng.randint(2, 9)
+        config = {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
+        if not unused(gpt2, config):
+            continue
+        model = hf_model("gpt2", **config)
+        for length in (7, 64):  # odd and a multiple of 32
+            x = torch.zeros(1, length, dtype=torch.long, device="meta")
+            values = {"d": config["n_embd"], "n": config["n_layer"], "h": heads, "L": length}
+            assert_matches_fresh_build(gpt2, model, values, x)
+        checked += 1
+
+
+def test_head_dim_divisibility_is_a_condition_and_breaking_it_is_refused(gpt2):
+    assert gpt2.condition_texts() == ["d divisible by h, d >= 2*h (head_dim = d/h)"]
+    with pytest.raises(ValueError, match=r"holds only where d divisible by h, d >= 2\*h \(head_dim = d/h\)"):
+        gpt2.evaluate({"d": 100, "n": 2, "h": 12, "L": 8})
+    with pytest.raises(ValueError, match="fitted and verified for h >= 2"):
+        gpt2.evaluate({"d": 100, "n": 2, "h": 1, "L": 8})
+    # the NumPy sweep marks the same configurations invalid: (768, 12) valid, (100, 12) not
+    run = gpt2.lambdified("torch")
+    import numpy as np
+
+    out = run(*[np.array(v) for v in ([8, 8], [768, 100], [12, 12], [12, 12])])  # symbols L, d, h, n
+    assert [s.name for s in gpt2.symbols] == ["L", "d", "h", "n"] and out["valid"].tolist() == [True, False]
+    assert int(out["params"][0]) == 124439808
+
+
+# ------------------------------------------------------------------------------------------------------- Llama
+
+@pytest.fixture(scope="module")
+def llama():
+    pytest.importorskip("transformers")
+    return derive_config("hf:llama", "1xL", LLAMA)
+
+
+@pytest.mark.slow
+def test_llama_in_six_fields_by_hand_and_at_random_configs(llama):
+    # per layer: q_proj, o_proj d x d; k_proj, v_proj d x (k d/h) (grouped-query attention); gate, up, down d x f;
+    # two RMSNorms d each; embed_tokens V x d; final norm d (AutoModel: no lm_head)
+    hand = V * d + n * (2 * d**2 + 2 * d * k * d / h + 3 * d * f + 2 * d) + d
+    assert sympy.expand(llama.total()["params"] - hand) == 0
+    # MACs: the seven projections per token, plus QK^T and AV (2 h L^2 d/h); rotary and softmax are no MACs
+    macs = n * (L * (2 * d**2 + 2 * d * k * d / h + 3 * d * f) + 2 * L**2 * d)
+    assert sympy.expand(llama.total()["macs"] - macs) == 0
+    # Llama-2-70B's published 68,976,648,192 params include the 32000 x 8192 lm_head AutoModel leaves out
+    seventy_b = {"d": 8192, "n": 80, "f": 28672, "h": 64, "k": 8, "V": 32000, "L": 2048}
+    assert llama.evaluate(seventy_b)["params"] == 68976648192 - 32000 * 8192
+    # 7B has h = k: repeat_kv returns early there (no copy), so reads differ: that case is derived on its own
+    seven_b = {"d": 4096, "n": 32, "f": 11008, "h": 32, "k": 32, "V": 32000, "L": 2048}
+    with pytest.raises(ValueError, match="query heads per key/value head is 1"):
+        llama.evaluate(seven_b)
+    assert set(llama.condition_texts()) == {"d divisible by 2*h, d >= 4*h (head_dim = d/h must be even)",
+                                            "h divisible by k, h >= 2*k (query heads per key/value head = h/k)"}
+    rng = random.Random(7)
+    checked = 0
+    while checked < 4:
+        kv = rng.randint(2, 3)
+        heads = kv * rng.randint(2, 3)
+        config = {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(2, 5),
+                  "num_hidden_layers": rng.randint(2, 3), "intermediate_size": rng.randint(2, 40),
+                  "vocab_size": rng.randint(2, 50)}
+        if not unused(llama, config):
+            continue
+        model = hf_model("llama", **config)
+        for length in (5, 32):
+            x = torch.zeros(1, length, dtype=torch.long, device="meta")
+            values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
+                      "h": heads, "k": kv, "V": config["vocab_size"], "L": length}
+            assert_matches_fresh_build(llama, model, values, x)
+        checked += 1
+    with pytest.raises(ValueError, match="d divisible by 2\\*h"):
+        llama.evaluate({**seven_b, "d": 4100})       # 4100 / 32 is not an integer
+    with pytest.raises(ValueError, match="h divisible by k"):
+        llama.evaluate({**seven_b, "k": 5})          # 32 query heads cannot share 5 key/value heads
+
+
+@pytest.mark.slow
+def test_llama_multi_head_attention_ties_two_fields_to_one_symbol():
+    pytest.importorskip("transformers")
+    mha = derive_config("hf:llama", "1xL", "hidden_size=d,num_hidden_layers=n,num_attention_heads=h,"
+                                           "num_key_value_heads=h")
+    # Llama-2-7B: 6,738,415,616 published, less the 32000 x 4096 lm_head AutoModel leaves out
+    assert mha.evaluate({"d": 4096, "n": 32, "h": 32, "L": 2048})["params"] == 6738415616 - 32000 * 4096
+    config = {"hidden_size": 60, "num_hidden_layers": 3, "num_attention_heads": 3, "num_key_value_heads": 3}
+    assert unused(mha, {k: v for k, v in config.items() if k != "num_key_value_heads"})
+    x = torch.zeros(1, 9, dtype=torch.long, device="meta")
+    assert_matches_fresh_build(mha, hf_model("llama", **config), {"d": 60, "n": 3, "h": 3, "L": 9}, x)
+
+
+@pytest.mark.slow
+def test_bert_in_width_depth_heads_and_ffn():
+    pytest.importorskip("transformers")
+    bert = derive_config("hf:bert", "1xL", "hidden_size=d,num_hidden_layers=n,num_attention_heads=h,"
+                                           "intermediate_size=f")
+    # per layer: Q, K, V, attention output d x d + d each; intermediate d x f + f; output f x d + d; 2 LayerNorms
+    # 2d each -> 4d^2 + 2df + 9d + f; embeddings (30522 words + 512 positions + 2 token types) x d + LayerNorm 2d;
+    # pooler d x d + d
+    hand = n * (4 * d**2 + 2 * d * f + 9 * d + f) + (30522 + 512 + 2) * d + 2 * d + d**2 + d
+    assert sympy.expand(bert.total()["params"] - hand) == 0
+    assert bert.evaluate({"d": 768, "n": 12, "h": 12, "f": 3072, "L": 128})["params"] == 109482240  # BERT-base
+    rng = random.Random(5)
+    for _ in range(3):
+        heads = rng.randint(2, 6)
+        config = {"hidden_size": heads * rng.randint(2, 7), "num_hidden_layers": rng.randint(2, 3),
+                  "num_attention_heads": heads, "intermediate_size": rng.randint(2, 50)}
+        if not unused(bert, config):
+            continue
+        model = hf_model("bert", **config)
+        x = torch.zeros(1, 13, dtype=torch.long, device="meta")
+        values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "h": heads,
+                  "f": config["intermediate_size"], "L": 13}
+        assert_matches_fresh_build(bert, model, values, x)
+
+
+# --------------------------------------------------------------------------------------------- a CNN factory
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    path = tmp_path_factory.mktemp("nets") / "my_nets.py"
+    path.write_text(CNN)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cnn(nets):
+    return derive_config(f"{nets}:build", "1x3xRxR", "width=w,depth=n")
+
+
+def test_cnn_factory_at_random_width_depth_and_resolution(cnn, nets):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("my_nets_check", nets)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # params by hand: stem 27w + 2w (BN); per block at width c: 2 (9c^2 + 2c); transition 9w*2w + 4w;
+    # fc 2w*10 + 10 -> 18w^2 n + 4wn + 72w^2 n + 8wn + 18w^2 + 29w + 4w + 20w + 10
+    hand = 27 * w + 2 * w + n * (18 * w**2 + 4 * w) + 18 * w**2 + 4 * w + n * (72 * w**2 + 8 * w) + 20 * w + 10
+    assert sympy.expand(cnn.total()["params"] - hand) == 0
+    assert any(isinstance(a, sympy.floor) for a in sympy.preorder_traversal(cnn.total()["macs"]))  # floors in R
+    rng = random.Random(3)
+    for _ in range(5):
+        config = {"width": rng.randint(2, 24), "depth": rng.randint(2, 4)}
+        if not unused(cnn, config):
+            continue
+        model = module.build(**config).eval()
+        for size in (rng.randint(8, 31), 32, 33):  # odd, a multiple of 32, one past it
+            x = torch.zeros(1, 3, size, size)
+            assert_matches_fresh_build(cnn, model, {"w": config["width"], "n": config["depth"], "R": size}, x)
+
+
+def test_a_field_no_polynomial_explains_is_refused_by_name(nets):
+    with pytest.raises(TraceError, match=r"no polynomial of degree <= 4 in width \(= w\)"):
+        derive_config(f"{nets}:thirds", "1x8", "width=w")
+
+
+def test_a_formula_the_random_checks_refute_is_refused_naming_the_field(nets):
+    with pytest.raises(TraceError, match=r"not one polynomial in width;"):
+        derive_config(f"{nets}:wider_from_ten", "1x8", "width=w,depth=n", checks=12)
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "symcost.cli", *args], capture_output=True, text=True,
+                          env=dict(os.environ))
+
+
+def test_cli_config_json_and_refusals(nets, tmp_path):
+    r = cli("model", f"{nets}:build", "--input", "1x3xRxR", "--config", "width=w,depth=n", "--json",
+            "--at", "w=5,n=3,R=37", "--convention", "torch")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert "w" in data["formula"]["macs"] and "R" in data["formula"]["macs"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("my_nets_cli", nets)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build(width=5, depth=3).eval()
+    (point,) = data["evaluations"]
+    assert point["flops"] == torch_flops(model, torch.zeros(1, 3, 37, 37))
+    assert point["params"] == sum(p.numel() for p in model.parameters())
+    for args, message in (
+        (["--config", "width=w,depth=n", "--at", "w=1,n=3,R=37"], "fitted and verified for w >= 2"),
+        (["--config", "widht=w"], "has no argument 'widht'"),
+        (["--config", "width=R"], "also an input symbol"),
+        (["--config", "width=2+2"], "not a valid symbol name"),
+    ):
+        r = cli("model", f"{nets}:build", "--input", "1x3xRxR", *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_table_rows_from_one_formula_equal_fresh_builds(tmp_path):
+    pytest.importorskip("transformers")
+    rows = {"small": {"n_embd": 768, "n_layer": 12, "n_head": 12}, "medium": {"n_embd": 1024, "n_layer": 24,
+                                                                              "n_head": 16}}
+    path = tmp_path / "gpt2_configs.json"
+    path.write_text(json.dumps(rows))
+    r = cli("table", "hf:gpt2", "--input", "1x64", "--config-values", str(path), "--json", "--convention", "torch")
+    assert r.returncode == 0, r.stderr
+    assert "one formula in d, h, n" in r.stderr
+    table = json.loads(r.stdout)
+    got = {row["name"]: row for row in table["rows"]}
+    for name, config in rows.items():
+        model = hf_model("gpt2", **config)
+        assert got[name]["params"] == sum(p.numel() for p in model.parameters()), name
+        assert got[name]["flops"] == torch_flops(model, torch.zeros(1, 64, dtype=torch.long, device="meta")), name
+
+
+def test_numpy_sweep_over_many_configs_equals_exact_evaluation(gpt2):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    h_ = rng.integers(2, 64, 100_000)
+    d_ = h_ * rng.integers(1, 5, 100_000) + (rng.random(100_000) < 0.2)  # d/h = 1 and d % h != 0 are invalid
+    n_, L_ = rng.integers(1, 9, 100_000), rng.integers(1, 1025, 100_000)   # GPT-2's 1024 positions
+    out = gpt2.lambdified("torch")(L_, d_, h_, n_)   # symbols in order L, d, h, n
+    assert 0.3 < out["valid"].mean() < 0.7
+    # past the position table torch refuses (an index error on real tensors): so does the formula
+    assert not gpt2.lambdified("torch")(np.array([1025]), np.array([64]), np.array([2]), np.array([2]))["valid"][0]
+    for i in range(0, 100_000, 997):
+        values = {"L": int(L_[i]), "d": int(d_[i]), "h": int(h_[i]), "n": int(n_[i])}
+        try:
+            exact = gpt2.evaluate(values, "torch")
+        except ValueError:
+            assert not out["valid"][i], values
+            continue
+        assert out["valid"][i] and int(out["flops"][i]) == exact["flops"] and int(out["params"][i]) == exact["params"]
+
+
+def test_cli_plot_against_a_config_field(nets, tmp_path):
+    out = tmp_path / "cost_vs_width.png"
+    r = cli("plot", f"{nets}:build", "--input", "1x3x32x32", "--config", "width=w", "--range", "w=1:40:3",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 0 and "1 of 14 values skipped (w=1)" in r.stdout
