@@ -52,6 +52,8 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
     for f in sorted(closure, key=lambda a: (_depth(a), sympy.default_sort_key(a))):
         inner = f.xreplace({g: s - c for g, (s, c) in named.items()}) if named else f
         bases = {str(s) for s in f.free_symbols}
+        if len(bases) > 1:   # a layer's own size (H among K_h, s_h, p_h …) names it
+            bases = {b for b in bases if len(b) == 1 and b.isupper()}
         base = bases.pop() if len(bases) == 1 else "S"
         while True:
             counters[base] = counters.get(base, 0) + 1
@@ -65,6 +67,23 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
         where[sym] = inner + c
     out = [e.xreplace({f: s - c for f, (s, c) in named.items()}) for e in exprs]
     return out, where
+
+
+def collect(expr):
+    """Like terms collected (``144*L*(L - 1) + 144*L*(2*L - 1)`` -> ``432*L**2 - 288*L``) where that is safe: a
+    polynomial in the sizes.  An expression that still holds a floor, ceiling or piecewise is left as it is (its
+    products would expand into a larger expression); name the floors first (``readable``)."""
+    expr = as_expr(expr)
+    if expr.has(sympy.floor, sympy.ceiling, sympy.Piecewise, sympy.Max, sympy.Min):
+        return expr
+    return sympy.expand(expr)
+
+
+def readable(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[list, dict]:
+    """``abbreviate``, then like terms collected in each rewritten expression: the form every text, LaTeX and
+    HTML rendering of a formula uses.  Exact: ``expand_back`` gives expressions equal to the originals."""
+    out, where = abbreviate(exprs, sizes, taken)
+    return [collect(e) for e in out], where
 
 
 def expand_back(expr, where: dict):

@@ -1,0 +1,129 @@
+"""Where people look at costs: notebook hooks (LaTeX, HTML), symbol names in ``subs``/``evaluate`` with clear errors,
+readable formulas (nested floors named once, like terms collected) in text output."""
+import re
+
+import pytest
+import sympy
+
+import symcost
+from symcost.errors import UsageError
+from symcost.export.formulas import expand_back, readable
+
+H, W = (sympy.Symbol(n, integer=True, positive=True) for n in "HW")
+FIXTURE_NET = "tests/fixtures/my_models.py:build_net"
+
+
+def _two_pools():
+    """Two 2x2 stride-2 max pools in a row, on 1x3xHxW: the second's size is a floor of a floor."""
+    pool = symcost.layer("maxpool2d", symbolic=False, kernel_size=2, stride=2)
+    first = pool.cost((1, 3, H, W))
+    return first + pool.cost(first.output_shape)
+
+
+# ------------------------------------------------------------------------------------------------- notebooks
+
+def test_latex_of_a_cost_is_one_convention_with_floors_named():
+    tex = sympy.latex(_two_pools())
+    lines = tex.strip().splitlines()
+    assert lines[0] == r"\begin{align}" and lines[-1] == r"\end{align}"
+    assert sum("FLOPs" in line for line in lines) == 1 and r"\text{FLOPs}_{\text{flops}}" in tex
+    # each line holds at most one floor: nested floors are named H_1, H_2 (W_1, W_2) and defined once
+    assert all(line.count(r"\lfloor") <= 1 for line in lines), tex
+    for name in ("H_{1}", "H_{2}", "W_{1}", "W_{2}"):
+        assert re.search(rf"^{re.escape(name)} &= ", tex, re.M), name
+    torch_tex = sympy.latex(_two_pools().formula("torch"))
+    assert r"\text{FLOPs}_{\text{torch}}" in torch_tex and r"\text{FLOPs}_{\text{flops}}" not in torch_tex
+
+
+def test_latex_fits_a_page_where_it_used_to_list_ten_conventions():
+    tex = sympy.latex(symcost.layer("conv2d", bias=True).cost())
+    # 8 rows: output, H_1, W_1, params, MACs, one FLOPs line, reads, writes
+    assert tex.count(r"\\") == 7 and max(len(line) for line in tex.splitlines()) < 120
+
+
+def test_notebook_hooks():
+    cost = symcost.layer("conv2d", bias=True).cost()
+    latex = cost._repr_latex_()
+    assert latex.startswith(r"$\displaystyle \begin{aligned}") and latex.endswith(r"\end{aligned}$")
+    html = cost._repr_html_()
+    assert html.startswith('<table class="symcost">') and "<math" in html and "flops" in html
+    assert "<script" not in html and "http" not in html.replace("http://www.w3.org/1998/Math/MathML", "")
+
+
+def test_subs_and_evaluate_accept_names():
+    cost = symcost.layer("conv2d", bias=True).cost()
+    C_in, C_out, K_h, K_w, g = (sympy.Symbol(n, integer=True, positive=True) for n in ("C_in", "C_out", "K_h",
+                                                                                           "K_w", "g"))
+    assert cost.subs({"C_in": 3}).params == 3 * C_out * K_h * K_w / g + C_out
+    values = {"N": 1, "C_in": 3, "C_out": 8, "H": 7, "W": 6, "K_h": 3, "K_w": 3, "s_h": 2, "s_w": 2, "p_h": 1,
+              "p_w": 0, "d_h": 1, "d_w": 1, "g": 1}
+    got = cost.evaluate(values, "macs")
+    # output (7 + 2 - 3)//2 + 1 = 4 rows, (6 - 3)//2 + 1 = 2 columns: 8 x 4 x 2 = 64 outputs x 27 MACs = 1728
+    assert got["macs"] == 1728 and got["params"] == 3 * 8 * 9 + 8  # 216 weights + 8 biases
+    assert got["writes"] == 64 and got["reads"] == 3 * 7 * 6 + 224  # input 126 + weights and biases 224
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"C_inn": 3}, "C_inn is not a symbol here; its symbols: C_in, C_out"),
+    ({"C_in": "3"}, "C_in needs an integer, got '3'"),
+    ({"C_in": 2.5}, "C_in needs an integer"),
+])
+def test_subs_errors(values, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        symcost.layer("conv2d", bias=True).cost().subs(values)
+
+
+def test_cost_evaluate_names_missing_symbols():
+    with pytest.raises(UsageError, match=r"no value for W"):
+        _two_pools().evaluate({"H": 17})
+    # H=17 -> 8 -> 4, W=9 -> 4 -> 2: writes 3*8*4 + 3*4*2 = 120
+    assert _two_pools().evaluate({"H": 17, "W": 9})["writes"] == 120
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    import os
+
+    os.environ.setdefault("SYMCOST_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    return symcost.model(FIXTURE_NET, "1x3xHxW")
+
+
+def test_model_evaluate_errors_name_the_symbols(net):
+    with pytest.raises(UsageError, match=r"no value for W: give one for each of H, W"):
+        net.evaluate({"H": 224})
+    with pytest.raises(UsageError, match=r"X is not a symbol here; its symbols: H, W"):
+        net.evaluate({"H": 224, "W": 224, "X": 1})
+    with pytest.raises(UsageError, match=r"the model cannot take H=1, W=8"):   # conv 3x3/2 pad 1 then pool 3/2
+        net.evaluate({"H": 1, "W": 8})
+    assert net.evaluate({sympy.Symbol("H", integer=True, positive=True): 33, "W": 40}) == net.evaluate(
+        {"H": 33, "W": 40})
+
+
+def test_model_html_table(net):
+    from tests.fixtures.my_models import Net
+
+    html = net._repr_html_()
+    rows = re.findall(r"<tr><td><code>([^<]*)</code>", html)
+    assert rows[0] == "stem" and "head" in rows, rows
+    # total params from torch itself: 3*8*9 conv weights + 2*8 BN affine + 8*5 + 5 linear = 277
+    assert sum(p.numel() for p in Net().parameters()) == 277
+    assert re.search(r"<tr><th>total</th><td></td><td></td><th>277</th>", html)
+    assert "where" in html and "<math" in html and "<script" not in html
+
+
+# ------------------------------------------------------------------------------------------ readable formulas
+
+def test_readable_collects_like_terms_and_names_floors_exactly():
+    L = sympy.Symbol("L", integer=True, positive=True)
+    raw = 37152 * L**2 + 144 * L * (L - 1) + 144 * L * (2 * L - 1)    # BERT-style uncollected attention terms
+    (out,), where = readable([raw])
+    assert out == 37584 * L**2 - 288 * L and where == {}   # (37152 + 144 + 288) L^2 - (144 + 144) L
+    s1 = sympy.floor((H - 1) / 2) + 1
+    s2 = sympy.floor((s1 - 1) / 2) + 1
+    exprs = [3 * s1 * s2 + 2 * s2 * s1 + s2**2, s1]
+    out, where = readable(exprs, sizes=[s1, s2])
+    H1, H2 = where
+    assert out[0] == 5 * H1 * H2 + H2**2 and out[1] == H1
+    for e, o in zip(exprs, out):
+        for h in (1, 2, 7, 32, 33, 224):
+            assert expand_back(o, where).subs(H, h) == e.subs(H, h)
