@@ -62,12 +62,14 @@ class Formula:
         return out
 
     def __str__(self) -> str:
+        from .export.formulas import text as expr_text
+
         def text(v) -> str:
             if isinstance(v, list):
                 return ", ".join(map(text, v))
             if isinstance(v, tuple):
                 return "(" + ", ".join(text(d) for d in v) + ")"
-            return sympy.sstr(v)
+            return expr_text(v)
 
         rows = [(str(k), text(v)) for k, v in self.entries()]
         width = max(len(k) for k, _ in rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sympy
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
 
 from ..cost import as_expr
 
@@ -86,6 +87,26 @@ def readable(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[list
     return [collect(e) for e in out], where
 
 
+def from_tree(tree):
+    """A ``symcost.summary`` expression tree back to sympy (built from ints and symbol names only, nothing parsed)."""
+    kind = tree[0]
+    if kind == "num":
+        return sympy.Rational(int(tree[1]), int(tree[2]))
+    if kind == "sym":
+        return sympy.Symbol(tree[1], integer=True, positive=True)
+    if kind == "add":
+        return sympy.Add(*map(from_tree, tree[1:]))
+    if kind == "mul":
+        return sympy.Mul(*map(from_tree, tree[1:]))
+    if kind == "pow":
+        return from_tree(tree[1]) ** int(tree[2])
+    if kind == "floor":
+        return sympy.floor(from_tree(tree[1]))
+    if kind == "ceiling":
+        return sympy.ceiling(from_tree(tree[1]))
+    raise ValueError(f"unknown expression tree node {kind!r}")
+
+
 def expand_back(expr, where: dict):
     """The original expression: each name replaced by its definition (latest first)."""
     for sym, definition in reversed(list(where.items())):
@@ -110,6 +131,21 @@ class _Printer(LatexPrinter):
             body = r"\frac{%s}{%s}" % (self._print(num), self._print(den))
         tex = left + body + right
         return r"%s^{%s}" % (tex, exp) if exp is not None else tex
+
+
+class _TextPrinter(StrPrinter):
+    """``sympy.sstr`` with a floor's argument as one fraction: ``floor((H - 1)/2) + 1``."""
+
+    def _print_floor(self, expr):
+        return f"floor({self._print(sympy.together(expr.args[0]))})"
+
+    def _print_ceiling(self, expr):
+        return f"ceiling({self._print(sympy.together(expr.args[0]))})"
+
+
+def text(expr) -> str:
+    """An expression for a terminal (sympy's own syntax, so it can be pasted into Python)."""
+    return _TextPrinter().doprint(as_expr(expr))
 
 
 def latex(expr) -> str:
