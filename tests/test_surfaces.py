@@ -179,3 +179,19 @@ def test_hf_bert_flops_come_collected(tmp_path):
     assert re.search(r"^total MACs    18432\*L\*\*2 \+ 84934656\*L \+ 589824$", out, re.M), out
     flops = re.search(r"^total FLOPs   (\S+) \+ (\S+) \+ (\S+)   \[", out, re.M)
     assert flops and flops.group(1).endswith("*L**2") and "(" not in flops.group(0).split("[")[0], out
+
+
+def test_cached_plot_imports_neither_torch_nor_torchvision(tmp_path):
+    out = tmp_path / "cost.png"
+    args = ["plot", "torchvision:resnet18", "--input", "1x3xRxR", "--range", "R=32:256:32", "--out", str(out)]
+    _cli(*args, cache=tmp_path)                           # derives, and caches the weights' input size too
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import sys; from symcost.cli import main; assert main({args!r}) == 0; "
+            "loaded = sorted(m for m in ('torch', 'torchvision') if m in sys.modules); assert not loaded, loaded")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "SYMCOST_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.read_bytes()[:4] == b"\x89PNG"
