@@ -175,16 +175,18 @@ def test_report_errors_are_one_line(cache, tmp_path):
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
                     reason="chromium is not installed: the page is not run in a real browser")
 def test_page_in_headless_chromium(cache, tmp_path):
+    """The real page in a real browser, at two slider positions (its starting value set by --at)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    out = tmp_path / "r18.html"
-    assert cli("report", "torchvision:resnet18", "--input", "1x3xRxR", "--out", out, "--at", "R=225",
-               cache=cache).returncode == 0
-    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", out.as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    dom = r.stdout
-    expect = _model_at("torchvision:resnet18", "1x3xRxR", ["R=225"], "flops", cache)[0]
-    status = re.search(r'<p id="status"[^>]*>([^<]*)</p>', dom).group(1)
-    assert status == "exact values at R=225", status
-    for m in ("params", "macs", "flops"):
-        cell = re.search(rf'id="total-{m}">([^<]*)<', dom).group(1)
-        assert int(cell.replace(",", "")) == expect[m], m
+    expect = {e["values"]["R"]: e for e in _model_at("torchvision:resnet18", "1x3xRxR", ["R=225,97"], "flops", cache)}
+    for size in (225, 97):
+        out = tmp_path / f"r18-{size}.html"
+        assert cli("report", "torchvision:resnet18", "--input", "1x3xRxR", "--out", out, "--at", f"R={size}",
+                   cache=cache).returncode == 0
+        r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", out.as_uri()],
+                           capture_output=True, text=True, timeout=120)
+        dom = r.stdout
+        status = re.search(r'<p id="status"[^>]*>([^<]*)</p>', dom).group(1)
+        assert status == f"exact values at R={size}", status
+        for m in ("params", "macs", "flops"):
+            cell = re.search(rf'id="total-{m}">([^<]*)<', dom).group(1)
+            assert int(cell.replace(",", "")) == expect[size][m], (size, m)
