@@ -170,16 +170,18 @@ class Cost:
         return self.formula()._repr_html_()
 
 
-def bind(values: Mapping, symbols, partial: bool = False) -> dict:
+def bind(values: Mapping, symbols, partial: bool = False, extra: bool = False) -> dict:
     """``{symbol: sympy value}`` from a mapping keyed by symbols or their names, for ``symbols``.  Raises
-    ``UsageError`` for a name that is none of them, a value that is not an integer (or sympy expression), and,
-    unless ``partial``, for a symbol left without a value."""
+    ``UsageError`` for a value that is not an integer (or sympy expression), unless ``partial`` for a symbol left
+    without a value, and unless ``extra`` (ignored then) for a name that is none of them."""
     from .errors import UsageError
 
     by_name = {str(s): s for s in symbols}
     out: dict = {}
     for key, value in values.items():
         name = str(key)
+        if name not in by_name and extra:
+            continue
         if name not in by_name:
             known = ", ".join(sorted(by_name)) or "none: it is a number already"
             raise UsageError(f"{name} is not a symbol here; its symbols: {known}")

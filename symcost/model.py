@@ -38,7 +38,7 @@ class _Sweepable:
     def check_domain(self, values: Mapping) -> None:
         """Raise ``UsageError`` (a ``ValueError``) if some tensor of the model would have a size below 1 at
         ``values`` (keys: symbols or their names; every symbol needs a value)."""
-        subs = bind(values, self.symbols)
+        subs = bind(values, self.symbols, extra=True)
         for size in self.domain:
             if size.xreplace(subs) < 1:
                 given = ", ".join(f"{k}={v}" for k, v in values.items())
@@ -46,10 +46,11 @@ class _Sweepable:
                                  f"{size.xreplace(subs)}")
 
     def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
-        """Exact integers at one assignment of the input symbols (``{"H": 224, "W": 224}``; names or symbols).
-        ``UsageError`` for a missing or unknown symbol and outside the model's domain."""
+        """Exact integers at one assignment of the input symbols (``{"H": 224, "W": 224}``; names or symbols;
+        others are ignored, so one call serves derivations at a symbolic and at a concrete size).  ``UsageError``
+        for a missing symbol and outside the model's domain."""
         self.check_domain(values)
-        subs = bind(values, self.symbols)
+        subs = bind(values, self.symbols, extra=True)
         return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
