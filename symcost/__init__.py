@@ -6,6 +6,8 @@ and ``trace``, ``model`` and ``fold_batchnorm`` import torch when first called.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,20 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
     from .commands.models import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False)
+
+
+class _Package(types.ModuleType):
+    """Keeps ``symcost.model`` the function above: importing the submodule ``symcost.model`` (as ``ModelCost``
+    does) would otherwise replace the package attribute with the module, and ``symcost.model(...)`` would fail
+    with "'module' object is not callable".  The submodule stays importable (``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name == "model" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -229,3 +229,12 @@ def test_example_notebook_runs(tmp_path, monkeypatch):
     nbclient.NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert any("text/html" in o.get("data", {}) for o in outputs)
+
+
+def test_symcost_model_stays_the_function_after_the_submodule_is_imported():
+    import importlib
+
+    importlib.import_module("symcost.model")             # what ModelCost's import does
+    from symcost.model import ModelCost                   # the submodule stays importable
+
+    assert callable(symcost.model) and ModelCost.__name__ == "ModelCost"
