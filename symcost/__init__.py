@@ -24,11 +24,13 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "model", "__version__"]
 
 
-def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True):
-    """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached."""
+def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True,
+          sizes: tuple[dict, dict] | None = None):
+    """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached;
+    ``sizes=({"H": 241}, {"H": 209})`` chooses the two trace sizes."""
     from .commands.models import derive
 
-    return derive(target, input_shape, train=train, use_cache=use_cache, progress=False)
+    return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes)
 
 
 class _Package(types.ModuleType):

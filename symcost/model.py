@@ -38,6 +38,9 @@ class _Sweepable:
     def check_domain(self, values: Mapping) -> None:
         """Raise ``UsageError`` (a ``ValueError``) if some tensor of the model would have a size below 1 at
         ``values`` (keys: symbols or their names; every symbol needs a value)."""
+        from .summary import refuse_other_sizes
+
+        refuse_other_sizes(getattr(self, "fixed_at", {}), [values])
         subs = bind(values, self.symbols, extra=True)
         for size in self.domain:
             if size.xreplace(subs) < 1:
@@ -58,6 +61,10 @@ class _Sweepable:
         ``"valid"``: True where every tensor size of the model is >= 1.  One ``lambdify`` for everything."""
         import numpy as np
 
+        if getattr(self, "fixed_at", None):
+            from .errors import NoSingleFormula
+
+            raise NoSingleFormula(self.notes[-1] if self.notes else "the derivation holds at one size only")
         total = self.total(convention)
         exprs = [total[m] for m in metrics] + list(self.domain)
         fn = sympy.lambdify(self.symbols, exprs, modules="numpy")
@@ -87,6 +94,8 @@ class ModelCost(_Sweepable):
     notes: list[str] = field(default_factory=list)
     #: every symbolic tensor size in the model: the formulas hold where all of them are >= 1
     domain: tuple = ()
+    #: a model that runs at one size only: its symbols' values there (the numbers hold at those values only)
+    fixed_at: dict = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -139,4 +148,5 @@ class ModelCost(_Sweepable):
             trees={n: {m: to_tree(t[m]) for m in ("params", "macs", "flops")} for n, t in totals.items()},
             domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
+            fixed_at=dict(self.fixed_at),
         )

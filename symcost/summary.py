@@ -8,7 +8,7 @@ an integer far below 2**53.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 METRICS = ("params", "macs", "flops")
@@ -66,6 +66,18 @@ def evaluate_tree(tree, env: Mapping):
     raise Unsupported(kind)
 
 
+def refuse_other_sizes(fixed_at: Mapping, points: list[Mapping]) -> None:
+    """A derivation made at one size (``fixed_at``) says nothing about another: ``NoSingleFormula``."""
+    from .errors import NoSingleFormula
+
+    for p in points:
+        other = {str(k): v for k, v in p.items() if str(k) in fixed_at and int(v) != fixed_at[str(k)]}
+        if other:
+            raise NoSingleFormula(f"no formula in {', '.join(fixed_at)}: the derivation holds at "
+                                  + ", ".join(f"{k}={v}" for k, v in fixed_at.items()) + " only, not at "
+                                  + ", ".join(f"{k}={v}" for k, v in other.items()))
+
+
 @dataclass
 class Summary:
     """Totals under every convention (as numbers or printed formulas, and as trees) and the model's domain."""
@@ -80,6 +92,7 @@ class Summary:
     uncovered: dict
     zero_cost_ops: dict
     notes: list
+    fixed_at: dict = field(default_factory=dict)   # a model that runs at one size only: the numbers hold there only
 
     def total(self, convention: str) -> dict:
         if convention not in self.totals:
@@ -91,6 +104,7 @@ class Summary:
         import numpy as np
 
         self.total(convention)
+        refuse_other_sizes(self.fixed_at, points)
         env = {s: np.array([p[s] for p in points], dtype=np.int64) for s in self.symbols}
         ok = np.ones(len(points), dtype=bool)
         for tree, printed in self.domain:

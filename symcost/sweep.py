@@ -49,6 +49,29 @@ def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(given[n] for n in names))]
 
 
+def parse_trace_sizes(text: str, symbols: list) -> tuple[dict[str, int], dict[str, int]]:
+    """``--trace-sizes H=241:209,W=225:193`` -> the two assignments a symbolic input is recorded at."""
+    names = [str(s) for s in symbols]
+    first: dict[str, int] = {}
+    second: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, pair = part.partition("=")
+        values = pair.split(":")
+        if not sep or len(values) != 2 or not all(v.strip().isdigit() and int(v) > 0 for v in values):
+            raise UsageError(f"--trace-sizes {part!r}: expected NAME=A:B with two positive integers, e.g. H=241:209")
+        if name.strip() not in names:
+            raise UsageError(f"--trace-sizes {part!r}: the input has no symbol {name.strip()!r} "
+                             f"(its symbols: {', '.join(names) or 'none'})")
+        a, b = (int(v) for v in values)
+        if a == b:
+            raise UsageError(f"--trace-sizes {part!r}: the two sizes must differ")
+        first[name.strip()], second[name.strip()] = a, b
+    missing = [n for n in names if n not in first]
+    if missing:
+        raise UsageError(f"--trace-sizes gives no sizes for {', '.join(missing)}")
+    return first, second
+
+
 def assume_divisible(expr, symbols, k: int):
     """The formula for inputs that are multiples of ``k``: substitute S = k*s, let sympy drop the floors,
     and write it back in S."""

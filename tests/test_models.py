@@ -155,7 +155,7 @@ def test_cli_user_file_and_strict(tmp_path):
     (["model", "torchvision:resnet18", "--input", "1x3x224"], "cannot run on input 1x3x224"),
     (["model", "torchvision:alexnet", "--input", "1x3x32x32"], "cannot run on input 1x3x32x32"),
     (["model", "torchvision:alexnet", "--input", "1x3xRxR", "--at", "R=32,224"], "cannot take R=32"),
-    (["model", "torchvision:vit_b_16", "--input", "1x3xRxR"], "Expected 224"),
+    (["model", "torchvision:vit_b_16", "--input", "1x3xRxR", "--at", "R=256"], "Expected 224"),
     (["model", "torchvision:resnet18", "--input", "1x3xRxR", "--at", "Q=3"], "no symbol 'Q'"),
 ])
 def test_cli_model_bad_input(args, message, tmp_path):

@@ -20,49 +20,54 @@ def _dtype(target: str, input_dtype: str | None) -> str:
     return input_dtype or default_input_dtype(target)
 
 
-def _key(target: str, input_spec: str, train: bool, input_dtype: str | None) -> str:
+def _key(target: str, input_spec: str, train: bool, input_dtype: str | None, trace_sizes=None) -> str:
     from .. import cache
     from ..targets import source_hash
 
-    spec = f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}"
+    spec = f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
     return cache.cache_key(target, spec, train, source_hash(target))
 
 
-def cached_summary(target: str, input_spec: str, train: bool = False, input_dtype: str | None = None):
+def cached_summary(target: str, input_spec: str, train: bool = False, input_dtype: str | None = None,
+                   trace_sizes: tuple[dict, dict] | None = None):
     """The cached ``Summary`` of a derivation, or None: no torch, no sympy."""
     from .. import cache
 
-    hit = cache.load(_key(target, input_spec, train, input_dtype))
+    hit = cache.load(_key(target, input_spec, train, input_dtype, trace_sizes))
     return hit["summary"] if isinstance(hit, dict) and "summary" in hit else None
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
-           input_dtype: str | None = None):
+           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None):
     """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
-    ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets)."""
+    ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two
+    assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None."""
     import pickle
 
     from .. import cache
 
-    key = _key(target, input_spec, train, input_dtype)
+    key = _key(target, input_spec, train, input_dtype, trace_sizes)
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "full" in hit:
             return pickle.loads(hit["full"])
     with _status(f"tracing {target} on {input_spec}", progress):
-        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype)
+        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype,
+                          trace_sizes=trace_sizes)
     if use_cache:
         # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
         cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
     return mc
 
 
-def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None):
+def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None,
+                 trace_sizes: tuple[dict, dict] | None = None):
     from ..targets import load_target
-    from ..tracing import trace
+    from ..tracing import model_input_size, trace
 
     model = load_target(target, device="meta")
-    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype))
+    return trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype),
+                 sizes=trace_sizes, default_shape=model_input_size(model, target))
 
 
 class _status:
@@ -114,7 +119,7 @@ def _per_point(target: str, input_spec: str, points: list[dict], convention: str
 
 def run_model(args) -> int:
     from ..errors import NoSingleFormula
-    from ..sweep import parse_assignments
+    from ..sweep import parse_assignments, parse_trace_sizes
 
     started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
@@ -122,18 +127,21 @@ def run_model(args) -> int:
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
     need_rows = not names or args.layers or (args.json and not args.at)
+    sizes = parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None
     mc = summary = None
     if points and not need_rows and not args.assume_divisible and not args.no_cache:
-        summary = cached_summary(args.target, args.input, args.train, args.input_dtype)
+        summary = cached_summary(args.target, args.input, args.train, args.input_dtype, sizes)
     if summary is None:
         try:
             mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache,
-                        progress=not args.json, input_dtype=args.input_dtype)
+                        progress=not args.json, input_dtype=args.input_dtype, trace_sizes=sizes)
         except NoSingleFormula as e:
             if not points:
                 raise
             return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
         summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible else None)
+    if points and summary.fixed_at:
+        return _run_per_point(args, points, f"{summary.notes[-1]}; each size was traced on its own")
     if args.convention not in summary.totals:
         raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(summary.totals)}")
     total = summary.total(args.convention)
@@ -310,6 +318,10 @@ def configure_model(p) -> None:
                         "symbols (their product is taken)")
     p.add_argument("--assume-divisible", type=int, metavar="K",
                    help="assume every symbolic size is a multiple of K: floors vanish, a clean polynomial")
+    p.add_argument("--trace-sizes", metavar="NAME=A:B,…",
+                   help="the two sizes a symbolic input is recorded at, e.g. H=241:209,W=225:193 (default: odd sizes "
+                        "around the model's own size, which no stride divides); the formula is always verified at a "
+                        "third size of other residues")
     p.add_argument("--layers", action="store_true",
                    help="per-layer rows for a symbolic input also in text output and with --at "
                         "(--json without --at has them)")

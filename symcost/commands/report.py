@@ -61,6 +61,9 @@ def run_report(args) -> int:
         mc = derive(args.target, args.input, use_cache=not args.no_cache, input_dtype=args.input_dtype)
     except NoSingleFormula as e:
         raise UsageError(f"no single formula for {args.target} on {args.input} ({e}): a report needs one") from None
+    if getattr(mc, "fixed_at", None):
+        at = ", ".join(f"{k}={v}" for k, v in mc.fixed_at.items())
+        raise UsageError(f"{args.target} runs at one size only ({at}): there is nothing to put on a slider")
     from ..export.report import report_html
 
     page = report_html(mc, initial, ranges, args.convention)

@@ -14,8 +14,10 @@ from ..model import ModelCost, Row
 from ..symbols import user_symbol
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
 from ..errors import NoSingleFormula, TraceError
+from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
+from .verify import check_points, describe, verify
 
 __all__ = ["trace", "TraceError", "NoSingleFormula", "trace_sizes"]
 
@@ -29,21 +31,35 @@ def _as_symbolic(input_shape: Sequence) -> tuple:
     return tuple(out)
 
 
-def trace_sizes(shape: tuple) -> tuple[dict, dict]:
-    """Two assignments of the input symbols to trace at: sizes that are not multiples of any stride,
-    and different enough (per symbol) that the sizes derived from each never coincide in both traces."""
-    a, b = {}, {}
-    spatial = 0
-    for pos, d in enumerate(shape):
-        for s in sorted(d.free_symbols, key=str) if isinstance(d, sympy.Basic) else ():
-            if s in a:
-                continue
-            if pos == 0 and len(shape) > 2:      # batch
-                a[s], b[s] = sympy.Integer(2), sympy.Integer(3)
-            else:
-                a[s], b[s] = sympy.Integer(225 + 32 * spatial), sympy.Integer(193 - 24 * spatial)
+def trace_sizes(shape: tuple, default: dict | None = None) -> list[tuple[dict, dict]]:
+    """Pairs of assignments of the input symbols to trace at, best first.
+
+    Sizes are odd (≡ 1 mod 32, so no stride divides them and floors show) and differ per symbol, so that the sizes
+    derived from each never coincide in both traces.  ``default`` (symbol -> the model's own size, e.g. 224 or 77
+    positions) centres them on that size, with a lower pair in case the model has a maximum (a position table)."""
+    default = default or {}
+    bases = []
+    for shift in (0, 1):
+        a, b = {}, {}
+        spatial = 0
+        for pos, d in enumerate(shape):
+            for s in sorted(d.free_symbols, key=str) if isinstance(d, sympy.Basic) else ():
+                if s in a:
+                    continue
+                if pos == 0 and len(shape) > 2:      # batch
+                    a[s], b[s] = sympy.Integer(2), sympy.Integer(3)
+                    continue
+                if s in default:
+                    top = 32 * max(2, round(default[s] / 32) - shift) + 1
+                    a[s], b[s] = sympy.Integer(top + 32 * spatial), sympy.Integer(top - 32 - 8 * spatial)
+                elif shift == 0:
+                    a[s], b[s] = sympy.Integer(225 + 32 * spatial), sympy.Integer(193 - 24 * spatial)
+                else:
+                    return bases
                 spatial += 1
-    return a, b
+        if (a, b) not in bases:
+            bases.append((a, b))
+    return bases
 
 
 def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
@@ -64,36 +80,120 @@ def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: b
         raise error(f"the model cannot run on input {'x'.join(map(str, shape))}{where}: {msg}") from None
 
 
+_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
+
+
 def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", train: bool = False,
-          sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32") -> ModelCost:
+          sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32",
+          default_shape: Sequence[int] | None = None) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
     "float32" or "int64" (token ids for language models).
     The model is recorded on meta tensors at two sizes (``sizes``: two dicts such as ``({"H": 225}, {"H": 193})``,
-    chosen automatically by default), shapes are propagated symbolically
-    and checked against both recordings, and every layer call is costed by the catalog.
+    chosen automatically by default, around ``default_shape`` — the model's own input size, aligned to the right of
+    ``input_shape`` — when given), shapes are propagated symbolically and checked against both recordings, every
+    layer call is costed by the catalog, and the result is verified against a third recording at sizes of other
+    residues (``NoSingleFormula`` if any count differs).  A model that runs at none of the trace sizes but at its
+    ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
     """
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)
+    if input_dtype not in _DTYPES:
+        raise TraceError(f"input dtype {input_dtype!r}: expected {', '.join(_DTYPES[:-1])} or {_DTYPES[-1]}")
+    symbols = {str(s): s for d in shape for s in getattr(d, "free_symbols", ())}
+    if not symbols:
+        rec = _record(model, shape, "", input_dtype)
+        return _derive(model, rec, rec, shape, {}, {}, target)
+    default = _default_values(shape, default_shape)
     if sizes:  # {"H": 225, ...} or {Symbol: 225}: the two sizes to record at
-        by_name = {str(s): s for d in shape for s in getattr(d, "free_symbols", ())}
-        values_a, values_b = ({by_name.get(str(k), k): sympy.Integer(v) for k, v in d.items()} for d in sizes)
+        pairs = [tuple({symbols.get(str(k), k): sympy.Integer(v) for k, v in d.items()} for d in sizes)]
+        _check_sizes(pairs[0], symbols)
     else:
-        values_a, values_b = trace_sizes(shape)
-    shape_a = [int(d.xreplace(values_a)) for d in shape]
-    shape_b = [int(d.xreplace(values_b)) for d in shape]
-    note = " (a size symcost chose to trace a symbolic input at; give a concrete --input if the model " \
-           "accepts only certain sizes)" if values_a else ""
-    if input_dtype not in ("float32", "float16", "bfloat16", "int64", "int32"):
-        raise TraceError(f"input dtype {input_dtype!r}: expected float32, float16, bfloat16, int64 or int32")
-    rec_a = _record(model, shape_a, note, input_dtype, bool(values_a))
-    rec_b = _record(model, shape_b, note, input_dtype, True) if values_a else rec_a
+        pairs = trace_sizes(shape, default)
+    note = "" if sizes else " (a size symcost chose to trace a symbolic input at; --trace-sizes chooses others)"
+    failed = None
+    for values_a, values_b in pairs:
+        try:
+            rec_a = _record(model, _at(shape, values_a), note, input_dtype, True)
+            rec_b = _record(model, _at(shape, values_b), note, input_dtype, True)
+            break
+        except NoSingleFormula as e:
+            failed = failed or e
+    else:
+        if sizes or len(default) != len(symbols):
+            raise failed
+        return _fixed_size(model, shape, default, failed, target, input_dtype)
+    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target)
+    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target)
+    return mc
+
+
+def _at(shape: tuple, values: dict) -> list[int]:
+    return [int(d.xreplace(values)) for d in shape]
+
+
+def _check_sizes(pair: tuple[dict, dict], symbols: dict) -> None:
+    for d in pair:
+        missing = sorted(set(symbols) - {str(k) for k in d})
+        if missing or any(int(v) < 1 for v in d.values()):
+            raise TraceError(f"trace sizes {d}: need a positive integer for every input symbol "
+                             f"({', '.join(sorted(symbols))})")
+    if any(pair[0][s] == pair[1][s] for s in pair[0]):
+        raise TraceError("the two trace sizes must differ in every symbol")
+
+
+def _default_values(shape: tuple, default_shape) -> dict:
+    """symbol -> the model's own size, from its default input shape aligned to the right."""
+    out: dict = {}
+    if not default_shape:
+        return out
+    for d, v in zip(reversed(shape), reversed(tuple(default_shape))):
+        if isinstance(d, sympy.Symbol) and v and int(v) > 0:
+            out.setdefault(d, int(v))
+    return out
+
+
+def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: dict, values_b: dict,
+            target: str) -> ModelCost:
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a)
-    mc.domain = tuple(sorted(prop.sizes, key=sympy.default_sort_key))
+    bounds = Bounds(lambda x, y: sympy.Integer(x) if x == y else prop.lookup.get((x, y)))
+    for ev, evb in zip(rec_a.ops, rec_b.ops):
+        bounds.step(ev, evb, sym)
+    mc.domain = tuple(sorted(prop.sizes | bounds.conditions, key=sympy.default_sort_key))
+    return mc
+
+
+def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, rec_a: Recording, dtype: str,
+            target: str) -> None:
+    """The derivation against one more recording at sizes of other residues (see ``verify``)."""
+    points = check_points(values_a, values_b)
+    refused = None
+    for values in points:
+        concrete = tuple(sympy.Integer(v) for v in _at(shape, values))
+        try:
+            rec = _record(model, concrete, "", dtype)
+        except TraceError as e:
+            refused = refused or e
+            continue
+        verify(mc, rec, _derive(model, rec, rec, concrete, {}, {}, target), values, rec_a)
+        return
+    raise NoSingleFormula(f"the model runs at the trace sizes but not at {describe(points[0])} (which a formula in "
+                          f"{', '.join(map(str, mc.symbols))} would cover): {refused}")
+
+
+def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: str, dtype: str) -> ModelCost:
+    """A model that runs at its own size only: the exact derivation there, and why no formula exists."""
+    concrete = tuple(sympy.Integer(v) for v in _at(shape, {s: sympy.Integer(v) for s, v in default.items()}))
+    rec = _record(model, concrete, "", dtype)
+    mc = _derive(model, rec, rec, concrete, {}, {}, target)
+    mc.fixed_at = {str(s): int(v) for s, v in default.items()}
+    mc.notes.append(f"no formula in {', '.join(map(str, sorted(default, key=str)))}: the model runs at "
+                    f"{describe(mc.fixed_at)} but not at the sizes a formula is derived from ({failed}); "
+                    f"these are the exact numbers at {describe(mc.fixed_at)} only")
     return mc
 
 
@@ -179,3 +279,26 @@ def _check_output(cost: Cost, rec: Recording, outputs: list[int], values: dict, 
     got = tuple(int(d.xreplace(values)) if isinstance(d, sympy.Basic) else int(d) for d in cost.output_shape)
     if got != tuple(rec.shapes[outputs[0]]):
         raise TraceError(f"{name}: symcost's output shape {got} differs from torch's {tuple(rec.shapes[outputs[0]])}")
+
+
+def model_input_size(model: torch.nn.Module, target: str = "") -> tuple[int, ...] | None:
+    """The size a model is built for, read from the model or its published weights' metadata (no download):
+    timm's ``pretrained_cfg["input_size"]``, torchvision's evaluation crop, a Hugging Face position table.  Trace
+    sizes are chosen around it; a model that runs at no other size is derived there."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict) and cfg.get("input_size"):
+        return tuple(int(v) for v in cfg["input_size"])
+    if target.startswith("torchvision:"):
+        import torchvision
+
+        try:
+            crop = torchvision.models.get_model_weights(target.split(":", 1)[1]).DEFAULT.transforms.keywords
+        except Exception:  # noqa: BLE001  (a model without published weights: no default size)
+            return None
+        size = crop.get("crop_size")
+        return (size, size) if isinstance(size, int) else None
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        return (min(positions, 224),)  # well inside the table: the usual trace sizes when they fit
+    return None
