@@ -48,10 +48,11 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
 
 
 class _Package(types.ModuleType):
-    """Importing the submodule ``symcost.model`` (every trace does) would rebind ``symcost.model`` from the function
-    to that module; the function stays (the submodule is still ``sys.modules["symcost.model"]``)."""
+    """Keeps ``symcost.model`` the function above: importing the submodule ``symcost.model`` (as ``ModelCost``
+    does) would otherwise replace the package attribute with the module, and ``symcost.model(...)`` would fail
+    with "'module' object is not callable".  The submodule stays importable (``sys.modules``)."""
 
-    def __setattr__(self, name: str, value) -> None:
+    def __setattr__(self, name, value):
         if name == "model" and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)

@@ -124,7 +124,24 @@ class Cost:
         )
 
     def subs(self, values: Mapping) -> "Cost":
-        return self.map(lambda e: e.subs(values))
+        """Sizes replaced by integers (or expressions): keys are symbols or their names (``{"C_in": 3}``).  A name
+        given as a string that is not a symbol of this cost is an error (a typo would otherwise change nothing);
+        sympy keys pass to ``Expr.subs`` as they are."""
+        mapping = bind({k: v for k, v in values.items() if isinstance(k, str)}, self.free_symbols, partial=True)
+        mapping.update({k: v if isinstance(v, sympy.Basic) else as_expr(v) for k, v in values.items()
+                        if not isinstance(k, str)})
+        return self.map(lambda e: e.subs(mapping))
+
+    def evaluate(self, values: Mapping, convention="flops") -> dict[str, int]:
+        """Exact integers (params, buffers, MACs, FLOPs under ``convention``, reads, writes); every symbol of the
+        cost needs a value (``UsageError`` names the missing ones)."""
+        from .conventions import get_convention
+
+        conv = get_convention(convention) if isinstance(convention, str) else convention
+        c = self.subs(bind(values, self.free_symbols))
+        return {"params": to_int(c.params, "params"), "buffers": to_int(c.buffers, "buffers"),
+                "macs": to_int(c.macs, "MACs"), "flops": to_int(conv.count(c), "FLOPs"),
+                "reads": to_int(c.reads, "reads"), "writes": to_int(c.writes, "writes")}
 
     @property
     def free_symbols(self) -> set[sympy.Symbol]:
@@ -133,18 +150,50 @@ class Cost:
             out |= e.free_symbols
         return out
 
-    def _latex(self, printer) -> str:
-        from .conventions import CONVENTIONS
+    def formula(self, convention="flops"):
+        """This cost for people under one convention (a ``symcost.formula.Formula``): nested floors named,
+        like terms collected, LaTeX and HTML for notebooks."""
+        from .conventions import get_convention
+        from .formula import Formula
 
-        rows = [
-            (r"\text{output}", r"\left(" + ", ".join(printer._print(d) for d in self.output_shape) + r"\right)"),
-            (r"\text{params}", printer._print(self.params)),
-            (r"\text{MACs}", printer._print(self.macs)),
-        ]
-        rows += [(rf"\text{{FLOPs}}_{{\text{{{c.name}}}}}", printer._print(c.count(self))) for c in CONVENTIONS.values()]
-        rows += [(r"\text{reads}", printer._print(self.reads)), (r"\text{writes}", printer._print(self.writes))]
-        body = " \\\\\n".join(f"{k} &= {v}" for k, v in rows)
-        return "\\begin{align}\n" + body + "\n\\end{align}"
+        conv = get_convention(convention) if isinstance(convention, str) else convention
+        return Formula(self.layer, (), self, {}, conv)
+
+    def _latex(self, printer) -> str:
+        """An align environment under the ``flops`` convention (``cost.formula("torch")`` for another)."""
+        return self.formula()._latex(printer)
+
+    def _repr_latex_(self) -> str:
+        return self.formula()._repr_latex_()
+
+    def _repr_html_(self) -> str:
+        return self.formula()._repr_html_()
+
+
+def bind(values: Mapping, symbols, partial: bool = False, extra: bool = False) -> dict:
+    """``{symbol: sympy value}`` from a mapping keyed by symbols or their names, for ``symbols``.  Raises
+    ``UsageError`` for a value that is not an integer (or sympy expression), unless ``partial`` for a symbol left
+    without a value, and unless ``extra`` (ignored then) for a name that is none of them."""
+    from .errors import UsageError
+
+    by_name = {str(s): s for s in symbols}
+    out: dict = {}
+    for key, value in values.items():
+        name = str(key)
+        if name not in by_name and extra:
+            continue
+        if name not in by_name:
+            known = ", ".join(sorted(by_name)) or "none: it is a number already"
+            raise UsageError(f"{name} is not a symbol here; its symbols: {known}")
+        try:
+            out[by_name[name]] = as_expr(int(value) if hasattr(value, "__index__") and not isinstance(
+                value, (bool, sympy.Basic)) else value)
+        except TypeError:
+            raise UsageError(f"{name} needs an integer, got {value!r}") from None
+    missing = sorted(set(by_name) - {str(s) for s in out})
+    if missing and not partial:
+        raise UsageError(f"no value for {', '.join(missing)}: give one for each of {', '.join(sorted(by_name))}")
+    return out
 
 
 def numel(shape) -> sympy.Expr:

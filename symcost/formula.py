@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import sympy
 
 from .conventions import Convention
-from .cost import Cost
+from .cost import Cost, as_expr
 
 
 def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:
@@ -23,16 +23,12 @@ def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:
     return named, {v: k for k, v in names.items()}
 
 
-def _tidy(expr: sympy.Expr) -> sympy.Expr:
-    """Collect like terms (an attention's FLOPs) unless floors are inside, whose products expand badly."""
-    if expr.has(sympy.floor, sympy.ceiling, sympy.Piecewise):
-        return expr
-    return sympy.expand(expr)
-
-
 @dataclass(frozen=True)
 class Formula:
-    """What ``symcost formula`` prints; ``sympy.latex(formula)`` gives an align environment."""
+    """A cost for people, under one convention: ``str(formula)`` for a terminal, ``sympy.latex(formula)`` an align
+    environment, ``_repr_latex_`` / ``_repr_html_`` for notebooks.  Output sizes are named (``H_out = …``) when
+    the inputs are known; nested floors left in the cost are named once (``R_1 = …``), innermost first; like terms
+    are collected.  ``cost`` keeps the raw expressions."""
 
     layer: str
     inputs: tuple
@@ -43,35 +39,79 @@ class Formula:
     @classmethod
     def of(cls, layer, inputs: tuple, convention: Convention) -> "Formula":
         cost, where = name_output_sizes(inputs, layer.cost(*inputs))
-        return cls(layer.name, inputs, cost.map(_tidy), where, convention)
+        return cls(layer.name, inputs, cost, where, convention)
 
-    def rows(self, fmt) -> list[tuple[str, str]]:
+    def entries(self) -> list[tuple[str, object]]:
+        """``(name, value)`` in print order; a value is an expression, a shape (tuple) or a list of shapes."""
+        from .export.formulas import readable
+
         c = self.cost
-        out = [("input", ", ".join("(" + ", ".join(fmt(d) for d in s) + ")" for s in self.inputs)),
-               ("output", "(" + ", ".join(fmt(d) for d in c.output_shape) + ")")]
-        out += [(fmt(k), fmt(v)) for k, v in self.where.items()]
-        out += [("params", fmt(c.params))]
-        if c.buffers != 0:
-            out.append(("buffers", fmt(c.buffers)))
-        out += [("MACs", fmt(c.macs)), (f"FLOPs[{self.convention.name}]", fmt(self.convention.count(c))),
-                ("reads", fmt(c.reads)), ("writes", fmt(c.writes))]
+        fields = [("params", c.params)] + ([("buffers", c.buffers)] if c.buffers != 0 else [])
+        fields += [("MACs", c.macs), (f"FLOPs[{self.convention.name}]", self.convention.count(c)),
+                   ("reads", c.reads), ("writes", c.writes)]
+        n = len(c.output_shape)
+        taken = {str(s) for s in self.where} | {str(s) for shape in self.inputs for d in shape
+                                                 for s in as_expr(d).free_symbols}
+        shown, named = readable([*c.output_shape, *(v for _, v in fields)], c.output_shape, taken)
+        out: list[tuple[str, object]] = []
+        if self.inputs:
+            out.append(("input", list(self.inputs)))
+        out.append(("output", tuple(shown[:n])))
+        out += [(k, v) for k, v in self.where.items()] + list(named.items())
+        out += [(name, v) for (name, _), v in zip(fields, shown[n:])]
         return out
 
     def __str__(self) -> str:
-        rows = self.rows(lambda e: sympy.sstr(e) if isinstance(e, sympy.Basic) else str(e))
+        from .export.formulas import text as expr_text
+
+        def text(v) -> str:
+            if isinstance(v, list):
+                return ", ".join(map(text, v))
+            if isinstance(v, tuple):
+                return "(" + ", ".join(text(d) for d in v) + ")"
+            return expr_text(v)
+
+        rows = [(str(k), text(v)) for k, v in self.entries()]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
+    def _latex_rows(self, printer) -> list[tuple[str, str]]:
+        def tex(v) -> str:
+            if isinstance(v, list):
+                return ", ".join(map(tex, v))
+            if isinstance(v, tuple):
+                return r"\left(" + ", ".join(tex(d) for d in v) + r"\right)"
+            return printer._print(as_expr(v))
+
+        def key(k) -> str:
+            if isinstance(k, sympy.Basic):
+                return printer._print(k)
+            if k.startswith("FLOPs["):
+                return rf"\text{{FLOPs}}_{{\text{{{k[6:-1]}}}}}"
+            return rf"\text{{{k}}}"
+
+        return [(key(k), tex(v)) for k, v in self.entries()]
+
     def _latex(self, printer) -> str:
-        lines = [(r"\text{input}", ", ".join(r"\left(" + ", ".join(printer._print(d) for d in s) + r"\right)"
-                                             for s in self.inputs)),
-                 (r"\text{output}", r"\left(" + ", ".join(printer._print(d) for d in self.cost.output_shape) + r"\right)")]
-        lines += [(printer._print(k), printer._print(v)) for k, v in self.where.items()]
-        c = self.cost
-        lines += [(r"\text{params}", printer._print(c.params))]
-        if c.buffers != 0:
-            lines.append((r"\text{buffers}", printer._print(c.buffers)))
-        lines += [(r"\text{MACs}", printer._print(c.macs)),
-                  (rf"\text{{FLOPs}}_{{\text{{{self.convention.name}}}}}", printer._print(self.convention.count(c))),
-                  (r"\text{reads}", printer._print(c.reads)), (r"\text{writes}", printer._print(c.writes))]
-        return "\\begin{align}\n" + " \\\\\n".join(f"{k} &= {v}" for k, v in lines) + "\n\\end{align}"
+        rows = self._latex_rows(printer)
+        return "\\begin{align}\n" + " \\\\\n".join(f"{k} &= {v}" for k, v in rows) + "\n\\end{align}"
+
+    def _repr_latex_(self) -> str:
+        from .export.formulas import _Printer
+
+        rows = self._latex_rows(_Printer({"mul_symbol": None}))
+        return "$\\displaystyle \\begin{aligned}" + " \\\\ ".join(f"{k} &= {v}" for k, v in rows) \
+            + "\\end{aligned}$"
+
+    def _repr_html_(self) -> str:
+        from .export.html import definition_table, mathml, mathml_shape
+
+        def html(v) -> str:
+            if isinstance(v, list):
+                return ", ".join(map(html, v))
+            if isinstance(v, tuple):
+                return mathml_shape(v)
+            return mathml(v)
+
+        rows = [(str(k), html(v)) for k, v in self.entries()]
+        return definition_table(rows) + f"<p>FLOPs: {self.convention.name} ({self.convention.summary})</p>"

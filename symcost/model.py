@@ -10,7 +10,8 @@ from typing import Mapping
 import sympy
 
 from .conventions import Convention, get_convention
-from .cost import Cost, to_int
+from .cost import Cost, bind, to_int
+from .errors import UsageError
 
 
 @dataclass
@@ -36,21 +37,24 @@ class _Sweepable:
     domain: tuple
 
     def check_domain(self, values: Mapping) -> None:
-        """Raise ``ValueError`` if some tensor of the model would have a size below 1 at ``values``."""
+        """Raise ``UsageError`` (a ``ValueError``) if some tensor of the model would have a size below 1 at
+        ``values`` (keys: symbols or their names; every symbol needs a value)."""
         from .summary import refuse_other_sizes
 
         refuse_other_sizes(getattr(self, "fixed_at", {}), [values])
-        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
+        subs = bind(values, self.symbols, extra=True)
         for size in self.domain:
             if size.xreplace(subs) < 1:
                 given = ", ".join(f"{k}={v}" for k, v in values.items())
-                raise ValueError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
+                raise UsageError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
                                  f"{size.xreplace(subs)}")
 
     def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
-        """Exact integers at one assignment of the input symbols (``ValueError`` outside the model's domain)."""
+        """Exact integers at one assignment of the input symbols (``{"H": 224, "W": 224}``; names or symbols;
+        others are ignored, so one call serves derivations at a symbolic and at a concrete size).  ``UsageError``
+        for a missing symbol and outside the model's domain."""
         self.check_domain(values)
-        subs = {s: sympy.Integer(values[str(s)] if str(s) in values else values[s]) for s in self.symbols}
+        subs = bind(values, self.symbols, extra=True)
         return {k: to_int(v.xreplace(subs), k) for k, v in self.total(convention).items()}
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
@@ -125,6 +129,13 @@ class ModelCost(_Sweepable):
             value = conv.count(r.cost, r.functional) if metric == "flops" else getattr(r.cost, metric)
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
         return out
+
+    def _repr_html_(self) -> str:
+        """A per-layer table for notebooks (FLOPs under ``flops``; ``symcost.export.html.model_html`` for another
+        convention)."""
+        from .export.html import model_html
+
+        return model_html(self)
 
     def summary(self, totals: dict | None = None):
         """This derivation's totals under every convention in plain data (see ``symcost.summary``); ``totals``

@@ -50,13 +50,22 @@ def default_size(target: str) -> int:
     other target or when the weights cannot say."""
     kind, _, name = target.strip().rpartition(":")
     if kind == "torchvision":
+        from . import cache
+
+        # cached beside the derivations: importing torchvision to read one number costs seconds
+        key = cache.cache_key(target, "default_size", False, "")
+        hit = cache.load(key)
+        if isinstance(hit, int):
+            return hit
         try:
             import torchvision
 
             crop = torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size
-            return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
+            size = int(crop[0] if isinstance(crop, (list, tuple)) else crop)
         except Exception:
-            pass
+            size = 224
+        cache.store(key, size)
+        return size
     return 224
 
 

@@ -103,9 +103,10 @@ def test_abbreviations_name_sizes_and_expand_back():
 def test_latex_single_model_structure(run):
     tex = ok(run("table", "torchvision:resnet18", "--input", "1x3x224x224", "--environment", "table"))
     assert r"\documentclass" not in tex                          # a table to \input, not a document
-    for piece in (r"\begin{table}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}",
-                  r"\label{tab:resnet18}", "Params (K)", "MACs (M)", r"\texttt{flops} convention",
-                  r"$1\times 64\times 112\times 112$", r"\texttt{layer1.0:add\_}"):
+    for piece in (r"\begin{table}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabularx}",
+                  r"\label{tab:resnet18}", "Layer & Type & Output & Params & MACs & FLOPs \\\\\n &  &  & (K) & (M) & (M)",
+                  r"\texttt{flops} convention", r"$1\times 64\times 112\times 112$",
+                  r"\texttt{layer1.\allowbreak 0:\allowbreak add\_\allowbreak }"):
         assert piece in tex, piece
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
     # every underscore in text is escaped
@@ -119,9 +120,9 @@ def test_latex_single_model_structure(run):
 def test_latex_long_tables_use_longtable_and_caption_label_convention(run):
     tex = ok(run("table", "torchvision:resnet50", "--input", "1x3x224x224", "--convention", "torch",
                  "--caption", "ResNet-50, every layer call.", "--label", "tab:r50"))
-    assert r"\begin{longtable}" in tex and r"\endhead" in tex and r"\label{tab:r50}" in tex
+    assert r"\begin{xltabular}{\linewidth}" in tex and r"\endhead" in tex and r"\label{tab:r50}" in tex
     assert "ResNet-50, every layer call." in tex and r"\texttt{torch} convention" in tex
-    assert "% needs \\usepackage{booktabs}, \\usepackage{longtable}" in tex
+    assert "% needs \\usepackage{booktabs}, \\usepackage{xltabular}" in tex
 
 
 def test_depth_groups_rows_by_module_prefix(run):
@@ -137,13 +138,14 @@ def test_depth_groups_rows_by_module_prefix(run):
     under = [r for r in model["layers"] if r["name"].split(":")[0].split(".")[0] == "layer1"]
     assert sum(r["flops"] for r in under) == layer1["flops"] and any(":" in r["name"] for r in under)
     tex = ok(run("table", "torchvision:resnet50", "--input", "1x3x224x224", "--depth", "1"))
-    assert r"\begin{tabular}" in tex and r"\label{tab:resnet50-depth1}" in tex and "to depth 1" in tex
+    assert r"\begin{tabularx}" in tex and r"\label{tab:resnet50-depth1}" in tex and "to depth 1" in tex
 
 
 def test_comparison_table(run):
     tex = ok(run("table", "torchvision:resnet18", "torchvision:resnet50", "torchvision:mobilenet_v2",
                  "--input", "1x3x224x224"))
-    for piece in ("Model & Params (M) & MACs (G) & FLOPs (G) & Reads (M) & Writes (M)", r"\texttt{mobilenet\_v2}",
+    for piece in ("Model & Params & MACs & FLOPs & Reads & Writes \\\\\n & (M) & (G) & (G) & (M) & (M)",
+                  r"\texttt{mobilenet\_v2}", r"\begin{adjustbox}{max width=\linewidth}",
                   r"\label{tab:model-comparison}", "4 bytes each at fp32"):
         assert piece in tex, piece
     assert re.search(r"\\texttt\{resnet50\} & 25\.56 & 4\.09 & ", tex)
@@ -156,7 +158,9 @@ def test_comparison_table(run):
 def test_symbolic_column(run):
     tex = ok(run("table", "torchvision:resnet50", "--input", "1x3xRxR", "--at", "R=224", "--depth", "1",
                  "--symbolic"))
-    assert "FLOPs formula" in tex and r"\begin{tabularx}" in tex and "R_{1}" in tex and r"\lfloor" in tex
+    assert r"\begin{tabularx}" in tex and "R_{1}" in tex and r"\lfloor" in tex
+    # each row's formula on a line of its own under it: conv1, 64 x 7x7x3 = 9408 MACs per output pixel, 2 FLOPs each
+    assert "\\texttt{conv1} & conv2d" in tex and r"{\quad FLOPs $= 18816 R_{1}^{2}$} \\" in tex
     assert r"at $R = 224$" in tex and "Total FLOPs $=" in tex
     data = json.loads(ok(run("table", "torchvision:resnet50", "--input", "1x3xRxR", "--at", "R=224", "--depth",
                              "1", "--symbolic", "--json")))
@@ -254,6 +258,10 @@ VARIANTS = {
     "symbolic": ("torchvision:resnet50", "--input", "1x3xRxR", "--at", "R=224", "--depth", "1", "--symbolic"),
     "symbolic-comparison": ("torchvision:resnet18", "torchvision:densenet121", "--input", "1x3xRxR", "--at",
                             "R=224", "--symbolic"),
+    "symbolic-layers-long": ("torchvision:mobilenet_v2", "--input", "1x3xHxW", "--at", "H=224", "--at", "W=193",
+                             "--symbolic"),
+    "comparison-five": ("torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:efficientnet_b0",
+                        "torchvision:convnext_tiny", "torchvision:regnet_y_400mf", "--input", "1x3x224x224", "--exact"),
     "symbolic-longtable": (f"{FIXTURES / 'my_models.py'}:build_net", "--input", "2x3xHxW", "--at", "H=32",
                            "--at", "W=45", "--symbolic", "--environment", "longtable", "--caption",
                            "A user's net (tiny_net, 50% pooled, $R_1$ in \\textbf{bold_face}); see "
@@ -279,6 +287,11 @@ def test_latex_compiles(run, variant, tmp_path):
     r = _pdflatex(doc, tmp_path)
     assert r.returncode == 0, r.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    # it fits a default article's text width: no box overfull by more than 1pt
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    overfull = [float(x) for x in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", log)]
+    assert all(x <= 1.0 for x in overfull), re.findall(r"Overfull .*\n.*", log)[:5]
+    assert re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", "Overfull \\hbox (120.3pt too wide)") == ["120.3"]
     standalone = ok(run("table", *VARIANTS[variant], "--standalone"))
     assert standalone.startswith("\\documentclass") and standalone.rstrip().endswith("\\end{document}")
     r = _pdflatex(standalone, tmp_path)

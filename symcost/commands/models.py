@@ -186,7 +186,7 @@ def run_model(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _print_text(result)
+        _print_text(result, _readable(result, summary, None if args.assume_divisible else mc))
     if args.strict and summary.uncovered:
         print(f"symcost model: --strict: {sum(summary.uncovered.values())} op call(s) symcost cannot cost: "
               + ", ".join(f"{k} x{v}" for k, v in summary.uncovered.items()), file=sys.stderr)
@@ -245,18 +245,66 @@ def text_table(header: list[str], rows: list[list[str]], right: set[int]) -> str
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _print_text(result: dict) -> None:
+def _text(e) -> str:
+    from ..export.formulas import text
+
+    return f"{int(e):,}" if e.is_Integer else text(e)
+
+
+def _readable(result: dict, summary, mc) -> dict | None:
+    """The text output's formulas, as ``table --symbolic`` writes them: nested floors named once (``H_1 = …``,
+    shared by the totals and every layer row), like terms collected.  None for a concrete input."""
+    if not summary.symbols or "formula" not in result:
+        return None
+    from ..export.formulas import from_tree, readable
+
+    conv = result["convention"]
+    if mc is not None:
+        total = mc.total(conv)
+        exprs, sizes = [total[m] for m in METRICS], list(mc.domain)
+    else:  # a cached summary (or --assume-divisible): the totals' trees
+        exprs = [from_tree(summary.trees[conv][m]) for m in METRICS]
+        sizes = [from_tree(tree) for tree, _ in summary.domain]
+    rows = []
+    if "layers" in result and mc is not None:
+        from ..conventions import get_convention
+        from ..export.tables import row_flops
+
+        c = get_convention(conv)
+        for r in mc.rows:
+            rows.append([*r.cost.output_shape, r.cost.params, r.cost.macs, row_flops(c, r)])
+    shown, where = readable(exprs + [e for row in rows for e in row], sizes)
+    out = {"total": {m: _text(e) for m, e in zip(METRICS, shown[:3])}, "where": where, "layers": []}
+    i = 3
+    for row in rows:
+        n = len(row) - 3
+        shape, values = shown[i:i + n], shown[i + n:i + len(row)]
+        out["layers"].append(["x".join(map(_text, shape)), *(_text(v) for v in values)])
+        i += len(row)
+    return out
+
+
+def _print_text(result: dict, readable: dict | None = None) -> None:
+    """``readable``: formulas with floors named (see ``_readable``), in place of the raw strings."""
     name = result["convention"]
     if "layers" in result:
         print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}")
         rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), _fmt(r["params"]), _fmt(r["macs"]),
                  _fmt(r["flops"])] for r in result["layers"]]
+        if readable and readable["layers"]:
+            rows = [[r[0], r[1], *shown] for r, shown in zip(rows, readable["layers"])]
         print(text_table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
-    t = result["total"]
+    t = {**result["total"], **(readable["total"] if readable else {})}
     kinds = "; ".join(f"{k} {_fmt(v)}" for k, v in result.get("buffers_by_kind", {}).items())
     print(f"total params  {_fmt(t['params'])}" + (f"   (+ {_fmt(t['buffers'])} in buffers: {kinds})" if kinds else ""))
     print(f"total MACs    {_fmt(t['macs'])}")
     print(f"total FLOPs   {_fmt(t['flops'])}   [{name}: {result['convention_summary']}]")
+    if readable and readable["where"]:
+        from ..export.formulas import text
+
+        print("where")
+        for k, v in readable["where"].items():
+            print(f"  {k} = {text(v)}")
     if "evaluations" in result:
         print(_evaluations_text(result["evaluations"], name))
     if result["uncovered"]:

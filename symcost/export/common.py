@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .formulas import abbreviate
+from .formulas import readable
 from .numbers import choose_unit
 from .tables import Table, display_name
 
@@ -44,7 +44,7 @@ def formulas(table: Table):
     has_total = table.total is not None and "formula" in table.total
     if has_total:
         exprs.append(table.total["formula"])
-    out, where = abbreviate(exprs, table.sizes)
+    out, where = readable(exprs, table.sizes)
     if has_total:
         return out[:-1], out[-1], where
     return out, None, where

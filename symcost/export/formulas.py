@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sympy
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
 
 from ..cost import as_expr
 
@@ -52,6 +53,8 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
     for f in sorted(closure, key=lambda a: (_depth(a), sympy.default_sort_key(a))):
         inner = f.xreplace({g: s - c for g, (s, c) in named.items()}) if named else f
         bases = {str(s) for s in f.free_symbols}
+        if len(bases) > 1:   # a layer's own size (H among K_h, s_h, p_h …) names it
+            bases = {b for b in bases if len(b) == 1 and b.isupper()}
         base = bases.pop() if len(bases) == 1 else "S"
         while True:
             counters[base] = counters.get(base, 0) + 1
@@ -65,6 +68,43 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
         where[sym] = inner + c
     out = [e.xreplace({f: s - c for f, (s, c) in named.items()}) for e in exprs]
     return out, where
+
+
+def collect(expr):
+    """Like terms collected (``144*L*(L - 1) + 144*L*(2*L - 1)`` -> ``432*L**2 - 288*L``) where that is safe: a
+    polynomial in the sizes.  An expression that still holds a floor, ceiling or piecewise is left as it is (its
+    products would expand into a larger expression); name the floors first (``readable``)."""
+    expr = as_expr(expr)
+    if expr.has(sympy.floor, sympy.ceiling, sympy.Piecewise, sympy.Max, sympy.Min):
+        return expr
+    return sympy.expand(expr)
+
+
+def readable(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[list, dict]:
+    """``abbreviate``, then like terms collected in each rewritten expression: the form every text, LaTeX and
+    HTML rendering of a formula uses.  Exact: ``expand_back`` gives expressions equal to the originals."""
+    out, where = abbreviate(exprs, sizes, taken)
+    return [collect(e) for e in out], where
+
+
+def from_tree(tree):
+    """A ``symcost.summary`` expression tree back to sympy (built from ints and symbol names only, nothing parsed)."""
+    kind = tree[0]
+    if kind == "num":
+        return sympy.Rational(int(tree[1]), int(tree[2]))
+    if kind == "sym":
+        return sympy.Symbol(tree[1], integer=True, positive=True)
+    if kind == "add":
+        return sympy.Add(*map(from_tree, tree[1:]))
+    if kind == "mul":
+        return sympy.Mul(*map(from_tree, tree[1:]))
+    if kind == "pow":
+        return from_tree(tree[1]) ** int(tree[2])
+    if kind == "floor":
+        return sympy.floor(from_tree(tree[1]))
+    if kind == "ceiling":
+        return sympy.ceiling(from_tree(tree[1]))
+    raise ValueError(f"unknown expression tree node {kind!r}")
 
 
 def expand_back(expr, where: dict):
@@ -91,6 +131,21 @@ class _Printer(LatexPrinter):
             body = r"\frac{%s}{%s}" % (self._print(num), self._print(den))
         tex = left + body + right
         return r"%s^{%s}" % (tex, exp) if exp is not None else tex
+
+
+class _TextPrinter(StrPrinter):
+    """``sympy.sstr`` with a floor's argument as one fraction: ``floor((H - 1)/2) + 1``."""
+
+    def _print_floor(self, expr):
+        return f"floor({self._print(sympy.together(expr.args[0]))})"
+
+    def _print_ceiling(self, expr):
+        return f"ceiling({self._print(sympy.together(expr.args[0]))})"
+
+
+def text(expr) -> str:
+    """An expression for a terminal (sympy's own syntax, so it can be pasted into Python)."""
+    return _TextPrinter().doprint(as_expr(expr))
 
 
 def latex(expr) -> str:

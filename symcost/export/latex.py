@@ -67,6 +67,15 @@ def escape_caption(text: str) -> str:
     return "".join(out)
 
 
+def breakable(name: str) -> str:
+    """A module name escaped for ``\\texttt``, with line breaks allowed after its dots, colons, slashes and
+    underscores (``layer1.0.downsample.0`` wraps in a narrow column instead of running over)."""
+    out = escape(name)
+    for mark in (".", ":", "/", r"\_"):
+        out = out.replace(mark, mark + "\\allowbreak ")
+    return out
+
+
 def _number(value: int, col, digits: int) -> str:
     text = scaled(value, col.unit, digits)
     return text.replace("<", "$<$")
@@ -92,12 +101,12 @@ def default_caption(table: Table) -> tuple[str, str]:
     if table.values:
         inp += " at " + _values(table.values)
     if table.kind == "layers":
-        short = rf"Per-layer cost of \texttt{{{escape(subject(table))}}}"
+        short = rf"Per-layer cost of \texttt{{{breakable(subject(table))}}}"
         text = short + f" on a {inp}"
         if table.depth:
             text += f", layers grouped by module name to depth {table.depth}"
     else:
-        names = ", ".join(rf"\texttt{{{escape(subject_name)}}}" for subject_name in (r["name"] for r in table.rows))
+        names = ", ".join(rf"\texttt{{{breakable(subject_name)}}}" for subject_name in (r["name"] for r in table.rows))
         short = "Cost of " + names
         text = short + f" on a {inp}"
     return short, text + "."
@@ -116,7 +125,8 @@ def formula_sentence(table: Table, where: dict) -> str:
     if not table.symbolic:
         return ""
     syms = ", ".join(f"${latex_expr(s)}$" for s in table.symbols)
-    text = f" The last column is the FLOPs formula in {syms}"
+    where_shown = "The last column" if table.kind == "models" else "The line under each row"
+    text = f" {where_shown} is the FLOPs formula in {syms}"
     if where:
         defs = "; ".join(f"${latex_expr(k)} = {latex_expr(v)}$" for k, v in where.items())
         text += f", where {defs}"
@@ -143,64 +153,81 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     text += formula_sentence(table, where)
     label = label if label is not None else default_label(table)
 
-    if table.kind == "layers":
+    long = environment == "longtable" or (environment == "auto" and len(table.rows) >= LONG_TABLE_ROWS)
+    # Fitting the line width (a test compiles every kind and reads the log for overfull boxes):
+    # per-layer tables give the name column what is left (tabularx X; xltabular, a longtable with X columns, for
+    # long ones) and break names at their dots; formulas wrap at + signs in an X column; a comparison without
+    # formulas keeps its natural widths and is scaled down only when wider than the line (adjustbox).
+    ragged = r">{\raggedright\arraybackslash}"
+    wide = ragged + r"p{\dimexpr\linewidth-2\tabcolsep}"   # a row of its own, wrapping at + signs
+    layers = table.kind == "layers"
+    if layers:
         head = ["Layer", "Type", "Output"]
-        spec = "lll"
+        spec = ragged + "X" + "ll"
     else:
         head = ["Model"]
         spec = "l"
-    head += [c.header() for c in cols]
+    head += [c.title for c in cols]
     spec += "r" * len(cols)
-    long = environment == "longtable" or (environment == "auto" and len(table.rows) >= LONG_TABLE_ROWS)
-    # formulas wrap at their + signs in a tabularx X column (a float) so the table keeps to the line width
-    wrap = table.symbolic and not long
-    if table.symbolic:
+    # a comparison's formulas get a column; a per-layer table has no room for one: each formula goes on a
+    # line of its own under its row
+    if table.symbolic and not layers:
         head.append("FLOPs formula")
-        spec += r">{\raggedright\arraybackslash}X" if wrap else "l"
+        spec += ragged + "X"
+    xcols = layers or table.symbolic
     ncols = len(head)
 
     body = []
     for i, r in enumerate(table.rows):
-        cells = [rf"\texttt{{{escape(r['name'])}}}"]
-        if table.kind == "layers":
+        cells = [rf"\texttt{{{breakable(r['name']) if layers else escape(r['name'])}}}"]
+        if layers:
             cells += [escape(r["layer"]), _shape(r["output_shape"])]
         cells += [_number(r[c.key], c, digits) for c in cols]
-        if row_f is not None:
+        if row_f is not None and not layers:
             cells.append(f"${latex_expr(row_f[i])}$")
         body.append(" & ".join(cells) + r" \\")
+        if row_f is not None and layers:
+            body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{\quad FLOPs $= {latex_expr(row_f[i])}$}} \\")
     if table.total is not None:
         cells = ["Total", "", ""] + [_number(table.total[c.key], c, digits) for c in cols]
-        if table.symbolic:
-            cells.append("")
         body.append(r"\midrule")
         body.append(" & ".join(cells) + r" \\")
         if total_f is not None:
-            wide = r">{\raggedright\arraybackslash}p{\dimexpr\linewidth-2\tabcolsep}"   # wraps at + signs
             body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{Total FLOPs $= {latex_expr(total_f)}$}} \\")
-    header = " & ".join(head) + r" \\"
+    # units on a second header line: a column is as wide as its numbers, not as "Params (K)"
+    units = [""] * (3 if layers else 1) + [f"({c.prefix})" if c.prefix else "" for c in cols]
+    units += [""] * (ncols - len(units))
+    header = " & ".join(head) + r" \\" + ("\n" + " & ".join(units) + r" \\" if any(units) else "")
 
-    packages = (["booktabs"] + (["longtable"] if long else []) + (["array"] if table.symbolic else [])
-                + (["tabularx"] if wrap else []) + (["amsmath"] if table.symbolic else []))
+    packages = (["booktabs"] + (["xltabular"] if long and xcols else ["longtable"] if long else [])
+                + (["array"] if xcols else []) + (["tabularx"] if xcols and not long else [])
+                + (["adjustbox"] if not xcols and not long else []) + (["amsmath"] if table.symbolic else []))
     lines = [f"% symcost table: {', '.join(table.targets)}; input {'x'.join(map(str, table.input_shape))}"
              + (" at " + ", ".join(f"{k}={v}" for k, v in table.values.items()) if table.values else "")
              + f"; convention {conv.name}",
              "% needs " + ", ".join(rf"\usepackage{{{p}}}" for p in packages)]
-    tight = [r"\setlength{\tabcolsep}{4pt}"] if table.symbolic else []   # room for the formula column
+    size = r"\footnotesize" if xcols else r"\small"
+    tight = [r"\setlength{\tabcolsep}{4pt}"] if xcols or long else []
     cap = rf"\caption[{{{short}}}]{{{text}}}"
     if long:
-        lines += [r"{\small", *tight, rf"\begin{{longtable}}{{{spec}}}",
+        env = "xltabular" if xcols else "longtable"
+        width = r"{\linewidth}" if xcols else ""
+        lines += ["{" + size, *tight, rf"\begin{{{env}}}{width}{{{spec}}}",
                   cap + rf"\label{{{label}}} \\",
                   r"\toprule", header, r"\midrule", r"\endfirsthead",
                   rf"\multicolumn{{{ncols}}}{{l}}{{\emph{{\tablename~\thetable, continued}}}} \\",
                   r"\toprule", header, r"\midrule", r"\endhead",
                   r"\midrule", rf"\multicolumn{{{ncols}}}{{r}}{{\emph{{continued on the next page}}}} \\",
                   r"\endfoot", r"\bottomrule", r"\endlastfoot",
-                  *body, r"\end{longtable}", "}"]
+                  *body, rf"\end{{{env}}}", "}"]
     else:
-        lines += [r"\begin{table}[htbp]", r"\centering", r"\small", *tight, cap, rf"\label{{{label}}}",
-                  (rf"\begin{{tabularx}}{{\linewidth}}{{{spec}}}" if wrap else rf"\begin{{tabular}}{{{spec}}}"),
-                  r"\toprule", header, r"\midrule", *body, r"\bottomrule",
-                  r"\end{tabularx}" if wrap else r"\end{tabular}", r"\end{table}"]
+        if xcols:
+            begin, end = rf"\begin{{tabularx}}{{\linewidth}}{{{spec}}}", r"\end{tabularx}"
+        else:
+            begin = r"\begin{adjustbox}{max width=\linewidth}" + "\n" + rf"\begin{{tabular}}{{{spec}}}"
+            end = r"\end{tabular}" + "\n" + r"\end{adjustbox}"
+        lines += [r"\begin{table}[htbp]", r"\centering", size, *tight, cap, rf"\label{{{label}}}",
+                  begin, r"\toprule", header, r"\midrule", *body, r"\bottomrule", end, r"\end{table}"]
     out = "\n".join(lines) + "\n"
     if standalone:
         preamble = [r"\documentclass{article}", r"\usepackage[margin=2cm]{geometry}",
