@@ -78,3 +78,47 @@ if __name__ == "__main__" and "--write" in sys.argv:
     rows = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in registry_snapshot().items()]
     FIXTURE.write_text("{\n" + ",\n".join(rows) + "\n}\n")  # one layer a line: a change shows as that line
     print(f"wrote {FIXTURE}")
+
+
+# ---- weight tables name real layers and families ------------------------------------------------------------
+
+def test_a_convention_naming_an_unknown_layer_is_refused():
+    import pytest
+
+    from symcost.convention_base import Convention, _weights
+    from symcost.registry import UnknownLayer
+
+    with pytest.raises(UnknownLayer, match="'conv2dd' is neither a catalog layer nor a layer family.*conv2d"):
+        Convention("typo", "a deliberately wrong table", "this test", _weights(0, mac=1), {"conv2dd": {"mac": 2}})
+    with pytest.raises(UnknownLayer, match="'activations' is neither"):  # a family misspelt, in functional calls
+        Convention("typo", "s", "this test", _weights(0, mac=1), functional_weights={"activations": {"writes": 1}})
+    # the right names load
+    ok = Convention("fine", "s", "this test", _weights(0, mac=1), {"conv2d": {"mac": 2}, "activation": {"fn": 1}})
+    assert ok.family_weights["conv2d"]["mac"] == 2
+
+
+def test_a_peer_quirk_naming_an_unknown_layer_is_refused():
+    import pytest
+
+    from symcost.peers import Quirk
+    from symcost.registry import UnknownLayer
+
+    with pytest.raises(UnknownLayer, match="'max_pool2d' is neither.*maxpool2d"):  # torch's name, not the catalog's
+        Quirk("pooling counts 0", "a deliberately wrong table", layers=("max_pool2d",))
+    assert Quirk("pooling counts 0", "right names", layers=("maxpool2d", "pool")).layers == ("maxpool2d", "pool")
+
+
+def test_every_shipped_table_names_known_layers():
+    # loading them validates them; this walks them again so a table that bypassed the check would show here
+    from symcost.conventions import CONVENTIONS
+    from symcost.peers import PEERS
+    from symcost.registry import all_layers, families
+
+    known = set(all_layers()) | families()
+    for c in CONVENTIONS.values():
+        assert set(c.family_weights) <= known, c.name
+        assert set(c.functional_weights) <= known, c.name
+    for p in PEERS.values():
+        for q in p.quirks:
+            assert set(q.layers) <= known, q.text
+    assert {"fvcore", "thop", "ptflops", "torchprofile", "fritz"} <= set(CONVENTIONS)
