@@ -115,10 +115,14 @@ class _Reduce(Layer):
 
     def _cost(self, x) -> Cost:
         rank = len(x)
-        try:
-            dims = {int(d) % rank for d in self.dim}
-        except ZeroDivisionError:
-            self.fail("cannot reduce a scalar")
+        for d in self.dim:  # as torch refuses it; d % rank would wrap it onto another dimension
+            if rank == 0:
+                self.fail("cannot reduce a scalar")
+            if not -rank <= int(d) < rank:
+                self.fail(f"dim {d} is out of range for an input of rank {rank} (dims {-rank} to {rank - 1})")
+        dims = {int(d) % rank for d in self.dim}
+        if len(dims) < len(self.dim):
+            self.fail(f"dim {','.join(map(str, self.dim))} names one dimension twice (torch refuses it)")
         out = tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(x) if self.keepdim or i not in dims)
         n, outputs = numel(x), numel(out)
         ops = {}
@@ -174,7 +178,7 @@ class Addmm(_MatmulBase):
     summary = "bias + A @ B, the aten form of a linear layer (1 bias add per output)"
     default_inputs = ((P,), (M, K), (K, P))
 
-    def _cost(self, bias, a=None, c=None) -> Cost:
+    def _cost(self, bias, a, c) -> Cost:
         cost = super()._cost(a, c)
         outputs = numel(cost.output_shape)
         return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
@@ -202,6 +206,7 @@ class Upsample(Layer):
     torch_name = "torch.nn.Upsample"
     summary = "nearest or (bi/tri)linear resizing (linear: 1 mul + 2 add per interpolation; nearest: none)"
     default_inputs = (_X,)
+    tracer_inputs = 1  # out: the traced output shape (size after rounding), never given on the command line
     args = (
         Arg("size", "shape", None, help="output spatial size, e.g. 64,64"),
         Arg("scale_factor", "float", None, help="multiplier of the spatial size"),
