@@ -78,3 +78,12 @@ def test_the_library_refuses_the_tracer_only_input_too():
 
     with pytest.raises(LayerError, match="upsample: takes 1 input, got 2"):
         symcost.evaluate("upsample", [(1, 3, 8, 8), (1, 3, 8, 8)], scale_factor=2)
+
+
+def test_copy_refuses_a_second_input():
+    # the tracer passes (inputs..., output); on the command line 2x3,2x3 was read as a 2x3 input and a 2x3 output,
+    # so a user meaning "cat of two 2x3" got reads 6 (not 12) and writes 6 (not 12)
+    err = refused("eval", "copy", "--input", "2x3,2x3")
+    assert "copy: takes 1 input" in err and "got 2" in err
+    out = json.loads(cli("eval", "copy", "--input", "2x3", "--json").stdout)
+    assert (out["reads"], out["writes"]) == (6, 6)   # a clone of 2*3 elements reads and writes each once

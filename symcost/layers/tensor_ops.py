@@ -96,6 +96,10 @@ class Copy(Layer):
     summary = "zero arithmetic: data movement (cat, pad, clone, roll, index, contiguous); reads and writes only"
     default_inputs = (_X,)
 
+    @classmethod
+    def user_input_count(cls) -> tuple[int, float]:
+        return 1, 1  # the tracer passes the inputs then the output; a user gives the one tensor copied
+
     def _cost(self, *shapes) -> Cost:
         out = shapes[-1] if len(shapes) > 1 else shapes[0]
         return Cost(output_shape=out, reads=sum((numel(s) for s in shapes[:-1] or shapes), sympy.Integer(0)),
