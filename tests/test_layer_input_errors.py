@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*argv):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "symcost.cli", *argv], capture_output=True, text=True, env=env, check=False,
-                          cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "symcost.cli", *argv], capture_output=True, text=True, env=env,
+                          check=False, cwd=ROOT)
 
 
 def refused(*argv) -> str:
