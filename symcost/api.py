@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 from .conventions import get_convention
 from .cost import Cost, to_int
+from .layers.base import how_many_inputs
 from .registry import get_layer_class
 
 
@@ -31,6 +32,9 @@ def evaluate(name: str, input_shapes: Sequence[Sequence[int]], convention: str =
 def numbers(lay, input_shapes: Sequence[Sequence[int]], convention: str = "flops") -> dict:
     """Exact integers for a layer object on concrete input shapes, under one convention."""
     conv = get_convention(convention)
+    low, high = lay.user_input_count()
+    if len(input_shapes) > high:  # a tracer-only input (upsample's output shape) is not the user's to give
+        lay.fail(f"takes {how_many_inputs(low, high)}, got {len(input_shapes)}")
     cost: Cost = lay.cost(*input_shapes)
     return {
         "layer": lay.name,

@@ -11,6 +11,7 @@ from typing import Mapping
 import sympy
 
 from .cost import OP_KINDS, Cost
+from .registry import check_names
 
 #: element counts a convention may weigh besides the operations, in ``family_weights`` and ``functional_weights``
 #: only: peer tools whose rule is "one per input element" or "one per output element" (a pooling layer's input,
@@ -47,6 +48,7 @@ class Convention:
                 if set(w) - known:
                     raise ValueError(f"convention {self.name!r}, {what} {fam!r}: "
                                      f"unknown kinds {sorted(set(w) - known)}")
+            check_names(table, f"convention {self.name!r}, {what} weights")
 
     def weights_for(self, family: str, layer: str = "", functional: bool = False) -> Mapping[str, int]:
         tables = (self.functional_weights, self.family_weights) if functional else (self.family_weights,)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .convention_base import Convention, _weights
+from .registry import check_names
 
 _BN = ("batchnorm1d", "batchnorm2d", "batchnorm3d")
 _MAXPOOL = ("maxpool1d", "maxpool2d", "maxpool3d")
@@ -63,6 +64,9 @@ class Quirk:
     functional: bool | None = None
     when: Callable | None = None
     reproduced: bool = True
+
+    def __post_init__(self) -> None:
+        check_names(self.layers, f"quirk {self.text[:40]!r}...")
 
     def applies(self, model_cost) -> bool:
         if self.when is not None:

@@ -37,3 +37,20 @@ def all_layers() -> dict[str, type]:
     from . import layers  # noqa: F401
 
     return dict(sorted(REGISTRY.items()))
+
+
+def families() -> set[str]:
+    """Every layer family the catalog knows ("conv", "norm", ...)."""
+    return {cls.family for cls in all_layers().values()}
+
+
+def check_names(names, where: str) -> None:
+    """Refuse a name that is neither a catalog layer nor a family: a misspelt key in a weight table would otherwise
+    weigh nothing, silently.  ``where`` says which table, for the message."""
+    layers = all_layers()
+    known = set(layers) | families()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownLayer(f"{where}: {name!r} is neither a catalog layer nor a layer family{hint}")

@@ -37,7 +37,7 @@ def _build(args, symbolic: bool):
     expected = len(layer.default_input_shapes())
     if len(shapes) == 1 and expected > 1 and layer.family in ("elementwise", "matmul"):
         shapes = shapes * expected  # a binary op given one shape: both inputs have it
-    low, high = layer.input_count()
+    low, high = layer.user_input_count()
     if not low <= len(shapes) <= high:
         raise UsageError(_input_count_error(layer, args.input, shapes, low, high))
     return layer, shapes
@@ -222,7 +222,7 @@ def layer_help(cls, symbolic: bool) -> str:
 
     from ..layers.base import LayerError, how_many_inputs
 
-    low, high = cls.input_count()
+    low, high = cls.user_input_count()
     try:
         defaults = cls(symbolic=True).default_input_shapes()
     except LayerError:  # a required argument has no symbol (pow's exponent)

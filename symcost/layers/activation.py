@@ -1,7 +1,7 @@
 r"""Activations: elementwise (relu ... prelu) and row-wise (softmax, log_softmax).
 
 Every elementwise activation costs a fixed number of primitive operations per
-element, listed in ``_TABLE`` with the formula it counts.  The count is data
+element, its class's ``per_element``, beside the formula it counts (the docstring).  The count is data
 independent: a piecewise function (leaky_relu, elu, prelu, softplus) is counted
 as if every element took its costlier branch, plus the comparison that picks the
 branch.  A negation or a multiplication by an exact 1 inside a formula is free;
@@ -24,39 +24,7 @@ D = size("D")
 
 INPLACE = Arg("inplace", "flag", False, help="in place (cost unchanged)")
 
-#: name, torch class, per-element ops, extra constructor args, formula counted, what is counted
-_TABLE: tuple = (
-    ("relu", "ReLU", {"cmp": 1}, (INPLACE,), r"\max(0, x)", "1 cmp"),
-    ("relu6", "ReLU6", {"cmp": 2}, (INPLACE,), r"\min(\max(0, x), 6)", "2 cmp"),
-    ("hardtanh", "Hardtanh", {"cmp": 2},
-     (Arg("min_val", "float", -1.0), Arg("max_val", "float", 1.0), INPLACE),
-     r"\min(\max(x, a), b)", "2 cmp"),
-    ("leaky_relu", "LeakyReLU", {"cmp": 1, "mul": 1}, (Arg("negative_slope", "float", 0.01), INPLACE),
-     r"x \text{ if } x > 0 \text{ else } a x", "1 cmp, 1 mul"),
-    ("sigmoid", "Sigmoid", {"fn": 1, "add": 1, "div": 1}, (), r"1 / (1 + e^{-x})",
-     "1 fn (exp), 1 add, 1 div"),
-    ("tanh", "Tanh", {"fn": 1}, (), r"\tanh x", "1 fn"),
-    ("gelu", "GELU", None, (Arg("approximate", "choice", "none", choices=("none", "tanh")),),
-     r"\frac{x}{2}(1 + \operatorname{erf}(x/\sqrt{2}))"
-     r"\text{, or with approximate='tanh' } \frac{x}{2}(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))",
-     # erf form: x*(1/sqrt 2), x*(...), *0.5 = 3 mul; tanh form: x^3 (2), *0.044715, *sqrt(2/pi), x*(...), *0.5
-     "1 fn (erf), 1 add, 3 mul; approximate='tanh': 1 fn (tanh), 2 add, 6 mul"),
-    ("silu", "SiLU", {"fn": 1, "add": 1, "div": 1}, (INPLACE,), r"x / (1 + e^{-x})",
-     "1 fn (exp), 1 add, 1 div"),
-    ("hardswish", "Hardswish", {"add": 1, "cmp": 2, "mul": 1, "div": 1}, (INPLACE,),
-     r"x \cdot \operatorname{ReLU6}(x + 3) / 6", "1 add, 2 cmp, 1 mul, 1 div"),
-    ("hardsigmoid", "Hardsigmoid", {"add": 1, "cmp": 2, "div": 1}, (INPLACE,),
-     r"\operatorname{ReLU6}(x + 3) / 6", "1 add, 2 cmp, 1 div"),
-    ("elu", "ELU", {"cmp": 1, "fn": 1, "add": 1, "mul": 1}, (Arg("alpha", "float", 1.0), INPLACE),
-     r"x \text{ if } x > 0 \text{ else } \alpha(e^x - 1)", "1 cmp, 1 fn (exp), 1 add, 1 mul"),
-    ("softplus", "Softplus", {"mul": 1, "cmp": 1, "fn": 2, "add": 1, "div": 1},
-     (Arg("beta", "float", 1.0), Arg("threshold", "float", 20.0)),
-     r"\frac{1}{\beta}\log(1 + e^{\beta x}) \text{, or } x \text{ when } \beta x > \text{threshold}",
-     "1 mul (beta x), 1 cmp (threshold), 2 fn (exp, log), 1 add, 1 div (by beta)"),
-    ("mish", "Mish", {"fn": 3, "add": 1, "mul": 1}, (INPLACE,), r"x \tanh(\log(1 + e^x))",
-     "3 fn (exp, log, tanh), 1 add, 1 mul"),
-)
-
+# erf form: x*(1/sqrt 2), x*(...), *0.5 = 3 mul; tanh form: x^3 (2), *0.044715, *sqrt(2/pi), x*(...), *0.5
 _GELU_OPS = {"none": {"fn": 1, "add": 1, "mul": 3}, "tanh": {"fn": 1, "add": 2, "mul": 6}}
 
 
@@ -82,6 +50,8 @@ class _Elementwise(Layer):
 
 
 class _Gelu(_Elementwise):
+    """GELU's ops depend on its ``approximate`` argument."""
+
     def check_args(self) -> None:
         if self.approximate not in _GELU_OPS:
             self.fail(f"approximate must be 'none' or 'tanh', got {self.approximate!r}")
@@ -91,26 +61,156 @@ class _Gelu(_Elementwise):
 
 
 class _Hardtanh(_Elementwise):
+    """Hardtanh refuses an empty range, as torch does."""
+
     def check_args(self) -> None:
         if self.max_val <= self.min_val:
             self.fail(f"max_val ({self.max_val}) must be greater than min_val ({self.min_val}), as in torch")
 
 
-_BASES = {"gelu": _Gelu, "hardtanh": _Hardtanh}
+@register
+class ReLU(_Elementwise):
+    r"""ReLU: $y = \max(0, x)$.  Counted per element: 1 cmp."""
+
+    name = "relu"
+    torch_name = "torch.nn.ReLU"
+    summary = "elementwise relu (1 cmp per element)"
+    per_element = {"cmp": 1}
+    args = (INPLACE,)
 
 
-def _make(name, torch_cls, ops, args, formula, counted):
-    doc = (f"{torch_cls}: $y = {formula}$.  Counted per element: {counted}.")
-    cls = type(torch_cls, (_BASES.get(name, _Elementwise),), {
-        "name": name, "torch_name": f"torch.nn.{torch_cls}", "per_element": ops or {},
-        "summary": f"elementwise {name} ({counted} per element)", "args": args,
-        "__doc__": doc, "__module__": __name__,
-    })
-    return register(cls)
+@register
+class ReLU6(_Elementwise):
+    r"""ReLU6: $y = \min(\max(0, x), 6)$.  Counted per element: 2 cmp."""
+
+    name = "relu6"
+    torch_name = "torch.nn.ReLU6"
+    summary = "elementwise relu6 (2 cmp per element)"
+    per_element = {"cmp": 2}
+    args = (INPLACE,)
 
 
-(ReLU, ReLU6, Hardtanh, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, Hardswish, Hardsigmoid, ELU, Softplus,
- Mish) = (_make(*row) for row in _TABLE)
+@register
+class Hardtanh(_Hardtanh):
+    r"""Hardtanh: $y = \min(\max(x, a), b)$.  Counted per element: 2 cmp."""
+
+    name = "hardtanh"
+    torch_name = "torch.nn.Hardtanh"
+    summary = "elementwise hardtanh (2 cmp per element)"
+    per_element = {"cmp": 2}
+    args = (Arg("min_val", "float", -1.0), Arg("max_val", "float", 1.0), INPLACE)
+
+
+@register
+class LeakyReLU(_Elementwise):
+    r"""LeakyReLU: $y = x \text{ if } x > 0 \text{ else } a x$.  Counted per element: 1 cmp, 1 mul."""
+
+    name = "leaky_relu"
+    torch_name = "torch.nn.LeakyReLU"
+    summary = "elementwise leaky_relu (1 cmp, 1 mul per element)"
+    per_element = {"cmp": 1, "mul": 1}
+    args = (Arg("negative_slope", "float", 0.01), INPLACE)
+
+
+@register
+class Sigmoid(_Elementwise):
+    """Sigmoid: $y = 1 / (1 + e^{-x})$.  Counted per element: 1 fn (exp), 1 add, 1 div."""
+
+    name = "sigmoid"
+    torch_name = "torch.nn.Sigmoid"
+    summary = "elementwise sigmoid (1 fn (exp), 1 add, 1 div per element)"
+    per_element = {"fn": 1, "add": 1, "div": 1}
+    args = ()
+
+
+@register
+class Tanh(_Elementwise):
+    r"""Tanh: $y = \tanh x$.  Counted per element: 1 fn."""
+
+    name = "tanh"
+    torch_name = "torch.nn.Tanh"
+    summary = "elementwise tanh (1 fn per element)"
+    per_element = {"fn": 1}
+    args = ()
+
+
+@register
+class GELU(_Gelu):
+    __doc__ = (r"GELU: $y = \frac{x}{2}(1 + \operatorname{erf}(x/\sqrt{2}))"
+               r"\text{, or with approximate='tanh' } \frac{x}{2}(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))$.  "
+               "Counted per element: 1 fn (erf), 1 add, 3 mul; approximate='tanh': 1 fn (tanh), 2 add, 6 mul.")
+    name = "gelu"
+    torch_name = "torch.nn.GELU"
+    summary = "elementwise gelu (1 fn (erf), 1 add, 3 mul; approximate='tanh': 1 fn (tanh), 2 add, 6 mul per element)"
+    args = (Arg("approximate", "choice", "none", choices=("none", "tanh")),)
+
+
+@register
+class SiLU(_Elementwise):
+    """SiLU: $y = x / (1 + e^{-x})$.  Counted per element: 1 fn (exp), 1 add, 1 div."""
+
+    name = "silu"
+    torch_name = "torch.nn.SiLU"
+    summary = "elementwise silu (1 fn (exp), 1 add, 1 div per element)"
+    per_element = {"fn": 1, "add": 1, "div": 1}
+    args = (INPLACE,)
+
+
+@register
+class Hardswish(_Elementwise):
+    r"""Hardswish: $y = x \cdot \operatorname{ReLU6}(x + 3) / 6$.  Counted per element: 1 add, 2 cmp, 1 mul, 1 div."""
+
+    name = "hardswish"
+    torch_name = "torch.nn.Hardswish"
+    summary = "elementwise hardswish (1 add, 2 cmp, 1 mul, 1 div per element)"
+    per_element = {"add": 1, "cmp": 2, "mul": 1, "div": 1}
+    args = (INPLACE,)
+
+
+@register
+class Hardsigmoid(_Elementwise):
+    r"""Hardsigmoid: $y = \operatorname{ReLU6}(x + 3) / 6$.  Counted per element: 1 add, 2 cmp, 1 div."""
+
+    name = "hardsigmoid"
+    torch_name = "torch.nn.Hardsigmoid"
+    summary = "elementwise hardsigmoid (1 add, 2 cmp, 1 div per element)"
+    per_element = {"add": 1, "cmp": 2, "div": 1}
+    args = (INPLACE,)
+
+
+@register
+class ELU(_Elementwise):
+    __doc__ = (r"ELU: $y = x \text{ if } x > 0 \text{ else } \alpha(e^x - 1)$.  "
+               "Counted per element: 1 cmp, 1 fn (exp), 1 add, 1 mul.")
+    name = "elu"
+    torch_name = "torch.nn.ELU"
+    summary = "elementwise elu (1 cmp, 1 fn (exp), 1 add, 1 mul per element)"
+    per_element = {"cmp": 1, "fn": 1, "add": 1, "mul": 1}
+    args = (Arg("alpha", "float", 1.0), INPLACE)
+
+
+@register
+class Softplus(_Elementwise):
+    __doc__ = (r"Softplus: $y = \frac{1}{\beta}\log(1 + e^{\beta x}) \text{, or } x \text{ when } "
+               r"\beta x > \text{threshold}$.  "
+               "Counted per element: 1 mul (beta x), 1 cmp (threshold), 2 fn (exp, log), 1 add, 1 div (by beta).")
+    name = "softplus"
+    torch_name = "torch.nn.Softplus"
+    summary = ("elementwise softplus (1 mul (beta x), 1 cmp (threshold), 2 fn (exp, log), 1 add, 1 div (by beta) "
+               "per element)")
+    per_element = {"mul": 1, "cmp": 1, "fn": 2, "add": 1, "div": 1}
+    args = (Arg("beta", "float", 1.0), Arg("threshold", "float", 20.0))
+
+
+@register
+class Mish(_Elementwise):
+    r"""Mish: $y = x \tanh(\log(1 + e^x))$.  Counted per element: 3 fn (exp, log, tanh), 1 add, 1 mul."""
+
+    name = "mish"
+    torch_name = "torch.nn.Mish"
+    summary = "elementwise mish (3 fn (exp, log, tanh), 1 add, 1 mul per element)"
+    per_element = {"fn": 3, "add": 1, "mul": 1}
+    args = (INPLACE,)
 
 
 @register

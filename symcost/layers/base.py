@@ -234,6 +234,16 @@ class Layer:
         high = math.inf if any(p.kind is p.VAR_POSITIONAL for p in params) else len(params)
         return low, high
 
+    #: trailing inputs of ``_cost`` that only the tracer passes (the output shape it already knows): the command
+    #: line and ``symcost.numbers`` refuse them rather than read a second input as the output
+    tracer_inputs: ClassVar[int] = 0
+
+    @classmethod
+    def user_input_count(cls) -> tuple[int, float]:
+        """(fewest, most) input shapes a user gives: ``input_count`` less the tracer-only ones."""
+        low, high = cls.input_count()
+        return low, high - cls.tracer_inputs
+
     def default_input_shapes(self) -> tuple[tuple, ...]:
         return self.default_inputs
 

@@ -31,6 +31,8 @@ def _conv_args(dims: int, transposed: bool) -> tuple[Arg, ...]:
 
 
 class _ConvBase(Layer):
+    """What every convolution shares (input check, output size, cost); a subclass sets name, dims and args."""
+
     family = "conv"
     transposed = False
 
@@ -47,7 +49,8 @@ class _ConvBase(Layer):
 
     def _split_input(self, shape):
         if len(shape) not in (self.dims + 1, self.dims + 2):
-            self.fail(f"expected an input of rank {self.dims + 2} (N, C, {'x'.join('LHW' if self.dims == 1 else 'DHW'[-self.dims:])}) "
+            axes = "x".join("LHW" if self.dims == 1 else "DHW"[-self.dims:])
+            self.fail(f"expected an input of rank {self.dims + 2} (N, C, {axes}) "
                       f"or {self.dims + 1} without batch, got rank {len(shape)}: {tuple(shape)}")
         batch = shape[:-self.dims - 1]
         channels, spatial = shape[-self.dims - 1], shape[-self.dims:]
@@ -95,6 +98,8 @@ class _ConvBase(Layer):
 
 
 class _ConvTransposeBase(_ConvBase):
+    """A convolution run backwards: its own output size and the output_padding check."""
+
     transposed = True
 
     def check_args(self) -> None:
@@ -114,23 +119,69 @@ class _ConvTransposeBase(_ConvBase):
         return tuple(out)
 
 
-def _make(dims: int, transposed: bool):
-    base = _ConvTransposeBase if transposed else _ConvBase
-    stem = "conv_transpose" if transposed else "conv"
-    torch_name = f"torch.nn.ConvTranspose{dims}d" if transposed else f"torch.nn.Conv{dims}d"
-    doc = (r"Transposed convolution: MACs $= N C_{in} \prod I \cdot \frac{C_{out}}{g} \prod K$ (each input scattered). "
-           r"The 'exact' convention takes its additions as MACs minus outputs, i.e. assumes every output receives "
-           r"at least one product; rows added by output_padding, or gaps left when stride and dilation skip "
-           r"positions, receive none, so there it counts one addition too few per such output."
-           if transposed else
-           r"Convolution: MACs $= N C_{out} \prod O \cdot \frac{C_{in}}{g} \prod K$; one dot product per output.")
-    cls = type(f"{'ConvTranspose' if transposed else 'Conv'}{dims}d", (base,), {
-        "name": f"{stem}{dims}d", "dims": dims, "torch_name": torch_name, "__doc__": doc,
-        "summary": f"{dims}-D {'transposed ' if transposed else ''}convolution (stride, padding, dilation, groups, bias)",
-        "args": _conv_args(dims, transposed), "__module__": __name__,
-    })
-    return register(cls)
+_CONV_DOC = r"Convolution: MACs $= N C_{out} \prod O \cdot \frac{C_{in}}{g} \prod K$; one dot product per output."
+_CONV_TRANSPOSE_DOC = (
+    r"Transposed convolution: MACs $= N C_{in} \prod I \cdot \frac{C_{out}}{g} \prod K$ (each input scattered). "
+    r"The 'exact' convention takes its additions as MACs minus outputs, i.e. assumes every output receives "
+    r"at least one product; rows added by output_padding, or gaps left when stride and dilation skip "
+    r"positions, receive none, so there it counts one addition too few per such output.")
 
 
-Conv1d, Conv2d, Conv3d = (_make(d, False) for d in (1, 2, 3))
-ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_make(d, True) for d in (1, 2, 3))
+@register
+class Conv1d(_ConvBase):
+    __doc__ = _CONV_DOC
+    name = "conv1d"
+    torch_name = "torch.nn.Conv1d"
+    summary = "1-D convolution (stride, padding, dilation, groups, bias)"
+    dims = 1
+    args = _conv_args(1, transposed=False)
+
+
+@register
+class Conv2d(_ConvBase):
+    __doc__ = _CONV_DOC
+    name = "conv2d"
+    torch_name = "torch.nn.Conv2d"
+    summary = "2-D convolution (stride, padding, dilation, groups, bias)"
+    dims = 2
+    args = _conv_args(2, transposed=False)
+
+
+@register
+class Conv3d(_ConvBase):
+    __doc__ = _CONV_DOC
+    name = "conv3d"
+    torch_name = "torch.nn.Conv3d"
+    summary = "3-D convolution (stride, padding, dilation, groups, bias)"
+    dims = 3
+    args = _conv_args(3, transposed=False)
+
+
+@register
+class ConvTranspose1d(_ConvTransposeBase):
+    __doc__ = _CONV_TRANSPOSE_DOC
+    name = "conv_transpose1d"
+    torch_name = "torch.nn.ConvTranspose1d"
+    summary = "1-D transposed convolution (stride, padding, dilation, groups, bias)"
+    dims = 1
+    args = _conv_args(1, transposed=True)
+
+
+@register
+class ConvTranspose2d(_ConvTransposeBase):
+    __doc__ = _CONV_TRANSPOSE_DOC
+    name = "conv_transpose2d"
+    torch_name = "torch.nn.ConvTranspose2d"
+    summary = "2-D transposed convolution (stride, padding, dilation, groups, bias)"
+    dims = 2
+    args = _conv_args(2, transposed=True)
+
+
+@register
+class ConvTranspose3d(_ConvTransposeBase):
+    __doc__ = _CONV_TRANSPOSE_DOC
+    name = "conv_transpose3d"
+    torch_name = "torch.nn.ConvTranspose3d"
+    summary = "3-D transposed convolution (stride, padding, dilation, groups, bias)"
+    dims = 3
+    args = _conv_args(3, transposed=True)

@@ -58,7 +58,8 @@ class _BatchNormBase(Layer):
     def _cost(self, shape) -> Cost:
         ranks = self.ranks
         if len(shape) not in ranks:
-            self.fail(f"expected an input of rank {' or '.join(map(str, ranks))}, got rank {len(shape)}: {tuple(shape)}")
+            self.fail(f"expected an input of rank {' or '.join(map(str, ranks))}, "
+                      f"got rank {len(shape)}: {tuple(shape)}")
         c = self.num_features
         if definitely(sympy.Ne(shape[1], c)):
             self.fail(f"input has {shape[1]} channels but num_features={c}")
@@ -76,18 +77,31 @@ class _BatchNormBase(Layer):
                     reads=n + params + buffers, writes=n)
 
 
-def _bn(dims: int, ranks: tuple[int, ...], spatial_dims: int):
-    cls = type(f"BatchNorm{dims}d", (_BatchNormBase,), {
-        "name": f"batchnorm{dims}d", "torch_name": f"torch.nn.BatchNorm{dims}d", "ranks": ranks,
-        "dims": spatial_dims, "__module__": __name__,
-        "summary": f"batch normalisation on rank-{'/'.join(map(str, ranks))} inputs (mode eval, train or folded)",
-    })
-    return register(cls)
+@register
+class BatchNorm1d(_BatchNormBase):
+    name = "batchnorm1d"
+    torch_name = "torch.nn.BatchNorm1d"
+    summary = "batch normalisation on rank-2/3 inputs (mode eval, train or folded)"
+    ranks = (2, 3)
+    dims = 1
 
 
-BatchNorm1d = _bn(1, (2, 3), 1)
-BatchNorm2d = _bn(2, (4,), 2)
-BatchNorm3d = _bn(3, (5,), 3)
+@register
+class BatchNorm2d(_BatchNormBase):
+    name = "batchnorm2d"
+    torch_name = "torch.nn.BatchNorm2d"
+    summary = "batch normalisation on rank-4 inputs (mode eval, train or folded)"
+    ranks = (4,)
+    dims = 2
+
+
+@register
+class BatchNorm3d(_BatchNormBase):
+    name = "batchnorm3d"
+    torch_name = "torch.nn.BatchNorm3d"
+    summary = "batch normalisation on rank-5 inputs (mode eval, train or folded)"
+    ranks = (5,)
+    dims = 3
 
 
 @register

@@ -163,30 +163,76 @@ class _AvgPool(_WindowPool):
         return {"add": outputs * (window - 1), "div": outputs}
 
 
-def _make_window(dims: int, kind: str):
-    if kind == "max":
-        args = _window_args(dims, True) + [Arg("return_indices", "flag", False), Arg("ceil_mode", "flag", False)]
-        doc = (rf"{dims}-D max pooling: $K - 1$ comparisons per output, $K = \prod k$ (edge windows counted as "
-               "full windows).")
-        summary = f"{dims}-D max pooling (K-1 cmp per output; edge windows counted full)"
-    else:
-        args = _window_args(dims, False) + [Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True)]
-        if dims > 1:  # torch.nn.AvgPool1d has no divisor_override
-            args.append(Arg("divisor_override", "size", None, help="divisor instead of the window size"))
-        doc = (rf"{dims}-D average pooling: $K - 1$ additions and 1 division per output, $K = \prod k$ (edge "
-               "windows counted as full windows, whatever count_include_pad or divisor_override say).")
-        summary = f"{dims}-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
-    stem = "Max" if kind == "max" else "Avg"
-    cls = type(f"{stem}Pool{dims}d", (_MaxPool if kind == "max" else _AvgPool,), {
-        "name": f"{kind}pool{dims}d", "dims": dims, "torch_name": f"torch.nn.{stem}Pool{dims}d",
-        "unpadded_must_cover_kernel": kind == "avg" and dims == 3,
-        "summary": summary, "args": tuple(args), "__doc__": doc, "__module__": __name__,
-    })
-    return register(cls)
+@register
+class MaxPool1d(_MaxPool):
+    r"""1-D max pooling: $K - 1$ comparisons per output, $K = \prod k$ (edge windows counted as full windows)."""
+
+    name = "maxpool1d"
+    torch_name = "torch.nn.MaxPool1d"
+    summary = "1-D max pooling (K-1 cmp per output; edge windows counted full)"
+    dims = 1
+    args = (*_window_args(1, dilation=True), Arg("return_indices", "flag", False), Arg("ceil_mode", "flag", False))
 
 
-MaxPool1d, MaxPool2d, MaxPool3d = (_make_window(d, "max") for d in (1, 2, 3))
-AvgPool1d, AvgPool2d, AvgPool3d = (_make_window(d, "avg") for d in (1, 2, 3))
+@register
+class MaxPool2d(_MaxPool):
+    r"""2-D max pooling: $K - 1$ comparisons per output, $K = \prod k$ (edge windows counted as full windows)."""
+
+    name = "maxpool2d"
+    torch_name = "torch.nn.MaxPool2d"
+    summary = "2-D max pooling (K-1 cmp per output; edge windows counted full)"
+    dims = 2
+    args = (*_window_args(2, dilation=True), Arg("return_indices", "flag", False), Arg("ceil_mode", "flag", False))
+
+
+@register
+class MaxPool3d(_MaxPool):
+    r"""3-D max pooling: $K - 1$ comparisons per output, $K = \prod k$ (edge windows counted as full windows)."""
+
+    name = "maxpool3d"
+    torch_name = "torch.nn.MaxPool3d"
+    summary = "3-D max pooling (K-1 cmp per output; edge windows counted full)"
+    dims = 3
+    args = (*_window_args(3, dilation=True), Arg("return_indices", "flag", False), Arg("ceil_mode", "flag", False))
+
+
+def _avg_doc(dims: int) -> str:
+    return (rf"{dims}-D average pooling: $K - 1$ additions and 1 division per output, $K = \prod k$ (edge "
+            "windows counted as full windows, whatever count_include_pad or divisor_override say).")
+
+
+@register
+class AvgPool1d(_AvgPool):
+    __doc__ = _avg_doc(1)
+    name = "avgpool1d"
+    torch_name = "torch.nn.AvgPool1d"
+    summary = "1-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
+    dims = 1
+    # no divisor_override: torch.nn.AvgPool1d has none
+    args = (*_window_args(1, dilation=False), Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True))
+
+
+@register
+class AvgPool2d(_AvgPool):
+    __doc__ = _avg_doc(2)
+    name = "avgpool2d"
+    torch_name = "torch.nn.AvgPool2d"
+    summary = "2-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
+    dims = 2
+    args = (*_window_args(2, dilation=False), Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True),
+            Arg("divisor_override", "size", None, help="divisor instead of the window size"))
+
+
+@register
+class AvgPool3d(_AvgPool):
+    __doc__ = _avg_doc(3)
+    name = "avgpool3d"
+    torch_name = "torch.nn.AvgPool3d"
+    summary = "3-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
+    dims = 3
+    args = (*_window_args(3, dilation=False), Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True),
+            Arg("divisor_override", "size", None, help="divisor instead of the window size"))
+    unpadded_must_cover_kernel = True
 
 
 class _AdaptivePool(_PoolBase):
@@ -225,24 +271,71 @@ class _AdaptiveMax(_AdaptivePool):
         return 1 + self.return_indices
 
 
-def _make_adaptive(dims: int, kind: str):
-    args = [Arg("output_size", "tuple", symbol=per_axis("O", dims), help="output size per axis (None: keep)")]
-    if kind == "max":
-        args.append(Arg("return_indices", "flag", False))
-        doc = (f"{dims}-D adaptive max pooling: per channel, sum of window sizes minus outputs comparisons "
-               "(torch's windows [floor(iI/O), ceil((i+1)I/O)) per axis).")
-        summary = f"{dims}-D adaptive max pooling (window-1 cmp per output, exact windows)"
-    else:
-        doc = (f"{dims}-D adaptive average pooling: per channel, sum of window sizes minus outputs additions "
-               "and one division per output (torch's windows [floor(iI/O), ceil((i+1)I/O)) per axis).")
-        summary = f"{dims}-D adaptive average pooling (window-1 add + 1 div per output, exact windows)"
-    stem = "Max" if kind == "max" else "Avg"
-    cls = type(f"Adaptive{stem}Pool{dims}d", (_AdaptiveMax if kind == "max" else _AdaptiveAvg,), {
-        "name": f"adaptive_{kind}pool{dims}d", "dims": dims, "torch_name": f"torch.nn.Adaptive{stem}Pool{dims}d",
-        "summary": summary, "args": tuple(args), "__doc__": doc, "__module__": __name__,
-    })
-    return register(cls)
+def _output_size(dims: int) -> Arg:
+    return Arg("output_size", "tuple", symbol=per_axis("O", dims), help="output size per axis (None: keep)")
 
 
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (_make_adaptive(d, "avg") for d in (1, 2, 3))
-AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (_make_adaptive(d, "max") for d in (1, 2, 3))
+def _adaptive_doc(dims: int, kind: str) -> str:
+    counted = ("comparisons" if kind == "max" else "additions and one division per output")
+    return (f"{dims}-D adaptive {'max' if kind == 'max' else 'average'} pooling: per channel, sum of window sizes "
+            f"minus outputs {counted} (torch's windows [floor(iI/O), ceil((i+1)I/O)) per axis).")
+
+
+@register
+class AdaptiveAvgPool1d(_AdaptiveAvg):
+    __doc__ = _adaptive_doc(1, "avg")
+    name = "adaptive_avgpool1d"
+    torch_name = "torch.nn.AdaptiveAvgPool1d"
+    summary = "1-D adaptive average pooling (window-1 add + 1 div per output, exact windows)"
+    dims = 1
+    args = (_output_size(1),)
+
+
+@register
+class AdaptiveAvgPool2d(_AdaptiveAvg):
+    __doc__ = _adaptive_doc(2, "avg")
+    name = "adaptive_avgpool2d"
+    torch_name = "torch.nn.AdaptiveAvgPool2d"
+    summary = "2-D adaptive average pooling (window-1 add + 1 div per output, exact windows)"
+    dims = 2
+    args = (_output_size(2),)
+
+
+@register
+class AdaptiveAvgPool3d(_AdaptiveAvg):
+    __doc__ = _adaptive_doc(3, "avg")
+    name = "adaptive_avgpool3d"
+    torch_name = "torch.nn.AdaptiveAvgPool3d"
+    summary = "3-D adaptive average pooling (window-1 add + 1 div per output, exact windows)"
+    dims = 3
+    args = (_output_size(3),)
+
+
+@register
+class AdaptiveMaxPool1d(_AdaptiveMax):
+    __doc__ = _adaptive_doc(1, "max")
+    name = "adaptive_maxpool1d"
+    torch_name = "torch.nn.AdaptiveMaxPool1d"
+    summary = "1-D adaptive max pooling (window-1 cmp per output, exact windows)"
+    dims = 1
+    args = (_output_size(1), Arg("return_indices", "flag", False))
+
+
+@register
+class AdaptiveMaxPool2d(_AdaptiveMax):
+    __doc__ = _adaptive_doc(2, "max")
+    name = "adaptive_maxpool2d"
+    torch_name = "torch.nn.AdaptiveMaxPool2d"
+    summary = "2-D adaptive max pooling (window-1 cmp per output, exact windows)"
+    dims = 2
+    args = (_output_size(2), Arg("return_indices", "flag", False))
+
+
+@register
+class AdaptiveMaxPool3d(_AdaptiveMax):
+    __doc__ = _adaptive_doc(3, "max")
+    name = "adaptive_maxpool3d"
+    torch_name = "torch.nn.AdaptiveMaxPool3d"
+    summary = "3-D adaptive max pooling (window-1 cmp per output, exact windows)"
+    dims = 3
+    args = (_output_size(3), Arg("return_indices", "flag", False))

@@ -96,6 +96,10 @@ class Copy(Layer):
     summary = "zero arithmetic: data movement (cat, pad, clone, roll, index, contiguous); reads and writes only"
     default_inputs = (_X,)
 
+    @classmethod
+    def user_input_count(cls) -> tuple[int, float]:
+        return 1, 1  # the tracer passes the inputs then the output; a user gives the one tensor copied
+
     def _cost(self, *shapes) -> Cost:
         out = shapes[-1] if len(shapes) > 1 else shapes[0]
         return Cost(output_shape=out, reads=sum((numel(s) for s in shapes[:-1] or shapes), sympy.Integer(0)),
@@ -115,10 +119,14 @@ class _Reduce(Layer):
 
     def _cost(self, x) -> Cost:
         rank = len(x)
-        try:
-            dims = {int(d) % rank for d in self.dim}
-        except ZeroDivisionError:
-            self.fail("cannot reduce a scalar")
+        for d in self.dim:  # as torch refuses it; d % rank would wrap it onto another dimension
+            if rank == 0:
+                self.fail("cannot reduce a scalar")
+            if not -rank <= int(d) < rank:
+                self.fail(f"dim {d} is out of range for an input of rank {rank} (dims {-rank} to {rank - 1})")
+        dims = {int(d) % rank for d in self.dim}
+        if len(dims) < len(self.dim):
+            self.fail(f"dim {','.join(map(str, self.dim))} names one dimension twice (torch refuses it)")
         out = tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(x) if self.keepdim or i not in dims)
         n, outputs = numel(x), numel(out)
         ops = {}
@@ -174,7 +182,7 @@ class Addmm(_MatmulBase):
     summary = "bias + A @ B, the aten form of a linear layer (1 bias add per output)"
     default_inputs = ((P,), (M, K), (K, P))
 
-    def _cost(self, bias, a=None, c=None) -> Cost:
+    def _cost(self, bias, a, c) -> Cost:
         cost = super()._cost(a, c)
         outputs = numel(cost.output_shape)
         return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
@@ -202,6 +210,7 @@ class Upsample(Layer):
     torch_name = "torch.nn.Upsample"
     summary = "nearest or (bi/tri)linear resizing (linear: 1 mul + 2 add per interpolation; nearest: none)"
     default_inputs = (_X,)
+    tracer_inputs = 1  # out: the traced output shape (size after rounding), never given on the command line
     args = (
         Arg("size", "shape", None, help="output spatial size, e.g. 64,64"),
         Arg("scale_factor", "float", None, help="multiplier of the spatial size"),

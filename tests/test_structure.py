@@ -1,0 +1,282 @@
+"""Structure: the layer registry is unchanged by refactors (a snapshot), and the package has no import cycles.
+
+The registry snapshot (``fixtures/registry.json``) was written from the code *before* the layer classes were
+rewritten from ``type(...)`` loops into plain ``class`` statements; it proves the rewrite changed nothing a caller can
+see.  Regenerate it only for a deliberate change: ``python tests/test_structure.py --write``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+FIXTURE = Path(__file__).parent / "fixtures" / "registry.json"
+
+#: class attributes, besides the declared arguments, that steer a layer's cost
+_STEERING = ("dims", "ranks", "transposed", "per_element", "has_dilation", "unpadded_must_cover_kernel")
+
+
+def _plain(v):
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in sorted(v.items())}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    assumed = getattr(v, "_assumptions_orig", None)  # a symbol's declared assumptions (positive, integer, ...)
+    if assumed:
+        return f"{v} ({','.join(sorted(k for k, x in assumed.items() if x))})"
+    return f"<{type(v).__name__}> {v}"
+
+
+def _arg(a) -> dict:
+    from symcost.layers.base import REQUIRED
+
+    return {"name": a.name, "kind": a.kind, "default": "REQUIRED" if a.default is REQUIRED else _plain(a.default),
+            "symbol": _plain(a.symbol), "help": a.help, "choices": list(a.choices)}
+
+
+def registry_snapshot() -> dict:
+    from symcost.registry import all_layers
+
+    out = {}
+    for name, cls in all_layers().items():
+        low, high = cls.input_count()
+        out[name] = {
+            "class": cls.__name__,
+            "module": cls.__module__,
+            "bases": [c.__name__ for c in cls.__mro__],
+            "torch_name": cls.torch_name,
+            "family": cls.family,
+            "summary": cls.summary,
+            "doc_sha256": hashlib.sha256((cls.__doc__ or "").encode()).hexdigest(),
+            "args": [_arg(a) for a in cls.args],
+            "inputs": [low, "inf" if high == float("inf") else high],
+            "default_inputs": _plain(cls.default_inputs),
+            **{k: _plain(getattr(cls, k)) for k in _STEERING if hasattr(cls, k)},
+        }
+    return out
+
+
+def test_registry_matches_snapshot():
+    expected = json.loads(FIXTURE.read_text())
+    actual = json.loads(json.dumps(registry_snapshot()))
+    assert sorted(actual) == sorted(expected), "layers added or removed"
+    for name in expected:
+        assert actual[name] == expected[name], f"layer {name!r} changed"
+
+
+def test_snapshot_covers_the_rewritten_families():
+    # the snapshot must hold the layers the rewrite touched, or the test above proves nothing about them
+    expected = json.loads(FIXTURE.read_text())
+    for name in ("conv2d", "conv_transpose3d", "batchnorm1d", "maxpool3d", "adaptive_avgpool1d", "gelu", "relu"):
+        assert name in expected
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    rows = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in registry_snapshot().items()]
+    FIXTURE.write_text("{\n" + ",\n".join(rows) + "\n}\n")  # one layer a line: a change shows as that line
+    print(f"wrote {FIXTURE}")
+
+
+# ---- weight tables name real layers and families ------------------------------------------------------------
+
+def test_a_convention_naming_an_unknown_layer_is_refused():
+    import pytest
+
+    from symcost.convention_base import Convention, _weights
+    from symcost.registry import UnknownLayer
+
+    with pytest.raises(UnknownLayer, match="'conv2dd' is neither a catalog layer nor a layer family.*conv2d"):
+        Convention("typo", "a deliberately wrong table", "this test", _weights(0, mac=1), {"conv2dd": {"mac": 2}})
+    with pytest.raises(UnknownLayer, match="'activations' is neither"):  # a family misspelt, in functional calls
+        Convention("typo", "s", "this test", _weights(0, mac=1), functional_weights={"activations": {"writes": 1}})
+    # the right names load
+    ok = Convention("fine", "s", "this test", _weights(0, mac=1), {"conv2d": {"mac": 2}, "activation": {"fn": 1}})
+    assert ok.family_weights["conv2d"]["mac"] == 2
+
+
+def test_a_peer_quirk_naming_an_unknown_layer_is_refused():
+    import pytest
+
+    from symcost.peers import Quirk
+    from symcost.registry import UnknownLayer
+
+    with pytest.raises(UnknownLayer, match="'max_pool2d' is neither.*maxpool2d"):  # torch's name, not the catalog's
+        Quirk("pooling counts 0", "a deliberately wrong table", layers=("max_pool2d",))
+    assert Quirk("pooling counts 0", "right names", layers=("maxpool2d", "pool")).layers == ("maxpool2d", "pool")
+
+
+def test_every_shipped_table_names_known_layers():
+    # loading them validates them; this walks them again so a table that bypassed the check would show here
+    from symcost.conventions import CONVENTIONS
+    from symcost.peers import PEERS
+    from symcost.registry import all_layers, families
+
+    known = set(all_layers()) | families()
+    for c in CONVENTIONS.values():
+        assert set(c.family_weights) <= known, c.name
+        assert set(c.functional_weights) <= known, c.name
+    for p in PEERS.values():
+        for q in p.quirks:
+            assert set(q.layers) <= known, q.text
+    assert {"fvcore", "thop", "ptflops", "torchprofile", "fritz"} <= set(CONVENTIONS)
+
+
+# ---- the import graph -----------------------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parent.parent / "symcost"
+
+#: modules outside the CLI that import symcost.commands today.  The library must not depend on the CLI; these go
+#: once derive() moves from commands/models.py into a library module (symcost/derive.py), and the list is then empty.
+CLI_IMPORT_ALLOWED = {
+    ("symcost", "symcost.commands.models"),          # symcost.model() calls commands.models.derive
+    ("symcost.figures", "symcost.commands.models"),  # figures call commands.models.derive
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _is_type_checking(node) -> bool:
+    import ast
+
+    test = node.test
+    return isinstance(node, ast.If) and (getattr(test, "id", None) == "TYPE_CHECKING"
+                                         or getattr(test, "attr", None) == "TYPE_CHECKING")
+
+
+def _module_level(body):
+    """The statements run when the module is imported: the top level, and inside top-level if/try/with blocks
+    (not under ``if TYPE_CHECKING``, not in a function or class body's methods)."""
+    import ast
+
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from _module_level(node.orelse)
+            continue
+        yield node
+        if isinstance(node, ast.ClassDef):
+            yield from _module_level(node.body)
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            if not isinstance(node, ast.ClassDef) and isinstance(getattr(node, field, None), list):
+                yield from _module_level(getattr(node, field))
+
+
+def _imported(module: str, path: Path, node, modules: dict) -> list[str]:
+    """The symcost modules one import statement loads (``from . import x`` is the submodule x when there is one)."""
+    import ast
+
+    is_package = path.name == "__init__.py"
+    if isinstance(node, ast.Import):
+        targets = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = module.split(".") if is_package else module.split(".")[:-1]
+            base = base[:len(base) - (node.level - 1)]
+            source = ".".join(base + ([node.module] if node.module else []))
+        else:
+            source = node.module or ""
+        targets = [f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names]
+    else:
+        return []
+    out = []
+    for t in targets:
+        while t and t not in modules:  # `import symcost.layers.conv.Conv2d`-like: the longest module prefix
+            t = t.rpartition(".")[0]
+        if t.startswith("symcost") and t in modules:
+            out.append(t)
+    return out
+
+
+def import_graph(module_level_only: bool = True) -> dict[str, set[str]]:
+    import ast
+
+    modules = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        nodes = _module_level(tree.body) if module_level_only else ast.walk(tree)
+        for node in nodes:
+            graph[module].update(t for t in _imported(module, path, node, modules) if t != module)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_cycles():
+    # the finder itself: a made-up graph with one three-module cycle and a tail
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_resolves_relative_imports():
+    graph = import_graph()
+    assert "symcost.cost" in graph["symcost.layers.base"]          # from ..cost import Cost
+    assert "symcost.layers.conv" in graph["symcost.layers"]         # from . import activation, ..., conv
+    assert "symcost.registry" in graph["symcost.layers.conv"]       # from ..registry import register
+    assert "symcost.layers" not in graph["symcost.registry"]        # imported inside functions only
+
+
+def test_every_module_imports():
+    import importlib
+
+    for module in _modules():
+        importlib.import_module(module)
+
+
+def test_no_import_cycle_among_module_level_imports():
+    assert cycles(import_graph()) == []
+
+
+def test_the_library_does_not_import_the_cli():
+    # anywhere in a module, functions included: the library must work without symcost.commands
+    offenders = set()
+    for module, targets in import_graph(module_level_only=False).items():
+        if module.startswith("symcost.commands") or module == "symcost.cli":
+            continue
+        offenders |= {(module, t) for t in targets if t == "symcost.commands" or t.startswith("symcost.commands.")}
+    assert offenders <= CLI_IMPORT_ALLOWED, f"the library imports the CLI: {sorted(offenders - CLI_IMPORT_ALLOWED)}"
+    assert CLI_IMPORT_ALLOWED <= offenders, f"no longer imported, drop from the list: {CLI_IMPORT_ALLOWED - offenders}"
