@@ -41,7 +41,7 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
         from .hyper import derive_config
 
         return derive_config(target, input_shape, config, train=train, use_cache=use_cache)
-    from .commands.models import derive
+    from .derive import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes,
                   backward=backward)

@@ -7,7 +7,7 @@
 * ``macs_vs_traffic.png``: MACs against memory traffic (reads + writes at fp32) at 224x224 for more models, with
   lines of constant arithmetic intensity.
 
-One symbolic derivation per model (``symcost.commands.models.derive``, cached on disk); no counter runs per size.
+One symbolic derivation per model (``symcost.derive.derive``, cached on disk); no counter runs per size.
 The files carry no timestamps or version strings, so a rerun with the same torch/torchvision gives the same bytes.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ CONVENTION = "flops"
 
 
 def _derive(name: str):
-    from .commands.models import derive
+    from .derive import derive
 
     return derive(f"torchvision:{name}", INPUT, progress=False)
 

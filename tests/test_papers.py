@@ -339,7 +339,7 @@ def test_plot_skips_sizes_outside_the_domain(run, tmp_path):
 
 def test_plot_evaluates_the_formula_not_a_counter(run, tmp_path, monkeypatch):
     """One derivation per model, one vectorised evaluation per curve: no trace per point."""
-    import symcost.commands.models as models
+    import symcost.derive as models
     import symcost.plot as plot
 
     calls = {"derive": 0, "lambdified": 0}

@@ -128,12 +128,8 @@ def test_every_shipped_table_names_known_layers():
 
 PACKAGE = Path(__file__).resolve().parent.parent / "symcost"
 
-#: modules outside the CLI that import symcost.commands today.  The library must not depend on the CLI; these go
-#: once derive() moves from commands/models.py into a library module (symcost/derive.py), and the list is then empty.
-CLI_IMPORT_ALLOWED = {
-    ("symcost", "symcost.commands.models"),          # symcost.model() calls commands.models.derive
-    ("symcost.figures", "symcost.commands.models"),  # figures call commands.models.derive
-}
+#: modules outside the CLI allowed to import symcost.commands: none (derive() lives in symcost/derive.py)
+CLI_IMPORT_ALLOWED: set = set()
 
 
 def _modules() -> dict[str, Path]:

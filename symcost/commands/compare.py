@@ -11,7 +11,7 @@ import argparse
 import json
 
 from ..parse import UsageError, parse_shape
-from .progress import status
+from ..progress import status
 
 #: symcost's own conventions shown beside the peers
 OWN = ("macs", "flops", "torch")

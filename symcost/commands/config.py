@@ -60,7 +60,7 @@ def config_points(cc, rows: dict[str, dict], at_values: dict[str, int]) -> list[
 def derive_for_args(target: str, args, config: str | dict | None = None):
     """The ``ConfigCost`` named by ``config``, ``--config`` or the fields of ``--config-values``."""
     from ..hyper import derive_config
-    from .models import _status
+    from ..progress import status as _status
 
     config = config or args.config or ",".join(sorted({k for row in read_config_values(args.config_values).values()
                                                       for k in row}))

@@ -16,7 +16,7 @@ import json
 import math
 
 from ..parse import UsageError, convention_arg, parse_shape
-from .progress import status
+from ..progress import status
 
 # ------------------------------------------------------------------------------------------------------ fold
 

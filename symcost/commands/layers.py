@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
-from .progress import status
+from ..progress import status
 
 
 def _layer_cls(name: str):

@@ -9,7 +9,7 @@ def run_mfu(args) -> int:
     from ..mfu import device_peak, mfu
     from ..parse import UsageError, parse_shape_names
     from ..training import exact, tokens
-    from .models import derive
+    from ..derive import derive
 
     shape = parse_shape_names(args.input)
     if any(isinstance(d, str) for d in shape):

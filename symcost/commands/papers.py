@@ -4,7 +4,7 @@
   model comparison; LaTeX (default), Markdown, CSV or JSON.
 * ``plot``: cost against input size from one symbolic derivation per model (``symcost.plot``).
 
-Both derive through ``symcost.commands.models.derive`` (its on-disk cache included).  torch and matplotlib are
+Both derive through ``symcost.derive.derive`` (its on-disk cache included).  torch and matplotlib are
 imported only inside the run functions.  Every bad input is one line on stderr and exit code 2.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
-from .progress import status
+from ..progress import status
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
 def _one_line_errors(p) -> None:
@@ -78,7 +78,7 @@ def _table_values(args, shape) -> dict:
 
 
 def _derive_for_table(target: str, args, shape, values: dict):
-    from .models import derive
+    from ..derive import derive
 
     try:
         return derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=True)
@@ -255,7 +255,7 @@ def parse_range(text: str, symbols: list[str]) -> tuple[str, list[int]]:
 
 def run_plot(args) -> int:
     from .. import plot
-    from .models import derive
+    from ..derive import derive
 
     if args.config:  # cost against a config field of the model (one formula per model)
         from .config import config_plot

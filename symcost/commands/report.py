@@ -45,7 +45,7 @@ def _range(text: str, spec: str) -> tuple[int, int]:
 
 def run_report(args) -> int:
     from ..parse import convention_arg, parse_shape_names
-    from .models import derive
+    from ..derive import derive
 
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     if not names:

@@ -1,0 +1,74 @@
+"""Whole-model derivations as a library: the cache, one derivation per target and input, and its inputs.
+
+``derive`` answers from symcost's on-disk cache when it can (unpickling needs neither torch nor the model) and
+otherwise builds the target on the meta device and traces it (``symcost.tracing.trace``).  ``cached_summary`` is
+the plain-data path of a sweep: no torch, no sympy.  The CLI (``symcost.commands``) only parses, calls these and
+renders.
+"""
+from __future__ import annotations
+
+from .parse import parse_shape, shape_key
+from .progress import status as _status
+
+
+def _dtype(target: str, input_dtype: str | None) -> str:
+    from .targets import default_input_dtype
+
+    return input_dtype or default_input_dtype(target)
+
+
+def _key(target: str, input_spec: str, train: bool, input_dtype: str | None, trace_sizes=None,
+         backward: bool = False) -> str:
+    from . import cache
+    from .targets import source_hash
+
+    spec = (f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
+            + (":backward" if backward else ""))
+    return cache.cache_key(target, spec, train, source_hash(target))
+
+
+def cached_summary(target: str, input_spec: str, train: bool = False, input_dtype: str | None = None,
+                   trace_sizes: tuple[dict, dict] | None = None):
+    """The cached ``Summary`` of a derivation, or None: no torch, no sympy."""
+    from . import cache
+
+    hit = cache.load(_key(target, input_spec, train, input_dtype, trace_sizes))
+    return hit["summary"] if isinstance(hit, dict) and "summary" in hit else None
+
+
+def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
+           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
+    """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
+    ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two
+    assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None."""
+    import pickle
+
+    from . import cache
+
+    key = _key(target, input_spec, train, input_dtype, trace_sizes, backward)
+    if use_cache:
+        hit = cache.load(key)
+        if isinstance(hit, dict) and "full" in hit:
+            return pickle.loads(hit["full"])
+    with _status(f"tracing {target} on {input_spec}", progress):
+        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype,
+                          trace_sizes=trace_sizes, backward=backward)
+    if use_cache:
+        # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
+        cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
+    return mc
+
+
+def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None,
+                 trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
+    from .targets import load_target
+    from .tracing import model_input_size, trace
+
+    from .moe import select_experts_implementation
+
+    model = load_target(target, device="meta")
+    notes = select_experts_implementation(model)  # mixture of experts: an implementation that traces, named
+    mc = trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype),
+               sizes=trace_sizes, default_shape=model_input_size(model, target), backward=backward)
+    mc.notes[:0] = notes
+    return mc
