@@ -207,3 +207,25 @@ def test_upsample_module_mode_is_its_own_not_train_or_eval():
     for train in (False, True):
         mc = trace(nn.Upsample(scale_factor=2, mode="bilinear"), (1, 3, "H", "W"), train=train)
         assert mc.rows[0].args["mode"] == "bilinear"
+
+
+HF_FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "falcon", "gpt_neox", "gemma", "gpt2", "opt", "bert",
+               "roberta"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", HF_FAMILIES)
+def test_hugging_face_family_fully_covered_in_L(model_type):
+    # the default config with 2 layers (the ops are the same in every layer): rotary sin/cos/neg, cumsum positions
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model(model_type, num_hidden_layers=2)
+    if hasattr(config, "layer_types") and config.layer_types is not None:
+        config.layer_types = config.layer_types[:2]
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(config).eval()
+    mc = trace(model, (1, "L"), input_dtype="int64")
+    assert mc.uncovered == {}, mc.uncovered
+    for n in (1, 17, 64, 96):
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, n, dtype=torch.int64, device="meta"))
+        assert mc.evaluate({"L": n}, "torch")["flops"] == counter.get_total_flops(), (model_type, n)
