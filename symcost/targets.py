@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .parse import UsageError
 
-TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), hf:MODEL_TYPE (a Hugging Face model built from its "
+TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), "
+                 "hf:MODEL_TYPE (a Hugging Face model built from its "
                  "default config, e.g. hf:bert; never downloaded) or path/to/file.py:callable")
 
 

@@ -94,6 +94,7 @@ CASES = [
     ("scatter", lambda x: torch.zeros_like(x).scatter(1, x.argmax(1, keepdim=True), 1.0), "copy",
      lambda h, w: {}),
     ("repeat", lambda x: x.repeat(1, 2, 1, 3), "copy", lambda h, w: {}),
+    ("flip", lambda x: x.flip(2, 3), "copy", lambda h, w: {}),
     ("reflection_pad2d", lambda x: F.pad(x, (1, 2, 3, 4), mode="reflect"), "copy", lambda h, w: {}),
     ("replication_pad2d", lambda x: F.pad(x, (2, 1, 0, 3), mode="replicate"), "copy", lambda h, w: {}),
     ("constant_pad_nd", lambda x: F.pad(x, (1, 2, 3, 4), value=1.0), "copy", lambda h, w: {}),
@@ -148,7 +149,8 @@ def test_rotary_embedding_sin_cos_neg_covered_in_L():
     # rotate_half as Llama writes it: cat(-x2, x1); x*cos + rotate_half(x)*sin over (1, L, 8)
     class Rotary(nn.Module):
         def forward(self, x):
-            pos = torch.arange(x.shape[1], device=x.device, dtype=torch.float32)[:, None] * torch.ones(4, device=x.device)
+            pos = torch.arange(x.shape[1], device=x.device, dtype=torch.float32)[:, None]
+            pos = pos * torch.ones(4, device=x.device)
             emb = torch.cat((pos, pos), dim=-1)
             x1, x2 = x[..., :4], x[..., 4:]
             y = x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
@@ -200,7 +202,8 @@ def test_antialiased_resize_exact_at_a_concrete_size_refused_in_symbols():
 
     assert taps(18, 9) == 7 * 4 + 2 * 3
     # horizontal pass on 3 planes x 20 rows, vertical pass on 3 planes x 9 columns
-    assert row.cost.ops == {"mul": 3 * 20 * 34 + 3 * 9 * taps(20, 7), "add": 3 * 20 * (34 - 9) + 3 * 9 * (taps(20, 7) - 7)}
+    assert row.cost.ops == {"mul": 3 * 20 * 34 + 3 * 9 * taps(20, 7),
+                            "add": 3 * 20 * (34 - 9) + 3 * 9 * (taps(20, 7) - 7)}
 
 
 def test_upsample_module_mode_is_its_own_not_train_or_eval():

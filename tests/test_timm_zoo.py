@@ -69,10 +69,10 @@ PARAMS_KNOWN_WRONG: dict[str, str] = {}
 
 
 def sizes_around(h: int, w: int) -> list[tuple[int, int]]:
-    """The default size first, then odd and even non-square sizes, and multiples of 32 (when the default is one),
-    square and not: at least 63 apart, so that every size derived from H (or W) differs between two of them, and
-    never H and W swapped (products such as H*W would then agree)."""
-    return [(h, w), (h + 33, w + 1), (h - 30, w - 62), (h + 32, w + 32), (h + 64, w + 32), (h - 32, w - 64)]
+    """The default size first, then odd and even non-square sizes (as symcost's own trace sizes 225 x 257 and
+    193 x 169 are at 224: H and W move by different amounts, so that sizes derived from H and from W rarely share a
+    pair of values), and multiples of 32 (when the default is one), square and not."""
+    return [(h, w), (h + 1, w + 33), (h - 30, w - 54), (h + 32, w + 32), (h + 32, w + 96), (h - 32, w - 64)]
 
 
 def build(name: str):

@@ -145,7 +145,8 @@ class Cumsum(Layer):
     torch_name = "torch.cumsum"
     summary = "running sum (or product) along dim (m-1 add per row of m)"
     default_inputs = (_X,)
-    args = (Arg("dim", "int", -1, help="the dimension summed along"), Arg("product", "flag", None, help="true: cumprod"))
+    args = (Arg("dim", "int", -1, help="the dimension summed along"),
+            Arg("product", "flag", None, help="true: cumprod"))
 
     def _cost(self, x) -> Cost:
         rank = max(len(x), 1)

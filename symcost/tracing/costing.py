@@ -319,7 +319,7 @@ def _topk(ev, S, concrete, sym):
     return _layer("topk", k=int(ev.args[1]), dim=int(_arg(ev, 2, "dim", -1))), (S(ev.args[0]),)
 
 
-@handles("aten.scatter", "aten.scatter_", "aten.repeat", "aten.reflection_pad1d", "aten.reflection_pad2d",
+@handles("aten.scatter", "aten.scatter_", "aten.repeat", "aten.flip", "aten.reflection_pad1d", "aten.reflection_pad2d",
          "aten.reflection_pad3d", "aten.replication_pad1d", "aten.replication_pad2d", "aten.replication_pad3d")
 def _movement(ev, S, concrete, sym):
     """Data movement without arithmetic: every tensor argument read once, the output written."""

@@ -258,16 +258,18 @@ def _col2im(p, ev, _evb):
 
 def _size_from(p, shape, pair):
     """A size given to an op as numbers (an interpolation target, a fold's output size): a constant, a size of the
-    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), rounded to a multiple of k) that gives both recorded values, else None (the
-    shape check then tries sizes seen earlier)."""
+    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), either rounded to
+    a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
     a, b = pair
     if a == b:
         return sympy.Integer(a)
-    for x in (*shape, *sorted(p.values_a, key=str)):  # the op's input sizes, then the model's input symbols
-        xa, xb = p.value(x)
-        if (xa, xb) == (a, b):
+    sizes = (*shape, *sorted(p.values_a, key=str))  # the op's input sizes, then the model's input symbols
+    for x in sizes:
+        if p.value(x) == (a, b):
             return x
-        for k in range(2, 65):
+    for k in range(2, 65):  # the smallest k that fits (a wrong guess fails the shape check at other sizes)
+        for x in sizes:
+            xa, xb = p.value(x)
             for cand, va, vb in ((x * k, xa * k, xb * k), (sympy.floor(x / k), xa // k, xb // k),
                                  (sympy.ceiling(x / k), -(-xa // k), -(-xb // k)),
                                  (k * sympy.floor(x / k), xa // k * k, xb // k * k),
