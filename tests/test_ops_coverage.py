@@ -232,3 +232,26 @@ def test_hugging_face_family_fully_covered_in_L(model_type):
         with FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, n, dtype=torch.int64, device="meta"))
         assert mc.evaluate({"L": n}, "torch")["flops"] == counter.get_total_flops(), (model_type, n)
+
+
+def test_lstm_covered_at_a_size_refused_in_symbols():
+    # nn.LSTM runs as aten ops, once per step (addmm/mm for the gates, unsafe_split into 4 gates: a view): the
+    # number of ops grows with the sequence, so no formula in its length exists; each concrete size is exact
+    class RowLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+        def forward(self, x):
+            y, _ = self.lstm(x.mean(2).transpose(1, 2))  # (1, W, 3): a sequence of length W
+            return y
+
+    model = RowLSTM()
+    with pytest.raises(NoSingleFormula, match="different operations"):
+        trace(model, (1, 3, 5, "W"))
+    for w in (1, 8, 17, 32):
+        mc = trace(model, (1, 3, 5, w))
+        assert mc.uncovered == {}
+        assert mc.zero_cost_ops.get("aten.unsafe_split", 0) == w
+        assert mc.evaluate({}, "torch")["flops"] == torch_flops(model.to("meta"), (1, 3, 5, w)), w
+        assert mc.evaluate({}, "torch")["params"] == sum(p.numel() for p in model.parameters())

@@ -25,7 +25,8 @@ ZERO_COST_OPS = frozenset({
     "aten.unflatten", "aten.flatten", "aten.empty", "aten.new_zeros", "aten.new_empty", "aten.zeros", "aten.zero_",
     "aten.scalar_tensor", "aten.fill_", "aten.full", "aten.arange", "aten.empty_like", "aten.zeros_like",
     "aten.ones", "aten.ones_like", "aten.new_ones", "aten.dropout", "aten.native_dropout",
-    "aten.full_like", "aten.new_full", "aten.unfold", "aten.empty_strided",
+    "aten.full_like", "aten.new_full", "aten.unfold", "aten.empty_strided", "aten.unsafe_split",
+    "aten.unsafe_split_with_sizes", "aten.chunk", "aten.unsafe_chunk",
 })
 
 _SIMPLE = {
