@@ -71,14 +71,19 @@ PARAMS_KNOWN_WRONG: dict[str, str] = {}
 #: a feature map to a multiple of its patch size only when it is not one already, so the formula from two sizes
 #: that need the resize is wrong at sizes that do not.  Expected to be refused once trace() verifies every
 #: derivation at sizes of other residues; until then the wrong number is caught here (xfail, not strict)
+#: an LSTM run along rows and columns: its op count grows with the size (no formula, see the LSTM case in
+#: test_ops_coverage.py) and each size records thousands of ops; checked at its default size only
+DEFAULT_SIZE_ONLY = {"sequencer2d_s": "LSTM unrolled per step: no formula in H, W"}
+
 GRAPH_CHANGES_UNSEEN = {"mobilevit_xxs": "resizes to a multiple of the patch size only when needed (issue 9.1)"}
 
 
 def sizes_around(h: int, w: int) -> list[tuple[int, int]]:
-    """The default size first, then odd and even non-square sizes (as symcost's own trace sizes 225 x 257 and
-    193 x 169 are at 224: H and W move by different amounts, so that sizes derived from H and from W rarely share a
-    pair of values), and multiples of 32 (when the default is one), square and not."""
-    return [(h, w), (h + 1, w + 33), (h - 30, w - 54), (h + 32, w + 32), (h + 32, w + 96), (h - 32, w - 64)]
+    """The default size first, then odd and even non-square sizes, and multiples of 32 (when the default is one),
+    square and not.  Two of them are traced: H and W move by different amounts (so that sizes derived from H and
+    from W rarely share a pair of values) and by at least 63 (so that sizes after a downsampling by 32 or 64 still
+    differ)."""
+    return [(h, w), (h + 1, w + 33), (h - 62, w - 86), (h + 32, w + 32), (h + 32, w + 96), (h - 32, w - 64)]
 
 
 def build(name: str):
@@ -117,12 +122,14 @@ def check_model(name: str) -> tuple[str, str]:
     model = build(name)
     c, h, w = default_input_size(f"timm:{name}")
     params = sum(p.numel() for p in model.parameters())
-    truth = {s: runs(model, c, *s) for s in sizes_around(h, w)}
+    truth = {s: runs(model, c, *s) for s in ([(h, w)] if name in DEFAULT_SIZE_ONLY else sizes_around(h, w))}
     accepted = [s for s, f in truth.items() if f is not None]
     assert (h, w) in accepted, f"{name} does not run at its own default size {(h, w)}"
     pair = two_trace_sizes(accepted)
     category, note = "fixed-size", f"accepts only {accepted}"
-    if pair is not None:
+    if name in DEFAULT_SIZE_ONLY:
+        category, note = "refused", DEFAULT_SIZE_ONLY[name]
+    elif pair is not None:
         try:
             mc = trace(model, (1, c, "H", "W"), sizes=pair)
         except TraceError as e:  # (NoSingleFormula too): said with a reason, then checked size by size
@@ -147,7 +154,7 @@ def check_model(name: str) -> tuple[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(MODELS))
-def test_timm_family(module):
+def test_timm_family(module, record_property):
     name = MODELS[module]
     try:
         category, note = check_model(name)
@@ -155,6 +162,8 @@ def test_timm_family(module):
         if name in GRAPH_CHANGES_UNSEEN:
             pytest.xfail(GRAPH_CHANGES_UNSEEN[name])
         raise
+    record_property("category", category)  # --junitxml keeps the counts the README states
+    record_property("note", note[:300])
     assert category in ("formula", "fixed-size", "refused"), note
 
 
