@@ -119,6 +119,8 @@ CASES = [
     ("adaptive_max_pool1d", lambda x: F.adaptive_max_pool1d(x.flatten(2), 1), "adaptive_maxpool2d",
      lambda h, w: {"cmp": 3 * (h * w - 1)}),
     ("pow_tensor_exponent", lambda x: 2.0 ** x, "exp", lambda h, w: {"fn": 3 * h * w}),
+    ("arange_from_input", lambda x: x + torch.arange(x.shape[3] // 4, device=x.device).repeat_interleave(4)[:1],
+     "add", lambda h, w: {"add": 3 * h * w}),  # a grid computed from the input's size
 ]
 
 

@@ -279,6 +279,14 @@ def _size_from(p, shape, pair):
     return None
 
 
+@rule("aten.arange")
+def _arange(p, ev, evb):
+    """``torch.arange(n)`` with n computed from the input (position ids, a grid of patches): n explained as a size."""
+    n = ev.outputs[0]
+    size = _size_from(p, (), (p.a.shapes[n][0], p.b.shapes[n][0])) if len(p.a.shapes[n]) == 1 else None
+    return [(size,)] if size is not None else None
+
+
 _UPSAMPLE_OPS = ("aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d",
                  "aten._upsample_nearest_exact1d", "aten._upsample_nearest_exact2d", "aten._upsample_nearest_exact3d",
                  "aten.upsample_linear1d", "aten.upsample_bilinear2d", "aten.upsample_trilinear3d",
