@@ -11,8 +11,6 @@ on the routing either; a kernel that skips experts no token chose reads less.
 """
 from __future__ import annotations
 
-from .cost import Cost, numel
-from .layers.base import Arg, Layer
 
 #: the experts implementation symcost selects (see the module docstring)
 IMPLEMENTATION = "batched_mm"
@@ -60,37 +58,3 @@ def experts_summary(model) -> dict:
         inactive += n // e * (e - k)
     return {"experts": "/".join(map(str, sorted(counts))), "top_k": "/".join(map(str, sorted(ks))),
             "params_total": total, "params_active": total - inactive}
-
-
-class TopK(Layer):
-    r"""``torch.topk`` of k along a dim of size E, counted as k passes of a running maximum: $k(E - 1)$ cmp per
-    row (a selection's actual comparisons depend on the data; this is the count of the plain algorithm).  Reads
-    the input, writes k values and k indices per row."""
-
-    name = "topk"
-    family = "reduction"
-    torch_name = "torch.topk"
-    summary = "the k largest values along a dim (router of a mixture of experts): k(E-1) cmp per row"
-    args = (Arg("k", "size"), Arg("dim", "int", -1))
-
-    def _cost(self, x) -> Cost:
-        d = int(self.dim) % len(x)
-        rows = numel(x) / x[d]
-        out = tuple(self.k if i == d else s for i, s in enumerate(x))
-        return Cost(output_shape=out, ops={"cmp": rows * self.k * (x[d] - 1)}, reads=numel(x),
-                    writes=2 * rows * self.k)
-
-
-def _topk(ev, sym, concrete):
-    x, k = ev.args[0], ev.args[1]
-    dim = ev.args[2] if len(ev.args) > 2 else ev.kwargs.get("dim", -1)
-    return TopK(k=int(k), dim=int(dim)), (sym[x.index],)
-
-
-def _register() -> None:
-    from .tracing.costing import OP_HANDLERS
-
-    OP_HANDLERS.setdefault("aten.topk", _topk)
-
-
-_register()

@@ -1,10 +1,13 @@
-"""Load a model named on the command line: ``torchvision:NAME`` or ``path/to/file.py:callable``.
+"""Load a model named on the command line: ``torchvision:NAME``, ``timm:NAME``, ``hf:MODEL_TYPE`` or
+``path/to/file.py:callable``.
 
 ``load_target(spec)`` returns an ``nn.Module`` and reports every user mistake as one ``UsageError`` line:
 
 * ``torchvision:resnet50`` -- ``torchvision.models.get_model(NAME, weights=None)`` (random init, no download;
   ``weights_backbone=None`` too where the builder has one);
   an unknown name gets the closest known names.
+* ``timm:resnet50d`` -- ``timm.create_model(NAME, pretrained=False)`` (any ``timm.list_models()`` name; timm is an
+  optional dependency, ``pip install 'symcost[timm]'``).
 * ``models/net.py:build`` -- imports the file (its folder is on ``sys.path`` while it runs, so sibling imports
   work) and takes ``build``: an ``nn.Module`` instance is returned as is (not copied), anything else callable
   (a class or a factory function) is called with no arguments and must return an ``nn.Module``.
@@ -23,7 +26,8 @@ from pathlib import Path
 
 from .parse import UsageError
 
-TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), hf:MODEL_TYPE (a Hugging Face model built from its "
+TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), "
+                 "hf:MODEL_TYPE (a Hugging Face model built from its "
                  "default config, e.g. hf:bert; never downloaded) or path/to/file.py:callable")
 
 
@@ -40,6 +44,8 @@ def load_target(spec: str, device: str | None = None):
         build = lambda: _torchvision(name)  # noqa: E731
     elif kind == "hf":
         build = lambda: _huggingface(name)  # noqa: E731
+    elif kind == "timm":
+        build = lambda: _timm(name)  # noqa: E731
     elif kind.endswith(".py") or "/" in kind or Path(kind).suffix:
         build = lambda: _from_file(Path(kind), name)  # noqa: E731
     else:
@@ -60,10 +66,19 @@ def load_target(spec: str, device: str | None = None):
 
 
 def source_hash(spec: str) -> str:
-    """A hash of a file target's source (empty for torchvision), for cache keys."""
+    """A hash of a file target's source, for cache keys; for timm and Hugging Face targets the library's version
+    (their models change with it; torchvision's version is in the key already): empty for torchvision."""
     kind, _, _ = spec.strip().rpartition(":")
+    if kind in ("timm", "hf"):
+        from importlib import metadata
+
+        dist = "timm" if kind == "timm" else "transformers"
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            return ""
     path = Path(kind)
-    if kind != "torchvision" and path.is_file():
+    if kind not in ("torchvision", "timm", "hf") and path.is_file():
         return hashlib.sha256(path.read_bytes()).hexdigest()
     return ""
 
@@ -89,6 +104,73 @@ def _huggingface(model_type: str):
     except Exception as e:
         raise UsageError(f"Hugging Face model {model_type!r} could not be built: {type(e).__name__}: "
                          f"{_one_line(e)}") from None
+
+
+def _timm_module():
+    try:
+        import timm
+    except ImportError:
+        raise UsageError("timm: targets need timm: pip install timm (or symcost[timm])") from None
+    return timm
+
+
+def _timm(name: str):
+    timm = _timm_module()
+    known = timm.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise UsageError(f"unknown timm model {name!r}{hint}")
+    try:  # random init: never a download
+        return timm.create_model(name, pretrained=False)
+    except Exception as e:
+        raise UsageError(f"timm model {name!r} could not be built: {type(e).__name__}: {_one_line(e)}") from None
+
+
+def default_input_size(spec: str) -> tuple | None:
+    """The input size a model was made for, without its batch dim, or None when it has none.
+
+    timm: the model's ``pretrained_cfg["input_size"]``, e.g. (3, 224, 224); torchvision: the crop size of the
+    default weights' transforms (segmentation: their resize size; else the weights' ``min_size`` when it is more
+    than 1), as (3, H, W); Hugging Face: (max_position_embeddings,)
+    of the default config when it has one.  Nothing is built or downloaded (timm reads its config registry).
+    """
+    kind, sep, name = spec.strip().rpartition(":")
+    if kind == "timm":
+        timm = _timm_module()
+        try:
+            cfg = timm.models.get_pretrained_cfg(name) or timm.models.get_pretrained_cfg(
+                timm.models.get_arch_name(name))
+        except Exception:  # noqa: BLE001  (an unknown name: no default)
+            return None
+        size = getattr(cfg, "input_size", None) if cfg is not None else None
+        return tuple(int(d) for d in size) if size else None
+    if kind == "torchvision":
+        import torchvision
+
+        models = torchvision.models
+        if name in models.list_models(module=models.video) + models.list_models(module=models.optical_flow):
+            return None  # clips and image pairs: not one (C, H, W) image
+        try:
+            weights = torchvision.models.get_model_weights(name).DEFAULT
+        except Exception:  # noqa: BLE001  (no weights registered for this builder)
+            return None
+        transforms = weights.transforms()
+        for attr in ("crop_size", "resize_size"):  # classification crops; segmentation resizes
+            size = getattr(transforms, attr, None)
+            if isinstance(size, (list, tuple)) and size and all(isinstance(c, int) and c > 1 for c in size):
+                return (3, *(int(c) for c in (list(size) * 2 if len(size) == 1 else size)))
+        low = weights.meta.get("min_size")  # detection: only a minimum, (1, 1), is no default
+        return (3, *(int(c) for c in low)) if low and min(low) > 1 else None
+    if kind == "hf":
+        try:
+            from transformers import AutoConfig
+
+            positions = getattr(AutoConfig.for_model(name), "max_position_embeddings", None)
+        except Exception:  # noqa: BLE001  (transformers missing or an unknown type)
+            return None
+        return (int(positions),) if isinstance(positions, int) else None
+    return None
 
 
 def _torchvision(name: str):

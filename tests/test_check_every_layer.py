@@ -48,6 +48,13 @@ SAMPLES = {
     "mean": ("2x3x4x5", "dim=2,3"), "sum": ("2x3x4x5", "dim=-1"), "amax": ("2x3x4x5", "dim=1 keepdim=true"),
     "vector_norm": ("2x3x4x5", "dim=-1"), "copy": ("2x3x4", ""), "pow": ("2x3x4", "exponent=3"),
     "upsample": ("1x2x5x7", "scale_factor=2.5 mode=bilinear"),
+    "neg": ("2x3x4", ""), "abs": ("2x3x4", ""), "sin": ("2x3x4", ""), "logical_not": ("2x3x4", ""),
+    "logical": ("2x3x4,3x4", ""), "minimum": ("2x3x4,2x1x4", ""), "clamp_tensor": ("2x3x4,3x4,2x3x1", ""),
+    "addcmul": ("2x3x4,3x4,2x3x1", "value=0.5"), "cumsum": ("2x3x4", "dim=1"),
+    "var": ("2x3x4x5", "dim=1,2"), "std": ("2x3x4x5", "dim=-1 keepdim=true"), "amin": ("2x3x4x5", "dim=1"),
+    "argmax": ("2x3x4x5", "dim=2"), "topk": ("2x3x7", "k=3 dim=-1"),
+    "unfold": ("2x3x9x8", "kernel_size=3,2 padding=1 stride=2"),
+    "fold": ("2x12x12", "output_size=7,8 kernel_size=2 stride=2"),
 }
 #: layer types whose torch counterpart is not a plain module or function call with these inputs
 NO_TORCH_TWIN = {"copy": "data movement recorded from aten ops (cat, pad, clone); no single torch callable"}

@@ -10,7 +10,7 @@ import sympy
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, K, M, N, P, size
-from .base import Arg, Layer
+from .base import Arg, Layer, is_number
 from .elementwise import _Binary
 from .linear import _MatmulBase
 
@@ -199,28 +199,56 @@ class Baddbmm(Addmm):
     default_inputs = ((N, M, P), (N, M, K), (N, K, P))
 
 
+#: per output element, the interpolations of one resize: linear ``a + t(b - a)`` is 1 mul and 2 add, one per axis
+#: step (1, 3, 7 of them in 1-D, 2-D, 3-D); bicubic is 4 cubic interpolations along W then 1 along H, each a
+#: 4-tap weighted sum (4 mul, 3 add)
+_RESIZE_OPS = {"nearest": {}, "nearest-exact": {}, "linear": {"mul": 1, "add": 2}, "bilinear": {"mul": 3, "add": 6},
+               "trilinear": {"mul": 7, "add": 14}, "bicubic": {"mul": 20, "add": 15}}
+
+
+def antialias_taps(in_size: int, out_size: int, interp_size: int) -> int:
+    """Taps summed over the outputs of one axis of torch's antialiased resize (``_upsample_*_aa``): the filter's
+    support widens with the downscale factor; windows as torch computes them (clipped to the input)."""
+    scale = in_size / out_size
+    support = interp_size * 0.5 * scale if scale >= 1.0 else interp_size * 0.5
+    total = 0
+    for i in range(out_size):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        total += min(int(center + support + 0.5), in_size) - lo
+    return total
+
+
 @register
 class Upsample(Layer):
     r"""Resizing (``nn.Upsample`` / ``F.interpolate``).  nearest: a gather, no arithmetic; (bi/tri)linear: one
     linear interpolation $a + t(b - a)$ (1 mul, 2 add) per axis step: 1, 3 or 7 of them per output element for
-    1-D, 2-D, 3-D.  The per-row and per-column weights and indices are not counted."""
+    1-D, 2-D, 3-D; bicubic: 4 cubic interpolations along W and 1 along H, each a 4-tap weighted sum (4 mul, 3 add):
+    20 mul and 15 add per output element.  The per-row and per-column weights and indices are not counted.
+
+    ``antialias`` (bilinear, bicubic; torch's separable two-pass filter): along each axis whose size changes, every
+    output is a weighted sum of $t$ taps ($t$ mul, $t-1$ add) over torch's windows, which widen with the downscale
+    factor; W first (on every input row), then H.  The tap counts have no closed form: concrete sizes only."""
 
     name = "upsample"
     family = "resize"
     torch_name = "torch.nn.Upsample"
-    summary = "nearest or (bi/tri)linear resizing (linear: 1 mul + 2 add per interpolation; nearest: none)"
+    summary = "nearest, (bi/tri)linear or bicubic resizing (linear: 1 mul + 2 add per interpolation; nearest: none)"
     default_inputs = (_X,)
     tracer_inputs = 1  # out: the traced output shape (size after rounding), never given on the command line
     args = (
         Arg("size", "shape", None, help="output spatial size, e.g. 64,64"),
         Arg("scale_factor", "float", None, help="multiplier of the spatial size"),
-        Arg("mode", "choice", "nearest", choices=("nearest", "nearest-exact", "linear", "bilinear", "trilinear")),
+        Arg("mode", "choice", "nearest", choices=tuple(_RESIZE_OPS)),
         Arg("align_corners", "flag", None),
+        Arg("antialias", "flag", None, help="true: bilinear/bicubic antialiasing (concrete sizes only)"),
     )
 
     def check_args(self) -> None:
         if (self.size is None) == (self.scale_factor is None):
             self.fail("give exactly one of size and scale_factor")
+        if self.antialias and self.mode not in ("bilinear", "bicubic"):
+            self.fail(f"antialias needs mode 'bilinear' or 'bicubic', got {self.mode!r}")
 
     def _cost(self, x, out=None) -> Cost:
         spatial = len(x) - 2
@@ -233,5 +261,22 @@ class Upsample(Layer):
                 size = tuple(sympy.floor(d * sympy.Rational(str(self.scale_factor))) for d in x[2:])
             out = (*x[:2], *size)
         n = numel(out)
-        steps = {"linear": 1, "bilinear": 3, "trilinear": 7}.get(self.mode, 0)
-        return Cost(output_shape=out, ops={"mul": steps * n, "add": 2 * steps * n}, reads=numel(x), writes=n)
+        if self.antialias:
+            return Cost(output_shape=out, ops=self._antialias_ops(x, out), reads=numel(x), writes=n)
+        return Cost(output_shape=out, ops={k: v * n for k, v in _RESIZE_OPS[self.mode].items()}, reads=numel(x),
+                    writes=n)
+
+    def _antialias_ops(self, x, out) -> dict:
+        if len(x) != 4 or not all(is_number(d) for d in (*x, *out)):
+            self.fail(f"antialiased resizing is costed for concrete (N, C, H, W) sizes only, got {tuple(x)} -> "
+                      f"{tuple(out)}")
+        taps = 2 if self.mode == "bilinear" else 4
+        (h, w), (oh, ow), planes = (int(d) for d in x[2:]), (int(d) for d in out[2:]), int(x[0]) * int(x[1])
+        mul = add = 0
+        if ow != w:  # horizontal pass on every input row
+            t = antialias_taps(w, ow, taps)
+            mul, add = mul + planes * h * t, add + planes * h * (t - ow)
+        if oh != h:  # vertical pass on every output column
+            t = antialias_taps(h, oh, taps)
+            mul, add = mul + planes * ow * t, add + planes * ow * (t - oh)
+        return {"mul": mul, "add": add}

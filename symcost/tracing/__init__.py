@@ -13,7 +13,6 @@ from ..model import ModelCost, Row
 from ..symbols import user_symbol
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from .. import moe as _moe  # noqa: F401,E402  (registers aten.topk, the router of a mixture of experts)
 from ..errors import NoSingleFormula, TraceError
 from .bounds import Bounds
 from .propagate import Propagation

@@ -11,7 +11,7 @@ MACs are the multiply-accumulates done.  FlopCounterMode (the ``torch`` conventi
 convolution's weight gradient with all ``C_in`` input channels instead of ``C_in/g`` (``conv_backward_flop``), ``g``
 times the work done; symcost counts the work and ``grouped_grad_weight_overcount`` states the difference.
 
-Handlers register into the forward tables (``costing.OP_HANDLERS``, ``propagate.RULES``) by op name.
+Handlers register into the forward tables (``costing.handles``, ``propagate.rule``) by op name.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..layers.gradients import (_ACTIVATIONS, _GELU, BatchNormBackward, Convolut
                                 EmbeddingBackward, IndexPutAccumulate, LayerNormBackward, MaxPoolBackward,
                                 SoftmaxBackward)
 from ..registry import get_layer_class
-from .costing import OP_HANDLERS
+from .costing import handles
 from .propagate import rule
 from .record import TensorRef
 
@@ -29,11 +29,9 @@ from .record import TensorRef
 # ---- from a recorded op to (layer, symbolic input shapes) ------------------------------------------------------
 
 def _handler(*ops: str):
+    """``costing.handles`` for handlers written as ``fn(ev, sym, concrete)``: one registry, duplicates refused."""
     def deco(fn):
-        for op in ops:
-            if op in OP_HANDLERS:
-                raise ValueError(f"cost handler for {op} registered twice")
-            OP_HANDLERS[op] = fn
+        handles(*ops)(lambda ev, _shape, concrete, sym: fn(ev, sym, concrete))
         return fn
     return deco
 
@@ -120,14 +118,6 @@ def _index_put(ev, sym, concrete):
 def _scatter_add(ev, sym, concrete):
     x, _dim, _index, src = ev.args[:4]
     return IndexPutAccumulate(), (sym[x.index], sym[src.index])   # the gradient of a gather: add every row
-
-
-@_handler("aten.scatter")
-def _scatter(ev, sym, concrete):
-    src = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("src")
-    if not isinstance(src, TensorRef) or ev.kwargs.get("reduce"):
-        return None
-    return get_layer_class("copy")(), (sym[src.index], sym[ev.outputs[0]])
 
 
 # ---- shapes: a gradient has the shape of the tensor it is the gradient of ---------------------------------------

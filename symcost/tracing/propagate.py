@@ -192,17 +192,122 @@ def _adaptive(p, ev, _evb):
     return [shape, shape]
 
 
-@rule("aten.mean", "aten.sum", "aten.amax", "aten.amin", "aten.linalg_vector_norm", "aten.var", "aten.std")
+@rule("aten.mean", "aten.sum", "aten.amax", "aten.amin", "aten.linalg_vector_norm", "aten.var", "aten.std",
+      "aten.var_mean", "aten.std_mean", "aten.argmax", "aten.argmin", "aten.max", "aten.min")
 def _reduce(p, ev, _evb):
     xs = p.s(ev.args[0])
     if ev.op == "aten.linalg_vector_norm":
         dims, keep = _arg(ev, 2, "dim"), _arg(ev, 3, "keepdim", False)
+    elif ev.op in ("aten.var", "aten.std", "aten.var_mean", "aten.std_mean"):  # (x, dim, unbiased, keepdim)
+        dims, keep = _arg(ev, 1, "dim"), _arg(ev, 3, "keepdim", False)
     else:
         dims, keep = _arg(ev, 1, "dim"), _arg(ev, 2, "keepdim", False)
+    if isinstance(dims, TensorRef):  # torch.max(a, b): elementwise
+        return pointwise(p, ev, _evb)
     if dims is None or dims == [] or dims == ():
         dims = list(range(len(xs)))
-    dims = {d % len(xs) for d in _axis_list(dims, 1)}
-    return [tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(xs) if keep or i not in dims)]
+    dims = {d % len(xs) for d in _axis_list(dims, 1)} if xs else set()
+    shape = tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(xs) if keep or i not in dims)
+    return [shape, shape]  # max/min with a dim and var_mean have two outputs of that shape
+
+
+@rule("aten.topk")
+def _topk(p, ev, _evb):
+    xs = list(p.s(ev.args[0]))
+    d = _arg(ev, 2, "dim", -1) % len(xs)
+    xs[d] = sympy.Integer(ev.args[1])
+    return [tuple(xs), tuple(xs)]
+
+
+@rule("aten.embedding")
+def _embedding(p, ev, _evb):
+    weight, indices = ev.args[:2]
+    return [(*p.s(indices), sympy.Integer(p.concrete(weight)[-1]))]
+
+
+@rule("aten.repeat")
+def _repeat(p, ev, _evb):
+    xs, reps = p.s(ev.args[0]), list(ev.args[1])
+    xs = (sympy.Integer(1),) * (len(reps) - len(xs)) + tuple(xs)
+    return [tuple(x * r for x, r in zip(xs, reps))]
+
+
+@rule("aten.unfold")
+def _unfold_view(p, ev, _evb):
+    """``Tensor.unfold(dim, size, step)``: a view of the windows along dim, the window appended as a new dim."""
+    xs = list(p.s(ev.args[0]))
+    d, size, step = ev.args[1] % len(xs), ev.args[2], ev.args[3]
+    xs[d] = sympy.floor((xs[d] - size) / as_expr(step)) + 1
+    return [(*xs, sympy.Integer(size))]
+
+
+@rule("aten.im2col")
+def _im2col(p, ev, _evb):
+    xs = p.s(ev.args[0])
+    kernel, dilation, padding, stride = (_axis_list(v, 2) for v in ev.args[1:5])
+    blocks = [conv_output_size(i, k, s, pd, dl) for i, k, s, pd, dl in zip(xs[-2:], kernel, stride, padding, dilation)]
+    return [(*xs[:-3], xs[-3] * prod(kernel), blocks[0] * blocks[1])]
+
+
+@rule("aten.col2im")
+def _col2im(p, ev, _evb):
+    xs, kernel = p.s(ev.args[0]), _axis_list(ev.args[2], 2)
+    size = [_size_from(p, xs, pair) for pair in zip(ev.args[1], _evb.args[1])]
+    return [(*xs[:-2], xs[-2] / prod(kernel), *size)] if all(d is not None for d in size) else None
+
+
+def _size_from(p, shape, pair):
+    """A size given to an op as numbers (an interpolation target, a fold's output size): a constant, a size of the
+    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), either rounded to
+    a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
+    a, b = pair
+    if a == b:
+        return sympy.Integer(a)
+    sizes = (*shape, *sorted(p.values_a, key=str))  # the op's input sizes, then the model's input symbols
+    for x in sizes:
+        if p.value(x) == (a, b):
+            return x
+    for k in range(2, 65):  # the smallest k that fits (a wrong guess fails the shape check at other sizes)
+        for x in sizes:
+            xa, xb = p.value(x)
+            for cand, va, vb in ((x * k, xa * k, xb * k), (sympy.floor(x / k), xa // k, xb // k),
+                                 (sympy.ceiling(x / k), -(-xa // k), -(-xb // k)),
+                                 (k * sympy.floor(x / k), xa // k * k, xb // k * k),
+                                 (k * sympy.ceiling(x / k), -(-xa // k) * k, -(-xb // k) * k)):
+                if (va, vb) == (a, b):
+                    return cand
+    return None
+
+
+@rule("aten.arange")
+def _arange(p, ev, evb):
+    """``torch.arange(n)`` with n computed from the input (position ids, a grid of patches): n explained as a size."""
+    n = ev.outputs[0]
+    size = _size_from(p, (), (p.a.shapes[n][0], p.b.shapes[n][0])) if len(p.a.shapes[n]) == 1 else None
+    return [(size,)] if size is not None else None
+
+
+_UPSAMPLE_OPS = ("aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d",
+                 "aten._upsample_nearest_exact1d", "aten._upsample_nearest_exact2d", "aten._upsample_nearest_exact3d",
+                 "aten.upsample_linear1d", "aten.upsample_bilinear2d", "aten.upsample_trilinear3d",
+                 "aten.upsample_bicubic2d", "aten._upsample_bilinear2d_aa", "aten._upsample_bicubic2d_aa")
+
+
+@rule(*_UPSAMPLE_OPS)
+def _upsample(p, ev, evb):
+    """Resizing to ``output_size``: ``floor(x * scale)`` when torch was given the scale, else the recorded sizes
+    explained by the input's (``_size_from``)."""
+    xs = p.s(ev.args[0])
+    d = len(xs) - 2
+    n = ev.outputs[0]
+    scales = [v for v in ev.args[2:] if isinstance(v, float)][-d:] if "nearest" in ev.op else \
+        [v for v in ev.args[3:] if isinstance(v, float)][-d:]
+    out = []
+    for i, x in enumerate(xs[2:]):
+        pair = (p.a.shapes[n][2 + i], p.b.shapes[n][2 + i])
+        e = sympy.floor(x * sympy.Rational(str(scales[i]))) if len(scales) == d else None
+        out.append(e if e is not None and p.value(e) == pair else _size_from(p, (x,), pair))
+    return [(*xs[:2], *out)] if all(e is not None for e in out) else None
 
 
 @rule("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")
@@ -248,14 +353,47 @@ def _cat(p, ev, _evb):
     return [tuple(total if i == d else s for i, s in enumerate(shapes[0]))]
 
 
-@rule("aten.constant_pad_nd")
+def _same_padding(p, ev) -> dict:
+    """TF-style "same" padding computed from the input size (timm's ``pad_same``, inside ``Conv2dSame`` and
+    ``MaxPool2dSame``): the padded size before a window of span e = d(k-1)+1 and stride s is
+    max(x, (ceil(x/s) - 1) s + e).  Found when the pad's consumer is a convolution or pool run by the same module;
+    returns {dim: padded size} for the dims that formula explains at both trace sizes."""
+    out, n = {}, ev.outputs[0]
+    consumer = next((e for e in p.a.ops if n in e.inputs), None)
+    if consumer is None or consumer.module != ev.module or consumer is ev:
+        return out
+    if consumer.op == "aten.convolution" and not consumer.args[6]:
+        kernel, stride, dilation = p.concrete(consumer.args[1])[2:], consumer.args[3], consumer.args[5]
+    elif consumer.op.startswith(("aten.max_pool", "aten.avg_pool")):
+        kernel, stride = consumer.args[1], _arg(consumer, 2, "stride") or consumer.args[1]
+        dilation = _arg(consumer, 4, "dilation", 1) if "max" in consumer.op else 1
+    else:
+        return out
+    d = len(kernel)
+    xs = p.s(ev.args[0])
+    for i, (k, s, dl) in enumerate(zip(_axis_list(kernel, d), _axis_list(stride, d), _axis_list(dilation, d))):
+        dim = len(xs) - d + i
+        span = dl * (k - 1) + 1
+        padded = (sympy.ceiling(xs[dim] / s) - 1) * s + span
+        if span < s:  # the formula can fall below x: no padding then
+            padded = sympy.Max(xs[dim], padded)
+        if p.value(padded) == (p.a.shapes[n][dim], p.b.shapes[n][dim]):
+            out[dim] = padded
+    return out
+
+
+@rule("aten.constant_pad_nd", "aten.reflection_pad1d", "aten.reflection_pad2d", "aten.reflection_pad3d",
+      "aten.replication_pad1d", "aten.replication_pad2d", "aten.replication_pad3d")
 def _pad(p, ev, evb):
     xs = list(p.s(ev.args[0]))
     pads, pads_b = list(ev.args[1]), list(evb.args[1])
+    same = _same_padding(p, ev) if ev.op == "aten.constant_pad_nd" else {}
     for i in range(len(pads) // 2):
         d = len(xs) - 1 - i
         lo, hi = pads[2 * i], pads[2 * i + 1]
-        if (lo, hi) == (pads_b[2 * i], pads_b[2 * i + 1]):
+        if d in same:
+            xs[d] = same[d]
+        elif (lo, hi) == (pads_b[2 * i], pads_b[2 * i + 1]):
             xs[d] = xs[d] + lo + hi
         else:  # padding up to a multiple of k (window attention): ceil(x/k)*k
             xa, xb = p.value(xs[d])
@@ -301,6 +439,9 @@ def _regroup(p, ev, _evb):
                 gj.append(outs[j])
                 pa_out, pb_out, j = pa_out * ya[outs[j]], pb_out * yb[outs[j]], j + 1
         total = sympy.Mul(*[g[0] for g in gi])
+        if len(gj) == 1:  # one output dim: the product, even where it happens to agree at both trace sizes
+            result[gj[0]] = total
+            continue
         varying = [k for k in gj if ya[k] != yb[k]]
         for k in gj:
             if ya[k] == yb[k]:
