@@ -50,13 +50,12 @@ def trace_sizes(shape: tuple, default: dict | None = None) -> list[tuple[dict, d
                 if pos == 0 and len(shape) > 2:      # batch
                     a[s], b[s] = sympy.Integer(2), sympy.Integer(3)
                     continue
-                if s in default:
-                    top = 32 * max(2, round(default[s] / 32) - shift) + 1
-                    a[s], b[s] = sympy.Integer(top + 32 * spatial), sympy.Integer(top - 32 - 8 * spatial)
-                elif shift == 0:
-                    a[s], b[s] = sympy.Integer(225 + 32 * spatial), sympy.Integer(193 - 24 * spatial)
-                else:
+                top = 32 * max(2, round(default[s] / 32) - shift) + 1 if s in default else 225
+                if s not in default and shift:
                     return bases
+                # 64 apart where the size allows: sizes downsampled six times still differ (225 -> 4, 161 -> 3)
+                gap = 64 if top > 128 else 32
+                a[s], b[s] = sympy.Integer(top + 32 * spatial), sympy.Integer(top - gap - 8 * spatial)
                 spatial += 1
         if (a, b) not in bases:
             bases.append((a, b))

@@ -2,9 +2,10 @@
 
 The two trace sizes are both odd and ≡ 1 (mod 32), so Python logic that depends on the input size (TF-style "same"
 padding computed with ``math.ceil(ih / s)``, a branch taken only at multiples of 32, an interpolation target computed
-from ``x.shape``) can take the same path at both and pass the shape check.  A third recording at even sizes —
-multiples of 64 and of 32, not square — is derived concretely and compared with the formulas row by row: the ops
-run, every primitive count, params, buffers, reads, writes and output shape.  Any difference is a
+from ``x.shape``) can take the same path at both and pass the shape check; and a size that repeated downsampling
+makes equal at both (a constant, as far as two traces can tell) may not be one.  A third recording at even sizes —
+multiples of 64 and of 32, not square, above both trace sizes — is derived concretely and compared with the formulas
+row by row: the ops run, every primitive count, params, buffers, reads, writes and output shape.  Any difference is a
 ``NoSingleFormula`` that names the layer and both numbers; tracing each size on its own (``--at``) stays exact.
 """
 from __future__ import annotations
@@ -20,8 +21,9 @@ _FIELDS = ("params", "buffers", "reads", "writes")
 
 
 def check_points(values_a: dict, values_b: dict) -> list[dict]:
-    """Assignments to verify at, best first: even sizes, the first symbol a multiple of 64, the next a multiple of
-    32 only (so H != W), the batch 4; then each trace size minus one (a multiple of 32) in case the model refuses."""
+    """Assignments to verify at, best first: even sizes above both trace sizes (far enough that a size which
+    downsampling made equal at both traces differs here), the first symbol a multiple of 64, the next a multiple of 32
+    only (so H != W), the batch 4; then each trace size minus one (a multiple of 32) for a model with a maximum."""
     first, second = {}, {}
     spatial = 0
     for s, a in values_a.items():
@@ -29,8 +31,8 @@ def check_points(values_a: dict, values_b: dict) -> list[dict]:
         if max(a, b) <= 3:                     # a batch symbol (traced at 2 and 3)
             first[s] = second[s] = sympy.Integer(4)
             continue
-        c = 64 * max(1, round(a / 64)) if spatial % 2 == 0 else 32 * max(1, a // 32 - 1)
-        first[s] = sympy.Integer(c if c not in (a, b) else c + 32)
+        far = 64 * -(-(max(a, b) + 32) // 64)
+        first[s] = sympy.Integer(far if spatial % 2 == 0 else far - 32)
         second[s] = sympy.Integer(a - 1 if a - 1 != b else a + 1)
         spatial += 1
     return [first, second] if first != second else [first]
