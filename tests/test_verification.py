@@ -188,3 +188,16 @@ def test_sequence_length_limit_is_part_of_the_domain(model_type, limit_field):
             model(torch.zeros(1, 41, dtype=torch.long))
     with pytest.raises(ValueError, match="cannot take L=41"):
         mc.evaluate({"L": 41})
+
+
+def test_sizes_that_deep_downsampling_makes_equal_stay_symbolic():
+    """Six stride-2 convolutions: 225 and 193 both end at 4 (225->113->57->29->15->8->4, 193->97->49->25->13->7->4),
+    and so does 256; a size that agrees at every recording would pass as the constant 4.  The trace sizes are 64
+    apart and the check lies above both, so the formula stays exact where the size is 5 (288: ...->9->5)."""
+    layers = []
+    for c_in, c_out in ((3, 8), (8, 8), (8, 8), (8, 8), (8, 8), (8, 8)):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Conv2d(8, 4, 1)).to("meta").eval()
+    mc = trace(model, (1, 3, "H", "W"))
+    for h, w in ((288, 320), (224, 225), (97, 130), (512, 64)):
+        assert mc.evaluate({"H": h, "W": w}, "torch")["flops"] == torch_flops(model, (1, 3, h, w)), (h, w)
