@@ -72,3 +72,93 @@ def test_random_cnn_one_derivation_exact_everywhere(net, sizes):
         values = mc.evaluate({"H": h, "W": w}, "torch")
         assert values["flops"] == expected, (net, h, w)
         assert values["params"] == params
+
+
+# ---- size-dependent Python logic: exact at random sizes, or refused at derivation ---------------------------------
+
+class _SamePad(nn.Module):
+    """TF-style 'same' padding computed in Python from x.shape (as timm's pad_same), then a strided conv."""
+
+    def __init__(self, channels: int, k: int, s: int):
+        super().__init__()
+        self.k, self.s = k, s
+        self.conv = nn.Conv2d(channels, channels, k, stride=s)
+
+    def forward(self, x):
+        ih, iw = x.shape[-2:]
+        ph = max((-(-ih // self.s) - 1) * self.s + self.k - ih, 0)
+        pw = max((-(-iw // self.s) - 1) * self.s + self.k - iw, 0)
+        return self.conv(torch.nn.functional.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]))
+
+
+class _OddBranch(nn.Module):
+    """Runs an extra layer only on odd widths."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.extra = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        return self.extra(x) if x.shape[-1] % 2 else x
+
+
+class _HalfResize(nn.Module):
+    """Interpolates to a size computed from the input."""
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, size=(max(1, x.shape[-2] // 2), max(1, x.shape[-1] // 2)),
+                                               mode="nearest")
+
+
+class _SlicedParam(nn.Module):
+    """Adds a slice of a parameter table sized from the input (as a position table)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(1, channels, 1, 512))
+
+    def forward(self, x):
+        return x + self.table[..., : x.shape[-1]]
+
+
+@st.composite
+def python_logic_net(draw):
+    channels = draw(st.integers(1, 4))
+    layers = [nn.Conv2d(3, channels, 3, padding=1)]
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["same", "odd", "resize", "slice", "conv"]))
+        if kind == "same":
+            layers.append(_SamePad(channels, draw(st.integers(1, 4)), draw(st.integers(1, 3))))
+        elif kind == "odd":
+            layers.append(_OddBranch(channels))
+        elif kind == "resize":
+            layers.append(_HalfResize())
+        elif kind == "slice":
+            layers.append(_SlicedParam(channels))
+        else:
+            layers.append(nn.Conv2d(channels, channels, 3, stride=draw(st.integers(1, 2)), padding=1))
+    return nn.Sequential(*layers).eval()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(python_logic_net(), st.lists(st.tuples(st.integers(8, 400), st.integers(8, 400)), min_size=4, max_size=8))
+def test_size_dependent_python_logic_is_exact_or_refused(net, sizes):
+    """Never a wrong number: either the derivation is refused, or it is exact at random sizes of every residue
+    (even, odd, multiples of 32 included below)."""
+    net = net.to("meta")
+    try:
+        mc = trace(net, (1, 3, "H", "W"))
+    except TraceError:      # NoSingleFormula included: refused with a reason
+        return
+    params = sum(p.numel() for p in net.parameters())
+    for h, w in [*sizes, (224, 224), (256, 192), (320, 288)]:
+        try:
+            expected = torch_count(net, h, w)
+        except RuntimeError:
+            continue
+        try:
+            values = mc.evaluate({"H": h, "W": w}, "torch")
+        except ValueError:  # outside the domain the derivation states: a refusal, not a number
+            continue
+        assert values["flops"] == expected, (net, h, w)
+        assert values["params"] == params, (net, h, w)

@@ -71,32 +71,37 @@ def torch_flops(model, shape):
     return c.get_total_flops()
 
 
-@pytest.mark.parametrize("build", [lambda: nn.Sequential(SameConv(3, 8, 3, stride=2), nn.ReLU()),
-                                   SkipAtMultiplesOf32, PadToMultipleOf8])
+@pytest.mark.parametrize("build", [SkipAtMultiplesOf32, PadToMultipleOf8])
 def test_size_dependent_python_logic_is_refused(build):
     model = build().to("meta").eval()
     # the premise: at both trace sizes (225 and 193, both = 1 mod 32) the model takes the same path, and a
     # formula fitted there would be wrong at 224; symcost must refuse rather than print it
     with pytest.raises(NoSingleFormula) as e:
         trace(model, (1, 3, "H", "W"))
-    assert "no single formula holds" in str(e.value) and "H=256, W=224" in str(e.value)
+    assert "no single formula holds" in str(e.value) and "H=320, W=288" in str(e.value)
 
 
-def test_same_padding_formula_would_have_been_wrong():
-    """The refusal is needed: torch's count at 224 differs from the count at 225 shifted by the formula."""
-    model = nn.Sequential(SameConv(3, 8, 3, stride=2)).to("meta").eval()
-    # at 224: pad 1 -> 225 -> output 112; at 225: pad 2 -> 227 -> output 113; both give ceil(H/2) outputs, but
-    # the pad op's output differs from any single formula fitted at odd sizes (H + 2 there, H + 1 here)
+def test_same_padding_is_a_formula_exact_at_every_residue():
+    """TF-style 'same' padding: the pad is max((ceil(x/s) - 1)s + k - x, 0), 2 at odd and 1 at even sizes for k=3,
+    s=2; symcost derives the padded size as that formula (or would refuse): exact at odd, even and multiples of 32."""
+    model = nn.Sequential(SameConv(3, 8, 3, stride=2), nn.ReLU()).to("meta").eval()
+    # at 224: pad 1 -> 225 -> output 112; at 225: pad 2 -> 227 -> output 113
     assert torch_flops(model, (1, 3, 224, 224)) == 2 * 3 * 9 * 8 * 112 * 112
     assert torch_flops(model, (1, 3, 225, 225)) == 2 * 3 * 9 * 8 * 113 * 113
+    try:
+        mc = trace(model, (1, 3, "H", "W"))
+    except NoSingleFormula:
+        return
+    for h, w in ((224, 224), (225, 225), (256, 97), (31, 64), (320, 288)):
+        assert mc.evaluate({"H": h, "W": w}, "torch")["flops"] == torch_flops(model, (1, 3, h, w)), (h, w)
 
 
 def test_per_size_tracing_stays_exact_for_refused_models(tmp_path):
     """The refusal offers --at, which traces each size on its own: exact at every residue."""
     src = tmp_path / "nets.py"
     src.write_text("import math\nimport torch.nn.functional as F\nfrom torch import nn\n"
-                   + "\n".join(__import__("inspect").getsource(SameConv).splitlines()) + "\n\n"
-                   "def build():\n    return nn.Sequential(SameConv(3, 8, 3, stride=2), nn.ReLU())\n")
+                   + "\n".join(__import__("inspect").getsource(PadToMultipleOf8).splitlines()) + "\n\n"
+                   "def build():\n    return nn.Sequential(PadToMultipleOf8(), nn.ReLU())\n")
     env = {**os.environ, "SYMCOST_CACHE_DIR": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "symcost.cli", "model", f"{src}:build", "--input", "1x3xHxW",
                         "--at", "H=224,225,256", "--at", "W=200", "--convention", "torch", "--json"],
@@ -104,12 +109,12 @@ def test_per_size_tracing_stays_exact_for_refused_models(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert "no single formula" in " ".join(data["notes"])
-    model = nn.Sequential(SameConv(3, 8, 3, stride=2), nn.ReLU()).to("meta")
+    model = nn.Sequential(PadToMultipleOf8(), nn.ReLU()).to("meta")
     for e in data["evaluations"]:
         assert e["flops"] == torch_flops(model, (1, 3, e["values"]["H"], e["values"]["W"]))
     r = subprocess.run([sys.executable, "-m", "symcost.cli", "model", f"{src}:build", "--input", "1x3xHxW"],
                        capture_output=True, text=True, env=env)
-    assert r.returncode == 2 and "constant_pad_nd" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "no single formula" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_plain_cnn_passes_verification_and_is_exact_at_every_residue():

@@ -17,7 +17,7 @@ from ..errors import NoSingleFormula, TraceError
 from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
-from .verify import check_points, describe, verify
+from .verify import check_points, describe, mixed_points, verify
 from .stored import StoredTensors
 
 __all__ = ["trace", "TraceError", "NoSingleFormula", "trace_sizes"]
@@ -181,20 +181,32 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
 
 def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, rec_a: Recording, dtype: str,
             target: str, backward: bool = False) -> None:
-    """The derivation against one more recording at sizes of other residues (see ``verify``)."""
+    """The derivation against more recordings at sizes of other residues (see ``verify``): the far check point
+    (or, where the model refuses it, the next), then two points whose halvings alternate in parity, where the model
+    runs."""
     points = check_points(values_a, values_b)
     refused = None
     for values in points:
-        concrete = tuple(sympy.Integer(v) for v in _at(shape, values))
-        try:
-            rec = _record(model, concrete, "", dtype, backward=backward)
-        except TraceError as e:
-            refused = refused or e
+        if not _verified_at(model, mc, shape, values, rec_a, dtype, target, backward):
+            refused = refused or values
             continue
-        verify(mc, rec, _derive(model, rec, rec, concrete, {}, {}, target, backward), values, rec_a)
+        for mixed in mixed_points(values_a, values_b):
+            _verified_at(model, mc, shape, mixed, rec_a, dtype, target, backward)
         return
     raise NoSingleFormula(f"the model runs at the trace sizes but not at {describe(points[0])} (which a formula in "
-                          f"{', '.join(map(str, mc.symbols))} would cover): {refused}")
+                          f"{', '.join(map(str, mc.symbols))} would cover)")
+
+
+def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Recording, dtype: str, target: str,
+                 backward: bool) -> bool:
+    """Verify at one assignment; False where the model does not run there (``NoSingleFormula`` on a difference)."""
+    concrete = tuple(sympy.Integer(v) for v in _at(shape, values))
+    try:
+        rec = _record(model, concrete, "", dtype, backward=backward)
+    except TraceError:
+        return False
+    verify(mc, rec, _derive(model, rec, rec, concrete, {}, {}, target, backward), values, rec_a)
+    return True
 
 
 def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: str, dtype: str,

@@ -38,6 +38,34 @@ def check_points(values_a: dict, values_b: dict) -> list[dict]:
     return [first, second] if first != second else [first]
 
 
+def _alternating(a: int) -> tuple[int, int]:
+    """Two sizes below ``a`` whose halvings alternate in parity, one starting even and one odd (a = 225: 170 =
+    0b10101010 -> 170, 85, 42, 21 …; 213 = 0b11010101 -> 213, 106, 53, 26 …)."""
+    even = int("10" * max(1, a.bit_length() // 2), 2)
+    while even >= a and even > 2:
+        even >>= 2
+    return even, (even >> 1) | (1 << (even.bit_length() - 1))
+
+
+def mixed_points(values_a: dict, values_b: dict) -> list[dict]:
+    """Two more assignments where every input size's halvings alternate in parity (one symbol starting even while
+    the next starts odd, then swapped): the trace sizes and the far check halve to even sizes only, so Python logic
+    on the parity of a downsampled size (a branch on odd widths after a resize) shows here."""
+    first, second = {}, {}
+    spatial = 0
+    for s, a in values_a.items():
+        a, b = int(a), int(values_b[s])
+        if max(a, b) <= 3:
+            first[s], second[s] = sympy.Integer(5), sympy.Integer(5)
+            continue
+        even, odd = _alternating(a)
+        x, y = (even, odd) if spatial % 2 == 0 else (odd, even)
+        first[s], second[s] = sympy.Integer(x), sympy.Integer(y)
+        spatial += 1
+    return [p for p in (first, second) if all(p[s] not in (values_a[s], values_b[s]) for s in p if
+                                                  int(values_a[s]) > 3)]
+
+
 def describe(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
