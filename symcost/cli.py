@@ -25,9 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="symcost",
         description="Closed-form cost formulas (params, MACs, FLOPs under a named convention, memory traffic) "
                     "for neural-network layers and models, cross-checked against PyTorch.",
-        epilog="Example: symcost formula conv2d --bias ; symcost eval linear --input 1x128 in_features=128 "
+        epilog="Targets of model, table, plot, compare and the other whole-model commands: torchvision:NAME "
+               "(e.g. torchvision:resnet50), timm:NAME (timm:resnet18), hf:MODEL_TYPE (a transformers config, "
+               "e.g. hf:bert, hf:gpt2, hf:llama), or file.py:fn (a function in your file returning an nn.Module). "
+               "Example: symcost formula conv2d --bias ; symcost eval linear --input 1x128 in_features=128 "
                "out_features=64 --json",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"symcost {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _modules():
         for name, (help_text, configure, run) in module.COMMANDS.items():

@@ -135,8 +135,18 @@ def run_formula(args) -> int:
     else:
         print(f"{layer.name}  [{layer.torch_name}]  {layer.summary}")
         print(formula)
+        for line in _flag_meanings(layer, formula.cost, conv):
+            print(line)
         print(f"convention {conv.name}: {conv.summary}")
     return 0
+
+
+def _flag_meanings(layer, cost, conv) -> list[str]:
+    """``b = 1 with bias, 0 without`` for each flag left as a symbol that the printed formulas use."""
+    used = set().union(*(getattr(e, "free_symbols", set()) for e in
+                         (cost.params, cost.buffers, cost.macs, conv.count(cost), cost.reads, cost.writes)))
+    return [f"{getattr(layer, a.name)} = 1 with {a.name}, 0 without" for a in layer.args
+            if a.kind == "flag" and getattr(layer, a.name, None) in used]
 
 
 def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
@@ -191,6 +201,10 @@ def run_eval(args) -> int:
 def run_check(args) -> int:
     from ..check import check_layer
 
+    if args.convention not in (None, "torch"):
+        raise UsageError(f"check compares with torch's FlopCounterMode, which counts under the 'torch' convention; "
+                         f"--convention {args.convention} would not be used (drop it, or see `symcost eval "
+                         f"--convention {args.convention}` for that count)")
     layer, shapes = _build(args, symbolic=False)
     _cost(layer, shapes)  # refuse bad input before building the torch module
     with status(f"running torch's {layer.torch_name} under FlopCounterMode", enabled=not args.json):
@@ -280,9 +294,13 @@ def _layer_parser(p: argparse.ArgumentParser, symbolic: bool) -> None:
     p.add_argument("--input", metavar="SHAPE", help="input shape like 1x3x224x224"
                    + (" or 1x3xHxW (letters are symbols)" if symbolic else "")
                    + "; two inputs separated by a comma")
-    p.add_argument("--convention", default="flops", metavar="NAME",
-                   help="FLOP counting convention (default flops): macs, flops, exact, mults, torch, or a peer tool's "
-                        "(fritz, fvcore, thop, ptflops, torchprofile); `symcost conventions` explains each")
+    if p.prog.endswith(" check"):  # FlopCounterMode counts one way: the torch convention
+        p.add_argument("--convention", default=None, metavar="torch",
+                       help="only torch: check compares FLOPs[torch] with FlopCounterMode")
+    else:
+        p.add_argument("--convention", default="flops", metavar="NAME",
+                       help="FLOP counting convention (default flops): macs, flops, exact, mults, torch, or a peer "
+                            "tool's (fritz, fvcore, thop, ptflops, torchprofile); `symcost conventions` explains each")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -1,0 +1,64 @@
+"""Small things a user trips on (issue 14): each run as a user would, `python -m symcost.cli ...` in a subprocess,
+checking the exit code and that a refusal is one line on stderr with no traceback."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def symcost(*argv, code: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SYMCOST_DEBUG", None)
+    cmd = [sys.executable, "-c", code, *argv] if code else [sys.executable, "-m", "symcost.cli", *argv]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def refused(*argv) -> str:
+    """``symcost ARGV`` must exit 2 with one line on stderr, nothing on stdout; the line is returned."""
+    r = symcost(*argv)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    return r.stderr
+
+
+def test_version():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    r = symcost("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"symcost {version}", r
+
+
+def test_top_level_help_names_every_target_kind():
+    r = symcost("--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())  # argparse wraps the epilog
+    for kind in ("torchvision:", "timm:", "hf:", "file.py:fn"):
+        assert kind in text, kind
+
+
+def test_formula_explains_the_bias_flag_symbol():
+    r = symcost("formula", "conv2d")
+    assert r.returncode == 0 and "C_out*b" in r.stdout  # bias left symbolic: params C_in*C_out*K_h*K_w/g + C_out*b
+    assert "b = 1 with bias, 0 without" in r.stdout.splitlines()
+    r = symcost("formula", "linear", "--no-bias")  # no b in the formulas: no line about it
+    assert r.returncode == 0 and "*b" not in r.stdout and "b = 1" not in r.stdout
+
+
+@pytest.mark.parametrize("convention", ["fvcore", "macs", "flops"])
+def test_check_refuses_a_convention_it_would_not_use(convention):
+    err = refused("check", "conv2d", "in_channels=3", "out_channels=8", "kernel_size=3", "--input", "1x3x9x9",
+                  "--convention", convention)
+    assert "'torch' convention" in err and f"--convention {convention}" in err
+
+
+def test_check_accepts_the_torch_convention_it_uses():
+    r = symcost("check", "conv2d", "in_channels=3", "out_channels=8", "kernel_size=3", "--input", "1x3x9x9",
+                "--convention", "torch")
+    # 8 channels x 7x7 outputs x 27 MACs = 10584 MACs, 2 FLOPs each = 21168, bias adds not counted by torch
+    assert r.returncode == 0 and "21,168" in r.stdout, r
