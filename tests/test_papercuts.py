@@ -62,3 +62,11 @@ def test_check_accepts_the_torch_convention_it_uses():
                 "--convention", "torch")
     # 8 channels x 7x7 outputs x 27 MACs = 10584 MACs, 2 FLOPs each = 21168, bias adds not counted by torch
     assert r.returncode == 0 and "21,168" in r.stdout, r
+
+
+def test_readme_says_the_pinned_torch_is_the_cuda_build_and_how_to_get_the_cpu_one():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    setup = text.split("## Two commands", 1)[1].split(" ## ", 1)[0]
+    assert "CUDA build" in setup and "GB installed" in setup
+    assert "--index-url https://download.pytorch.org/whl/cpu" in setup
+    assert "pip install torch==2.14.1 torchvision==0.29.1 --index-url" in setup  # the same pins as the two commands
