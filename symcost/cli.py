@@ -21,13 +21,13 @@ def _modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .targets import TARGET_SYNTAX  # the kinds load_target accepts, so the help follows it
+
     parser = argparse.ArgumentParser(
         prog="symcost",
         description="Closed-form cost formulas (params, MACs, FLOPs under a named convention, memory traffic) "
                     "for neural-network layers and models, cross-checked against PyTorch.",
-        epilog="Targets of model, table, plot, compare and the other whole-model commands: torchvision:NAME "
-               "(e.g. torchvision:resnet50), timm:NAME (timm:resnet18), hf:MODEL_TYPE (a transformers config, "
-               "e.g. hf:bert, hf:gpt2, hf:llama), or file.py:fn (a function in your file returning an nn.Module). "
+        epilog=f"Targets of the whole-model commands (model, table, plot, compare, fold, report, ...): {TARGET_SYNTAX}. "
                "Example: symcost formula conv2d --bias ; symcost eval linear --input 1x128 in_features=128 "
                "out_features=64 --json",
     )

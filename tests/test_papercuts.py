@@ -38,8 +38,11 @@ def test_top_level_help_names_every_target_kind():
     r = symcost("--help")
     assert r.returncode == 0
     text = " ".join(r.stdout.split())  # argparse wraps the epilog
-    for kind in ("torchvision:", "timm:", "hf:", "file.py:fn"):
+    for kind in ("torchvision:NAME", "hf:MODEL_TYPE", "file.py:callable"):
         assert kind in text, kind
+    from symcost.targets import TARGET_SYNTAX  # timm:NAME too where targets.py takes it
+
+    assert " ".join(TARGET_SYNTAX.split()) in text
 
 
 def test_formula_explains_the_bias_flag_symbol():
