@@ -47,12 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     from .errors import SymcostError
+    from .parse import did_you_mean
 
     parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:  # argparse would print usage + error
+        print(f"symcost: error: unknown command {argv[0]!r}{did_you_mean(argv[0], commands)}; "
+              f"choose one of: {', '.join(commands)}", file=sys.stderr)
+        return 2
     args, extras = parser.parse_known_args(argv)
+    if getattr(args, "command", None):
+        args.options = [o for a in commands[args.command]._actions for o in a.option_strings if o.startswith("--")]
     if extras:
         if not hasattr(args, "settings"):
-            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+            word = extras[0].split("=", 1)[0]
+            hint = did_you_mean(word, args.options) if word.startswith("-") and args.command else ""
+            where = f"symcost {args.command}" if args.command else "symcost"
+            print(f"{where}: error: unrecognized arguments: {' '.join(extras)}{hint}", file=sys.stderr)
+            return 2
         args.settings = list(args.settings) + extras  # layer settings may sit between options
     if not getattr(args, "run", None):
         parser.print_help()

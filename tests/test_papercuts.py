@@ -73,3 +73,33 @@ def test_readme_says_the_pinned_torch_is_the_cuda_build_and_how_to_get_the_cpu_o
     assert "CUDA build" in setup and "GB installed" in setup
     assert "--index-url https://download.pytorch.org/whl/cpu" in setup
     assert "pip install torch==2.14.1 torchvision==0.29.1 --index-url" in setup  # the same pins as the two commands
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (("formula", "conv2d", "in_chanels=3"), "unknown argument 'in_chanels' (did you mean in_channels?)"),
+    (("eval", "conv2d", "--input", "1x3x8x8", "--in-chanels", "3", "out_channels=3", "kernel_size=3"),
+     "unknown option '--in-chanels' (did you mean --in-channels?)"),
+    (("formula", "linear", "--no-bais"), "unknown option '--no-bais' (did you mean --no-bias?)"),
+    (("formula", "conv2d", "--jsn"), "unknown option '--jsn' (did you mean --json?)"),  # the command's own option
+    (("formula", "conv2d", "--convention", "fvcor"), "unknown convention 'fvcor' (did you mean fvcore?)"),
+    (("list", "--jsn"), "unrecognized arguments: --jsn (did you mean --json?)"),
+    (("model", "torchvision:resnet18", "--input", "1x3x32x32", "--asume-divisible", "32"),
+     "(did you mean --assume-divisible?)"),
+    (("modl", "torchvision:resnet18"), "unknown command 'modl' (did you mean model?)"),
+    (("model", "hf:bret", "--input", "1x8"), "unknown Hugging Face model type 'bret'; did you mean bert"),
+])
+def test_did_you_mean(argv, expected):
+    assert expected in refused(*argv)
+
+
+def test_no_suggestion_when_nothing_is_close():
+    err = refused("formula", "conv2d", "colour=3")
+    assert "did you mean" not in err and "it takes: in_channels, out_channels" in err
+
+
+def test_the_library_suggests_argument_names_too():
+    from symcost import layer
+    from symcost.errors import LayerError
+
+    with pytest.raises(LayerError, match=r"unknown argument 'in_chanels' \(did you mean in_channels\?\)"):
+        layer("conv2d", in_chanels=3)

@@ -23,7 +23,7 @@ def _build(args, symbolic: bool):
 
     cls = _layer_cls(args.layer)
     tokens = rewrite_layer_options(args.settings, cls)
-    settings = parse_settings(tokens, cls, allow_symbols=symbolic)
+    settings = parse_settings(tokens, cls, allow_symbols=symbolic, options=tuple(getattr(args, "options", ())))
     try:
         layer = cls(symbolic=symbolic, **settings)
     except LayerError as e:

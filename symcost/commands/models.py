@@ -88,7 +88,10 @@ def run_model(args) -> int:
     if points and summary.fixed_at:
         return _run_per_point(args, points, f"{summary.notes[-1]}; each size was traced on its own")
     if args.convention not in summary.totals:
-        raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(summary.totals)}")
+        from ..parse import did_you_mean
+
+        raise UsageError(f"unknown convention {args.convention!r}{did_you_mean(args.convention, summary.totals)}; "
+                         f"choose one of: {', '.join(summary.totals)}")
     total = summary.total(args.convention)
     result = {
         "target": args.target,
