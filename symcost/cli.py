@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    from .progress import set_quiet
+
+    set_quiet(getattr(args, "quiet", False))
     try:
         return int(args.run(args) or 0)
     except SymcostError as e:

@@ -103,3 +103,57 @@ def test_the_library_suggests_argument_names_too():
 
     with pytest.raises(LayerError, match=r"unknown argument 'in_chanels' \(did you mean in_channels\?\)"):
         layer("conv2d", in_chanels=3)
+
+
+def _stderr_on_a_terminal(*argv) -> tuple[int, str]:
+    """Run ``symcost ARGV`` with stderr on a pseudo-terminal (where progress shows); its exit code and stderr."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "symcost.cli", *argv], stdout=subprocess.PIPE, stderr=follower,
+                            stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.stdout.read()
+    os.close(leader)
+    return proc.wait(timeout=600), b"".join(chunks).decode(errors="replace")
+
+
+CHECK = ("check", "conv2d", "in_channels=3", "out_channels=8", "kernel_size=3", "--input", "1x3x9x9")
+
+
+def test_progress_shows_on_a_terminal_and_quiet_turns_it_off():
+    rc, err = _stderr_on_a_terminal(*CHECK)
+    assert rc == 0 and "FlopCounterMode" in err  # the spinner: "running torch's torch.nn.Conv2d under ..."
+    rc, err = _stderr_on_a_terminal(*CHECK, "--quiet")
+    assert rc == 0 and err == "", err
+    rc, err = _stderr_on_a_terminal(*CHECK, "-q")
+    assert rc == 0 and err == "", err
+
+
+def test_progress_is_off_when_stderr_is_not_a_terminal():
+    r = symcost(*CHECK)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["check", "model", "compare", "table", "plot", "fold", "calibrate", "latency",
+                                     "mfu", "report"])
+def test_every_command_that_shows_progress_takes_quiet(command):
+    from symcost.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    assert "--quiet" in {o for a in sub._actions for o in a.option_strings}
+
+
+def test_quiet_is_not_offered_where_there_is_nothing_to_silence():
+    r = symcost("formula", "conv2d", "--quiet")
+    assert r.returncode == 2 and "unknown option '--quiet'" in r.stderr

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
-from ..progress import status
+from ..progress import add_quiet_option, status
 
 
 def _layer_cls(name: str):
@@ -316,6 +316,7 @@ def configure_eval(p):
 
 
 def configure_check(p):
+    add_quiet_option(p)
     _layer_parser(p, symbolic=False)
 
 

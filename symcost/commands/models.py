@@ -11,7 +11,7 @@ import time
 
 from ..derive import cached_summary, derive, trace_target  # noqa: F401  (commands import them from here too)
 from ..parse import UsageError, parse_shape_names, shape_key
-from ..progress import steps
+from ..progress import add_quiet_option, steps
 
 METRICS = ("params", "macs", "flops")
 
@@ -255,6 +255,7 @@ def _print_text(result: dict, readable: dict | None = None) -> None:
 
 
 def configure_model(p) -> None:
+    add_quiet_option(p)
     from ..targets import TARGET_SYNTAX
 
     p.add_argument("target", help=TARGET_SYNTAX)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
-from ..progress import status
+from ..progress import add_quiet_option, status
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
 def _one_line_errors(p) -> None:
@@ -188,6 +188,7 @@ def run_table(args) -> int:
 
 
 def configure_table(p) -> None:
+    add_quiet_option(p)
     from ..targets import TARGET_SYNTAX
 
     _one_line_errors(p)
@@ -314,6 +315,7 @@ def run_plot(args) -> int:
 
 
 def configure_plot(p) -> None:
+    add_quiet_option(p)
     from ..targets import TARGET_SYNTAX
 
     _one_line_errors(p)
