@@ -157,3 +157,27 @@ def test_every_command_that_shows_progress_takes_quiet(command):
 def test_quiet_is_not_offered_where_there_is_nothing_to_silence():
     r = symcost("formula", "conv2d", "--quiet")
     assert r.returncode == 2 and "unknown option '--quiet'" in r.stderr
+
+
+RUN_AND_REPORT_TORCH = """
+import sys
+from symcost.cli import main
+rc = main(sys.argv[1:])
+print("torch imported" if "torch" in sys.modules else "no torch", file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ("--input", "1x3x64x64", "--markdown"),
+    ("--input", "1x3x64x64", "--csv", "--depth", "1"),  # grouped rows need the module types: cached too
+    ("--input", "1x3xRxR", "--at", "R=65", "--symbolic"),
+])
+def test_a_cached_table_answers_without_importing_torch(tmp_path, monkeypatch, argv):
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path))
+    command = ("table", "torchvision:resnet18", *argv, "--quiet")
+    first = symcost(*command, code=RUN_AND_REPORT_TORCH)
+    assert first.returncode == 0 and first.stderr.splitlines()[-1] == "torch imported", first.stderr  # traced
+    second = symcost(*command, code=RUN_AND_REPORT_TORCH)
+    assert second.returncode == 0 and second.stderr.splitlines()[-1] == "no torch", second.stderr
+    assert second.stdout == first.stdout and "layer1" in second.stdout  # the same table as the traced run
