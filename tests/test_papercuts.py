@@ -181,3 +181,65 @@ def test_a_cached_table_answers_without_importing_torch(tmp_path, monkeypatch, a
     second = symcost(*command, code=RUN_AND_REPORT_TORCH)
     assert second.returncode == 0 and second.stderr.splitlines()[-1] == "no torch", second.stderr
     assert second.stdout == first.stdout and "layer1" in second.stdout  # the same table as the traced run
+
+
+def test_fasterrcnn_names_the_op_that_cannot_run_on_meta_tensors():
+    err = refused("model", "torchvision:fasterrcnn_resnet50_fpn", "--input", "1x3x224x224", "--no-cache")
+    assert "the model calls torch.nonzero()" in err and "cannot run on meta tensors" in err
+    assert "torchvision/ops/boxes.py:" in err  # where the detection post-processing calls it
+    assert "cannot run on input" not in err  # the input shape is not to blame
+
+
+DATA_DEPENDENT = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.how = how
+
+    def forward(self, x):
+        y = self.fc(x)
+        if self.how == "item":
+            return y * y.sum().item()
+        if self.how == "masked_select":
+            return torch.masked_select(y, y > 0)
+        if self.how == "repeat_interleave":
+            return torch.repeat_interleave(y.long().flatten())
+        return y
+
+
+def item():
+    return Net("item")
+
+
+def masked_select():
+    return Net("masked_select")
+
+
+def repeat_interleave():
+    return Net("repeat_interleave")
+
+
+def plain():
+    return Net("plain")
+'''
+
+
+@pytest.mark.parametrize("fn, op", [("item", "Tensor.item()"), ("masked_select", "aten::masked_select"),
+                                    ("repeat_interleave", "repeat_interleave")])
+def test_a_data_dependent_op_in_a_users_model_is_named_with_its_line(tmp_path, fn, op):
+    path = tmp_path / "net.py"
+    path.write_text(DATA_DEPENDENT)
+    err = refused("model", f"{path}:{fn}", "--input", "2x4", "--no-cache")
+    assert f"the model calls {op} (called at {path}:" in err and "in forward)" in err
+    assert "cannot run on meta tensors" in err and "cannot run on input" not in err
+
+
+def test_a_shape_the_model_cannot_take_is_still_blamed_on_the_input(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(DATA_DEPENDENT)
+    err = refused("model", f"{path}:plain", "--input", "2x5", "--no-cache")  # Linear(4, 4) given 5 features
+    assert "the model cannot run on input 2x5" in err and "meta tensors" not in err
