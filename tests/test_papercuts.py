@@ -1,5 +1,6 @@
 """Small things a user trips on (issue 14): each run as a user would, `python -m symcost.cli ...` in a subprocess,
 checking the exit code and that a refusal is one line on stderr with no traceback."""
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,8 @@ def test_formula_explains_the_bias_flag_symbol():
     r = symcost("formula", "conv2d")
     assert r.returncode == 0 and "C_out*b" in r.stdout  # bias left symbolic: params C_in*C_out*K_h*K_w/g + C_out*b
     assert "b = 1 with bias, 0 without" in r.stdout.splitlines()
+    r = symcost("formula", "conv2d", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["flags"] == {"b": "1 with bias, 0 without"}
     r = symcost("formula", "linear", "--no-bias")  # no b in the formulas: no line about it
     assert r.returncode == 0 and "*b" not in r.stdout and "b = 1" not in r.stdout
 

@@ -129,7 +129,8 @@ def run_formula(args) -> int:
                           "where": {str(k): str(v) for k, v in formula.where.items()},
                           "params": str(c.params), "buffers": str(c.buffers), "macs": str(c.macs),
                           "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
-                          "ops": {k: str(v) for k, v in c.ops.items()}}, indent=2))
+                          "ops": {k: str(v) for k, v in c.ops.items()},
+                          "flags": dict(line.split(" = ", 1) for line in _flag_meanings(layer, c, conv))}, indent=2))
     elif args.latex:
         print(sympy.latex(formula))
     else:
