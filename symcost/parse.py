@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .errors import UsageError
 
-__all__ = ["UsageError", "convention_arg", "parse_dim", "parse_settings", "parse_shape", "parse_shapes",
+__all__ = ["UsageError", "convention_arg", "did_you_mean", "parse_dim", "parse_settings", "parse_shape", "parse_shapes",
            "rewrite_layer_options", "shape_key"]
 
 
@@ -56,19 +56,35 @@ def parse_shapes(text: str, allow_symbols: bool = True) -> tuple[tuple, ...]:
     return tuple(parse_shape(part, allow_symbols) for part in text.split(","))
 
 
-def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool) -> dict:
-    """``["in_channels=3", "kernel_size=4,10", "bias=false"]`` -> typed values per the layer's ``args``."""
+def did_you_mean(word: str, candidates) -> str:
+    """``" (did you mean --json?)"`` for the closest candidate, or ``""`` when none is close."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(word, list(candidates), 1, 0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool, options: tuple[str, ...] = ()) -> dict:
+    """``["in_channels=3", "kernel_size=4,10", "bias=false"]`` -> typed values per the layer's ``args``.
+
+    ``options``: the command's own option strings, suggested for a mistyped ``--option``."""
     from .errors import LayerError
+    from .layers.base import unknown_argument
 
     args = {a.name: a for a in layer_cls.args}
     out: dict = {}
     for tok in tokens:
+        if tok.startswith("-"):  # an option neither the command nor the layer knows (flags became NAME=VALUE)
+            spellings = [f"--{a.name.replace('_', '-')}" for a in layer_cls.args]
+            spellings += [f"--no-{a.name.replace('_', '-')}" for a in layer_cls.args if a.kind == "flag"]
+            word = tok.split("=", 1)[0]
+            raise UsageError(f"{layer_cls.name}: unknown option {word!r}{did_you_mean(word, [*options, *spellings])}")
         if "=" not in tok:
             raise UsageError(f"{layer_cls.name}: expected name=value, got {tok!r} (arguments: {', '.join(args)})")
         key, value = tok.split("=", 1)
         key = key.strip().replace("-", "_")
         if key not in args:
-            raise UsageError(f"{layer_cls.name}: unknown argument {key!r}; it takes: {', '.join(args) or 'none'}")
+            raise UsageError(unknown_argument(layer_cls.name, key, list(args)))
         try:
             out[key] = args[key].parse(value, allow_symbols)
         except LayerError as e:
@@ -111,12 +127,13 @@ def rewrite_layer_options(tokens: list[str], layer_cls) -> list[str]:
 
 def convention_arg(name: str):
     """The convention named on the command line, or a one-line ``UsageError`` listing the known ones."""
-    from .conventions import get_convention
+    from .conventions import CONVENTIONS, get_convention
 
     try:
         return get_convention(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    except ValueError:
+        hint = did_you_mean(name.strip().lower(), CONVENTIONS)
+        raise UsageError(f"unknown convention {name!r}{hint}; choose one of: {', '.join(CONVENTIONS)}") from None
 
 
 def shape_key(text: str) -> str:

@@ -1,8 +1,29 @@
-"""One spinner for every slow command: rich, on stderr, and only on a terminal (pipes, files and --json stay clean)."""
+"""One spinner for every slow command: rich, on stderr, and only on a terminal (pipes, files and --json stay clean).
+
+``symcost COMMAND --quiet`` turns it off for the whole run (``set_quiet``)."""
 from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet``: no spinner or bar for the rest of this process, whatever a caller asks for."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def showing(enabled: bool = True) -> bool:
+    """Whether progress is drawn: asked for, not ``--quiet``, and stderr is a terminal."""
+    return enabled and not _quiet and sys.stderr.isatty()
+
+
+def add_quiet_option(parser) -> None:
+    """``-q/--quiet`` on a command that shows progress (``symcost.cli`` passes it to ``set_quiet``)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress spinner on stderr (it is off anyway when stderr is not a terminal)")
 
 
 class _Quiet:
@@ -13,7 +34,7 @@ class _Quiet:
 @contextmanager
 def status(text: str, enabled: bool = True):
     """``with status("tracing resnet50"):`` a transient spinner while the block runs; ``.update(text)`` changes it."""
-    if not (enabled and sys.stderr.isatty()):
+    if not showing(enabled):
         yield _Quiet()
         return
     from rich.console import Console
@@ -25,7 +46,7 @@ def status(text: str, enabled: bool = True):
 @contextmanager
 def steps(text: str, total: int, enabled: bool = True):
     """``with steps("tracing each size", n) as advance:`` a transient bar on stderr; call ``advance()`` per step."""
-    if not (enabled and sys.stderr.isatty()):
+    if not showing(enabled):
         yield lambda: None
         return
     from rich.console import Console

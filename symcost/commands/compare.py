@@ -11,7 +11,7 @@ import argparse
 import json
 
 from ..parse import UsageError, parse_shape
-from ..progress import status
+from ..progress import add_quiet_option, status
 
 #: symcost's own conventions shown beside the peers
 OWN = ("macs", "flops", "torch")
@@ -154,6 +154,7 @@ def run_compare(args) -> int:
 
 
 def configure_compare(p: argparse.ArgumentParser) -> None:
+    add_quiet_option(p)
     p.add_argument("target", help="torchvision:NAME (weights=None) or path/to/file.py:callable (a module, or a "
                                   "callable returning one)")
     p.add_argument("--input", required=True, metavar="SHAPE", help="concrete input shape, e.g. 1x3x224x224")

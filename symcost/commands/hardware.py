@@ -16,7 +16,7 @@ import json
 import math
 
 from ..parse import UsageError, convention_arg, parse_shape
-from ..progress import status
+from ..progress import add_quiet_option, status
 
 # ------------------------------------------------------------------------------------------------------ fold
 
@@ -117,6 +117,7 @@ def run_fold(args) -> int:
 
 
 def configure_fold(p: argparse.ArgumentParser) -> None:
+    add_quiet_option(p)
     p.add_argument("target", help="torchvision:NAME (weights=None, BN statistics randomised) or "
                                   "path/to/file.py:callable (a module, or a callable returning one)")
     p.add_argument("--input", required=True, metavar="SHAPE", help="input shape like 1x3x64x64, for the "
@@ -197,7 +198,7 @@ def run_calibrate(args) -> int:
 
     _positive("--repeats", args.repeats)
     _threads(args.threads)
-    with Progress("symcost calibrate", enabled=not args.json) as progress:
+    with Progress("symcost calibrate", enabled=not (args.json or args.quiet)) as progress:
         try:
             device = calibrate(quick=args.quick, repeats=args.repeats, progress=progress, device=args.backend,
                                dtypes=tuple(args.dtype or ()))
@@ -238,6 +239,7 @@ def run_calibrate(args) -> int:
 
 
 def configure_calibrate(p: argparse.ArgumentParser) -> None:
+    add_quiet_option(p)
     p.add_argument("--out", default="symcost-device.json", metavar="FILE",
                    help="device JSON to write (default symcost-device.json); use it with --device FILE")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds; they fit in cache, so the "
@@ -288,7 +290,7 @@ def run_latency(args) -> int:
             mc = trace(model, shape, target=args.target)
         except TraceError as e:
             raise UsageError(str(e)) from None
-    progress = Progress("symcost latency", enabled=not args.json)
+    progress = Progress("symcost latency", enabled=not (args.json or args.quiet))
     try:
         if device is None:
             progress.update("calibrating this machine")
@@ -401,6 +403,7 @@ def _print_latency(result: dict, est, measured) -> None:
 
 
 def configure_latency(p: argparse.ArgumentParser) -> None:
+    add_quiet_option(p)
     from ..targets import TARGET_SYNTAX
 
     p.add_argument("target", help=TARGET_SYNTAX)

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
-from ..progress import status
+from ..progress import add_quiet_option, status
 
 
 def _layer_cls(name: str):
@@ -23,7 +23,7 @@ def _build(args, symbolic: bool):
 
     cls = _layer_cls(args.layer)
     tokens = rewrite_layer_options(args.settings, cls)
-    settings = parse_settings(tokens, cls, allow_symbols=symbolic)
+    settings = parse_settings(tokens, cls, allow_symbols=symbolic, options=tuple(getattr(args, "options", ())))
     try:
         layer = cls(symbolic=symbolic, **settings)
     except LayerError as e:
@@ -129,14 +129,25 @@ def run_formula(args) -> int:
                           "where": {str(k): str(v) for k, v in formula.where.items()},
                           "params": str(c.params), "buffers": str(c.buffers), "macs": str(c.macs),
                           "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
-                          "ops": {k: str(v) for k, v in c.ops.items()}}, indent=2))
+                          "ops": {k: str(v) for k, v in c.ops.items()},
+                          "flags": dict(line.split(" = ", 1) for line in _flag_meanings(layer, c, conv))}, indent=2))
     elif args.latex:
         print(sympy.latex(formula))
     else:
         print(f"{layer.name}  [{layer.torch_name}]  {layer.summary}")
         print(formula)
+        for line in _flag_meanings(layer, formula.cost, conv):
+            print(line)
         print(f"convention {conv.name}: {conv.summary}")
     return 0
+
+
+def _flag_meanings(layer, cost, conv) -> list[str]:
+    """``b = 1 with bias, 0 without`` for each flag left as a symbol that the printed formulas use."""
+    used = set().union(*(getattr(e, "free_symbols", set()) for e in
+                         (cost.params, cost.buffers, cost.macs, conv.count(cost), cost.reads, cost.writes)))
+    return [f"{getattr(layer, a.name)} = 1 with {a.name}, 0 without" for a in layer.args
+            if a.kind == "flag" and getattr(layer, a.name, None) in used]
 
 
 def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
@@ -191,6 +202,10 @@ def run_eval(args) -> int:
 def run_check(args) -> int:
     from ..check import check_layer
 
+    if args.convention not in (None, "torch"):
+        raise UsageError(f"check compares with torch's FlopCounterMode, which counts under the 'torch' convention; "
+                         f"--convention {args.convention} would not be used (drop it, or see `symcost eval "
+                         f"--convention {args.convention}` for that count)")
     layer, shapes = _build(args, symbolic=False)
     _cost(layer, shapes)  # refuse bad input before building the torch module
     with status(f"running torch's {layer.torch_name} under FlopCounterMode", enabled=not args.json):
@@ -280,9 +295,13 @@ def _layer_parser(p: argparse.ArgumentParser, symbolic: bool) -> None:
     p.add_argument("--input", metavar="SHAPE", help="input shape like 1x3x224x224"
                    + (" or 1x3xHxW (letters are symbols)" if symbolic else "")
                    + "; two inputs separated by a comma")
-    p.add_argument("--convention", default="flops", metavar="NAME",
-                   help="FLOP counting convention (default flops): macs, flops, exact, mults, torch, or a peer tool's "
-                        "(fritz, fvcore, thop, ptflops, torchprofile); `symcost conventions` explains each")
+    if p.prog.endswith(" check"):  # FlopCounterMode counts one way: the torch convention
+        p.add_argument("--convention", default=None, metavar="torch",
+                       help="only torch: check compares FLOPs[torch] with FlopCounterMode")
+    else:
+        p.add_argument("--convention", default="flops", metavar="NAME",
+                       help="FLOP counting convention (default flops): macs, flops, exact, mults, torch, or a peer "
+                            "tool's (fritz, fvcore, thop, ptflops, torchprofile); `symcost conventions` explains each")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -298,6 +317,7 @@ def configure_eval(p):
 
 
 def configure_check(p):
+    add_quiet_option(p)
     _layer_parser(p, symbolic=False)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ..progress import add_quiet_option
+
 
 def run_mfu(args) -> int:
     from ..mfu import device_peak, mfu
@@ -60,6 +62,7 @@ def run_mfu(args) -> int:
 
 
 def configure_mfu(p) -> None:
+    add_quiet_option(p)
     from ..targets import TARGET_SYNTAX
 
     p.add_argument("target", help=TARGET_SYNTAX)

@@ -11,7 +11,7 @@ import time
 
 from ..derive import cached_summary, derive, trace_target  # noqa: F401  (commands import them from here too)
 from ..parse import UsageError, parse_shape_names, shape_key
-from ..progress import steps
+from ..progress import add_quiet_option, steps
 
 METRICS = ("params", "macs", "flops")
 
@@ -88,7 +88,10 @@ def run_model(args) -> int:
     if points and summary.fixed_at:
         return _run_per_point(args, points, f"{summary.notes[-1]}; each size was traced on its own")
     if args.convention not in summary.totals:
-        raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(summary.totals)}")
+        from ..parse import did_you_mean
+
+        raise UsageError(f"unknown convention {args.convention!r}{did_you_mean(args.convention, summary.totals)}; "
+                         f"choose one of: {', '.join(summary.totals)}")
     total = summary.total(args.convention)
     result = {
         "target": args.target,
@@ -252,6 +255,7 @@ def _print_text(result: dict, readable: dict | None = None) -> None:
 
 
 def configure_model(p) -> None:
+    add_quiet_option(p)
     from ..targets import TARGET_SYNTAX
 
     p.add_argument("target", help=TARGET_SYNTAX)

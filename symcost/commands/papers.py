@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
-from ..progress import status
+from ..progress import add_quiet_option, status
 
 #: messages of a symbolic derivation that fails where a derivation at one concrete size still works
 def _one_line_errors(p) -> None:
@@ -92,16 +92,27 @@ def _derive_for_table(target: str, args, shape, values: dict):
     return mc
 
 
-def module_types(target: str) -> dict:
+def module_types(target: str, use_cache: bool = True) -> dict:
     """Qualified module name -> class name (``layer1`` -> ``Sequential``), for grouped rows; {} if the model
-    cannot be loaded (the rows then say how many calls they group)."""
+    cannot be loaded (the rows then say how many calls they group).  Cached beside the derivations, so that a
+    cached ``table --depth`` answers without importing torch."""
+    from .. import cache
+    from ..targets import source_hash
+
+    key = cache.cache_key(target, "module-types", False, source_hash(target))
+    hit = cache.load(key) if use_cache else None
+    if isinstance(hit, dict) and isinstance(hit.get("module_types"), dict):
+        return hit["module_types"]
     try:
         from ..targets import load_target
 
         model = load_target(target, device="meta")
-        return {name: type(m).__name__ for name, m in model.named_modules() if name}
+        types = {name: type(m).__name__ for name, m in model.named_modules() if name}
     except Exception:
         return {}
+    if use_cache:
+        cache.store(key, {"module_types": types})
+    return types
 
 
 def build_table(args):
@@ -136,7 +147,7 @@ def build_table(args):
                 key = group_key(r.name, depth)
                 sizes[key] = sizes.get(key, 0) + 1
             if any(n > 1 for n in sizes.values()):
-                types = module_types(target)
+                types = module_types(target, use_cache=not args.no_cache)
         try:
             return layer_table(mc, target, conv, values, depth=depth, symbolic=args.symbolic,
                                assume_divisible=divisible, module_types=types, input_shape=shape)
@@ -190,6 +201,7 @@ def run_table(args) -> int:
 def configure_table(p) -> None:
     from ..targets import TARGET_SYNTAX
 
+    add_quiet_option(p)
     _one_line_errors(p)
     p.add_argument("targets", nargs="+", metavar="TARGET",
                    help=f"{TARGET_SYNTAX}; one target: a per-layer table, several: one row per model")
@@ -316,6 +328,7 @@ def run_plot(args) -> int:
 def configure_plot(p) -> None:
     from ..targets import TARGET_SYNTAX
 
+    add_quiet_option(p)
     _one_line_errors(p)
     p.add_argument("targets", nargs="+", metavar="TARGET", help=TARGET_SYNTAX)
     p.add_argument("--input", required=True, metavar="SHAPE", help="input shape with one symbol, e.g. 1x3xRxR")

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NoSingleFormula, UsageError
+from ..progress import add_quiet_option
 
 DEFAULT_VALUE = 224
 DEFAULT_MAX = 1024
@@ -78,6 +79,7 @@ def run_report(args) -> int:
 
 
 def configure_report(p) -> None:
+    add_quiet_option(p)
     import argparse
 
     from ..targets import TARGET_SYNTAX

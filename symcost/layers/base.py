@@ -37,6 +37,13 @@ _KEYWORDS = {"same", "valid", "full", "none", "true", "false", "yes", "no", "on"
              "tanh", "mean", "sum"}
 
 
+def unknown_argument(layer: str, key: str, names: list[str]) -> str:
+    """``conv2d: unknown argument 'in_chanels'; did you mean in_channels? it takes: ...``"""
+    close = get_close_matches(key, names, 1, 0.75)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{layer}: unknown argument {key!r}{hint}; it takes: {', '.join(names) or 'none'}"
+
+
 @dataclass(frozen=True)
 class Arg:
     """One constructor argument, named as in ``torch.nn``.
@@ -135,8 +142,7 @@ class Layer:
         known = {a.name: a for a in self.args}
         unknown = [k for k in kwargs if k not in known]
         if unknown:
-            names = ", ".join(known) or "none"
-            raise LayerError(f"{self.name}: unknown argument {unknown[0]!r}; it takes: {names}")
+            raise LayerError(unknown_argument(self.name, unknown[0], list(known)))
         self.values: dict[str, Any] = {}
         for a in self.args:
             if a.name in kwargs:

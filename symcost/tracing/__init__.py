@@ -85,6 +85,11 @@ def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: b
     except Exception as e:  # the model's own complaint, in one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
+        from .meta_ops import meta_op
+
+        if op := meta_op(e):  # the op, not the input, is the problem: it needs tensor values
+            raise error(f"the model calls {op}, which cannot run on meta tensors (its result depends on tensor "
+                        f"values; symcost traces shapes only, at input {'x'.join(map(str, shape))}{where})") from None
         raise error(f"the model cannot run on input {'x'.join(map(str, shape))}{where}: {msg}") from None
 
 
