@@ -161,7 +161,7 @@ def _row_json(r, conv) -> dict:
             "input_shapes": [[_shown(d) for d in s] for s in r.input_shapes],
             "output_shape": [_shown(d) for d in c.output_shape],
             "params": _shown(c.params), "macs": _shown(c.macs),
-            "flops": _shown(conv.count(c, r.functional) if conv.sees_functional or not r.functional else 0)}
+            "flops": _shown(conv.count_row(r))}
 
 
 def _evaluations_text(evaluations, convention: str) -> str:

@@ -11,6 +11,7 @@ from ..cost import Cost
 from ..layers.base import LayerError
 from ..model import ModelCost, Row
 from ..symbols import user_symbol
+from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
 from .. import moe as _moe  # noqa: F401,E402  (registers aten.topk, the router of a mixture of experts)
@@ -260,6 +261,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     stored = StoredTensors(model, rec)
     rows = stored.attribute(placed)
     extra, notes = stored.leftover()
+    notes.extend(_causal.mark(model, rows))
     return ModelCost(target, shape, rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds)
 
 
