@@ -106,6 +106,8 @@ class ModelCost(_Sweepable):
     fixed_at: dict = field(default_factory=dict)
     #: floating-point buffer values by what they are ("running statistics", "other"): they sum to total buffers
     buffer_kinds: dict = field(default_factory=dict)
+    #: named inputs (keyword -> symbolic shape); ``input_shape`` is then all their dims, one input after another
+    inputs: dict = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
