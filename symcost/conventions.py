@@ -65,8 +65,9 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
-#: the conventions symcost defines itself; the rest reproduce a seed document or a peer tool
-CORE = ("macs", "flops", "exact", "mults", "torch", "torch-causal")
+#: the conventions symcost defines itself (and torch-causal, which differs from torch on attention only); the rest
+#: reproduce a seed document or a peer tool
+CORE = ("macs", "flops", "exact", "mults", "torch")
 
 
 def get_convention(name: str) -> Convention:
