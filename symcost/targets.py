@@ -108,9 +108,11 @@ def hf_inputs(model, shape: tuple | dict, input_dtype: str | None = None) -> tup
     otherwise batch x 1: one decoder token), a two-tower model (CLIP) pixel values at its vision config's size."""
     import inspect
 
-    def dtype(name: str) -> str:  # --input-dtype replaces the default of its own kind (an int for ids)
+    def dtype(name: str) -> str:  # --input-dtype sets the main input's; the others' where of the same kind
         own = hf_input_dtype(name)
-        return input_dtype if input_dtype and input_dtype.startswith("int") == own.startswith("int") else own
+        if input_dtype and (name == main or input_dtype.startswith("int") == own.startswith("int")):
+            return input_dtype
+        return own
 
     params = inspect.signature(model.forward).parameters
     main = getattr(model, "main_input_name", "input_ids")
