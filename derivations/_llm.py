@@ -7,17 +7,17 @@ FlopCounterMode reports).  Parameter groups come from the modules themselves (``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import sympy
 
 #: the published configurations, entered by hand (Llama-2-7B: Touvron et al. 2023, Table 1 and its config.json;
 #: GPT-2 small: Radford et al. 2019, the 117M/124M model)
 CONFIGS = {
-    "Llama-2-7B": ("llama", dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                 num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
-                                 max_position_embeddings=4096)),
-    "GPT-2 small": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024)),
+    "Llama-2-7B": ("llama", {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                                 "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
+                                 "max_position_embeddings": 4096}),
+    "GPT-2 small": ("gpt2", {"n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257, "n_positions": 1024}),
 }
 
 #: contexts to tabulate, within each model's position range (GPT-2's table has 1024 rows)
@@ -74,7 +74,7 @@ def _groups(model) -> dict:
             "vector_params": sum(p.numel() for p in params if p.dim() == 1)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def setup(name: str) -> Setup:
     from symcost.tracing import trace
 

@@ -42,13 +42,13 @@ def derive() -> str:
         doc.math(f"C_\\text{{exact}}(L) = {tex(exact)}", f"C_\\text{{Kaplan}}(L) = {tex(hand)}",
                  f"C_\\text{{exact}} - C_\\text{{Kaplan}} = {tex(diff)}")
         doc.bullets([
-            f"$+{mnum(head)}$: the LM head ($2 \\cdot {s.d_model} \\cdot {num(s.vocab)}$), which Table 1 lists as "
-            "\"De-embed\" but leaves out of $C_\\text{forward}$;",
-            f"$+{tex(second_product)}$: the attention products. Table 1's one row ($2 n_\\text{{layer}} n_\\text{{ctx}} "
+            (f"$+{mnum(head)}$: the LM head ($2 \\cdot {s.d_model} \\cdot {num(s.vocab)}$), which Table 1 lists as "
+            "\"De-embed\" but leaves out of $C_\\text{forward}$;"),
+            (f"$+{tex(second_product)}$: the attention products. Table 1's one row ($2 n_\\text{{layer}} n_\\text{{ctx}} "
             f"d_\\text{{attn}}$) covers one of $QK^T$ and $AV$; FlopCounterMode counts both, each over the full "
-            "$L \\times L$ square;",
-            f"${mnum(vectors)}$: the {num(s.vector_params)} norm weights and biases, in $N$ at 2 FLOPs each, which "
-            "no matmul multiplies (0 under `torch`).",
+            "$L \\times L$ square;"),
+            (f"${mnum(vectors)}$: the {num(s.vector_params)} norm weights and biases, in $N$ at 2 FLOPs each, which "
+            "no matmul multiplies (0 under `torch`)."),
         ])
         for length in LENGTHS[name]:
             e, h = (int(x.subs(L, length)) for x in (exact, hand))

@@ -37,10 +37,10 @@ def derive() -> str:
                  f"C_\\text{{nanoGPT}}(L) = {tex(hand)}",
                  f"C_\\text{{exact}} - C_\\text{{nanoGPT}} = {tex(diff)}")
         doc.bullets([
-            "forward $2N$, backward $4N$ (the gradient of the input and of the weight): every matmul weight "
-            "three times, 2 FLOPs per multiply-accumulate;",
-            "attention: $QK^T$ and $AV$, $4 n_\\text{layer} H Q T$ forward and $8$ backward, over the full "
-            "$T \\times T$ square (a causal kernel does $T(T+1)/2$ of it: `--convention torch-causal`);",
+            ("forward $2N$, backward $4N$ (the gradient of the input and of the weight): every matmul weight "
+            "three times, 2 FLOPs per multiply-accumulate;"),
+            ("attention: $QK^T$ and $AV$, $4 n_\\text{layer} H Q T$ forward and $8$ backward, over the full "
+            "$T \\times T$ square (a causal kernel does $T(T+1)/2$ of it: `--convention torch-causal`);"),
             f"the difference, ${tex(diff)}$: six times what is in nanoGPT's $N$ but no matmul multiplies — "
             + (f"the {num(s.embeddings)} entries of the untied token table and " if not s.position_table else "")
             + f"the {num(s.vector_params)} norm weights and biases.",
