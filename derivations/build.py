@@ -29,6 +29,12 @@ MODULES: dict[str, str] = {
                               "(batch 32) of the bytes; the roofline and a measurement",
     "bn_folding": "seed 003: W' = W·a, b' = (b − μ)·a + β, checked with PyTorch; transposed convolutions "
                   "(axis 1)",
+    "kaplan_c_forward": "Kaplan et al. 2020: C_forward ≈ 2N + 2·n_layer·n_ctx·d_attn against the exact forward count "
+                        "(Llama-2-7B 1.023–1.059×, the LM head and the second attention product)",
+    "palm_6n": "PaLM / nanoGPT 6N + 12·L·H·Q·T: exact with N = the matmul weights; nanoGPT's N adds norms, biases "
+               "and an untied token table",
+    "megatron_flops": "Megatron-LM's num_floating_point_operations: exact for Llama-2-7B; GPT-2 differs by its "
+                      "padded vocabulary (6·768·47 per token)",
 }
 
 

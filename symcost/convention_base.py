@@ -37,6 +37,9 @@ class Convention:
     #: that replace ``family_weights`` for it: a tool that hooks modules and also patches ``torch.nn.functional``
     #: counts ``nn.ReLU`` twice (its hook, then the patched ``F.relu`` inside its forward) but ``F.relu`` once
     functional_weights: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: count only the causal triangle of attention score and value products: a traced row's ``causal_skip``
+    #: (the MACs above the diagonal, set by ``tracing.causal``) is taken off its MACs
+    causal_attention: bool = False
 
     def __post_init__(self) -> None:
         missing = set(OP_KINDS) - set(self.weights)
@@ -67,6 +70,17 @@ class Convention:
         w = self.weights_for(cost.family, cost.layer, functional)
         total = sympy.Add(*[w[k] * v for k, v in cost.ops.items()])
         return total + w.get("reads", 0) * cost.reads + w.get("writes", 0) * cost.writes
+
+    def count_row(self, row) -> sympy.Expr:
+        """A traced ``model.Row``'s FLOPs: 0 for a functional call this convention does not see, the causal
+        triangle only for a causal attention product under a ``causal_attention`` convention."""
+        if row.functional and not self.sees_functional:
+            return sympy.Integer(0)
+        flops = self.count(row.cost, row.functional)
+        skip = getattr(row, "causal_skip", 0)
+        if self.causal_attention and skip:
+            flops -= self.weights_for(row.cost.family, row.cost.layer, row.functional)["mac"] * skip
+        return flops
 
     def describe(self) -> str:
         parts = [f"{k}={w}" for k, w in self.weights.items()]

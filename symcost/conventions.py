@@ -45,6 +45,15 @@ CONVENTIONS: dict[str, Convention] = {
             _weights(0, mac=2),
         ),
         Convention(
+            "torch-causal",
+            "as torch, but the score and value products of causal attention (modules with is_causal=True) count "
+            "only the causal triangle: L*S - L*(L-1)/2 query-key pairs per head (L(L+1)/2 when S = L) instead of "
+            "L*S, the work a causal kernel does (FlashAttention-style MFU reports halve L*L instead, L*L/2); forward products only",
+            "FlashAttention benchmarks' causal FLOPs; symcost.tracing.causal",
+            _weights(0, mac=2),
+            causal_attention=True,
+        ),
+        Convention(
             "fritz",
             "the Fritz AI / Core ML benchmark table of seed 001: a convolution counts one per MAC plus its bias add, "
             "a dense layer two per MAC plus its bias add, batch norm a multiply and an add per element",
@@ -56,7 +65,8 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
-#: the conventions symcost defines itself; the rest reproduce a seed document or a peer tool
+#: the conventions symcost defines itself (and torch-causal, which differs from torch on attention only); the rest
+#: reproduce a seed document or a peer tool
 CORE = ("macs", "flops", "exact", "mults", "torch")
 
 

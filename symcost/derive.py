@@ -7,7 +7,7 @@ renders.
 """
 from __future__ import annotations
 
-from .parse import parse_shape, shape_key
+from .parse import parse_input_spec, shape_key
 from .progress import status as _status
 
 
@@ -51,7 +51,7 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
         if isinstance(hit, dict) and "full" in hit:
             return pickle.loads(hit["full"])
     with _status(f"tracing {target} on {input_spec}", progress):
-        mc = trace_target(target, parse_shape(input_spec), train=train, input_dtype=input_dtype,
+        mc = trace_target(target, parse_input_spec(input_spec), train=train, input_dtype=input_dtype,
                           trace_sizes=trace_sizes, backward=backward)
     if use_cache:
         # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
@@ -59,16 +59,33 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
     return mc
 
 
-def trace_target(target: str, shape: tuple, train: bool = False, input_dtype: str | None = None,
-                 trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
-    from .targets import load_target
+def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dtype: str | None = None,
+                 trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
+                 attn_implementation: str | None = None):
+    """Build ``target`` on meta and trace it on ``shape`` (a tuple, or named shapes: a dict keyword -> shape)."""
+    from .errors import NeedsTensorValues
+    from .moe import select_experts_implementation
+    from .targets import hf_inputs, load_target
     from .tracing import model_input_size, trace
 
-    from .moe import select_experts_implementation
-
-    model = load_target(target, device="meta")
+    model = load_target(target, device="meta", attn_implementation=attn_implementation)
     notes = select_experts_implementation(model)  # mixture of experts: an implementation that traces, named
-    mc = trace(model, shape, target=target, train=train, input_dtype=_dtype(target, input_dtype),
-               sizes=trace_sizes, default_shape=model_input_size(model, target), backward=backward)
+    dtype = _dtype(target, input_dtype)
+    hf = target.strip().startswith("hf:")
+    if hf:  # the inputs the architecture needs: pixel values, audio features, decoder ids, both towers
+        shape, dtype, chosen = hf_inputs(model, shape, input_dtype)
+        notes += chosen
+    try:
+        mc = trace(model, shape, target=target, train=train, input_dtype=dtype,
+                   sizes=trace_sizes, default_shape=model_input_size(model, target), backward=backward)
+    except NeedsTensorValues as e:
+        # sdpa masks read tensor values (BART's padding check): eager attention runs the same matmuls on meta
+        if not hf or attn_implementation:
+            raise
+        mc = trace_target(target, shape, train, input_dtype, trace_sizes, backward, attn_implementation="eager")
+        mc.notes[:0] = [n for n in notes if n not in mc.notes]
+        mc.notes.append(f"traced with attn_implementation='eager': the default attention reads mask values, "
+                        f"which meta tensors do not have ({e})")
+        return mc
     mc.notes[:0] = notes
     return mc

@@ -24,3 +24,8 @@ class TraceError(SymcostError):
 class NoSingleFormula(TraceError):
     """No one formula in the input's symbols holds for this model (its graph or an op's arguments change with the
     input size, or it runs at one size only); tracing each size on its own (``--at``) still gives exact numbers."""
+
+
+class NeedsTensorValues(TraceError):
+    """The model calls an op whose result depends on tensor values (``nonzero``, ``.item()``), which a trace on
+    meta tensors cannot run at any size; the message names the op and where the model calls it."""

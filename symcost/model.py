@@ -22,6 +22,8 @@ class Row:
     input_shapes: tuple  # symbolic
     cost: Cost
     backward: bool = False  # part of the backward pass of a training step (``trace(..., backward=True)``)
+    #: a causal attention product: the MACs of its query-key pairs above the diagonal (``tracing.causal``)
+    causal_skip: sympy.Expr | int = 0
 
     @property
     def functional(self) -> bool:
@@ -104,6 +106,8 @@ class ModelCost(_Sweepable):
     fixed_at: dict = field(default_factory=dict)
     #: floating-point buffer values by what they are ("running statistics", "other"): they sum to total buffers
     buffer_kinds: dict = field(default_factory=dict)
+    #: named inputs (keyword -> symbolic shape); ``input_shape`` is then all their dims, one input after another
+    inputs: dict = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -114,8 +118,7 @@ class ModelCost(_Sweepable):
         params = sympy.Add(*[r.cost.params for r in self.rows])
         buffers = sympy.Add(*[r.cost.buffers for r in self.rows])
         macs = sympy.Add(*[r.cost.macs for r in self.rows])
-        flops = sympy.Add(*[conv.count(r.cost, r.functional) for r in self.rows
-                            if conv.sees_functional or not r.functional])
+        flops = sympy.Add(*[conv.count_row(r) for r in self.rows])
         reads = sympy.Add(*[r.cost.reads for r in self.rows])
         writes = sympy.Add(*[r.cost.writes for r in self.rows])
         return {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads, "writes": writes}
@@ -126,7 +129,7 @@ class ModelCost(_Sweepable):
         for r in self.rows:
             if metric == "flops" and not (conv.sees_functional or not r.functional):
                 continue
-            value = conv.count(r.cost, r.functional) if metric == "flops" else getattr(r.cost, metric)
+            value = conv.count_row(r) if metric == "flops" else getattr(r.cost, metric)
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value
         return out
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .errors import UsageError
 
-__all__ = ["UsageError", "convention_arg", "did_you_mean", "parse_dim", "parse_settings", "parse_shape", "parse_shapes",
-           "rewrite_layer_options", "shape_key"]
+__all__ = ["UsageError", "convention_arg", "did_you_mean", "parse_dim", "parse_input_spec", "parse_settings",
+           "parse_shape", "parse_shapes", "rewrite_layer_options", "shape_key"]
 
 
 def parse_dim(text: str, allow_symbols: bool):
@@ -25,6 +25,31 @@ def parse_dim(text: str, allow_symbols: bool):
     return value
 
 
+def _named_parts(text: str) -> list[tuple[str, str]]:
+    """``"input_ids=1xL,decoder_input_ids=1xM"`` -> [("input_ids", "1xL"), ("decoder_input_ids", "1xM")]."""
+    import re
+
+    out: list[tuple[str, str]] = []
+    for part in text.split(","):
+        name, sep, shape = part.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UsageError(f"named input {part.strip()!r}: expected NAME=SHAPE (e.g. input_ids=1xL), "
+                             "several separated by commas")
+        if name in (n for n, _ in out):
+            raise UsageError(f"input {name!r} given twice")
+        out.append((name, shape))
+    return out
+
+
+def parse_input_spec(text: str, allow_symbols: bool = True) -> tuple | dict[str, tuple]:
+    """A model's ``--input``: one shape (``"1x3xHxW"``, passed positionally) or named shapes (``"input_ids=1xL,
+    decoder_input_ids=1xM"``, passed as keywords of the forward): a tuple or a dict name -> tuple."""
+    if "=" not in text:
+        return parse_shape(text, allow_symbols)
+    return {name: parse_shape(shape, allow_symbols) for name, shape in _named_parts(text)}
+
+
 def parse_shape(text: str, allow_symbols: bool = True) -> tuple:
     """``"1x3xHxW"`` -> (1, 3, H, W); lowercase x separates, the same letter twice is the same symbol."""
     if not text.strip():
@@ -38,6 +63,8 @@ def parse_shape_names(text: str) -> tuple:
 
     if not text.strip():
         raise UsageError("empty input shape")
+    if "=" in text:  # named inputs: all their dims, one input after another
+        return tuple(d for _, shape in _named_parts(text) for d in parse_shape_names(shape))
     out = []
     for t in shape_key(text).split("x"):
         if re.fullmatch(r"[0-9]+", t):
@@ -138,4 +165,7 @@ def convention_arg(name: str):
 
 def shape_key(text: str) -> str:
     """A shape spec normalised without sympy ("1X3xH x W" -> "1x3xHxW"), for cache keys."""
+    if "=" in text:
+        return ",".join(f"{name.strip()}={shape_key(shape)}" for name, _, shape in
+                        (part.partition("=") for part in text.split(",")))
     return "x".join(part.strip() for part in text.replace("×", "x").split("x"))

@@ -31,11 +31,12 @@ TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. 
                  "default config, e.g. hf:bert; never downloaded) or path/to/file.py:callable")
 
 
-def load_target(spec: str, device: str | None = None):
+def load_target(spec: str, device: str | None = None, attn_implementation: str | None = None):
     """The ``nn.Module`` named by ``spec`` (see the module docstring); ``UsageError`` on any bad spec.
 
     ``device="meta"`` builds without allocating or initialising weights (fast: vgg16 in milliseconds instead
     of seconds); builders that compute with tensors (regnet) fall back to a CPU build moved to meta.
+    ``attn_implementation`` ("eager", "sdpa"): for hf: targets, the attention implementation to build with.
     """
     kind, sep, name = spec.strip().rpartition(":")
     if not sep or not kind or not name:
@@ -43,7 +44,7 @@ def load_target(spec: str, device: str | None = None):
     if kind == "torchvision":
         build = lambda: _torchvision(name)  # noqa: E731
     elif kind == "hf":
-        build = lambda: _huggingface(name)  # noqa: E731
+        build = lambda: _huggingface(name, attn_implementation)  # noqa: E731
     elif kind == "timm":
         build = lambda: _timm(name)  # noqa: E731
     elif kind.endswith(".py") or "/" in kind or Path(kind).suffix:
@@ -88,7 +89,7 @@ def default_input_dtype(spec: str) -> str:
     return "int64" if spec.strip().startswith("hf:") else "float32"
 
 
-def _huggingface(model_type: str):
+def _huggingface(model_type: str, attn_implementation: str | None = None):
     try:
         from transformers import AutoConfig, AutoModel
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -100,7 +101,8 @@ def _huggingface(model_type: str):
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"unknown Hugging Face model type {model_type!r}{hint}")
     try:  # the default configuration of that architecture: no download, no weights
-        return AutoModel.from_config(AutoConfig.for_model(model_type))
+        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        return AutoModel.from_config(AutoConfig.for_model(model_type), **kwargs)
     except Exception as e:
         raise UsageError(f"Hugging Face model {model_type!r} could not be built: {type(e).__name__}: "
                          f"{_one_line(e)}") from None
@@ -171,6 +173,55 @@ def default_input_size(spec: str) -> tuple | None:
             return None
         return (int(positions),) if isinstance(positions, int) else None
     return None
+
+
+def hf_input_dtype(name: str) -> str:
+    """Token ids and masks are integers; pixel values and audio features floats."""
+    return "int64" if name.endswith(("_ids", "mask")) else "float32"
+
+
+def hf_inputs(model, shape: tuple | dict, input_dtype: str | None = None) -> tuple[tuple | dict, str | dict, list]:
+    """The inputs a Hugging Face model's forward needs, from ``--input``: (shape or named shapes, dtype or
+    dtypes by name, notes on every input symcost chose).
+
+    Named shapes are taken as given (names checked against the forward's parameters).  One shape is the model's
+    ``main_input_name`` (input_ids, pixel_values, input_features), passed positionally when it is the only input
+    needed; an encoder-decoder also gets ``decoder_input_ids`` (the input ids' shape when the main input is ids,
+    otherwise batch x 1: one decoder token), a two-tower model (CLIP) pixel values at its vision config's size."""
+    import inspect
+
+    def dtype(name: str) -> str:  # --input-dtype sets the main input's; the others' where of the same kind
+        own = hf_input_dtype(name)
+        if input_dtype and (name == main or input_dtype.startswith("int") == own.startswith("int")):
+            return input_dtype
+        return own
+
+    params = inspect.signature(model.forward).parameters
+    main = getattr(model, "main_input_name", "input_ids")
+    if isinstance(shape, dict):
+        unknown = [n for n in shape if n not in params]
+        if unknown:
+            tensors = [n for n in params if n.endswith(("_ids", "_values", "_features", "mask"))]
+            raise UsageError(f"{type(model).__name__} has no input {unknown[0]!r}; its forward takes "
+                             f"{', '.join(tensors) or ', '.join(params)}")
+        dtypes = {n: dtype(n) for n in shape}
+        return shape, dtypes, []
+    named, notes = {main: tuple(shape)}, []
+    config = model.config
+    batch = shape[0] if len(shape) > 1 else 1
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
+        named["decoder_input_ids"] = tuple(shape) if main == "input_ids" else (batch, 1)
+    vision = getattr(config, "vision_config", None)
+    if main != "pixel_values" and "pixel_values" in params and vision is not None and "input_ids" in params:
+        size = vision.image_size
+        named["pixel_values"] = (batch, vision.num_channels, size, size)
+    for n, s in list(named.items())[1:]:
+        text = "x".join(map(str, s))
+        notes.append(f"input {n} = {text} (chosen by symcost; name every input to choose: --input "
+                     f"{main}={'x'.join(map(str, shape))},{n}=...)")
+    if len(named) == 1:
+        return tuple(shape), dtype(main), notes
+    return named, {n: dtype(n) for n in named}, notes
 
 
 def _torchvision(name: str):

@@ -27,8 +27,12 @@ def split(mc: ModelCost) -> dict[str, ModelCost]:
     return parts
 
 
-def tokens(input_shape: tuple) -> sympy.Expr:
-    """Tokens in one step: batch x sequence length of a (B, L) token-id input."""
+def tokens(input_shape: tuple, named: dict | None = None) -> sympy.Expr:
+    """Tokens in one step: batch x sequence length of a (B, L) token-id input (``named``: a derivation's named
+    inputs, refused: which one's tokens to divide by is the user's choice, not symcost's)."""
+    if named:
+        raise UsageError(f"per-token counts divide by the tokens of one B x L input; with named inputs "
+                         f"({', '.join(named)}) give one shape instead")
     if len(input_shape) != 2:
         raise UsageError(f"--per-token needs a token-id input of shape B x L, got rank {len(input_shape)} "
                          f"({'x'.join(map(str, input_shape))})")

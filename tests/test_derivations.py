@@ -237,3 +237,28 @@ def test_checks_raise_rather_than_assert():
         equal(312320, 32 * 64 * 4 * 4 * 10, "the seed's conv line")   # 327680
     with pytest.raises(DerivationError):
         equal(x, 1, "symbolic")
+
+
+# ---- the hand formulas of transformer training (derivations/_llm.py: Llama-2-7B and GPT-2 small) -------------------
+
+def test_kaplan_page(pages):
+    md = pages["kaplan_c_forward.md"]
+    # Llama-2-7B forward per token: 2 x 6,607,077,376 matmul weights (32 x (4 x 4096^2 + 3 x 4096 x 11008) + the
+    # 4096 x 32000 LM head) + 2 products x 2 x 32 layers x 4096 x L
+    assert "524288 L + 13214154752" in md
+    # the issue's measurement: 1.023x Kaplan at L = 128, 1.059x at 2048
+    assert row(md, "Llama-2-7B | 128").endswith("| 1.023 |") and row(md, "Llama-2-7B | 2,048").endswith("| 1.059 |")
+
+
+def test_palm_page(pages):
+    md = pages["palm_6n.md"]
+    # 6 x 6,607,077,376 + 12 x 32 x 32 x 128 x 2048 = 39,642,464,256 + 3,221,225,472
+    assert has(md, 42863689728)
+    assert "GPT-2 small | 2,048" not in md  # beyond GPT-2's 1024 positions: never tabulated
+
+
+def test_megatron_page(pages):
+    md = pages["megatron_flops.md"]
+    assert cells(row(md, "Llama-2-7B | 2,048"))[-1] == "0"
+    # GPT-2's vocabulary 50,257 padded to 50,304: 6 x 768 x 47 = 216,576 more per token in Megatron's count
+    assert cells(row(md, "GPT-2 small | 1,024"))[-1] == "-216,576"

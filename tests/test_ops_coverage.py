@@ -9,7 +9,6 @@ one torch computes.
 from __future__ import annotations
 
 import pytest
-import sympy
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -27,7 +27,7 @@ def run_mfu(args) -> int:
     if args.convention not in CONVENTIONS:
         raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(CONVENTIONS)}")
     flops = int(mc.total(args.convention)["flops"])
-    n = int(tokens(mc.input_shape))
+    n = int(tokens(mc.input_shape, getattr(mc, "inputs", None)))
     m = mfu(flops, n, args.step_time, peak)
     what = "forward + backward (one training step, no optimizer)" if args.backward else "forward only"
     formula = (f"MFU = FLOPs_per_step / (step_time x peak) = {flops:,} / ({args.step_time} s x {peak:.4g} FLOP/s) "

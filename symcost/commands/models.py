@@ -34,11 +34,22 @@ def _per_point(target: str, input_spec: str, points: list[dict], convention: str
     out = []
     with steps("tracing each size", len(points), progress) as advance:
         for values in points:
-            concrete = tuple(values.get(t, None) or int(t) for t in shape_key(input_spec).split("x"))
+            concrete = _at_point(input_spec, values)
             tot = trace_target(target, concrete, train, input_dtype).total(convention)
             out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
             advance()
     return out
+
+
+def _at_point(input_spec: str, values: dict) -> tuple | dict:
+    """The input spec (one shape or named shapes) with its symbols replaced by ``values`` (name -> int)."""
+    from ..parse import parse_input_spec
+
+    def at(shape):
+        return tuple(values[str(d)] if str(d) in values else int(d) for d in shape)
+
+    spec = parse_input_spec(input_spec)
+    return {n: at(s) for n, s in spec.items()} if isinstance(spec, dict) else at(spec)
 
 
 def run_model(args) -> int:
@@ -49,6 +60,9 @@ def run_model(args) -> int:
                                                 or args.trace_sizes):
         raise UsageError("--config derives the forward pass at symcost's own trace sizes: it does not combine with "
                          "--backward, --per-token, --past, --generate or --trace-sizes yet")
+    if "=" in args.input and (args.past or args.generate or args.config or args.config_values):
+        raise UsageError("named inputs (NAME=SHAPE,...) are for the forward pass and --backward/--per-token; "
+                         "--past, --generate and --config take one shape")
     if args.config or args.config_values:  # formulas in the model's own hyperparameters
         from .config import run_config
 
@@ -148,7 +162,8 @@ def _run_per_point(args, points: list[dict], note: str) -> int:
     convention_arg(args.convention)
     evaluations = _per_point(args.target, args.input, points, args.convention, args.train, not args.json,
                              args.input_dtype)
-    result = {"target": args.target, "input_shape": shape_key(args.input).split("x"), "convention": args.convention,
+    result = {"target": args.target, "input_shape": shape_key(args.input).split("x") if "=" not in args.input
+              else shape_key(args.input), "convention": args.convention,
               "evaluations": evaluations, "notes": [note]}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -164,7 +179,7 @@ def _row_json(r, conv) -> dict:
             "input_shapes": [[_shown(d) for d in s] for s in r.input_shapes],
             "output_shape": [_shown(d) for d in c.output_shape],
             "params": _shown(c.params), "macs": _shown(c.macs),
-            "flops": _shown(conv.count(c, r.functional) if conv.sees_functional or not r.functional else 0)}
+            "flops": _shown(conv.count_row(r))}
 
 
 def _evaluations_text(evaluations, convention: str) -> str:

@@ -41,7 +41,7 @@ def run_step(args) -> int:
     points = parse_assignments(args.at, names) if args.at else None
     mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache, progress=not args.json,
                 input_dtype=args.input_dtype, backward=args.backward)
-    n_tokens = tokens(mc.input_shape) if args.per_token else None
+    n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if args.per_token else None
     parts = _parts(mc, args.convention, n_tokens, args.assume_divisible)
     result = {
         "target": args.target,

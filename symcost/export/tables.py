@@ -66,6 +66,8 @@ def _counts_functional(conv: Convention) -> bool:
 def row_flops(conv: Convention, row) -> sympy.Expr:
     """The row's FLOPs under ``conv``, as ``ModelCost.total`` counts them (0 for a functional call that the
     convention does not see)."""
+    if hasattr(conv, "count_row"):
+        return conv.count_row(row)
     if not (conv.sees_functional or not row.functional):
         return sympy.Integer(0)
     if _counts_functional(conv):

@@ -11,9 +11,10 @@ from ..cost import Cost
 from ..layers.base import LayerError
 from ..model import ModelCost, Row
 from ..symbols import user_symbol
+from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from ..errors import NoSingleFormula, TraceError
+from ..errors import NeedsTensorValues, NoSingleFormula, TraceError
 from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
@@ -23,7 +24,9 @@ from .stored import StoredTensors
 __all__ = ["trace", "TraceError", "NoSingleFormula", "trace_sizes"]
 
 
-def _as_symbolic(input_shape: Sequence) -> tuple:
+def _as_symbolic(input_shape: Sequence | dict) -> tuple | dict:
+    if isinstance(input_shape, dict):  # named inputs: name -> shape
+        return {name: _as_symbolic(s) for name, s in input_shape.items()}
     out = []
     for d in input_shape:
         if isinstance(d, str):
@@ -76,9 +79,28 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: bool = False,
+def _flat(shape: tuple | dict) -> tuple:
+    """All dims of all inputs, in order (named inputs: one after the other)."""
+    return tuple(d for s in shape.values() for d in s) if isinstance(shape, dict) else tuple(shape)
+
+
+def _shown(shape: tuple | dict) -> str:
+    if isinstance(shape, dict):
+        return ",".join(f"{n}={_shown(s)}" for n, s in shape.items())
+    return "x".join(map(str, shape))
+
+
+def _dtype_of(dtype: str | dict, name: str = "") -> str:
+    return dtype.get(name, "float32") if isinstance(dtype, dict) else dtype
+
+
+def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32", symbolic: bool = False,
             backward: bool = False) -> Recording:
-    x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, dtype), device="meta")
+    if isinstance(shape, dict):  # named inputs, passed as keywords
+        x = {n: torch.zeros(*[int(d) for d in s], dtype=getattr(torch, _dtype_of(dtype, n)), device="meta")
+             for n, s in shape.items()}
+    else:
+        x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, _dtype_of(dtype)), device="meta")
     try:
         with torch.enable_grad() if backward else torch.no_grad():
             return record(model, x, backward)
@@ -87,22 +109,26 @@ def _record(model, shape: tuple, where: str, dtype: str = "float32", symbolic: b
         error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
         from .meta_ops import meta_op
 
-        if op := meta_op(e):  # the op, not the input, is the problem: it needs tensor values
-            raise error(f"the model calls {op}, which cannot run on meta tensors (its result depends on tensor "
-                        f"values; symcost traces shapes only, at input {'x'.join(map(str, shape))}{where})") from None
-        raise error(f"the model cannot run on input {'x'.join(map(str, shape))}{where}: {msg}") from None
+        if op := meta_op(e):  # the op, not the input, is the problem: it needs tensor values, at every size
+            raise NeedsTensorValues(f"the model calls {op}, which cannot run on meta tensors (its result depends on "
+                                    f"tensor values; symcost traces shapes only, at input {_shown(shape)}{where})"
+                                    ) from None
+        raise error(f"the model cannot run on input {_shown(shape)}{where}: {msg}") from None
 
 
 _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
 
-def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", train: bool = False,
-          sizes: tuple[dict, dict] | None = None, input_dtype: str = "float32",
+def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
+          sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
           default_shape: Sequence[int] | None = None, backward: bool = False) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
     "float32" or "int64" (token ids for language models).
+    Named inputs: ``input_shape`` a dict of keyword -> shape (``{"input_ids": (1, "L"), "decoder_input_ids":
+    (1, "M")}``), passed to the forward as keywords, recorded together; ``input_dtype`` then a dict of keyword ->
+    dtype (float32 for a name it lacks) or one dtype for all.
     The model is recorded on meta tensors at two sizes (``sizes``: two dicts such as ``({"H": 225}, {"H": 193})``,
     chosen automatically by default, around ``default_shape`` — the model's own input size, aligned to the right of
     ``input_shape`` — when given), shapes are propagated symbolically and checked against both recordings, every
@@ -115,9 +141,10 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)
-    if input_dtype not in _DTYPES:
-        raise TraceError(f"input dtype {input_dtype!r}: expected {', '.join(_DTYPES[:-1])} or {_DTYPES[-1]}")
-    symbols = {str(s): s for d in shape for s in getattr(d, "free_symbols", ())}
+    for dt in input_dtype.values() if isinstance(input_dtype, dict) else (input_dtype,):
+        if dt not in _DTYPES:
+            raise TraceError(f"input dtype {dt!r}: expected {', '.join(_DTYPES[:-1])} or {_DTYPES[-1]}")
+    symbols = {str(s): s for d in _flat(shape) for s in getattr(d, "free_symbols", ())}
     if not symbols:
         rec = _record(model, shape, "", input_dtype, backward=backward)
         return _derive(model, rec, rec, shape, {}, {}, target, backward)
@@ -126,7 +153,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
         pairs = [tuple({symbols.get(str(k), k): sympy.Integer(v) for k, v in d.items()} for d in sizes)]
         _check_sizes(pairs[0], symbols)
     else:
-        pairs = trace_sizes(shape, default)
+        pairs = trace_sizes(_flat(shape), default)
     note = "" if sizes else " (a size symcost chose to trace a symbolic input at; --trace-sizes chooses others)"
     failed = None
     for values_a, values_b in pairs:
@@ -145,8 +172,16 @@ def trace(model: torch.nn.Module, input_shape: Sequence, *, target: str = "", tr
     return mc
 
 
-def _at(shape: tuple, values: dict) -> list[int]:
+def _at(shape: tuple | dict, values: dict) -> list[int] | dict:
+    if isinstance(shape, dict):
+        return {n: _at(s, values) for n, s in shape.items()}
     return [int(d.xreplace(values)) for d in shape]
+
+
+def _concrete(shape: tuple | dict, values: dict) -> tuple | dict:
+    if isinstance(shape, dict):
+        return {n: _concrete(s, values) for n, s in shape.items()}
+    return tuple(sympy.Integer(v) for v in _at(shape, values))
 
 
 def _check_sizes(pair: tuple[dict, dict], symbols: dict) -> None:
@@ -164,6 +199,8 @@ def _default_values(shape: tuple, default_shape) -> dict:
     out: dict = {}
     if not default_shape:
         return out
+    if isinstance(shape, dict):  # named inputs: the model's own size is its first (main) input's
+        shape = next(iter(shape.values()))
     for d, v in zip(reversed(shape), reversed(tuple(default_shape))):
         if isinstance(d, sympy.Symbol) and v and int(v) > 0:
             out.setdefault(d, int(v))
@@ -205,7 +242,7 @@ def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, 
 def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Recording, dtype: str, target: str,
                  backward: bool) -> bool:
     """Verify at one assignment; False where the model does not run there (``NoSingleFormula`` on a difference)."""
-    concrete = tuple(sympy.Integer(v) for v in _at(shape, values))
+    concrete = _concrete(shape, values)
     try:
         rec = _record(model, concrete, "", dtype, backward=backward)
     except TraceError:
@@ -217,7 +254,7 @@ def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Record
 def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: str, dtype: str,
                 backward: bool = False) -> ModelCost:
     """A model that runs at its own size only: the exact derivation there, and why no formula exists."""
-    concrete = tuple(sympy.Integer(v) for v in _at(shape, {s: sympy.Integer(v) for s, v in default.items()}))
+    concrete = _concrete(shape, {s: sympy.Integer(v) for s, v in default.items()})
     rec = _record(model, concrete, "", dtype, backward=backward)
     mc = _derive(model, rec, rec, concrete, {}, {}, target, backward)
     mc.fixed_at = {str(s): int(v) for s, v in default.items()}
@@ -275,7 +312,10 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     stored = StoredTensors(model, rec)
     rows = stored.attribute(placed)
     extra, notes = stored.leftover()
-    return ModelCost(target, shape, rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds)
+    notes.extend(_causal.mark(model, rows))
+    named = dict(shape) if isinstance(shape, dict) else {}
+    return ModelCost(target, _flat(shape), rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds,
+                     inputs=named)
 
 
 def _check_params(cost: Cost, module: torch.nn.Module, name: str) -> None:
@@ -312,7 +352,11 @@ def model_input_size(model: torch.nn.Module, target: str = "") -> tuple[int, ...
         size = crop.get("crop_size")
         return (size, size) if isinstance(size, int) else None
     config = getattr(model, "config", None)
-    positions = getattr(config, "max_position_embeddings", None)
+    image = getattr(config, "image_size", None)
+    if getattr(model, "main_input_name", "") == "pixel_values" and isinstance(image, int) and image > 0:
+        return (image, image)  # a Hugging Face vision model's own resolution
+    positions = getattr(config, "max_position_embeddings", None) or getattr(
+        getattr(config, "text_config", None), "max_position_embeddings", None)  # CLIP: its text tower's table
     if isinstance(positions, int) and positions > 0:
         return (min(positions, 224),)  # well inside the table: the usual trace sizes when they fit
     return None

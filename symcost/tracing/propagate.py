@@ -47,7 +47,11 @@ class Propagation:
         self.lookup: dict[tuple[int, int], sympy.Expr] = {}
         self._memo: dict = {}
         self.sizes: set = set()   # every symbolic size: the model's domain is where all are >= 1
-        self.sym[a.input_index] = self.finish(tuple(input_shape), a.input_index, "input")
+        if isinstance(input_shape, dict):  # named inputs, each with its own symbols
+            for name, n in a.inputs.items():
+                self.sym[n] = self.finish(tuple(input_shape[name]), n, f"input {name}")
+        else:
+            self.sym[a.input_index] = self.finish(tuple(input_shape), a.input_index, "input")
 
     # ---- numbers ---------------------------------------------------------------
     def value(self, e) -> tuple[int, int]:

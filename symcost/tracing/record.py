@@ -48,6 +48,8 @@ class Recording:
     parameters: dict[int, str]          # tensor number -> parameter/buffer name
     input_index: int
     backward_start: int | None = None   # index into ops of the first backward op (None: forward only)
+    #: named inputs (keyword tensors of the forward): name -> tensor number; empty for one positional input
+    inputs: dict[str, int] = field(default_factory=dict)
 
 
 class _Recorder(TorchDispatchMode):
@@ -98,8 +100,9 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def record(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> Recording:
-    """Run ``model(x)`` once under the recorder (call it under ``torch.no_grad()``); with ``backward``, then
+def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = False) -> Recording:
+    """Run ``model(x)`` (``model(**x)`` for a dict of named inputs) once under the recorder (call it under
+    ``torch.no_grad()``); with ``backward``, then
     ``out.backward(ones_like(out))`` for its first output that requires grad (call it with grad enabled)."""
     names = {id(m): n for n, m in model.named_modules()}
     rec = _Recorder()
@@ -127,11 +130,12 @@ def record(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> R
         params = {}
         for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
             params[rec.number(p)] = pname
-        input_index = rec.number(x)
+        inputs = {name: rec.number(t) for name, t in x.items()} if isinstance(x, dict) else {}
+        input_index = next(iter(inputs.values())) if inputs else rec.number(x)
         backward_start = None
         grads = _clear_grads(model) if backward else {}
         with rec:
-            out = model(x)
+            out = model(**x) if isinstance(x, dict) else model(x)
             if backward:
                 backward_start = len(rec.ops)
                 _backward(out)
@@ -140,7 +144,8 @@ def record(model: torch.nn.Module, x: torch.Tensor, backward: bool = False) -> R
         h2.remove()
         for p, g in grads.items():
             p.grad = g
-    return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index, backward_start)
+    return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index, backward_start,
+                     inputs)
 
 
 def _clear_grads(model) -> dict:

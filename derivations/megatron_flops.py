@@ -1,0 +1,66 @@
+"""Megatron-LM's num_floating_point_operations (GQA, SwiGLU, LM head), against symcost's exact training-step count."""
+from __future__ import annotations
+
+import sympy
+
+from ._doc import Doc, equal, mnum, num, same, tex
+from ._llm import CONFIGS, LENGTHS, setup
+
+TITLE = "Megatron-LM's training FLOPs formula, derived exactly"
+
+
+def padded(vocab: int, multiple: int = 128) -> int:
+    """Megatron pads the vocabulary to a multiple of --make-vocab-size-divisible-by (128) times TP (1 here)."""
+    return -(-vocab // multiple) * multiple
+
+
+def megatron(s, L) -> sympy.Expr:
+    """Per token (batch 1, seq_length L), as megatron/training/training.py writes it: 12 = 3 (forward, weight
+    gradient, input gradient) x 2 (GEMMs stacked twice) x 2 (FLOPs per multiply-accumulate)."""
+    r = sympy.Rational
+    q_ratio = r(s.heads * s.head_dim, s.d_model)
+    gated = r(3, 2) if s.gated else 1
+    return sympy.expand(12 * s.n_layer * s.d_model ** 2 * (
+        (1 + r(s.kv_heads, s.heads) + L / s.d_model) * q_ratio
+        + r(s.d_ff, s.d_model) * gated
+        + r(padded(s.vocab), 2 * s.n_layer * s.d_model)))
+
+
+def derive() -> str:
+    doc = Doc(TITLE, "Megatron-LM's `num_floating_point_operations` (megatron/training/training.py; Narayanan et "
+                     "al. 2021, appendix) counts a training step as $12 \\cdot B s\\, l h^2 \\left[(1 + g/a + s/h)"
+                     "\\,\\frac{q}{h} + \\frac{f}{h} \\cdot m + \\frac{V}{2 l h}\\right]$: $l$ layers of width $h$, "
+                     "$a$ heads and $g$ query groups (GQA), query projection width $q$, MLP width $f$, "
+                     "$m = 3/2$ for SwiGLU, $V$ the padded vocabulary. symcost derives the exact count from each "
+                     "model's code (`torch` convention: `FlopCounterMode` around `loss.backward()`), per token at "
+                     "$s = L$, batch 1.")
+    rows = []
+    for k, name in enumerate(CONFIGS, 1):
+        s = setup(name)
+        L = s.L
+        exact = sympy.expand(s.step / L)
+        hand = megatron(s, L)
+        diff = sympy.expand(exact - hand)
+        # the one difference: Megatron's LM head is the padded vocabulary's, 6 h (V_pad - V) per token
+        same(diff, -6 * s.d_model * (padded(s.vocab) - s.vocab), f"{name}: exact - Megatron")
+        doc.h2(f"{k}. {name}")
+        doc.p(f"$l = {s.n_layer}$, $h = {s.d_model}$, $a = {s.heads}$, $g = {s.kv_heads}$, $q = "
+              f"{s.heads * s.head_dim}$, $f = {s.d_ff}$, $m = {'3/2' if s.gated else '1'}$, "
+              f"$V = {mnum(s.vocab)}$ padded to ${mnum(padded(s.vocab))}$.")
+        doc.math(f"C_\\text{{exact}}(L) = {tex(exact)}", f"C_\\text{{Megatron}}(L) = {tex(hand)}",
+                 f"C_\\text{{exact}} - C_\\text{{Megatron}} = {tex(diff)}")
+        doc.p("Term by term Megatron's formula is six times the matmul weights ($Q$ and output projection: the "
+              "$1$; $K$ and $V$: $g/a$; the MLP's two or three matrices: $f/h \\cdot m$; the LM head: "
+              "$V / 2lh$) plus $12 l h s$ for $QK^T$ and $AV$ forward and backward over the full $s \\times s$ "
+              "square — exactly what FlopCounterMode counts. Norms, biases, softmax and activations count 0 in "
+              "both. "
+              + ("The only difference is the padding of the vocabulary: Megatron multiplies by "
+                 f"{num(padded(s.vocab) - s.vocab)} LM-head rows that the Hugging Face model does not have."
+                 if padded(s.vocab) != s.vocab else "The vocabulary needs no padding: the formulas agree exactly."))
+        for length in LENGTHS[name]:
+            e, h = (int(x.subs(L, length)) for x in (exact, hand))
+            equal(e * length, int(s.step.subs(L, length)), f"{name} per token at {length}")
+            rows.append([name, num(length), num(e), num(h), num(e - h)])
+    doc.h2(f"{len(CONFIGS) + 1}. Per token, side by side")
+    doc.table(["model", "s", "exact (torch)", "Megatron", "difference"], rows, "lrrrr")
+    return str(doc)

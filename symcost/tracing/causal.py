@@ -1,0 +1,60 @@
+r"""Which traced matmuls are the score and value products of *causal* attention (for ``torch-causal``).
+
+On meta tensors a mask has no values, so the trace alone cannot tell a causal mask from any other.  symcost takes
+the model's own word for it: a module whose ``is_causal`` attribute is True (every Hugging Face attention module
+has one: True in decoder self-attention, False in encoders and cross-attention).  Inside such a module, in
+execution order, a matmul whose output $(\ast, L, S)$ is the input of a softmax over $(\ast, L, S)$ is the score
+product $Q K^T$, and the next matmul whose first input is $(\ast, L, S)$ is the value product $A V$.
+
+Query $i$ (of $L$, the last $L$ of the $S \ge L$ positions, as with a KV cache) sees keys $0 \dots S-L+i$:
+$L S - L(L-1)/2$ pairs per slice ($L(L+1)/2$ when $S = L$), so a causal kernel skips $L(L-1)/2$ of the $L S$
+pairs, each worth $E$ MACs in $Q K^T$ and $E_v$ in $A V$: ``Row.causal_skip`` $= \text{slices} \cdot L(L-1)/2
+\cdot E$.  Backward products are not marked (counted in full).
+"""
+from __future__ import annotations
+
+import sympy
+
+from ..cost import numel
+
+_MATMULS = ("bmm", "matmul")
+
+
+def _owner(model, row_name: str):
+    name = row_name.split(":", 1)[0]
+    try:
+        return model.get_submodule(name) if name and name != "(model)" else model
+    except AttributeError:
+        return None
+
+
+def mark(model, rows: list) -> list[str]:
+    """Set ``causal_skip`` on the causal attention products among ``rows``; notes on what was marked."""
+    marked = 0
+    for k, row in enumerate(rows):
+        if row.backward or row.layer != "softmax" or ":" not in row.name:
+            continue
+        owner = _owner(model, row.name)
+        if getattr(owner, "is_causal", None) is not True:
+            continue
+        scores = tuple(row.input_shapes[0])[-2:]
+        prefix = row.name.split(":", 1)[0] + ":"
+        before = [r for r in rows[:k] if r.name.startswith(prefix) and r.layer in _MATMULS]
+        after = [r for r in rows[k + 1:] if r.name.startswith(prefix) and r.layer in _MATMULS]
+        if not before or not after:
+            continue
+        qk, av = before[-1], after[0]
+        if tuple(qk.cost.output_shape)[-2:] != scores or tuple(av.input_shapes[0])[-2:] != scores:
+            continue
+        q_len, kv_len = scores
+        if sympy.simplify(kv_len - q_len).is_negative:
+            continue
+        above = q_len * (q_len - 1) / 2
+        qk.causal_skip = sympy.expand(numel(qk.cost.output_shape[:-2]) * above * qk.input_shapes[0][-1])
+        av.causal_skip = sympy.expand(numel(av.input_shapes[0][:-2]) * above * av.input_shapes[1][-1])
+        marked += 1
+    if not marked:
+        return []
+    return [f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal triangle "
+            "(L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); every other convention counts all "
+            "L*S" + (" (backward products in full)" if any(r.backward for r in rows) else "")]

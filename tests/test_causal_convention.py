@@ -1,0 +1,66 @@
+"""The ``torch-causal`` convention: the causal triangle of attention's score and value products, nothing else."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from symcost.conventions import CONVENTIONS
+from symcost.tracing import trace
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "symcost.cli", *args], capture_output=True, text=True, check=False,
+                          env=dict(os.environ))
+
+transformers = pytest.importorskip("transformers")
+
+
+def _meta(model_type: str, **config):
+    cfg = transformers.AutoConfig.for_model(model_type, **config)
+    with torch.device("meta"):
+        return transformers.AutoModel.from_config(cfg).eval()
+
+
+def _torch_flops(model, length: int) -> int:
+    ids = torch.zeros(1, length, dtype=torch.long, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as c:
+        model(ids)
+    return c.get_total_flops()
+
+
+def test_causal_triangle_of_a_decoder():
+    # 3 layers, 4 heads of width 16 (hidden 64): each layer's QK^T and AV each have 4*L*L*16 MACs under torch
+    model = _meta("llama", num_hidden_layers=3, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=96, vocab_size=101)
+    mc = trace(model, (1, "L"), input_dtype="int64")
+    for length in (1, 33, 64, 97):
+        full = _torch_flops(model, length)
+        assert mc.evaluate({"L": length}, "torch")["flops"] == full
+        # the pairs a causal kernel computes, counted from the mask itself: tril(ones(L, L)).sum() = L(L+1)/2
+        kept = int(torch.tril(torch.ones(length, length)).sum())
+        skipped = length * length - kept
+        # 3 layers x 2 products x 2 FLOPs per MAC x 4 heads x 16 wide x skipped pairs
+        expected = full - 3 * 2 * 2 * 4 * 16 * skipped
+        assert mc.evaluate({"L": length}, "torch-causal")["flops"] == expected, length
+    assert any("torch-causal" in n for n in mc.notes)
+
+
+def test_encoder_attention_is_not_causal():
+    model = _meta("bert", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=96,
+                  vocab_size=101)
+    mc = trace(model, (1, "L"), input_dtype="int64")
+    for length in (7, 64):
+        assert mc.evaluate({"L": length}, "torch-causal") == mc.evaluate({"L": length}, "torch")
+    assert not any("torch-causal" in n for n in mc.notes)
+
+
+def test_layer_formulas_unchanged_and_listed():
+    conv = CONVENTIONS["torch-causal"]
+    assert conv.causal_attention and dict(conv.weights) == dict(CONVENTIONS["torch"].weights)
+    r = cli("conventions")
+    assert r.returncode == 0 and "torch-causal" in r.stdout and "L(L+1)/2" in r.stdout
