@@ -242,9 +242,9 @@ def _torchvision(name: str):
         raise UsageError(f"torchvision model {name!r} could not be built: {type(e).__name__}: {_one_line(e)}") from None
 
 
-def _from_file(path: Path, attr: str):
-    from torch import nn
-
+def load_attribute(path: Path, attr: str):
+    """``attr`` of the Python file ``path``, imported under a name unique to the path (``UsageError`` on any
+    failure, with close names suggested): the one importer of users' model files (targets and ``--config``)."""
     if not path.is_file():
         raise UsageError(f"target file {str(path)!r} not found")
     if path.suffix != ".py":
@@ -270,7 +270,13 @@ def _from_file(path: Path, attr: str):
         close = difflib.get_close_matches(attr, names, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"{str(path)!r} has no attribute {attr!r}{hint}")
-    obj = getattr(module, attr)
+    return getattr(module, attr)
+
+
+def _from_file(path: Path, attr: str):
+    from torch import nn
+
+    obj = load_attribute(path, attr)
     if isinstance(obj, nn.Module):
         return obj
     if not callable(obj):

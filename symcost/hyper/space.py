@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.util
 import inspect
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -256,24 +254,9 @@ def _factory_space(path: Path, attr: str, config: dict) -> ConfigSpace:
 
 
 def _load_callable(path: Path, attr: str):
-    if not path.is_file() or path.suffix != ".py":
-        raise UsageError(f"target file {str(path)!r} not found or not a .py file")
-    resolved = path.resolve()
-    mod_name = f"_symcost_target_{hashlib.sha1(str(resolved).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(mod_name, resolved)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"target file {str(path)!r} cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    sys.path.insert(0, str(resolved.parent))
-    try:
-        spec.loader.exec_module(module)
-    except (Exception, SystemExit) as e:
-        sys.modules.pop(mod_name, None)
-        raise UsageError(f"importing {str(path)!r} failed: {type(e).__name__}: {e}".splitlines()[0]) from None
-    finally:
-        sys.path.remove(str(resolved.parent))
-    obj = getattr(module, attr, None)
+    from ..targets import load_attribute
+
+    obj = load_attribute(path, attr)
     if not callable(obj):
         raise UsageError(f"{str(path)!r} has no callable {attr!r} (--config needs a factory taking integer arguments)")
     return obj
