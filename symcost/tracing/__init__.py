@@ -38,8 +38,9 @@ def _as_symbolic(input_shape: Sequence | dict) -> tuple | dict:
 def trace_sizes(shape: tuple, default: dict | None = None) -> list[tuple[dict, dict]]:
     """Pairs of assignments of the input symbols to trace at, best first.
 
-    Sizes are odd (≡ 1 mod 32, so no stride divides them and floors show) and differ per symbol, so that the sizes
-    derived from each never coincide in both traces.  ``default`` (symbol -> the model's own size, e.g. 224 or 77
+    Sizes are odd (no stride divides them, so floors show), 64 apart where the size allows (sizes downsampled six
+    times still differ) and differ per symbol, so that the sizes derived from each rarely coincide in both traces;
+    ``verify`` checks the result at other residues either way.  ``default`` (symbol -> the model's own size, e.g. 224 or 77
     positions) centres them on that size, with a lower pair in case the model has a maximum (a position table)."""
     default = default or {}
     bases = []
