@@ -205,7 +205,7 @@ def _default_values(shape: tuple, default_shape) -> dict:
     for d, v in zip(reversed(shape), reversed(tuple(default_shape))):
         if isinstance(d, sympy.Symbol) and v and int(v) > 0:
             out.setdefault(d, int(v))
-    return out
+    return dict(reversed(out.items()))  # in the input's order: H before W
 
 
 def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: dict, values_b: dict,
