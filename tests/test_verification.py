@@ -78,7 +78,7 @@ def test_size_dependent_python_logic_is_refused(build):
     # formula fitted there would be wrong at 224; symcost must refuse rather than print it
     with pytest.raises(NoSingleFormula) as e:
         trace(model, (1, 3, "H", "W"))
-    assert "no single formula holds" in str(e.value) and "H=320, W=288" in str(e.value)
+    assert "no single formula holds" in str(e.value) and "H=448, W=352" in str(e.value)
 
 
 def test_same_padding_is_a_formula_exact_at_every_residue():

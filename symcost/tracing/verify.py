@@ -23,7 +23,8 @@ _FIELDS = ("params", "buffers", "reads", "writes")
 def check_points(values_a: dict, values_b: dict) -> list[dict]:
     """Assignments to verify at, best first: even sizes above both trace sizes (far enough that a size which
     downsampling made equal at both traces differs here), the first symbol a multiple of 64, the next a multiple of 32
-    only (so H != W), the batch 4; then each trace size minus one (a multiple of 32) for a model with a maximum."""
+    only (so H != W), each of a residue mod 3 that no other recording of it has, the batch 4; then each trace size
+    minus one (a multiple of 32) for a model with a maximum."""
     first, second = {}, {}
     spatial = 0
     for s, a in values_a.items():
@@ -31,8 +32,11 @@ def check_points(values_a: dict, values_b: dict) -> list[dict]:
         if max(a, b) <= 3:                     # a batch symbol (traced at 2 and 3)
             first[s] = second[s] = sympy.Integer(4)
             continue
-        far = 64 * -(-(max(a, b) + 32) // 64)
-        first[s] = sympy.Integer(far if spatial % 2 == 0 else far - 32)
+        far = 64 * -(-(max(a, b) + 32) // 64) - (32 if spatial % 2 else 0)
+        # of far, far + 64, far + 128 (one of each residue mod 3), one whose residue mod 3 no other recording has:
+        # a stride of 3 in Python logic (TF "same" padding) then shows too
+        seen = {a % 3, b % 3, *(v % 3 for v in _alternating(a))}
+        first[s] = sympy.Integer(next((c for c in (far, far + 64, far + 128) if c % 3 not in seen), far))
         second[s] = sympy.Integer(a - 1 if a - 1 != b else a + 1)
         spatial += 1
     return [first, second] if first != second else [first]
