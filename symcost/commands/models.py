@@ -12,6 +12,7 @@ import time
 from ..derive import cached_summary, derive, trace_target  # noqa: F401  (commands import them from here too)
 from ..parse import UsageError, parse_shape_names, shape_key
 from ..progress import add_quiet_option, steps
+from ..render import count, pairs, table
 
 METRICS = ("params", "macs", "flops")
 
@@ -22,10 +23,6 @@ def _shown(e):
     import sympy
 
     return int(e) if e.is_Integer else sympy.sstr(e)
-
-
-def _fmt(v) -> str:
-    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
@@ -183,21 +180,9 @@ def _row_json(r, conv) -> dict:
 
 
 def _evaluations_text(evaluations, convention: str) -> str:
-    lines = [f"{'values':<20} {'params':>14} {'MACs':>18} {'FLOPs[' + convention + ']':>20}"]
-    for e in evaluations:
-        vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
-        lines.append(f"{vals:<20} {e['params']:>14,} {e['macs']:>18,} {e['flops']:>20,}")
-    return "\n".join(lines)
-
-
-def text_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    """A plain aligned table (no terminal-width truncation, so names stay whole when piped)."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["params"]), count(e["macs"]),
+             count(e["flops"])] for e in evaluations]
+    return table(["values", "params", "MACs", f"FLOPs[{convention}]"], rows, {1, 2, 3})
 
 
 def _text(e) -> str:
@@ -244,16 +229,17 @@ def _print_text(result: dict, readable: dict | None = None) -> None:
     name = result["convention"]
     if "layers" in result:
         print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}")
-        rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), _fmt(r["params"]), _fmt(r["macs"]),
-                 _fmt(r["flops"])] for r in result["layers"]]
+        rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), count(r["params"]),
+                 count(r["macs"]), count(r["flops"])] for r in result["layers"]]
         if readable and readable["layers"]:
             rows = [[r[0], r[1], *shown] for r, shown in zip(rows, readable["layers"])]
-        print(text_table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
+        print(table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
     t = {**result["total"], **(readable["total"] if readable else {})}
-    kinds = "; ".join(f"{k} {_fmt(v)}" for k, v in result.get("buffers_by_kind", {}).items())
-    print(f"total params  {_fmt(t['params'])}" + (f"   (+ {_fmt(t['buffers'])} in buffers: {kinds})" if kinds else ""))
-    print(f"total MACs    {_fmt(t['macs'])}")
-    print(f"total FLOPs   {_fmt(t['flops'])}   [{name}: {result['convention_summary']}]")
+    kinds = "; ".join(f"{k} {count(v)}" for k, v in result.get("buffers_by_kind", {}).items())
+    print(pairs([("total params", count(t["params"]) + (f"   (+ {count(t['buffers'])} in buffers: {kinds})"
+                                                        if kinds else "")),
+                 ("total MACs", count(t["macs"])),
+                 ("total FLOPs", f"{count(t['flops'])}   [{name}: {result['convention_summary']}]")]))
     if readable and readable["where"]:
         from ..export.formulas import text
 
