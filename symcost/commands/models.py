@@ -7,50 +7,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
-from ..derive import cached_summary, derive, trace_target  # noqa: F401  (commands import them from here too)
-from ..parse import UsageError, parse_shape_names, shape_key
-from ..progress import add_quiet_option, steps
+from ..model_report import METRICS
+from ..parse import UsageError, parse_shape_names
+from ..progress import add_quiet_option
 from ..render import count, pairs, table
-
-METRICS = ("params", "macs", "flops")
-
-
-def _shown(e):
-    if isinstance(e, int):
-        return e
-    import sympy
-
-    return int(e) if e.is_Integer else sympy.sstr(e)
-
-
-def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
-               progress: bool, input_dtype: str | None = None) -> list[dict]:
-    """A concrete trace per point, for models whose graph changes with the input size."""
-    out = []
-    with steps("tracing each size", len(points), progress) as advance:
-        for values in points:
-            concrete = _at_point(input_spec, values)
-            tot = trace_target(target, concrete, train, input_dtype).total(convention)
-            out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
-            advance()
-    return out
-
-
-def _at_point(input_spec: str, values: dict) -> tuple | dict:
-    """The input spec (one shape or named shapes) with its symbols replaced by ``values`` (name -> int)."""
-    from ..parse import parse_input_spec
-
-    def at(shape):
-        return tuple(values[str(d)] if str(d) in values else int(d) for d in shape)
-
-    spec = parse_input_spec(input_spec)
-    return {n: at(s) for n, s in spec.items()} if isinstance(spec, dict) else at(spec)
 
 
 def run_model(args) -> int:
-    from ..errors import NoSingleFormula
+    from ..model_report import model_report
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
     if (args.config or args.config_values) and (args.past or args.generate or args.backward or args.per_token
@@ -72,7 +37,6 @@ def run_model(args) -> int:
         from .steps import run_step
 
         return run_step(args)
-    started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
@@ -81,102 +45,25 @@ def run_model(args) -> int:
         if not names:
             raise UsageError("--assume-divisible needs symbols in --input (e.g. --input 1x3xHxW)")
         check_divisible(args.assume_divisible, points)
-    need_rows = not names or args.layers or (args.json and not args.at)
-    sizes = parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None
-    mc = summary = None
-    if points and not need_rows and not args.assume_divisible and not args.no_cache:
-        summary = cached_summary(args.target, args.input, args.train, args.input_dtype, sizes)
-    if summary is None:
-        try:
-            mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache,
-                        progress=not args.json, input_dtype=args.input_dtype, trace_sizes=sizes)
-        except NoSingleFormula as e:
-            if not points:
-                raise
-            return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
-        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible is not None
-                             else None)
-    if points and summary.fixed_at:
-        return _run_per_point(args, points, f"{summary.notes[-1]}; each size was traced on its own")
-    if args.convention not in summary.totals:
-        from ..parse import did_you_mean
-
-        raise UsageError(f"unknown convention {args.convention!r}{did_you_mean(args.convention, summary.totals)}; "
-                         f"choose one of: {', '.join(summary.totals)}")
-    total = summary.total(args.convention)
-    result = {
-        "target": args.target,
-        "input_shape": summary.input_shape,
-        "convention": args.convention,
-        "convention_summary": summary.conventions[args.convention],
-        "total": total,
-        "units": {"macs": "multiply-accumulates", "flops": f"operations under '{args.convention}'",
-                  "reads": "elements", "writes": "elements"},
-        "uncovered": summary.uncovered,
-        "zero_cost_ops": summary.zero_cost_ops,
-        "notes": summary.notes,
-        "buffers_by_kind": summary.buffer_kinds,
-    }
-    if names:
-        result["formula"] = {m: str(total[m]) for m in METRICS}
-        if args.assume_divisible is not None:
-            result["assumed_divisible_by"] = args.assume_divisible
-            result["notes"] = [f"assumes {', '.join(names)} multiples of {args.assume_divisible} "
-                               "(--assume-divisible): the formulas hold only at such sizes", *result["notes"]]
-    if points:
-        try:
-            result["evaluations"] = summary.evaluate(points, args.convention)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    if need_rows:
-        from ..conventions import get_convention
-
-        conv = get_convention(args.convention)
-        result["layers"] = [_row_json(r, conv) for r in mc.rows]
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    report = model_report(args.target, args.input, args.convention, points=points,
+                          assume_divisible=args.assume_divisible,
+                          trace_sizes=parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None,
+                          layers=bool(not names or args.layers or (args.json and not args.at)), train=args.train,
+                          input_dtype=args.input_dtype, use_cache=not args.no_cache, progress=not args.json)
+    result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
+    elif report.per_size:
+        print(_evaluations_text(report.evaluations, args.convention))
+        print(f"note: {report.notes[0]}")
     else:
-        _print_text(result, _readable(result, summary, None if args.assume_divisible else mc))
-    if args.strict and summary.uncovered:
-        print(f"symcost model: --strict: {sum(summary.uncovered.values())} op call(s) symcost cannot cost: "
-              + ", ".join(f"{k} x{v}" for k, v in summary.uncovered.items()), file=sys.stderr)
+        mc = None if args.assume_divisible else report.mc
+        _print_text(result, _readable(result, report.summary, mc))
+    if args.strict and report.uncovered:
+        print(f"symcost model: --strict: {sum(report.uncovered.values())} op call(s) symcost cannot cost: "
+              + ", ".join(f"{k} x{v}" for k, v in report.uncovered.items()), file=sys.stderr)
         return 1
     return 0
-
-
-def _divisible_totals(mc, k: int) -> dict:
-    from ..conventions import CONVENTIONS
-    from ..sweep import assume_divisible
-
-    return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
-            for n, c in CONVENTIONS.items()}
-
-
-def _run_per_point(args, points: list[dict], note: str) -> int:
-    from ..parse import convention_arg
-
-    convention_arg(args.convention)
-    evaluations = _per_point(args.target, args.input, points, args.convention, args.train, not args.json,
-                             args.input_dtype)
-    result = {"target": args.target, "input_shape": shape_key(args.input).split("x") if "=" not in args.input
-              else shape_key(args.input), "convention": args.convention,
-              "evaluations": evaluations, "notes": [note]}
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(_evaluations_text(evaluations, args.convention))
-        print(f"note: {note}")
-    return 0
-
-
-def _row_json(r, conv) -> dict:
-    c = r.cost
-    return {"name": r.name, "layer": r.layer, "family": c.family, "args": r.args,
-            "input_shapes": [[_shown(d) for d in s] for s in r.input_shapes],
-            "output_shape": [_shown(d) for d in c.output_shape],
-            "params": _shown(c.params), "macs": _shown(c.macs),
-            "flops": _shown(conv.count_row(r))}
 
 
 def _evaluations_text(evaluations, convention: str) -> str:

@@ -27,9 +27,11 @@ def _parts(mc, convention: str, per_token_by, divisible: int | None) -> dict[str
 
 def run_step(args) -> int:
     from ..conventions import CONVENTIONS, get_convention
+    from ..derive import derive
+    from ..model_report import row_json
     from ..sweep import parse_assignments
     from ..training import exact, tokens
-    from .models import _print_text, _row_json, derive
+    from .models import _print_text
 
     started = time.perf_counter()
     if args.convention not in CONVENTIONS:
@@ -63,7 +65,7 @@ def run_step(args) -> int:
         result["evaluations"] = [_evaluate(mc, parts, p) for p in points]
     if not names or args.layers or (args.json and not args.at):
         conv = get_convention(args.convention)
-        result["layers"] = [{**_row_json(r, conv), "backward": r.backward} for r in mc.rows]
+        result["layers"] = [{**row_json(r, conv), "backward": r.backward} for r in mc.rows]
     result.update(uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops), notes=list(mc.notes))
     if n_tokens is not None:
         result["notes"].append(f"per token: MACs, FLOPs, reads and writes divided by {exact(n_tokens)} tokens "
