@@ -16,7 +16,7 @@ from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
 from ..progress import add_quiet_option, status
 
-#: messages of a symbolic derivation that fails where a derivation at one concrete size still works
+
 def _one_line_errors(p) -> None:
     """argparse errors for this subcommand as one line (no usage block), exit code 2."""
     def error(message):
@@ -77,47 +77,8 @@ def _table_values(args, shape) -> dict:
     return points[0]
 
 
-def _derive_for_table(target: str, args, shape, values: dict):
-    from ..derive import derive
-
-    try:
-        return derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=True)
-    except SymcostError as e:
-        if not values or args.symbolic or not isinstance(e, NoSingleFormula):
-            raise UsageError(f"{target}: {e}" if target not in str(e) else str(e)) from None
-    # no single formula (the graph changes with the size): the numbers still come from one concrete derivation
-    concrete = "x".join(str(d if isinstance(d, int) else values[str(d)]) for d in shape)
-    mc = derive(target, concrete, train=args.train, use_cache=not args.no_cache, progress=True)
-    mc.notes = [*mc.notes, f"no single formula for {args.input}; derived at {concrete}"]
-    return mc
-
-
-def module_types(target: str, use_cache: bool = True) -> dict:
-    """Qualified module name -> class name (``layer1`` -> ``Sequential``), for grouped rows; {} if the model
-    cannot be loaded (the rows then say how many calls they group).  Cached beside the derivations, so that a
-    cached ``table --depth`` answers without importing torch."""
-    from .. import cache
-    from ..targets import source_hash
-
-    key = cache.cache_key(target, "module-types", False, source_hash(target))
-    hit = cache.load(key) if use_cache else None
-    if isinstance(hit, dict) and isinstance(hit.get("module_types"), dict):
-        return hit["module_types"]
-    try:
-        from ..targets import load_target
-
-        model = load_target(target, device="meta")
-        types = {name: type(m).__name__ for name, m in model.named_modules() if name}
-    except Exception:
-        return {}
-    if use_cache:
-        cache.store(key, {"module_types": types})
-    return types
-
-
 def build_table(args):
-    from ..export import layer_table, model_table
-    from ..export.tables import group_key
+    from ..export.build import cost_table, derive_models
 
     conv = convention_arg(args.convention)
     shape = parse_shape(args.input)
@@ -128,36 +89,12 @@ def build_table(args):
     if divisible and not args.symbolic:
         raise UsageError("--assume-divisible simplifies the formula column: use it with --symbolic")
     values = _table_values(args, shape)
-    models = []
-    for target in args.targets:
-        mc = _derive_for_table(target, args, shape, values)
-        if values and mc.symbols:
-            try:
-                mc.check_domain(values)
-            except ValueError as e:
-                raise UsageError(f"{target}: {e}") from None
+    models = derive_models(args.targets, args.input, shape, values, symbolic=args.symbolic, train=args.train,
+                           use_cache=not args.no_cache)
+    for target, mc in models:
         _warn_uncovered(target, mc, "table")
-        models.append((target, mc))
-    if len(models) == 1:
-        target, mc = models[0]
-        types = {}
-        if depth is not None:
-            sizes: dict[str, int] = {}
-            for r in mc.rows:
-                key = group_key(r.name, depth)
-                sizes[key] = sizes.get(key, 0) + 1
-            if any(n > 1 for n in sizes.values()):
-                types = module_types(target, use_cache=not args.no_cache)
-        try:
-            return layer_table(mc, target, conv, values, depth=depth, symbolic=args.symbolic,
-                               assume_divisible=divisible, module_types=types, input_shape=shape)
-        except ValueError as e:
-            raise UsageError(f"{target}: {e}") from None
-    try:
-        return model_table(models, conv, values, symbolic=args.symbolic, assume_divisible=divisible,
-                           input_shape=shape)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    return cost_table(models, conv, values, depth=depth, symbolic=args.symbolic, assume_divisible=divisible,
+                      input_shape=shape, use_cache=not args.no_cache)
 
 
 def run_table(args) -> int:
