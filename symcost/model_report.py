@@ -169,3 +169,111 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
         report.layers = [row_json(r, conv) for r in mc.rows]
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+# ---- a training step: forward + backward, per token -----------------------------------------------------------
+
+@dataclass
+class StepReport:
+    """``symcost model --backward / --per-token`` as data: ``parts`` is ``{"total", "forward"[, "backward"]}`` ->
+    metric -> exact value (an int, "p/q" per token, or a formula's string), flattened into ``as_dict``."""
+
+    target: str
+    input_shape: list
+    convention: str
+    convention_summary: str
+    parts: dict
+    units: dict
+    per_token: dict | None = None
+    formula: dict | None = None
+    evaluations: list | None = None
+    layers: list | None = None
+    uncovered: dict = field(default_factory=dict)
+    zero_cost_ops: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    seconds: float | None = None
+    mc: object = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        out = {"target": self.target, "input_shape": self.input_shape, "convention": self.convention,
+               "convention_summary": self.convention_summary, **self.parts, "units": self.units}
+        for k in ("per_token", "formula", "evaluations", "layers"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        out.update(uncovered=self.uncovered, zero_cost_ops=self.zero_cost_ops, notes=self.notes)
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        return out
+
+
+def step_parts(mc, convention: str, per_token_by=None, divisible: int | None = None) -> dict[str, dict]:
+    """Each pass's totals (``training.split``), with sizes assumed multiples of ``divisible``, divided by
+    ``per_token_by`` tokens."""
+    from .sweep import assume_divisible
+    from .training import per_token, split
+
+    out = {}
+    for name, part in split(mc).items():
+        total = part.total(convention)
+        if divisible:
+            total = {m: assume_divisible(e, mc.symbols, divisible) for m, e in total.items()}
+        out[name] = per_token(total, per_token_by) if per_token_by is not None else total
+    return out
+
+
+def evaluate_parts(mc, parts: dict, point: dict) -> dict:
+    """Every pass's totals at ``point`` (symbol name -> size), exactly; a size outside the domain is refused."""
+    import sympy
+
+    from .training import exact
+
+    try:
+        mc.check_domain(point)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    subs = {s: sympy.Integer(point[str(s)]) for s in mc.symbols}
+    return {"values": point, **{name: {m: exact(v.xreplace(subs)) for m, v in t.items()} for name, t in parts.items()}}
+
+
+def step_report(target: str, input_spec: str, convention: str = "flops", *, points: list[dict] | None = None,
+                backward: bool = True, per_token: bool = False, assume_divisible: int | None = None,
+                layers: bool = False, train: bool = False, input_dtype: str | None = None, use_cache: bool = True,
+                progress: bool = True) -> StepReport:
+    """One training step (``backward``: forward + backward, no optimizer) split into its passes; ``per_token``:
+    MACs, FLOPs, reads and writes divided by the B x L tokens of the input, exactly."""
+    from .conventions import CONVENTIONS, get_convention
+    from .derive import derive
+    from .parse import parse_shape_names
+    from .training import PER_TOKEN_METRICS, exact, tokens
+
+    started = time.perf_counter()
+    if convention not in CONVENTIONS:
+        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+    if assume_divisible is not None and assume_divisible < 1:
+        raise UsageError(f"--assume-divisible needs a positive integer, got {assume_divisible}")
+    names = sorted({d for d in parse_shape_names(input_spec) if isinstance(d, str)})
+    mc = derive(target, input_spec, train=train, use_cache=use_cache, progress=progress, input_dtype=input_dtype,
+                backward=backward)
+    n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if per_token else None
+    parts = step_parts(mc, convention, n_tokens, assume_divisible)
+    conv = get_convention(convention)
+    report = StepReport(
+        target, [exact(d) for d in mc.input_shape], convention, conv.summary,
+        {name: {m: exact(v) for m, v in t.items()} for name, t in parts.items()},
+        {"macs": UNITS["macs"], "flops": f"operations under '{convention}'", "reads": UNITS["reads"],
+         "writes": UNITS["writes"]},
+        uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops), notes=list(mc.notes), mc=mc)
+    if n_tokens is not None:
+        report.per_token = {"divided_by": exact(n_tokens), "metrics": list(PER_TOKEN_METRICS),
+                            "why": "tokens in one step: batch x sequence length of the input; params and "
+                                   "buffers are not divided"}
+        report.notes.append(f"per token: MACs, FLOPs, reads and writes divided by {exact(n_tokens)} tokens "
+                            "(batch x sequence length)")
+    if names:
+        report.formula = {m: str(parts["total"][m]) for m in METRICS}
+    if points:
+        report.evaluations = [evaluate_parts(mc, parts, p) for p in points]
+    if layers:
+        report.layers = [{**row_json(r, conv), "backward": r.backward} for r in mc.rows]
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report

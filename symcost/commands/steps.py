@@ -1,7 +1,7 @@
 """`symcost model … --backward / --per-token`: a training step split into forward and backward, per token.
 
-Called from ``models.run_model``; renders what ``symcost.training`` computes.  Evaluations (``--at``) are exact
-sympy arithmetic: a per-token value need not be an integer, and is printed as "p/q" then.
+Called from ``models.run_model``; renders what ``symcost.model_report.step_report`` computes.  Evaluations
+(``--at``) are exact sympy arithmetic: a per-token value need not be an integer, and is printed as "p/q" then.
 """
 from __future__ import annotations
 
@@ -12,65 +12,20 @@ from ..parse import UsageError, parse_shape_names
 from ..render import count, pairs, table
 
 
-def _parts(mc, convention: str, per_token_by, divisible: int | None) -> dict[str, dict]:
-    from ..sweep import assume_divisible
-    from ..training import per_token, split
-
-    out = {}
-    for name, part in split(mc).items():
-        total = part.total(convention)
-        if divisible:
-            total = {m: assume_divisible(e, mc.symbols, divisible) for m, e in total.items()}
-        out[name] = per_token(total, per_token_by) if per_token_by is not None else total
-    return out
-
-
 def run_step(args) -> int:
-    from ..conventions import CONVENTIONS, get_convention
-    from ..derive import derive
-    from ..model_report import row_json
+    from ..model_report import step_report
     from ..sweep import parse_assignments
-    from ..training import exact, tokens
     from .models import _print_text
 
-    started = time.perf_counter()
-    if args.convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(CONVENTIONS)}")
-    if args.assume_divisible is not None and args.assume_divisible < 1:
-        raise UsageError(f"--assume-divisible needs a positive integer, got {args.assume_divisible}")
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1xL --at L=128,512)")
     points = parse_assignments(args.at, names) if args.at else None
-    mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache, progress=not args.json,
-                input_dtype=args.input_dtype, backward=args.backward)
-    n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if args.per_token else None
-    parts = _parts(mc, args.convention, n_tokens, args.assume_divisible)
-    result = {
-        "target": args.target,
-        "input_shape": [exact(d) for d in mc.input_shape],
-        "convention": args.convention,
-        "convention_summary": get_convention(args.convention).summary,
-        **{name: {m: exact(v) for m, v in t.items()} for name, t in parts.items()},
-        "units": {"macs": "multiply-accumulates", "flops": f"operations under '{args.convention}'",
-                  "reads": "elements", "writes": "elements"},
-    }
-    if n_tokens is not None:
-        result["per_token"] = {"divided_by": exact(n_tokens), "metrics": ["macs", "flops", "reads", "writes"],
-                               "why": "tokens in one step: batch x sequence length of the input; params and "
-                                      "buffers are not divided"}
-    if names:
-        result["formula"] = {m: str(parts["total"][m]) for m in ("params", "macs", "flops")}
-    if points:
-        result["evaluations"] = [_evaluate(mc, parts, p) for p in points]
-    if not names or args.layers or (args.json and not args.at):
-        conv = get_convention(args.convention)
-        result["layers"] = [{**row_json(r, conv), "backward": r.backward} for r in mc.rows]
-    result.update(uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops), notes=list(mc.notes))
-    if n_tokens is not None:
-        result["notes"].append(f"per token: MACs, FLOPs, reads and writes divided by {exact(n_tokens)} tokens "
-                               "(batch x sequence length)")
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    report = step_report(args.target, args.input, args.convention, points=points, backward=args.backward,
+                         per_token=args.per_token, assume_divisible=args.assume_divisible,
+                         layers=bool(not names or args.layers or (args.json and not args.at)), train=args.train,
+                         input_dtype=args.input_dtype, use_cache=not args.no_cache, progress=not args.json)
+    result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -84,19 +39,6 @@ def run_step(args) -> int:
         split = "".join(f"   {n}: {count(e[n]['flops'])}" for n in ("forward", "backward") if n in e)
         print(f"{vals}: FLOPs[{args.convention}] {count(e['total']['flops'])}{split}")
     return 0
-
-
-def _evaluate(mc, parts: dict, point: dict) -> dict:
-    import sympy
-
-    from ..training import exact
-
-    try:
-        mc.check_domain(point)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    subs = {s: sympy.Integer(point[str(s)]) for s in mc.symbols}
-    return {"values": point, **{name: {m: exact(v.xreplace(subs)) for m, v in t.items()} for name, t in parts.items()}}
 
 
 def run_decode(args) -> int:
