@@ -277,3 +277,104 @@ def step_report(target: str, input_spec: str, convention: str = "flops", *, poin
         report.layers = [{**row_json(r, conv), "backward": r.backward} for r in mc.rows]
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+# ---- decoding with a KV cache ---------------------------------------------------------------------------------
+
+@dataclass
+class DecodeReport:
+    """One decode step (``past``) or a generation (``generate``: prefill + decode steps, summed), as data; ``parts``
+    (``total``, or ``total``/``prefill``/``decode``) are flattened into ``as_dict``."""
+
+    target: str
+    input_shape: list
+    convention: str
+    convention_summary: str
+    parts: dict
+    past: str | None = None
+    generate: str | None = None
+    step_formula: dict | None = None
+    formula: dict | None = None
+    evaluations: list | None = None
+    uncovered: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    seconds: float | None = None
+
+    def as_dict(self) -> dict:
+        out = {"target": self.target, "input_shape": self.input_shape, "convention": self.convention,
+               "convention_summary": self.convention_summary}
+        for k in ("past", "generate", "step_formula"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        out.update(self.parts)
+        for k in ("formula", "evaluations"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        out.update(uncovered=self.uncovered, notes=self.notes)
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        return out
+
+
+def decode_report(target: str, input_spec: str, convention: str = "flops", *, past: str | None = None,
+                  generate: str | None = None, at: list[str] | None = None) -> DecodeReport:
+    """``past``: one decode step of a Hugging Face decoder on B x L new tokens with T = ``past`` cached tokens per
+    layer; ``generate``: the prefill of the L tokens and ``generate`` decode steps, summed in closed form.  ``at``:
+    ``--at`` assignments of the result's symbols, evaluated exactly."""
+    import sympy
+
+    from .conventions import CONVENTIONS, get_convention
+    from .decode import decode_step, generation, tidy
+    from .moe import select_experts_implementation
+    from .parse import parse_shape
+    from .sweep import parse_assignments
+    from .targets import load_target
+    from .training import exact
+
+    started = time.perf_counter()
+    if convention not in CONVENTIONS:
+        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+    if bool(past) == bool(generate):
+        raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
+    shape = parse_shape(input_spec)
+    if len(shape) != 2:
+        raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec!r}")
+    if not target.strip().startswith("hf:"):
+        raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
+    model = load_target(target, device="meta").eval()
+    moe_notes = select_experts_implementation(model)
+    report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
+                          get_convention(convention).summary, {})
+    new = exact(sympy.sympify(shape[1]))
+    if past:
+        mc = decode_step(model, shape[0], shape[1], past, target=target)
+        parts = {"total": {m: tidy(e) for m, e in mc.total(convention).items()}}
+        report.past = past
+        notes = [f"one decode step: {new} new token(s) per sequence with {past} cached tokens per layer (a "
+                 "DynamicCache); reads include the cache"]
+        derivations, symbols = (mc,), mc.symbols
+    else:
+        g = generation(model, shape[0], shape[1], generate, convention, target=target)
+        parts = {k: g[k] for k in ("total", "prefill", "decode")}
+        report.generate = generate
+        report.step_formula = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}
+        notes = [f"prefill of {new} tokens, then {generate} decode steps of one token at T = {new} … (prefill + "
+                 f"steps - 1) cached tokens; decode is the step formula in {g['step_symbol']} summed in closed form"]
+        derivations = g["derivations"]
+        symbols = sorted(set().union(*[e.free_symbols for e in parts["total"].values()]), key=str)
+    report.parts = {name: {m: exact(v) for m, v in t.items()} for name, t in parts.items()}
+    names = [str(s) for s in symbols]
+    if names:
+        report.formula = {m: str(parts["total"][m]) for m in ("macs", "flops", "reads", "writes")}
+    if at:
+        report.evaluations = []
+        for p in parse_assignments(at, names):
+            subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
+            report.evaluations.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
+                                                       for n, t in parts.items()}})
+    for d in derivations:
+        for k, v in d.uncovered.items():
+            report.uncovered[k] = report.uncovered.get(k, 0) + v
+    report.notes = moe_notes + notes + [n for d in derivations for n in d.notes]
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report

@@ -6,7 +6,6 @@ Called from ``models.run_model``; renders what ``symcost.model_report.step_repor
 from __future__ import annotations
 
 import json
-import time
 
 from ..parse import UsageError, parse_shape_names
 from ..render import count, pairs, table
@@ -43,69 +42,17 @@ def run_step(args) -> int:
 
 def run_decode(args) -> int:
     """`--past T` (one decode step with T cached tokens) or `--generate n` (prefill + n steps, summed)."""
-    import sympy
+    from ..model_report import decode_report
 
-    from ..conventions import CONVENTIONS, get_convention
-    from ..decode import decode_step, generation, tidy
-    from ..parse import parse_shape
-    from ..sweep import parse_assignments
-    from ..targets import load_target
-    from ..training import exact
-
-    started = time.perf_counter()
-    if args.convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(CONVENTIONS)}")
     if args.past and args.generate:
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     if args.backward or args.per_token or args.train or args.assume_divisible:
         raise UsageError("--past and --generate cost inference: not with --backward, --per-token, --train or "
                          "--assume-divisible")
-    shape = parse_shape(args.input)
-    if len(shape) != 2:
-        raise UsageError(f"--past and --generate need token ids of shape B x L, got {args.input!r}")
-    if not args.target.strip().startswith("hf:"):
-        raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
-    from ..moe import select_experts_implementation
-
-    model = load_target(args.target, device="meta").eval()
-    moe_notes = select_experts_implementation(model)
-    result = {"target": args.target, "input_shape": [exact(sympy.sympify(d)) for d in shape],
-              "convention": args.convention, "convention_summary": get_convention(args.convention).summary}
-    if args.past:
-        mc = decode_step(model, shape[0], shape[1], args.past, target=args.target)
-        parts = {"total": {m: tidy(e) for m, e in mc.total(args.convention).items()}}
-        result["past"] = args.past
-        notes = [f"one decode step: {exact(sympy.sympify(shape[1]))} new token(s) per sequence with {args.past} "
-                 "cached tokens per layer (a DynamicCache); reads include the cache"]
-        derivations, symbols = (mc,), mc.symbols
-    else:
-        g = generation(model, shape[0], shape[1], args.generate, args.convention, target=args.target)
-        parts = {k: g[k] for k in ("total", "prefill", "decode")}
-        result["generate"] = args.generate
-        result["step_formula"] = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}
-        notes = [f"prefill of {exact(sympy.sympify(shape[1]))} tokens, then {args.generate} decode steps of one "
-                 f"token at T = {exact(sympy.sympify(shape[1]))} … (prefill + steps - 1) cached tokens; decode is "
-                 f"the step formula in {g['step_symbol']} summed in closed form"]
-        derivations = g["derivations"]
-        symbols = sorted(set().union(*[e.free_symbols for e in parts["total"].values()]), key=str)
-    for name, t in parts.items():
-        result[name] = {m: exact(v) for m, v in t.items()}
-    names = [str(s) for s in symbols]
-    if names:
-        result["formula"] = {m: str(parts["total"][m]) for m in ("macs", "flops", "reads", "writes")}
-    if args.at:
-        points = parse_assignments(args.at, names)
-        result["evaluations"] = []
-        for p in points:
-            subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
-            result["evaluations"].append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
-                                                          for n, t in parts.items()}})
-    uncovered: dict = {}
-    for d in derivations:
-        for k, v in d.uncovered.items():
-            uncovered[k] = uncovered.get(k, 0) + v
-    result.update(uncovered=uncovered, notes=moe_notes + notes + [n for d in derivations for n in d.notes])
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    report = decode_report(args.target, args.input, args.convention, past=args.past, generate=args.generate,
+                           at=args.at)
+    result = report.as_dict()
+    parts, uncovered = report.parts, report.uncovered
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
