@@ -8,58 +8,29 @@ from ..progress import add_quiet_option
 
 
 def run_mfu(args) -> int:
-    from ..mfu import device_peak, mfu
-    from ..parse import UsageError, parse_shape_names
-    from ..training import exact, tokens
-    from ..derive import derive
+    from ..mfu import mfu_report
 
-    shape = parse_shape_names(args.input)
-    if any(isinstance(d, str) for d in shape):
-        raise UsageError(f"symcost mfu needs a concrete input (e.g. 8x2048), got {args.input!r}")
-    peak, device, source = device_peak(args.device, args.dtype)   # before tracing: a bad device fails fast
-    if args.num_devices < 1:
-        raise UsageError(f"--num-devices must be a positive integer, got {args.num_devices}")
-    peak *= args.num_devices
-    mc = derive(args.target, args.input, use_cache=not args.no_cache, progress=not args.json,
-                backward=args.backward)
-    from ..conventions import CONVENTIONS
-
-    if args.convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {args.convention!r}; choose one of: {', '.join(CONVENTIONS)}")
-    flops = int(mc.total(args.convention)["flops"])
-    n = int(tokens(mc.input_shape, getattr(mc, "inputs", None)))
-    m = mfu(flops, n, args.step_time, peak)
-    what = "forward + backward (one training step, no optimizer)" if args.backward else "forward only"
-    formula = (f"MFU = FLOPs_per_step / (step_time x peak) = {flops:,} / ({args.step_time} s x {peak:.4g} FLOP/s) "
-               f"= {m.mfu:.4f}")
-    result = {
-        "target": args.target, "input_shape": [exact(d) for d in mc.input_shape], "pass": what,
-        "convention": args.convention, "dtype": args.dtype,
-        "device": {"name": device, "count": args.num_devices, "peak_flops": peak, "source": source},
-        "tokens_per_step": n, "flops_per_step": flops, "flops_per_token": exact(mc.total(args.convention)["flops"] / n),
-        "step_time_s": args.step_time, "achieved_flops_per_s": m.achieved_flops, "mfu": m.mfu, "formula": formula,
-        "uncovered": dict(mc.uncovered), "notes": list(mc.notes),
-    }
-    if m.mfu > 1:
-        result["notes"].insert(0, f"MFU above 1 ({m.mfu:.2f}): no device runs above its peak; the step time is too "
-                                  f"short for {args.num_devices} device(s) (give --num-devices) or the peak is "
-                                  "for another dtype")
+    report = mfu_report(args.target, args.input, args.step_time, args.device, args.dtype, args.convention,
+                        backward=args.backward, num_devices=args.num_devices, use_cache=not args.no_cache,
+                        progress=not args.json)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(report.as_dict(), indent=2))
         return 0
-    print(f"{args.target} on {args.input}: {what}, FLOPs under '{args.convention}'")
     from ..render import count, pairs
 
+    flops, n, device, peak = report.flops_per_step, report.tokens_per_step, report.device["name"], \
+        report.device["peak_flops"]
+    print(f"{args.target} on {args.input}: {report.pass_}, FLOPs under '{args.convention}'")
     print(pairs([("FLOPs per step", f"{count(flops)}   ({count(n)} tokens)"),
                  ("FLOPs per token", f"{flops / n:,.1f}"),
-                 ("achieved", f"{m.achieved_flops / 1e12:,.2f} TFLOP/s   (step time {args.step_time} s)"),
+                 ("achieved", f"{report.achieved_flops_per_s / 1e12:,.2f} TFLOP/s   (step time {args.step_time} s)"),
                  ("peak", f"{peak / 1e12:,.1f} TFLOP/s   ({args.num_devices} x {device}, {args.dtype})"),
-                 ("MFU", f"{100 * m.mfu:.2f} %")]))
-    print(f"formula: {formula}")
-    for note in result["notes"]:
+                 ("MFU", f"{100 * report.mfu:.2f} %")]))
+    print(f"formula: {report.formula}")
+    for note in report.notes:
         print(f"note: {note}")
-    if mc.uncovered:
-        print("UNCOVERED (not costed, not counted): " + ", ".join(f"{k} x{v}" for k, v in mc.uncovered.items()))
+    if report.uncovered:
+        print("UNCOVERED (not costed, not counted): " + ", ".join(f"{k} x{v}" for k, v in report.uncovered.items()))
     return 0
 
 
