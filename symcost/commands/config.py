@@ -1,6 +1,7 @@
 """`symcost model TARGET --input SHAPE --config FIELD=SYMBOL,…`: totals in the model's own hyperparameters.
 
-The derivation is ``symcost.hyper.derive_config``; this module parses ``--at`` and ``--config-values`` and prints.
+The derivation is ``symcost.hyper.derive_config``, the report ``symcost.hyper.report``; this module calls them and
+prints.
 """
 from __future__ import annotations
 
@@ -11,110 +12,23 @@ from pathlib import Path
 
 from ..parse import UsageError
 
-METRICS = ("params", "buffers", "macs", "flops", "reads", "writes")
-
-
-def read_config_values(path: str) -> dict[str, dict]:
-    """``{"7B": {"hidden_size": 4096, …}, …}`` (or a list of objects with a "name") -> {row name: {field: int}}."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise UsageError(f"--config-values {path!r}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--config-values {path!r}: not JSON ({e.msg}, line {e.lineno})") from None
-    if isinstance(data, list):
-        if not all(isinstance(r, dict) for r in data):
-            raise UsageError(f"--config-values {path!r}: expected objects of field: integer")
-        data = {str(r.get("name", i)): {k: v for k, v in r.items() if k != "name"} for i, r in enumerate(data)}
-    if not isinstance(data, dict) or not data or not all(isinstance(r, dict) for r in data.values()):
-        raise UsageError(f"--config-values {path!r}: expected {{\"row name\": {{\"field\": integer, …}}, …}}")
-    for name, row in data.items():
-        for k, v in row.items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UsageError(f"--config-values {path!r}: row {name!r}: {k} must be a positive integer, got {v!r}")
-    return data
-
-
-def config_points(cc, rows: dict[str, dict], at_values: dict[str, int]) -> list[tuple[str, dict]]:
-    """Each row (fields of the config, or symbol names) as an assignment of ``cc``'s symbols."""
-    symbols = {f: str(s) for f, s in cc.config_symbols.items()}
-    fixed = {f: v for f, v in cc.config.items() if isinstance(v, int)}
-    out = []
-    for name, row in rows.items():
-        values = dict(at_values)
-        for k, v in row.items():
-            if k in symbols:
-                values[symbols[k]] = v
-            elif k in symbols.values() or k in {str(s) for s in cc.symbols}:
-                values[k] = v
-            elif fixed.get(k, v) != v or k not in fixed:
-                raise UsageError(f"row {name!r}: {k}={v}, but the formula has {k} "
-                                 + (f"fixed at {fixed[k]}" if k in fixed else "at its default (add it to --config)"))
-        missing = [str(s) for s in cc.symbols if str(s) not in values]
-        if missing:
-            raise UsageError(f"row {name!r} gives no value for {', '.join(missing)}")
-        out.append((name, values))
-    return out
-
 
 def derive_for_args(target: str, args, config: str | dict | None = None):
     """The ``ConfigCost`` named by ``config``, ``--config`` or the fields of ``--config-values``."""
     from ..hyper import derive_config
+    from ..hyper.report import fields_of, read_config_values
     from ..progress import status as _status
 
-    config = config or args.config or ",".join(sorted({k for row in read_config_values(args.config_values).values()
-                                                      for k in row}))
+    config = config or args.config or fields_of(read_config_values(args.config_values))
     with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
         return derive_config(target, args.input, config, train=args.train,
                              input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache)
 
 
-def row_groups(config: dict, rows: dict) -> list[tuple[dict, dict]]:
-    """Rows grouped by the formula they need: where a row has num_attention_heads = num_key_value_heads (a
-    quotient of 1, which the general formula excludes), the two fields share one symbol."""
-    from ..hyper.space import HF_RELATIONS
-
-    groups: dict[tuple, tuple[dict, dict]] = {}
-    for name, row in rows.items():
-        tied = dict(config)
-        for num, den, _ in HF_RELATIONS:
-            if isinstance(config.get(num), str) and isinstance(config.get(den), str) and row.get(num) == row.get(den):
-                tied[den] = config[num]
-        key = tuple(sorted(tied.items()))
-        groups.setdefault(key, (tied, {}))[1][name] = row
-    return list(groups.values())
-
-
-def evaluations(cc, args, rows: dict | None = None) -> list[dict]:
-    """Exact numbers at ``--at`` points, or at each ``--config-values`` row (``--at`` giving the input's symbols)."""
-    from ..sweep import parse_assignments
-
-    if rows is None and args.config_values:
-        rows = read_config_values(args.config_values)
-    if rows is not None:
-        inputs = sorted({str(s) for d in cc.input_shape if not isinstance(d, int) for s in d.free_symbols})
-        at_points = parse_assignments(args.at, inputs) if inputs or args.at else [{}]
-        points = [(n, v) for p in at_points for n, v in config_points(cc, rows, p)]
-    elif args.at:
-        points = [("", p) for p in parse_assignments(args.at, [str(s) for s in cc.symbols])]
-    else:
-        return []
-    out = []
-    for name, values in points:
-        try:
-            numbers = cc.evaluate(values, args.convention)
-        except ValueError as e:
-            raise UsageError(f"{name + ': ' if name else ''}{e}") from None
-        out.append({**({"name": name} if name else {}), "values": values, **{m: numbers[m] for m in METRICS}})
-    return out
-
-
 def config_table(args):
     """`symcost table TARGET --config-values FILE`: one row per named configuration, all from one formula."""
-    from ..export.tables import Table
-    from ..hyper import parse_config
+    from ..hyper import report
     from ..parse import convention_arg
-    from ..sweep import parse_assignments
 
     conv = convention_arg(args.convention)
     if len(args.targets) != 1:
@@ -122,50 +36,24 @@ def config_table(args):
     if not args.config_values:
         raise UsageError("--config in a table needs --config-values FILE.json (the rows)")
     target = args.targets[0]
-    rows = read_config_values(args.config_values)
+    rows = report.read_config_values(args.config_values)
     if args.caption is None:
         args.caption = f"Cost of {target} configurations, each row from a formula in its config fields"
-    config = parse_config(args.config or ",".join(sorted({k for row in rows.values() for k in row})))
-    found, notes, shape = {}, [], ()
-    for tied, group in row_groups(config, rows):
-        cc = derive_for_args(target, args, tied)
-        for e in evaluations(cc, args, group):
-            found[e["name"]] = {"name": e["name"], "target": target, **{m: e[m] for m in METRICS}}
-        same = [f"{f} = {g}" for f, g in tied.items() if config[f] != g]
-        notes.append(f"rows {', '.join(group)}: one formula in {', '.join(sorted(map(str, cc.symbols)))}"
-                     + (f" ({'; '.join(same)})" if same else "") + f", params = {cc.total(conv.name)['params']}")
-        shape = cc.input_shape
-    inputs = sorted({str(s) for d in shape if not isinstance(d, int) for s in d.free_symbols})
-    points = parse_assignments(args.at, inputs) if inputs else [{}]
-    if len(points) != 1:
-        raise UsageError("--at: a table takes one value per input symbol")
-    return Table("models", conv, tuple(shape), points[0], [target], [found[n] for n in rows], notes=notes)
+    return report.config_table(target, rows, args.config, conv, args.at,
+                               lambda tied: derive_for_args(target, args, tied))
 
 
 def run_config(args) -> int:
+    from ..hyper.report import config_report, read_config_values
+
     for flag in ("assume_divisible", "layers"):
         if getattr(args, flag, None):
             raise UsageError(f"--{flag.replace('_', '-')} is not available with --config (totals only)")
     started = time.perf_counter()
     cc = derive_for_args(args.target, args)
-    evaluated = evaluations(cc, args)
-    total = cc.total(args.convention)
-    result = {
-        "target": cc.target,
-        "input_shape": [d if isinstance(d, int) else str(d) for d in cc.input_shape],
-        "config": cc.config,
-        "convention": args.convention,
-        "formula": {m: str(total[m]) for m in METRICS},
-        "flops_by_convention": {n: str(t["flops"]) for n, t in cc.totals.items()},
-        "conditions": cc.condition_texts() + [f"{s} >= 2" for s in cc.config_symbols.values()],
-        "domain": [f"{d} >= 1" for d in cc.domain],
-        "fit": {k: v for k, v in cc.fit.items() if k != "traced_at"},
-        "uncovered": sorted(cc.uncovered),   # op names only: how many calls depends on the configuration
-        "notes": cc.notes,
-    }
-    if evaluated:
-        result["evaluations"] = evaluated
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    rows = read_config_values(args.config_values) if args.config_values else None
+    report = config_report(cc, args.convention, args.at, rows, started)
+    result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
