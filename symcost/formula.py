@@ -61,6 +61,25 @@ class Formula:
         out += [(name, v) for (name, _), v in zip(fields, shown[n:])]
         return out
 
+    def flags(self, layer) -> dict[str, str]:
+        """``{"b": "1 with bias, 0 without"}`` for each flag of ``layer`` left as a symbol that the formulas use."""
+        c, conv = self.cost, self.convention
+        used = set().union(*(getattr(e, "free_symbols", set()) for e in
+                             (c.params, c.buffers, c.macs, conv.count(c), c.reads, c.writes)))
+        return {str(getattr(layer, a.name)): f"1 with {a.name}, 0 without" for a in layer.args
+                if a.kind == "flag" and getattr(layer, a.name, None) in used}
+
+    def as_dict(self, layer) -> dict:
+        """Plain data, every expression as its string (``symcost formula --json``)."""
+        c, conv = self.cost, self.convention
+        return {"layer": self.layer, "convention": conv.name,
+                "input_shapes": [[str(d) for d in s] for s in self.inputs],
+                "output_shape": [str(d) for d in c.output_shape],
+                "where": {str(k): str(v) for k, v in self.where.items()},
+                "params": str(c.params), "buffers": str(c.buffers), "macs": str(c.macs),
+                "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
+                "ops": {k: str(v) for k, v in c.ops.items()}, "flags": self.flags(layer)}
+
     def __str__(self) -> str:
         from .export.formulas import text as expr_text
 

@@ -120,32 +120,16 @@ def run_formula(args) -> int:
         return _run_backward_formula(layer, shapes, conv, args.json)
     formula = Formula.of(layer, shapes, conv)
     if args.json:
-        c = formula.cost
-        print(json.dumps({"layer": layer.name, "convention": conv.name,
-                          "input_shapes": [[str(d) for d in s] for s in shapes],
-                          "output_shape": [str(d) for d in c.output_shape],
-                          "where": {str(k): str(v) for k, v in formula.where.items()},
-                          "params": str(c.params), "buffers": str(c.buffers), "macs": str(c.macs),
-                          "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
-                          "ops": {k: str(v) for k, v in c.ops.items()},
-                          "flags": dict(line.split(" = ", 1) for line in _flag_meanings(layer, c, conv))}, indent=2))
+        print(json.dumps(formula.as_dict(layer), indent=2))
     elif args.latex:
         print(sympy.latex(formula))
     else:
         print(f"{layer.name}  [{layer.torch_name}]  {layer.summary}")
         print(formula)
-        for line in _flag_meanings(layer, formula.cost, conv):
-            print(line)
+        for symbol, meaning in formula.flags(layer).items():
+            print(f"{symbol} = {meaning}")
         print(f"convention {conv.name}: {conv.summary}")
     return 0
-
-
-def _flag_meanings(layer, cost, conv) -> list[str]:
-    """``b = 1 with bias, 0 without`` for each flag left as a symbol that the printed formulas use."""
-    used = set().union(*(getattr(e, "free_symbols", set()) for e in
-                         (cost.params, cost.buffers, cost.macs, conv.count(cost), cost.reads, cost.writes)))
-    return [f"{getattr(layer, a.name)} = 1 with {a.name}, 0 without" for a in layer.args
-            if a.kind == "flag" and getattr(layer, a.name, None) in used]
 
 
 def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
