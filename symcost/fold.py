@@ -619,3 +619,41 @@ def fold_costs(original: nn.Module, folded: nn.Module, shape: tuple, convention:
                           "kernels_before": sum(len(e.kernels) for e in eb),
                           "kernels_after": sum(len(e.kernels) for e in ea)}
     return cost
+
+
+@dataclass
+class FoldReport:
+    """``symcost fold`` as data: the fold, its numerical check on one random input, the cost before and after."""
+
+    target: str
+    input_shape: list
+    result: FoldResult
+    max_abs_diff: float
+    max_abs_output: float
+    cost: FoldCost
+
+    def as_dict(self) -> dict:
+        saving = self.cost.predicted["saving"] if self.cost.predicted else None
+        return {"target": self.target, "input_shape": self.input_shape, **self.result.as_dict(),
+                "max_abs_diff": self.max_abs_diff, "max_abs_output": self.max_abs_output,
+                "cost": self.cost.as_dict(), "predicted_saving": saving}
+
+
+def fold_target(target: str, shape: tuple[int, ...], seed: int = 0, convention: str = "flops", device=None,
+                dtype: str = "fp32", on_step=None) -> FoldReport:
+    """Load ``target`` (a torchvision model's BatchNorm statistics randomised: weights=None leaves them at mean 0,
+    var 1, which would make the check vacuous), fold it, compare on one ``randn`` input and trace both.
+    ``seed`` reproduces weights, statistics and input; ``on_step(text)`` is told when the tracing starts."""
+    from .targets import load_target
+
+    torch.manual_seed(seed)  # the weights of a torchvision or file target
+    model = load_target(target)
+    if target.strip().startswith("torchvision:"):
+        randomize_batchnorm(model, seed=seed)
+    model.eval()  # folding is an inference transform; a BN in training mode would be skipped
+    result = fold_batchnorm(model, shape)
+    diff, scale = result.compare(shape, seed=seed)
+    if on_step:
+        on_step("tracing the model before and after folding")
+    cost = fold_costs(model, result.model, shape, convention, device, dtype)
+    return FoldReport(target, list(shape), result, diff, scale, cost)

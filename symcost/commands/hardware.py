@@ -22,35 +22,18 @@ from ..render import count, pairs, seconds, si, table
 # ------------------------------------------------------------------------------------------------------ fold
 
 def run_fold(args) -> int:
-    from ..fold import COST_KEYS, FoldError, fold_batchnorm, fold_costs, randomize_batchnorm
-    from ..targets import load_target
+    from ..fold import COST_KEYS, fold_target
 
     shape = parse_shape(args.input, allow_symbols=False)
     device = _device(args.device) if args.device else None
     dtype = _dtype(args.dtype)
     convention_arg(args.convention)
     with status(f"folding {args.target}'s BatchNorms and checking the output") as spinner:
-        import torch
-
-        torch.manual_seed(args.seed)  # the weights of a torchvision or file target: --seed reproduces the output
-        model = load_target(args.target)
-        if args.target.strip().startswith("torchvision:"):
-            # weights=None leaves mean 0, var 1, gamma 1, beta 0: random statistics make the check meaningful
-            randomize_batchnorm(model, seed=args.seed)
-        model.eval()  # folding is an inference transform; a BN in training mode would be skipped
-        try:
-            result = fold_batchnorm(model, shape)
-            diff, scale = result.compare(shape, seed=args.seed)
-        except FoldError as e:
-            raise UsageError(str(e)) from None
-        spinner.update("tracing the model before and after folding")
-        cost = fold_costs(model, result.model, shape, args.convention, device, dtype)
+        report = fold_target(args.target, shape, args.seed, args.convention, device, dtype, on_step=spinner.update)
     if args.json:
-        saving = cost.predicted["saving"] if cost.predicted else None
-        print(json.dumps({"target": args.target, "input_shape": list(shape), **result.as_dict(),
-                          "max_abs_diff": diff, "max_abs_output": scale, "cost": cost.as_dict(),
-                          "predicted_saving": saving}, indent=2))
+        print(json.dumps(report.as_dict(), indent=2))
         return 0
+    result, diff, scale, cost = report.result, report.max_abs_diff, report.max_abs_output, report.cost
     print(f"{args.target}  input {'x'.join(map(str, shape))}  (pairs found with {result.method})")
     print(result.message)
     for bn, reason in result.skipped:
