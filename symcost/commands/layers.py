@@ -228,6 +228,7 @@ def layer_help(cls, symbolic: bool) -> str:
              "", f"{cls.name} arguments (NAME=VALUE)" + (", omitted ones stay symbols:" if symbolic else ":")]
     if not cls.args:
         lines.append("  none")
+    args = []
     for a in cls.args:
         accepts = f"one of {a.choice_list()}" if a.kind == "choice" else KIND_MEANINGS.get(a.kind, a.kind)
         accepts = accepts.replace("NAME", a.name.replace("_", "-"))
@@ -239,8 +240,8 @@ def layer_help(cls, symbolic: bool) -> str:
             default = f"default {shown(a.default)}" + ("" if a.default is not None else " (unset, as in torch)")
             if symbolic and a.symbol is not None:
                 default += f"; omitted: symbol {shown(a.symbol)}"
-        lines.append(f"  {a.name:<20} {accepts}; {default}" + (f". {a.help}" if a.help else ""))
-    return "\n".join(lines)
+        args.append((a.name, f"{accepts}; {default}" + (f". {a.help}" if a.help else "")))
+    return "\n".join(lines + ([pairs(args, indent=2)] if args else []))
 
 
 class _LayerHelp(argparse._HelpAction):
