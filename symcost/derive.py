@@ -59,6 +59,41 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
     return mc
 
 
+def derive_decode(target: str, input_spec: str, *, past=None, generate=None, convention: str = "flops",
+                  use_cache: bool = True, progress: bool = True) -> dict:
+    """One decode step (``past``: cached tokens, an int or a symbol name) or a generation (``generate``: steps) of
+    an ``hf:`` decoder on ids of ``input_spec`` (B x L), from the cache when it can (no torch import then).
+    Returns ``{"step": ModelCost}`` or ``symcost.decode.generation``'s dict, plus ``"notes"`` (the experts
+    implementation chosen, for a mixture of experts)."""
+    import pickle
+
+    from . import cache
+
+    what = f"past={past}" if past is not None else f"generate={generate}:{convention}"
+    key = _key(target, f"{input_spec}:{what}", False, "int64")
+    if use_cache:
+        hit = cache.load(key)
+        if isinstance(hit, dict) and "decode" in hit:
+            return pickle.loads(hit["decode"])
+    from .decode import decode_step, generation
+    from .moe import select_experts_implementation
+    from .parse import parse_shape
+    from .targets import load_target
+
+    shape = parse_shape(input_spec)
+    with _status(f"tracing {target} decoding on {input_spec}", progress):
+        model = load_target(target, device="meta").eval()
+        notes = select_experts_implementation(model)
+        if past is not None:
+            out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
+        else:
+            out = generation(model, shape[0], shape[1], generate, convention, target=target)
+    out["notes"] = notes
+    if use_cache:
+        cache.store(key, {"decode": pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)})
+    return out
+
+
 def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dtype: str | None = None,
                  trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
                  attn_implementation: str | None = None):

@@ -1,5 +1,8 @@
 """Decoding with a KV cache: one step as a formula in the cached length T, and a generation in closed form."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import sympy
@@ -78,15 +81,24 @@ def test_generation_sum_equals_the_sum_of_concrete_traces_under_every_metric():
         assert value(g["total"][m], P=prompt, n=steps) == expected[m], m
 
 
-def test_cli_past_and_generate():
-    r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "T", "--json", "--convention", "torch",
-            "--at", "T=100")
+def test_cli_past_and_generate(tmp_path):
+    env = {"SYMCOST_CACHE_DIR": str(tmp_path)}
+    args = ("model", "hf:gpt2", "--input", "1x1", "--past", "T", "--json", "--convention", "torch", "--at", "T=100")
+    r = cli(*args, env=env)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     # GPT-2 small, one token against T cached: 12 layers x 12 heads x 64 x 2 products x 2 FLOPs = 36864 per cached
     # token (attention over T + 1 keys), plus the 124M-parameter matmuls once: 2 x 84934656 + 36864
     assert d["formula"]["flops"] == "36864*T + 169906176"
     assert d["evaluations"][0]["total"]["flops"] == 36864 * 100 + 169906176
+    # the same call again answers from the cache: no torch, no transformers, the same numbers
+    code = ("import sys; from symcost.cli import main; "
+            f"main({list(args)!r}); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    assert again.returncode == 0, again.stderr
+    d2 = json.loads(again.stdout)
+    assert d2["formula"] == d["formula"] and d2["evaluations"] == d["evaluations"]
     r = cli("model", "hf:gpt2", "--input", "1x3x4", "--past", "T")
     assert r.returncode == 2 and "B x L" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "0")

@@ -106,10 +106,9 @@ def run_decode(args) -> int:
     import sympy
 
     from ..conventions import CONVENTIONS, get_convention
-    from ..decode import decode_step, generation, tidy
+    from ..decode import tidy
     from ..parse import parse_shape
     from ..sweep import parse_assignments
-    from ..targets import load_target
     from ..training import exact
 
     started = time.perf_counter()
@@ -125,21 +124,22 @@ def run_decode(args) -> int:
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {args.input!r}")
     if not args.target.strip().startswith("hf:"):
         raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
-    from ..moe import select_experts_implementation
+    from ..derive import derive_decode
 
-    model = load_target(args.target, device="meta").eval()
-    moe_notes = select_experts_implementation(model)
     result = {"target": args.target, "input_shape": [exact(sympy.sympify(d)) for d in shape],
               "convention": args.convention, "convention_summary": get_convention(args.convention).summary}
     if args.past:
-        mc = decode_step(model, shape[0], shape[1], args.past, target=args.target)
+        got = derive_decode(args.target, args.input, past=args.past, use_cache=not args.no_cache,
+                            progress=not args.json)
+        mc = got["step"]
         parts = {"total": {m: tidy(e) for m, e in mc.total(args.convention).items()}}
         result["past"] = args.past
         notes = [f"one decode step: {exact(sympy.sympify(shape[1]))} new token(s) per sequence with {args.past} "
                  "cached tokens per layer (a DynamicCache); reads include the cache"]
         derivations, symbols = (mc,), mc.symbols
     else:
-        g = generation(model, shape[0], shape[1], args.generate, args.convention, target=args.target)
+        g = derive_decode(args.target, args.input, generate=args.generate, convention=args.convention,
+                          use_cache=not args.no_cache, progress=not args.json)
         parts = {k: g[k] for k in ("total", "prefill", "decode")}
         result["generate"] = args.generate
         result["step_formula"] = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}
@@ -148,6 +148,7 @@ def run_decode(args) -> int:
                  f"the step formula in {g['step_symbol']} summed in closed form"]
         derivations = g["derivations"]
         symbols = sorted(set().union(*[e.free_symbols for e in parts["total"].values()]), key=str)
+    moe_notes = got["notes"] if args.past else g["notes"]
     for name, t in parts.items():
         result[name] = {m: exact(v) for m, v in t.items()}
     names = [str(s) for s in symbols]
