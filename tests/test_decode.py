@@ -53,6 +53,37 @@ def test_decode_step_equals_flop_counter_over_a_real_cache(model_type):
     assert sympy.expand(mc.total()["reads"]).coeff(t) >= 2 * 2 * 2 * kv_heads * 16
 
 
+def small_variant(model_type: str):
+    """Families whose decode step computes sizes in Python from the cached length (a mask of T + 1 columns, cache
+    positions T ... T + L - 1): each at 2 layers, width 64, 4 heads."""
+    kw = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128, vocab_size=100,
+              bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    kw.update({"falcon": dict(new_decoder_architecture=False, multi_query=True),
+               "opt": dict(ffn_dim=128, word_embed_proj_dim=64),
+               "qwen2_moe": dict(num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                                 shared_expert_intermediate_size=32)}[model_type])
+    cfg = transformers.AutoConfig.for_model(model_type, **kw)
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(cfg).eval()
+    from symcost.moe import select_experts_implementation
+
+    select_experts_implementation(model)
+    return model
+
+
+@pytest.mark.parametrize("model_type", ["falcon", "opt", "qwen2_moe"])
+def test_decode_step_with_sizes_computed_from_the_cache_length(model_type):
+    # these once refused (no single formula): a size T + 1 computed in Python was not recognised as one
+    model = small_variant(model_type)
+    mc = decode_step(model, 2, 1, "T")
+    for cached in (5, 8, 33):
+        with torch.no_grad():
+            cache = model(ids(2, cached), use_cache=True).past_key_values
+            with FlopCounterMode(display=False) as c:
+                model(ids(2, 1), past_key_values=cache, use_cache=True)
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == c.get_total_flops(), (model_type, cached)
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
 def test_generation_closed_form_equals_a_cached_generation_loop(model_type):
     model = small(model_type)

@@ -74,6 +74,8 @@ class Propagation:
                 out.append(sympy.Integer(x))
             elif (x, y) in self.lookup:
                 out.append(self.lookup[(x, y)])
+            elif (guess := _size_from(self, (), (x, y))) is not None:
+                out.append(guess)  # a size computed in Python (a mask of T + 1 columns): checked at other sizes
             else:
                 raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
                                       f"of dim {i}; trace at a concrete size instead")
@@ -262,8 +264,8 @@ def _col2im(p, ev, _evb):
 
 def _size_from(p, shape, pair):
     """A size given to an op as numbers (an interpolation target, a fold's output size): a constant, a size of the
-    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), either rounded to
-    a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
+    op's input or of the model's input, or a simple function of one (x + c, x - c, k*x, floor(x/k), ceil(x/k),
+    either rounded to a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
     a, b = pair
     if a == b:
         return sympy.Integer(a)
@@ -271,6 +273,12 @@ def _size_from(p, shape, pair):
     for x in sizes:
         if p.value(x) == (a, b):
             return x
+    for c in range(1, 65):  # x + c, x - c: a cached length plus the new tokens, a position table's offset
+        for x in sizes:
+            xa, xb = p.value(x)
+            for cand, va, vb in ((x + c, xa + c, xb + c), (x - c, xa - c, xb - c)):
+                if (va, vb) == (a, b) and va > 0 and vb > 0:
+                    return cand
     for k in range(2, 65):  # the smallest k that fits (a wrong guess fails the shape check at other sizes)
         for x in sizes:
             xa, xb = p.value(x)
