@@ -292,7 +292,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     for k, ev in enumerate(rec.ops):
         if covered[k]:
             continue
-        if ev.op in ZERO_COST_OPS:
+        if ev.op in ZERO_COST_OPS or _all_empty(ev, sym):
             zero[ev.op] = zero.get(ev.op, 0) + 1
             continue
         try:
@@ -317,6 +317,12 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     named = dict(shape) if isinstance(shape, dict) else {}
     return ModelCost(target, _flat(shape), rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds,
                      inputs=named)
+
+
+def _all_empty(ev, sym: list) -> bool:
+    """Every output has a dimension that is 0 at every size (the unrotated part of a head that rotary embeddings
+    cover whole): the op writes nothing and reads nothing it needs."""
+    return bool(ev.outputs) and all(any(d == 0 for d in sym[n]) for n in ev.outputs)
 
 
 def _check_params(cost: Cost, module: torch.nn.Module, name: str) -> None:

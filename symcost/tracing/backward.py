@@ -101,8 +101,10 @@ def _batch_norm(ev, sym, concrete):
 
 @_handler("aten.slice_backward", "aten.select_backward")
 def _scatter_copy(ev, sym, concrete):
-    # the gradient written into a zeroed tensor of the input's size: data movement only
-    return get_layer_class("copy")(), (sym[ev.args[0].index], sym[ev.outputs[0]])
+    # the gradient written into a zeroed tensor of the input's size: data movement only (an empty gradient, of
+    # the unrotated part of a head that rotary embeddings cover whole, is read from nowhere)
+    go = ev.args[0].index
+    return get_layer_class("copy")(), (*([sym[go]] if 0 not in concrete[go] else []), sym[ev.outputs[0]])
 
 
 @_handler("aten.index_put")
