@@ -212,7 +212,7 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
             target: str, backward: bool = False) -> ModelCost:
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
-    mc = _rows(model, rec_a, sym, shape, target, values_a)
+    mc = _rows(model, rec_a, sym, shape, target, values_a, prop.costed)
     bounds = Bounds(lambda x, y: sympy.Integer(x) if x == y else prop.lookup.get((x, y)))
     for ev, evb in zip(rec_a.ops, rec_b.ops):
         bounds.step(ev, evb, sym)
@@ -265,7 +265,7 @@ def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: s
     return mc
 
 
-def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a: dict) -> ModelCost:
+def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a: dict, costed: dict) -> ModelCost:
     placed: list[tuple[int, Row, range]] = []  # (first op, row, the ops it covers): sorted into execution order
     covered = [False] * len(rec.ops)
     for ev in rec.modules:
@@ -295,18 +295,21 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         if ev.op in ZERO_COST_OPS:
             zero[ev.op] = zero.get(ev.op, 0) + 1
             continue
-        try:
-            found = layer_for_op(ev, sym, concrete)
-        except LayerError as e:
-            raise TraceError(f"{ev.module or '(model)'}: {ev.op}: {e}") from None
-        if found is None:
-            uncovered[ev.op] = uncovered.get(ev.op, 0) + 1
-            continue
-        layer, ins = found
+        if k in costed:  # costed already by shape propagation (its output shape is its layer's)
+            layer, ins, cost = costed[k]
+        else:
+            try:
+                found = layer_for_op(ev, sym, concrete)
+            except LayerError as e:
+                raise TraceError(f"{ev.module or '(model)'}: {ev.op}: {e}") from None
+            if found is None:
+                uncovered[ev.op] = uncovered.get(ev.op, 0) + 1
+                continue
+            layer, ins = found
+            cost = layer.cost(*ins)
         grad = rec.backward_start is not None and k >= rec.backward_start
         name = f"{'(backward)' if grad else ev.module or '(model)'}:{ev.op.split('.', 1)[1]}"
-        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, layer.cost(*ins), backward=grad),
-                       range(k, k + 1)))
+        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, cost, backward=grad), range(k, k + 1)))
     placed.sort(key=lambda p: p[0])  # stable: a module call with no ops stays before the op that follows it
     # params and buffers by the tensors each row reads, not by the catalog's formula: a tied weight, a sliced
     # or expanded parameter and a shared module all count once, at their own size
