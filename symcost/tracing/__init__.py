@@ -9,7 +9,7 @@ import torch
 
 from ..cost import Cost
 from ..layers.base import LayerError
-from ..model import ModelCost, Row
+from ..model import ModelCost, Row, RowKind
 from ..symbols import user_symbol
 from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
@@ -309,7 +309,8 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
             cost = layer.cost(*ins)
         grad = rec.backward_start is not None and k >= rec.backward_start
         name = f"{'(backward)' if grad else ev.module or '(model)'}:{ev.op.split('.', 1)[1]}"
-        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, cost, backward=grad), range(k, k + 1)))
+        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, cost, backward=grad,
+                                  kind=RowKind.FUNCTIONAL), range(k, k + 1)))
     placed.sort(key=lambda p: p[0])  # stable: a module call with no ops stays before the op that follows it
     # params and buffers by the tensors each row reads, not by the catalog's formula: a tied weight, a sliced
     # or expanded parameter and a shared module all count once, at their own size
