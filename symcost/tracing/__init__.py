@@ -14,6 +14,7 @@ from ..symbols import user_symbol
 from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
+from .handlers import custom_ops
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError
 from .bounds import Bounds
 from .propagate import Propagation
@@ -122,7 +123,8 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
 def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
-          default_shape: Sequence[int] | None = None, backward: bool = False) -> ModelCost:
+          default_shape: Sequence[int] | None = None, backward: bool = False,
+          custom_mapping: dict | None = None) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -138,7 +140,14 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
     ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
     ``Row.backward`` set.
+    ``custom_mapping``: op -> handler for this trace only, before the registered ones (``symcost.register_op``
+    documents the handler; as ``FlopCounterMode(custom_mapping=...)``).
     """
+    with custom_ops(custom_mapping):
+        return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
+
+
+def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward) -> ModelCost:
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)

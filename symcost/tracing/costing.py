@@ -167,6 +167,22 @@ def _pow(ev, S, concrete, sym):
     return _layer("exp"), (sym[ev.outputs[0]],)  # a tensor exponent (or base): 1 fn per output element
 
 
+@handles("aten.erf", "aten.erf_", output="inputs")
+def _erf(ev, S, concrete, sym):
+    """erf (the exact GELU written out, as Hugging Face's ``gelu_python``): 1 fn per element, as exp."""
+    return _layer("exp"), (S(ev.args[0]),)
+
+
+_TRANSCENDENTAL = ("aten.log1p", "aten.log1p_", "aten.expm1", "aten.expm1_", "aten.exp2", "aten.exp2_", "aten.log2",
+                   "aten.log2_", "aten.log10", "aten.log10_")
+
+
+@handles(*_TRANSCENDENTAL, output="inputs")
+def _transcendental(ev, S, concrete, sym):
+    """log(1 + x), exp(x) - 1, 2^x, log2, log10: one library call per element each, as exp and log: 1 fn."""
+    return _layer("exp"), (S(ev.args[0]),)
+
+
 _UNARY = _table(neg=("aten.neg", "aten.neg_"), abs=("aten.abs", "aten.abs_"),
                 sin=("aten.sin", "aten.sin_", "aten.cos", "aten.cos_"),
                 logical_not=("aten.bitwise_not", "aten.logical_not"))
