@@ -37,10 +37,18 @@ def cached_summary(target: str, input_spec: str, train: bool = False, input_dtyp
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
-           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
+           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
+           custom_mapping: dict | None = None):
     """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
     ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two
-    assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None."""
+    assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None;
+    ``custom_mapping``: op -> handler for this derivation (see ``symcost.register_op``; the cache is not used)."""
+    if custom_mapping:
+        from .tracing.handlers import custom_ops
+
+        with custom_ops(custom_mapping):
+            return derive(target, input_spec, train=train, use_cache=use_cache, progress=progress,
+                          input_dtype=input_dtype, trace_sizes=trace_sizes, backward=backward)
     import pickle
 
     from . import cache

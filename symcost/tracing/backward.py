@@ -11,7 +11,8 @@ MACs are the multiply-accumulates done.  FlopCounterMode (the ``torch`` conventi
 convolution's weight gradient with all ``C_in`` input channels instead of ``C_in/g`` (``conv_backward_flop``), ``g``
 times the work done; symcost counts the work and ``grouped_grad_weight_overcount`` states the difference.
 
-Handlers register into the forward tables (``costing.handles``, ``propagate.rule``) by op name.
+Handlers register into the one op-handler registry (``handlers.handles``); the gradients' shapes are rules of
+``propagate`` (a gradient has the shape of the tensor it is the gradient of).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..layers.gradients import (_ACTIVATIONS, _GELU, BatchNormBackward, Convolut
                                 EmbeddingBackward, IndexPutAccumulate, LayerNormBackward, MaxPoolBackward,
                                 SoftmaxBackward)
 from ..registry import get_layer_class
-from .costing import handles
+from .handlers import handles
 from .propagate import rule
 from .record import TensorRef
 
@@ -29,9 +30,12 @@ from .record import TensorRef
 # ---- from a recorded op to (layer, symbolic input shapes) ------------------------------------------------------
 
 def _handler(*ops: str):
-    """``costing.handles`` for handlers written as ``fn(ev, sym, concrete)``: one registry, duplicates refused."""
+    """``handlers.handles`` for handlers written as ``fn(ev, sym, concrete)``: one registry, duplicates refused."""
     def deco(fn):
-        handles(*ops)(lambda ev, _shape, concrete, sym: fn(ev, sym, concrete))
+        def handler(ev, _shape, concrete, sym):
+            return fn(ev, sym, concrete)
+        handler.__qualname__ = fn.__qualname__  # duplicates are reported by the name written here
+        handles(*ops, output="inputs")(handler)
         return fn
     return deco
 
