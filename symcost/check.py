@@ -22,17 +22,18 @@ class CheckResult:
                 "rows": [{"quantity": q, "symcost": a, "torch": b, "equal": ok} for q, a, b, ok in self.rows]}
 
     def table(self) -> str:
-        head = ("quantity", "symcost", "pytorch", "")
+        from .render import table
+
         body = [(q, _fmt(a), _fmt(b), "ok" if ok else "DIFFERENT") for q, a, b, ok in self.rows]
-        widths = [max(len(r[i]) for r in [head, *body]) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *body]]
         verdict = "all equal" if self.ok else "MISMATCH"
         return f"{self.layer} on {' , '.join('x'.join(map(str, s)) for s in self.input_shapes)}: {verdict}\n" + \
-            "\n".join(lines)
+            table(["quantity", "symcost", "pytorch", ""], body, {1, 2})
 
 
 def _fmt(v) -> str:
-    return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else f"{v:,}"
+    from .render import count
+
+    return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else count(v)
 
 
 def check_layer(layer, shapes) -> CheckResult:

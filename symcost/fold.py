@@ -547,3 +547,75 @@ def _one_line(e: BaseException, limit: int = 200) -> str:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+# ---- the cost of folding ----------------------------------------------------------------------------------------
+
+#: the totals compared before and after folding
+COST_KEYS = ("params", "buffers", "macs", "flops", "reads", "writes")
+
+
+@dataclass
+class FoldCost:
+    """The traced cost of a model before and after folding, under one convention; ``predicted`` (forward time on a
+    device) when one was given; only ``error`` when either model could not be traced."""
+
+    convention: str = ""
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    uncovered: dict | None = None
+    predicted: dict | None = None
+    error: str | None = None
+
+    @property
+    def saved(self) -> dict:
+        return {k: self.before[k] - self.after[k] for k in COST_KEYS}
+
+    def as_dict(self) -> dict:
+        """Plain data, as ``symcost fold --json`` prints it under ``cost``."""
+        if self.error:
+            return {"error": self.error}
+        out = {"convention": self.convention,
+               "units": {"params": "parameters", "buffers": "elements", "macs": "multiply-accumulates",
+                         "flops": f"operations under '{self.convention}'", "reads": "elements", "writes": "elements"},
+               "before": self.before, "after": self.after, "saved": self.saved}
+        if self.uncovered is not None:
+            out["uncovered"] = self.uncovered
+        if self.predicted is not None:
+            out["predicted"] = self.predicted
+        return out
+
+
+def fold_costs(original: nn.Module, folded: nn.Module, shape: tuple, convention: str = "flops", device=None,
+               dtype: str = "fp32") -> FoldCost:
+    """The traced cost of ``original`` and ``folded`` on ``shape``: before, after and saved (before - after).
+
+    With a ``device`` (``symcost.timing.Device``) also the predicted forward time of each (host and device time
+    overlapped on an asynchronous device; a folded conv's bias is a separate kernel where the device does not fuse
+    it) and the fraction of the forward time folding saves (``predicted["saving"]``)."""
+    from .parse import convention_arg
+    from .timing import forward_time, predict
+    from .tracing import TraceError, trace
+
+    conv = convention_arg(convention)
+    try:
+        before = trace(original, shape)
+        after = trace(folded, shape)
+    except TraceError as e:
+        return FoldCost(error=f"could not trace the model: {e}")
+
+    def totals(mc) -> dict:
+        total = mc.total(conv)
+        return {k: int(total[k]) for k in COST_KEYS}
+
+    cost = FoldCost(conv.name, totals(before), totals(after))
+    if before.uncovered or after.uncovered:
+        cost.uncovered = {"before": before.uncovered, "after": after.uncovered}
+    if device is not None:
+        eb, ea = predict(before, device, dtype, conv), predict(after, device, dtype, conv)
+        tb, ta = forward_time(eb).seconds, forward_time(ea).seconds
+        cost.predicted = {"device": device.name, "dtype": dtype, "before_s": tb, "after_s": ta,
+                          "saving": (tb - ta) / tb if tb else 0.0,
+                          "kernels_before": sum(len(e.kernels) for e in eb),
+                          "kernels_after": sum(len(e.kernels) for e in ea)}
+    return cost

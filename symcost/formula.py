@@ -71,9 +71,9 @@ class Formula:
                 return "(" + ", ".join(text(d) for d in v) + ")"
             return expr_text(v)
 
-        rows = [(str(k), text(v)) for k, v in self.entries()]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+        from .render import pairs
+
+        return pairs([(str(k), text(v)) for k, v in self.entries()])
 
     def _latex_rows(self, printer) -> list[tuple[str, str]]:
         def tex(v) -> str:

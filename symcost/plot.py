@@ -9,14 +9,12 @@ matplotlib and numpy are imported inside the functions: importing this module st
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 METRICS = ("params", "macs", "flops", "reads", "writes")
 SUFFIXES = (".png", ".pdf", ".svg")
 FIGSIZE = (8.0, 5.0)
 DPI = 120
-_PREFIXES = ((1, ""), (10**3, "K"), (10**6, "M"), (10**9, "G"), (10**12, "T"))
 
 
 def metric_label(metric: str, convention: str) -> tuple[str, str]:
@@ -32,10 +30,9 @@ def metric_label(metric: str, convention: str) -> tuple[str, str]:
 
 
 def axis_unit(maximum: float) -> tuple[int, str]:
-    if maximum <= 0:
-        return 1, ""
-    k = min(max(int(math.floor(math.log10(maximum) / 3)), 0), len(_PREFIXES) - 1)
-    return _PREFIXES[k]
+    from .render import prefix_for
+
+    return prefix_for(maximum) if maximum > 0 else (1, "")
 
 
 def axis_title(metric: str, convention: str, maximum: float) -> tuple[str, int]:

@@ -136,6 +136,7 @@ def default_input_size(spec: str) -> tuple | None:
     default weights' transforms (segmentation: their resize size; else the weights' ``min_size`` when it is more
     than 1), as (3, H, W); Hugging Face: (max_position_embeddings,)
     of the default config when it has one.  Nothing is built or downloaded (timm reads its config registry).
+    Trace sizes are chosen around ``tracing.model_input_size`` instead, which reads the built model.
     """
     kind, sep, name = spec.strip().rpartition(":")
     if kind == "timm":

@@ -18,7 +18,7 @@ from symcost.cli import main
 from symcost.export.formulas import abbreviate, expand_back
 from symcost.export.formulas import latex as latex_expr
 from symcost.export.latex import escape
-from symcost.export.numbers import choose_unit, scaled
+from symcost.render import choose_unit, scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -282,13 +282,14 @@ def test_compare_text_and_errors():
 
 
 def test_compare_run_peers():
-    from symcost.commands.compare import compare_target, render
+    from symcost.commands.compare import render
+    from symcost.compare import compare_target
 
     d = compare_target("torchvision:resnet18", (1, 3, 64, 64), run_peers=True)
-    for name, p in d["peers"].items():
-        if p["installed"]:
-            assert p["status"] == "ran" and p["match"] and p["tool"] == p["number"], (name, p)
+    for name, p in d.peers.items():
+        if p.installed:
+            assert p.status == "ran" and p.match and p.tool == p.number, (name, p)
         else:
-            assert p["status"].startswith("not installed") and p["tool"] is None
+            assert p.status.startswith("not installed") and p.tool is None
     text = render(d)
     assert "tool's own" in text and "DIFFERS" not in text

@@ -180,12 +180,15 @@ def _print_text(result: dict) -> None:
     name = result["convention"]
     config = ", ".join(f"{k}={v}" for k, v in result["config"].items())
     print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, config {config}")
-    for m, label in (("params", "params"), ("macs", "MACs"), ("flops", f"FLOPs[{name}]")):
-        print(f"{label:<14}{result['formula'][m]}")
-    print(f"valid where   {'; '.join(result['conditions'] + result['domain'])}")
+    from ..render import count, pairs
+
+    rows = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs"),
+                                                           ("flops", f"FLOPs[{name}]"))]
+    print(pairs([*rows, ("valid where", "; ".join(result["conditions"] + result["domain"]))]))
     for e in result.get("evaluations", []):
         where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
-        print(f"{e.get('name') or where}: params {e['params']:,}  MACs {e['macs']:,}  FLOPs[{name}] {e['flops']:,}")
+        print(f"{e.get('name') or where}: params {count(e['params'])}  MACs {count(e['macs'])}  FLOPs[{name}] "
+              f"{count(e['flops'])}")
     if result["uncovered"]:
         print("UNCOVERED (not costed, not counted): " + ", ".join(result["uncovered"]))
     for note in result["notes"]:

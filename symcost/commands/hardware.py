@@ -17,51 +17,12 @@ import math
 
 from ..parse import UsageError, convention_arg, parse_shape
 from ..progress import add_quiet_option, status
+from ..render import count, pairs, seconds, si, table
 
 # ------------------------------------------------------------------------------------------------------ fold
 
-COST_KEYS = ("params", "buffers", "macs", "flops", "reads", "writes")
-
-
-def _cost_summary(mc, conv) -> dict:
-    total = mc.total(conv)
-    return {k: int(total[k]) for k in COST_KEYS}
-
-
-def fold_costs(original, folded, shape: tuple, convention: str = "flops", device=None, dtype: str = "fp32") -> dict:
-    """The traced cost of ``original`` and ``folded`` on ``shape``: before, after and saved (before - after).
-
-    With a ``device`` (``symcost.timing.Device``) also the predicted forward time of each (host and device time
-    overlapped on an asynchronous device; a folded conv's bias is a separate kernel where the device does not fuse
-    it) and ``predicted_saving``, the fraction of the forward time folding saves."""
-    from ..timing import forward_time, predict
-    from ..tracing import TraceError, trace
-
-    conv = convention_arg(convention)
-    try:
-        before = trace(original, shape)
-        after = trace(folded, shape)
-    except TraceError as e:
-        return {"error": f"could not trace the model: {e}"}
-    b, a = _cost_summary(before, conv), _cost_summary(after, conv)
-    out = {"convention": conv.name,
-           "units": {"params": "parameters", "buffers": "elements", "macs": "multiply-accumulates",
-                     "flops": f"operations under '{conv.name}'", "reads": "elements", "writes": "elements"},
-           "before": b, "after": a, "saved": {k: b[k] - a[k] for k in COST_KEYS}}
-    if before.uncovered or after.uncovered:
-        out["uncovered"] = {"before": before.uncovered, "after": after.uncovered}
-    if device is not None:
-        eb, ea = predict(before, device, dtype, conv), predict(after, device, dtype, conv)
-        tb, ta = forward_time(eb).seconds, forward_time(ea).seconds
-        out["predicted"] = {"device": device.name, "dtype": dtype, "before_s": tb, "after_s": ta,
-                            "saving": (tb - ta) / tb if tb else 0.0,
-                            "kernels_before": sum(len(e.kernels) for e in eb),
-                            "kernels_after": sum(len(e.kernels) for e in ea)}
-    return out
-
-
 def run_fold(args) -> int:
-    from ..fold import FoldError, fold_batchnorm, randomize_batchnorm
+    from ..fold import COST_KEYS, FoldError, fold_batchnorm, fold_costs, randomize_batchnorm
     from ..targets import load_target
 
     shape = parse_shape(args.input, allow_symbols=False)
@@ -85,9 +46,9 @@ def run_fold(args) -> int:
         spinner.update("tracing the model before and after folding")
         cost = fold_costs(model, result.model, shape, args.convention, device, dtype)
     if args.json:
-        saving = cost.get("predicted", {}).get("saving")
+        saving = cost.predicted["saving"] if cost.predicted else None
         print(json.dumps({"target": args.target, "input_shape": list(shape), **result.as_dict(),
-                          "max_abs_diff": diff, "max_abs_output": scale, "cost": cost,
+                          "max_abs_diff": diff, "max_abs_output": scale, "cost": cost.as_dict(),
                           "predicted_saving": saving}, indent=2))
         return 0
     print(f"{args.target}  input {'x'.join(map(str, shape))}  (pairs found with {result.method})")
@@ -97,22 +58,19 @@ def run_fold(args) -> int:
     for note in result.notes:
         print(f"  note: {note}")
     print(f"max |folded - original| = {diff:.3g}  (max |output| = {scale:.3g})")
-    if "error" in cost:
-        print(f"cost: {cost['error']}")
+    if cost.error:
+        print(f"cost: {cost.error}")
     else:
-        from .models import text_table
-
-        names = {"params": "params", "buffers": "buffers", "macs": "MACs", "flops": f"FLOPs[{cost['convention']}]",
+        names = {"params": "params", "buffers": "buffers", "macs": "MACs", "flops": f"FLOPs[{cost.convention}]",
                  "reads": "reads (elements)", "writes": "writes (elements)"}
-        rows = [[names[k], f"{cost['before'][k]:,}", f"{cost['after'][k]:,}", f"{cost['saved'][k]:,}"]
-                for k in COST_KEYS]
-        if "predicted" in cost:
-            p = cost["predicted"]
+        rows = [[names[k], count(cost.before[k]), count(cost.after[k]), count(cost.saved[k])] for k in COST_KEYS]
+        if cost.predicted:
+            p = cost.predicted
             rows.append([f"kernels ({p['device']})", str(p["kernels_before"]), str(p["kernels_after"]),
                          str(p["kernels_before"] - p["kernels_after"])])
-            rows.append([f"predicted forward ({p['device']}, {p['dtype']})", _fmt_s(p["before_s"]),
-                         _fmt_s(p["after_s"]), f"{100 * p['saving']:.1f} %"])
-        print(text_table(["traced cost", "before", "after", "saved"], rows, {1, 2, 3}))
+            rows.append([f"predicted forward ({p['device']}, {p['dtype']})", seconds(p["before_s"]),
+                         seconds(p["after_s"]), f"{100 * p['saving']:.1f} %"])
+        print(table(["traced cost", "before", "after", "saved"], rows, {1, 2, 3}))
     return 0
 
 
@@ -165,27 +123,10 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3f} ms"
-    return f"{s * 1e6:.1f} us"
-
-
-def _si(x: float, unit: str) -> str:
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= scale:
-            return f"{x / scale:.3g} {prefix}{unit}"
-    return f"{x:.3g} {unit}"
-
-
 def _describe_device(d) -> str:
     kinds = f", {len(d.kinds)} kinds fitted" if d.kinds else ""
-    return (f"{d.name}: peak {_si(d.peak_flops, 'FLOP/s')} (fp32), bandwidth {_si(d.bandwidth, 'B/s')}, "
-            f"host {_fmt_s(d.overhead_s)} per call by default{kinds}, "
+    return (f"{d.name}: peak {si(d.peak_flops, 'FLOP/s')} (fp32), bandwidth {si(d.bandwidth, 'B/s')}, "
+            f"host {seconds(d.overhead_s)} per call by default{kinds}, "
             f"{'asynchronous' if d.asynchronous else 'synchronous'}, ridge {d.ridge():.3g} FLOP/B")
 
 
@@ -212,28 +153,26 @@ def run_calibrate(args) -> int:
     if args.json:
         print(json.dumps({**device.to_dict(), "written_to": args.out}, indent=2))
         return 0
-    from .models import text_table
-
     print(f"regime: {regime_text(d['regime'])}{' (--quick: small sizes, cache not DRAM)' if args.quick else ''}")
     g, c, a = d["gemm"], d["copy"], d["add"]
-    print(f"GEMM         torch.mm {g['n']}x{g['n']} fp32: {_fmt_s(g['seconds'])} -> {_si(g['flops_per_s'], 'FLOP/s')}")
-    print(f"bandwidth    copy of {c['elements'] * 4 >> 20} MiB: {_si(c['bytes_per_s'], 'B/s')}; "
-          f"add: {_si(a['bytes_per_s'], 'B/s')} (bytes read + written per second)")
-    print(f"overhead     tiny nn.ReLU module call {_fmt_s(d['tiny_module_call_s'])}")
+    gemm = f"torch.mm {g['n']}x{g['n']} fp32: {seconds(g['seconds'])} -> {si(g['flops_per_s'], 'FLOP/s')}"
+    bandwidth = (f"copy of {c['elements'] * 4 >> 20} MiB: {si(c['bytes_per_s'], 'B/s')}; "
+                 f"add: {si(a['bytes_per_s'], 'B/s')} (bytes read + written per second)")
+    print(pairs([("GEMM", gemm), ("bandwidth", bandwidth),
+                 ("overhead", f"tiny nn.ReLU module call {seconds(d['tiny_module_call_s'])}")]))
     calls = {}
     for call in d["calls"]:
         if call.get("dtype", "fp32") != "fp32":
             continue
         shape = "x".join(map(str, call["input_shape"]))
-        calls.setdefault(call["kind"], []).append(f"{shape} {_fmt_s(call['seconds'])}")
-    rows = [[k, _fmt_s(device.host_s(k)), f"{r.compute:.3g}", f"{r.memory:.3g}", "; ".join(calls.get(k, []))]
+        calls.setdefault(call["kind"], []).append(f"{shape} {seconds(call['seconds'])}")
+    rows = [[k, seconds(device.host_s(k)), f"{r.compute:.3g}", f"{r.memory:.3g}", "; ".join(calls.get(k, []))]
             for k, r in device.kinds.items()]
-    print(text_table(["kind", "host per call", "compute fraction", "memory fraction", "measured calls"], rows,
-                     {1, 2, 3}))
-    for dt, rates in device.kinds_by_dtype.items():
-        print(f"{dt:<12} GEMM {_si(device.peak(dt), 'FLOP/s')}; fractions (compute / memory): "
-              + ", ".join(f"{k} {r.compute:.3g} / {r.memory:.3g}" for k, r in rates.items()))
-    print(f"ridge        {device.ridge():.3g} FLOP/byte: layers below it are memory-bound here")
+    print(table(["kind", "host per call", "compute fraction", "memory fraction", "measured calls"], rows, {1, 2, 3}))
+    per_dtype = [(dt, f"GEMM {si(device.peak(dt), 'FLOP/s')}; fractions (compute / memory): "
+                      + ", ".join(f"{k} {r.compute:.3g} / {r.memory:.3g}" for k, r in rates.items()))
+                 for dt, rates in device.kinds_by_dtype.items()]
+    print(pairs([*per_dtype, ("ridge", f"{device.ridge():.3g} FLOP/byte: layers below it are memory-bound here")]))
     print(f"wrote {args.out}")
     return 0
 
@@ -257,10 +196,10 @@ def configure_calibrate(p: argparse.ArgumentParser) -> None:
 # -------------------------------------------------------------------------------------------------- latency
 
 def run_latency(args) -> int:
-    from ..timing import forward_time, predict, shares, spearman, total_time
     from ..timing.calibrate import calibrate
-    from ..timing.measure import keep_freed_memory, measure_layers, regime, regime_text
+    from ..timing.measure import keep_freed_memory
     from ..timing.progress import Progress
+    from ..timing.report import latency_report
     from ..targets import load_target
     from ..tracing import TraceError, trace
 
@@ -295,64 +234,15 @@ def run_latency(args) -> int:
         if device is None:
             progress.update("calibrating this machine")
             device = calibrate(quick=args.quick, progress=progress)
-        try:
-            est = predict(mc, device, dtype, conv)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        m = None
-        if measure:
-            try:
-                m = measure_layers(model, mc, shape, dtype, repeats=args.repeats, warmup=args.warmup,
-                                   progress=progress, stat=args.stat)
-            except Exception as e:  # the model's own complaint on a real input, in one line
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise UsageError(f"the model does not run on {args.input} in {dtype}: {msg}") from None
+        report = latency_report(args.target, model, mc, shape, device, dtype, conv, measure=measure,
+                                repeats=args.repeats, warmup=args.warmup, stat=args.stat, keep_memory=kept,
+                                progress=progress)
     finally:
         progress.done()
-    measured = m.per_row if m else [None] * len(est)
-    pairs = [(e.time_s, t) for e, t in zip(est, measured) if t is not None]
-    rho = spearman([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 2 else None
-    fam_pred: dict[str, float] = {}
-    fam_meas: dict[str, float] = {}
-    for e, t in zip(est, measured):
-        fam_pred[e.family] = fam_pred.get(e.family, 0.0) + e.time_s
-        if t is not None:
-            fam_meas[e.family] = fam_meas.get(e.family, 0.0) + t
-    flops_by_fam: dict[str, float] = {}
-    bytes_by_fam: dict[str, float] = {}
-    for e in est:
-        flops_by_fam[e.family] = flops_by_fam.get(e.family, 0) + e.flops
-        bytes_by_fam[e.family] = bytes_by_fam.get(e.family, 0) + e.bytes
-    share = {"flops": shares(flops_by_fam), "bytes": shares(bytes_by_fam), "predicted_time": shares(fam_pred)}
-    if m:
-        share["measured_time"] = shares(fam_meas)
-    reg = m.regime if m else regime()
-    result = {
-        "target": args.target, "input_shape": list(shape), "dtype": dtype, "convention": conv.name,
-        "device": device.to_dict(),
-        "regime": {**reg, "summary": regime_text(reg, dtype), "batch": shape[0], "keep_memory": kept,
-                   "page_faults_per_forward": m.faults_per_forward if m else None},
-        "method": m.method if m else "prediction only (--no-measure)",
-        "layers": [{**e.as_dict(), "measured_s": t} for e, t in zip(est, measured)],
-        "total": {"predicted_s": total_time(est), "predicted_forward_s": forward_time(est).seconds,
-                  "predicted_host_s": forward_time(est).host_s, "predicted_device_s": forward_time(est).device_s,
-                  "kernels": sum(len(e.kernels) for e in est), "measured_layers_s": m.layers_s if m else None,
-                  "measured_forward_s": m.forward_s if m else None},
-        "share_by_family": share,
-        "spearman": rho, "n_compared": len(pairs),
-        "notes": list(m.notes) if m else [],
-    }
-    if mc.uncovered:
-        result["notes"].append("uncovered op(s), neither predicted nor measured: "
-                               + ", ".join(f"{k} x{v}" for k, v in mc.uncovered.items()))
-    if m and m.faults_per_forward and m.faults_per_forward >= 100 and not kept:
-        result["notes"].append(f"{m.faults_per_forward:,.0f} page faults per forward pass: the allocator hands freed "
-                               "activations back to the OS and each forward faults them in again, a cost the roofline "
-                               "does not model; --keep-memory stops that")
     if args.json:
-        print(json.dumps(result, indent=2, default=_json_default))
+        print(json.dumps(report.as_dict(), indent=2, default=_json_default))
         return 0
-    _print_latency(result, est, measured)
+    _print_latency(report)
     return 0
 
 
@@ -362,39 +252,38 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def _print_latency(result: dict, est, measured) -> None:
-    from .models import text_table
-
+def _print_latency(report) -> None:
+    result, est, measured = report.as_dict(), report.estimates, report.measured
     d = result["device"]
     print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, {result['dtype']}, "
           f"FLOPs under '{result['convention']}'")
     from ..timing import Device
 
-    print(f"predicted on  {_describe_device(Device.from_dict(d))}")
     reg = result["regime"]
     faults = reg.get("page_faults_per_forward")
-    print(f"measured on   {reg['summary']}, batch {reg['batch']}"
-          + (f", {faults:,.0f} page faults per forward" if faults is not None else "")
-          + (", freed memory kept (--keep-memory)" if reg.get("keep_memory") else ""))
+    measured_on = (f"{reg['summary']}, batch {reg['batch']}"
+                   + (f", {faults:,.0f} page faults per forward" if faults is not None else "")
+                   + (", freed memory kept (--keep-memory)" if reg.get("keep_memory") else ""))
+    print(pairs([("predicted on", _describe_device(Device.from_dict(d))), ("measured on", measured_on)]))
     rows = []
     for e, t in zip(est, measured):
         i = e.intensity
-        rows.append([e.name, e.kind, str(len(e.kernels)), f"{e.flops:,}", f"{e.bytes:,}",
-                     "inf" if math.isinf(i) else f"{i:.3g}", e.bound, _fmt_s(e.time_s), _fmt_s(t),
+        rows.append([e.name, e.kind, str(len(e.kernels)), count(e.flops), count(e.bytes),
+                     "inf" if math.isinf(i) else f"{i:.3g}", e.bound, seconds(e.time_s), seconds(t),
                      f"{e.time_s / t:.2f}" if t else "-"])
-    print(text_table(["layer", "kind", "kernels", "FLOPs", "bytes", "FLOP/B", "bound", "predicted", "measured",
-                      "pred/meas"], rows, {2, 3, 4, 5, 7, 8, 9}))
+    print(table(["layer", "kind", "kernels", "FLOPs", "bytes", "FLOP/B", "bound", "predicted", "measured",
+                 "pred/meas"], rows, {2, 3, 4, 5, 7, 8, 9}))
     t = result["total"]
-    print(f"total         predicted {_fmt_s(t['predicted_s'])} (sum of layers, each alone), "
-          f"{_fmt_s(t['predicted_forward_s'])} (whole forward: host {_fmt_s(t['predicted_host_s'])}, device "
-          f"{_fmt_s(t['predicted_device_s'])}, {t['kernels']} kernels)"
-          + (f"; measured {_fmt_s(t['measured_layers_s'])} (sum of layers), "
-             f"{_fmt_s(t['measured_forward_s'])} (whole forward, no hooks)" if t["measured_forward_s"] else ""))
+    print(f"total         predicted {seconds(t['predicted_s'])} (sum of layers, each alone), "
+          f"{seconds(t['predicted_forward_s'])} (whole forward: host {seconds(t['predicted_host_s'])}, device "
+          f"{seconds(t['predicted_device_s'])}, {t['kernels']} kernels)"
+          + (f"; measured {seconds(t['measured_layers_s'])} (sum of layers), "
+             f"{seconds(t['measured_forward_s'])} (whole forward, no hooks)" if t["measured_forward_s"] else ""))
     s = result["share_by_family"]
     fams = sorted(s["predicted_time"], key=lambda f: -s["predicted_time"][f])
     cols = ["flops", "bytes", "predicted_time"] + (["measured_time"] if "measured_time" in s else [])
-    print(text_table(["family"] + [c.replace("_", " ") + " %" for c in cols],
-                     [[f] + [f"{100 * s[c].get(f, 0):.1f}" for c in cols] for f in fams], set(range(1, len(cols) + 1))))
+    print(table(["family"] + [c.replace("_", " ") + " %" for c in cols],
+                [[f] + [f"{100 * s[c].get(f, 0):.1f}" for c in cols] for f in fams], set(range(1, len(cols) + 1))))
     if result["spearman"] is not None:
         print(f"Spearman rank correlation, predicted vs measured per-layer time: {result['spearman']:.3f} "
               f"({result['n_compared']} layers)")

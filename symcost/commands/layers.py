@@ -6,6 +6,7 @@ import json
 
 from ..parse import UsageError, convention_arg, parse_settings, parse_shapes, rewrite_layer_options
 from ..progress import add_quiet_option, status
+from ..render import count, pairs, table
 
 
 def _layer_cls(name: str):
@@ -76,9 +77,7 @@ def run_list(args) -> int:
         print(json.dumps([{"name": n, "family": c.family, "torch": c.torch_name, "summary": c.summary,
                            "args": [a.name for a in c.args]} for n, c in layers.items()], indent=2))
         return 0
-    width = max(map(len, layers))
-    for name, cls in layers.items():
-        print(f"{name:<{width}}  {cls.family:<11} {cls.summary}  [{cls.torch_name}]")
+    print(table(None, [(name, cls.family, f"{cls.summary}  [{cls.torch_name}]") for name, cls in layers.items()]))
     return 0
 
 
@@ -91,16 +90,15 @@ def run_conventions(args) -> int:
                           for n, c in CONVENTIONS.items()}, indent=2))
         return 0
     print("Primitive operations every layer reports:")
-    for k, v in OP_KINDS.items():
-        print(f"  {k:<5} {v}")
+    print(pairs(OP_KINDS.items(), indent=2))
     print("\nConventions (weight per primitive operation):")
     for c in CONVENTIONS.values():
         weights = " ".join(f"{k}={w}" for k, w in c.weights.items())
         print(f"  {c.name:<6} {c.summary}\n         weights: {weights}")
-        for title, table in (("per layer", c.family_weights), ("functional calls", c.functional_weights)):
-            if table:
+        for title, weights_of in (("per layer", c.family_weights), ("functional calls", c.functional_weights)):
+            if weights_of:
                 groups: dict = {}
-                for key, w in table.items():  # layers weighed alike on one line
+                for key, w in weights_of.items():  # layers weighed alike on one line
                     groups.setdefault(" ".join(f"{k}={v}" for k, v in w.items()), []).append(key)
                 for w, keys in groups.items():
                     print(f"         {title}: {', '.join(keys)}: {w}")
@@ -166,8 +164,7 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
                           "input_shapes": [[str(d) for d in s] for s in shapes]}, indent=2))
         return 0
     print(f"{layer.name} backward  input {'x'.join(map(str, shapes[0]))}")
-    for name, r in rows.items():
-        print(f"{name:<12} MACs {r['macs']}   FLOPs[{conv.name}] {r['flops']}")
+    print(table(None, [(name, f"MACs {r['macs']}", f"FLOPs[{conv.name}] {r['flops']}") for name, r in rows.items()]))
     print(f"convention {conv.name}: {conv.summary}")
     if layer.name.startswith("conv") and layer.groups != 1:
         print("note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "
@@ -188,14 +185,12 @@ def run_eval(args) -> int:
     rows = [("layer", f"{result['layer']}  [{result['torch']}]"),
             ("input", " , ".join("x".join(map(str, s)) for s in result["input_shapes"])),
             ("output", "x".join(map(str, result["output_shape"]))),
-            ("params", f"{result['params']:,}")]
+            ("params", count(result["params"]))]
     if result["buffers"]:
-        rows.append(("buffers", f"{result['buffers']:,}"))
-    rows += [("MACs", f"{result['macs']:,}"),
-             (f"FLOPs[{conv.name}]", f"{result['flops']:,}"),
-             ("reads", f"{result['reads']:,} elements"), ("writes", f"{result['writes']:,} elements")]
-    width = max(len(k) for k, _ in rows)
-    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+        rows.append(("buffers", count(result["buffers"])))
+    rows += [("MACs", count(result["macs"])), (f"FLOPs[{conv.name}]", count(result["flops"])),
+             ("reads", f"{count(result['reads'])} elements"), ("writes", f"{count(result['writes'])} elements")]
+    print(pairs(rows))
     return 0
 
 

@@ -48,11 +48,13 @@ def run_mfu(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{args.target} on {args.input}: {what}, FLOPs under '{args.convention}'")
-    print(f"FLOPs per step   {flops:,}   ({n:,} tokens)")
-    print(f"FLOPs per token  {flops / n:,.1f}")
-    print(f"achieved         {m.achieved_flops / 1e12:,.2f} TFLOP/s   (step time {args.step_time} s)")
-    print(f"peak             {peak / 1e12:,.1f} TFLOP/s   ({args.num_devices} x {device}, {args.dtype})")
-    print(f"MFU              {100 * m.mfu:.2f} %")
+    from ..render import count, pairs
+
+    print(pairs([("FLOPs per step", f"{count(flops)}   ({count(n)} tokens)"),
+                 ("FLOPs per token", f"{flops / n:,.1f}"),
+                 ("achieved", f"{m.achieved_flops / 1e12:,.2f} TFLOP/s   (step time {args.step_time} s)"),
+                 ("peak", f"{peak / 1e12:,.1f} TFLOP/s   ({args.num_devices} x {device}, {args.dtype})"),
+                 ("MFU", f"{100 * m.mfu:.2f} %")]))
     print(f"formula: {formula}")
     for note in result["notes"]:
         print(f"note: {note}")

@@ -7,53 +7,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
-from ..derive import cached_summary, derive, trace_target  # noqa: F401  (commands import them from here too)
-from ..parse import UsageError, parse_shape_names, shape_key
-from ..progress import add_quiet_option, steps
-
-METRICS = ("params", "macs", "flops")
-
-
-def _shown(e):
-    if isinstance(e, int):
-        return e
-    import sympy
-
-    return int(e) if e.is_Integer else sympy.sstr(e)
-
-
-def _fmt(v) -> str:
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _per_point(target: str, input_spec: str, points: list[dict], convention: str, train: bool,
-               progress: bool, input_dtype: str | None = None) -> list[dict]:
-    """A concrete trace per point, for models whose graph changes with the input size."""
-    out = []
-    with steps("tracing each size", len(points), progress) as advance:
-        for values in points:
-            concrete = _at_point(input_spec, values)
-            tot = trace_target(target, concrete, train, input_dtype).total(convention)
-            out.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
-            advance()
-    return out
-
-
-def _at_point(input_spec: str, values: dict) -> tuple | dict:
-    """The input spec (one shape or named shapes) with its symbols replaced by ``values`` (name -> int)."""
-    from ..parse import parse_input_spec
-
-    def at(shape):
-        return tuple(values[str(d)] if str(d) in values else int(d) for d in shape)
-
-    spec = parse_input_spec(input_spec)
-    return {n: at(s) for n, s in spec.items()} if isinstance(spec, dict) else at(spec)
+from ..model_report import METRICS
+from ..parse import UsageError, parse_shape_names
+from ..progress import add_quiet_option
+from ..render import count, pairs, table
 
 
 def run_model(args) -> int:
-    from ..errors import NoSingleFormula
+    from ..model_report import model_report
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
     if (args.config or args.config_values) and (args.past or args.generate or args.backward or args.per_token
@@ -75,7 +37,6 @@ def run_model(args) -> int:
         from .steps import run_step
 
         return run_step(args)
-    started = time.perf_counter()
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
@@ -84,120 +45,31 @@ def run_model(args) -> int:
         if not names:
             raise UsageError("--assume-divisible needs symbols in --input (e.g. --input 1x3xHxW)")
         check_divisible(args.assume_divisible, points)
-    need_rows = not names or args.layers or (args.json and not args.at)
-    sizes = parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None
-    mc = summary = None
-    if points and not need_rows and not args.assume_divisible and not args.no_cache:
-        summary = cached_summary(args.target, args.input, args.train, args.input_dtype, sizes)
-    if summary is None:
-        try:
-            mc = derive(args.target, args.input, train=args.train, use_cache=not args.no_cache,
-                        progress=not args.json, input_dtype=args.input_dtype, trace_sizes=sizes)
-        except NoSingleFormula as e:
-            if not points:
-                raise
-            return _run_per_point(args, points, f"no single formula: {e}; each size was traced on its own")
-        summary = mc.summary(_divisible_totals(mc, args.assume_divisible) if args.assume_divisible is not None
-                             else None)
-    if points and summary.fixed_at:
-        return _run_per_point(args, points, f"{summary.notes[-1]}; each size was traced on its own")
-    if args.convention not in summary.totals:
-        from ..parse import did_you_mean
-
-        raise UsageError(f"unknown convention {args.convention!r}{did_you_mean(args.convention, summary.totals)}; "
-                         f"choose one of: {', '.join(summary.totals)}")
-    total = summary.total(args.convention)
-    result = {
-        "target": args.target,
-        "input_shape": summary.input_shape,
-        "convention": args.convention,
-        "convention_summary": summary.conventions[args.convention],
-        "total": total,
-        "units": {"macs": "multiply-accumulates", "flops": f"operations under '{args.convention}'",
-                  "reads": "elements", "writes": "elements"},
-        "uncovered": summary.uncovered,
-        "zero_cost_ops": summary.zero_cost_ops,
-        "notes": summary.notes,
-        "buffers_by_kind": summary.buffer_kinds,
-    }
-    if names:
-        result["formula"] = {m: str(total[m]) for m in METRICS}
-        if args.assume_divisible is not None:
-            result["assumed_divisible_by"] = args.assume_divisible
-            result["notes"] = [f"assumes {', '.join(names)} multiples of {args.assume_divisible} "
-                               "(--assume-divisible): the formulas hold only at such sizes", *result["notes"]]
-    if points:
-        try:
-            result["evaluations"] = summary.evaluate(points, args.convention)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    if need_rows:
-        from ..conventions import get_convention
-
-        conv = get_convention(args.convention)
-        result["layers"] = [_row_json(r, conv) for r in mc.rows]
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    report = model_report(args.target, args.input, args.convention, points=points,
+                          assume_divisible=args.assume_divisible,
+                          trace_sizes=parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None,
+                          layers=bool(not names or args.layers or (args.json and not args.at)), train=args.train,
+                          input_dtype=args.input_dtype, use_cache=not args.no_cache, progress=not args.json)
+    result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
+    elif report.per_size:
+        print(_evaluations_text(report.evaluations, args.convention))
+        print(f"note: {report.notes[0]}")
     else:
-        _print_text(result, _readable(result, summary, None if args.assume_divisible else mc))
-    if args.strict and summary.uncovered:
-        print(f"symcost model: --strict: {sum(summary.uncovered.values())} op call(s) symcost cannot cost: "
-              + ", ".join(f"{k} x{v}" for k, v in summary.uncovered.items()), file=sys.stderr)
+        mc = None if args.assume_divisible else report.mc
+        _print_text(result, _readable(result, report.summary, mc))
+    if args.strict and report.uncovered:
+        print(f"symcost model: --strict: {sum(report.uncovered.values())} op call(s) symcost cannot cost: "
+              + ", ".join(f"{k} x{v}" for k, v in report.uncovered.items()), file=sys.stderr)
         return 1
     return 0
 
 
-def _divisible_totals(mc, k: int) -> dict:
-    from ..conventions import CONVENTIONS
-    from ..sweep import assume_divisible
-
-    return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
-            for n, c in CONVENTIONS.items()}
-
-
-def _run_per_point(args, points: list[dict], note: str) -> int:
-    from ..parse import convention_arg
-
-    convention_arg(args.convention)
-    evaluations = _per_point(args.target, args.input, points, args.convention, args.train, not args.json,
-                             args.input_dtype)
-    result = {"target": args.target, "input_shape": shape_key(args.input).split("x") if "=" not in args.input
-              else shape_key(args.input), "convention": args.convention,
-              "evaluations": evaluations, "notes": [note]}
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(_evaluations_text(evaluations, args.convention))
-        print(f"note: {note}")
-    return 0
-
-
-def _row_json(r, conv) -> dict:
-    c = r.cost
-    return {"name": r.name, "layer": r.layer, "family": c.family, "args": r.args,
-            "input_shapes": [[_shown(d) for d in s] for s in r.input_shapes],
-            "output_shape": [_shown(d) for d in c.output_shape],
-            "params": _shown(c.params), "macs": _shown(c.macs),
-            "flops": _shown(conv.count_row(r))}
-
-
 def _evaluations_text(evaluations, convention: str) -> str:
-    lines = [f"{'values':<20} {'params':>14} {'MACs':>18} {'FLOPs[' + convention + ']':>20}"]
-    for e in evaluations:
-        vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
-        lines.append(f"{vals:<20} {e['params']:>14,} {e['macs']:>18,} {e['flops']:>20,}")
-    return "\n".join(lines)
-
-
-def text_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    """A plain aligned table (no terminal-width truncation, so names stay whole when piped)."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["params"]), count(e["macs"]),
+             count(e["flops"])] for e in evaluations]
+    return table(["values", "params", "MACs", f"FLOPs[{convention}]"], rows, {1, 2, 3})
 
 
 def _text(e) -> str:
@@ -244,16 +116,17 @@ def _print_text(result: dict, readable: dict | None = None) -> None:
     name = result["convention"]
     if "layers" in result:
         print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}")
-        rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), _fmt(r["params"]), _fmt(r["macs"]),
-                 _fmt(r["flops"])] for r in result["layers"]]
+        rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), count(r["params"]),
+                 count(r["macs"]), count(r["flops"])] for r in result["layers"]]
         if readable and readable["layers"]:
             rows = [[r[0], r[1], *shown] for r, shown in zip(rows, readable["layers"])]
-        print(text_table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
+        print(table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
     t = {**result["total"], **(readable["total"] if readable else {})}
-    kinds = "; ".join(f"{k} {_fmt(v)}" for k, v in result.get("buffers_by_kind", {}).items())
-    print(f"total params  {_fmt(t['params'])}" + (f"   (+ {_fmt(t['buffers'])} in buffers: {kinds})" if kinds else ""))
-    print(f"total MACs    {_fmt(t['macs'])}")
-    print(f"total FLOPs   {_fmt(t['flops'])}   [{name}: {result['convention_summary']}]")
+    kinds = "; ".join(f"{k} {count(v)}" for k, v in result.get("buffers_by_kind", {}).items())
+    print(pairs([("total params", count(t["params"]) + (f"   (+ {count(t['buffers'])} in buffers: {kinds})"
+                                                        if kinds else "")),
+                 ("total MACs", count(t["macs"])),
+                 ("total FLOPs", f"{count(t['flops'])}   [{name}: {result['convention_summary']}]")]))
     if readable and readable["where"]:
         from ..export.formulas import text
 

@@ -9,6 +9,7 @@ import json
 import time
 
 from ..parse import UsageError, parse_shape_names
+from ..render import count, pairs, table
 
 
 def _parts(mc, convention: str, per_token_by, divisible: int | None) -> dict[str, dict]:
@@ -26,9 +27,11 @@ def _parts(mc, convention: str, per_token_by, divisible: int | None) -> dict[str
 
 def run_step(args) -> int:
     from ..conventions import CONVENTIONS, get_convention
+    from ..derive import derive
+    from ..model_report import row_json
     from ..sweep import parse_assignments
     from ..training import exact, tokens
-    from .models import _print_text, _row_json, derive
+    from .models import _print_text
 
     started = time.perf_counter()
     if args.convention not in CONVENTIONS:
@@ -62,7 +65,7 @@ def run_step(args) -> int:
         result["evaluations"] = [_evaluate(mc, parts, p) for p in points]
     if not names or args.layers or (args.json and not args.at):
         conv = get_convention(args.convention)
-        result["layers"] = [{**_row_json(r, conv), "backward": r.backward} for r in mc.rows]
+        result["layers"] = [{**row_json(r, conv), "backward": r.backward} for r in mc.rows]
     result.update(uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops), notes=list(mc.notes))
     if n_tokens is not None:
         result["notes"].append(f"per token: MACs, FLOPs, reads and writes divided by {exact(n_tokens)} tokens "
@@ -73,14 +76,13 @@ def run_step(args) -> int:
         return 0
     evaluations = result.pop("evaluations", ())  # printed below, split per pass
     _print_text(result)
-    for name in ("forward", "backward"):
-        if name in result and "backward" in result:
-            t = result[name]
-            print(f"{name + ' FLOPs':<13} {_fmt(t['flops'])}   MACs {_fmt(t['macs'])}")
+    if "backward" in result:
+        print(pairs([(f"{name} FLOPs", f"{count(result[name]['flops'])}   MACs {count(result[name]['macs'])}")
+                     for name in ("forward", "backward")]))
     for e in evaluations:
         vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
-        split = "".join(f"   {n}: {_fmt(e[n]['flops'])}" for n in ("forward", "backward") if n in e)
-        print(f"{vals}: FLOPs[{args.convention}] {_fmt(e['total']['flops'])}{split}")
+        split = "".join(f"   {n}: {count(e[n]['flops'])}" for n in ("forward", "backward") if n in e)
+        print(f"{vals}: FLOPs[{args.convention}] {count(e['total']['flops'])}{split}")
     return 0
 
 
@@ -95,10 +97,6 @@ def _evaluate(mc, parts: dict, point: dict) -> dict:
         raise UsageError(str(e)) from None
     subs = {s: sympy.Integer(point[str(s)]) for s in mc.symbols}
     return {"values": point, **{name: {m: exact(v.xreplace(subs)) for m, v in t.items()} for name, t in parts.items()}}
-
-
-def _fmt(v) -> str:
-    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def run_decode(args) -> int:
@@ -170,13 +168,12 @@ def run_decode(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    for name in parts:
-        t = result[name]
-        print(f"{name:<8} MACs {_fmt(t['macs'])}   FLOPs[{args.convention}] {_fmt(t['flops'])}   "
-              f"reads {_fmt(t['reads'])}")
+    print(table(None, [(name, f"MACs {count(result[name]['macs'])}",
+                        f"FLOPs[{args.convention}] {count(result[name]['flops'])}",
+                        f"reads {count(result[name]['reads'])}") for name in parts]))
     for e in result.get("evaluations", ()):
         vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
-        print(f"{vals}: FLOPs[{args.convention}] {_fmt(e['total']['flops'])}   reads {_fmt(e['total']['reads'])}")
+        print(f"{vals}: FLOPs[{args.convention}] {count(e['total']['flops'])}   reads {count(e['total']['reads'])}")
     if uncovered:
         print("UNCOVERED (not costed, not counted): " + ", ".join(f"{k} x{v}" for k, v in uncovered.items()))
     for n in result["notes"]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..render import choose_unit
 from .formulas import readable
-from .numbers import choose_unit
 from .tables import Table, display_name
 
 #: numeric columns per table kind: (key, title)

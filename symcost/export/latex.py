@@ -10,9 +10,9 @@ import re
 
 import sympy
 
+from ..render import scaled
 from .common import LONG_TABLE_ROWS, formulas, numeric_columns, subject
 from .formulas import latex as latex_expr
-from .numbers import scaled
 from .tables import Table
 
 _SPECIALS = {

@@ -1,9 +1,9 @@
 """Markdown (GitHub) tables: the LaTeX table's columns and units, a plain-text caption, formulas as ``$…$``."""
 from __future__ import annotations
 
+from ..render import scaled
 from .common import formulas, numeric_columns, subject
 from .formulas import latex as latex_expr
-from .numbers import scaled
 from .tables import Table
 
 

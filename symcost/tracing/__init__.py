@@ -358,7 +358,9 @@ def _check_output(cost: Cost, rec: Recording, outputs: list[int], values: dict, 
 def model_input_size(model: torch.nn.Module, target: str = "") -> tuple[int, ...] | None:
     """The size a model is built for, read from the model or its published weights' metadata (no download):
     timm's ``pretrained_cfg["input_size"]``, torchvision's evaluation crop, a Hugging Face position table.  Trace
-    sizes are chosen around it; a model that runs at no other size is derived there."""
+    sizes are chosen around it; a model that runs at no other size is derived there.  Not
+    ``targets.default_input_size`` (the public size a target was made for, without building it): this one caps a
+    position table at 224 and ignores a segmentation model's resize size, both choices of where to trace."""
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and cfg.get("input_size"):
         return tuple(int(v) for v in cfg["input_size"])

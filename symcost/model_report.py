@@ -1,0 +1,171 @@
+"""A whole model's totals, formulas, evaluations and per-layer rows: what ``symcost model`` prints, as data.
+
+``model_report`` picks the cheapest exact path: a cached sweep evaluates the derivation's plain-data ``Summary``
+(no torch, no sympy); otherwise ``derive`` (cache or trace).  A model with no single formula (its graph changes
+with the size, or it runs at one size only) is traced at each requested size on its own (``per_size``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .errors import NoSingleFormula, UsageError
+
+#: the totals a report shows per evaluation and in its formulas
+METRICS = ("params", "macs", "flops")
+UNITS = {"macs": "multiply-accumulates", "reads": "elements", "writes": "elements"}
+
+#: the keys of ``as_dict``, in print order: a derivation's, and a per-size trace's
+_KEYS = ("target", "input_shape", "convention", "convention_summary", "total", "units", "uncovered", "zero_cost_ops",
+         "notes", "buffers_by_kind", "formula", "assumed_divisible_by", "evaluations", "layers", "seconds")
+_PER_SIZE_KEYS = ("target", "input_shape", "convention", "evaluations", "notes")
+
+
+@dataclass
+class ModelReport:
+    """``None`` fields are absent from ``as_dict``.  ``summary`` and ``mc`` (the derivation, when one was made:
+    the cache's summary answers a sweep without it) are kept for rendering formulas, not serialised."""
+
+    target: str
+    input_shape: list
+    convention: str
+    notes: list = field(default_factory=list)
+    evaluations: list | None = None
+    convention_summary: str | None = None
+    total: dict | None = None
+    units: dict | None = None
+    uncovered: dict | None = None
+    zero_cost_ops: dict | None = None
+    buffers_by_kind: dict | None = None
+    formula: dict | None = None
+    assumed_divisible_by: int | None = None
+    layers: list | None = None
+    seconds: float | None = None
+    per_size: bool = False          # no single formula: each size traced on its own
+    summary: object = field(default=None, repr=False)
+    mc: object = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        keys = _PER_SIZE_KEYS if self.per_size else _KEYS
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def shown(e):
+    """An int for an integer, else the formula's string (JSON-ready)."""
+    if isinstance(e, int):
+        return e
+    import sympy
+
+    return int(e) if e.is_Integer else sympy.sstr(e)
+
+
+def row_json(r, conv) -> dict:
+    """One traced row as plain data: names, arguments, symbolic shapes, params, MACs and FLOPs under ``conv``."""
+    c = r.cost
+    return {"name": r.name, "layer": r.layer, "family": c.family, "args": r.args,
+            "input_shapes": [[shown(d) for d in s] for s in r.input_shapes],
+            "output_shape": [shown(d) for d in c.output_shape],
+            "params": shown(c.params), "macs": shown(c.macs),
+            "flops": shown(conv.count_row(r))}
+
+
+def at_point(input_spec: str, values: dict) -> tuple | dict:
+    """The input spec (one shape or named shapes) with its symbols replaced by ``values`` (name -> int)."""
+    from .parse import parse_input_spec
+
+    def at(shape):
+        return tuple(values[str(d)] if str(d) in values else int(d) for d in shape)
+
+    spec = parse_input_spec(input_spec)
+    return {n: at(s) for n, s in spec.items()} if isinstance(spec, dict) else at(spec)
+
+
+def divisible_totals(mc, k: int) -> dict:
+    """Every convention's totals with the input symbols assumed multiples of ``k`` (floors gone)."""
+    from .conventions import CONVENTIONS
+    from .sweep import assume_divisible
+
+    return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
+            for n, c in CONVENTIONS.items()}
+
+
+def per_size(target: str, input_spec: str, points: list[dict], convention: str = "flops", note: str = "", *,
+             train: bool = False, input_dtype: str | None = None, progress: bool = True) -> ModelReport:
+    """A concrete trace per point, for models whose graph changes with the input size."""
+    from .derive import trace_target
+    from .parse import convention_arg, shape_key
+    from .progress import steps
+
+    convention_arg(convention)
+    evaluations = []
+    with steps("tracing each size", len(points), progress) as advance:
+        for values in points:
+            tot = trace_target(target, at_point(input_spec, values), train, input_dtype).total(convention)
+            evaluations.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
+            advance()
+    shape = shape_key(input_spec).split("x") if "=" not in input_spec else shape_key(input_spec)
+    return ModelReport(target, shape, convention, notes=[note], evaluations=evaluations, per_size=True)
+
+
+def model_report(target: str, input_spec: str, convention: str = "flops", *, points: list[dict] | None = None,
+                 assume_divisible: int | None = None, trace_sizes: tuple[dict, dict] | None = None,
+                 layers: bool = False, train: bool = False, input_dtype: str | None = None, use_cache: bool = True,
+                 progress: bool = True) -> ModelReport:
+    """``target`` on ``input_spec`` under ``convention``: totals (formulas for a symbolic input), evaluated at
+    ``points`` (dicts symbol name -> size), with per-layer rows when ``layers``.  ``assume_divisible``: the
+    formulas for input sizes that are multiples of it (points must be)."""
+    from .parse import did_you_mean, parse_shape_names
+
+    started = time.perf_counter()
+    names = sorted({d for d in parse_shape_names(input_spec) if isinstance(d, str)})
+    mc = summary = None
+    if points and not layers and not assume_divisible and use_cache:
+        from .derive import cached_summary
+
+        summary = cached_summary(target, input_spec, train, input_dtype, trace_sizes)
+    if summary is None:
+        from .derive import derive
+
+        try:
+            mc = derive(target, input_spec, train=train, use_cache=use_cache, progress=progress,
+                        input_dtype=input_dtype, trace_sizes=trace_sizes)
+        except NoSingleFormula as e:
+            if not points:
+                raise
+            return per_size(target, input_spec, points, convention,
+                            f"no single formula: {e}; each size was traced on its own", train=train,
+                            input_dtype=input_dtype, progress=progress)
+        summary = mc.summary(divisible_totals(mc, assume_divisible) if assume_divisible is not None else None)
+    if points and summary.fixed_at:
+        return per_size(target, input_spec, points, convention,
+                        f"{summary.notes[-1]}; each size was traced on its own", train=train,
+                        input_dtype=input_dtype, progress=progress)
+    if convention not in summary.totals:
+        raise UsageError(f"unknown convention {convention!r}{did_you_mean(convention, summary.totals)}; "
+                         f"choose one of: {', '.join(summary.totals)}")
+    total = summary.total(convention)
+    report = ModelReport(
+        target, summary.input_shape, convention, notes=summary.notes,
+        convention_summary=summary.conventions[convention], total=total,
+        units={"macs": UNITS["macs"], "flops": f"operations under '{convention}'", "reads": UNITS["reads"],
+               "writes": UNITS["writes"]},
+        uncovered=summary.uncovered, zero_cost_ops=summary.zero_cost_ops, buffers_by_kind=summary.buffer_kinds,
+        summary=summary, mc=mc)
+    if names:
+        report.formula = {m: str(total[m]) for m in METRICS}
+        if assume_divisible is not None:
+            report.assumed_divisible_by = assume_divisible
+            report.notes = [f"assumes {', '.join(names)} multiples of {assume_divisible} (--assume-divisible): the "
+                            "formulas hold only at such sizes", *report.notes]
+    if points:
+        try:
+            report.evaluations = summary.evaluate(points, convention)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if layers:
+        from .conventions import get_convention
+
+        conv = get_convention(convention)
+        report.layers = [row_json(r, conv) for r in mc.rows]
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
