@@ -42,8 +42,21 @@ def _variants(name: str, shape: str) -> list[str]:
     return out
 
 
-def _sample(name: str, shape: str):
-    settings = SAMPLES[name][1]
+#: more settings than `symcost check`'s sample: (layer, input shapes, settings)
+MORE = [("addcmul", "2x3x4,3x4,2x3x1", "value=0.5 divide=true"), ("addcmul", "3x4,3x4,3x4", "divide=true"),
+        ("upsample", "1x2x5", "scale_factor=3 mode=linear"), ("upsample", "1x2x3x4x5", "size=5,4,3 mode=trilinear"),
+        ("avgpool2d", "2x3x11x10", "kernel_size=3 stride=2 padding=1 count_include_pad=false"),
+        ("embedding", "3x5", "num_embeddings=7 embedding_dim=3"),
+        ("layernorm", "2x5x8", "normalized_shape=5,8 bias=false"), ("batchnorm2d", "3x4x5x5", "num_features=4 --mode train"),
+        ("groupnorm", "3x6x5", "num_groups=2 num_channels=6 affine=false"),
+        ("gelu", "3x7", ""), ("prelu", "2x5", "num_parameters=1"), ("pow", "3x4", "exponent=0.5"),
+        ("adaptive_avgpool2d", "1x2x9x7", "output_size=4,3"), ("adaptive_maxpool3d", "1x2x5x6x7", "output_size=2,3,4"),
+        ("sub", "2x3x4,4", ""), ("div", "2x1x4,3x1", ""), ("mul", "2x3x4,3x1", ""),
+        ("scaled_dot_product_attention", "2x3x5x8,2x3x7x8,2x3x7x6", "is_causal=true")]
+
+
+def _sample(name: str, shape: str, settings: str | None = None):
+    settings = SAMPLES[name][1] if settings is None else settings
     layer, shapes = _build(argparse.Namespace(layer=name, settings=settings.split(), input=shape, options=()),
                            symbolic=False)
     flags = {a.name for a in layer.args if a.kind == "flag"}
@@ -54,6 +67,8 @@ def _sample(name: str, shape: str):
     if layer.family == "attention" and len(shapes) < 3:
         shapes += [shapes[-1]] * (3 - len(shapes))   # value: a tensor of the key's shape, as `symcost check` runs it
     target = resolve(layer.torch_name)
+    if ctor.pop("divide", False):   # the catalog's addcmul with divide is torch.addcdiv
+        target = torch.addcdiv
     if isinstance(target, type):
         call = target(**ctor)
         call.train(kwargs.get("mode") == "train")
@@ -64,8 +79,9 @@ def _sample(name: str, shape: str):
 
 
 def _cases() -> list:
-    return [pytest.param(name, shape, id=f"{name}-{shape}") for name in sorted(SAMPLES)
-            for shape in _variants(name, SAMPLES[name][0])]
+    return [pytest.param(name, shape, None, id=f"{name}-{shape}") for name in sorted(SAMPLES)
+            for shape in _variants(name, SAMPLES[name][0])] + \
+        [pytest.param(name, shape, settings, id=f"{name}-{shape}-{settings}") for name, shape, settings in MORE]
 
 
 class _OneLayer(torch.nn.Module):
@@ -78,7 +94,7 @@ class _OneLayer(torch.nn.Module):
         self.ps = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(())) for _ in range(n)])
 
     def forward(self, **xs):
-        ins = [x + p if self.shift else x for x, p in zip(xs.values(), self.ps)]
+        ins = [x + p for x, p in zip(xs.values(), self.ps)] if self.shift else list(xs.values())
         out = self.call(*ins, **self.fwd)
         return out[0] if isinstance(out, tuple) else out
 
@@ -107,17 +123,20 @@ def _ours(parts) -> dict:
     return {"ops": ops, "reads": total.reads, "writes": total.writes, "torch": sum(TORCH.count(c) for c in parts)}
 
 
-def _trace_of_layer(name, shape, freeze=False) -> tuple[dict, dict]:
+def _trace_of_layer(name, shape, freeze=False, settings=None) -> tuple[dict, dict]:
     """The layer's own backward in a one-layer model's trace: the model's backward less the inputs' shifts (a sum
     and the copy AccumulateGrad makes of each parameter's gradient, the trace's recorder holding a reference), and
     less one copy of each of the layer's parameters' gradients."""
-    layer, shapes, call, fwd = _sample(name, shape)
+    layer, shapes, call, fwd = _sample(name, shape, settings)
     train = isinstance(call, torch.nn.Module) and call.training
     if freeze:
         for p in call.parameters():
             p.requires_grad_(False)
-    got = _backward_total(_OneLayer(call, len(shapes), fwd), shapes, train)
-    for s in shapes:   # each input's shift alone: the backward of x + p
+    if name == "embedding":   # token ids: no gradient, no shift
+        got = _backward_total(_OneLayer(call, 0, fwd, shift=False), shapes, train, dtype="int64")
+    else:
+        got = _backward_total(_OneLayer(call, len(shapes), fwd), shapes, train)
+    for s in shapes if name != "embedding" else ():   # each input's shift alone: the backward of x + p
         got = _minus(got, _backward_total(_OneLayer(torch.nn.Identity(), 1, {}), [s]))
     params = [p for p in (call.parameters() if isinstance(call, torch.nn.Module) else ()) if p.requires_grad]
     copies = sum(p.numel() for p in params)
@@ -126,11 +145,11 @@ def _trace_of_layer(name, shape, freeze=False) -> tuple[dict, dict]:
     return layer, got
 
 
-@pytest.mark.parametrize("name,shape", _cases())
-def test_parts_equal_the_one_layer_trace(name, shape):
-    if name in REFUSED or name == "embedding":
-        pytest.skip("refused (test below) or integer input (embedding: test below)")
-    layer, got = _trace_of_layer(name, shape)
+@pytest.mark.parametrize("name,shape,settings", _cases())
+def test_parts_equal_the_one_layer_trace(name, shape, settings):
+    if name in REFUSED:
+        pytest.skip("refused: test_forward_plus_backward_equals_flop_counter checks the reason")
+    layer, got = _trace_of_layer(name, shape, settings=settings)
     parts = layer_backward(layer, *[tuple(int(d) for d in s.split("x")) for s in shape.split(",")])
     ours = _ours(list(parts.values()))
     shared = layer.family in FUSED or name == "prelu"
@@ -159,11 +178,11 @@ def test_grad_input_alone_equals_the_trace_with_frozen_parameters(name):
     assert (part.reads, part.writes) == (got["reads"], got["writes"])
 
 
-def _flop_counter(name, shape, inputs_need_grad=True) -> tuple:
-    layer, shapes, call, fwd = _sample(name, shape)
+def _flop_counter(name, shape, inputs_need_grad=True, settings=None) -> tuple:
+    layer, shapes, call, fwd = _sample(name, shape, settings)
     gen = torch.Generator().manual_seed(0)
     if name == "embedding":
-        xs = [torch.randint(0, 10, s, generator=gen) for s in shapes]
+        xs = [torch.randint(0, int(layer.num_embeddings), s, generator=gen) for s in shapes]
     else:
         xs = [torch.randn(*s, generator=gen).requires_grad_(inputs_need_grad) for s in shapes]
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -184,9 +203,9 @@ def _grouped_overcount(layer, parts) -> int:
     return 2 * (int(layer.groups) - 1) * int(parts["grad_weight"].macs)
 
 
-@pytest.mark.parametrize("name,shape", [c for c in _cases() if c.values[0] not in ("copy",)])
-def test_forward_plus_backward_equals_flop_counter(name, shape):
-    layer, shapes, measured = _flop_counter(name, shape)
+@pytest.mark.parametrize("name,shape,settings", [c for c in _cases() if c.values[0] not in ("copy",)])
+def test_forward_plus_backward_equals_flop_counter(name, shape, settings):
+    layer, shapes, measured = _flop_counter(name, shape, settings=settings)
     if name in REFUSED:
         with pytest.raises(LayerError, match=REFUSED[name]):
             layer_backward(layer, *shapes)

@@ -154,9 +154,13 @@ _BINARY = {
 
 
 def _addcmul(layer, a, b, c):
-    if layer.divide:
-        raise LayerError(f"{layer.name}: no backward formula for addcdiv yet (addcmul has one)")
     go = layer.cost(a, b, c).output_shape
+    if layer.divide:   # grad * (value / c); -grad * (value * b / (c * c)), value / c a tensor of c's shape
+        bc = _k("mul", b, c).output_shape
+        return {"grad_input": _part(a, *_sum_to(go, a)),
+                "grad_tensor1": _part(b, _k("div", c, c), _k("mul", go, c), *_sum_to(go, b)),
+                "grad_tensor2": _part(c, _k("mul", c, c), _k("mul", b, ()), _k("div", b, c), _k("neg", go),
+                                      _k("mul", go, bc), *_sum_to(go, c))}
 
     def scaled(other):   # grad * (other * value)
         return [_k("mul", other, ()), _k("mul", go, other)]
