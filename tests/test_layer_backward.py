@@ -14,7 +14,7 @@ from symcost.commands.layers import _build
 from symcost.conventions import CONVENTIONS
 from symcost.empirical import _FORWARD, _NOT_TORCH, resolve
 from symcost.errors import LayerError
-from symcost.layers.layer_backward import FUSED, layer_backward
+from symcost.layers.layer_backward import fused, layer_backward
 from symcost.tracing import trace
 from tests.test_check_every_layer import SAMPLES
 from tests.test_models import cli
@@ -167,7 +167,7 @@ def test_parts_equal_the_one_layer_trace(name, shape, settings):
     layer, got = _trace_of_layer(name, shape, settings=settings)
     parts = layer_backward(layer, *[tuple(int(d) for d in s.split("x")) for s in shape.split(",")])
     ours = _ours(list(parts.values()))
-    shared = layer.family in FUSED or name == "prelu"
+    shared = fused(layer)
     x = tuple(int(d) for d in shape.split(",")[0].split("x"))
     recounted = _recounted(layer, x)
     assert ours["torch"] == got["torch"]
@@ -280,3 +280,21 @@ def test_cli_formula_backward_every_layer_text_and_json():
     assert r.returncode == 2 and "boolean" in r.stderr and "Traceback" not in r.stderr
     r = cli("formula", "linear", "--backward", "--convention", "fvcore")
     assert r.returncode == 2 and "peer tool" in r.stderr
+
+
+@pytest.mark.parametrize("name", sorted(set(SAMPLES) - set(REFUSED)))
+def test_formulas_in_a_batch_symbol_evaluate_to_the_concrete_counts(name):
+    # the inputs' batch size a symbol B (as `symcost formula` takes it), then B = the sample's batch
+    from symcost.symbols import user_symbol
+
+    layer, shapes, _, _ = _sample(name, SAMPLES[name][0])
+    top = max(len(s) for s in shapes)
+    b = user_symbol("B")
+    symbolic = [(b, *s[1:]) if len(s) == top and name != "addmm" else s for s in shapes]
+    ours, want = layer_backward(layer, *symbolic), layer_backward(layer, *shapes)
+    assert set(ours) == set(want)
+    for part, c in ours.items():
+        assert c.free_symbols <= {b}
+        at = c.subs({b: shapes[0][0]})
+        assert {k: v for k, v in at.ops.items() if v != 0} == want[part].ops, part
+        assert (at.reads, at.writes) == (want[part].reads, want[part].writes), part

@@ -23,8 +23,11 @@ from ..errors import LayerError
 from ..registry import get_layer_class
 from . import gradients as g
 
-#: parts computed together by one fused kernel (their reads overlap)
-FUSED = frozenset({"conv", "norm", "prelu"})
+
+
+def fused(layer) -> bool:
+    """Whether the layer's parts come from one fused kernel (their reads overlap, some work is shared)."""
+    return layer.family in ("conv", "norm") or layer.name == "prelu"
 
 
 def _k(name: str, *shapes, **kwargs) -> Cost:
