@@ -98,6 +98,31 @@ def assert_matches_fresh_build(cc, model, values: dict, x) -> None:
         assert ours == theirs, (values, convention)
 
 
+def torch_step_flops(model, x) -> int:
+    """FlopCounterMode around one training step: forward, then loss.backward() (the loss the sum of the first
+    output: its gradient is ones, as symcost seeds it; a sum's backward is an expand, no FLOPs)."""
+    for p in model.parameters():
+        p.grad = None
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        loss = (out if isinstance(out, torch.Tensor) else out[0]).sum()
+        loss.backward()
+    return counter.get_total_flops()
+
+
+def assert_step_matches_torch(cc, model, values: dict, x) -> None:
+    """A training step's formula at ``values``: total = FlopCounterMode around forward + backward, forward part =
+    FlopCounterMode around the forward alone, params = sum(p.numel()); per token = total / (B*L)."""
+    subs = {s: values[str(s)] for s in cc.symbols}
+    parts = {name: {m: e.xreplace(subs) for m, e in t.items()} for name, t in cc.parts("torch").items()}
+    cc.check_domain(values)
+    assert parts["total"]["flops"] == torch_step_flops(model, x), values
+    assert parts["forward"]["flops"] == torch_flops(model, x), values
+    assert parts["total"]["params"] == sum(p.numel() for p in model.parameters()), values
+    per = {m: e.xreplace(subs) for m, e in cc.per_token("torch")["total"].items()}
+    assert per["flops"] * x.shape[0] * x.shape[1] == parts["total"]["flops"] and per["params"] == parts["total"]["params"]
+
+
 def unused(cc, config: dict) -> bool:
     return config not in cc.fit["traced_at"]
 
@@ -153,6 +178,35 @@ def test_head_dim_divisibility_is_a_condition_and_breaking_it_is_refused(gpt2):
     assert int(out["params"][0]) == 124439808
 
 
+@pytest.fixture(scope="module")
+def gpt2_step():
+    pytest.importorskip("transformers")
+    return symcost.model("hf:gpt2", "1xL", config={"n_embd": "d", "n_layer": "n", "n_head": "h"}, backward=True)
+
+
+def test_gpt2_training_step_at_random_configs_equals_flop_counter_around_backward(gpt2_step):
+    # by hand (torch convention, matmuls only): per block forward 2 L (3d^2 + d^2 + 4d^2 + 4d^2) FLOPs in the linears
+    # and 2 (2 L^2 d) in QK^T and AV; backward twice that (gradients of both operands of every matmul)
+    forward = n * (24 * L * d**2 + 4 * L**2 * d)
+    parts = gpt2_step.parts("torch")
+    assert sympy.expand(parts["forward"]["flops"] - forward) == 0
+    assert sympy.expand(parts["backward"]["flops"] - 2 * forward) == 0
+    assert sympy.expand(gpt2_step.per_token("torch")["total"]["flops"] - 3 * forward / L) == 0  # 72 n d^2 + 12 n L d
+    rng = random.Random(13)
+    checked = 0
+    while checked < 4:
+        heads = rng.randint(2, 7)
+        config = {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
+        if not unused(gpt2_step, config):
+            continue
+        model = hf_model("gpt2", **config)
+        for length in (9, 32):  # odd and a multiple of 32
+            x = torch.zeros(1, length, dtype=torch.long, device="meta")
+            assert_step_matches_torch(gpt2_step, model, {"d": config["n_embd"], "n": config["n_layer"], "h": heads,
+                                                         "L": length}, x)
+        checked += 1
+
+
 # ------------------------------------------------------------------------------------------------------- Llama
 
 @pytest.fixture(scope="module")
@@ -200,6 +254,51 @@ def test_llama_in_six_fields_by_hand_and_at_random_configs(llama):
         llama.evaluate({**seven_b, "d": 4100})       # 4100 / 32 is not an integer
     with pytest.raises(ValueError, match="h divisible by k"):
         llama.evaluate({**seven_b, "k": 5})          # 32 query heads cannot share 5 key/value heads
+
+
+def test_cli_llama_training_flops_per_token_in_width_depth_and_length():
+    # the issue's example: training FLOPs per token in d, n and L (the other fields at Llama's defaults)
+    pytest.importorskip("transformers")
+    r = cli("model", "hf:llama", "--input", "1xL", "--config", "hidden_size=d,num_hidden_layers=n", "--backward",
+            "--per-token", "--json", "--convention", "torch", "--at", "d=128,320", "--at", "n=2,3", "--at", "L=7,32")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["per_token"]["divided_by"] == "L" and set(data["formula"]["flops"]) >= set("dnL")
+    # by hand, per token: 6 FLOPs per weight of the 7 projections (q, k, v, o: d x d with 32 heads = 32 key/value
+    # heads; gate, up, down: d x 11008), and 3 x 4 L d for QK^T and AV over the full L x L
+    hand = n * (6 * (4 * d**2 + 3 * 11008 * d) + 12 * L * d)
+    assert sympy.expand(sympy.sympify(data["formula"]["flops"], locals={"d": d, "n": n, "L": L}) - hand) == 0
+    assert len(data["evaluations"]) == 8
+    for e in data["evaluations"]:
+        v = e["values"]
+        model = hf_model("llama", hidden_size=v["d"], num_hidden_layers=v["n"])
+        x = torch.zeros(1, v["L"], dtype=torch.long, device="meta")
+        step = torch_step_flops(model, x)
+        assert step % v["L"] == 0 and e["flops"] == step // v["L"], v   # per token: an integer here
+        assert e["forward"]["flops"] * v["L"] == torch_flops(model, x), v
+        assert e["params"] == sum(p.numel() for p in model.parameters()), v
+
+
+@pytest.mark.slow
+def test_llama_training_step_in_five_fields_at_random_configs():
+    pytest.importorskip("transformers")
+    step = symcost.model("hf:llama", "1xL", config=LLAMA.removesuffix(",vocab_size=V"), backward=True)
+    rng = random.Random(17)
+    checked = 0
+    while checked < 4:
+        kv = rng.randint(2, 3)
+        heads = kv * rng.randint(2, 3)
+        config = {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(2, 5),
+                  "num_hidden_layers": rng.randint(2, 3), "intermediate_size": rng.randint(2, 40)}
+        if not unused(step, config):
+            continue
+        model = hf_model("llama", **config)
+        for length in (5, 32):
+            x = torch.zeros(1, length, dtype=torch.long, device="meta")
+            values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
+                      "h": heads, "k": kv, "L": length}
+            assert_step_matches_torch(step, model, values, x)
+        checked += 1
 
 
 @pytest.mark.slow
@@ -313,6 +412,8 @@ def test_cli_config_json_and_refusals(nets, tmp_path):
         (["--config", "widht=w"], "has no argument 'widht'"),
         (["--config", "width=R"], "also an input symbol"),
         (["--config", "width=2+2"], "not a valid symbol name"),
+        (["--config", "width=w", "--per-token"], "needs a token-id input of shape B x L"),
+        (["--config", "width=w", "--past", "8"], "does not combine with --past"),
     ):
         r = cli("model", f"{nets}:build", "--input", "1x3xRxR", *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
