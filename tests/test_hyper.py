@@ -375,6 +375,61 @@ def test_cnn_factory_at_random_width_depth_and_resolution(cnn, nets):
             assert_matches_fresh_build(cnn, model, {"w": config["width"], "n": config["depth"], "R": size}, x)
 
 
+class BasicBlock(torch.nn.Module):
+    """A ResNet basic block; ``stride`` 2 halves the size and doubles nothing here (the caller picks the widths),
+    with a 1x1 stride-2 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_out), nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.short = nn.Sequential() if stride == 1 and c_in == c_out else \
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.short(x))
+
+
+def resnet(width: int = 16, depth: int = 2, classes: int = 10):
+    """Two stages of ``depth`` blocks at widths w and 2w; the second stage starts with a stride-2 block."""
+    nn = torch.nn
+    layers = [nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+              nn.MaxPool2d(3, stride=2, padding=1)]
+    layers += [BasicBlock(width, width) for _ in range(depth)]
+    layers += [BasicBlock(width, 2 * width, stride=2)] + [BasicBlock(2 * width, 2 * width) for _ in range(depth - 1)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, classes)]
+    return nn.Sequential(*layers)
+
+
+def test_python_trace_of_a_resnet_factory_in_width_depth_and_resolution():
+    cc = symcost.trace(resnet, (1, 3, "R", "R"), config={"width": "w", "depth": "n"})
+    # params by hand: stem 27w + 2w; stage 1: n blocks of 2 (9w^2 + 2w); stage 2: first block 9w*2w + 9(2w)^2 + 4w
+    # + 4w, shortcut 2w^2 + 4w; then n - 1 blocks of 2 (9 (2w)^2 + 4w); fc 20w + 10
+    hand = (29 * w + n * (18 * w**2 + 4 * w) + (18 * w**2 + 36 * w**2 + 8 * w + 2 * w**2 + 4 * w)
+            + (n - 1) * (72 * w**2 + 8 * w) + 20 * w + 10)
+    assert sympy.expand(cc.total()["params"] - hand) == 0
+    assert cc.target.endswith("resnet") and set(map(str, cc.symbols)) == {"R", "n", "w"}
+    rng = random.Random(23)
+    checked = 0
+    while checked < 5:
+        config = {"width": rng.randint(2, 20), "depth": rng.randint(2, 4)}
+        if not unused(cc, config):
+            continue
+        model = resnet(**config).eval()
+        for size in (2 * rng.randint(4, 20) + 1, 32, 33, 30):  # odd, a multiple of 32, one past it, 2 mod 4
+            x = torch.zeros(1, 3, size, size)
+            values = {"w": config["width"], "n": config["depth"], "R": size}
+            got = cc.evaluate(values, "torch")
+            assert got["flops"] == torch_flops(model, x), values
+            assert got["params"] == sum(p.numel() for p in model.parameters()), values
+        checked += 1
+    with pytest.raises(symcost.errors.UsageError, match="config= needs a factory"):
+        symcost.trace(resnet(), (1, 3, "R", "R"), config={"width": "w"})
+
+
 def test_a_field_no_polynomial_explains_is_refused_by_name(nets):
     with pytest.raises(TraceError, match=r"no polynomial of degree <= 4 in width \(= w\)"):
         derive_config(f"{nets}:thirds", "1x8", "width=w")

@@ -147,11 +147,13 @@ class ConfigCost(_Sweepable):
         return checked
 
 
-def derive_config(target: str, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
+def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
                   checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None,
                   use_cache: bool = False, backward: bool = False) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
+    ``target``: ``"hf:MODEL_TYPE"``, ``"path/to/file.py:factory"`` or a factory (a callable taking the config
+    fields as integer keyword arguments, returning an ``nn.Module``; never cached).
     ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
     integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
     derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).  ``backward``: one
@@ -166,10 +168,12 @@ def derive_config(target: str, input_shape, config: str | dict, *, train: bool =
     space = config_space(target, parse_config(config))
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
         tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
-    dtype = input_dtype or default_input_dtype(target)
+    if callable(target):  # a Python factory: no file to key a cache entry by
+        use_cache = False
+    dtype = input_dtype or ("float32" if callable(target) else default_input_dtype(target))
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
         + (":backward" if backward else "")
-    key = cache.cache_key(target, spec, train, space.source)
+    key = cache.cache_key(target, spec, train, space.source) if use_cache else ""
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "config_cost" in hit:

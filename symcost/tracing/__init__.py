@@ -14,7 +14,7 @@ from ..symbols import user_symbol
 from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from ..errors import NeedsTensorValues, NoSingleFormula, TraceError
+from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
@@ -122,7 +122,7 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
 def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
-          default_shape: Sequence[int] | None = None, backward: bool = False) -> ModelCost:
+          default_shape: Sequence[int] | None = None, backward: bool = False, config=None) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -138,7 +138,20 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
     ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
     ``Row.backward`` set.
+    ``config={"width": "w", "depth": "n"}`` with ``model`` a factory (a callable taking those integer arguments and
+    returning an ``nn.Module``): totals in the factory's arguments and the input's symbols together, a
+    ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``).
     """
+    if config is not None:
+        from ..hyper import derive_config
+
+        if isinstance(model, torch.nn.Module) or not callable(model):
+            raise UsageError("config= needs a factory (a callable taking the config fields as integer arguments and "
+                             f"returning an nn.Module), not a {type(model).__name__}")
+        if sizes:
+            raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
+        return derive_config(model, input_shape, config, train=train, backward=backward,
+                             input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)
