@@ -206,6 +206,7 @@ class _Tracer:
         self.domain: set = set()
         self.uncovered: dict[str, int] = {}
         self.zero: dict[str, int] = {}
+        self.notes: set[str] = set()     # notes on inputs and implementations symcost chose (the same at every config)
 
     def __call__(self, values: dict[str, int]) -> dict[str, sympy.Expr]:
         key = tuple(sorted(values.items()))
@@ -222,7 +223,18 @@ class _Tracer:
             self.progress(f"tracing {self.space.target} at {where}")
         try:
             model = self.space.build(every)
-            mc = trace(model, self.shape, target=self.space.target, train=self.train, input_dtype=self.dtype,
+            shape, dtype = self.shape, self.dtype
+            if self.space.target.startswith("hf:"):  # as `symcost model`: experts that trace, the inputs it needs
+                from ..moe import IMPLEMENTATION, select_experts_implementation
+                from ..targets import hf_inputs
+
+                if select_experts_implementation(model):
+                    self.notes.add(f"mixture of experts: experts run with experts_implementation={IMPLEMENTATION!r} "
+                                   "(selected by symcost): tokens x top-k (token, expert) pairs, each through one "
+                                   "expert's weights, so MACs and FLOPs hold for every routing")
+                shape, dtype, chosen = hf_inputs(model, shape, dtype)
+                self.notes.update(chosen)
+            mc = trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
                        backward=self.backward)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
@@ -291,7 +303,8 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     backward = by_convention(BACKWARD) if tracer.backward else None
     fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
            "traced_at": [dict(key) for key in tracer.memo]}
-    notes = [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} further configurations"]
+    notes = sorted(tracer.notes) + [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} "
+                                    "further configurations"]
     if tracer.backward:
         notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
                      "(the loss itself is not costed)")
