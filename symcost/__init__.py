@@ -32,7 +32,8 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
     (``symcost.training.split`` gives its forward and backward parts).
 
     ``config={"hidden_size": "d", "num_hidden_layers": "n"}`` (or ``"hidden_size=d,…"``): formulas in the model's
-    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; forward only).
+    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; with
+    ``backward=True`` its ``parts()`` and ``per_token()`` split the training step).
     ``custom_mapping={"mylib.op": handler}``: handlers for ops symcost does not cost, this call only (see
     ``symcost.register_op``; the cache is not used).
     """
@@ -41,13 +42,13 @@ def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool
             from .errors import UsageError
 
             raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
-        if backward or sizes:
+        if sizes:
             from .errors import UsageError
 
-            raise UsageError("config= derives the forward pass at symcost's own trace sizes: drop backward= and sizes=")
+            raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
         from .hyper import derive_config
 
-        return derive_config(target, input_shape, config, train=train, use_cache=use_cache)
+        return derive_config(target, input_shape, config, train=train, use_cache=use_cache, backward=backward)
     from .derive import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes,

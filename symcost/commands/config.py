@@ -66,7 +66,8 @@ def derive_for_args(target: str, args, config: str | dict | None = None):
                                                       for k in row}))
     with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
         return derive_config(target, args.input, config, train=args.train,
-                             input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache)
+                             input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache,
+                             backward=getattr(args, "backward", False))
 
 
 def row_groups(config: dict, rows: dict) -> list[tuple[dict, dict]]:
@@ -106,7 +107,26 @@ def evaluations(cc, args, rows: dict | None = None) -> list[dict]:
         except ValueError as e:
             raise UsageError(f"{name + ': ' if name else ''}{e}") from None
         out.append({**({"name": name} if name else {}), "values": values, **{m: numbers[m] for m in METRICS}})
+        if cc.backward or getattr(args, "per_token", False):
+            out[-1].update(_step_values(cc, args, values))
     return out
+
+
+def _step_parts(cc, args) -> dict[str, dict]:
+    """``cc.parts`` (total, and forward and backward for a training step), per token with ``--per-token``."""
+    return cc.per_token(args.convention) if getattr(args, "per_token", False) else cc.parts(args.convention)
+
+
+def _step_values(cc, args, values: dict) -> dict:
+    """Exact values of each part at ``values`` (already checked): an int, or "p/q" per token."""
+    import sympy
+
+    from ..training import exact
+
+    subs = {s: sympy.Integer(values[str(s)]) for s in cc.symbols}
+    parts = {name: {m: exact(e.xreplace(subs)) for m, e in t.items()} for name, t in _step_parts(cc, args).items()}
+    total = parts.pop("total")
+    return {**{m: total[m] for m in METRICS}, **parts}
 
 
 def config_table(args):
@@ -146,16 +166,23 @@ def run_config(args) -> int:
     for flag in ("assume_divisible", "layers"):
         if getattr(args, flag, None):
             raise UsageError(f"--{flag.replace('_', '-')} is not available with --config (totals only)")
+    if getattr(args, "per_token", False):  # refused before the derivation, not after it
+        from ..parse import parse_shape
+        from ..training import tokens
+
+        tokens(parse_shape(args.input))
     started = time.perf_counter()
     cc = derive_for_args(args.target, args)
     evaluated = evaluations(cc, args)
-    total = cc.total(args.convention)
+    parts = _step_parts(cc, args)
+    total = parts.pop("total")
     result = {
         "target": cc.target,
         "input_shape": [d if isinstance(d, int) else str(d) for d in cc.input_shape],
         "config": cc.config,
         "convention": args.convention,
         "formula": {m: str(total[m]) for m in METRICS},
+        **{name: {m: str(t[m]) for m in METRICS} for name, t in parts.items()},
         "flops_by_convention": {n: str(t["flops"]) for n, t in cc.totals.items()},
         "conditions": cc.condition_texts() + [f"{s} >= 2" for s in cc.config_symbols.values()],
         "domain": [f"{d} >= 1" for d in cc.domain],
@@ -163,6 +190,13 @@ def run_config(args) -> int:
         "uncovered": sorted(cc.uncovered),   # op names only: how many calls depends on the configuration
         "notes": cc.notes,
     }
+    if getattr(args, "per_token", False):
+        from ..training import exact, tokens
+
+        result["per_token"] = {"divided_by": exact(tokens(cc.input_shape)),
+                               "metrics": ["macs", "flops", "reads", "writes"],
+                               "why": "tokens in one step: batch x sequence length of the input; params and "
+                                      "buffers are not divided"}
     if evaluated:
         result["evaluations"] = evaluated
     result["seconds"] = round(time.perf_counter() - started, 3)
@@ -182,13 +216,20 @@ def _print_text(result: dict) -> None:
     print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, config {config}")
     from ..render import count, pairs
 
-    rows = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs"),
-                                                           ("flops", f"FLOPs[{name}]"))]
-    print(pairs([*rows, ("valid where", "; ".join(result["conditions"] + result["domain"]))]))
+    per = " per token" if "per_token" in result else ""
+    lines = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs" + per),
+                                                             ("flops", f"FLOPs[{name}]" + per))]
+    lines += [(f"{part} FLOPs{per}", result[part]["flops"]) for part in ("forward", "backward") if part in result]
+    lines.append(("valid where", "; ".join(result["conditions"] + result["domain"])))
+    print(pairs(lines))
     for e in result.get("evaluations", []):
         where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
-        print(f"{e.get('name') or where}: params {count(e['params'])}  MACs {count(e['macs'])}  FLOPs[{name}] "
-              f"{count(e['flops'])}")
+        split = "".join(f"   {p}: {count(e[p]['flops'])}" for p in ("forward", "backward") if p in e)
+        print(f"{e.get('name') or where}: params {count(e['params'])}  MACs {count(e['macs'])}  "
+              f"FLOPs[{name}] {count(e['flops'])}{split}")
+    if "per_token" in result:
+        print(f"note: per token: MACs, FLOPs, reads and writes divided by {result['per_token']['divided_by']} tokens "
+              "(batch x sequence length)")
     if result["uncovered"]:
         print("UNCOVERED (not costed, not counted): " + ", ".join(result["uncovered"]))
     for note in result["notes"]:
