@@ -18,33 +18,41 @@ _EXPORTS = {
     "Cost": "cost", "OP_KINDS": "cost",
     "ModelCost": "model",
     "all_layers": "registry",
-    "trace": "tracing",
+    "trace": "tracing", "register_op": "tracing.handlers", "unregister_op": "tracing.handlers",
     "fold_batchnorm": "fold",
 }
 __all__ = [*_EXPORTS, "model", "__version__"]
 
 
 def model(target: str, input_shape: str, *, train: bool = False, use_cache: bool = True,
-          sizes: tuple[dict, dict] | None = None, backward: bool = False, config=None):
+          sizes: tuple[dict, dict] | None = None, backward: bool = False, config=None,
+          custom_mapping: dict | None = None):
     """``symcost.model("torchvision:resnet50", "1x3xHxW")``: the same derivation as `symcost model`, cached;
     ``sizes=({"H": 241}, {"H": 209})`` chooses the two trace sizes; ``backward=True``: one training step
     (``symcost.training.split`` gives its forward and backward parts).
 
     ``config={"hidden_size": "d", "num_hidden_layers": "n"}`` (or ``"hidden_size=d,…"``): formulas in the model's
-    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; forward only).
+    own hyperparameters too, a ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``; with
+    ``backward=True`` its ``parts()`` and ``per_token()`` split the training step).
+    ``custom_mapping={"mylib.op": handler}``: handlers for ops symcost does not cost, this call only (see
+    ``symcost.register_op``; the cache is not used).
     """
     if config is not None:
-        if backward or sizes:
+        if custom_mapping:
             from .errors import UsageError
 
-            raise UsageError("config= derives the forward pass at symcost's own trace sizes: drop backward= and sizes=")
+            raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
+        if sizes:
+            from .errors import UsageError
+
+            raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
         from .hyper import derive_config
 
-        return derive_config(target, input_shape, config, train=train, use_cache=use_cache)
+        return derive_config(target, input_shape, config, train=train, use_cache=use_cache, backward=backward)
     from .derive import derive
 
     return derive(target, input_shape, train=train, use_cache=use_cache, progress=False, trace_sizes=sizes,
-                  backward=backward)
+                  backward=backward, custom_mapping=custom_mapping)
 
 
 class _Package(types.ModuleType):

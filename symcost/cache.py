@@ -4,7 +4,8 @@ Location: ``$SYMCOST_CACHE_DIR`` or the user cache dir (platformdirs).  The key 
 everything that could change a derivation: target, input spec, train/eval, the versions of
 symcost, torch and torchvision, a hash of symcost's own source, and the source of a user's model file.  One derivation
 serves every convention (conventions are applied afterwards).  Entries are pickles written
-by symcost itself; a corrupt or unreadable entry is ignored and rebuilt.
+by symcost itself; a corrupt or unreadable entry is ignored and rebuilt.  While a user's op handler is registered
+nothing is read or written.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import pickle
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -48,7 +50,16 @@ def cache_key(target: str, input_spec: str, train: bool, source_hash: str) -> st
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _user_ops() -> bool:
+    """A user's op handler (``register_op``, ``custom_mapping``) can change any derivation: no cache while one is
+    active (read without importing torch: no handler can be registered before ``symcost.tracing`` is imported)."""
+    handlers = sys.modules.get("symcost.tracing.handlers")
+    return handlers is not None and handlers.user_handlers()
+
+
 def load(key: str):
+    if _user_ops():
+        return None
     path = cache_dir() / f"{key}.pickle"
     try:
         with path.open("rb") as f:
@@ -58,6 +69,8 @@ def load(key: str):
 
 
 def store(key: str, value) -> None:
+    if _user_ops():
+        return
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)

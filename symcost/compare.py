@@ -72,7 +72,7 @@ def compare_target(target: str, shape: tuple, run_peers: bool = False, seed: int
     names = [*OWN, *PEERS]
     totals = {n: to_int(mc.total(n)["flops"], f"{n} total") for n in names}
     by = {n: {f: to_int(v, f"{n} {f}") for f, v in mc.by_family(n).items()} for n in names}
-    seen = [r.cost.family for r in mc.rows if r.cost.family != "unused"]
+    seen = [r.cost.family for r in mc.rows if r.is_call]
     families = [f for f in FAMILY_ORDER if f in seen] + [f for f in dict.fromkeys(seen) if f not in FAMILY_ORDER]
     table = {}
     for f in families:

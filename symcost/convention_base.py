@@ -71,10 +71,15 @@ class Convention:
         total = sympy.Add(*[w[k] * v for k, v in cost.ops.items()])
         return total + w.get("reads", 0) * cost.reads + w.get("writes", 0) * cost.writes
 
+    def sees(self, row) -> bool:
+        """Whether this convention counts a traced ``model.Row`` at all: a tool that hooks modules does not see a
+        functional call (``x + y`` in a forward)."""
+        return self.sees_functional or not row.functional
+
     def count_row(self, row) -> sympy.Expr:
         """A traced ``model.Row``'s FLOPs: 0 for a functional call this convention does not see, the causal
         triangle only for a causal attention product under a ``causal_attention`` convention."""
-        if row.functional and not self.sees_functional:
+        if not self.sees(row):
             return sympy.Integer(0)
         flops = self.count(row.cost, row.functional)
         skip = getattr(row, "causal_skip", 0)

@@ -72,7 +72,7 @@ def decode_step(model, batch, new_tokens, past, *, target: str = ""):
     past = _symbol_or_int(past, "--past")
     try:
         step = decode_step_module(model)
-    except (AttributeError, TypeError, ValueError) as e:
+    except (AttributeError, TypeError, ValueError, RuntimeError) as e:  # RuntimeError: .item() on meta
         raise UsageError(f"--past: cannot build a KV cache for this model: {type(e).__name__}: {e}") from None
     return trace(step, (batch, new_tokens, past), target=target, input_dtype="int64")
 

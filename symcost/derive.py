@@ -37,10 +37,18 @@ def cached_summary(target: str, input_spec: str, train: bool = False, input_dtyp
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
-           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False):
+           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
+           custom_mapping: dict | None = None):
     """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
     ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two
-    assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None."""
+    assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None;
+    ``custom_mapping``: op -> handler for this derivation (see ``symcost.register_op``; the cache is not used)."""
+    if custom_mapping:
+        from .tracing.handlers import custom_ops
+
+        with custom_ops(custom_mapping):
+            return derive(target, input_spec, train=train, use_cache=use_cache, progress=progress,
+                          input_dtype=input_dtype, trace_sizes=trace_sizes, backward=backward)
     import pickle
 
     from . import cache
@@ -57,6 +65,41 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
         # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
         cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
     return mc
+
+
+def derive_decode(target: str, input_spec: str, *, past=None, generate=None, convention: str = "flops",
+                  use_cache: bool = True, progress: bool = True) -> dict:
+    """One decode step (``past``: cached tokens, an int or a symbol name) or a generation (``generate``: steps) of
+    an ``hf:`` decoder on ids of ``input_spec`` (B x L), from the cache when it can (no torch import then).
+    Returns ``{"step": ModelCost}`` or ``symcost.decode.generation``'s dict, plus ``"notes"`` (the experts
+    implementation chosen, for a mixture of experts)."""
+    import pickle
+
+    from . import cache
+
+    what = f"past={past}" if past is not None else f"generate={generate}:{convention}"
+    key = _key(target, f"{input_spec}:{what}", False, "int64")
+    if use_cache:
+        hit = cache.load(key)
+        if isinstance(hit, dict) and "decode" in hit:
+            return pickle.loads(hit["decode"])
+    from .decode import decode_step, generation
+    from .moe import select_experts_implementation
+    from .parse import parse_shape
+    from .targets import load_target
+
+    shape = parse_shape(input_spec)
+    with _status(f"tracing {target} decoding on {input_spec}", progress):
+        model = load_target(target, device="meta").eval()
+        notes = select_experts_implementation(model)
+        if past is not None:
+            out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
+        else:
+            out = generation(model, shape[0], shape[1], generate, convention, target=target)
+    out["notes"] = notes
+    if use_cache:
+        cache.store(key, {"decode": pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)})
+    return out
 
 
 def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dtype: str | None = None,

@@ -23,6 +23,15 @@ def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:
     return named, {v: k for k, v in names.items()}
 
 
+def flag_meanings(layer, cost: Cost, convention: Convention) -> dict[str, str]:
+    """``{"b": "1 with bias, 0 without"}`` for each flag of ``layer`` left as a symbol that ``cost``'s formulas
+    (under ``convention``) use."""
+    used = set().union(*(getattr(e, "free_symbols", set()) for e in
+                         (cost.params, cost.buffers, cost.macs, convention.count(cost), cost.reads, cost.writes)))
+    return {str(getattr(layer, a.name)): f"1 with {a.name}, 0 without" for a in layer.args
+            if a.kind == "flag" and getattr(layer, a.name, None) in used}
+
+
 @dataclass(frozen=True)
 class Formula:
     """A cost for people, under one convention: ``str(formula)`` for a terminal, ``sympy.latex(formula)`` an align
@@ -37,7 +46,7 @@ class Formula:
     convention: Convention
 
     @classmethod
-    def of(cls, layer, inputs: tuple, convention: Convention) -> "Formula":
+    def of(cls, layer, inputs: tuple, convention: Convention) -> Formula:
         cost, where = name_output_sizes(inputs, layer.cost(*inputs))
         return cls(layer.name, inputs, cost, where, convention)
 
@@ -63,11 +72,7 @@ class Formula:
 
     def flags(self, layer) -> dict[str, str]:
         """``{"b": "1 with bias, 0 without"}`` for each flag of ``layer`` left as a symbol that the formulas use."""
-        c, conv = self.cost, self.convention
-        used = set().union(*(getattr(e, "free_symbols", set()) for e in
-                             (c.params, c.buffers, c.macs, conv.count(c), c.reads, c.writes)))
-        return {str(getattr(layer, a.name)): f"1 with {a.name}, 0 without" for a in layer.args
-                if a.kind == "flag" and getattr(layer, a.name, None) in used}
+        return flag_meanings(layer, self.cost, self.convention)
 
     def as_dict(self, layer) -> dict:
         """Plain data, every expression as its string (``symcost formula --json``)."""

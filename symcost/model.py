@@ -5,6 +5,7 @@ Nothing here imports torch, so a cached derivation answers without it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Mapping
 
 import sympy
@@ -12,6 +13,15 @@ import sympy
 from .conventions import Convention, get_convention
 from .cost import Cost, bind, to_int
 from .errors import UsageError
+
+
+class RowKind(str, Enum):
+    """What a row is: a catalogued module's call, an op called outside any (functional), or the parameters no
+    costed call reads (counted in a row of their own, never a call)."""
+
+    MODULE = "module"
+    FUNCTIONAL = "functional"
+    UNUSED = "unused parameters"
 
 
 @dataclass
@@ -24,11 +34,17 @@ class Row:
     backward: bool = False  # part of the backward pass of a training step (``trace(..., backward=True)``)
     #: a causal attention product: the MACs of its query-key pairs above the diagonal (``tracing.causal``)
     causal_skip: sympy.Expr | int = 0
+    kind: RowKind = RowKind.MODULE
 
     @property
     def functional(self) -> bool:
         """A call outside any catalogued module (``x + y`` in a forward): invisible to module-hook tools."""
-        return ":" in self.name
+        return self.kind is RowKind.FUNCTIONAL
+
+    @property
+    def is_call(self) -> bool:
+        """A layer call (module or functional), not the row of parameters no costed call reads."""
+        return self.kind is not RowKind.UNUSED
 
 
 class _Sweepable:
@@ -127,7 +143,7 @@ class ModelCost(_Sweepable):
         conv = get_convention(convention) if isinstance(convention, str) else convention
         out: dict[str, sympy.Expr] = {}
         for r in self.rows:
-            if metric == "flops" and not (conv.sees_functional or not r.functional):
+            if metric == "flops" and not conv.sees(r):
                 continue
             value = conv.count_row(r) if metric == "flops" else getattr(r.cost, metric)
             out[r.cost.family] = out.get(r.cost.family, sympy.Integer(0)) + value

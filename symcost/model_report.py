@@ -317,18 +317,19 @@ class DecodeReport:
 
 
 def decode_report(target: str, input_spec: str, convention: str = "flops", *, past: str | None = None,
-                  generate: str | None = None, at: list[str] | None = None) -> DecodeReport:
+                  generate: str | None = None, at: list[str] | None = None, use_cache: bool = True,
+                  progress: bool = True) -> DecodeReport:
     """``past``: one decode step of a Hugging Face decoder on B x L new tokens with T = ``past`` cached tokens per
     layer; ``generate``: the prefill of the L tokens and ``generate`` decode steps, summed in closed form.  ``at``:
-    ``--at`` assignments of the result's symbols, evaluated exactly."""
+    ``--at`` assignments of the result's symbols, evaluated exactly.  From the cache when it can (``derive_decode``).
+    """
     import sympy
 
     from .conventions import CONVENTIONS, get_convention
-    from .decode import decode_step, generation, tidy
-    from .moe import select_experts_implementation
+    from .decode import tidy
+    from .derive import derive_decode
     from .parse import parse_shape
     from .sweep import parse_assignments
-    from .targets import load_target
     from .training import exact
 
     started = time.perf_counter()
@@ -341,20 +342,21 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec!r}")
     if not target.strip().startswith("hf:"):
         raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
-    model = load_target(target, device="meta").eval()
-    moe_notes = select_experts_implementation(model)
     report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
                           get_convention(convention).summary, {})
     new = exact(sympy.sympify(shape[1]))
     if past:
-        mc = decode_step(model, shape[0], shape[1], past, target=target)
+        got = derive_decode(target, input_spec, past=past, use_cache=use_cache, progress=progress)
+        mc, moe_notes = got["step"], got["notes"]
         parts = {"total": {m: tidy(e) for m, e in mc.total(convention).items()}}
         report.past = past
         notes = [f"one decode step: {new} new token(s) per sequence with {past} cached tokens per layer (a "
                  "DynamicCache); reads include the cache"]
         derivations, symbols = (mc,), mc.symbols
     else:
-        g = generation(model, shape[0], shape[1], generate, convention, target=target)
+        g = derive_decode(target, input_spec, generate=generate, convention=convention, use_cache=use_cache,
+                          progress=progress)
+        moe_notes = g["notes"]
         parts = {k: g[k] for k in ("total", "prefill", "decode")}
         report.generate = generate
         report.step_formula = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}

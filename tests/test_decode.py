@@ -1,5 +1,8 @@
 """Decoding with a KV cache: one step as a formula in the cached length T, and a generation in closed form."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import sympy
@@ -50,6 +53,37 @@ def test_decode_step_equals_flop_counter_over_a_real_cache(model_type):
     assert sympy.expand(mc.total()["reads"]).coeff(t) >= 2 * 2 * 2 * kv_heads * 16
 
 
+def small_variant(model_type: str):
+    """Families whose decode step computes sizes in Python from the cached length (a mask of T + 1 columns, cache
+    positions T ... T + L - 1): each at 2 layers, width 64, 4 heads."""
+    kw = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128, vocab_size=100,
+              bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    kw.update({"falcon": dict(new_decoder_architecture=False, multi_query=True),
+               "opt": dict(ffn_dim=128, word_embed_proj_dim=64),
+               "qwen2_moe": dict(num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                                 shared_expert_intermediate_size=32)}[model_type])
+    cfg = transformers.AutoConfig.for_model(model_type, **kw)
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(cfg).eval()
+    from symcost.moe import select_experts_implementation
+
+    select_experts_implementation(model)
+    return model
+
+
+@pytest.mark.parametrize("model_type", ["falcon", "opt", "qwen2_moe"])
+def test_decode_step_with_sizes_computed_from_the_cache_length(model_type):
+    # these once refused (no single formula): a size T + 1 computed in Python was not recognised as one
+    model = small_variant(model_type)
+    mc = decode_step(model, 2, 1, "T")
+    for cached in (5, 8, 33):
+        with torch.no_grad():
+            cache = model(ids(2, cached), use_cache=True).past_key_values
+            with FlopCounterMode(display=False) as c:
+                model(ids(2, 1), past_key_values=cache, use_cache=True)
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == c.get_total_flops(), (model_type, cached)
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
 def test_generation_closed_form_equals_a_cached_generation_loop(model_type):
     model = small(model_type)
@@ -78,15 +112,24 @@ def test_generation_sum_equals_the_sum_of_concrete_traces_under_every_metric():
         assert value(g["total"][m], P=prompt, n=steps) == expected[m], m
 
 
-def test_cli_past_and_generate():
-    r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "T", "--json", "--convention", "torch",
-            "--at", "T=100")
+def test_cli_past_and_generate(tmp_path):
+    env = {"SYMCOST_CACHE_DIR": str(tmp_path)}
+    args = ("model", "hf:gpt2", "--input", "1x1", "--past", "T", "--json", "--convention", "torch", "--at", "T=100")
+    r = cli(*args, env=env)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     # GPT-2 small, one token against T cached: 12 layers x 12 heads x 64 x 2 products x 2 FLOPs = 36864 per cached
     # token (attention over T + 1 keys), plus the 124M-parameter matmuls once: 2 x 84934656 + 36864
     assert d["formula"]["flops"] == "36864*T + 169906176"
     assert d["evaluations"][0]["total"]["flops"] == 36864 * 100 + 169906176
+    # the same call again answers from the cache: no torch, no transformers, the same numbers
+    code = ("import sys; from symcost.cli import main; "
+            f"main({list(args)!r}); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    assert again.returncode == 0, again.stderr
+    d2 = json.loads(again.stdout)
+    assert d2["formula"] == d["formula"] and d2["evaluations"] == d["evaluations"]
     r = cli("model", "hf:gpt2", "--input", "1x3x4", "--past", "T")
     assert r.returncode == 2 and "B x L" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "0")

@@ -118,6 +118,10 @@ CASES = [
     ("adaptive_max_pool1d", lambda x: F.adaptive_max_pool1d(x.flatten(2), 1), "adaptive_maxpool2d",
      lambda h, w: {"cmp": 3 * (h * w - 1)}),
     ("pow_tensor_exponent", lambda x: 2.0 ** x, "exp", lambda h, w: {"fn": 3 * h * w}),
+    # added as one handler each in tracing/costing.py: an elementwise library call, 1 fn per element
+    ("erf", lambda x: torch.erf(x), "exp", lambda h, w: {"fn": 3 * h * w}),
+    ("log1p", lambda x: torch.log1p(x), "exp", lambda h, w: {"fn": 3 * h * w}),
+    ("expm1_then_log2", lambda x: torch.log2(torch.expm1(x)), "exp", lambda h, w: {"fn": 3 * h * w}),  # first: expm1
     ("arange_from_input", lambda x: x + torch.arange(x.shape[3] // 4, device=x.device).repeat_interleave(4)[:1],
      "add", lambda h, w: {"add": 3 * h * w}),  # a grid computed from the input's size
 ]

@@ -22,7 +22,8 @@ def derive_for_args(target: str, args, config: str | dict | None = None):
     config = config or args.config or fields_of(read_config_values(args.config_values))
     with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
         return derive_config(target, args.input, config, train=args.train,
-                             input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache)
+                             input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache,
+                             backward=getattr(args, "backward", False))
 
 
 def config_table(args):
@@ -49,10 +50,16 @@ def run_config(args) -> int:
     for flag in ("assume_divisible", "layers"):
         if getattr(args, flag, None):
             raise UsageError(f"--{flag.replace('_', '-')} is not available with --config (totals only)")
+    per_token = getattr(args, "per_token", False)
+    if per_token:  # refused before the derivation, not after it
+        from ..parse import parse_shape
+        from ..training import tokens
+
+        tokens(parse_shape(args.input))
     started = time.perf_counter()
     cc = derive_for_args(args.target, args)
     rows = read_config_values(args.config_values) if args.config_values else None
-    report = config_report(cc, args.convention, args.at, rows, started)
+    report = config_report(cc, args.convention, args.at, rows, started, per_token=per_token)
     result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -70,13 +77,20 @@ def _print_text(result: dict) -> None:
     print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, config {config}")
     from ..render import count, pairs
 
-    rows = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs"),
-                                                           ("flops", f"FLOPs[{name}]"))]
-    print(pairs([*rows, ("valid where", "; ".join(result["conditions"] + result["domain"]))]))
+    per = " per token" if "per_token" in result else ""
+    lines = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs" + per),
+                                                             ("flops", f"FLOPs[{name}]" + per))]
+    lines += [(f"{part} FLOPs{per}", result[part]["flops"]) for part in ("forward", "backward") if part in result]
+    lines.append(("valid where", "; ".join(result["conditions"] + result["domain"])))
+    print(pairs(lines))
     for e in result.get("evaluations", []):
         where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
-        print(f"{e.get('name') or where}: params {count(e['params'])}  MACs {count(e['macs'])}  FLOPs[{name}] "
-              f"{count(e['flops'])}")
+        split = "".join(f"   {p}: {count(e[p]['flops'])}" for p in ("forward", "backward") if p in e)
+        print(f"{e.get('name') or where}: params {count(e['params'])}  MACs {count(e['macs'])}  "
+              f"FLOPs[{name}] {count(e['flops'])}{split}")
+    if "per_token" in result:
+        print(f"note: per token: MACs, FLOPs, reads and writes divided by {result['per_token']['divided_by']} tokens "
+              "(batch x sequence length)")
     if result["uncovered"]:
         print("UNCOVERED (not costed, not counted): " + ", ".join(result["uncovered"]))
     for note in result["notes"]:

@@ -133,22 +133,33 @@ def run_formula(args) -> int:
 
 
 def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
-    """The layer's gradients (``symcost.layers.gradients``): each part's MACs and FLOPs under the convention."""
-    from ..layers.gradients import layer_backward
+    """The layer's gradients (``symcost.layers.layer_backward``): each part's counts under the convention, and the
+    forward + backward total of one training step of the layer."""
+    from ..layers.layer_backward import layer_backward
 
-    try:
-        parts = layer_backward(layer, shapes[0])
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    rows = {name: {"output_shape": [str(d) for d in c.output_shape], "macs": str(c.macs),
-                   "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
-                   "ops": {k: str(v) for k, v in c.ops.items()}} for name, c in parts.items()}
+    if conv.family_weights or conv.functional_weights:
+        raise UsageError(f"--backward: convention {conv.name!r} weighs the forward layers of a peer tool, which "
+                         "counts no backward pass; use macs, flops, exact, mults or torch")
+    parts = layer_backward(layer, *shapes)
+    forward = layer.cost(*shapes)
+
+    def row(c):
+        return {"output_shape": [str(d) for d in c.output_shape], "macs": str(c.macs),
+                "flops": str(conv.count(c)), "reads": str(c.reads), "writes": str(c.writes),
+                "ops": {k: str(v) for k, v in c.ops.items()}}
+    rows = {name: row(c) for name, c in parts.items()}
+    backward = sum(parts.values(), type(forward)())
+    total = {"macs": str(forward.macs + backward.macs),
+             "flops": str(conv.count(forward) + sum(conv.count(c) for c in parts.values()))}
     if as_json:
         print(json.dumps({"layer": layer.name, "convention": conv.name, "backward": rows,
+                          "forward_plus_backward": total,
                           "input_shapes": [[str(d) for d in s] for s in shapes]}, indent=2))
         return 0
-    print(f"{layer.name} backward  input {'x'.join(map(str, shapes[0]))}")
-    print(table(None, [(name, f"MACs {r['macs']}", f"FLOPs[{conv.name}] {r['flops']}") for name, r in rows.items()]))
+    print(f"{layer.name} backward  input {' , '.join('x'.join(map(str, s)) for s in shapes)}")
+    print(table(None, [(name, f"MACs {r['macs']}", f"FLOPs[{conv.name}] {r['flops']}", f"reads {r['reads']}",
+                        f"writes {r['writes']}") for name, r in rows.items()]))
+    print(f"forward + backward: MACs {total['macs']}   FLOPs[{conv.name}] {total['flops']}")
     print(f"convention {conv.name}: {conv.summary}")
     if layer.name.startswith("conv") and layer.groups != 1:
         print("note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "
@@ -289,7 +300,9 @@ def configure_formula(p):
     _layer_parser(p, symbolic=True)
     p.add_argument("--latex", action="store_true", help="print a LaTeX align environment")
     p.add_argument("--backward", action="store_true",
-                   help="the layer's gradients: grad input, grad weight, grad bias (linear and convolutions)")
+                   help="the layer's gradients instead: per input and parameter (grad_input, grad_weight, grad_bias, "
+                        "...), the MACs, FLOPs, reads and writes of the kernels torch's backward runs for it, then "
+                        "forward + backward; a layer without a gradient is refused with the reason")
 
 
 def configure_eval(p):

@@ -18,10 +18,9 @@ def run_model(args) -> int:
     from ..model_report import model_report
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
-    if (args.config or args.config_values) and (args.past or args.generate or args.backward or args.per_token
-                                                or args.trace_sizes):
-        raise UsageError("--config derives the forward pass at symcost's own trace sizes: it does not combine with "
-                         "--backward, --per-token, --past, --generate or --trace-sizes yet")
+    if (args.config or args.config_values) and (args.past or args.generate or args.trace_sizes):
+        raise UsageError("--config derives the forward pass (or a training step, --backward) at symcost's own trace "
+                         "sizes: it does not combine with --past, --generate or --trace-sizes yet")
     if "=" in args.input and (args.past or args.generate or args.config or args.config_values):
         raise UsageError("named inputs (NAME=SHAPE,...) are for the forward pass and --backward/--per-token; "
                          "--past, --generate and --config take one shape")

@@ -14,12 +14,15 @@ symbols) at several configurations and fits every total as a polynomial in the c
 
 Sample configurations satisfy the divisibility relations (``head_dim = hidden_size / num_attention_heads``), which
 become the formula's conditions: values that break one are refused with that condition.
+
+``backward=True`` traces one training step (``trace(..., backward=True)``) and fits the step's totals and its
+backward part side by side; the forward part is their difference, exactly.
 """
 from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 import sympy
@@ -34,6 +37,7 @@ __all__ = ["ConfigCost", "derive_config", "parse_config"]
 
 PROBES = 6                   # values per field when probing its degree (degree <= 4, one point to spare)
 FIELD_METRICS = ("params", "buffers", "macs", "reads", "writes")
+BACKWARD = "backward:"       # prefix of the fitted keys of a training step's backward part
 
 
 @dataclass
@@ -51,6 +55,12 @@ class ConfigCost(_Sweepable):
     zero_cost_ops: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     fit: dict = field(default_factory=dict)   # windows per field, traces made, configurations verified
+    backward_totals: dict | None = None       # a training step's backward part: convention -> metric -> expression
+
+    @property
+    def backward(self) -> bool:
+        """True for a training step (forward and backward), traced with ``backward=True``."""
+        return self.backward_totals is not None
 
     @property
     def config_symbols(self) -> dict[str, sympy.Symbol]:
@@ -68,6 +78,24 @@ class ConfigCost(_Sweepable):
         if name not in self.totals:
             raise UsageError(f"unknown convention {name!r}; choose one of: {', '.join(self.totals)}")
         return dict(self.totals[name])
+
+    def parts(self, convention: str | Convention = "flops") -> dict[str, dict[str, sympy.Expr]]:
+        """``{"total": …}``, and for a training step also ``"forward"`` and ``"backward"`` (as
+        ``symcost.training.split``: parameters are counted in the forward part)."""
+        total = self.total(convention)
+        if self.backward_totals is None:
+            return {"total": total}
+        name = convention if isinstance(convention, str) else convention.name
+        back = dict(self.backward_totals[name])
+        return {"total": total, "forward": {m: sympy.expand(total[m] - back[m]) for m in total}, "backward": back}
+
+    def per_token(self, convention: str | Convention = "flops") -> dict[str, dict[str, sympy.Expr]]:
+        """``parts`` with MACs, FLOPs, reads and writes divided by the tokens of the B x L input (B*L), exactly."""
+        from ..training import PER_TOKEN_METRICS, tokens
+
+        n_tokens = tokens(self.input_shape)  # expanded, not cancelled: a sum of terms such as 6*d**2*k*n/h
+        return {name: {m: sympy.expand(e / n_tokens) if m in PER_TOKEN_METRICS else e for m, e in t.items()}
+                for name, t in self.parts(convention).items()}
 
     def condition_texts(self) -> list[str]:
         return [r.text(self.config_symbols, self.fixed) for r in self.conditions]
@@ -119,14 +147,17 @@ class ConfigCost(_Sweepable):
         return checked
 
 
-def derive_config(target: str, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
+def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
                   checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None,
-                  use_cache: bool = False) -> ConfigCost:
+                  use_cache: bool = False, backward: bool = False) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
+    ``target``: ``"hf:MODEL_TYPE"``, ``"path/to/file.py:factory"`` or a factory (a callable taking the config
+    fields as integer keyword arguments, returning an ``nn.Module``; never cached).
     ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
     integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
-    derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).
+    derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).  ``backward``: one
+    training step, forward and backward (``ConfigCost.parts``).
     """
     import pickle
 
@@ -137,40 +168,45 @@ def derive_config(target: str, input_shape, config: str | dict, *, train: bool =
     space = config_space(target, parse_config(config))
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
         tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
-    dtype = input_dtype or default_input_dtype(target)
-    spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}"
-    key = cache.cache_key(target, spec, train, space.source)
+    if callable(target):  # a Python factory: no file to key a cache entry by
+        use_cache = False
+    dtype = input_dtype or ("float32" if callable(target) else default_input_dtype(target))
+    spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
+        + (":backward" if backward else "")
+    key = cache.cache_key(target, spec, train, space.source) if use_cache else ""
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "config_cost" in hit:
             return pickle.loads(hit["config_cost"])
-    cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress)
+    cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward)
     if use_cache:
         cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
     return cc
 
 
 def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: str, checks: int, seed: int,
-                  progress) -> ConfigCost:
+                  progress, backward: bool = False) -> ConfigCost:
     inputs = {str(d) for d in shape if not isinstance(d, int)}
     clash = inputs & {str(s) for s in space.symbols.values()}
     if clash:
         raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
-    tracer = _Tracer(space, shape, train, dtype, progress)
+    tracer = _Tracer(space, shape, train, dtype, progress, backward)
     return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()})
 
 
 class _Tracer:
     """Traces at a configuration (memoised) and reduces each trace to its expanded totals."""
 
-    def __init__(self, space: ConfigSpace, shape: tuple, train: bool, dtype: str, progress):
+    def __init__(self, space: ConfigSpace, shape: tuple, train: bool, dtype: str, progress, backward: bool = False):
         self.space, self.shape, self.train, self.dtype, self.progress = space, shape, train, dtype, progress
+        self.backward = backward
         self.memo: dict[tuple, dict] = {}
         self.domain: set = set()
         self.uncovered: dict[str, int] = {}
         self.zero: dict[str, int] = {}
+        self.notes: set[str] = set()     # notes on inputs and implementations symcost chose (the same at every config)
 
     def __call__(self, values: dict[str, int]) -> dict[str, sympy.Expr]:
         key = tuple(sorted(values.items()))
@@ -187,7 +223,19 @@ class _Tracer:
             self.progress(f"tracing {self.space.target} at {where}")
         try:
             model = self.space.build(every)
-            mc = trace(model, self.shape, target=self.space.target, train=self.train, input_dtype=self.dtype)
+            shape, dtype = self.shape, self.dtype
+            if self.space.target.startswith("hf:"):  # as `symcost model`: experts that trace, the inputs it needs
+                from ..moe import IMPLEMENTATION, select_experts_implementation
+                from ..targets import hf_inputs
+
+                if select_experts_implementation(model):
+                    self.notes.add(f"mixture of experts: experts run with experts_implementation={IMPLEMENTATION!r} "
+                                   "(selected by symcost): tokens x top-k (token, expert) pairs, each through one "
+                                   "expert's weights, so MACs and FLOPs hold for every routing")
+                shape, dtype, chosen = hf_inputs(model, shape, dtype)
+                self.notes.update(chosen)
+            mc = trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
+                       backward=self.backward)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
         except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration)
@@ -198,13 +246,23 @@ class _Tracer:
             self.uncovered[k] = max(self.uncovered.get(k, 0), v)
         for k, v in mc.zero_cost_ops.items():
             self.zero[k] = max(self.zero.get(k, 0), v)
-        out = {}
-        for name, conv in CONVENTIONS.items():
-            t = mc.total(conv)
-            if not out:
-                out.update({m: sympy.expand(t[m]) for m in FIELD_METRICS})
-            out[f"flops:{name}"] = sympy.expand(t["flops"])
+        out = _expanded(mc)
+        if self.backward:
+            from ..training import split
+
+            out.update({BACKWARD + m: e for m, e in _expanded(split(mc).get("backward", replace(mc, rows=[]))).items()})
         return out
+
+
+def _expanded(mc) -> dict[str, sympy.Expr]:
+    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME")."""
+    out = {}
+    for name, conv in CONVENTIONS.items():
+        t = mc.total(conv)
+        if not out:
+            out.update({m: sympy.expand(t[m]) for m in FIELD_METRICS})
+        out[f"flops:{name}"] = sympy.expand(t["flops"])
+    return out
 
 
 def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed: int, config: dict) -> ConfigCost:
@@ -237,14 +295,22 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
                 for m in traced[points[0]]}
     verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
-    totals = {name: {**{m: formulas[m] for m in FIELD_METRICS}, "flops": formulas[f"flops:{name}"]}
-              for name in CONVENTIONS}
+    def by_convention(prefix: str) -> dict:
+        return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
+                for name in CONVENTIONS}
+
+    totals = by_convention("")
+    backward = by_convention(BACKWARD) if tracer.backward else None
     fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
            "traced_at": [dict(key) for key in tracer.memo]}
-    notes = [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} further configurations"]
+    notes = sorted(tracer.notes) + [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} "
+                                    "further configurations"]
+    if tracer.backward:
+        notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
+                     "(the loss itself is not costed)")
     return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
                       tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
-                      fit)
+                      fit, backward)
 
 
 def _verify(space: ConfigSpace, tracer: _Tracer, order: list[str], formulas: dict, grids, checks: int,

@@ -80,8 +80,27 @@ def row_groups(config: dict, rows: dict) -> list[tuple[dict, dict]]:
     return list(groups.values())
 
 
-def evaluations(cc, convention: str, at: list[str], rows: dict | None = None) -> list[dict]:
-    """Exact numbers at the ``at`` points, or at each named row (``at`` then gives the input's symbols)."""
+def step_parts(cc, convention: str, per_token: bool = False) -> dict[str, dict]:
+    """``cc.parts`` (total, and forward and backward for a training step), per token with ``per_token``."""
+    return cc.per_token(convention) if per_token else cc.parts(convention)
+
+
+def step_values(cc, convention: str, per_token: bool, values: dict) -> dict:
+    """Exact values of each part at ``values`` (already checked): an int, or "p/q" per token."""
+    import sympy
+
+    from ..training import exact
+
+    subs = {s: sympy.Integer(values[str(s)]) for s in cc.symbols}
+    parts = {name: {m: exact(e.xreplace(subs)) for m, e in t.items()}
+             for name, t in step_parts(cc, convention, per_token).items()}
+    total = parts.pop("total")
+    return {**{m: total[m] for m in METRICS}, **parts}
+
+
+def evaluations(cc, convention: str, at: list[str], rows: dict | None = None, per_token: bool = False) -> list[dict]:
+    """Exact numbers at the ``at`` points, or at each named row (``at`` then gives the input's symbols); a training
+    step (``cc.backward``) or ``per_token`` also gives each part's values."""
     from ..sweep import parse_assignments
 
     if rows is not None:
@@ -99,6 +118,8 @@ def evaluations(cc, convention: str, at: list[str], rows: dict | None = None) ->
         except ValueError as e:
             raise UsageError(f"{name + ': ' if name else ''}{e}") from None
         out.append({**({"name": name} if name else {}), "values": values, **{m: numbers[m] for m in METRICS}})
+        if cc.backward or per_token:
+            out[-1].update(step_values(cc, convention, per_token, values))
     return out
 
 
@@ -111,20 +132,25 @@ class ConfigReport:
     config: dict
     convention: str
     formula: dict
+    parts: dict                     # "forward", "backward" of a training step: formula strings
     flops_by_convention: dict
     conditions: list
     domain: list
     fit: dict
     uncovered: list                 # op names only: how many calls depends on the configuration
     notes: list
+    per_token: dict | None = None
     evaluations: list = field(default_factory=list)
     seconds: float | None = None
     cc: object = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("target", "input_shape", "config", "convention", "formula",
-                                             "flops_by_convention", "conditions", "domain", "fit", "uncovered",
-                                             "notes")}
+        out = {k: getattr(self, k) for k in ("target", "input_shape", "config", "convention", "formula")}
+        out.update(self.parts)
+        out.update({k: getattr(self, k) for k in ("flops_by_convention", "conditions", "domain", "fit", "uncovered",
+                                                  "notes")})
+        if self.per_token is not None:
+            out["per_token"] = self.per_token
         if self.evaluations:
             out["evaluations"] = self.evaluations
         if self.seconds is not None:
@@ -132,17 +158,27 @@ class ConfigReport:
         return out
 
 
-def config_report(cc, convention: str, at: list[str], rows: dict | None = None,
-                  started: float | None = None) -> ConfigReport:
+def config_report(cc, convention: str, at: list[str], rows: dict | None = None, started: float | None = None,
+                  per_token: bool = False) -> ConfigReport:
     """The report of a derived ``ConfigCost`` under ``convention``, evaluated at ``at`` or the named ``rows``;
-    ``started`` (a ``time.perf_counter()``) times the whole call, derivation included."""
-    total = cc.total(convention)
+    ``per_token``: MACs, FLOPs, reads and writes divided by the B x L tokens of the input.  ``started`` (a
+    ``time.perf_counter()``) times the whole call, derivation included."""
+    from ..training import PER_TOKEN_METRICS, exact, tokens
+
+    evaluated = evaluations(cc, convention, at, rows, per_token)
+    parts = step_parts(cc, convention, per_token)
+    total = parts.pop("total")
     report = ConfigReport(
         cc.target, [d if isinstance(d, int) else str(d) for d in cc.input_shape], cc.config, convention,
-        {m: str(total[m]) for m in METRICS}, {n: str(t["flops"]) for n, t in cc.totals.items()},
+        {m: str(total[m]) for m in METRICS}, {name: {m: str(t[m]) for m in METRICS} for name, t in parts.items()},
+        {n: str(t["flops"]) for n, t in cc.totals.items()},
         cc.condition_texts() + [f"{s} >= 2" for s in cc.config_symbols.values()],
         [f"{d} >= 1" for d in cc.domain], {k: v for k, v in cc.fit.items() if k != "traced_at"},
-        sorted(cc.uncovered), cc.notes, evaluations(cc, convention, at, rows), cc=cc)
+        sorted(cc.uncovered), cc.notes, evaluations=evaluated, cc=cc)
+    if per_token:
+        report.per_token = {"divided_by": exact(tokens(cc.input_shape)), "metrics": list(PER_TOKEN_METRICS),
+                            "why": "tokens in one step: batch x sequence length of the input; params and "
+                                   "buffers are not divided"}
     if started is not None:
         report.seconds = round(time.perf_counter() - started, 3)
     return report

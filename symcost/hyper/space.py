@@ -148,13 +148,24 @@ def parse_config(text: str | dict) -> dict[str, str | int]:
     return out
 
 
-def config_space(target: str, config: dict[str, str | int]) -> ConfigSpace:
+def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
+    """``target``: ``hf:MODEL_TYPE``, ``path/to/file.py:factory``, or a factory itself (a callable taking the
+    config fields as integer keyword arguments and returning an ``nn.Module``)."""
+    if callable(target):
+        return factory_space(target, config)
     kind, sep, name = target.strip().rpartition(":")
     if kind == "hf":
         return _hf_space(name, config)
     if sep and (kind.endswith(".py") or "/" in kind):
-        return _factory_space(Path(kind), name, config)
+        path = Path(kind)
+        return factory_space(_load_callable(path, name), config, f"{path}:{name}",
+                             hashlib.sha256(path.read_bytes()).hexdigest())
     raise UsageError(f"--config works with hf:MODEL_TYPE and path/to/file.py:factory targets, not {target!r}")
+
+
+def factory_name(factory) -> str:
+    """How a factory passed as a Python object is named in messages and results (``module.qualname``)."""
+    return f"{getattr(factory, '__module__', None) or '?'}.{getattr(factory, '__qualname__', type(factory).__name__)}"
 
 
 def _split(config: dict) -> tuple[dict, dict, dict]:
@@ -223,8 +234,10 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
     return ConfigSpace(f"hf:{model_type}", symbols, fixed, relations, build)
 
 
-def _factory_space(path: Path, attr: str, config: dict) -> ConfigSpace:
-    factory = _load_callable(path, attr)
+def factory_space(factory: Callable, config: dict, name: str = "", source: str = "") -> ConfigSpace:
+    """The space of a factory's integer arguments (``name``: how messages call it; ``source``: a hash of its file
+    for cache keys, empty for a Python object, which is never cached)."""
+    name = name or factory_name(factory)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -232,7 +245,7 @@ def _factory_space(path: Path, attr: str, config: dict) -> ConfigSpace:
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for f in config:
         if f not in params and not accepts_any:
-            raise UsageError(f"{path}:{attr} has no argument {f!r} (its arguments: {', '.join(params) or 'none'})")
+            raise UsageError(f"{name} has no argument {f!r} (its arguments: {', '.join(params) or 'none'})")
     symbols, fixed, ties = _split(config)
 
     def build(values: dict):
@@ -246,11 +259,10 @@ def _factory_space(path: Path, attr: str, config: dict) -> ConfigSpace:
         except Exception:  # noqa: BLE001  (a factory that cannot run on meta: build on CPU instead)
             model = factory(**values)
         if not isinstance(model, nn.Module):
-            raise UsageError(f"{path}:{attr}(...) returned a {type(model).__name__}, not an nn.Module")
+            raise UsageError(f"{name}(...) returned a {type(model).__name__}, not an nn.Module")
         return model
 
-    return ConfigSpace(f"{path}:{attr}", symbols, fixed, [], build,
-                       source=hashlib.sha256(path.read_bytes()).hexdigest())
+    return ConfigSpace(name, symbols, fixed, [], build, source=source)
 
 
 def _load_callable(path: Path, attr: str):

@@ -1,8 +1,8 @@
 r"""Backward formulas: the gradients of layers and of the fused aten backward kernels, from shapes only.
 
 Each class counts the algorithm written in its docstring.  MACs are the multiply-accumulates done.  The trace uses
-them for the backward pass of a training step (``symcost.tracing.backward``); ``layer_backward`` gives a catalog
-layer's own gradients (``symcost formula linear --backward``).  Not registered in the catalog: they are not
+them for the backward pass of a training step (``symcost.tracing.backward``); ``layer_backward`` composes a catalog
+layer's own gradients from them (``symcost formula linear --backward``).  Not registered in the catalog: they are not
 ``torch.nn`` layers.  No torch import.
 """
 from __future__ import annotations
@@ -18,10 +18,6 @@ def _prod(xs) -> sympy.Expr:
 
 
 _FLAG = dict(kind="flag", default=True)
-
-
-def _prod(xs) -> sympy.Expr:
-    return sympy.Mul(*[sympy.sympify(x) for x in xs]) if xs else sympy.Integer(1)
 
 
 class _Grad(Layer):
@@ -118,9 +114,27 @@ _ACTIVATIONS = {
                            "s = 1/(1 + e^-x) (1 fn, 1 add, 1 div), g s (1 + x (1 - s)) (3 mul, 2 add)"),
 }
 
+# the CPU kernels (aten/src/ATen/native/cpu/Activation.cpp) compute both sides of a branch for every element and
+# blend them (vectorized), so each count is per element whatever the sign of x
+_ACTIVATIONS.update({
+    "aten.elu_backward": ("elu_backward", {"cmp": 1, "fn": 1, "mul": 5},
+                          "x > 0 ? g s : g s_in a e^(x s_in): 1 cmp, 1 fn, 5 mul (x s_in, g s_in, * a, * e, g s)"),
+    "aten.leaky_relu_backward": ("leaky_relu_backward", {"cmp": 1, "mul": 1}, "x > 0 ? g : g slope: 1 cmp, 1 mul"),
+    "aten.hardsigmoid_backward": ("hardsigmoid_backward", {"cmp": 2, "mul": 1},
+                                  "-3 < x < 3 ? g / 6 : 0: 2 cmp, 1 mul (by 1/6)"),
+    "aten.hardswish_backward": ("hardswish_backward", {"cmp": 2, "div": 1, "add": 1, "mul": 1},
+                                "x < -3 ? 0 : x <= 3 ? g (x/3 + 1/2) : g: 2 cmp, 1 div, 1 add, 1 mul"),
+    "aten.softplus_backward": ("softplus_backward", {"mul": 2, "fn": 1, "add": 1, "div": 1, "cmp": 1},
+                               "z = e^(beta x); beta x > threshold ? g : g z / (z + 1): 2 mul, 1 fn, 1 add, 1 div, 1 cmp"),
+})
+
 _GELU = ("gelu_backward", {"fn": 2, "add": 2, "mul": 7},
          "g (Phi(x) + x phi(x)): Phi = (1 + erf(x/sqrt 2))/2 (1 fn, 1 add, 2 mul), phi = exp(-x^2/2)/sqrt(2 pi) "
          "(1 fn, 3 mul), x phi, the sum, times g (2 mul, 1 add)")
+_GELU_TANH = ("gelu_tanh_backward", {"fn": 1, "add": 5, "mul": 12},
+              ("t = tanh(b (x + k x^3)) (x^2, x^3, k x^3, b (...): 4 mul, 1 add, 1 fn); left = x/2, d_left = "
+               "(1 + t)/2 (2 mul, 1 add); d_right = left (1 - t^2) b (1 + 3k x^2) (5 mul, 2 add); g (d_left + "
+               "d_right) (1 mul, 1 add)"))
 
 
 class ElementwiseBackward(_Grad):
@@ -130,10 +144,10 @@ class ElementwiseBackward(_Grad):
     family = "activation"
     summary = "gradient of an elementwise activation"
     args = (Arg("activation", "choice", "relu_backward",
-                choices=tuple(v[0] for v in _ACTIVATIONS.values()) + (_GELU[0],)),)
+                choices=tuple(v[0] for v in _ACTIVATIONS.values()) + (_GELU[0], _GELU_TANH[0])),)
 
     def _cost(self, go) -> Cost:
-        table = {v[0]: v[1] for v in (*_ACTIVATIONS.values(), _GELU)}
+        table = {v[0]: v[1] for v in (*_ACTIVATIONS.values(), _GELU, _GELU_TANH)}
         n = numel(go)
         return Cost(output_shape=go, ops={k: v * n for k, v in table[self.activation].items()},
                     reads=2 * n, writes=n)
@@ -203,6 +217,119 @@ class IndexPutAccumulate(_Grad):
         return Cost(output_shape=x, ops={"add": numel(values)}, reads=numel(x) + numel(values), writes=numel(x))
 
 
+class Sign(_Grad):
+    r"""``aten.sgn`` of a real tensor, the gradient factor of ``abs``: $(0 < x) - (x < 0)$: 2 cmp, 1 add per
+    element."""
+
+    name = "sign"
+    family = "elementwise"
+    summary = "sign of each element (the gradient factor of abs)"
+
+    def _cost(self, x) -> Cost:
+        n = numel(x)
+        return Cost(output_shape=x, ops={"cmp": 2 * n, "add": n}, reads=n, writes=n)
+
+
+class PreluBackward(_Grad):
+    r"""``aten._prelu_kernel_backward(g, x, w)``: per element of $x$, $x > 0$ (1 cmp, shared); grad input
+    $x > 0 ? g : w g$ (1 mul); the grad weight's terms $x > 0 ? 0 : x g$ (1 mul), written at $x$'s shape (autograd
+    then sums them to the weight's shape)."""
+
+    name = "prelu_backward"
+    family = "activation"
+    summary = "gradients of PReLU (input, and the weight's per-element terms)"
+    args = (Arg("grad_input", **_FLAG), Arg("grad_weight", **_FLAG))
+
+    def _cost(self, go, x, w) -> Cost:
+        n, gi, gw = numel(x), self.grad_input, self.grad_weight
+        return Cost(output_shape=x, ops={"cmp": n, "mul": (gi + gw) * n},
+                    reads=numel(go) + n + numel(w), writes=(gi + gw) * n)
+
+
+class AvgPoolBackward(_Grad):
+    r"""``aten.avg_pool{2,3}d_backward``: each output gradient divided by its window's divisor (1 div), then added
+    to each input of its window in a zeroed gradient ($K$ add, $K$ the window size; edge windows counted full, as
+    the forward counts them)."""
+
+    name = "avgpool_backward"
+    family = "pool"
+    summary = "gradient of average pooling (a divide per output, an add per window element)"
+    args = (Arg("window", "size"),)
+
+    def _cost(self, go, x) -> Cost:
+        m = numel(go)
+        return Cost(output_shape=x, ops={"div": m, "add": self.window * m}, reads=m, writes=numel(x))
+
+
+class AdaptiveAvgPoolBackward(_Grad):
+    r"""``aten._adaptive_avg_pool{2,3}d_backward``: per output, its gradient divided by each window extent
+    (``g / kh / kw``: ``axes`` div, 2 for 1-D and 2-D, 3 for 3-D), then added to each input of its window in a zeroed
+    gradient (``window_sum`` add: the windows' sizes summed over the outputs, exact)."""
+
+    name = "adaptive_avgpool_backward"
+    family = "pool"
+    summary = "gradient of adaptive average pooling (divides per output, an add per window element)"
+    args = (Arg("axes", "size"), Arg("window_sum", "size"))
+
+    def _cost(self, go, x) -> Cost:
+        m = numel(go)
+        return Cost(output_shape=x, ops={"div": self.axes * m, "add": self.window_sum}, reads=m, writes=numel(x))
+
+
+class UpsampleNearestBackward(_Grad):
+    r"""``aten.upsample_nearest*_backward``: each output gradient added to its source element of a zeroed input
+    gradient: $\text{numel}(\text{grad\_out})$ add."""
+
+    name = "upsample_nearest_backward"
+    family = "resize"
+    summary = "gradient of nearest resizing (a scatter-add to the source elements)"
+
+    def _cost(self, go, x) -> Cost:
+        return Cost(output_shape=x, ops={"add": numel(go)}, reads=numel(go), writes=numel(x))
+
+
+class LinearResizeBackward(_Grad):
+    r"""``aten.upsample_{linear1d,bilinear2d,trilinear3d}_backward`` (cpu_upsample_linear_backward): each output
+    gradient is added to the $2^d$ input elements it interpolated, weighted by the product of its $d$ lambdas:
+    per output $2^d$ ($d$ mul, 1 add) into a zeroed gradient (the source indices and lambdas are index arithmetic,
+    not counted, as in the forward)."""
+
+    name = "upsample_linear_backward"
+    family = "resize"
+    summary = "gradient of (bi/tri)linear resizing (a weighted scatter-add to the 2^d source elements)"
+    args = (Arg("axes", "size"),)
+
+    def _cost(self, go, x) -> Cost:
+        m, corners = numel(go), 2 ** self.axes
+        return Cost(output_shape=x, ops={"mul": corners * self.axes * m, "add": corners * m}, reads=m,
+                    writes=numel(x))
+
+
+class GroupNormBackward(_Grad):
+    r"""``aten.native_group_norm_backward`` as PyTorch's CPU kernel computes it (group_norm_kernel.cpp); $n$ elements,
+    $N$ samples, $C$ channels of $m = n/(NC)$, $G$ groups of $D = C/G$ channels.  Always: per (sample, channel)
+    $d_s = \sum dy\,x$, $d_b = \sum dy$ ($n$ mul, $2(n - NC)$ add).  Grad input, per (sample, group):
+    $\sum_c d_s\gamma$, $\sum_c d_b\gamma$ ($2D$ mul with a weight, $2(D-1)$ add), $c_2 = (d_b\mu - d_s)\sigma^{-3}/(Dm)$
+    (5 mul, 1 add), $c_3 = -c_2\mu - d_b\sigma^{-1}/(Dm)$ (3 mul, 1 add); per (sample, channel) $c_1 = \sigma^{-1}\gamma$
+    (1 mul with a weight); per element $c_1 dy + c_2 x + c_3$ (2 mul, 2 add).  Grad weight: per (sample, channel)
+    $(d_s - d_b\mu)\sigma^{-1}$ (2 mul, 1 add), summed over samples ($(N-1)C$ add).  Grad bias $\sum_N d_b$
+    ($(N-1)C$ add)."""
+
+    name = "group_norm_backward"
+    family = "norm"
+    summary = "gradients of group norm (input, weight, bias)"
+    args = (Arg("groups", "size"), Arg("weight", "flag", True), Arg("grad_input", **_FLAG),
+            Arg("grad_weight", **_FLAG), Arg("grad_bias", **_FLAG))
+
+    def _cost(self, go, x) -> Cost:
+        n, nb, c = numel(x), x[0], x[1]
+        g, w = self.groups, self.weight
+        d, ng, nc = c / g, nb * g, nb * c
+        gi, gw, gb = self.grad_input, self.grad_weight, self.grad_bias
+        ops = {"mul": n + gi * (ng * (2 * d * w + 8) + nc * w + 2 * n) + gw * 2 * nc,
+               "add": 2 * (n - nc) + gi * (ng * 2 * d + 2 * n) + gw * (nc + (nb - 1) * c) + gb * (nb - 1) * c}
+        return Cost(output_shape=x if gi else (c,), ops=ops,
+                    reads=numel(go) + n + 2 * ng + w * c, writes=gi * n + (gw + gb) * c)
 
 
 class LinearBackward(_Grad):
@@ -229,33 +356,3 @@ class LinearBackward(_Grad):
 def _flag(v):
     """A layer's flag value (0/1 or a symbol such as b) as a constructor argument."""
     return bool(v) if isinstance(v, (bool, int)) or getattr(v, "is_Integer", False) else v
-
-
-def layer_backward(layer, shape) -> dict[str, Cost]:
-    """A catalog layer's gradients on an input of ``shape``: ``{"grad_input", "grad_weight", "grad_bias"}`` (the
-    last only with a bias).  Linear and (transposed) convolutions; ``ValueError`` for any other layer."""
-    if layer.name == "linear":
-        def part(**flags):
-            return LinearBackward(in_features=layer.in_features, out_features=layer.out_features,
-                                  **{"bias": False, "grad_input": False, "grad_weight": False, **flags}).cost(shape)
-        out = {"grad_input": part(grad_input=True), "grad_weight": part(grad_weight=True)}
-        if layer.bias != 0:
-            out["grad_bias"] = part(bias=_flag(layer.bias))
-        return out
-    if layer.name.startswith(("conv1d", "conv2d", "conv3d", "conv_transpose")):
-        transposed = layer.name.startswith("conv_transpose")
-        go = layer.cost(shape).output_shape
-        per_group = (layer.out_channels if transposed else layer.in_channels) / layer.groups
-        first = layer.in_channels if transposed else layer.out_channels
-        w = (first, per_group, *layer.kernel_size)
-
-        def part(**flags):
-            return ConvolutionBackward(transposed=transposed, groups=layer.groups,
-                                       **{"grad_input": False, "grad_weight": False, "grad_bias": False,
-                                          **flags}).cost(go, shape, w)
-        out = {"grad_input": part(grad_input=True), "grad_weight": part(grad_weight=True)}
-        if layer.bias != 0:
-            out["grad_bias"] = part(grad_bias=_flag(layer.bias))
-        return out
-    raise ValueError(f"{layer.name}: no layer-level backward formula yet (linear, conv and conv_transpose have "
-                     "one); `symcost model … --backward` derives the backward pass of any model")

@@ -142,7 +142,7 @@ def traced_samples(rows: list[dict], target: str = "torchvision:resnet50") -> li
             first.setdefault(row.name, row)
         for r in mine:
             t = first.get(r["module"])
-            if t is None or t.layer == "unused":
+            if t is None or not t.is_call:
                 continue
             out.append(Sample(r["module"], t.cost, t.args, _short(r["dtype"]), float(r["us"]) * 1e-6,
                               regime_key(r["dtype"], b)))

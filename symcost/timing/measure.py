@@ -156,7 +156,7 @@ def measure_layers(model, mc, input_shape: Sequence[int], dtype: str = "fp32", r
     names = {id(m): (n or "(model)") for n, m in model.named_modules()}
     by_name = {(n or "(model)"): m for n, m in model.named_modules()}
 
-    rows = [r for r in mc.rows if r.layer != "unused"]
+    rows = [r for r in mc.rows if r.is_call]
     module_rows: dict[str, list[int]] = {}
     func_rows: dict[str, list[int]] = {}
     for i, r in enumerate(rows):

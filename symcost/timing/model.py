@@ -183,7 +183,7 @@ def predict(mc, device: Device, dtype: str = "fp32", convention: str | Conventio
     parameters, are left out), in call order."""
     out = []
     for r in mc.rows:
-        if r.layer == "unused":
+        if not r.is_call:
             continue
         try:
             out.append(estimate(r.cost, device, dtype, convention, name=r.name, overhead=overhead, args=r.args))

@@ -9,12 +9,13 @@ import torch
 
 from ..cost import Cost
 from ..layers.base import LayerError
-from ..model import ModelCost, Row
+from ..model import ModelCost, Row, RowKind
 from ..symbols import user_symbol
 from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
 from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from ..errors import NeedsTensorValues, NoSingleFormula, TraceError
+from .handlers import custom_ops
+from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
@@ -122,7 +123,8 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
 def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
-          default_shape: Sequence[int] | None = None, backward: bool = False) -> ModelCost:
+          default_shape: Sequence[int] | None = None, backward: bool = False,
+          custom_mapping: dict | None = None, config=None) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -138,7 +140,29 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
     ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
     ``Row.backward`` set.
+    ``custom_mapping``: op -> handler for this trace only, before the registered ones (``symcost.register_op``
+    documents the handler; as ``FlopCounterMode(custom_mapping=...)``).
+    ``config={"width": "w", "depth": "n"}`` with ``model`` a factory (a callable taking those integer arguments and
+    returning an ``nn.Module``): totals in the factory's arguments and the input's symbols together, a
+    ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``).
     """
+    if config is not None:
+        from ..hyper import derive_config
+
+        if isinstance(model, torch.nn.Module) or not callable(model):
+            raise UsageError("config= needs a factory (a callable taking the config fields as integer arguments and "
+                             f"returning an nn.Module), not a {type(model).__name__}")
+        if sizes:
+            raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
+        if custom_mapping:
+            raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
+        return derive_config(model, input_shape, config, train=train, backward=backward,
+                             input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
+    with custom_ops(custom_mapping):
+        return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
+
+
+def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward) -> ModelCost:
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)
@@ -212,7 +236,7 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
             target: str, backward: bool = False) -> ModelCost:
     prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
     sym = prop.run()
-    mc = _rows(model, rec_a, sym, shape, target, values_a)
+    mc = _rows(model, rec_a, sym, shape, target, values_a, prop.costed)
     bounds = Bounds(lambda x, y: sympy.Integer(x) if x == y else prop.lookup.get((x, y)))
     for ev, evb in zip(rec_a.ops, rec_b.ops):
         bounds.step(ev, evb, sym)
@@ -265,7 +289,7 @@ def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: s
     return mc
 
 
-def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a: dict) -> ModelCost:
+def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a: dict, costed: dict) -> ModelCost:
     placed: list[tuple[int, Row, range]] = []  # (first op, row, the ops it covers): sorted into execution order
     covered = [False] * len(rec.ops)
     for ev in rec.modules:
@@ -292,21 +316,25 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     for k, ev in enumerate(rec.ops):
         if covered[k]:
             continue
-        if ev.op in ZERO_COST_OPS:
+        if ev.op in ZERO_COST_OPS or _all_empty(ev, sym):
             zero[ev.op] = zero.get(ev.op, 0) + 1
             continue
-        try:
-            found = layer_for_op(ev, sym, concrete)
-        except LayerError as e:
-            raise TraceError(f"{ev.module or '(model)'}: {ev.op}: {e}") from None
-        if found is None:
-            uncovered[ev.op] = uncovered.get(ev.op, 0) + 1
-            continue
-        layer, ins = found
+        if k in costed:  # costed already by shape propagation (its output shape is its layer's)
+            layer, ins, cost = costed[k]
+        else:
+            try:
+                found = layer_for_op(ev, sym, concrete)
+            except LayerError as e:
+                raise TraceError(f"{ev.module or '(model)'}: {ev.op}: {e}") from None
+            if found is None:
+                uncovered[ev.op] = uncovered.get(ev.op, 0) + 1
+                continue
+            layer, ins = found
+            cost = layer.cost(*ins)
         grad = rec.backward_start is not None and k >= rec.backward_start
         name = f"{'(backward)' if grad else ev.module or '(model)'}:{ev.op.split('.', 1)[1]}"
-        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, layer.cost(*ins), backward=grad),
-                       range(k, k + 1)))
+        placed.append((k, Row(name, layer.name, layer.plain_args(), ins, cost, backward=grad,
+                                  kind=RowKind.FUNCTIONAL), range(k, k + 1)))
     placed.sort(key=lambda p: p[0])  # stable: a module call with no ops stays before the op that follows it
     # params and buffers by the tensors each row reads, not by the catalog's formula: a tied weight, a sliced
     # or expanded parameter and a shared module all count once, at their own size
@@ -317,6 +345,12 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     named = dict(shape) if isinstance(shape, dict) else {}
     return ModelCost(target, _flat(shape), rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds,
                      inputs=named)
+
+
+def _all_empty(ev, sym: list) -> bool:
+    """Every output has a dimension that is 0 at every size (the unrotated part of a head that rotary embeddings
+    cover whole): the op writes nothing and reads nothing it needs."""
+    return bool(ev.outputs) and all(any(d == 0 for d in sym[n]) for n in ev.outputs)
 
 
 def _check_params(cost: Cost, module: torch.nn.Module, name: str) -> None:

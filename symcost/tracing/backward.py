@@ -11,27 +11,31 @@ MACs are the multiply-accumulates done.  FlopCounterMode (the ``torch`` conventi
 convolution's weight gradient with all ``C_in`` input channels instead of ``C_in/g`` (``conv_backward_flop``), ``g``
 times the work done; symcost counts the work and ``grouped_grad_weight_overcount`` states the difference.
 
-Handlers register into the forward tables (``costing.handles``, ``propagate.rule``) by op name.
+Handlers register into the one op-handler registry (``handlers.handles``); the gradients' shapes are rules of
+``propagate`` (a gradient has the shape of the tensor it is the gradient of).
 """
 from __future__ import annotations
 
 import sympy
 
-from ..layers.gradients import (_ACTIVATIONS, _GELU, BatchNormBackward, ConvolutionBackward, ElementwiseBackward,
-                                EmbeddingBackward, IndexPutAccumulate, LayerNormBackward, MaxPoolBackward,
-                                SoftmaxBackward)
+from ..layers.gradients import (_ACTIVATIONS, _GELU, _GELU_TANH, AdaptiveAvgPoolBackward, AvgPoolBackward,
+                                BatchNormBackward, ConvolutionBackward, ElementwiseBackward, EmbeddingBackward,
+                                GroupNormBackward, IndexPutAccumulate, LayerNormBackward, LinearResizeBackward,
+                                MaxPoolBackward, PreluBackward, Sign, SoftmaxBackward, UpsampleNearestBackward, _prod)
 from ..registry import get_layer_class
-from .costing import handles
+from .handlers import handles
 from .propagate import rule
 from .record import TensorRef
-
 
 # ---- from a recorded op to (layer, symbolic input shapes) ------------------------------------------------------
 
 def _handler(*ops: str):
-    """``costing.handles`` for handlers written as ``fn(ev, sym, concrete)``: one registry, duplicates refused."""
+    """``handlers.handles`` for handlers written as ``fn(ev, sym, concrete)``: one registry, duplicates refused."""
     def deco(fn):
-        handles(*ops)(lambda ev, _shape, concrete, sym: fn(ev, sym, concrete))
+        def handler(ev, _shape, concrete, sym):
+            return fn(ev, sym, concrete)
+        handler.__qualname__ = fn.__qualname__  # duplicates are reported by the name written here
+        handles(*ops, output="inputs")(handler)
         return fn
     return deco
 
@@ -71,16 +75,17 @@ def _activation(ev, sym, concrete):
 
 @_handler("aten.gelu_backward")
 def _gelu(ev, sym, concrete):
-    if ev.kwargs.get("approximate", ev.args[2] if len(ev.args) > 2 else "none") != "none":
-        return None  # the tanh form's gradient: not costed, reported as uncovered
-    return ElementwiseBackward(activation=_GELU[0]), (sym[ev.args[0].index],)
+    tanh = ev.kwargs.get("approximate", ev.args[2] if len(ev.args) > 2 else "none") == "tanh"
+    return ElementwiseBackward(activation=(_GELU_TANH if tanh else _GELU)[0]), (sym[ev.args[0].index],)
 
 
 @_handler("aten.embedding_dense_backward")
 def _embedding(ev, sym, concrete):
     go, ids, num_weights, padding_idx, scale = (*ev.args[:5], *([None] * (5 - len(ev.args))))
     if (padding_idx is not None and padding_idx >= 0) or scale:
-        return None  # which rows are skipped or scaled depends on the token ids: reported as uncovered
+        # the rows added are those of tokens other than padding_idx (scaled by their count with scale_grad_by_freq):
+        # a count of token values, not of shapes; reported as uncovered
+        return None
     return EmbeddingBackward(num_weights=int(num_weights)), (sym[go.index], sym[ids.index])
 
 
@@ -88,6 +93,61 @@ def _embedding(ev, sym, concrete):
 def _max_pool(ev, sym, concrete):
     go, x = ev.args[:2]
     return MaxPoolBackward(), (sym[go.index], sym[x.index])
+
+
+@_handler("aten.sgn", "aten.sign")
+def _sign(ev, sym, concrete):
+    return Sign(), (sym[ev.args[0].index],)
+
+
+@_handler("aten._prelu_kernel_backward")
+def _prelu(ev, sym, concrete):
+    go, x, w = ev.args[:3]
+    return PreluBackward(), (sym[go.index], sym[x.index], sym[w.index])
+
+
+@_handler("aten.avg_pool2d_backward", "aten.avg_pool3d_backward")
+def _avg_pool(ev, sym, concrete):
+    go, x, kernel = ev.args[:3]
+    return AvgPoolBackward(window=int(_prod(kernel))), (sym[go.index], sym[x.index])
+
+
+@_handler("aten._adaptive_avg_pool2d_backward", "aten._adaptive_avg_pool3d_backward")
+def _adaptive_avg_pool(ev, sym, concrete):
+    go, x = ev.args[:2]
+    d = 3 if "3d" in ev.op else 2   # 1-D pooling runs the 2-D kernel on a height of 1
+    pool = get_layer_class(f"adaptive_avgpool{d}d")(output_size=tuple(concrete[go.index][-d:]))
+    forward = pool.cost(sym[x.index])
+    window_sum = forward.ops.get("add", 0) + sympy.Mul(*forward.output_shape)   # (window - 1) adds per output + 1
+    return AdaptiveAvgPoolBackward(axes=d, window_sum=window_sum), (sym[go.index], sym[x.index])
+
+
+@_handler("aten.adaptive_max_pool2d_backward", "aten.adaptive_max_pool3d_backward")
+def _adaptive_max_pool(ev, sym, concrete):
+    go, x = ev.args[:2]
+    return MaxPoolBackward(), (sym[go.index], sym[x.index])
+
+
+@_handler("aten.upsample_nearest1d_backward", "aten.upsample_nearest2d_backward",
+          "aten.upsample_nearest3d_backward", "aten._upsample_nearest_exact1d_backward",
+          "aten._upsample_nearest_exact2d_backward", "aten._upsample_nearest_exact3d_backward")
+def _upsample_nearest(ev, sym, concrete):
+    return UpsampleNearestBackward(), (sym[ev.args[0].index], sym[ev.outputs[0]])
+
+
+@_handler("aten.upsample_linear1d_backward", "aten.upsample_bilinear2d_backward", "aten.upsample_trilinear3d_backward")
+def _upsample_linear(ev, sym, concrete):
+    x = sym[ev.outputs[0]]
+    return LinearResizeBackward(axes=len(x) - 2), (sym[ev.args[0].index], x)
+
+
+@_handler("aten.native_group_norm_backward")
+def _group_norm(ev, sym, concrete):
+    go, x, _mean, _rstd, w = ev.args[:5]
+    groups = int(ev.args[8])
+    gi, gw, gb = _mask(ev, 9, 3)
+    return GroupNormBackward(groups=groups, weight=w is not None, grad_input=gi, grad_weight=gw and w is not None,
+                             grad_bias=gb), (sym[go.index], sym[x.index])
 
 
 @_handler("aten.native_batch_norm_backward")
@@ -101,8 +161,10 @@ def _batch_norm(ev, sym, concrete):
 
 @_handler("aten.slice_backward", "aten.select_backward")
 def _scatter_copy(ev, sym, concrete):
-    # the gradient written into a zeroed tensor of the input's size: data movement only
-    return get_layer_class("copy")(), (sym[ev.args[0].index], sym[ev.outputs[0]])
+    # the gradient written into a zeroed tensor of the input's size: data movement only (an empty gradient, of
+    # the unrotated part of a head that rotary embeddings cover whole, is read from nowhere)
+    go = ev.args[0].index
+    return get_layer_class("copy")(), (*([sym[go]] if 0 not in concrete[go] else []), sym[ev.outputs[0]])
 
 
 @_handler("aten.index_put")
@@ -152,14 +214,29 @@ def _batch_norm_shapes(p, ev, _evb):
     return _like(p, ev, x, w, w)
 
 
-@rule("aten._softmax_backward_data", "aten._log_softmax_backward_data", *_ACTIVATIONS, "aten.gelu_backward")
+@rule("aten._softmax_backward_data", "aten._log_softmax_backward_data", *_ACTIVATIONS, "aten.gelu_backward",
+      "aten.sgn", "aten.sign")
 def _grad_shaped(p, ev, _evb):
     return _like(p, ev, ev.args[0])
 
 
-@rule("aten.max_pool2d_with_indices_backward", "aten.max_pool3d_with_indices_backward")
+@rule("aten.max_pool2d_with_indices_backward", "aten.max_pool3d_with_indices_backward", "aten.avg_pool2d_backward",
+      "aten.avg_pool3d_backward", "aten._adaptive_avg_pool2d_backward", "aten._adaptive_avg_pool3d_backward",
+      "aten.adaptive_max_pool2d_backward", "aten.adaptive_max_pool3d_backward")
 def _pool_shapes(p, ev, _evb):
     return _like(p, ev, ev.args[1])
+
+
+@rule("aten._prelu_kernel_backward")
+def _prelu_shapes(p, ev, _evb):
+    return _like(p, ev, ev.args[1], ev.args[1])
+
+
+@rule("aten.native_group_norm_backward")
+def _group_norm_shapes(p, ev, _evb):
+    x = ev.args[1]
+    c = (p.s(x)[1],)
+    return _like(p, ev, x, c, c)
 
 
 @rule("aten.embedding_dense_backward")

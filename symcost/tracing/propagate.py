@@ -1,12 +1,12 @@
 """Symbolic shapes for every tensor of a recorded forward pass.
 
-The model is recorded twice, at two concrete sizes (A and B).  Each op's output shape
-is derived from its inputs' symbolic shapes by a small rule (conv and pool: the floor
-formulas of ``symcost.layers.shapes``; views: regrouping dims; reductions; matmuls;
-everything elementwise: broadcasting).  Every derived size is checked against *both*
-recordings; a size no rule explains falls back to a constant (equal in A and B) or to a
-size seen earlier with the same pair of values, and failing that the trace stops and names
-the op, so a wrong formula can never pass silently.
+The model is recorded twice, at two concrete sizes (A and B).  Each op's output shape is derived from its inputs'
+symbolic shapes: an op with a catalog layer (convolution, pooling, reductions, matmuls, ...) takes its layer's own
+``Cost.output_shape``, from the one handler that decodes the op (``costing``); views, data movement and ops with no
+catalog layer have a rule here (regrouping dims, permutations, concatenation, padding, sizes computed from the
+input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings; a size no
+rule explains falls back to a constant (equal in A and B) or to a size seen earlier with the same pair of values,
+and failing that the trace stops and names the op, so a wrong formula can never pass silently.
 """
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from typing import Callable
 import sympy
 
 from ..cost import as_expr
-from ..layers.shapes import conv_output_size, conv_transpose_output_size, pool_output_size
-from .record import OpEvent, Recording, TensorRef
 from ..errors import NoSingleFormula, TraceError  # noqa: F401  (re-exported)
-
-
+from .costing import layer_for_op
+from .handlers import handler_for
+from .record import OpEvent, Recording, TensorRef
 
 Shape = tuple  # of sympy expressions
 RULES: dict[str, Callable] = {}
 
 
 def rule(*names: str):
+    """Register the shape rule of views, data movement and ops with no catalog layer (one rule per op)."""
     def deco(fn):
         for n in names:
             if n in RULES:
@@ -47,6 +47,8 @@ class Propagation:
         self.lookup: dict[tuple[int, int], sympy.Expr] = {}
         self._memo: dict = {}
         self.sizes: set = set()   # every symbolic size: the model's domain is where all are >= 1
+        #: op number -> (layer, input shapes, cost) of the ops whose shape is their layer's: costed once
+        self.costed: dict[int, tuple] = {}
         if isinstance(input_shape, dict):  # named inputs, each with its own symbols
             for name, n in a.inputs.items():
                 self.sym[n] = self.finish(tuple(input_shape[name]), n, f"input {name}")
@@ -74,6 +76,8 @@ class Propagation:
                 out.append(sympy.Integer(x))
             elif (x, y) in self.lookup:
                 out.append(self.lookup[(x, y)])
+            elif (guess := _size_from(self, (), (x, y))) is not None:
+                out.append(guess)  # a size computed in Python (a mask of T + 1 columns): checked at other sizes
             else:
                 raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
                                       f"of dim {i}; trace at a concrete size instead")
@@ -90,9 +94,8 @@ class Propagation:
             for n in ev.inputs:
                 if self.sym[n] is None:  # a parameter, buffer or constant: fixed size
                     self.sym[n] = self.finish(None, n, f"{ev.op} in {ev.module or 'the model'}")
-            fn = RULES.get(ev.op, pointwise)
             try:
-                cands = fn(self, ev, self.b.ops[k])
+                cands = self.candidates(k, ev)
             except (IndexError, TypeError, ValueError) as e:
                 if isinstance(e, TraceError):
                     raise
@@ -101,6 +104,21 @@ class Propagation:
                 cand = cands[j] if cands is not None and j < len(cands) else None
                 self.sym[n] = self.finish(cand, n, f"{ev.op} in {ev.module or 'the model'}")
         return self.sym
+
+    def candidates(self, k: int, ev: OpEvent) -> list | None:
+        """The output shapes of op ``k``: its rule's, else its catalog layer's, else its inputs broadcast."""
+        if ev.op in RULES:
+            return RULES[ev.op](self, ev, self.b.ops[k])
+        h = handler_for(ev.op)
+        if h is None or h.output != "layer":
+            return pointwise(self, ev, self.b.ops[k])
+        found = layer_for_op(ev, self.sym, self.a.shapes)
+        if found is None:
+            return None
+        layer, ins = found
+        cost = layer.cost(*ins)
+        self.costed[k] = (layer, ins, cost)
+        return [tuple(cost.output_shape)] * len(ev.outputs)  # several outputs (values, indices): one shape
 
     def s(self, x) -> Shape:
         return self.sym[x.index]
@@ -149,86 +167,6 @@ def pointwise(p: Propagation, ev: OpEvent, _evb) -> list:
     return out
 
 
-@rule("aten.convolution")
-def _conv(p, ev, _evb):
-    x, w = ev.args[0], ev.args[1]
-    stride, padding, dilation, transposed, output_padding, groups = ev.args[3:9]
-    xs, ws = p.s(x), p.concrete(w)
-    d = len(xs) - 2
-    stride, padding, dilation = (_axis_list(v, d) for v in (stride, padding, dilation))
-    if transposed:
-        cout = ws[1] * groups
-        op = _axis_list(output_padding, d)
-        sp = [conv_transpose_output_size(i, k, s, pd, dl, q)
-              for i, k, s, pd, dl, q in zip(xs[2:], ws[2:], stride, padding, dilation, op)]
-    else:
-        cout = ws[0]
-        sp = [conv_output_size(i, k, s, pd, dl) for i, k, s, pd, dl in zip(xs[2:], ws[2:], stride, padding, dilation)]
-    return [(xs[0], sympy.Integer(cout), *sp)]
-
-
-@rule("aten.max_pool2d_with_indices", "aten.max_pool1d_with_indices", "aten.max_pool3d_with_indices",
-      "aten.avg_pool2d", "aten.avg_pool1d", "aten.avg_pool3d", "aten.max_pool2d", "aten.max_pool1d")
-def _pool(p, ev, _evb):
-    xs = p.s(ev.args[0])
-    is_avg = "avg" in ev.op
-    d = int(ev.op.split("pool")[1][0])
-    kernel = _axis_list(_arg(ev, 1, "kernel_size"), d)
-    stride = _arg(ev, 2, "stride") or kernel
-    stride = _axis_list(stride, d)
-    padding = _axis_list(_arg(ev, 3, "padding", 0), d)
-    if is_avg:
-        dilation, ceil_mode = [1] * d, _arg(ev, 4, "ceil_mode", False)
-    else:
-        dilation, ceil_mode = _axis_list(_arg(ev, 4, "dilation", 1), d), _arg(ev, 5, "ceil_mode", False)
-    sp = [pool_output_size(i, k, s, pd, dl, ceil_mode) for i, k, s, pd, dl in zip(xs[-d:], kernel, stride, padding,
-                                                                                    dilation)]
-    shape = (*xs[:-d], *sp)
-    return [shape, shape]
-
-
-@rule("aten._adaptive_avg_pool2d", "aten.adaptive_max_pool2d", "aten._adaptive_avg_pool3d",
-      "aten.adaptive_avg_pool1d", "aten.adaptive_max_pool1d")
-def _adaptive(p, ev, _evb):
-    xs = p.s(ev.args[0])
-    size = list(ev.args[1])
-    shape = (*xs[:len(xs) - len(size)], *[sympy.Integer(s) for s in size])
-    return [shape, shape]
-
-
-@rule("aten.mean", "aten.sum", "aten.amax", "aten.amin", "aten.linalg_vector_norm", "aten.var", "aten.std",
-      "aten.var_mean", "aten.std_mean", "aten.argmax", "aten.argmin", "aten.max", "aten.min")
-def _reduce(p, ev, _evb):
-    xs = p.s(ev.args[0])
-    if ev.op == "aten.linalg_vector_norm":
-        dims, keep = _arg(ev, 2, "dim"), _arg(ev, 3, "keepdim", False)
-    elif ev.op in ("aten.var", "aten.std", "aten.var_mean", "aten.std_mean"):  # (x, dim, unbiased, keepdim)
-        dims, keep = _arg(ev, 1, "dim"), _arg(ev, 3, "keepdim", False)
-    else:
-        dims, keep = _arg(ev, 1, "dim"), _arg(ev, 2, "keepdim", False)
-    if isinstance(dims, TensorRef):  # torch.max(a, b): elementwise
-        return pointwise(p, ev, _evb)
-    if dims is None or dims == [] or dims == ():
-        dims = list(range(len(xs)))
-    dims = {d % len(xs) for d in _axis_list(dims, 1)} if xs else set()
-    shape = tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(xs) if keep or i not in dims)
-    return [shape, shape]  # max/min with a dim and var_mean have two outputs of that shape
-
-
-@rule("aten.topk")
-def _topk(p, ev, _evb):
-    xs = list(p.s(ev.args[0]))
-    d = _arg(ev, 2, "dim", -1) % len(xs)
-    xs[d] = sympy.Integer(ev.args[1])
-    return [tuple(xs), tuple(xs)]
-
-
-@rule("aten.embedding")
-def _embedding(p, ev, _evb):
-    weight, indices = ev.args[:2]
-    return [(*p.s(indices), sympy.Integer(p.concrete(weight)[-1]))]
-
-
 @rule("aten.repeat")
 def _repeat(p, ev, _evb):
     xs, reps = p.s(ev.args[0]), list(ev.args[1])
@@ -245,14 +183,6 @@ def _unfold_view(p, ev, _evb):
     return [(*xs, sympy.Integer(size))]
 
 
-@rule("aten.im2col")
-def _im2col(p, ev, _evb):
-    xs = p.s(ev.args[0])
-    kernel, dilation, padding, stride = (_axis_list(v, 2) for v in ev.args[1:5])
-    blocks = [conv_output_size(i, k, s, pd, dl) for i, k, s, pd, dl in zip(xs[-2:], kernel, stride, padding, dilation)]
-    return [(*xs[:-3], xs[-3] * prod(kernel), blocks[0] * blocks[1])]
-
-
 @rule("aten.col2im")
 def _col2im(p, ev, _evb):
     xs, kernel = p.s(ev.args[0]), _axis_list(ev.args[2], 2)
@@ -262,8 +192,8 @@ def _col2im(p, ev, _evb):
 
 def _size_from(p, shape, pair):
     """A size given to an op as numbers (an interpolation target, a fold's output size): a constant, a size of the
-    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), either rounded to
-    a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
+    op's input or of the model's input, or a simple function of one (x + c, x - c, k*x, floor(x/k), ceil(x/k),
+    either rounded to a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
     a, b = pair
     if a == b:
         return sympy.Integer(a)
@@ -271,6 +201,12 @@ def _size_from(p, shape, pair):
     for x in sizes:
         if p.value(x) == (a, b):
             return x
+    for c in range(1, 65):  # x + c, x - c: a cached length plus the new tokens, a position table's offset
+        for x in sizes:
+            xa, xb = p.value(x)
+            for cand, va, vb in ((x + c, xa + c, xb + c), (x - c, xa - c, xb - c)):
+                if (va, vb) == (a, b) and va > 0 and vb > 0:
+                    return cand
     for k in range(2, 65):  # the smallest k that fits (a wrong guess fails the shape check at other sizes)
         for x in sizes:
             xa, xb = p.value(x)
@@ -312,13 +248,6 @@ def _upsample(p, ev, evb):
         e = sympy.floor(x * sympy.Rational(str(scales[i]))) if len(scales) == d else None
         out.append(e if e is not None and p.value(e) == pair else _size_from(p, (x,), pair))
     return [(*xs[:2], *out)] if all(e is not None for e in out) else None
-
-
-@rule("aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm")
-def _mm(p, ev, _evb):
-    a, b = (ev.args[1], ev.args[2]) if ev.op in ("aten.addmm", "aten.baddbmm") else (ev.args[0], ev.args[1])
-    sa, sb = p.s(a), p.s(b)
-    return [(*sa[:-1], sb[-1])]
 
 
 @rule("aten.permute")
@@ -366,13 +295,17 @@ def _same_padding(p, ev) -> dict:
     consumer = next((e for e in p.a.ops if n in e.inputs), None)
     if consumer is None or consumer.module != ev.module or consumer is ev:
         return out
-    if consumer.op == "aten.convolution" and not consumer.args[6]:
-        kernel, stride, dilation = p.concrete(consumer.args[1])[2:], consumer.args[3], consumer.args[5]
-    elif consumer.op.startswith(("aten.max_pool", "aten.avg_pool")):
-        kernel, stride = consumer.args[1], _arg(consumer, 2, "stride") or consumer.args[1]
-        dilation = _arg(consumer, 4, "dilation", 1) if "max" in consumer.op else 1
-    else:
+    if consumer.op != "aten.convolution" and not consumer.op.startswith(("aten.max_pool", "aten.avg_pool")):
         return out
+    try:
+        found = layer_for_op(consumer, p.sym, p.a.shapes)  # the window, as the consumer's handler decodes it
+    except (IndexError, TypeError, ValueError):
+        return out
+    window = found[0] if found else None
+    if window is None or getattr(window, "output_padding", None) is not None:  # a transposed convolution: no
+        return out
+    kernel, stride = window.kernel_size, window.stride
+    dilation = getattr(window, "dilation", (1,) * len(kernel))  # average pooling has none
     d = len(kernel)
     xs = p.s(ev.args[0])
     for i, (k, s, dl) in enumerate(zip(_axis_list(kernel, d), _axis_list(stride, d), _axis_list(dilation, d))):

@@ -13,7 +13,7 @@ import sympy
 import torch
 
 from ..cost import Cost
-from ..model import Row
+from ..model import Row, RowKind
 from .costing import ZERO_COST_OPS
 from .record import Recording
 
@@ -91,7 +91,7 @@ class StoredTensors:
             buffers = sum(self.numel[n] for n in numbers if not self.is_param[n])
             rows.append(Row(title, "unused", {}, (), Cost(params=sympy.Integer(params),
                                                           buffers=sympy.Integer(buffers),
-                                                          family="unused", layer="unused")))
+                                                          family="unused", layer="unused"), kind=RowKind.UNUSED))
             names = sorted(self.rec.parameters[n] for n in numbers)
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             what = " and ".join(x for x in (f"{params:,} parameter values" * bool(params),

@@ -1,0 +1,143 @@
+"""The op-handler registry: one handler per recorded op, which decodes the op's arguments once.
+
+A handler is ``fn(ev, S, concrete, sym) -> (layer, input_shapes) | None``: ``ev`` the recorded ``OpEvent`` (tensor
+arguments replaced by ``TensorRef``), ``S(x)`` the symbolic shape of a tensor argument, ``concrete`` and ``sym`` the
+concrete and symbolic shapes of every tensor by number.  It returns a catalog layer (``symcost.layer(...)`` or any
+``Layer``) and the symbolic shapes to cost it on, None for a call it does not cost (reported as uncovered), or
+raises (``LayerError``, ``TraceError``) to refuse.  The layer is both the op's cost and its output shape
+(``output="layer"``: shape propagation takes ``Cost.output_shape`` for every output of the op); handlers of
+elementwise and data-movement ops say ``output="inputs"`` (the output broadcasts the inputs, or a propagation rule
+of ``propagate.py`` gives it).  An op with no handler is reported as uncovered, never counted as zero.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ..errors import TraceError, UsageError
+
+OUTPUTS = ("layer", "inputs")
+
+
+@dataclass(frozen=True)
+class OpHandler:
+    op: str            # "aten.convolution", "mylib.my_op": the recorded overload packet
+    fn: Callable
+    output: str        # "layer": the output shape is the layer's; "inputs": broadcast or a propagation rule
+    user: bool = False  # registered by a user (``register_op``, ``custom_mapping``): its failures are named
+
+    @property
+    def where(self) -> str:
+        return f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', repr(self.fn))}"
+
+
+#: op name -> its handler: the built-in ones (``costing``, ``backward``) and those users register
+HANDLERS: dict[str, OpHandler] = {}
+#: the ``custom_mapping`` of the traces running now, innermost last: consulted before ``HANDLERS``
+_OVERLAYS: list[dict[str, OpHandler]] = []
+
+
+def op_name(op) -> str:
+    """An op as the recorder names it: ``"aten.erf"`` from ``"aten.erf"``, ``"aten::erf"``, ``torch.ops.aten.erf``
+    or ``torch.ops.aten.erf.default``."""
+    op = getattr(op, "overloadpacket", op)  # an OpOverload: its packet
+    name = op if isinstance(op, str) else str(op)
+    name = name.replace("::", ".")
+    if name.count(".") != 1 or not all(name.split(".")):
+        raise UsageError(f"op {op!r}: expected namespace.name (e.g. 'aten.erf', 'mylib::my_op') or a torch.ops op")
+    return name
+
+
+def _handler(op, fn, output: str, user: bool) -> OpHandler:
+    if output not in OUTPUTS:
+        raise UsageError(f"output={output!r}: expected 'layer' (the layer's output shape) or 'inputs'")
+    if not callable(fn):
+        raise UsageError(f"the handler of {op} must be callable, got {fn!r}")
+    return OpHandler(op_name(op), fn, output, user)
+
+
+def _add(h: OpHandler) -> None:
+    old = HANDLERS.get(h.op)
+    if old is not None:
+        raise UsageError(f"{h.op} has a handler already: {old.where}; {h.where} cannot be registered too "
+                         "(one handler per op)")
+    HANDLERS[h.op] = h
+
+
+def handles(*ops: str, output: str = "layer"):
+    """Register the built-in handler of one or more ops; a second handler for an op is an error naming both."""
+    def deco(fn):
+        for o in ops:
+            _add(_handler(o, fn, output, False))
+        return fn
+    return deco
+
+
+def register_op(op, handler: Callable, *, output: str = "layer") -> None:
+    """Cost ``op`` (``"aten.erf"``, ``"mylib::my_op"`` or a ``torch.ops`` op) with ``handler``, which has the
+    built-in handlers' contract (see this module) in every later ``trace``/``model`` call.  An op that has a
+    handler already (built-in or registered) is an error naming both; ``unregister_op`` removes a user's."""
+    _add(_handler(op, handler, output, True))
+
+
+def unregister_op(op) -> None:
+    """Remove a handler ``register_op`` added (built-in handlers stay)."""
+    name = op_name(op)
+    h = HANDLERS.get(name)
+    if h is None or not h.user:
+        raise UsageError(f"{name}: no handler registered by register_op" + (f" (its handler is built in: {h.where})"
+                                                                            if h else ""))
+    del HANDLERS[name]
+
+
+def handler_for(op: str) -> OpHandler | None:
+    for overlay in reversed(_OVERLAYS):
+        if op in overlay:
+            return overlay[op]
+    return HANDLERS.get(op)
+
+
+def user_handlers() -> bool:
+    """Whether some handler is a user's: a cached derivation may then be stale."""
+    return bool(_OVERLAYS) or any(h.user for h in HANDLERS.values())
+
+
+@contextmanager
+def custom_ops(mapping: Mapping | None):
+    """``trace(..., custom_mapping={op: handler})``: these handlers for this trace only, before the registered
+    ones (as ``FlopCounterMode(custom_mapping=...)``)."""
+    if not mapping:
+        yield
+        return
+    overlay: dict[str, OpHandler] = {}
+    for op, fn in mapping.items():
+        h = _handler(op, fn, "layer", True)
+        if h.op in overlay:
+            raise UsageError(f"custom_mapping names {h.op} twice: {overlay[h.op].where} and {h.where}")
+        overlay[h.op] = h
+    _OVERLAYS.append(overlay)
+    try:
+        yield
+    finally:
+        _OVERLAYS.remove(overlay)
+
+
+def call(h: OpHandler, ev, S, concrete, sym):
+    """Run a handler; a user's handler that fails other than on purpose, or returns something other than
+    (layer, shapes) or None, is named in a ``TraceError``."""
+    if not h.user:
+        return h.fn(ev, S, concrete, sym)
+    from ..errors import SymcostError
+    from ..layers.base import Layer
+
+    try:
+        found = h.fn(ev, S, concrete, sym)
+    except SymcostError:
+        raise
+    except Exception as e:  # noqa: BLE001  (a user's code: its error, in one line, with where it is)
+        raise TraceError(f"{ev.module or '(model)'}: {ev.op}: the handler {h.where} failed: "
+                         f"{type(e).__name__}: {e}") from None
+    if found is not None and not (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], Layer)):
+        raise TraceError(f"{ev.op}: the handler {h.where} returned {found!r}; expected (layer, input shapes) or None")
+    return found

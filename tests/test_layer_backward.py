@@ -1,0 +1,300 @@
+"""Every catalog layer's own gradients (``symcost formula LAYER --backward``), against two independent sources:
+FlopCounterMode around the real module's forward + backward, and the whole-model backward trace of a one-layer model
+(which costs the aten kernels autograd runs, one by one)."""
+import argparse
+
+import pytest
+import sympy
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from symcost import all_layers
+from symcost.check import _plain
+from symcost.commands.layers import _build
+from symcost.conventions import CONVENTIONS
+from symcost.empirical import _FORWARD, _NOT_TORCH, resolve
+from symcost.errors import LayerError
+from symcost.layers.layer_backward import fused, layer_backward
+from symcost.tracing import trace
+from tests.test_check_every_layer import SAMPLES
+from tests.test_models import cli
+
+TORCH = CONVENTIONS["torch"]
+#: layers refused on purpose, with the word their reason must contain
+REFUSED = {"argmax": "integers", "compare": "boolean", "logical": "boolean", "logical_not": "boolean",
+           "copy": "data-movement", "clamp_tensor": "yet", "multihead_attention": "yet"}
+#: each layer's torch constructor arguments the catalog keeps apart (check's module omits them)
+_TORCH_EXTRA = {"upsample": {"mode"}}
+
+
+def _variants(name: str, shape: str) -> list[str]:
+    """The sample's input shapes and two more: the batch one larger (odd or even in turn), and for layers whose last
+    dim is free, the last dim 5 larger (another residue mod 2, 4 and 32)."""
+    shapes = [s.split("x") for s in shape.split(",")]
+    out = [shape]
+    top = max(len(s) for s in shapes)
+    if name not in ("addmm",):   # addmm's bias is 1-D: its batch is the matrix rows
+        out.append(",".join("x".join([str(int(s[0]) + 1), *s[1:]] if len(s) == top else s) for s in shapes))
+    free_last = name not in {"linear", "layernorm", "fold", "matmul", "bmm", "addmm", "baddbmm", "add", "logical",
+                             "minimum", "clamp_tensor", "addcmul", "multihead_attention", "prelu"}
+    if free_last and len(shapes) == 1 or name == "scaled_dot_product_attention":
+        out.append(",".join("x".join([*s[:-1], str(int(s[-1]) + 5)]) for s in shapes))
+    return out
+
+
+#: more settings than `symcost check`'s sample: (layer, input shapes, settings)
+MORE = [("addcmul", "2x3x4,3x4,2x3x1", "value=0.5 divide=true"), ("addcmul", "3x4,3x4,3x4", "divide=true"),
+        ("upsample", "1x2x5", "scale_factor=3 mode=linear"), ("upsample", "1x2x3x4x5", "size=5,4,3 mode=trilinear"),
+        ("avgpool2d", "2x3x11x10", "kernel_size=3 stride=2 padding=1 count_include_pad=false"),
+        ("embedding", "3x5", "num_embeddings=7 embedding_dim=3"),
+        ("layernorm", "2x5x8", "normalized_shape=5,8 bias=false"), ("batchnorm2d", "3x4x5x5", "num_features=4 --mode train"),
+        ("groupnorm", "3x6x5", "num_groups=2 num_channels=6 affine=false"),
+        ("gelu", "3x7", ""), ("prelu", "2x5", "num_parameters=1"), ("pow", "3x4", "exponent=0.5"),
+        ("adaptive_avgpool2d", "1x2x9x7", "output_size=4,3"), ("adaptive_maxpool3d", "1x2x5x6x7", "output_size=2,3,4"),
+        ("sub", "2x3x4,4", ""), ("div", "2x1x4,3x1", ""), ("mul", "2x3x4,3x1", ""),
+        ("scaled_dot_product_attention", "2x3x5x8,2x3x7x8,2x3x7x6", "is_causal=true")]
+
+
+def _sample(name: str, shape: str, settings: str | None = None):
+    settings = SAMPLES[name][1] if settings is None else settings
+    layer, shapes = _build(argparse.Namespace(layer=name, settings=settings.split(), input=shape, options=()),
+                           symbolic=False)
+    flags = {a.name for a in layer.args if a.kind == "flag"}
+    kwargs = {k: (bool(v) if k in flags else _plain(v)) for k, v in layer.values.items() if v is not None}
+    ctor = {k: v for k, v in kwargs.items() if k not in (_NOT_TORCH - _TORCH_EXTRA.get(name, set())) | _FORWARD}
+    fwd = {k: v for k, v in kwargs.items() if k in _FORWARD}
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    if layer.family == "attention" and len(shapes) < 3:
+        shapes += [shapes[-1]] * (3 - len(shapes))   # value: a tensor of the key's shape, as `symcost check` runs it
+    target = resolve(layer.torch_name)
+    if ctor.pop("divide", False):   # the catalog's addcmul with divide is torch.addcdiv
+        target = torch.addcdiv
+    if isinstance(target, type):
+        call = target(**ctor)
+        call.train(kwargs.get("mode") == "train")
+    else:
+        def call(*xs, _t=target, _c=ctor, **kw):
+            return _t(*xs, **_c, **kw)
+    return layer, shapes, call, fwd
+
+
+def _cases() -> list:
+    return [pytest.param(name, shape, None, id=f"{name}-{shape}") for name in sorted(SAMPLES)
+            for shape in _variants(name, SAMPLES[name][0])] + \
+        [pytest.param(name, shape, settings, id=f"{name}-{shape}-{settings}") for name, shape, settings in MORE]
+
+
+class _OneLayer(torch.nn.Module):
+    """The layer on its inputs plus a scalar parameter each, so that the inputs' gradients are computed (the trace's
+    model input needs none)."""
+
+    def __init__(self, call, n: int, fwd: dict, shift: bool = True):
+        super().__init__()
+        self.call, self.fwd, self.shift = call, fwd, shift
+        self.ps = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(())) for _ in range(n)])
+
+    def forward(self, **xs):
+        ins = [x + p for x, p in zip(xs.values(), self.ps)] if self.shift else list(xs.values())
+        out = self.call(*ins, **self.fwd)
+        return out[0] if isinstance(out, tuple) else out
+
+
+def _backward_total(model, shapes, train=False, dtype="float32") -> dict:
+    mc = trace(model, {f"x{i}": s for i, s in enumerate(shapes)}, backward=True, train=train, input_dtype=dtype)
+    assert mc.uncovered == {}, mc.uncovered
+    rows = [r for r in mc.rows if r.backward]
+    ops: dict = {}
+    for r in rows:
+        for k, v in r.cost.ops.items():
+            ops[k] = ops.get(k, 0) + v
+    return {"ops": ops, "reads": sum(r.cost.reads for r in rows), "writes": sum(r.cost.writes for r in rows),
+            "torch": sum(TORCH.count_row(r) for r in rows)}
+
+
+def _minus(a: dict, b: dict) -> dict:
+    ops = {k: a["ops"].get(k, 0) - b["ops"].get(k, 0) for k in set(a["ops"]) | set(b["ops"])}
+    return {"ops": {k: v for k, v in ops.items() if v != 0}, "reads": a["reads"] - b["reads"],
+            "writes": a["writes"] - b["writes"], "torch": a["torch"] - b["torch"]}
+
+
+def _ours(parts) -> dict:
+    total = sum(parts, start=type(next(iter(parts)))()) if parts else None
+    ops = {k: v for k, v in total.ops.items() if v != 0}
+    return {"ops": ops, "reads": total.reads, "writes": total.writes, "torch": sum(TORCH.count(c) for c in parts)}
+
+
+def _trace_of_layer(name, shape, freeze=False, settings=None) -> tuple[dict, dict]:
+    """The layer's own backward in a one-layer model's trace: the model's backward less the inputs' shifts (a sum
+    and the copy AccumulateGrad makes of each parameter's gradient, the trace's recorder holding a reference), and
+    less one copy of each of the layer's parameters' gradients."""
+    layer, shapes, call, fwd = _sample(name, shape, settings)
+    train = isinstance(call, torch.nn.Module) and call.training
+    if freeze:
+        for p in call.parameters():
+            p.requires_grad_(False)
+    if name == "embedding":   # token ids: no gradient, no shift
+        got = _backward_total(_OneLayer(call, 0, fwd, shift=False), shapes, train, dtype="int64")
+    else:
+        got = _backward_total(_OneLayer(call, len(shapes), fwd), shapes, train)
+    for s in shapes if name != "embedding" else ():   # each input's shift alone: the backward of x + p
+        got = _minus(got, _backward_total(_OneLayer(torch.nn.Identity(), 1, {}), [s]))
+    params = [p for p in (call.parameters() if isinstance(call, torch.nn.Module) else ()) if p.requires_grad]
+    copies = sum(p.numel() for p in params)
+    got["reads"] -= copies
+    got["writes"] -= copies
+    return layer, got
+
+
+def _recounted(layer, x) -> dict:
+    """Work a fused kernel does once for all its outputs, which each part computed alone does again (the kernels'
+    docstrings): counted (parts - 1) times too many in the parts' sum."""
+    n, c = sympy.Mul(*x), x[1] if len(x) > 1 else 1
+    if layer.name == "prelu":                                       # x > 0, once per element
+        return {"cmp": n}
+    if layer.name == "groupnorm" and layer.affine:                  # sum dy x and sum dy per (sample, channel)
+        return {"mul": 2 * n, "add": 2 * 2 * (n - x[0] * c)}
+    if layer.name.startswith("batchnorm") and layer.mode == "train" and layer.affine:
+        # sum (x - mu) g (n add, n mul, n - C add) shared by grad input and grad weight; sum g (n - C add) by grad
+        # input and grad bias
+        return {"add": n + n - c + n - c, "mul": n}
+    return {}
+
+
+@pytest.mark.parametrize("name,shape,settings", _cases())
+def test_parts_equal_the_one_layer_trace(name, shape, settings):
+    if name in REFUSED:
+        pytest.skip("refused: test_forward_plus_backward_equals_flop_counter checks the reason")
+    layer, got = _trace_of_layer(name, shape, settings=settings)
+    parts = layer_backward(layer, *[tuple(int(d) for d in s.split("x")) for s in shape.split(",")])
+    ours = _ours(list(parts.values()))
+    shared = fused(layer)
+    x = tuple(int(d) for d in shape.split(",")[0].split("x"))
+    recounted = _recounted(layer, x)
+    assert ours["torch"] == got["torch"]
+    assert {k: v - recounted.get(k, 0) for k, v in ours["ops"].items()} == got["ops"]
+    if not shared:   # one kernel per part: reads and writes add up too
+        assert (sympy.expand(ours["reads"]), sympy.expand(ours["writes"])) == (got["reads"], got["writes"])
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SAMPLES if n not in REFUSED and n != "embedding"))
+def test_grad_input_alone_equals_the_trace_with_frozen_parameters(name):
+    layer, shapes, call, _ = _sample(name, SAMPLES[name][0])
+    if not isinstance(call, torch.nn.Module) or not list(call.parameters()):
+        pytest.skip("no parameters: the test above covers it")
+    layer, got = _trace_of_layer(name, SAMPLES[name][0], freeze=True)
+    part = layer_backward(layer, *shapes)["grad_input"]
+    if name == "prelu":   # torch's kernel has no output mask: the weight's per-element terms are computed anyway
+        from symcost.layers.gradients import PreluBackward
+
+        part = PreluBackward().cost(shapes[0], shapes[0], (3, 1, 1))
+    assert {k: v for k, v in part.ops.items() if v != 0} == got["ops"]
+    assert (part.reads, part.writes) == (got["reads"], got["writes"])
+
+
+def _flop_counter(name, shape, inputs_need_grad=True, settings=None) -> tuple:
+    layer, shapes, call, fwd = _sample(name, shape, settings)
+    gen = torch.Generator().manual_seed(0)
+    if name == "embedding":
+        xs = [torch.randint(0, int(layer.num_embeddings), s, generator=gen) for s in shapes]
+    else:
+        xs = [torch.randn(*s, generator=gen).requires_grad_(inputs_need_grad) for s in shapes]
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        out = call(*xs, **fwd)
+        out = out[0] if isinstance(out, tuple) else out
+        if out.requires_grad:
+            out.backward(torch.ones_like(out))
+    return layer, shapes, counter.get_total_flops()
+
+
+def _grouped_overcount(layer, parts) -> int:
+    """FlopCounterMode counts a grouped convolution's weight gradient as if groups were 1 (``conv_backward_flop``):
+    (groups - 1) times its MACs more, 2 FLOPs each."""
+    if not layer.name.startswith("conv") or layer.groups == 1:
+        return 0
+    return 2 * (int(layer.groups) - 1) * int(parts["grad_weight"].macs)
+
+
+@pytest.mark.parametrize("name,shape,settings", [c for c in _cases() if c.values[0] not in ("copy",)])
+def test_forward_plus_backward_equals_flop_counter(name, shape, settings):
+    layer, shapes, measured = _flop_counter(name, shape, settings=settings)
+    if name in REFUSED:
+        with pytest.raises(LayerError, match=REFUSED[name]):
+            layer_backward(layer, *shapes)
+        return
+    parts = layer_backward(layer, *shapes)
+    ours = TORCH.count(layer.cost(*shapes)) + sum(TORCH.count(c) for c in parts.values())
+    assert ours + _grouped_overcount(layer, parts) == measured
+
+
+@pytest.mark.parametrize("name", ["linear", "conv2d", "conv_transpose1d", "matmul", "bmm", "baddbmm",
+                                  "scaled_dot_product_attention"])
+def test_no_input_gradient_when_the_input_needs_none(name):
+    # torch skips the input's gradient (and the products only it needs) when no input requires grad
+    layer, shapes, measured = _flop_counter(name, SAMPLES[name][0], inputs_need_grad=False)
+    parts = layer_backward(layer, *shapes)
+    kept = [c for part, c in parts.items() if part in ("grad_weight", "grad_bias")]
+    assert measured == TORCH.count(layer.cost(*shapes)) + sum(TORCH.count(c) for c in kept) + \
+        _grouped_overcount(layer, parts) * ("grad_weight" in parts)
+    if not kept:   # a parameter-free layer: the forward only
+        assert measured == TORCH.count(layer.cost(*shapes))
+
+
+def test_every_layer_has_backward_formulas_or_a_reason():
+    # symbolic inputs (the layers' defaults), the check samples' settings
+    for name in all_layers():
+        layer, shapes = _build(argparse.Namespace(layer=name, settings=SAMPLES[name][1].split(), input=None,
+                                                  options=()), symbolic=True)
+        try:
+            parts = layer_backward(layer, *shapes)
+        except LayerError as e:
+            assert name in REFUSED and REFUSED[name] in str(e), (name, e)
+            continue
+        assert name not in REFUSED
+        assert parts and all(p.startswith("grad_") for p in parts), name
+        assert all(c.free_symbols for c in parts.values() if c.ops), name   # formulas in the sizes
+
+
+def test_embedding_gradient_is_a_scatter_add_of_the_output_gradient():
+    from symcost import layer
+
+    parts = layer_backward(layer("embedding", symbolic=False, num_embeddings=10, embedding_dim=4), (2, 7))
+    # 2x7 tokens x 4 values each added into a zeroed 10x4 table
+    assert parts["grad_weight"].ops == {"add": 56} and parts["grad_weight"].writes == 40
+    with pytest.raises(LayerError, match="padding_idx"):
+        layer_backward(layer("embedding", symbolic=False, num_embeddings=10, embedding_dim=4, padding_idx=0), (2, 7))
+
+
+def test_cli_formula_backward_every_layer_text_and_json():
+    import json
+
+    r = cli("formula", "gelu", "approximate=tanh", "--backward", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    # t = tanh(...) 1 fn, 5 add, 12 mul per element (the kernel's algorithm in the docstring) under 'flops'
+    assert d["backward"]["grad_input"]["ops"] == {"fn": "C*H*N*W", "add": "5*C*H*N*W", "mul": "12*C*H*N*W"}
+    r = cli("formula", "maxpool2d", "kernel_size=2", "--backward", "--input", "1x3x8x8", "--convention", "torch")
+    assert r.returncode == 0 and "grad_input" in r.stdout and "forward + backward" in r.stdout
+    r = cli("formula", "compare", "--backward")
+    assert r.returncode == 2 and "boolean" in r.stderr and "Traceback" not in r.stderr
+    r = cli("formula", "linear", "--backward", "--convention", "fvcore")
+    assert r.returncode == 2 and "peer tool" in r.stderr
+
+
+@pytest.mark.parametrize("name", sorted(set(SAMPLES) - set(REFUSED)))
+def test_formulas_in_a_batch_symbol_evaluate_to_the_concrete_counts(name):
+    # the inputs' batch size a symbol B (as `symcost formula` takes it), then B = the sample's batch
+    from symcost.symbols import user_symbol
+
+    layer, shapes, _, _ = _sample(name, SAMPLES[name][0])
+    top = max(len(s) for s in shapes)
+    b = user_symbol("B")
+    symbolic = [(b, *s[1:]) if len(s) == top and name != "addmm" else s for s in shapes]
+    ours, want = layer_backward(layer, *symbolic), layer_backward(layer, *shapes)
+    assert set(ours) == set(want)
+    for part, c in ours.items():
+        assert c.free_symbols <= {b}
+        at = c.subs({b: shapes[0][0]})
+        assert {k: v for k, v in at.ops.items() if v != 0} == want[part].ops, part
+        assert (at.reads, at.writes) == (want[part].reads, want[part].writes), part
