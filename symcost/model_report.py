@@ -155,8 +155,8 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
         report.formula = {m: str(total[m]) for m in METRICS}
         if assume_divisible is not None:
             report.assumed_divisible_by = assume_divisible
-            report.notes = [f"assumes {', '.join(names)} multiples of {assume_divisible} (--assume-divisible): the "
-                            "formulas hold only at such sizes", *report.notes]
+            report.notes = [(f"assumes {', '.join(names)} multiples of {assume_divisible} (--assume-divisible): the "
+                             "formulas hold only at such sizes"), *report.notes]
     if points:
         try:
             report.evaluations = summary.evaluate(points, convention)
@@ -350,8 +350,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         mc, moe_notes = got["step"], got["notes"]
         parts = {"total": {m: tidy(e) for m, e in mc.total(convention).items()}}
         report.past = past
-        notes = [f"one decode step: {new} new token(s) per sequence with {past} cached tokens per layer (a "
-                 "DynamicCache); reads include the cache"]
+        notes = [(f"one decode step: {new} new token(s) per sequence with {past} cached tokens per layer (a "
+                  "DynamicCache); reads include the cache")]
         derivations, symbols = (mc,), mc.symbols
     else:
         g = derive_decode(target, input_spec, generate=generate, convention=convention, use_cache=use_cache,
@@ -360,8 +360,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         parts = {k: g[k] for k in ("total", "prefill", "decode")}
         report.generate = generate
         report.step_formula = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}
-        notes = [f"prefill of {new} tokens, then {generate} decode steps of one token at T = {new} … (prefill + "
-                 f"steps - 1) cached tokens; decode is the step formula in {g['step_symbol']} summed in closed form"]
+        notes = [(f"prefill of {new} tokens, then {generate} decode steps of one token at T = {new} … (prefill + "
+                  f"steps - 1) cached tokens; decode is the step formula in {g['step_symbol']} summed in closed form")]
         derivations = g["derivations"]
         symbols = sorted(set().union(*[e.free_symbols for e in parts["total"].values()]), key=str)
     report.parts = {name: {m: exact(v) for m, v in t.items()} for name, t in parts.items()}
