@@ -166,3 +166,26 @@ def test_the_readme_example_runs_and_says_what_it_shows():
     assert r.returncode == 0, r.stderr
     # registered for every later trace: costed without custom_mapping; a conv 3x3 leaves 8 x (H-2) x (W-2) outputs
     assert r.stdout.strip() == "{} {} 8*(H - 2)*(W - 2)"
+
+
+def test_views_cannot_be_given_a_cost():
+    with pytest.raises(UsageError, match="counted 0 on purpose"):
+        symcost.register_op("aten.view", softsign_handler)
+    with pytest.raises(UsageError, match="counted 0 on purpose"):
+        symcost.trace(Net(), (1, 3, 4, 4), custom_mapping={"aten::permute": softsign_handler})
+
+
+def test_each_op_is_decoded_in_one_place():
+    """An op's output shape comes from a propagation rule or from its handler's layer, never both: the rules left
+    are those of views, data movement (handlers that take the output's shape) and ops with no catalog layer."""
+    from symcost.tracing.costing import ZERO_COST_OPS
+    from symcost.tracing.handlers import HANDLERS
+    from symcost.tracing.propagate import RULES
+
+    both = sorted(op for op in RULES if op in HANDLERS and HANDLERS[op].output == "layer")
+    assert both == []
+    assert not set(HANDLERS) & ZERO_COST_OPS
+    # the ops the two tables once disagreed on are costed, their shapes their layers'
+    for op in ("aten.amin", "aten.var", "aten.std", "aten.max_pool2d", "aten.adaptive_avg_pool1d",
+               "aten.adaptive_max_pool1d"):
+        assert HANDLERS[op].output == "layer" and op not in RULES, op

@@ -58,6 +58,11 @@ def _handler(op, fn, output: str, user: bool) -> OpHandler:
 
 
 def _add(h: OpHandler) -> None:
+    from .costing import ZERO_COST_OPS  # built-in handlers register while costing loads: it is defined by then
+
+    if h.op in ZERO_COST_OPS:
+        raise UsageError(f"{h.op} is counted 0 on purpose (a view, a copy of metadata or a new tensor); "
+                         f"{h.where} cannot cost it")
     old = HANDLERS.get(h.op)
     if old is not None:
         raise UsageError(f"{h.op} has a handler already: {old.where}; {h.where} cannot be registered too "
@@ -111,8 +116,13 @@ def custom_ops(mapping: Mapping | None):
         yield
         return
     overlay: dict[str, OpHandler] = {}
+    from .costing import ZERO_COST_OPS
+
     for op, fn in mapping.items():
         h = _handler(op, fn, "layer", True)
+        if h.op in ZERO_COST_OPS:
+            raise UsageError(f"custom_mapping: {h.op} is counted 0 on purpose (a view, a copy of metadata or a new "
+                             "tensor)")
         if h.op in overlay:
             raise UsageError(f"custom_mapping names {h.op} twice: {overlay[h.op].where} and {h.where}")
         overlay[h.op] = h
