@@ -175,8 +175,9 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
                           "input_shapes": [[str(d) for d in s] for s in shapes]}, indent=2))
         return 0
     print(f"{layer.name} backward  input {' , '.join('x'.join(map(str, s)) for s in shapes)}")
+    width = max(len(name) for name in rows)
     for name, r in rows.items():
-        print(f"{name:<13} MACs {r['macs']}   FLOPs[{conv.name}] {r['flops']}   reads {r['reads']}   "
+        print(f"{name:<{width}}  MACs {r['macs']}   FLOPs[{conv.name}] {r['flops']}   reads {r['reads']}   "
               f"writes {r['writes']}")
     print(f"forward + backward: MACs {total['macs']}   FLOPs[{conv.name}] {total['flops']}")
     print(f"convention {conv.name}: {conv.summary}")

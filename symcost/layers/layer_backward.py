@@ -250,6 +250,58 @@ def _sdpa(layer, q, k, v=None):
                                  g.SoftmaxBackward(dim=-1).cost(scores, scores))}
 
 
+def _mha(layer, q, k=None, v=None):
+    r"""``nn.MultiheadAttention`` with ``batch_first`` and ``need_weights`` (its defaults' path: the projections as
+    ``linear`` on transposed inputs, then ``bmm``/``softmax``/``bmm``), the gradient flowing from its first output.
+    Besides the inputs' and parameters' gradients, the intermediate ones several parts need are parts of their own:
+    ``grad_attn_output`` (the out-projection's input), ``grad_scores`` (the softmax's input) and ``grad_q_proj``,
+    ``grad_k_proj``, ``grad_v_proj`` (each projection's output, made contiguous again: one copy each).  With trainable
+    projections: frozen ones change torch's forward (``matmul`` keeps the batch instead of folding it into rows),
+    which costs the same MACs and reads the weight once per batch row."""
+    for arg, ok in (("batch_first", layer.batch_first == 1), ("need_weights", layer.need_weights == 1),
+                    ("add_bias_kv", layer.add_bias_kv == 0), ("add_zero_attn", layer.add_zero_attn == 0),
+                    ("kdim", layer.kdim in (None, layer.embed_dim)), ("vdim", layer.vdim in (None, layer.embed_dim))):
+        if not ok:
+            raise LayerError(f"{layer.name}: backward formula for batch_first=true, need_weights=true, no added or "
+                             f"separate key/value projections only ({arg} differs)")
+    if len(q) != 3:
+        raise LayerError(f"{layer.name}: backward formula for batched inputs (N, L, E) only")
+    k = q if k is None else k   # key and value: tensors of their own (of the query's shape when not given)
+    v = k if v is None else v
+    n, L, E = q
+    S, heads = k[1], layer.num_heads
+    hd, B = E / heads, n * heads
+    bias = g._flag(layer.bias)
+
+    def projection(length):
+        """Its grad input, grad weight (a third of in_proj_weight's) and grad bias from the output's gradient."""
+        rows = length * n
+        return (_k("matmul", (rows, E), (E, E)), _k("matmul", (E, rows), (rows, E)),
+                [_k("sum", (length, n, E), dim=(0, 1), keepdim=True)] if bias else [])
+
+    out_rows = L * n
+    parts = {"grad_out_proj_weight": _part((E, E), _k("matmul", (E, out_rows), (out_rows, E))),
+             "grad_attn_output": _part((out_rows, E), _k("matmul", (out_rows, E), (E, E)))}
+    if bias:
+        parts["grad_out_proj_bias"] = _part((E,), *_sum_to((out_rows, E), (E,)))
+    parts["grad_scores"] = _part((B, L, S), _k("bmm", (B, L, hd), (B, hd, S)),
+                                 g.SoftmaxBackward(dim=-1).cost((B, L, S), (B, L, S)))
+    parts["grad_q_proj"] = _part((L, n, E), _k("bmm", (B, L, S), (B, S, hd)), _k("mul", (B, L, hd), ()),
+                                 _k("copy", (L, B, hd), (L, B, hd)))
+    parts["grad_k_proj"] = _part((S, n, E), _k("bmm", (B, hd, L), (B, L, S)), _k("copy", (S, n, E), (S, n, E)))
+    parts["grad_v_proj"] = _part((S, n, E), _k("bmm", (B, S, L), (B, L, hd)), _k("copy", (S, B, hd), (S, B, hd)))
+    weights, biases = [], []
+    for name, x, length in (("grad_query", q, L), ("grad_key", k, S), ("grad_value", v, S)):
+        gi, gw, gb = projection(length)
+        parts[name] = _part(x, gi)
+        weights.append(gw)
+        biases += gb
+    parts["grad_in_proj_weight"] = _part((3 * E, E), *weights, _k("copy", (E, E), (E, E), (E, E), (3 * E, E)))
+    if bias:
+        parts["grad_in_proj_bias"] = _part((3 * E,), *biases, _k("copy", (E,), (E,), (E,), (3 * E,)))
+    return parts
+
+
 # ---- reductions ------------------------------------------------------------------------------------------------
 
 def _kept(layer, x):
@@ -414,8 +466,7 @@ _RULES = {
     **{n: _binary(fn) for n, fn in _BINARY.items()},
     "addcmul": _addcmul, "matmul": _matmul, "bmm": _bmm, "addmm": _addmm, "baddbmm": _addmm, "linear": _linear,
     **{f"conv{d}d": _conv for d in (1, 2, 3)}, **{f"conv_transpose{d}d": _conv for d in (1, 2, 3)},
-    "scaled_dot_product_attention": _sdpa, "multihead_attention": _not_derived(
-        "`symcost model --backward` derives a model that uses nn.MultiheadAttention, projection by projection"),
+    "scaled_dot_product_attention": _sdpa, "multihead_attention": _mha,
     "mean": _mean, "sum": _free, "amax": _extremum, "amin": _extremum, "var": _var, "std": _var,
     "vector_norm": _vector_norm, "cumsum": _cumsum, "topk": _topk,
     **{f"maxpool{d}d": _max_pool for d in (1, 2, 3)}, **{f"adaptive_maxpool{d}d": _max_pool for d in (1, 2, 3)},
