@@ -170,8 +170,9 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
     total = {"macs": str(forward.macs + backward.macs),
              "flops": str(conv.count(forward) + sum(conv.count(c) for c in parts.values()))}
     if as_json:
+        flags = dict(line.split(" = ", 1) for line in _flag_meanings(layer, forward + backward, conv))
         print(json.dumps({"layer": layer.name, "convention": conv.name, "backward": rows,
-                          "forward_plus_backward": total,
+                          "forward_plus_backward": total, "flags": flags,
                           "input_shapes": [[str(d) for d in s] for s in shapes]}, indent=2))
         return 0
     print(f"{layer.name} backward  input {' , '.join('x'.join(map(str, s)) for s in shapes)}")
@@ -180,6 +181,8 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
         print(f"{name:<{width}}  MACs {r['macs']}   FLOPs[{conv.name}] {r['flops']}   reads {r['reads']}   "
               f"writes {r['writes']}")
     print(f"forward + backward: MACs {total['macs']}   FLOPs[{conv.name}] {total['flops']}")
+    for line in _flag_meanings(layer, forward + backward, conv):
+        print(line)
     print(f"convention {conv.name}: {conv.summary}")
     if layer.name.startswith("conv") and layer.groups != 1:
         print("note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "
