@@ -54,7 +54,8 @@ MORE = [("addcmul", "2x3x4,3x4,2x3x1", "value=0.5 divide=true"), ("addcmul", "3x
         ("sub", "2x3x4,4", ""), ("div", "2x1x4,3x1", ""), ("mul", "2x3x4,3x1", ""),
         ("scaled_dot_product_attention", "2x3x5x8,2x3x7x8,2x3x7x6", "is_causal=true"),
         ("multihead_attention", "3x5x12,3x7x12,3x7x12", "embed_dim=12 num_heads=3 batch_first=true"),
-        ("multihead_attention", "2x4x8", "embed_dim=8 num_heads=2 batch_first=true bias=false")]
+        ("multihead_attention", "2x4x8", "embed_dim=8 num_heads=2 batch_first=true bias=false"),
+        ("multihead_attention", "5x3x12,7x3x12,7x3x12", "embed_dim=12 num_heads=4")]
 
 
 def _sample(name: str, shape: str, settings: str | None = None):

@@ -251,25 +251,25 @@ def _sdpa(layer, q, k, v=None):
 
 
 def _mha(layer, q, k=None, v=None):
-    r"""``nn.MultiheadAttention`` with ``batch_first`` and ``need_weights`` (its defaults' path: the projections as
-    ``linear`` on transposed inputs, then ``bmm``/``softmax``/``bmm``), the gradient flowing from its first output.
+    r"""``nn.MultiheadAttention`` with ``need_weights`` (its default path: the projections as ``linear``, then
+    ``bmm``/``softmax``/``bmm``; ``batch_first`` or not, the same kernels), the gradient flowing from its first output.
     Besides the inputs' and parameters' gradients, the intermediate ones several parts need are parts of their own:
     ``grad_attn_output`` (the out-projection's input), ``grad_scores`` (the softmax's input) and ``grad_q_proj``,
     ``grad_k_proj``, ``grad_v_proj`` (each projection's output, made contiguous again: one copy each).  With trainable
     projections: frozen ones change torch's forward (``matmul`` keeps the batch instead of folding it into rows),
     which costs the same MACs and reads the weight once per batch row."""
-    for arg, ok in (("batch_first", layer.batch_first == 1), ("need_weights", layer.need_weights == 1),
+    for arg, ok in (("need_weights", layer.need_weights == 1),
                     ("add_bias_kv", layer.add_bias_kv == 0), ("add_zero_attn", layer.add_zero_attn == 0),
                     ("kdim", layer.kdim in (None, layer.embed_dim)), ("vdim", layer.vdim in (None, layer.embed_dim))):
         if not ok:
-            raise LayerError(f"{layer.name}: backward formula for batch_first=true, need_weights=true, no added or "
-                             f"separate key/value projections only ({arg} differs)")
+            raise LayerError(f"{layer.name}: backward formula for need_weights=true without added or separate "
+                             f"key/value projections only ({arg} differs)")
     if len(q) != 3:
         raise LayerError(f"{layer.name}: backward formula for batched inputs (N, L, E) only")
     k = q if k is None else k   # key and value: tensors of their own (of the query's shape when not given)
     v = k if v is None else v
-    n, L, E = q
-    S, heads = k[1], layer.num_heads
+    (n, L, E), S = (q, k[1]) if layer.batch_first else ((q[1], q[0], q[2]), k[0])
+    heads = layer.num_heads
     hd, B = E / heads, n * heads
     bias = g._flag(layer.bias)
 
