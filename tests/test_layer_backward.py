@@ -55,7 +55,8 @@ MORE = [("addcmul", "2x3x4,3x4,2x3x1", "value=0.5 divide=true"), ("addcmul", "3x
         ("scaled_dot_product_attention", "2x3x5x8,2x3x7x8,2x3x7x6", "is_causal=true"),
         ("multihead_attention", "3x5x12,3x7x12,3x7x12", "embed_dim=12 num_heads=3 batch_first=true"),
         ("multihead_attention", "2x4x8", "embed_dim=8 num_heads=2 batch_first=true bias=false"),
-        ("multihead_attention", "5x3x12,7x3x12,7x3x12", "embed_dim=12 num_heads=4")]
+        ("multihead_attention", "5x3x12,7x3x12,7x3x12", "embed_dim=12 num_heads=4"),
+        ("var", "2x3x4x5", "dim=1,2 with_mean=true"), ("std", "3x4x5", "dim=-1 keepdim=true with_mean=true")]
 
 
 def _sample(name: str, shape: str, settings: str | None = None):
@@ -72,6 +73,8 @@ def _sample(name: str, shape: str, settings: str | None = None):
     target = resolve(layer.torch_name)
     if ctor.pop("divide", False):   # the catalog's addcmul with divide is torch.addcdiv
         target = torch.addcdiv
+    if ctor.pop("with_mean", False):   # var / std with the mean: torch.var_mean / torch.std_mean
+        target = getattr(torch, f"{name}_mean")
     if isinstance(target, type):
         call = target(**ctor)
         call.train(kwargs.get("mode") == "train")

@@ -329,8 +329,8 @@ def _var_ops(layer, x, kept) -> list[Cost]:
 
 
 def _var(layer, x):
-    if layer.with_mean:
-        raise LayerError(f"{layer.name}: no backward formula for var_mean/std_mean yet (var and std have one)")
+    # var_mean / std_mean (with_mean): the gradient from the first output, the variance (or std), is var's (or
+    # std's); the mean's, when a loss uses it too, adds grad / count expanded and one add per element
     kept = _kept(layer, x)
     ops = _var_ops(layer, x, kept)
     if layer.name == "std":   # grad / (2 std), 0 where std == 0, then var's
