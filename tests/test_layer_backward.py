@@ -44,7 +44,8 @@ def _variants(name: str, shape: str) -> list[str]:
 
 #: more settings than `symcost check`'s sample: (layer, input shapes, settings)
 MORE = [("addcmul", "2x3x4,3x4,2x3x1", "value=0.5 divide=true"), ("addcmul", "3x4,3x4,3x4", "divide=true"),
-        ("upsample", "1x2x5", "scale_factor=3 mode=linear"), ("upsample", "1x2x3x4x5", "size=5,4,3 mode=trilinear"),
+        ("upsample", "1x2x5", "scale_factor=3 mode=linear"), ("upsample", "2x3x5x6", "scale_factor=1.5 mode=bicubic"),
+        ("upsample", "1x2x4x5", "size=7,9 mode=bicubic align_corners=true"), ("upsample", "1x2x3x4x5", "size=5,4,3 mode=trilinear"),
         ("avgpool2d", "2x3x11x10", "kernel_size=3 stride=2 padding=1 count_include_pad=false"),
         ("embedding", "3x5", "num_embeddings=7 embedding_dim=3"),
         ("layernorm", "2x5x8", "normalized_shape=5,8 bias=false"), ("batchnorm2d", "3x4x5x5", "num_features=4 --mode train"),

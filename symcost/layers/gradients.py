@@ -305,6 +305,20 @@ class LinearResizeBackward(_Grad):
                     writes=numel(x))
 
 
+class BicubicResizeBackward(_Grad):
+    r"""``aten.upsample_bicubic2d_backward``: each output gradient is added to the 4 x 4 input elements it
+    interpolated, each times its row and column coefficients: per output 16 (2 mul, 1 add) into a zeroed gradient
+    (the coefficients and indices, per output position, are not counted, as in the forward)."""
+
+    name = "upsample_bicubic_backward"
+    family = "resize"
+    summary = "gradient of bicubic resizing (a weighted scatter-add to the 16 source elements)"
+
+    def _cost(self, go, x) -> Cost:
+        m = numel(go)
+        return Cost(output_shape=x, ops={"mul": 32 * m, "add": 16 * m}, reads=m, writes=numel(x))
+
+
 class GroupNormBackward(_Grad):
     r"""``aten.native_group_norm_backward`` as PyTorch's CPU kernel computes it (group_norm_kernel.cpp); $n$ elements,
     $N$ samples, $C$ channels of $m = n/(NC)$, $G$ groups of $D = C/G$ channels.  Always: per (sample, channel)

@@ -381,8 +381,9 @@ def _upsample(layer, x):
         return {"grad_input": _part(x, g.UpsampleNearestBackward().cost(go, x))}
     if layer.mode in ("linear", "bilinear", "trilinear") and not layer.antialias:
         return {"grad_input": _part(x, g.LinearResizeBackward(axes=len(x) - 2).cost(go, x))}
-    raise LayerError(f"{layer.name}: no backward formula for mode {layer.mode}"
-                     f"{' with antialias' if layer.antialias else ''} yet (nearest and (bi/tri)linear have one)")
+    if layer.mode == "bicubic" and not layer.antialias:
+        return {"grad_input": _part(x, g.BicubicResizeBackward().cost(go, x))}
+    raise LayerError(f"{layer.name}: no backward formula with antialias yet (its taps have no closed form)")
 
 
 def _patches(other: str):
