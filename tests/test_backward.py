@@ -239,8 +239,7 @@ def test_cli_formula_backward():
 
 def test_new_backward_kernels_count_by_hand():
     from symcost import layer
-    from symcost.layers.gradients import (AvgPoolBackward, GroupNormBackward, LinearResizeBackward, PreluBackward,
-                                          Sign)
+    from symcost.layers.gradients import AvgPoolBackward, GroupNormBackward, LinearResizeBackward, PreluBackward, Sign
     from symcost.layers.layer_backward import layer_backward
 
     # avg pool 2x2 on 1x1x4x4: 4 outputs, each 1 div, then 4 adds into the zeroed input gradient

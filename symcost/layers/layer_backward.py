@@ -24,7 +24,6 @@ from ..registry import get_layer_class
 from . import gradients as g
 
 
-
 def fused(layer) -> bool:
     """Whether the layer's parts come from one fused kernel (their reads overlap, some work is shared)."""
     return layer.family in ("conv", "norm") or layer.name == "prelu"
