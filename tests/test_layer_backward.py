@@ -57,6 +57,7 @@ MORE = [("addcmul", "2x3x4,3x4,2x3x1", "value=0.5 divide=true"), ("addcmul", "3x
         ("multihead_attention", "3x5x12,3x7x12,3x7x12", "embed_dim=12 num_heads=3 batch_first=true"),
         ("multihead_attention", "2x4x8", "embed_dim=8 num_heads=2 batch_first=true bias=false"),
         ("multihead_attention", "5x3x12,7x3x12,7x3x12", "embed_dim=12 num_heads=4"),
+        ("multihead_attention", "3x5x12,3x6x12,3x6x12", "embed_dim=12 num_heads=2 batch_first=true need_weights=false"),
         ("var", "2x3x4x5", "dim=1,2 with_mean=true"), ("std", "3x4x5", "dim=-1 keepdim=true with_mean=true")]
 
 

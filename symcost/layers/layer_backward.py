@@ -22,6 +22,7 @@ from ..cost import Cost, numel
 from ..errors import LayerError
 from ..registry import get_layer_class
 from . import gradients as g
+from .base import is_number
 
 
 def fused(layer) -> bool:
@@ -250,19 +251,19 @@ def _sdpa(layer, q, k, v=None):
 
 
 def _mha(layer, q, k=None, v=None):
-    r"""``nn.MultiheadAttention`` with ``need_weights`` (its default path: the projections as ``linear``, then
-    ``bmm``/``softmax``/``bmm``; ``batch_first`` or not, the same kernels), the gradient flowing from its first output.
+    r"""``nn.MultiheadAttention`` (the projections as ``linear``, then ``bmm``/``softmax``/``bmm``, with the math
+    kernel of ``scaled_dot_product_attention`` when ``need_weights`` is false; ``batch_first`` or not, the same
+    kernels), the gradient flowing from its first output.
     Besides the inputs' and parameters' gradients, the intermediate ones several parts need are parts of their own:
     ``grad_attn_output`` (the out-projection's input), ``grad_scores`` (the softmax's input) and ``grad_q_proj``,
     ``grad_k_proj``, ``grad_v_proj`` (each projection's output, made contiguous again: one copy each).  With trainable
     projections: frozen ones change torch's forward (``matmul`` keeps the batch instead of folding it into rows),
     which costs the same MACs and reads the weight once per batch row."""
-    for arg, ok in (("need_weights", layer.need_weights == 1),
-                    ("add_bias_kv", layer.add_bias_kv == 0), ("add_zero_attn", layer.add_zero_attn == 0),
+    for arg, ok in (("need_weights", is_number(layer.need_weights)), ("add_bias_kv", layer.add_bias_kv == 0), ("add_zero_attn", layer.add_zero_attn == 0),
                     ("kdim", layer.kdim in (None, layer.embed_dim)), ("vdim", layer.vdim in (None, layer.embed_dim))):
         if not ok:
-            raise LayerError(f"{layer.name}: backward formula for need_weights=true without added or separate "
-                             f"key/value projections only ({arg} differs)")
+            raise LayerError(f"{layer.name}: backward formula without added or separate key/value projections "
+                             f"only, need_weights true or false ({arg} differs)")
     if len(q) != 3:
         raise LayerError(f"{layer.name}: backward formula for batched inputs (N, L, E) only")
     k = q if k is None else k   # key and value: tensors of their own (of the query's shape when not given)
@@ -287,7 +288,10 @@ def _mha(layer, q, k=None, v=None):
                                  g.SoftmaxBackward(dim=-1).cost((B, L, S), (B, L, S)))
     parts["grad_q_proj"] = _part((L, n, E), _k("bmm", (B, L, S), (B, S, hd)), _k("mul", (B, L, hd), ()),
                                  _k("copy", (L, B, hd), (L, B, hd)))
-    parts["grad_k_proj"] = _part((S, n, E), _k("bmm", (B, hd, L), (B, L, S)), _k("copy", (S, n, E), (S, n, E)))
+    # need_weights=false runs scaled_dot_product_attention's math kernel, which scales the keys too
+    k_scale = [] if layer.need_weights else [_k("mul", (B, hd, S), ())]
+    parts["grad_k_proj"] = _part((S, n, E), _k("bmm", (B, hd, L), (B, L, S)), *k_scale,
+                                 _k("copy", (S, n, E), (S, n, E)))
     parts["grad_v_proj"] = _part((S, n, E), _k("bmm", (B, S, L), (B, L, hd)), _k("copy", (S, B, hd), (S, B, hd)))
     weights, biases = [], []
     for name, x, length in (("grad_query", q, L), ("grad_key", k, S), ("grad_value", v, S)):
