@@ -132,9 +132,8 @@ def _ours(parts) -> dict:
 
 
 def _trace_of_layer(name, shape, freeze=False, settings=None) -> tuple[dict, dict]:
-    """The layer's own backward in a one-layer model's trace: the model's backward less the inputs' shifts (a sum
-    and the copy AccumulateGrad makes of each parameter's gradient, the trace's recorder holding a reference), and
-    less one copy of each of the layer's parameters' gradients."""
+    """The layer's own backward in a one-layer model's trace: the model's backward less the inputs' shifts (the sum
+    that is each shift's gradient)."""
     layer, shapes, call, fwd = _sample(name, shape, settings)
     train = isinstance(call, torch.nn.Module) and call.training
     if freeze:
@@ -146,10 +145,6 @@ def _trace_of_layer(name, shape, freeze=False, settings=None) -> tuple[dict, dic
         got = _backward_total(_OneLayer(call, len(shapes), fwd), shapes, train)
     for s in shapes if name != "embedding" else ():   # each input's shift alone: the backward of x + p
         got = _minus(got, _backward_total(_OneLayer(torch.nn.Identity(), 1, {}), [s]))
-    params = [p for p in (call.parameters() if isinstance(call, torch.nn.Module) else ()) if p.requires_grad]
-    copies = sum(p.numel() for p in params)
-    got["reads"] -= copies
-    got["writes"] -= copies
     return layer, got
 
 
