@@ -238,17 +238,20 @@ def test_forward_plus_backward_equals_flop_counter(name, shape, settings):
     assert ours + _grouped_overcount(layer, parts) == measured
 
 
-@pytest.mark.parametrize("name", ["linear", "conv2d", "conv_transpose1d", "matmul", "bmm", "baddbmm",
-                                  "scaled_dot_product_attention"])
-def test_no_input_gradient_when_the_input_needs_none(name):
-    # torch skips the input's gradient (and the products only it needs) when no input requires grad
-    layer, shapes, measured = _flop_counter(name, SAMPLES[name][0], inputs_need_grad=False)
+#: the gradients of a layer's inputs (the rest: its parameters', and intermediate ones they need)
+_INPUT_PARTS = {"grad_input", "grad_other", "grad_mat1", "grad_mat2", "grad_batch1", "grad_batch2", "grad_tensor1",
+                "grad_tensor2", "grad_query", "grad_key", "grad_value"}
+
+
+@pytest.mark.parametrize("name,shape,settings", [c for c in _cases() if c.values[0] not in REFUSED])
+def test_no_input_gradient_when_the_input_needs_none(name, shape, settings):
+    # torch skips the inputs' gradients (and the products only they need) when no input requires grad
+    layer, shapes, measured = _flop_counter(name, shape, inputs_need_grad=False, settings=settings)
     parts = layer_backward(layer, *shapes)
-    kept = [c for part, c in parts.items() if part in ("grad_weight", "grad_bias")]
+    params = [p for p in parts if p not in _INPUT_PARTS and p.endswith(("weight", "bias"))]
+    kept = [c for p, c in parts.items() if p not in _INPUT_PARTS] if params else []
     assert measured == TORCH.count(layer.cost(*shapes)) + sum(TORCH.count(c) for c in kept) + \
-        _grouped_overcount(layer, parts) * ("grad_weight" in parts)
-    if not kept:   # a parameter-free layer: the forward only
-        assert measured == TORCH.count(layer.cost(*shapes))
+        _grouped_overcount(layer, parts) * bool(params)
 
 
 def test_every_layer_has_backward_formulas_or_a_reason():
