@@ -250,8 +250,7 @@ def test_cli_formula_backward():
 
 def test_new_backward_kernels_count_by_hand():
     from symcost import layer
-    from symcost.layers.gradients import (AvgPoolBackward, GroupNormBackward, LinearResizeBackward, PreluBackward,
-                                          Sign)
+    from symcost.layers.gradients import AvgPoolBackward, GroupNormBackward, LinearResizeBackward, PreluBackward, Sign
     from symcost.layers.layer_backward import layer_backward
 
     # avg pool 2x2 on 1x1x4x4: 4 outputs, each 1 div, then 4 adds into the zeroed input gradient
@@ -292,3 +291,13 @@ def test_model_with_the_new_kernels_steps_equal_flop_counter():
         got = mc.evaluate({"H": h, "W": w}, "exact")
         assert {k: got[k] for k in ("macs", "flops", "reads", "writes")} == \
             {k: int(at[k]) for k in ("macs", "flops", "reads", "writes")}, (h, w)
+
+
+def test_parameter_gradients_are_taken_not_copied():
+    # AccumulateGrad takes a fresh gradient nothing else holds (torch copies it only when something does): the
+    # backward of Linear(7, 5) on a 4x7 input that needs no gradient is the weight's gradient dY^T X (reads 5x4 + 4x7,
+    # writes 5x7) and the bias's sum over 4 rows (reads 4x5, writes 5), nothing more
+    mc = trace(nn.Linear(7, 5), (4, 7), backward=True)
+    rows = [r for r in mc.rows if r.backward]
+    assert [r.layer for r in rows] == ["matmul", "sum"]
+    assert (sum(r.cost.reads for r in rows), sum(r.cost.writes for r in rows)) == (20 + 28 + 20, 35 + 5)

@@ -135,6 +135,7 @@ def run_formula(args) -> int:
 def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
     """The layer's gradients (``symcost.layers.layer_backward``): each part's counts under the convention, and the
     forward + backward total of one training step of the layer."""
+    from ..formula import flag_meanings
     from ..layers.layer_backward import layer_backward
 
     if conv.family_weights or conv.functional_weights:
@@ -152,14 +153,17 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
     total = {"macs": str(forward.macs + backward.macs),
              "flops": str(conv.count(forward) + sum(conv.count(c) for c in parts.values()))}
     if as_json:
+        flags = flag_meanings(layer, forward + backward, conv)
         print(json.dumps({"layer": layer.name, "convention": conv.name, "backward": rows,
-                          "forward_plus_backward": total,
+                          "forward_plus_backward": total, "flags": flags,
                           "input_shapes": [[str(d) for d in s] for s in shapes]}, indent=2))
         return 0
     print(f"{layer.name} backward  input {' , '.join('x'.join(map(str, s)) for s in shapes)}")
     print(table(None, [(name, f"MACs {r['macs']}", f"FLOPs[{conv.name}] {r['flops']}", f"reads {r['reads']}",
                         f"writes {r['writes']}") for name, r in rows.items()]))
     print(f"forward + backward: MACs {total['macs']}   FLOPs[{conv.name}] {total['flops']}")
+    for symbol, meaning in flag_meanings(layer, forward + backward, conv).items():
+        print(f"{symbol} = {meaning}")
     print(f"convention {conv.name}: {conv.summary}")
     if layer.name.startswith("conv") and layer.groups != 1:
         print("note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "

@@ -20,6 +20,12 @@ def _prod(xs) -> sympy.Expr:
 _FLAG = dict(kind="flag", default=True)
 
 
+def _reads_grad(gi, gw, gb):
+    """The output gradient is read once by any part computed; by the bias part alone only with a bias (``b`` may be
+    a symbol: the part then reads it b times)."""
+    return 1 if (gi != 0 or gw != 0) else gb
+
+
 class _Grad(Layer):
     """A backward aten op: inputs are symbolic shapes, the counts are those of the algorithm in the docstring."""
 
@@ -46,10 +52,10 @@ class ConvolutionBackward(_Grad):
         macs = (numel(x) if self.transposed else numel(go)) * _prod(w[1:])
         gi, gw, gb = self.grad_input, self.grad_weight, self.grad_bias
         c_out = go[1]
-        return Cost(output_shape=x if gi else w,
+        return Cost(output_shape=x if gi else (w if gw else (c_out,)),
                     ops={"mac": (gi + gw) * macs, "dot": gi * numel(x) + gw * numel(w),
                          "add": gb * (numel(go) - c_out)},
-                    reads=numel(go) + gi * numel(w) + gw * numel(x),
+                    reads=numel(go) * _reads_grad(gi, gw, gb) + gi * numel(w) + gw * numel(x),
                     writes=gi * numel(x) + gw * numel(w) + gb * c_out)
 
     def torch_overcount(self, go, x, w) -> sympy.Expr:
@@ -305,6 +311,20 @@ class LinearResizeBackward(_Grad):
                     writes=numel(x))
 
 
+class BicubicResizeBackward(_Grad):
+    r"""``aten.upsample_bicubic2d_backward``: each output gradient is added to the 4 x 4 input elements it
+    interpolated, each times its row and column coefficients: per output 16 (2 mul, 1 add) into a zeroed gradient
+    (the coefficients and indices, per output position, are not counted, as in the forward)."""
+
+    name = "upsample_bicubic_backward"
+    family = "resize"
+    summary = "gradient of bicubic resizing (a weighted scatter-add to the 16 source elements)"
+
+    def _cost(self, go, x) -> Cost:
+        m = numel(go)
+        return Cost(output_shape=x, ops={"mul": 32 * m, "add": 16 * m}, reads=m, writes=numel(x))
+
+
 class GroupNormBackward(_Grad):
     r"""``aten.native_group_norm_backward`` as PyTorch's CPU kernel computes it (group_norm_kernel.cpp); $n$ elements,
     $N$ samples, $C$ channels of $m = n/(NC)$, $G$ groups of $D = C/G$ channels.  Always: per (sample, channel)
@@ -346,10 +366,10 @@ class LinearBackward(_Grad):
     def _cost(self, x) -> Cost:
         rows, f_in, f_out = numel(x[:-1]), self.in_features, self.out_features
         gi, gw, gb = self.grad_input, self.grad_weight, self.bias
-        return Cost(output_shape=x if gi else (f_out, f_in),
+        return Cost(output_shape=x if gi else ((f_out, f_in) if gw else (f_out,)),
                     ops={"mac": (gi + gw) * rows * f_in * f_out, "dot": gi * rows * f_in + gw * f_in * f_out,
                          "add": gb * (rows - 1) * f_out},
-                    reads=rows * f_out + gi * f_in * f_out + gw * rows * f_in,
+                    reads=rows * f_out * _reads_grad(gi, gw, gb) + gi * f_in * f_out + gw * rows * f_in,
                     writes=gi * rows * f_in + gw * f_in * f_out + gb * f_out)
 
 

@@ -22,7 +22,7 @@ from ..cost import Cost, numel
 from ..errors import LayerError
 from ..registry import get_layer_class
 from . import gradients as g
-
+from .base import is_number
 
 
 def fused(layer) -> bool:
@@ -250,6 +250,61 @@ def _sdpa(layer, q, k, v=None):
                                  g.SoftmaxBackward(dim=-1).cost(scores, scores))}
 
 
+def _mha(layer, q, k=None, v=None):
+    r"""``nn.MultiheadAttention`` (the projections as ``linear``, then ``bmm``/``softmax``/``bmm``, with the math
+    kernel of ``scaled_dot_product_attention`` when ``need_weights`` is false; ``batch_first`` or not, the same
+    kernels), the gradient flowing from its first output.
+    Besides the inputs' and parameters' gradients, the intermediate ones several parts need are parts of their own:
+    ``grad_attn_output`` (the out-projection's input), ``grad_scores`` (the softmax's input) and ``grad_q_proj``,
+    ``grad_k_proj``, ``grad_v_proj`` (each projection's output, made contiguous again: one copy each).  With trainable
+    projections: frozen ones change torch's forward (``matmul`` keeps the batch instead of folding it into rows),
+    which costs the same MACs and reads the weight once per batch row."""
+    for arg, ok in (("need_weights", is_number(layer.need_weights)), ("add_bias_kv", layer.add_bias_kv == 0), ("add_zero_attn", layer.add_zero_attn == 0),
+                    ("kdim", layer.kdim in (None, layer.embed_dim)), ("vdim", layer.vdim in (None, layer.embed_dim))):
+        if not ok:
+            raise LayerError(f"{layer.name}: backward formula without added or separate key/value projections "
+                             f"only, need_weights true or false ({arg} differs)")
+    if len(q) != 3:
+        raise LayerError(f"{layer.name}: backward formula for batched inputs (N, L, E) only")
+    k = q if k is None else k   # key and value: tensors of their own (of the query's shape when not given)
+    v = k if v is None else v
+    (n, L, E), S = (q, k[1]) if layer.batch_first else ((q[1], q[0], q[2]), k[0])
+    heads = layer.num_heads
+    hd, B = E / heads, n * heads
+    bias = g._flag(layer.bias)
+
+    def projection(length):
+        """Its grad input, grad weight (a third of in_proj_weight's) and grad bias from the output's gradient."""
+        rows = length * n
+        return (_k("matmul", (rows, E), (E, E)), _k("matmul", (E, rows), (rows, E)),
+                [_k("sum", (length, n, E), dim=(0, 1), keepdim=True)] if bias else [])
+
+    out_rows = L * n
+    parts = {"grad_out_proj_weight": _part((E, E), _k("matmul", (E, out_rows), (out_rows, E))),
+             "grad_attn_output": _part((out_rows, E), _k("matmul", (out_rows, E), (E, E)))}
+    if bias:
+        parts["grad_out_proj_bias"] = _part((E,), *_sum_to((out_rows, E), (E,)))
+    parts["grad_scores"] = _part((B, L, S), _k("bmm", (B, L, hd), (B, hd, S)),
+                                 g.SoftmaxBackward(dim=-1).cost((B, L, S), (B, L, S)))
+    parts["grad_q_proj"] = _part((L, n, E), _k("bmm", (B, L, S), (B, S, hd)), _k("mul", (B, L, hd), ()),
+                                 _k("copy", (L, B, hd), (L, B, hd)))
+    # need_weights=false runs scaled_dot_product_attention's math kernel, which scales the keys too
+    k_scale = [] if layer.need_weights else [_k("mul", (B, hd, S), ())]
+    parts["grad_k_proj"] = _part((S, n, E), _k("bmm", (B, hd, L), (B, L, S)), *k_scale,
+                                 _k("copy", (S, n, E), (S, n, E)))
+    parts["grad_v_proj"] = _part((S, n, E), _k("bmm", (B, S, L), (B, L, hd)), _k("copy", (S, B, hd), (S, B, hd)))
+    weights, biases = [], []
+    for name, x, length in (("grad_query", q, L), ("grad_key", k, S), ("grad_value", v, S)):
+        gi, gw, gb = projection(length)
+        parts[name] = _part(x, gi)
+        weights.append(gw)
+        biases += gb
+    parts["grad_in_proj_weight"] = _part((3 * E, E), *weights, _k("copy", (E, E), (E, E), (E, E), (3 * E, E)))
+    if bias:
+        parts["grad_in_proj_bias"] = _part((3 * E,), *biases, _k("copy", (E,), (E,), (E,), (3 * E,)))
+    return parts
+
+
 # ---- reductions ------------------------------------------------------------------------------------------------
 
 def _kept(layer, x):
@@ -277,8 +332,8 @@ def _var_ops(layer, x, kept) -> list[Cost]:
 
 
 def _var(layer, x):
-    if layer.with_mean:
-        raise LayerError(f"{layer.name}: no backward formula for var_mean/std_mean yet (var and std have one)")
+    # var_mean / std_mean (with_mean): the gradient from the first output, the variance (or std), is var's (or
+    # std's); the mean's, when a loss uses it too, adds grad / count expanded and one add per element
     kept = _kept(layer, x)
     ops = _var_ops(layer, x, kept)
     if layer.name == "std":   # grad / (2 std), 0 where std == 0, then var's
@@ -329,8 +384,9 @@ def _upsample(layer, x):
         return {"grad_input": _part(x, g.UpsampleNearestBackward().cost(go, x))}
     if layer.mode in ("linear", "bilinear", "trilinear") and not layer.antialias:
         return {"grad_input": _part(x, g.LinearResizeBackward(axes=len(x) - 2).cost(go, x))}
-    raise LayerError(f"{layer.name}: no backward formula for mode {layer.mode}"
-                     f"{' with antialias' if layer.antialias else ''} yet (nearest and (bi/tri)linear have one)")
+    if layer.mode == "bicubic" and not layer.antialias:
+        return {"grad_input": _part(x, g.BicubicResizeBackward().cost(go, x))}
+    raise LayerError(f"{layer.name}: no backward formula with antialias yet (its taps have no closed form)")
 
 
 def _patches(other: str):
@@ -414,8 +470,7 @@ _RULES = {
     **{n: _binary(fn) for n, fn in _BINARY.items()},
     "addcmul": _addcmul, "matmul": _matmul, "bmm": _bmm, "addmm": _addmm, "baddbmm": _addmm, "linear": _linear,
     **{f"conv{d}d": _conv for d in (1, 2, 3)}, **{f"conv_transpose{d}d": _conv for d in (1, 2, 3)},
-    "scaled_dot_product_attention": _sdpa, "multihead_attention": _not_derived(
-        "`symcost model --backward` derives a model that uses nn.MultiheadAttention, projection by projection"),
+    "scaled_dot_product_attention": _sdpa, "multihead_attention": _mha,
     "mean": _mean, "sum": _free, "amax": _extremum, "amin": _extremum, "var": _var, "std": _var,
     "vector_norm": _vector_norm, "cumsum": _cumsum, "topk": _topk,
     **{f"maxpool{d}d": _max_pool for d in (1, 2, 3)}, **{f"adaptive_maxpool{d}d": _max_pool for d in (1, 2, 3)},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sympy
 
 from ..layers.gradients import (_ACTIVATIONS, _GELU, _GELU_TANH, AdaptiveAvgPoolBackward, AvgPoolBackward,
-                                BatchNormBackward, ConvolutionBackward, ElementwiseBackward, EmbeddingBackward,
+                                BatchNormBackward, BicubicResizeBackward, ConvolutionBackward, ElementwiseBackward, EmbeddingBackward,
                                 GroupNormBackward, IndexPutAccumulate, LayerNormBackward, LinearResizeBackward,
                                 MaxPoolBackward, PreluBackward, Sign, SoftmaxBackward, UpsampleNearestBackward, _prod)
 from ..registry import get_layer_class
@@ -139,6 +139,11 @@ def _upsample_nearest(ev, sym, concrete):
 def _upsample_linear(ev, sym, concrete):
     x = sym[ev.outputs[0]]
     return LinearResizeBackward(axes=len(x) - 2), (sym[ev.args[0].index], x)
+
+
+@_handler("aten.upsample_bicubic2d_backward")
+def _upsample_bicubic(ev, sym, concrete):
+    return BicubicResizeBackward(), (sym[ev.args[0].index], sym[ev.outputs[0]])
 
 
 @_handler("aten.native_group_norm_backward")

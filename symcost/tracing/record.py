@@ -4,6 +4,7 @@ no data, no arithmetic, a fraction of a second even for large models.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +56,10 @@ class Recording:
 class _Recorder(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
+        #: id -> number of each live tensor; a tensor's entry goes when it dies (so a later tensor that reuses its id
+        #: gets a number of its own).  No tensor is kept alive: holding one would change what torch does (autograd's
+        #: AccumulateGrad copies a gradient someone else still holds, instead of taking it)
         self.numbers: dict[int, int] = {}
-        self.keep: list = []            # keeps every tensor alive, so ids stay unique
         self.shapes: list[tuple[int, ...]] = []
         self.ops: list[OpEvent] = []
         self.modules: list[ModuleEvent] = []
@@ -66,10 +69,14 @@ class _Recorder(TorchDispatchMode):
     def number(self, t: torch.Tensor) -> int:
         key = id(t)
         if key not in self.numbers:
-            self.numbers[key] = len(self.shapes)
-            self.keep.append(t)
+            n = self.numbers[key] = len(self.shapes)
+            weakref.finalize(t, self._forget, key, n)
             self.shapes.append(tuple(t.shape))
         return self.numbers[key]
+
+    def _forget(self, key: int, n: int) -> None:
+        if self.numbers.get(key) == n:
+            del self.numbers[key]
 
     def renumber(self, t: torch.Tensor) -> int:
         """A new tensor (or an in-place op's result with a new shape): a fresh number."""
