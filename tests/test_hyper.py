@@ -577,3 +577,30 @@ def test_cli_plot_against_a_config_field(nets, tmp_path):
             "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 0 and "1 of 14 values skipped (w=1)" in r.stdout
+
+
+def test_vectorised_evaluation_is_exact_in_int64_and_beyond():
+    """hyper.sweep against Python integers point by point: int64 where safe, Python ints past 2**63, and the points
+    where a divisor does not divide (a configuration a condition excludes) flagged, never rounded silently."""
+    import numpy as np
+
+    from symcost.hyper.sweep import exact_values
+
+    formula = V * d + n * (2 * d**2 + 2 * d**2 * k / h + 3 * d * f + 2 * d) + d   # Llama's params
+    rng = np.random.default_rng(1)
+    size = 20_000
+    env = {"h": rng.integers(1, 65, size), "k": rng.integers(1, 9, size), "f": rng.integers(1, 10**5, size),
+           "V": rng.integers(1, 10**6, size), "n": rng.integers(1, 200, size)}
+    env["d"] = env["h"] * rng.integers(1, 300, size) + (rng.random(size) < 0.1)   # 10 % not divisible by h
+    env["n"][:50] = 10**6       # some points past int64: d^2 n k / h up to about 10**18 * ...
+    env["d"][:50] = 3 * 10**6 * env["h"][:50]
+    values, integral = exact_values(formula, env, size)
+    for i in range(size):
+        p = {s: int(v[i]) for s, v in env.items()}
+        top = 2 * p["d"] ** 2 * p["k"] * p["n"]
+        exact_num = (p["V"] * p["d"] + p["n"] * (2 * p["d"] ** 2 + 3 * p["d"] * p["f"] + 2 * p["d"]) + p["d"]) * p["h"] \
+            + top
+        assert bool(integral[i]) == (exact_num % p["h"] == 0), p
+        if integral[i]:
+            assert int(values[i]) == exact_num // p["h"], p
+    assert values.dtype == object and int(values[0]) > 2**63   # the big points kept exact

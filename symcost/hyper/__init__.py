@@ -125,15 +125,36 @@ class ConfigCost(_Sweepable):
         super().check_domain(values)
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
-        """As ``ModelCost.lambdified``; ``valid`` also requires every divisibility condition."""
+        """As ``ModelCost.lambdified`` (exact; int64 arrays, object arrays where a value needs more than 64 bits);
+        ``valid`` also requires every divisibility condition.  Evaluated in int64 NumPy wherever that cannot
+        overflow (``hyper.sweep``): a million configurations of Llama's formula in well under a second."""
         import numpy as np
 
-        run = super().lambdified(convention, metrics)
-        position = {str(s): i for i, s in enumerate(self.symbols)}
+        from .sweep import exact_values
+
+        total = self.total(convention)
+        exprs = {m: total[m] for m in metrics}
+        names = [str(s) for s in self.symbols]
+        position = {n: i for i, n in enumerate(names)}
         sym = {f: str(s) for f, s in self.config_symbols.items()}
 
         def value(arrays, f):
             return np.asarray(arrays[position[sym[f]]]) if f in sym else self.fixed[f]
+
+        def run(*arrays):
+            shape = np.broadcast(*arrays).shape if arrays else ()
+            size = int(np.prod(shape))
+            env = {n: np.broadcast_to(np.asarray(a, dtype=np.int64), shape).reshape(-1) for n, a in zip(names, arrays)}
+            out, valid = {}, np.ones(size, dtype=bool)
+            for m, e in exprs.items():
+                out[m], integral = exact_values(e, env, size)
+                valid &= integral
+            for size_expr in self.domain:
+                sizes, integral = exact_values(size_expr, env, size)
+                valid &= integral & (sizes >= 1)
+            out = {m: v.reshape(shape) for m, v in out.items()}
+            out["valid"] = valid.reshape(shape)
+            return out
 
         def checked(*arrays):
             out = run(*arrays)
