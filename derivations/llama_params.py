@@ -69,10 +69,10 @@ def derive() -> str:
     doc.h2("2. The exact difference from Kaplan's 12·n·d²")
     doc.math(f"P - 12 n d^2 = {tex(diff)}")
     doc.bullets([
-        f"${tex(attention)}$: grouped-query attention. K and V have $k$ heads of $d/h$, so they are $d \\times kd/h$, "
-        "not $d \\times d$ (0 when $k = h$);",
-        f"${tex(mlp)}$: the gated MLP (SwiGLU) has three $d \\times f$ matrices where Kaplan's has two "
-        "$d \\times 4d$ (0 when $f = 8d/3$);",
+        (f"${tex(attention)}$: grouped-query attention. K and V have $k$ heads of $d/h$, so they are "
+         "$d \\times kd/h$, not $d \\times d$ (0 when $k = h$);"),
+        (f"${tex(mlp)}$: the gated MLP (SwiGLU) has three $d \\times f$ matrices where Kaplan's has two "
+         "$d \\times 4d$ (0 when $f = 8d/3$);"),
         f"${tex(norms)}$: the RMSNorm weights, two per layer and a final one;",
         f"${tex(embeddings)}$: the token table and the LM head, which Kaplan's $N$ excludes.",
     ])

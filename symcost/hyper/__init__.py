@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
 
 import sympy
 
@@ -324,8 +324,8 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     backward = by_convention(BACKWARD) if tracer.backward else None
     fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
            "traced_at": [dict(key) for key in tracer.memo]}
-    notes = sorted(tracer.notes) + [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} "
-                                    "further configurations"]
+    notes = [*sorted(tracer.notes),
+             f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} further configurations"]
     if tracer.backward:
         notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
                      "(the loss itself is not costed)")

@@ -12,9 +12,9 @@ import hashlib
 import inspect
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import sympy
 
@@ -219,7 +219,6 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
 
     def build(values: dict):
         import torch
-
         from transformers.utils import logging
 
         level = logging.get_verbosity()
