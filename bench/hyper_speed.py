@@ -71,8 +71,9 @@ def main() -> None:
         load = os.getloadavg()[0]
         cc, wall, cpu = derive(shape)
         ccs[shape] = cc
+        cheap = f" + {cc.fit['concrete_traces']} at L = 225" if "concrete_traces" in cc.fit else ""
         rows.append(f"| derive hf:llama in d, n, f, h, k, V, P on {shape} | {wall:.1f} s | {cpu:.1f} s | "
-                    f"{cc.fit['traces']} traces | {load:.1f} |")
+                    f"{cc.fit['traces']} traces{cheap} | {load:.1f} |")
     cc = ccs[shapes[0]]
     best, load = sweep(cc)
     rows.append(f"| params, MACs, FLOPs at 10^6 configurations ({', '.join(map(str, cc.symbols))}), "

@@ -488,6 +488,35 @@ def test_python_trace_of_a_resnet_factory_in_width_depth_and_resolution():
         symcost.trace(resnet(), (1, 3, "R", "R"), config={"width": "w"})
 
 
+def mlp(width: int = 4, depth: int = 2):
+    nn = torch.nn
+    return nn.Sequential(*[nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 8)) for _ in range(depth)])
+
+
+@pytest.mark.parametrize("hide_a_term", [False, True])
+def test_sparse_fit_and_its_fallback_to_the_full_grid(monkeypatch, hide_a_term):
+    """With a symbolic input, which terms exist is found at a concrete size and only those are fitted from symbolic
+    traces; a term that fit misses (simulated) fails the verification and the full grid of symbolic traces decides."""
+    import symcost.hyper as hyper
+
+    B = sympy.Symbol("B", integer=True, positive=True)
+    if hide_a_term:
+        sparse = hyper._sparse_fit
+
+        def missing(*args):
+            out = sparse(*args)
+            return {m: e + (B * w if m == "macs" else 0) for m, e in out.items()}   # as if a term had been hidden
+
+        monkeypatch.setattr(hyper, "_sparse_fit", missing)
+    cc = symcost.trace(mlp, ("B", 8), config={"width": "w", "depth": "n"})
+    # per block: Linear(8, w) 8w + w params and 8w MACs per row, Linear(w, 8) 8w + 8 and 8w MACs per row
+    assert sympy.expand(cc.total()["params"] - n * (17 * w + 8)) == 0
+    assert sympy.expand(cc.total()["macs"] - n * B * 16 * w) == 0
+    # sparse: 2 symbolic traces (for the terms n*w and n) + 3 checks; the fallback adds 11 probes and the 2 x 2 grid
+    assert cc.fit["concrete_traces"] > 0
+    assert (cc.fit["traces"] > 10) if hide_a_term else (cc.fit["traces"] == 5), cc.fit
+
+
 def test_a_field_no_polynomial_explains_is_refused_by_name(nets):
     with pytest.raises(TraceError, match=r"no polynomial of degree <= 4 in width \(= w\)"):
         derive_config(f"{nets}:thirds", "1x8", "width=w")
