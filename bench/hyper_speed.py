@@ -40,7 +40,8 @@ def sweep(cc, count: int = 10**6, repeats: int = 3) -> tuple[float, float]:
     k = rng.integers(2, 17, count)
     h = k * rng.integers(2, 9, count)
     values = {"k": k, "h": h, "d": 2 * h * rng.integers(2, 129, count), "n": rng.integers(2, 129, count),
-              "f": rng.integers(2, 65_536, count), "V": rng.integers(2, 262_144, count), "P": rng.integers(2, 9000, count),
+              "f": rng.integers(2, 65_536, count), "V": rng.integers(2, 262_144, count),
+              "P": rng.integers(2, 9000, count),
               "L": rng.integers(1, 8193, count)}
     arrays = [values[str(s)] for s in cc.symbols]
     run = cc.lambdified("torch")

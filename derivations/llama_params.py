@@ -1,4 +1,4 @@
-"""Llama's parameter count in its own hyperparameters (d, n, f, V, h, k), derived by symcost, next to Kaplan's 12·n·d²."""
+"""Llama's parameter count in its hyperparameters (d, n, f, V, h, k), derived by symcost, beside Kaplan's 12·n·d²."""
 from __future__ import annotations
 
 import sympy

@@ -127,7 +127,8 @@ def assert_step_matches_torch(cc, model, values: dict, x) -> None:
     assert parts["forward"]["flops"] == torch_flops(model, x), values
     assert parts["total"]["params"] == sum(p.numel() for p in model.parameters()), values
     per = {m: e.xreplace(subs) for m, e in cc.per_token("torch")["total"].items()}
-    assert per["flops"] * x.shape[0] * x.shape[1] == parts["total"]["flops"] and per["params"] == parts["total"]["params"]
+    assert per["flops"] * x.shape[0] * x.shape[1] == parts["total"]["flops"]
+    assert per["params"] == parts["total"]["params"]
 
 
 def unused(cc, config: dict) -> bool:
@@ -497,7 +498,7 @@ def mlp(width: int = 4, depth: int = 2):
 def test_sparse_fit_and_its_fallback_to_the_full_grid(monkeypatch, hide_a_term):
     """With a symbolic input, which terms exist is found at a concrete size and only those are fitted from symbolic
     traces; a term that fit misses (simulated) fails the verification and the full grid of symbolic traces decides."""
-    import symcost.hyper as hyper
+    from symcost import hyper
 
     B = sympy.Symbol("B", integer=True, positive=True)
     if hide_a_term:
@@ -627,8 +628,8 @@ def test_vectorised_evaluation_is_exact_in_int64_and_beyond():
     for i in range(size):
         p = {s: int(v[i]) for s, v in env.items()}
         top = 2 * p["d"] ** 2 * p["k"] * p["n"]
-        exact_num = (p["V"] * p["d"] + p["n"] * (2 * p["d"] ** 2 + 3 * p["d"] * p["f"] + 2 * p["d"]) + p["d"]) * p["h"] \
-            + top
+        rest = p["V"] * p["d"] + p["n"] * (2 * p["d"] ** 2 + 3 * p["d"] * p["f"] + 2 * p["d"]) + p["d"]
+        exact_num = rest * p["h"] + top
         assert bool(integral[i]) == (exact_num % p["h"] == 0), p
         if integral[i]:
             assert int(values[i]) == exact_num // p["h"], p

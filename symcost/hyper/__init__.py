@@ -168,8 +168,9 @@ class ConfigCost(_Sweepable):
         return checked
 
 
-def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
-                  checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None,
+def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False,
+                  input_dtype: str | None = None, checks: int = 3, seed: int = 0,
+                  progress: Callable[[str], None] | None = None,
                   use_cache: bool = False, backward: bool = False) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
@@ -332,8 +333,8 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     if concrete:
         fit["concrete_traces"] = sum(len(t.memo) for t in concrete)
     cheap = f" (and {fit['concrete_traces']} at concrete input sizes, to find the terms)" if concrete else ""
-    notes = [*sorted(tracer.notes), f"fitted from {len(tracer.memo)} traces{cheap}; verified exactly at "
-                                    f"{len(verified)} further configurations"]
+    fitted = f"fitted from {len(tracer.memo)} traces{cheap}; verified exactly at {len(verified)} further configurations"
+    notes = [*sorted(tracer.notes), fitted]
     if tracer.backward:
         notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
                      "(the loss itself is not costed)")
