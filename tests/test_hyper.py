@@ -398,6 +398,40 @@ def test_training_step_at_random_configs_forward_and_backward(model_type, fields
         checked += 1
 
 
+def test_mixtral_in_experts_and_top_k_with_the_bound_between_them():
+    pytest.importorskip("transformers")
+    from symcost.moe import select_experts_implementation
+
+    fixed = {"hidden_size": 128, "intermediate_size": 8, "num_hidden_layers": 2}
+    cc = derive_config("hf:mixtral", "1xL", {**fixed, "num_local_experts": "E", "num_experts_per_tok": "top_k"})
+    assert "top_k <= E (num_experts_per_tok <= num_local_experts)" in cc.condition_texts()
+    E, top_k = sympy.symbols("E top_k", integer=True, positive=True)
+    # per layer, per token: the router 128 x E, and top_k experts of three 128 x 8 matrices (batched_mm)
+    macs = cc.total()["macs"]
+    assert sympy.expand(macs.coeff(E) - 2 * 128 * L) == 0 and sympy.expand(macs.coeff(top_k) - 2 * 3 * 128 * 8 * L) == 0
+    rng = random.Random(31)
+    checked = 0
+    while checked < 4:
+        experts = rng.randint(2, 9)
+        config = {"num_local_experts": experts, "num_experts_per_tok": rng.randint(2, experts)}
+        if not unused(cc, config):
+            continue
+        model = hf_model("mixtral", **fixed, **config)
+        select_experts_implementation(model)  # experts as batched matmuls, which run on meta
+        for length in (7, 32):
+            x = torch.zeros(1, length, dtype=torch.long, device="meta")
+            got = cc.evaluate({"E": experts, "top_k": config["num_experts_per_tok"], "L": length}, "torch")
+            assert got["flops"] == torch_flops(model, x), config
+            assert got["params"] == sum(p.numel() for p in model.parameters()), config
+        checked += 1
+    with pytest.raises(ValueError, match="holds only where top_k <= E"):
+        cc.evaluate({"E": 2, "top_k": 3, "L": 5})
+    import numpy as np
+
+    assert [str(s) for s in cc.symbols] == ["E", "L", "top_k"]
+    assert cc.lambdified()(np.array([2, 2]), np.array([5, 5]), np.array([2, 3]))["valid"].tolist() == [True, False]
+
+
 # --------------------------------------------------------------------------------------------- a CNN factory
 
 @pytest.fixture(scope="module")

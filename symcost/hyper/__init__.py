@@ -31,7 +31,7 @@ from ..conventions import CONVENTIONS, Convention
 from ..errors import SymcostError, TraceError, UsageError
 from ..model import _Sweepable
 from .fit import tensor_fit, univariate_window
-from .space import MIN_VALUE, ConfigSpace, Relation, config_space, parse_config
+from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
 __all__ = ["ConfigCost", "derive_config", "parse_config"]
 
@@ -56,6 +56,7 @@ class ConfigCost(_Sweepable):
     notes: list = field(default_factory=list)
     fit: dict = field(default_factory=dict)   # windows per field, traces made, configurations verified
     backward_totals: dict | None = None       # a training step's backward part: convention -> metric -> expression
+    bounds: list[Bound] = field(default_factory=list)   # top-k <= experts
 
     @property
     def backward(self) -> bool:
@@ -98,7 +99,7 @@ class ConfigCost(_Sweepable):
                 for name, t in self.parts(convention).items()}
 
     def condition_texts(self) -> list[str]:
-        return [r.text(self.config_symbols, self.fixed) for r in self.conditions]
+        return [r.text(self.config_symbols, self.fixed) for r in [*self.conditions, *self.bounds]]
 
     def check_domain(self, values: Mapping) -> None:
         """``ValueError`` naming the condition a configuration breaks, or the tensor size that would reach 0."""
@@ -113,6 +114,9 @@ class ConfigCost(_Sweepable):
                                  f"change torch's graph); fix {config_names[str(s)]}={v} in the config to derive it")
         by_field = {**self.fixed, **{f: get[str(s)] for f, s in self.config_symbols.items()}}
         given = ", ".join(f"{k}={v}" for k, v in get.items())
+        for b, text in zip(self.bounds, self.condition_texts()[len(self.conditions):]):
+            if not b.holds(by_field):
+                raise ValueError(f"{given}: the formula holds only where {text}")
         for r, text in zip(self.conditions, self.condition_texts()):
             if not r.holds(by_field):
                 raise ValueError(f"{given}: the formula holds only where {text}")
@@ -161,6 +165,8 @@ class ConfigCost(_Sweepable):
             for r in self.conditions:
                 num, den = value(arrays, r.num), r.factor * value(arrays, r.den)
                 out["valid"] = out["valid"] & (np.mod(num, den) == 0) & (num // den >= MIN_VALUE)
+            for b in self.bounds:
+                out["valid"] = out["valid"] & (value(arrays, b.small) <= value(arrays, b.large))
             for f in sym:
                 out["valid"] = out["valid"] & (value(arrays, f) >= MIN_VALUE)
             return out
@@ -340,7 +346,7 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
                      "(the loss itself is not costed)")
     return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
                       tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
-                      fit, backward)
+                      fit, backward, list(space.bounds))
 
 
 def _windows(space: ConfigSpace, tracer: _Tracer, order: list[str], probes: dict, base: dict):
@@ -450,8 +456,6 @@ def _culprits(space: ConfigSpace, tracer: _Tracer, formulas: dict, order: list[s
     out = []
     for f in order:
         moved = {**base, f: point[f]}
-        every = {**space.fixed, **moved}
-        if all(r.holds(every) and r.quotient(every) >= MIN_VALUE for r in space.relations) \
-                and _mismatch(space, tracer, formulas, moved):
+        if space.admissible(moved) and _mismatch(space, tracer, formulas, moved):
             out.append(f)
     return out
