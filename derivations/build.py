@@ -35,6 +35,8 @@ MODULES: dict[str, str] = {
                "and an untied token table",
     "megatron_flops": "Megatron-LM's num_floating_point_operations: exact for Llama-2-7B; GPT-2 differs by its "
                       "padded vocabulary (6·768·47 per token)",
+    "llama_params": "Llama's parameters as a formula in d, n, f, V, h, k (derived from the code at small configurations) "
+                    "and its exact difference from Kaplan's 12·n·d²: GQA, the gated MLP, norms, embeddings",
 }
 
 

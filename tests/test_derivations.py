@@ -262,3 +262,14 @@ def test_megatron_page(pages):
     assert cells(row(md, "Llama-2-7B | 2,048"))[-1] == "0"
     # GPT-2's vocabulary 50,257 padded to 50,304: 6 x 768 x 47 = 216,576 more per token in Megatron's count
     assert cells(row(md, "GPT-2 small | 1,024"))[-1] == "-216,576"
+
+
+def test_llama_params_page(pages):
+    md = pages["llama_params.md"]
+    # per layer 2d^2 (q, o) + 2 d (k d/h) (k, v) + 3 d f (gate, up, down) + 2d (norms); V d token table, d final norm
+    assert "P_\\text{AutoModel} = V d + 2 d^{2} n + \\frac{2 d^{2} k n}{h} + 3 d f n + 2 d n + d" in md
+    # the difference from 12 n d^2 with the LM head: 2Vd - 10 n d^2 + 2 n d^2 k/h + 3 n d f + 2 n d + d
+    assert "P - 12 n d^2 = 2 V d - 10 d^{2} n + \\frac{2 d^{2} k n}{h} + 3 d f n + 2 d n + d" in md
+    # Llama-3-8B: 32 x (2 x 4096^2 + 2 x 4096 x 1024 + 3 x 4096 x 14336 + 2 x 4096) + 2 x 128256 x 4096 + 4096
+    # = 32 x 218,112,000 + 1,050,673,152 + 4096 = 8,030,261,248 (published)
+    assert cells(row(md, "Llama-3-8B"))[2] == "8,030,261,248"

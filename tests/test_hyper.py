@@ -127,7 +127,8 @@ def assert_step_matches_torch(cc, model, values: dict, x) -> None:
     assert parts["forward"]["flops"] == torch_flops(model, x), values
     assert parts["total"]["params"] == sum(p.numel() for p in model.parameters()), values
     per = {m: e.xreplace(subs) for m, e in cc.per_token("torch")["total"].items()}
-    assert per["flops"] * x.shape[0] * x.shape[1] == parts["total"]["flops"] and per["params"] == parts["total"]["params"]
+    assert per["flops"] * x.shape[0] * x.shape[1] == parts["total"]["flops"]
+    assert per["params"] == parts["total"]["params"]
 
 
 def unused(cc, config: dict) -> bool:
@@ -397,6 +398,40 @@ def test_training_step_at_random_configs_forward_and_backward(model_type, fields
         checked += 1
 
 
+def test_mixtral_in_experts_and_top_k_with_the_bound_between_them():
+    pytest.importorskip("transformers")
+    from symcost.moe import select_experts_implementation
+
+    fixed = {"hidden_size": 128, "intermediate_size": 8, "num_hidden_layers": 2}
+    cc = derive_config("hf:mixtral", "1xL", {**fixed, "num_local_experts": "E", "num_experts_per_tok": "top_k"})
+    assert "top_k <= E (num_experts_per_tok <= num_local_experts)" in cc.condition_texts()
+    E, top_k = sympy.symbols("E top_k", integer=True, positive=True)
+    # per layer, per token: the router 128 x E, and top_k experts of three 128 x 8 matrices (batched_mm)
+    macs = cc.total()["macs"]
+    assert sympy.expand(macs.coeff(E) - 2 * 128 * L) == 0 and sympy.expand(macs.coeff(top_k) - 2 * 3 * 128 * 8 * L) == 0
+    rng = random.Random(31)
+    checked = 0
+    while checked < 4:
+        experts = rng.randint(2, 9)
+        config = {"num_local_experts": experts, "num_experts_per_tok": rng.randint(2, experts)}
+        if not unused(cc, config):
+            continue
+        model = hf_model("mixtral", **fixed, **config)
+        select_experts_implementation(model)  # experts as batched matmuls, which run on meta
+        for length in (7, 32):
+            x = torch.zeros(1, length, dtype=torch.long, device="meta")
+            got = cc.evaluate({"E": experts, "top_k": config["num_experts_per_tok"], "L": length}, "torch")
+            assert got["flops"] == torch_flops(model, x), config
+            assert got["params"] == sum(p.numel() for p in model.parameters()), config
+        checked += 1
+    with pytest.raises(ValueError, match="holds only where top_k <= E"):
+        cc.evaluate({"E": 2, "top_k": 3, "L": 5})
+    import numpy as np
+
+    assert [str(s) for s in cc.symbols] == ["E", "L", "top_k"]
+    assert cc.lambdified()(np.array([2, 2]), np.array([5, 5]), np.array([2, 3]))["valid"].tolist() == [True, False]
+
+
 # --------------------------------------------------------------------------------------------- a CNN factory
 
 @pytest.fixture(scope="module")
@@ -488,6 +523,35 @@ def test_python_trace_of_a_resnet_factory_in_width_depth_and_resolution():
         symcost.trace(resnet(), (1, 3, "R", "R"), config={"width": "w"})
 
 
+def mlp(width: int = 4, depth: int = 2):
+    nn = torch.nn
+    return nn.Sequential(*[nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 8)) for _ in range(depth)])
+
+
+@pytest.mark.parametrize("hide_a_term", [False, True])
+def test_sparse_fit_and_its_fallback_to_the_full_grid(monkeypatch, hide_a_term):
+    """With a symbolic input, which terms exist is found at a concrete size and only those are fitted from symbolic
+    traces; a term that fit misses (simulated) fails the verification and the full grid of symbolic traces decides."""
+    from symcost import hyper
+
+    B = sympy.Symbol("B", integer=True, positive=True)
+    if hide_a_term:
+        sparse = hyper._sparse_fit
+
+        def missing(*args):
+            out = sparse(*args)
+            return {m: e + (B * w if m == "macs" else 0) for m, e in out.items()}   # as if a term had been hidden
+
+        monkeypatch.setattr(hyper, "_sparse_fit", missing)
+    cc = symcost.trace(mlp, ("B", 8), config={"width": "w", "depth": "n"})
+    # per block: Linear(8, w) 8w + w params and 8w MACs per row, Linear(w, 8) 8w + 8 and 8w MACs per row
+    assert sympy.expand(cc.total()["params"] - n * (17 * w + 8)) == 0
+    assert sympy.expand(cc.total()["macs"] - n * B * 16 * w) == 0
+    # sparse: 2 symbolic traces (for the terms n*w and n) + 3 checks; the fallback adds 11 probes and the 2 x 2 grid
+    assert cc.fit["concrete_traces"] > 0
+    assert (cc.fit["traces"] > 10) if hide_a_term else (cc.fit["traces"] == 5), cc.fit
+
+
 def test_a_field_no_polynomial_explains_is_refused_by_name(nets):
     with pytest.raises(TraceError, match=r"no polynomial of degree <= 4 in width \(= w\)"):
         derive_config(f"{nets}:thirds", "1x8", "width=w")
@@ -577,3 +641,30 @@ def test_cli_plot_against_a_config_field(nets, tmp_path):
             "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 0 and "1 of 14 values skipped (w=1)" in r.stdout
+
+
+def test_vectorised_evaluation_is_exact_in_int64_and_beyond():
+    """hyper.sweep against Python integers point by point: int64 where safe, Python ints past 2**63, and the points
+    where a divisor does not divide (a configuration a condition excludes) flagged, never rounded silently."""
+    import numpy as np
+
+    from symcost.hyper.sweep import exact_values
+
+    formula = V * d + n * (2 * d**2 + 2 * d**2 * k / h + 3 * d * f + 2 * d) + d   # Llama's params
+    rng = np.random.default_rng(1)
+    size = 20_000
+    env = {"h": rng.integers(1, 65, size), "k": rng.integers(1, 9, size), "f": rng.integers(1, 10**5, size),
+           "V": rng.integers(1, 10**6, size), "n": rng.integers(1, 200, size)}
+    env["d"] = env["h"] * rng.integers(1, 300, size) + (rng.random(size) < 0.1)   # 10 % not divisible by h
+    env["n"][:50] = 10**6       # some points past int64: d^2 n k / h up to about 10**18 * ...
+    env["d"][:50] = 3 * 10**6 * env["h"][:50]
+    values, integral = exact_values(formula, env, size)
+    for i in range(size):
+        p = {s: int(v[i]) for s, v in env.items()}
+        top = 2 * p["d"] ** 2 * p["k"] * p["n"]
+        rest = p["V"] * p["d"] + p["n"] * (2 * p["d"] ** 2 + 3 * p["d"] * p["f"] + 2 * p["d"]) + p["d"]
+        exact_num = rest * p["h"] + top
+        assert bool(integral[i]) == (exact_num % p["h"] == 0), p
+        if integral[i]:
+            assert int(values[i]) == exact_num // p["h"], p
+    assert values.dtype == object and int(values[0]) > 2**63   # the big points kept exact

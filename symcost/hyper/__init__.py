@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
 
 import sympy
 
@@ -31,7 +31,7 @@ from ..conventions import CONVENTIONS, Convention
 from ..errors import SymcostError, TraceError, UsageError
 from ..model import _Sweepable
 from .fit import tensor_fit, univariate_window
-from .space import MIN_VALUE, ConfigSpace, Relation, config_space, parse_config
+from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
 __all__ = ["ConfigCost", "derive_config", "parse_config"]
 
@@ -56,6 +56,7 @@ class ConfigCost(_Sweepable):
     notes: list = field(default_factory=list)
     fit: dict = field(default_factory=dict)   # windows per field, traces made, configurations verified
     backward_totals: dict | None = None       # a training step's backward part: convention -> metric -> expression
+    bounds: list[Bound] = field(default_factory=list)   # top-k <= experts
 
     @property
     def backward(self) -> bool:
@@ -98,7 +99,7 @@ class ConfigCost(_Sweepable):
                 for name, t in self.parts(convention).items()}
 
     def condition_texts(self) -> list[str]:
-        return [r.text(self.config_symbols, self.fixed) for r in self.conditions]
+        return [r.text(self.config_symbols, self.fixed) for r in [*self.conditions, *self.bounds]]
 
     def check_domain(self, values: Mapping) -> None:
         """``ValueError`` naming the condition a configuration breaks, or the tensor size that would reach 0."""
@@ -113,6 +114,9 @@ class ConfigCost(_Sweepable):
                                  f"change torch's graph); fix {config_names[str(s)]}={v} in the config to derive it")
         by_field = {**self.fixed, **{f: get[str(s)] for f, s in self.config_symbols.items()}}
         given = ", ".join(f"{k}={v}" for k, v in get.items())
+        for b, text in zip(self.bounds, self.condition_texts()[len(self.conditions):]):
+            if not b.holds(by_field):
+                raise ValueError(f"{given}: the formula holds only where {text}")
         for r, text in zip(self.conditions, self.condition_texts()):
             if not r.holds(by_field):
                 raise ValueError(f"{given}: the formula holds only where {text}")
@@ -125,21 +129,44 @@ class ConfigCost(_Sweepable):
         super().check_domain(values)
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
-        """As ``ModelCost.lambdified``; ``valid`` also requires every divisibility condition."""
+        """As ``ModelCost.lambdified`` (exact; int64 arrays, object arrays where a value needs more than 64 bits);
+        ``valid`` also requires every divisibility condition.  Evaluated in int64 NumPy wherever that cannot
+        overflow (``hyper.sweep``): a million configurations of Llama's formula in well under a second."""
         import numpy as np
 
-        run = super().lambdified(convention, metrics)
-        position = {str(s): i for i, s in enumerate(self.symbols)}
+        from .sweep import exact_values
+
+        total = self.total(convention)
+        exprs = {m: total[m] for m in metrics}
+        names = [str(s) for s in self.symbols]
+        position = {n: i for i, n in enumerate(names)}
         sym = {f: str(s) for f, s in self.config_symbols.items()}
 
         def value(arrays, f):
             return np.asarray(arrays[position[sym[f]]]) if f in sym else self.fixed[f]
+
+        def run(*arrays):
+            shape = np.broadcast(*arrays).shape if arrays else ()
+            size = int(np.prod(shape))
+            env = {n: np.broadcast_to(np.asarray(a, dtype=np.int64), shape).reshape(-1) for n, a in zip(names, arrays)}
+            out, valid = {}, np.ones(size, dtype=bool)
+            for m, e in exprs.items():
+                out[m], integral = exact_values(e, env, size)
+                valid &= integral
+            for size_expr in self.domain:
+                sizes, integral = exact_values(size_expr, env, size)
+                valid &= integral & (sizes >= 1)
+            out = {m: v.reshape(shape) for m, v in out.items()}
+            out["valid"] = valid.reshape(shape)
+            return out
 
         def checked(*arrays):
             out = run(*arrays)
             for r in self.conditions:
                 num, den = value(arrays, r.num), r.factor * value(arrays, r.den)
                 out["valid"] = out["valid"] & (np.mod(num, den) == 0) & (num // den >= MIN_VALUE)
+            for b in self.bounds:
+                out["valid"] = out["valid"] & (value(arrays, b.small) <= value(arrays, b.large))
             for f in sym:
                 out["valid"] = out["valid"] & (value(arrays, f) >= MIN_VALUE)
             return out
@@ -147,8 +174,9 @@ class ConfigCost(_Sweepable):
         return checked
 
 
-def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False, input_dtype: str | None = None,
-                  checks: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None,
+def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False,
+                  input_dtype: str | None = None, checks: int = 3, seed: int = 0,
+                  progress: Callable[[str], None] | None = None,
                   use_cache: bool = False, backward: bool = False) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
@@ -193,7 +221,15 @@ def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: 
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
     tracer = _Tracer(space, shape, train, dtype, progress, backward)
-    return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()})
+    concrete = ()
+    if inputs:  # which terms exist is found at a concrete input size (odd, of symcost's trace sizes): one
+        # recording per trace instead of several; a term whose coefficient vanishes there fails the verification
+        from ..tracing import trace_sizes
+
+        sizes = trace_sizes(tuple(d for d in shape if isinstance(d, sympy.Basic)))[0][0]
+        concrete = (_Tracer(space, tuple(d.xreplace(sizes) if isinstance(d, sympy.Basic) else d for d in shape),
+                            train, dtype, progress, backward),)
+    return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()}, concrete)
 
 
 class _Tracer:
@@ -265,7 +301,8 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
     return out
 
 
-def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed: int, config: dict) -> ConfigCost:
+def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed: int, config: dict,
+            concrete: tuple[_Tracer, ...] = ()) -> ConfigCost:
     order = space.order()
     probes: dict[str, list[int]] = {}
     for f in order:
@@ -274,6 +311,47 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
             raise UsageError(f"{f}: only {len(probes[f])} values satisfy its divisibility conditions; "
                              "too few to fit a formula (fix it with a number in --config)")
     base = {f: probes[f][0] for f in order}
+    symbols = [space.symbols[f] for f in order]
+    formulas = None
+    if concrete:  # the sparse path: which terms exist, from cheap traces at concrete input sizes
+        try:
+            grids, los = _windows(space, concrete[0], order, probes, base)
+            formulas = _sparse_fit(concrete, tracer, order, grids, los, symbols)
+            verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+        except TraceError:
+            formulas = None  # a term the concrete sizes did not show: the full grid of symbolic traces decides
+    if formulas is None:
+        grids, los = _windows(space, tracer, order, probes, base)
+        points = list(itertools.product(*(range(len(g)) for g in grids)))
+        traced = {idx: tracer({f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))}) for idx in points}
+        formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
+                    for m in traced[points[0]]}
+        verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+    windows = {f: (lo, len(g)) for f, lo, g in zip(order, los, grids)}
+    def by_convention(prefix: str) -> dict:
+        return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
+                for name in CONVENTIONS}
+
+    totals = by_convention("")
+    backward = by_convention(BACKWARD) if tracer.backward else None
+    fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
+           "traced_at": [dict(key) for key in {k: 0 for t in (tracer, *concrete) for k in t.memo}]}
+    if concrete:
+        fit["concrete_traces"] = sum(len(t.memo) for t in concrete)
+    cheap = f" (and {fit['concrete_traces']} at concrete input sizes, to find the terms)" if concrete else ""
+    fitted = f"fitted from {len(tracer.memo)} traces{cheap}; verified exactly at {len(verified)} further configurations"
+    notes = [*sorted(tracer.notes), fitted]
+    if tracer.backward:
+        notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
+                     "(the loss itself is not costed)")
+    return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
+                      tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
+                      fit, backward, list(space.bounds))
+
+
+def _windows(space: ConfigSpace, tracer: _Tracer, order: list[str], probes: dict, base: dict):
+    """Per field, the narrowest window of exponents explaining every traced total (probing the field alone):
+    the grid of the fit (``probes[f][:width]`` per field) and each window's lowest exponent."""
     windows: dict[str, tuple[int, int]] = {}
     for f in order:
         xs = probes[f]
@@ -287,30 +365,56 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
                                  f"{', '.join(map(str, xs))}; symcost refuses rather than approximate")
         lo = min(w[0] for w in lo_hi)
         windows[f] = (lo, max(w[0] + w[1] for w in lo_hi) - lo)
-    grids = [probes[f][:windows[f][1]] for f in order]
-    los = [windows[f][0] for f in order]
-    symbols = [space.symbols[f] for f in order]
-    points = list(itertools.product(*(range(len(g)) for g in grids)))
-    traced = {idx: tracer({f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))}) for idx in points}
-    formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
-                for m in traced[points[0]]}
-    verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
-    def by_convention(prefix: str) -> dict:
-        return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
-                for name in CONVENTIONS}
+    return [probes[f][:windows[f][1]] for f in order], [windows[f][0] for f in order]
 
-    totals = by_convention("")
-    backward = by_convention(BACKWARD) if tracer.backward else None
-    fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
-           "traced_at": [dict(key) for key in tracer.memo]}
-    notes = sorted(tracer.notes) + [f"fitted from {len(tracer.memo)} traces; verified exactly at {len(verified)} "
-                                    "further configurations"]
-    if tracer.backward:
-        notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
-                     "(the loss itself is not costed)")
-    return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
-                      tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
-                      fit, backward)
+
+def _sparse_fit(concrete: tuple[_Tracer, ...], tracer: _Tracer, order: list[str], grids, los, symbols) -> dict:
+    """The tensor-grid fit at concrete input sizes names the monomials in the config symbols that occur; one
+    symbolic trace per monomial, at grid points whose monomial matrix is invertible, gives their coefficients as
+    expressions in the input's symbols (exact rational inverse).  ``_verify`` then checks the whole formula
+    against fresh symbolic traces; a term the concrete sizes hid fails it, and the full grid is traced instead."""
+    from fractions import Fraction
+
+    points = list(itertools.product(*(range(len(g)) for g in grids)))
+    at = [{f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))} for idx in points]
+    support: set[tuple] = set()
+    for t in concrete:
+        traced = [t(p) for p in at]
+        for m in traced[0]:
+            fitted = tensor_fit(grids, los, {idx: tr[m] for idx, tr in zip(points, traced)}, symbols)
+            for term in sympy.Add.make_args(fitted):
+                if term != 0:
+                    powers = term.as_powers_dict()
+                    support.add(tuple(int(powers.get(s, 0)) for s in symbols))
+    monomials = sorted(support)
+    chosen, rows, basis = [], [], []   # basis: reduced rows with their pivot columns (Gaussian elimination)
+    for p in at:
+        row = [Fraction(1) for _ in monomials]
+        for j, e in enumerate(monomials):
+            for f, k in zip(order, e):
+                row[j] *= Fraction(p[f]) ** k
+        reduced = list(row)
+        for pivot, b in basis:
+            if reduced[pivot]:
+                factor = reduced[pivot] / b[pivot]
+                reduced = [x - factor * y for x, y in zip(reduced, b)]
+        pivot = next((j for j, x in enumerate(reduced) if x), None)
+        if pivot is not None:
+            basis.append((pivot, reduced))
+            chosen.append(p)
+            rows.append(row)
+        if len(chosen) == len(monomials):
+            break
+    inverse = sympy.Matrix([[sympy.Rational(x.numerator, x.denominator) for x in r] for r in rows]).inv()
+    traced = [tracer(p) for p in chosen]
+    terms = [sympy.Mul(*[s**k for s, k in zip(symbols, e)]) for e in monomials]
+    formulas = {}
+    for m in traced[0]:
+        values = [t[m] for t in traced]
+        coefficients = [sympy.expand(sympy.Add(*[w * v for w, v in zip(inverse.row(j), values) if w != 0]))
+                        for j in range(len(monomials))]
+        formulas[m] = sympy.expand(sympy.Add(*[c * x for c, x in zip(coefficients, terms) if c != 0]))
+    return formulas
 
 
 def _verify(space: ConfigSpace, tracer: _Tracer, order: list[str], formulas: dict, grids, checks: int,
@@ -352,8 +456,6 @@ def _culprits(space: ConfigSpace, tracer: _Tracer, formulas: dict, order: list[s
     out = []
     for f in order:
         moved = {**base, f: point[f]}
-        every = {**space.fixed, **moved}
-        if all(r.holds(every) and r.quotient(every) >= MIN_VALUE for r in space.relations) \
-                and _mismatch(space, tracer, formulas, moved):
+        if space.admissible(moved) and _mismatch(space, tracer, formulas, moved):
             out.append(f)
     return out

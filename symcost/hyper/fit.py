@@ -8,7 +8,7 @@ the traced expressions, so floors in the input symbols pass through untouched an
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import sympy
 

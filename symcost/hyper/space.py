@@ -12,9 +12,9 @@ import hashlib
 import inspect
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import sympy
 
@@ -27,6 +27,14 @@ HF_RELATIONS = (
     ("n_embd", "n_head", "head_dim"),
     ("dim", "n_heads", "head_dim"),
     ("num_attention_heads", "num_key_value_heads", "query heads per key/value head"),
+)
+
+
+#: (smaller field, larger field): a mixture of experts routes each token to at most as many experts as it has
+HF_BOUNDS = (
+    ("num_experts_per_tok", "num_local_experts"),
+    ("num_experts_per_tok", "num_experts"),
+    ("num_experts_per_tok", "n_routed_experts"),
 )
 
 
@@ -64,6 +72,21 @@ class Relation:
         return f"{num} divisible by {divisor}, {num} >= {least} ({why})"
 
 
+@dataclass(frozen=True)
+class Bound:
+    """``small <= large`` (top-k routing among the experts)."""
+
+    small: str
+    large: str
+
+    def holds(self, values: dict) -> bool:
+        return values[self.small] <= values[self.large]
+
+    def text(self, symbols: dict, fixed: dict) -> str:
+        small, large = (str(symbols[f]) if f in symbols else str(fixed[f]) for f in (self.small, self.large))
+        return f"{small} <= {large} ({self.small} <= {self.large})"
+
+
 @dataclass
 class ConfigSpace:
     target: str
@@ -73,6 +96,13 @@ class ConfigSpace:
     build: Callable[[dict], object]      # every field's value -> nn.Module on meta
     source: str = ""                     # a hash of a user's file (cache keys)
     notes: list[str] = field(default_factory=list)
+    bounds: list[Bound] = field(default_factory=list)
+
+    def admissible(self, values: dict) -> bool:
+        """Every divisibility relation (with a quotient >= MIN_VALUE) and every bound holds at ``values``."""
+        every = {**self.fixed, **values}
+        return all(r.holds(every) and r.quotient(every) >= MIN_VALUE for r in self.relations) \
+            and all(b.holds(every) for b in self.bounds)
 
     def order(self) -> list[str]:
         """Symbolic fields, divisors before the fields they divide (values are chosen in this order)."""
@@ -80,7 +110,8 @@ class ConfigSpace:
         pending = list(self.symbols)
         while pending:
             for f in pending:
-                if all(r.den not in pending or r.den == f for r in self.relations if r.num == f):
+                if all(r.den not in pending or r.den == f for r in self.relations if r.num == f) \
+                        and all(b.small not in pending or b.small == f for b in self.bounds if b.large == f):
                     out.append(f)
                     pending.remove(f)
                     break
@@ -102,10 +133,16 @@ class ConfigSpace:
                     raise UsageError(f"{r.num}={self.fixed[r.num]} is not divisible by {r.factor} "
                                      f"({r.quantity} must be even)")
                 limit = math.gcd(limit, self.fixed[r.num] // r.factor)
+        most = None
+        for b in self.bounds:
+            if b.large == f:  # at least every value of the smaller field: least grows by the bound
+                least = max(least, *(chosen.get(b.small) or [self.fixed[b.small]]))
+            if b.small == f and b.large in self.fixed:
+                most = self.fixed[b.large] if most is None else min(most, self.fixed[b.large])
         out = []
         for m in multipliers:
             v = step * m
-            if limit and v * MIN_VALUE > limit:
+            if (limit and v * MIN_VALUE > limit) or (most is not None and v > most):
                 break
             if v >= least and (not limit or limit % v == 0):
                 out.append(v)
@@ -219,7 +256,6 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
 
     def build(values: dict):
         import torch
-
         from transformers.utils import logging
 
         level = logging.get_verbosity()
@@ -231,7 +267,15 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
         finally:
             logging.set_verbosity(level)
 
-    return ConfigSpace(f"hf:{model_type}", symbols, fixed, relations, build)
+    bounds = []
+    for small, large in HF_BOUNDS:
+        small, large = ties.get(small, small), ties.get(large, large)
+        if small in ints and large in ints and small != large and (small in symbols or large in symbols):
+            bounds.append(Bound(small, large))
+            for f in (small, large):
+                if f not in symbols:
+                    fixed.setdefault(f, ints[f])
+    return ConfigSpace(f"hf:{model_type}", symbols, fixed, relations, build, bounds=bounds)
 
 
 def factory_space(factory: Callable, config: dict, name: str = "", source: str = "") -> ConfigSpace:
