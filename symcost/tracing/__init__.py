@@ -41,8 +41,9 @@ def trace_sizes(shape: tuple, default: dict | None = None) -> list[tuple[dict, d
 
     Sizes are odd (no stride divides them, so floors show), 64 apart where the size allows (sizes downsampled six
     times still differ) and differ per symbol, so that the sizes derived from each rarely coincide in both traces;
-    ``verify`` checks the result at other residues either way.  ``default`` (symbol -> the model's own size, e.g. 224 or 77
-    positions) centres them on that size, with a lower pair in case the model has a maximum (a position table)."""
+    ``verify`` checks the result at other residues either way.  ``default`` (symbol -> the model's own size, e.g.
+    224 or 77 positions) centres them on that size, with a lower pair in case the model has a maximum (a position
+    table)."""
     default = default or {}
     bases = []
     for shift in (0, 1):
@@ -192,8 +193,16 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
         if sizes or len(default) != len(symbols):
             raise failed
         return _fixed_size(model, shape, default, failed, target, input_dtype, backward)
-    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward)
-    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward)
+    # the far check point, recorded first: where a size the model computes in Python fits several formulas at both
+    # trace sizes (H - 1 and 2*floor(H/2) at odd H), the propagation keeps the one that also fits here
+    far = check_points(values_a, values_b)[0]
+    try:
+        rec_far = _record(model, _concrete(shape, far), "", input_dtype, backward=backward)
+    except TraceError:
+        rec_far = None
+    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
+                 third=(rec_far, far) if rec_far is not None else None)
+    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward, far_recording=rec_far)
     return mc
 
 
@@ -233,8 +242,8 @@ def _default_values(shape: tuple, default_shape) -> dict:
 
 
 def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: dict, values_b: dict,
-            target: str, backward: bool = False) -> ModelCost:
-    prop = Propagation(rec_a, rec_b, shape, values_a, values_b)
+            target: str, backward: bool = False, third: tuple[Recording, dict] | None = None) -> ModelCost:
+    prop = Propagation(rec_a, rec_b, shape, values_a, values_b, third)
     sym = prop.run()
     mc = _rows(model, rec_a, sym, shape, target, values_a, prop.costed)
     bounds = Bounds(lambda x, y: sympy.Integer(x) if x == y else prop.lookup.get((x, y)))
@@ -247,14 +256,15 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
 
 
 def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, rec_a: Recording, dtype: str,
-            target: str, backward: bool = False) -> None:
+            target: str, backward: bool = False, far_recording: Recording | None = None) -> None:
     """The derivation against more recordings at sizes of other residues (see ``verify``): the far check point
     (or, where the model refuses it, the next), then two points whose halvings alternate in parity, where the model
     runs."""
     points = check_points(values_a, values_b)
     refused = None
-    for values in points:
-        if not _verified_at(model, mc, shape, values, rec_a, dtype, target, backward):
+    for k, values in enumerate(points):
+        if not _verified_at(model, mc, shape, values, rec_a, dtype, target, backward,
+                            far_recording if k == 0 else None):
             refused = refused or values
             continue
         for mixed in mixed_points(values_a, values_b):
@@ -265,13 +275,15 @@ def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, 
 
 
 def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Recording, dtype: str, target: str,
-                 backward: bool) -> bool:
-    """Verify at one assignment; False where the model does not run there (``NoSingleFormula`` on a difference)."""
+                 backward: bool, rec: Recording | None = None) -> bool:
+    """Verify at one assignment (``rec``: its recording, if made already); False where the model does not run
+    there (``NoSingleFormula`` on a difference)."""
     concrete = _concrete(shape, values)
-    try:
-        rec = _record(model, concrete, "", dtype, backward=backward)
-    except TraceError:
-        return False
+    if rec is None:
+        try:
+            rec = _record(model, concrete, "", dtype, backward=backward)
+        except TraceError:
+            return False
     verify(mc, rec, _derive(model, rec, rec, concrete, {}, {}, target, backward), values, rec_a)
     return True
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import sympy
 
 from ..layers.gradients import (_ACTIVATIONS, _GELU, _GELU_TANH, AdaptiveAvgPoolBackward, AvgPoolBackward,
-                                BatchNormBackward, BicubicResizeBackward, ConvolutionBackward, ElementwiseBackward, EmbeddingBackward,
-                                GroupNormBackward, IndexPutAccumulate, LayerNormBackward, LinearResizeBackward,
-                                MaxPoolBackward, PreluBackward, Sign, SoftmaxBackward, UpsampleNearestBackward, _prod)
+                                BatchNormBackward, BicubicResizeBackward, ConvolutionBackward, ElementwiseBackward,
+                                EmbeddingBackward, GroupNormBackward, IndexPutAccumulate, LayerNormBackward,
+                                LinearResizeBackward, MaxPoolBackward, PreluBackward, Sign, SoftmaxBackward, UpsampleNearestBackward, _prod)
 from ..registry import get_layer_class
 from .handlers import handles
 from .propagate import rule

@@ -37,12 +37,21 @@ def rule(*names: str):
 
 
 class Propagation:
-    def __init__(self, a: Recording, b: Recording, input_shape: Shape, values_a: dict, values_b: dict):
+    def __init__(self, a: Recording, b: Recording, input_shape: Shape, values_a: dict, values_b: dict,
+                 third: tuple[Recording, dict] | None = None):
         if len(a.ops) != len(b.ops) or any(x.op != y.op for x, y in zip(a.ops, b.ops)):
             raise NoSingleFormula("the model runs different operations at the two trace sizes "
                                   "(control flow that depends on the input size); trace it at a concrete size")
         self.a, self.b = a, b
         self.values_a, self.values_b = values_a, values_b
+        #: a third recording (the far check point) that only tells apart guesses of a size computed in Python; used
+        #: where it runs the same ops (its tensors then have the same numbers)
+        self.c, self.values_c = None, None
+        if third is not None:
+            c, values_c = third
+            if len(c.ops) == len(a.ops) and len(c.shapes) == len(a.shapes) and \
+                    all(x.op == y.op for x, y in zip(a.ops, c.ops)):
+                self.c, self.values_c = c, values_c
         self.sym: list = [None] * len(a.shapes)
         self.lookup: dict[tuple[int, int], sympy.Expr] = {}
         self._memo: dict = {}
@@ -62,6 +71,14 @@ class Propagation:
             self._memo[e] = (e.xreplace(self.values_a), e.xreplace(self.values_b))
         return self._memo[e]
 
+    def fits_third(self, e, at: tuple[int, int] | None) -> bool:
+        """Whether ``e`` gives the size recorded at the third point for tensor ``at[0]``'s dim ``at[1]`` (True when
+        there is no third recording to ask)."""
+        if self.c is None or at is None or at[1] >= len(self.c.shapes[at[0]]):
+            return True
+        v = as_expr(e).xreplace(self.values_c)
+        return not v.is_Integer or int(v) == self.c.shapes[at[0]][at[1]]
+
     def finish(self, cand: Shape | None, n: int, where: str) -> Shape:
         """Check a candidate shape against both recordings, dim by dim, with fallbacks."""
         sa, sb = self.a.shapes[n], self.b.shapes[n]
@@ -74,9 +91,9 @@ class Propagation:
                 out.append(as_expr(e))
             elif x == y:
                 out.append(sympy.Integer(x))
-            elif (x, y) in self.lookup:
+            elif (x, y) in self.lookup and self.fits_third(self.lookup[(x, y)], (n, i)):
                 out.append(self.lookup[(x, y)])
-            elif (guess := _size_from(self, (), (x, y))) is not None:
+            elif (guess := _size_from(self, (), (x, y), (n, i))) is not None:
                 out.append(guess)  # a size computed in Python (a mask of T + 1 columns): checked at other sizes
             else:
                 raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
@@ -186,44 +203,53 @@ def _unfold_view(p, ev, _evb):
 @rule("aten.col2im")
 def _col2im(p, ev, _evb):
     xs, kernel = p.s(ev.args[0]), _axis_list(ev.args[2], 2)
-    size = [_size_from(p, xs, pair) for pair in zip(ev.args[1], _evb.args[1])]
+    n = ev.outputs[0]
+    rank = len(p.a.shapes[n])
+    size = [_size_from(p, xs, pair, (n, rank - 2 + j)) for j, pair in enumerate(zip(ev.args[1], _evb.args[1]))]
     return [(*xs[:-2], xs[-2] / prod(kernel), *size)] if all(d is not None for d in size) else None
 
 
-def _size_from(p, shape, pair):
+def _size_from(p, shape, pair, at: tuple[int, int] | None = None):
     """A size given to an op as numbers (an interpolation target, a fold's output size): a constant, a size of the
-    op's input or of the model's input, or a simple function of one (x + c, x - c, k*x, floor(x/k), ceil(x/k),
-    either rounded to a multiple of k) that gives both recorded values; else None (the shape check then tries sizes seen earlier)."""
+    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), either rounded to a
+    multiple of k, x + c, x - c) that gives both recorded values, and the third recording's where there is one
+    (``at``: the output tensor and dim the size lands in); else None (the shape check then tries sizes seen
+    earlier).  A wrong guess that fits every recording fails the verification at other sizes."""
     a, b = pair
     if a == b:
         return sympy.Integer(a)
     sizes = (*shape, *sorted(p.values_a, key=str))  # the op's input sizes, then the model's input symbols
-    for x in sizes:
-        if p.value(x) == (a, b):
-            return x
-    for c in range(1, 65):  # x + c, x - c: a cached length plus the new tokens, a position table's offset
-        for x in sizes:
-            xa, xb = p.value(x)
-            for cand, va, vb in ((x + c, xa + c, xb + c), (x - c, xa - c, xb - c)):
-                if (va, vb) == (a, b) and va > 0 and vb > 0:
-                    return cand
-    for k in range(2, 65):  # the smallest k that fits (a wrong guess fails the shape check at other sizes)
-        for x in sizes:
-            xa, xb = p.value(x)
-            for cand, va, vb in ((x * k, xa * k, xb * k), (sympy.floor(x / k), xa // k, xb // k),
-                                 (sympy.ceiling(x / k), -(-xa // k), -(-xb // k)),
-                                 (k * sympy.floor(x / k), xa // k * k, xb // k * k),
-                                 (k * sympy.ceiling(x / k), -(-xa // k) * k, -(-xb // k) * k)):
-                if (va, vb) == (a, b):
-                    return cand
+    for x, make, f in _size_candidates(sizes):
+        if tuple(f(v) for v in p.value(x)) == (a, b) and p.fits_third(cand := make(), at):
+            return cand
     return None
+
+
+def _size_candidates(sizes):
+    """The simple functions of each size ``_size_from`` tries, in order, each as (the size, a builder of the
+    expression, the same function on a number): the size, then k*x, floor(x/k), ceil(x/k), k*floor(x/k),
+    k*ceil(x/k) for the smallest k, then x + c and x - c (a cached length plus the new tokens, a position table's
+    offset) for the smallest c."""
+    for x in sizes:
+        yield x, (lambda x=x: x), (lambda v: v)
+    for k in range(2, 65):
+        for x in sizes:
+            yield x, (lambda x=x, k=k: x * k), (lambda v, k=k: v * k)
+            yield x, (lambda x=x, k=k: sympy.floor(x / k)), (lambda v, k=k: v // k)
+            yield x, (lambda x=x, k=k: sympy.ceiling(x / k)), (lambda v, k=k: -(-v // k))
+            yield x, (lambda x=x, k=k: k * sympy.floor(x / k)), (lambda v, k=k: v // k * k)
+            yield x, (lambda x=x, k=k: k * sympy.ceiling(x / k)), (lambda v, k=k: -(-v // k) * k)
+    for c in range(1, 65):
+        for x in sizes:
+            yield x, (lambda x=x, c=c: x + c), (lambda v, c=c: v + c if v + c > 0 else None)
+            yield x, (lambda x=x, c=c: x - c), (lambda v, c=c: v - c if v - c > 0 else None)
 
 
 @rule("aten.arange")
 def _arange(p, ev, evb):
     """``torch.arange(n)`` with n computed from the input (position ids, a grid of patches): n explained as a size."""
     n = ev.outputs[0]
-    size = _size_from(p, (), (p.a.shapes[n][0], p.b.shapes[n][0])) if len(p.a.shapes[n]) == 1 else None
+    size = _size_from(p, (), (p.a.shapes[n][0], p.b.shapes[n][0]), (n, 0)) if len(p.a.shapes[n]) == 1 else None
     return [(size,)] if size is not None else None
 
 
@@ -246,7 +272,7 @@ def _upsample(p, ev, evb):
     for i, x in enumerate(xs[2:]):
         pair = (p.a.shapes[n][2 + i], p.b.shapes[n][2 + i])
         e = sympy.floor(x * sympy.Rational(str(scales[i]))) if len(scales) == d else None
-        out.append(e if e is not None and p.value(e) == pair else _size_from(p, (x,), pair))
+        out.append(e if e is not None and p.value(e) == pair else _size_from(p, (x,), pair, (n, 2 + i)))
     return [(*xs[:2], *out)] if all(e is not None for e in out) else None
 
 
