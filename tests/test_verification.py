@@ -206,3 +206,25 @@ def test_sizes_that_deep_downsampling_makes_equal_stay_symbolic():
     mc = trace(model, (1, 3, "H", "W"))
     for h, w in ((288, 320), (224, 225), (97, 130), (512, 64)):
         assert mc.evaluate({"H": h, "W": w}, "torch")["flops"] == torch_flops(model, (1, 3, h, w)), (h, w)
+
+
+class ResizeByOffsets(nn.Module):
+    """Resizes to (H - 1, W + 1), sizes computed in Python: at the odd trace sizes H - 1 equals 2*floor(H/2) and
+    W + 1 equals 2*ceil(W/2), so two recordings cannot tell these formulas apart; the far check point can."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, size=(x.shape[2] - 1, x.shape[3] + 1)))
+
+
+def test_a_size_two_formulas_fit_at_both_trace_sizes_is_told_apart_by_the_third_recording():
+    model = ResizeByOffsets().to("meta")
+    mc = trace(model, (1, 3, "H", "W"))
+    for h, w in ((448, 352), (30, 31), (33, 64), (17, 16)):   # even, odd, multiples of 32
+        with FlopCounterMode(display=False) as c:
+            model(torch.zeros(1, 3, h, w, device="meta"))
+        # the conv: 4 x (h - 3) x (w - 1) outputs x 27 MACs x 2
+        assert mc.evaluate({"H": h, "W": w}, "torch")["flops"] == c.get_total_flops() == 2 * 27 * 4 * (h - 3) * (w - 1)
