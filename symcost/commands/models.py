@@ -94,11 +94,10 @@ def _readable(result: dict, summary, mc) -> dict | None:
     rows = []
     if "layers" in result and mc is not None:
         from ..conventions import get_convention
-        from ..export.tables import row_flops
 
         c = get_convention(conv)
         for r in mc.rows:
-            rows.append([*r.cost.output_shape, r.cost.params, r.cost.macs, row_flops(c, r)])
+            rows.append([*r.cost.output_shape, r.cost.params, r.cost.macs, c.count_row(r)])
     shown, where = readable(exprs + [e for row in rows for e in row], sizes)
     out = {"total": {m: _text(e) for m, e in zip(METRICS, shown[:3])}, "where": where, "layers": []}
     i = 3

@@ -64,14 +64,13 @@ def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
     ``convention``), the totals, and the named floors (``R_1 = …``) the formulas use."""
     from ..conventions import get_convention
     from .formulas import readable
-    from .tables import row_flops
 
     conv = get_convention(convention) if isinstance(convention, str) else convention
     rows = mc.rows
     total = mc.total(conv)
     cells = []
     for r in rows:
-        cells.append([*r.cost.output_shape, r.cost.params, r.cost.macs, row_flops(conv, r)])
+        cells.append([*r.cost.output_shape, r.cost.params, r.cost.macs, conv.count_row(r)])
     flat = [e for c in cells for e in c] + [total["params"], total["macs"], total["flops"]]
     sizes = [d for r in rows for d in r.cost.output_shape] + list(getattr(mc, "domain", ()))
     shown, where = readable(flat, sizes)

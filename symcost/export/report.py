@@ -18,7 +18,6 @@ from ..cost import as_expr
 from .formulas import expand_back, readable, text
 from .html import mathml
 from .javascript import RUNTIME, js_expression
-from .tables import row_flops
 
 METRICS = ("params", "buffers", "macs", "reads", "writes")
 
@@ -50,7 +49,7 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
             "name": r.name, "layer": r.layer, "family": c.family or r.layer,
             "shape": [f(d) for d in c.output_shape],
             **{m: f(getattr(c, m)) for m in METRICS},
-            "flops": {n: f(row_flops(conv, r)) for n, conv in CONVENTIONS.items()},
+            "flops": {n: f(conv.count_row(r)) for n, conv in CONVENTIONS.items()},
         })
     domain = [(f(d), text(d)) for d in mc.domain]
     exprs = f.exprs

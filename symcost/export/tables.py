@@ -13,7 +13,6 @@ Every number is an exact ``int``: the derivation's expression evaluated at the i
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import sympy
@@ -56,28 +55,9 @@ def display_name(target: str) -> str:
     return name if kind == "torchvision" else target.strip()
 
 
-def _counts_functional(conv: Convention) -> bool:
-    try:
-        return len(inspect.signature(conv.count).parameters) >= 2
-    except (TypeError, ValueError):
-        return False
-
-
-def row_flops(conv: Convention, row) -> sympy.Expr:
-    """The row's FLOPs under ``conv``, as ``ModelCost.total`` counts them (0 for a functional call that the
-    convention does not see)."""
-    if hasattr(conv, "count_row"):
-        return conv.count_row(row)
-    if not (conv.sees_functional or not row.functional):
-        return sympy.Integer(0)
-    if _counts_functional(conv):
-        return conv.count(row.cost, row.functional)
-    return conv.count(row.cost)
-
-
 def _metrics(row, conv) -> dict:
     c = row.cost
-    return {"params": c.params, "macs": c.macs, "flops": row_flops(conv, row), "reads": c.reads, "writes": c.writes}
+    return {"params": c.params, "macs": c.macs, "flops": conv.count_row(row), "reads": c.reads, "writes": c.writes}
 
 
 class _Evaluator:
