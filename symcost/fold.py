@@ -53,6 +53,7 @@ PRE_ACTIVATION = ("BN is folded only into a conv/linear that directly produces i
 
 
 from .errors import SymcostError
+from .model import Totals
 
 
 class FoldError(SymcostError):
@@ -552,7 +553,7 @@ def _one_line(e: BaseException, limit: int = 200) -> str:
 # ---- the cost of folding ----------------------------------------------------------------------------------------
 
 #: the totals compared before and after folding
-COST_KEYS = ("params", "buffers", "macs", "flops", "reads", "writes")
+COST_KEYS = Totals.KEYS
 
 
 @dataclass

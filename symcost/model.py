@@ -15,6 +15,26 @@ from .cost import Cost, bind, to_int
 from .errors import UsageError
 
 
+class Totals(dict):
+    """A model's totals: ``params``, ``buffers``, ``macs``, ``flops``, ``reads``, ``writes`` (``KEYS``), each a sympy
+    expression, and the convention ``flops`` is counted under.  A dict, so ``totals["flops"]`` and ``.items()``
+    work as they always did; ``totals.flops`` too."""
+
+    KEYS = ("params", "buffers", "macs", "flops", "reads", "writes")
+
+    def __init__(self, convention: str, values: Mapping) -> None:
+        super().__init__((k, values[k]) for k in self.KEYS)
+        self.convention = convention
+
+    def __getattr__(self, key: str):
+        if key in self.KEYS:
+            return self[key]
+        raise AttributeError(key)
+
+    def __reduce__(self):
+        return (Totals, (self.convention, dict(self)))
+
+
 class RowKind(str, Enum):
     """What a row is: a catalogued module's call, an op called outside any (functional), or the parameters no
     costed call reads (counted in a row of their own, never a call)."""
@@ -129,7 +149,7 @@ class ModelCost(_Sweepable):
     def symbols(self) -> list[sympy.Symbol]:
         return sorted({s for d in self.input_shape if isinstance(d, sympy.Basic) for s in d.free_symbols}, key=str)
 
-    def total(self, convention: str | Convention = "flops") -> dict[str, sympy.Expr]:
+    def total(self, convention: str | Convention = "flops") -> Totals:
         conv = get_convention(convention) if isinstance(convention, str) else convention
         params = sympy.Add(*[r.cost.params for r in self.rows])
         buffers = sympy.Add(*[r.cost.buffers for r in self.rows])
@@ -137,7 +157,8 @@ class ModelCost(_Sweepable):
         flops = sympy.Add(*[conv.count_row(r) for r in self.rows])
         reads = sympy.Add(*[r.cost.reads for r in self.rows])
         writes = sympy.Add(*[r.cost.writes for r in self.rows])
-        return {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads, "writes": writes}
+        return Totals(conv.name, {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads,
+                                  "writes": writes})
 
     def by_family(self, convention: str | Convention = "flops", metric: str = "flops") -> dict[str, sympy.Expr]:
         conv = get_convention(convention) if isinstance(convention, str) else convention

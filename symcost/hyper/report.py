@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..model import Totals
 
-METRICS = ("params", "buffers", "macs", "flops", "reads", "writes")
+METRICS = Totals.KEYS
 
 
 def read_config_values(path: str) -> dict[str, dict]:
