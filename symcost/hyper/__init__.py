@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import sympy
 
@@ -205,7 +205,11 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "config_cost" in hit:
-            return pickle.loads(hit["config_cost"])
+            cc = pickle.loads(hit["config_cost"])
+            # the key hashes symcost's files when it is computed: a process that imported other code can have
+            # stored an object of another layout under it
+            if all(hasattr(cc, f.name) for f in fields(ConfigCost)):
+                return cc
     cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward)
     if use_cache:
         cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
