@@ -8,7 +8,7 @@ import sympy
 import torch
 
 from ..cost import Cost
-from ..layers.base import LayerError
+from ..layers.base import LayerError, cost_memo
 from ..model import ModelCost, Row, RowKind
 from ..symbols import user_symbol
 from . import causal as _causal
@@ -159,7 +159,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
             raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
         return derive_config(model, input_shape, config, train=train, backward=backward,
                              input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
-    with custom_ops(custom_mapping):
+    with custom_ops(custom_mapping), cost_memo():
         return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
 
 
