@@ -162,7 +162,10 @@ def _memo_of(layer: "Layer", shapes: tuple) -> tuple[dict | None, tuple | None]:
     symcost's catalog (a user's ``_cost`` need not be a pure function of its arguments) or an unhashable argument."""
     if not _MEMOS or not type(layer).__module__.startswith("symcost."):
         return None, None
-    key = (type(layer), tuple((k, _frozen(v)) for k, v in layer.values.items()), _frozen(shapes))
+    # sympy sizes as they are (an Integer never equals a float), anything else with its type
+    sympy_only = all(isinstance(d, sympy.Basic) for s in shapes for d in s)
+    key = (type(layer), tuple((k, _frozen(v)) for k, v in layer.values.items()),
+           shapes if sympy_only else _frozen(shapes))
     try:
         hash(key)
     except TypeError:
@@ -266,7 +269,7 @@ class Layer:
             self.fail(f"takes {how_many_inputs(low, high)}, got {len(shapes)}: "
                       + ", ".join("x".join(map(str, s)) for s in shapes))
         shapes = tuple(tuple(sympy.Integer(d) if isinstance(d, int) else d for d in s) for s in shapes)
-        memo, key = _memo_of(self, shapes)
+        memo, key = _memo_of(self, shapes) if _MEMOS else (None, None)
         if key is not None and key in memo:
             return memo[key]
         for s in shapes:
