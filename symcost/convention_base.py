@@ -68,6 +68,10 @@ class Convention:
             raise ValueError(f"convention {self.name!r} weighs layer families differently: "
                              "count each layer, then add the counts")
         w = self.weights_for(cost.family, cost.layer, functional)
+        terms = [(w[k], v) for k, v in cost.ops.items()]
+        terms += [(w.get("reads", 0), cost.reads), (w.get("writes", 0), cost.writes)]
+        if all(type(k) is int and v.is_Integer for k, v in terms):  # concrete sizes: the same Integer, in Python
+            return sympy.Integer(sum(k * int(v) for k, v in terms))
         total = sympy.Add(*[w[k] * v for k, v in cost.ops.items()])
         return total + w.get("reads", 0) * cost.reads + w.get("writes", 0) * cost.writes
 

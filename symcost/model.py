@@ -35,6 +35,14 @@ class Totals(dict):
         return (Totals, (self.convention, dict(self)))
 
 
+def _add(terms: list) -> sympy.Expr:
+    """``sympy.Add(*terms)``; in Python integers where every term is a sympy Integer (a trace at concrete sizes:
+    the same Integer, without sympy's arithmetic)."""
+    if all(getattr(t, "is_Integer", False) for t in terms):
+        return sympy.Integer(sum(int(t) for t in terms))
+    return sympy.Add(*terms)
+
+
 class RowKind(str, Enum):
     """What a row is: a catalogued module's call, an op called outside any (functional), or the parameters no
     costed call reads (counted in a row of their own, never a call)."""
@@ -151,12 +159,12 @@ class ModelCost(_Sweepable):
 
     def total(self, convention: str | Convention = "flops") -> Totals:
         conv = get_convention(convention) if isinstance(convention, str) else convention
-        params = sympy.Add(*[r.cost.params for r in self.rows])
-        buffers = sympy.Add(*[r.cost.buffers for r in self.rows])
-        macs = sympy.Add(*[r.cost.macs for r in self.rows])
-        flops = sympy.Add(*[conv.count_row(r) for r in self.rows])
-        reads = sympy.Add(*[r.cost.reads for r in self.rows])
-        writes = sympy.Add(*[r.cost.writes for r in self.rows])
+        params = _add([r.cost.params for r in self.rows])
+        buffers = _add([r.cost.buffers for r in self.rows])
+        macs = _add([r.cost.macs for r in self.rows])
+        flops = _add([conv.count_row(r) for r in self.rows])
+        reads = _add([r.cost.reads for r in self.rows])
+        writes = _add([r.cost.writes for r in self.rows])
         return Totals(conv.name, {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads,
                                   "writes": writes})
 

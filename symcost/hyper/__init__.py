@@ -210,7 +210,10 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
             # stored an object of another layout under it
             if all(hasattr(cc, f.name) for f in fields(ConfigCost)):
                 return cc
-    cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward)
+    from ..layers.base import cost_memo
+
+    with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
+        cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward)
     if use_cache:
         cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
     return cc

@@ -5,6 +5,7 @@ only when a condition is *definitely* violated, so symbolic sizes pass.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from typing import Any, ClassVar, Sequence
@@ -127,6 +128,51 @@ def how_many_inputs(low: int, high: float) -> str:
     return f"{low} to {n(high)}" if high != float("inf") else f"at least {n(low)}"
 
 
+_INPUT_COUNTS: dict[type, tuple[int, float]] = {}
+#: the costs of the traces running now (``cost_memo``), innermost last
+_MEMOS: list[dict] = []
+
+
+@contextmanager
+def cost_memo():
+    """Within this block, a catalog layer's ``cost`` on the same arguments and input shapes is computed once (a
+    model repeats identical blocks: Llama's 32).  A ``Cost`` is immutable, so every caller may share it.  Nested
+    blocks share the outer memo."""
+    if _MEMOS:
+        yield
+        return
+    _MEMOS.append({})
+    try:
+        yield
+    finally:
+        _MEMOS.pop()
+
+
+def _frozen(v):
+    """A memo key for an argument or shape: each value with its type (1, 1.0 and Integer(1) hash alike)."""
+    if isinstance(v, tuple):
+        return tuple, tuple(_frozen(x) for x in v)
+    if isinstance(v, float):  # -0.0 == 0.0
+        return float, repr(v)
+    return type(v), v
+
+
+def _memo_of(layer: "Layer", shapes: tuple) -> tuple[dict | None, tuple | None]:
+    """The active memo and ``layer``'s key in it; (None, None) outside ``cost_memo``, for a layer class outside
+    symcost's catalog (a user's ``_cost`` need not be a pure function of its arguments) or an unhashable argument."""
+    if not _MEMOS or not type(layer).__module__.startswith("symcost."):
+        return None, None
+    # sympy sizes as they are (an Integer never equals a float), anything else with its type
+    sympy_only = all(isinstance(d, sympy.Basic) for s in shapes for d in s)
+    key = (type(layer), tuple((k, _frozen(v)) for k, v in layer.values.items()),
+           shapes if sympy_only else _frozen(shapes))
+    try:
+        hash(key)
+    except TypeError:
+        return None, None
+    return _MEMOS[-1], key
+
+
 class Layer:
     """A layer type: subclasses set the class attributes and implement ``_cost``."""
 
@@ -223,21 +269,30 @@ class Layer:
             self.fail(f"takes {how_many_inputs(low, high)}, got {len(shapes)}: "
                       + ", ".join("x".join(map(str, s)) for s in shapes))
         shapes = tuple(tuple(sympy.Integer(d) if isinstance(d, int) else d for d in s) for s in shapes)
+        memo, key = _memo_of(self, shapes) if _MEMOS else (None, None)
+        if key is not None and key in memo:
+            return memo[key]
         for s in shapes:
             for d in s:
                 if is_number(d) and d < 1:
                     self.fail(f"input sizes must be positive integers, got shape {tuple(s)}")
-        return replace(self._cost(*shapes), family=self.family, layer=self.name)
+        out = replace(self._cost(*shapes), family=self.family, layer=self.name)
+        if key is not None:
+            memo[key] = out
+        return out
 
     @classmethod
     def input_count(cls) -> tuple[int, float]:
         """(fewest, most) input shapes ``cost`` takes, read from ``_cost``'s signature (most: inf if variadic)."""
+        if cls in _INPUT_COUNTS:  # per class: inspect.signature took a third of a trace's costing
+            return _INPUT_COUNTS[cls]
         import inspect
         import math
 
         params = list(inspect.signature(cls._cost).parameters.values())[1:]
         low = sum(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
         high = math.inf if any(p.kind is p.VAR_POSITIONAL for p in params) else len(params)
+        _INPUT_COUNTS[cls] = low, high
         return low, high
 
     #: trailing inputs of ``_cost`` that only the tracer passes (the output shape it already knows): the command

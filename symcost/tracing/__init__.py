@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import copy
+import gc
+from contextlib import contextmanager
 from typing import Sequence
 
 import sympy
 import torch
 
 from ..cost import Cost
-from ..layers.base import LayerError
+from ..layers.base import LayerError, cost_memo
 from ..model import ModelCost, Row, RowKind
 from ..symbols import user_symbol
 from . import causal as _causal
@@ -106,7 +108,9 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
         x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, _dtype_of(dtype)), device="meta")
     try:
         with torch.enable_grad() if backward else torch.no_grad():
-            return record(model, x, backward)
+            rec = record(model, x, backward)
+        _freeze_more()
+        return rec
     except Exception as e:  # the model's own complaint, in one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
@@ -159,8 +163,35 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
             raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
         return derive_config(model, input_shape, config, train=train, backward=backward,
                              input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
-    with custom_ops(custom_mapping):
+    with custom_ops(custom_mapping), cost_memo(), _old_objects_frozen():
         return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
+
+
+@contextmanager
+def _old_objects_frozen():
+    """The objects that exist before a trace left out of the garbage collector's scans during it (``gc.freeze``):
+    a trace allocates enough to trigger full collections, which otherwise walk every object of torch, sympy and
+    transformers each time (a third of a Llama trace).  Nothing is freed later than it would be by reference
+    counting; the objects a trace makes are still collected.  Left alone where something froze objects already."""
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield
+        return
+    gc.freeze()
+    _FROZEN.append(True)
+    try:
+        yield
+    finally:
+        _FROZEN.pop()
+        gc.unfreeze()
+
+
+_FROZEN: list = []  # non-empty while ``_old_objects_frozen`` holds objects frozen
+
+
+def _freeze_more() -> None:
+    """After a recording: it, too, out of the collector's scans for the rest of the trace (where we froze)."""
+    if _FROZEN:
+        gc.freeze()
 
 
 def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward) -> ModelCost:

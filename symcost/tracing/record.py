@@ -53,6 +53,11 @@ class Recording:
     inputs: dict[str, int] = field(default_factory=dict)
 
 
+#: leaves of an op's arguments that are never a tensor nor a container: returned as they are without asking pytree
+_PLAIN = frozenset({int, float, bool, str, type(None), complex, torch.dtype, torch.device, torch.layout,
+                    torch.memory_format})
+
+
 class _Recorder(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -60,19 +65,24 @@ class _Recorder(TorchDispatchMode):
         #: gets a number of its own).  No tensor is kept alive: holding one would change what torch does (autograd's
         #: AccumulateGrad copies a gradient someone else still holds, instead of taking it)
         self.numbers: dict[int, int] = {}
+        #: tensor number -> a weak reference whose callback forgets the tensor's id (held here, not in a global
+        #: registry as ``weakref.finalize`` would be, so a recording is freed with its recorder)
+        self._watch: dict[int, weakref.ref] = {}
         self.shapes: list[tuple[int, ...]] = []
         self.ops: list[OpEvent] = []
         self.modules: list[ModuleEvent] = []
         self.stack: list[ModuleEvent] = []
         self.produced: set[int] = set()
+        self._names: dict = {}   # op overload -> its packet's name
 
     def number(self, t: torch.Tensor) -> int:
         key = id(t)
-        if key not in self.numbers:
+        n = self.numbers.get(key)
+        if n is None:
             n = self.numbers[key] = len(self.shapes)
-            weakref.finalize(t, self._forget, key, n)
+            self._watch[n] = weakref.ref(t, lambda _, key=key, n=n: self._forget(key, n))
             self.shapes.append(tuple(t.shape))
-        return self.numbers[key]
+        return n
 
     def _forget(self, key: int, n: int) -> None:
         if self.numbers.get(key) == n:
@@ -83,27 +93,52 @@ class _Recorder(TorchDispatchMode):
         self.numbers.pop(id(t), None)
         return self.number(t)
 
+    def _ref(self, x, inputs: list[int]):
+        """``x`` with each tensor replaced by its ``TensorRef`` (numbers appended to ``inputs`` in order), as
+        ``tree_map`` would: tuples, lists and dicts walked here, any other pytree node by ``tree_map`` itself."""
+        t = type(x)
+        if t in _PLAIN:
+            return x
+        if t is tuple:
+            return tuple([self._ref(a, inputs) for a in x])
+        if t is list:
+            return [self._ref(a, inputs) for a in x]
+        if t is dict:
+            return {k: self._ref(v, inputs) for k, v in x.items()}
+        if isinstance(x, torch.Tensor):
+            n = self.number(x)
+            inputs.append(n)
+            return TensorRef(n)
+        return tree_map(lambda y: self._ref(y, inputs) if isinstance(y, torch.Tensor) else y, x)
+
+    def _outputs(self, out, found: list) -> list:
+        """The tensors of an op's result (or a module's inputs or output) in ``tree_flatten`` order, appended to
+        ``found``."""
+        t = type(out)
+        if t is tuple or t is list:
+            for o in out:
+                self._outputs(o, found)
+        elif isinstance(out, torch.Tensor):
+            found.append(out)
+        elif t not in _PLAIN:
+            found.extend(o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor))
+        return found
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         inputs: list[int] = []
-
-        def ref(x):
-            if isinstance(x, torch.Tensor):
-                n = self.number(x)
-                inputs.append(n)
-                return TensorRef(n)
-            return x
-
-        rargs, rkwargs = tree_map(ref, args), tree_map(ref, kwargs)
+        rargs, rkwargs = self._ref(args, inputs), self._ref(kwargs, inputs)
         out = func(*args, **kwargs)
         outputs = []
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                n = self.renumber(t)
-                outputs.append(n)
-                self.produced.add(n)
+        for t in self._outputs(out, []):
+            n = self.renumber(t)
+            outputs.append(n)
+            self.produced.add(n)
         name = self.stack[-1].name if self.stack else ""
-        self.ops.append(OpEvent(str(func.overloadpacket), rargs, rkwargs, inputs, outputs, name))
+        op = self._names.get(func)
+        if op is None:
+            op = self._names[func] = str(func.overloadpacket)
+        self.ops.append(OpEvent(op, rargs, rkwargs, inputs, outputs, name))
         return out
 
 
@@ -117,7 +152,7 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
     def pre(module, inputs):
         if id(module) not in names:
             return
-        flat = [t for t in tree_flatten(inputs)[0] if isinstance(t, torch.Tensor)]
+        flat = rec._outputs(inputs, [])
         ev = ModuleEvent(names[id(module)], module, [rec.number(t) for t in flat], first_op=len(rec.ops))
         rec.modules.append(ev)
         rec.stack.append(ev)
@@ -126,7 +161,7 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
         if id(module) not in names or not rec.stack or rec.stack[-1].module is not module:
             return
         ev = rec.stack.pop()
-        ev.outputs = [rec.number(t) for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+        ev.outputs = [rec.number(t) for t in rec._outputs(output, [])]
         ev.end_op = len(rec.ops)
 
     from torch.nn.modules import module as nn_module

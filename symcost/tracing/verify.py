@@ -88,8 +88,9 @@ def verify(mc: ModelCost, rec: Recording, concrete: ModelCost, values: dict, rec
             f"{theirs} instead of {ours}): Python logic depends on the input size, so no single formula holds")
     if len(mc.rows) != len(concrete.rows):
         raise NoSingleFormula(f"the model's layers differ at {at} from the trace sizes: no single formula holds")
+    seen: dict = {}  # expression -> its value here: rows share expressions (a model repeats its blocks)
     for row, real in zip(mc.rows, concrete.rows):
-        diff = _first_difference(row.cost, real.cost, values)
+        diff = _first_difference(row.cost, real.cost, values, seen)
         if row.name != real.name or row.layer != real.layer:
             diff = ("layer", f"{row.name} ({row.layer})", f"{real.name} ({real.layer})")
         if diff:
@@ -104,9 +105,15 @@ def verify(mc: ModelCost, rec: Recording, concrete: ModelCost, values: dict, rec
             raise NoSingleFormula(f"the {name} differ at {at} from the trace sizes: no single formula holds")
 
 
-def _first_difference(cost: Cost, real: Cost, values: dict):
+def _first_difference(cost: Cost, real: Cost, values: dict, seen: dict | None = None):
+    seen = {} if seen is None else seen
+
     def at(e):
-        return e.xreplace(values) if isinstance(e, sympy.Basic) else e
+        if not isinstance(e, sympy.Basic):
+            return e
+        if e not in seen:
+            seen[e] = e.xreplace(values)
+        return seen[e]
 
     shape = tuple(at(d) for d in cost.output_shape)
     if shape != tuple(real.output_shape):
