@@ -98,7 +98,9 @@ def decode_step(model, batch, new_tokens, past, *, target: str = ""):
         window = sliding_window(model)
     except (AttributeError, TypeError, ValueError, RuntimeError) as e:  # RuntimeError: .item() on meta
         raise UsageError(f"--past: cannot build a KV cache for this model: {type(e).__name__}: {e}") from None
-    mc = trace(step, (batch, new_tokens, past), target=target, input_dtype="int64")
+    # a window below symcost's usual trace sizes of T (225, 161 and a check above): traced around W/2 instead
+    around = (window // 2,) if window is not None and symbolic and 66 <= window < 450 else None
+    mc = trace(step, (batch, new_tokens, past), target=target, input_dtype="int64", default_shape=around)
     if window is not None and symbolic:  # beyond W - 1 cached tokens the sliding layers' cost stops growing
         t = next(s for s in mc.symbols if s.name == str(past))
         mc.domain = tuple(sorted(set(mc.domain) | {window - t}, key=sympy.default_sort_key))
