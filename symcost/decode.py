@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sympy
 
-from .errors import UsageError
+from .errors import NeedsTensorValues, SymcostError, UsageError
 
 
 def decode_step_module(model, past_limit: bool = False):
@@ -25,8 +25,11 @@ def decode_step_module(model, past_limit: bool = False):
     import torch
     from transformers import DynamicCache
 
-    with torch.no_grad():  # the cache's per-layer shapes, from a one-token call outside any recording
-        probe = model(torch.zeros(1, 1, dtype=torch.long, device="meta"), use_cache=True).past_key_values
+    from .tracing.record import padding_warning_off
+
+    with torch.no_grad(), padding_warning_off(model):  # the cache's layer shapes: a one-token call, not recorded
+        probe = getattr(model(torch.zeros(1, 1, dtype=torch.long, device="meta"), use_cache=True),
+                        "past_key_values", None)
     if probe is None or not getattr(probe, "layers", None):
         raise UsageError("the model returns no KV cache (use_cache=True): it is not a decoder symcost can step")
     shapes = [(tuple(layer.keys.shape[1:2]) + tuple(layer.keys.shape[3:]),
@@ -96,7 +99,14 @@ def decode_step(model, batch, new_tokens, past, *, target: str = ""):
     try:
         step = decode_step_module(model, past_limit=symbolic)
         window = sliding_window(model)
+    except SymcostError:
+        raise
     except (AttributeError, TypeError, ValueError, RuntimeError) as e:  # RuntimeError: .item() on meta
+        from .tracing.meta_ops import meta_op
+
+        if op := meta_op(e):  # an sdpa mask reading its values: eager attention may not (derive_decode retries)
+            raise NeedsTensorValues(f"--past: the model calls {op}, which cannot run on meta tensors (its result "
+                                    "depends on tensor values; symcost traces shapes only)") from None
         raise UsageError(f"--past: cannot build a KV cache for this model: {type(e).__name__}: {e}") from None
     # a window below symcost's usual trace sizes of T (225, 161 and a check above): traced around W/2 instead
     around = (window // 2,) if window is not None and symbolic and 66 <= window < 450 else None

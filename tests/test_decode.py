@@ -193,3 +193,24 @@ def test_cli_past_beyond_a_sliding_window_is_refused(tmp_path):
     env = {"SYMCOST_CACHE_DIR": str(tmp_path)}
     r = cli("model", "hf:mistral", "--input", "1x1", "--past", "T", "--at", "T=4095,4096", env=env)
     assert r.returncode == 2 and "cannot take T=4096" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_decode_of_a_model_whose_sdpa_mask_reads_values_falls_back_to_eager_attention():
+    # BioGPT builds a mask of ones and asks sdpa's mask helper whether all are set (Tensor.item()): was refused as
+    # "cannot build a KV cache"; now traced with eager attention (the same matmuls), as `symcost model` does
+    from symcost.derive import derive_decode
+    from symcost.targets import load_target
+
+    got = derive_decode("hf:biogpt", "2x1", past="T", use_cache=False, progress=False)
+    mc = got["step"]
+    assert any("attn_implementation='eager'" in n for n in got["notes"])
+    model = load_target("hf:biogpt", device="meta", attn_implementation="eager").eval()
+    for cached in (5, 32, 33):
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == measured_step(model, cached), cached
+
+
+def test_decode_of_a_model_without_a_kv_cache_is_refused_with_the_reason():
+    r = cli("model", "hf:openai-gpt", "--input", "1x1", "--past", "T", "--no-cache")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.strip().endswith("the model returns no KV cache (use_cache=True): it is not a decoder symcost can "
+                                     "step"), r.stderr
