@@ -69,3 +69,31 @@ def test_backward_through_an_in_place_op_on_a_view(model_type, extra):
     bw = trace(model, (2, "L"), input_dtype="int64", backward=True)
     for length in LENGTHS:
         assert bw.evaluate({"L": length}, "torch")["flops"] == measured(model, length, True), (model_type, length)
+
+
+@pytest.mark.parametrize(("model_type", "extra"), [
+    ("convbert", {}), ("roformer", {}), ("megatron-bert", {}), ("big_bird", {"attention_type": "original_full"}),
+])
+def test_an_encoder_that_builds_its_own_mask_of_ones_is_traced_unpadded(model_type, extra):
+    # was refused: with no attention mask given, these build one of ones and ask transformers whether it masks any
+    # token (padding_mask.all(): Tensor.item() on meta).  The reference runs on real CPU tensors, where it is asked
+    cfg = transformers.AutoConfig.for_model(model_type, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                            intermediate_size=128, vocab_size=100, pad_token_id=None, **extra)
+    torch.manual_seed(0)
+    real = transformers.AutoModel.from_config(cfg).eval()
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(cfg).eval()
+    mc = trace(model, (2, "L"), input_dtype="int64")
+    for length in LENGTHS:
+        with torch.no_grad(), FlopCounterMode(display=False) as c:
+            real(torch.zeros(2, length, dtype=torch.long))
+        assert mc.evaluate({"L": length}, "torch")["flops"] == c.get_total_flops(), (model_type, length)
+    assert mc.evaluate({"L": 7}, "torch")["params"] == sum(p.numel() for p in real.parameters())
+
+
+def test_an_attention_mask_given_as_an_input_is_not_assumed_unpadded():
+    from symcost.errors import NeedsTensorValues
+
+    model = small("convbert")
+    with pytest.raises(NeedsTensorValues, match="_ignore_bidirectional_mask_sdpa"):
+        trace(model, {"input_ids": (2, "L"), "attention_mask": (2, "L")}, input_dtype="int64")

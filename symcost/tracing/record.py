@@ -142,7 +142,7 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
         input_index = next(iter(inputs.values())) if inputs else rec.number(x)
         backward_start = None
         grads = _clear_grads(model) if backward else {}
-        with rec, padding_warning_off(model):
+        with rec, padding_warning_off(model), own_mask_unpadded(x):
             out = model(**x) if isinstance(x, dict) else model(x)
             if backward:
                 backward_start = len(rec.ops)
@@ -170,6 +170,31 @@ def padding_warning_off(model: torch.nn.Module):
     finally:
         for m in modules:
             object.__delattr__(m, name)
+
+
+@contextmanager
+def own_mask_unpadded(x):
+    """Encoders that build their own attention mask of ones when given none (ConvBERT, RoFormer, BigBird, …) ask
+    transformers whether it masks any token (``padding_mask.all()``, a value no meta tensor has), to skip building
+    it: with no mask among the inputs, the input is unpadded, so the answer is yes, as on real tensors.  A mask given
+    as an input is left to the model (its values are unknown: refused)."""
+    import sys
+
+    masking = sys.modules.get("transformers.masking_utils")
+    name = "_ignore_bidirectional_mask_sdpa"
+    if masking is None or not hasattr(masking, name) or (isinstance(x, dict) and any("mask" in n for n in x)):
+        yield
+        return
+    original = getattr(masking, name)
+
+    def ignore(padding_mask, *args, **kwargs):
+        return original(None if padding_mask is not None and padding_mask.is_meta else padding_mask, *args, **kwargs)
+
+    setattr(masking, name, ignore)
+    try:
+        yield
+    finally:
+        setattr(masking, name, original)
 
 
 def _clear_grads(model) -> dict:
