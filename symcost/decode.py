@@ -32,6 +32,10 @@ def decode_step_module(model, past_limit: bool = False):
                         "past_key_values", None)
     if probe is None or not getattr(probe, "layers", None):
         raise UsageError("the model returns no KV cache (use_cache=True): it is not a decoder symcost can step")
+    other = sorted({type(layer).__name__ for layer in probe.layers} - {"DynamicLayer", "DynamicSlidingWindowLayer"})
+    if other:  # recurrent or convolution states (Falcon-H1's Mamba layers): a step's cost depends on them too
+        raise UsageError(f"the model's cache has layers of kind {', '.join(other)} (states beside keys and values): "
+                         "symcost steps key/value caches only")
     shapes = [(tuple(layer.keys.shape[1:2]) + tuple(layer.keys.shape[3:]),
                tuple(layer.values.shape[1:2]) + tuple(layer.values.shape[3:]), layer.keys.dtype)
               for layer in probe.layers]

@@ -214,3 +214,26 @@ def test_decode_of_a_model_without_a_kv_cache_is_refused_with_the_reason():
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.strip().endswith("the model returns no KV cache (use_cache=True): it is not a decoder symcost can "
                                      "step"), r.stderr
+
+
+def hybrid(model_type: str):
+    """A decoder whose cache holds states beside keys and values: Falcon-H1 (Mamba + attention in every layer), LFM2
+    (a short-convolution layer, then an attention layer)."""
+    kw = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+              intermediate_size=128, vocab_size=100, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    if model_type == "lfm2":
+        kw["layer_types"] = ["conv", "full_attention"]
+    cfg = transformers.AutoConfig.for_model(model_type, **kw)
+    with torch.device("meta"):
+        return transformers.AutoModel.from_config(cfg).eval()
+
+
+@pytest.mark.parametrize("model_type", ["falcon_h1", "lfm2"])
+def test_decode_of_a_cache_with_recurrent_or_convolution_states_is_refused(model_type):
+    # Falcon-H1 was silently wrong: the step was traced with a DynamicCache of keys and values only, its Mamba states
+    # left empty (a 2-layer config of width 64: 18,801,416,192 FLOPs at T=5 where FlopCounterMode over a real cache
+    # counts 4,397,056); LFM2 was refused with an AttributeError ('LinearAttentionLayer' has no 'keys')
+    from symcost.errors import UsageError
+
+    with pytest.raises(UsageError, match="states beside keys and values"):
+        decode_step(hybrid(model_type), 2, 1, "T")
