@@ -100,10 +100,10 @@ class Propagation:
                 out.append(sympy.Integer(x))
             elif (x, y) in self.lookup and self.fits_third(self.lookup[(x, y)], (n, i)):
                 out.append(self.lookup[(x, y)])
-            elif (x, y) in self.numels and self.fits_third(self.numels[(x, y)], (n, i)):
-                out.append(self.numels[(x, y)])  # a tensor's element count (autograd's flat storage buffers)
             elif (guess := _size_from(self, (), (x, y), (n, i))) is not None:
                 out.append(guess)  # a size computed in Python (a mask of T + 1 columns): checked at other sizes
+            elif (x, y) in self.numels and self.fits_third(self.numels[(x, y)], (n, i)):
+                out.append(self.numels[(x, y)])  # a tensor's element count (autograd's flat storage buffers)
             else:
                 raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
                                       f"of dim {i}; trace at a concrete size instead")
