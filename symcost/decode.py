@@ -12,19 +12,30 @@ from __future__ import annotations
 
 import sympy
 
-from .errors import UsageError
+from .errors import NeedsTensorValues, SymcostError, UsageError
 
 
-def decode_step_module(model):
+def decode_step_module(model, past_limit: bool = False):
     """A module whose input ``x`` of shape (B, L, T) (values unused) runs ``model`` on ids of shape (B, L) with a
-    cache of T tokens: T travels as a tensor size, so the trace derives the cost in it."""
+    cache of T tokens: T travels as a tensor size, so the trace derives the cost in it.
+
+    A sliding-window cache layer (window W) keeps the last W - 1 tokens, so its share of the cost stops growing at
+    T = W - 1: it is filled with min(T, W - 1) tokens, as ``generate`` leaves it.  ``past_limit`` (T a symbol):
+    refuse T > W - 1 instead, so that one formula in T holds (for T <= W - 1)."""
     import torch
     from transformers import DynamicCache
 
-    with torch.no_grad():  # the cache's per-layer shapes, from a one-token call outside any recording
-        probe = model(torch.zeros(1, 1, dtype=torch.long, device="meta"), use_cache=True).past_key_values
+    from .tracing.record import padding_warning_off
+
+    with torch.no_grad(), padding_warning_off(model):  # the cache's layer shapes: a one-token call, not recorded
+        probe = getattr(model(torch.zeros(1, 1, dtype=torch.long, device="meta"), use_cache=True),
+                        "past_key_values", None)
     if probe is None or not getattr(probe, "layers", None):
         raise UsageError("the model returns no KV cache (use_cache=True): it is not a decoder symcost can step")
+    other = sorted({type(layer).__name__ for layer in probe.layers} - {"DynamicLayer", "DynamicSlidingWindowLayer"})
+    if other:  # recurrent or convolution states (Falcon-H1's Mamba layers): a step's cost depends on them too
+        raise UsageError(f"the model's cache has layers of kind {', '.join(other)} (states beside keys and values): "
+                         "symcost steps key/value caches only")
     shapes = [(tuple(layer.keys.shape[1:2]) + tuple(layer.keys.shape[3:]),
                tuple(layer.values.shape[1:2]) + tuple(layer.values.shape[3:]), layer.keys.dtype)
               for layer in probe.layers]
@@ -38,13 +49,31 @@ def decode_step_module(model):
             batch, cached = x.shape[0], x.shape[2]
             cache = DynamicCache(config=model.config)
             for layer, (ks, vs, dtype) in zip(cache.layers, shapes):  # filled in place: not part of the step
-                k = torch.zeros(batch, ks[0], cached, *ks[1:], dtype=dtype, device=x.device)
-                v = torch.zeros(batch, vs[0], cached, *vs[1:], dtype=dtype, device=x.device)
+                kept = cached
+                if getattr(layer, "is_sliding", False):
+                    window = int(layer.sliding_window)
+                    if past_limit and cached > window - 1:
+                        raise ValueError(f"a sliding-window cache layer (window {window}) keeps {window - 1} tokens: "
+                                         f"the step's cost in T changes at T = {window - 1}, one formula holds for "
+                                         f"T <= {window - 1} only (give --past a number for a larger cache)")
+                    kept = min(cached, window - 1)
+                    layer.cumulative_length = cached
+                k = torch.zeros(batch, ks[0], kept, *ks[1:], dtype=dtype, device=x.device)
+                v = torch.zeros(batch, vs[0], kept, *vs[1:], dtype=dtype, device=x.device)
                 layer.lazy_initialization(k, v)
                 layer.keys, layer.values = k, v
             return self.model(x[:, :, 0], past_key_values=cache, use_cache=True)
 
     return DecodeStep()
+
+
+def sliding_window(model) -> int | None:
+    """The smallest sliding window of the model's KV cache layers (None: every layer keeps every token)."""
+    from transformers import DynamicCache
+
+    windows = [int(layer.sliding_window) for layer in DynamicCache(config=model.config).layers
+               if getattr(layer, "is_sliding", False)]
+    return min(windows) if windows else None
 
 
 def tidy(e: sympy.Expr) -> sympy.Expr:
@@ -70,11 +99,28 @@ def decode_step(model, batch, new_tokens, past, *, target: str = ""):
     if not hasattr(model, "config"):
         raise UsageError("--past and --generate need a Hugging Face decoder model (hf:MODEL_TYPE)")
     past = _symbol_or_int(past, "--past")
+    symbolic = isinstance(past, sympy.Basic)
     try:
-        step = decode_step_module(model)
+        step = decode_step_module(model, past_limit=symbolic)
+        window = sliding_window(model)
+    except SymcostError:
+        raise
     except (AttributeError, TypeError, ValueError, RuntimeError) as e:  # RuntimeError: .item() on meta
+        from .tracing.meta_ops import meta_op
+
+        if op := meta_op(e):  # an sdpa mask reading its values: eager attention may not (derive_decode retries)
+            raise NeedsTensorValues(f"--past: the model calls {op}, which cannot run on meta tensors (its result "
+                                    "depends on tensor values; symcost traces shapes only)") from None
         raise UsageError(f"--past: cannot build a KV cache for this model: {type(e).__name__}: {e}") from None
-    return trace(step, (batch, new_tokens, past), target=target, input_dtype="int64")
+    # a window below symcost's usual trace sizes of T (225, 161 and a check above): traced around W/2 instead
+    around = (window // 2,) if window is not None and symbolic and 66 <= window < 450 else None
+    mc = trace(step, (batch, new_tokens, past), target=target, input_dtype="int64", default_shape=around)
+    if window is not None and symbolic:  # beyond W - 1 cached tokens the sliding layers' cost stops growing
+        t = next(s for s in mc.symbols if s.name == str(past))
+        mc.domain = tuple(sorted(set(mc.domain) | {window - t}, key=sympy.default_sort_key))
+        mc.notes.append(f"sliding-window cache layers (window {window}) keep the last {window - 1} tokens: the "
+                        f"formula holds for {t} <= {window - 1} (refused above; give --past a number there)")
+    return mc
 
 
 def generation(model, batch, prompt, steps, convention: str = "flops", *, target: str = "") -> dict:
@@ -85,11 +131,16 @@ def generation(model, batch, prompt, steps, convention: str = "flops", *, target
 
     steps = _symbol_or_int(steps, "--generate")
     prompt = _symbol_or_int(prompt, "the prompt length")
+    first = sympy.sympify(prompt)
+    last = first + sympy.sympify(steps) - 1
+    window = sliding_window(model)
+    if window is not None and not (last.is_Integer and last <= window - 1):
+        raise UsageError(f"--generate: the model's sliding-window cache layers (window {window}) keep the last "
+                         f"{window - 1} tokens, so the decode steps have one formula up to {window - 1} cached tokens "
+                         f"only: give a prompt and a number of steps with prompt + steps - 1 <= {window - 1}")
     prefill = trace(model, (batch, prompt), target=target, input_dtype="int64")
     step = decode_step(model, batch, 1, "T_cached", target=target)
     t = next(s for s in step.symbols if str(s) == "T_cached")
-    first = sympy.sympify(prompt)
-    last = first + sympy.sympify(steps) - 1
     pre = prefill.total(convention)
     per_step = {m: tidy(e) for m, e in step.total(convention).items()}
     decode = {}

@@ -84,18 +84,29 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
         if isinstance(hit, dict) and "decode" in hit:
             return pickle.loads(hit["decode"])
     from .decode import decode_step, generation
+    from .errors import NeedsTensorValues
     from .moe import select_experts_implementation
     from .parse import parse_shape
     from .targets import load_target
 
     shape = parse_shape(input_spec)
     with _status(f"tracing {target} decoding on {input_spec}", progress):
-        model = load_target(target, device="meta").eval()
-        notes = select_experts_implementation(model)
-        if past is not None:
-            out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
-        else:
-            out = generation(model, shape[0], shape[1], generate, convention, target=target)
+        for attn in (None, "eager"):
+            model = load_target(target, device="meta", attn_implementation=attn).eval()
+            notes = select_experts_implementation(model)
+            try:
+                if past is not None:
+                    out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
+                else:
+                    out = generation(model, shape[0], shape[1], generate, convention, target=target)
+                break
+            except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same matmuls
+                if attn or not target.strip().startswith("hf:"):
+                    raise
+                failed = e
+        if attn:
+            notes.append(f"traced with attn_implementation='eager': the default attention reads mask values, "
+                         f"which meta tensors do not have ({failed})")
     out["notes"] = notes
     if use_cache:
         cache.store(key, {"decode": pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)})

@@ -371,6 +371,11 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     if at:
         report.evaluations = []
         for p in parse_assignments(at, names):
+            for d in derivations[-1:] if past else ():  # the step's domain (a sliding window bounds T)
+                try:
+                    d.check_domain(p)
+                except ValueError as e:
+                    raise UsageError(str(e)) from None
             subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
             report.evaluations.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
                                                        for n, t in parts.items()}})

@@ -301,3 +301,30 @@ def test_parameter_gradients_are_taken_not_copied():
     rows = [r for r in mc.rows if r.backward]
     assert [r.layer for r in rows] == ["matmul", "sum"]
     assert (sum(r.cost.reads for r in rows), sum(r.cost.writes for r in rows)) == (20 + 28 + 20, 35 + 5)
+
+
+class InPlaceOnView(nn.Module):
+    """An in-place add on a view of a matmul's output (as gpt-oss's experts do): autograd's backward for it
+    allocates the view's base as one flat buffer, ``new_zeros([numel])``, then views it with ``as_strided``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 64)
+        self.bias = nn.Parameter(torch.zeros(64))
+
+    def forward(self, x):
+        z = self.lin(x).unsqueeze(2).squeeze(2)
+        z.add_(self.bias)
+        return z
+
+
+def test_a_flat_buffer_of_a_tensors_element_count_gets_its_formula():
+    # was refused: new_zeros([2*L*64]) (28800 and 20608 at the trace sizes) is no dim of any tensor, and 128*L is
+    # beyond the multiples symcost tries; it is the element count of the view's base (2, L, 64)
+    model = InPlaceOnView().to("meta")
+    mc = trace(model, (2, "L", 64), backward=True)
+    for length in (7, 16, 33):
+        x = torch.zeros(2, length, 64, device="meta")
+        # the linear's forward and its weight gradient (no input gradient): 2 x 2*L*64*64 MACs x 2 FLOPs
+        assert flop_counter_step(model, x) == 32768 * length
+        assert mc.evaluate({"L": length}, "torch")["flops"] == 32768 * length

@@ -134,3 +134,106 @@ def test_cli_past_and_generate(tmp_path):
     assert r.returncode == 2 and "B x L" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("model", "hf:gpt2", "--input", "1x1", "--past", "0")
     assert r.returncode == 2 and "positive" in r.stderr
+
+
+def sliding(model_type: str, window: int):
+    """A decoder whose KV cache has sliding-window layers: gemma2 alternates sliding and full layers, mistral's are
+    all sliding; 2 layers, width 64, 4 heads of 16."""
+    cfg = transformers.AutoConfig.for_model(model_type, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                            num_key_value_heads=2, head_dim=16, intermediate_size=128, vocab_size=100,
+                                            sliding_window=window, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    with torch.device("meta"):
+        return transformers.AutoModel.from_config(cfg).eval()
+
+
+def measured_step(model, cached: int) -> int:
+    with torch.no_grad():
+        cache = model(ids(2, cached), use_cache=True).past_key_values   # a prefill keeps the window's last tokens
+        with FlopCounterMode(display=False) as c:
+            model(ids(2, 1), past_key_values=cache, use_cache=True)
+    return c.get_total_flops()
+
+
+@pytest.mark.parametrize(("model_type", "window"), [("gemma2", 512), ("mistral", 512), ("mistral", 128)])
+def test_sliding_window_cache_formula_holds_below_the_window_and_is_refused_above(model_type, window):
+    # was silent: every layer was filled with T tokens, while a sliding layer keeps the last W - 1 (gpt-oss: W = 128,
+    # below symcost's usual trace sizes of T, so traced around W/2)
+    model = sliding(model_type, window)
+    mc = decode_step(model, 2, 1, "T")
+    for cached in (5, 8, 33, window - 2, window - 1):
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == measured_step(model, cached), (model_type, cached)
+    with pytest.raises(ValueError, match=f"cannot take T={window}"):
+        mc.evaluate({"T": window}, "torch")
+    assert any("sliding-window" in n for n in mc.notes)
+
+
+@pytest.mark.parametrize("model_type", ["gemma2", "mistral"])
+def test_sliding_window_cache_at_a_number_of_cached_tokens_beyond_the_window(model_type):
+    model = sliding(model_type, 8)
+    for cached in (7, 8, 33):  # at the window's edge and beyond: the sliding layers read 7 cached tokens
+        mc = decode_step(model, 2, 1, cached)
+        assert mc.evaluate({}, "torch")["flops"] == measured_step(model, cached), (model_type, cached)
+
+
+def test_sliding_window_cache_refused_with_its_reason():
+    from symcost.errors import SymcostError
+
+    model = sliding("gemma2", 8)  # every trace size is beyond the window: no formula in T
+    with pytest.raises(SymcostError, match="sliding-window cache layer .window 8. keeps 7 tokens"):
+        decode_step(model, 2, 1, "T")
+    model = sliding("gemma2", 512)
+    for prompt, steps in ((500, 13), ("P", 3), (4, "n")):  # the last step at 512 cached tokens; any, symbolic
+        with pytest.raises(SymcostError, match="--generate: .*window 512"):
+            generation(model, 2, prompt, steps)
+
+
+def test_cli_past_beyond_a_sliding_window_is_refused(tmp_path):
+    # Mistral's default config: every layer a sliding window of 4096 (was: a formula printed at any T, silently
+    # counting attention over T + 1 keys where the cache holds 4095)
+    env = {"SYMCOST_CACHE_DIR": str(tmp_path)}
+    r = cli("model", "hf:mistral", "--input", "1x1", "--past", "T", "--at", "T=4095,4096", env=env)
+    assert r.returncode == 2 and "cannot take T=4096" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_decode_of_a_model_whose_sdpa_mask_reads_values_falls_back_to_eager_attention():
+    # BioGPT builds a mask of ones and asks sdpa's mask helper whether all are set (Tensor.item()): was refused as
+    # "cannot build a KV cache"; now traced with eager attention (the same matmuls), as `symcost model` does
+    from symcost.derive import derive_decode
+    from symcost.targets import load_target
+
+    got = derive_decode("hf:biogpt", "2x1", past="T", use_cache=False, progress=False)
+    mc = got["step"]
+    assert any("attn_implementation='eager'" in n for n in got["notes"])
+    model = load_target("hf:biogpt", device="meta", attn_implementation="eager").eval()
+    for cached in (5, 32, 33):
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == measured_step(model, cached), cached
+
+
+def test_decode_of_a_model_without_a_kv_cache_is_refused_with_the_reason():
+    r = cli("model", "hf:openai-gpt", "--input", "1x1", "--past", "T", "--no-cache")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.strip().endswith("the model returns no KV cache (use_cache=True): it is not a decoder symcost can "
+                                     "step"), r.stderr
+
+
+def hybrid(model_type: str):
+    """A decoder whose cache holds states beside keys and values: Falcon-H1 (Mamba + attention in every layer), LFM2
+    (a short-convolution layer, then an attention layer)."""
+    kw = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+              intermediate_size=128, vocab_size=100, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    if model_type == "lfm2":
+        kw["layer_types"] = ["conv", "full_attention"]
+    cfg = transformers.AutoConfig.for_model(model_type, **kw)
+    with torch.device("meta"):
+        return transformers.AutoModel.from_config(cfg).eval()
+
+
+@pytest.mark.parametrize("model_type", ["falcon_h1", "lfm2"])
+def test_decode_of_a_cache_with_recurrent_or_convolution_states_is_refused(model_type):
+    # Falcon-H1 was silently wrong: the step was traced with a DynamicCache of keys and values only, its Mamba states
+    # left empty (a 2-layer config of width 64: 18,801,416,192 FLOPs at T=5 where FlopCounterMode over a real cache
+    # counts 4,397,056); LFM2 was refused with an AttributeError ('LinearAttentionLayer' has no 'keys')
+    from symcost.errors import UsageError
+
+    with pytest.raises(UsageError, match="states beside keys and values"):
+        decode_step(hybrid(model_type), 2, 1, "T")

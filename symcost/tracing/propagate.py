@@ -5,8 +5,9 @@ symbolic shapes: an op with a catalog layer (convolution, pooling, reductions, m
 ``Cost.output_shape``, from the one handler that decodes the op (``costing``); views, data movement and ops with no
 catalog layer have a rule here (regrouping dims, permutations, concatenation, padding, sizes computed from the
 input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings; a size no
-rule explains falls back to a constant (equal in A and B) or to a size seen earlier with the same pair of values,
-and failing that the trace stops and names the op, so a wrong formula can never pass silently.
+rule explains falls back to a constant (equal in A and B), to a size seen earlier with the same pair of values or to
+an earlier tensor's element count (autograd's flat buffers), and failing that the trace stops and names the op, so a
+wrong formula can never pass silently.
 """
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ def rule(*names: str):
 class Propagation:
     def __init__(self, a: Recording, b: Recording, input_shape: Shape, values_a: dict, values_b: dict,
                  third: tuple[Recording, dict] | None = None):
-        if len(a.ops) != len(b.ops) or any(x.op != y.op for x, y in zip(a.ops, b.ops)):
+        if len(a.ops) != len(b.ops):  # a Python loop over a size (a recurrent scan over the sequence)
+            raise NoSingleFormula(f"the model runs {len(a.ops)} operations at one trace size and {len(b.ops)} at "
+                                  "the other: a loop whose length depends on the input size (a recurrence over the "
+                                  "sequence, step by step) has no single formula; trace it at a concrete size")
+        if any(x.op != y.op for x, y in zip(a.ops, b.ops)):
             raise NoSingleFormula("the model runs different operations at the two trace sizes "
                                   "(control flow that depends on the input size); trace it at a concrete size")
         self.a, self.b = a, b
@@ -54,6 +59,8 @@ class Propagation:
                 self.c, self.values_c = c, values_c
         self.sym: list = [None] * len(a.shapes)
         self.lookup: dict[tuple[int, int], sympy.Expr] = {}
+        #: (numel at A, numel at B) -> the element count of a tensor seen: a size that is one, a flat buffer's
+        self.numels: dict[tuple[int, int], sympy.Expr] = {}
         self._memo: dict = {}
         self.sizes: set = set()   # every symbolic size: the model's domain is where all are >= 1
         #: op number -> (layer, input shapes, cost) of the ops whose shape is their layer's: costed once
@@ -95,6 +102,8 @@ class Propagation:
                 out.append(self.lookup[(x, y)])
             elif (guess := _size_from(self, (), (x, y), (n, i))) is not None:
                 out.append(guess)  # a size computed in Python (a mask of T + 1 columns): checked at other sizes
+            elif (x, y) in self.numels and self.fits_third(self.numels[(x, y)], (n, i)):
+                out.append(self.numels[(x, y)])  # a tensor's element count (autograd's flat storage buffers)
             else:
                 raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
                                       f"of dim {i}; trace at a concrete size instead")
@@ -103,6 +112,8 @@ class Propagation:
                 self.lookup.setdefault((x, y), e)
             if e.free_symbols:  # also a size that happens to agree at both trace sizes: it is still symbolic
                 self.sizes.add(e)
+        if len(out) > 1 and prod(sa) != prod(sb):
+            self.numels.setdefault((prod(sa), prod(sb)), sympy.Mul(*out))
         return tuple(out)
 
     # ---- the walk ---------------------------------------------------------------

@@ -5,6 +5,7 @@ no data, no arithmetic, a fraction of a second even for large models.
 from __future__ import annotations
 
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +177,7 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
         input_index = next(iter(inputs.values())) if inputs else rec.number(x)
         backward_start = None
         grads = _clear_grads(model) if backward else {}
-        with rec:
+        with rec, padding_warning_off(model), own_mask_unpadded(x):
             out = model(**x) if isinstance(x, dict) else model(x)
             if backward:
                 backward_start = len(rec.ops)
@@ -188,6 +189,47 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
             p.grad = g
     return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index, backward_start,
                      inputs)
+
+
+@contextmanager
+def padding_warning_off(model: torch.nn.Module):
+    """Hugging Face's ``warn_if_padding_and_no_attention_mask`` (DeBERTa, Funnel, RoFormer, …) reads two token ids
+    (``Tensor.item()``, which no meta tensor answers) only to log a warning: a no-op on the model's own modules while
+    they run, so that the value read never refuses a model whose computation needs no value."""
+    name = "warn_if_padding_and_no_attention_mask"
+    modules = [m for m in model.modules() if hasattr(type(m), name) and name not in vars(m)]
+    for m in modules:
+        object.__setattr__(m, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        for m in modules:
+            object.__delattr__(m, name)
+
+
+@contextmanager
+def own_mask_unpadded(x):
+    """Encoders that build their own attention mask of ones when given none (ConvBERT, RoFormer, BigBird, …) ask
+    transformers whether it masks any token (``padding_mask.all()``, a value no meta tensor has), to skip building
+    it: with no mask among the inputs, the input is unpadded, so the answer is yes, as on real tensors.  A mask given
+    as an input is left to the model (its values are unknown: refused)."""
+    import sys
+
+    masking = sys.modules.get("transformers.masking_utils")
+    name = "_ignore_bidirectional_mask_sdpa"
+    if masking is None or not hasattr(masking, name) or (isinstance(x, dict) and any("mask" in n for n in x)):
+        yield
+        return
+    original = getattr(masking, name)
+
+    def ignore(padding_mask, *args, **kwargs):
+        return original(None if padding_mask is not None and padding_mask.is_meta else padding_mask, *args, **kwargs)
+
+    setattr(masking, name, ignore)
+    try:
+        yield
+    finally:
+        setattr(masking, name, original)
 
 
 def _clear_grads(model) -> dict:
