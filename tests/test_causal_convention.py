@@ -50,6 +50,17 @@ def test_causal_triangle_of_a_decoder():
     assert any("torch-causal" in n for n in mc.notes)
 
 
+def test_sliding_window_attention_is_counted_in_full_with_a_note():
+    # Mistral masks a window of 16 in every layer: past it a causal kernel computes a band, not the triangle, and
+    # symcost does not derive the band: torch-causal counts those calls as torch does, and says so
+    model = _meta("mistral", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=96, vocab_size=101, sliding_window=16)
+    mc = trace(model, (1, "L"), input_dtype="int64")
+    for length in (7, 40):
+        assert mc.evaluate({"L": length}, "torch-causal")["flops"] == _torch_flops(model, length)
+    assert any("sliding window are counted in full" in n for n in mc.notes)
+
+
 def test_encoder_attention_is_not_causal():
     model = _meta("bert", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=96,
                   vocab_size=101)

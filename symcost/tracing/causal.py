@@ -28,14 +28,32 @@ def _owner(model, row_name: str):
         return None
 
 
+def _sliding(model, owner) -> bool:
+    """Whether the attention module masks a sliding window: its own ``sliding_window``, or the model config's
+    (every layer when the config has no ``layer_types``, as Mistral; else the module's layer's type)."""
+    if getattr(owner, "sliding_window", None):
+        return True
+    cfg = getattr(model, "config", None)
+    if not getattr(cfg, "sliding_window", None) or getattr(cfg, "use_sliding_window", True) is False:
+        return False
+    types = getattr(cfg, "layer_types", None)
+    if types is None:
+        return True
+    idx = getattr(owner, "layer_idx", None)
+    return isinstance(idx, int) and idx < len(types) and types[idx] == "sliding_attention"
+
+
 def mark(model, rows: list) -> list[str]:
     """Set ``causal_skip`` on the causal attention products among ``rows``; notes on what was marked."""
-    marked = 0
+    marked = windowed = 0
     for k, row in enumerate(rows):
-        if row.backward or row.layer != "softmax" or ":" not in row.name:
+        if row.backward or row.layer != "softmax" or not row.functional:
             continue
         owner = _owner(model, row.name)
         if getattr(owner, "is_causal", None) is not True:
+            continue
+        if _sliding(model, owner):  # a band past the window, not a triangle: not derived
+            windowed += 1
             continue
         scores = tuple(row.input_shapes[0])[-2:]
         prefix = row.name.split(":", 1)[0] + ":"
@@ -53,8 +71,11 @@ def mark(model, rows: list) -> list[str]:
         qk.causal_skip = sympy.expand(numel(qk.cost.output_shape[:-2]) * above * qk.input_shapes[0][-1])
         av.causal_skip = sympy.expand(numel(av.input_shapes[0][:-2]) * above * av.input_shapes[1][-1])
         marked += 1
+    notes = [f"torch-causal: {windowed} attention calls with a sliding window are counted in full (all L*S pairs, "
+             "as torch counts them): past the window a causal kernel computes a band, which symcost does not derive"
+             ] if windowed else []
     if not marked:
-        return []
-    return [f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal triangle "
+        return notes
+    return notes + [f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal triangle "
             "(L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); every other convention counts all "
             "L*S" + (" (backward products in full)" if any(r.backward for r in rows) else "")]
