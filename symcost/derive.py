@@ -67,6 +67,12 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
     return mc
 
 
+def _eager_note(e: Exception) -> str:
+    """Why a Hugging Face model was traced with eager attention: its default (sdpa) attention reads mask values."""
+    return (f"traced with attn_implementation='eager': the default attention reads mask values, which meta tensors "
+            f"do not have ({e})")
+
+
 def derive_decode(target: str, input_spec: str, *, past=None, generate=None, convention: str = "flops",
                   use_cache: bool = True, progress: bool = True) -> dict:
     """One decode step (``past``: cached tokens, an int or a symbol name) or a generation (``generate``: steps) of
@@ -105,8 +111,7 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
                     raise
                 failed = e
         if attn:
-            notes.append(f"traced with attn_implementation='eager': the default attention reads mask values, "
-                         f"which meta tensors do not have ({failed})")
+            notes.append(_eager_note(failed))
     out["notes"] = notes
     if use_cache:
         cache.store(key, {"decode": pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)})
@@ -138,8 +143,7 @@ def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dt
             raise
         mc = trace_target(target, shape, train, input_dtype, trace_sizes, backward, attn_implementation="eager")
         mc.notes[:0] = [n for n in notes if n not in mc.notes]
-        mc.notes.append(f"traced with attn_implementation='eager': the default attention reads mask values, "
-                        f"which meta tensors do not have ({e})")
+        mc.notes.append(_eager_note(e))
         return mc
     mc.notes[:0] = notes
     return mc
