@@ -5,12 +5,13 @@ prediction, and the CPU calibration path.  No timing assertions: measured times 
 import csv
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
 import symcost
 from symcost.cli import main
-from symcost.timing import PRESETS, Device, KindRate, estimate, forward_time, get_device, kind_of, spearman
+from symcost.timing import PRESETS, Device, KindRate, estimate, forward_time, get_device, kind_of, predict, spearman
 from symcost.timing.fit import H100_DATA, h100_device, h100_samples
 from symcost.timing.model import LayerEstimate
 
@@ -160,32 +161,93 @@ def test_h100_preset_is_what_the_fit_gives(h100):
             assert fit.host_s(k, dt) == pytest.approx(preset.host_s(k, dt), rel=5e-3), (dt, k)
 
 
-def test_fold_prediction_resnet50_batch64_fp32():
-    """Measured (tests/fixtures/h100/resnet50_e2e.csv, NCHW): 11.3452 ms unfolded, 11.0323 ms folded, a saving
-    of 0.3129 / 11.3452 = 2.76 %.  The model predicts about 6.8 %; the band asserted is 5 points either side of
-    the measurement (the issue's target is 10), not the 27 % of the one-kernel-per-layer roofline."""
+@pytest.fixture(scope="module")
+def resnet50_traces():
+    """ResNet-50 and its BN-folded copy, traced on the meta device at batch 1 and 64."""
     import torch
+    from torchvision.models import resnet50
 
     from symcost.fold import fold_batchnorm
-    from symcost.timing import predict
     from symcost.tracing import trace
-    from torchvision.models import resnet50
 
     torch.manual_seed(0)
     model = resnet50(weights=None).eval()
     folded = fold_batchnorm(model, (1, 3, 64, 64)).model.to("meta")
-    shape = (64, 3, 224, 224)
+    model = model.to("meta")
+    return {b: (trace(model, (b, 3, 224, 224)), trace(folded, (b, 3, 224, 224))) for b in (1, 64)}
+
+
+# measured whole forwards, resnet50_e2e.csv (NCHW, ms): unfolded, folded
+@pytest.mark.parametrize("dtype, batch, unfolded, folded", [
+    ("fp32", 64, 11.3452, 11.0323),    # saving 0.3129 / 11.3452 = 2.76 %
+    ("fp32", 1, 5.6618, 4.1517),       # saving 1.5101 / 5.6618 = 26.7 %
+    ("fp16", 64, 7.7553, 7.2997),      # saving 0.4556 / 7.7553 = 5.87 %
+])
+def test_fold_prediction_resnet50_within_10_points(resnet50_traces, dtype, batch, unfolded, folded):
+    """Issue 12's target: folding's predicted saving within 10 points of the measured one.  Not in the fit: the
+    fractions come from per-layer times, the bias-add rate from profiler totals; fp16 BatchNorm's host time does
+    use the batch-1 e2e times (``fp16_norm_host_extra``), so the fp32 batch-1 row is the cleanest check."""
+    before, after = resnet50_traces[batch]
     d = PRESETS["h100-sxm"]
-    before = predict(trace(model.to("meta"), shape), d, "fp32")
-    after = predict(trace(folded, shape), d, "fp32")
+    eb, ea = predict(before, d, dtype), predict(after, d, dtype)
     # folding removes 53 BatchNorm kernels and gives each of the 53 convolutions a bias-add kernel
-    assert sum(len(e.kernels) for e in before) == sum(len(e.kernels) for e in after)
-    assert sum(e.kind == "norm" for e in before) == 53 and sum(e.kind == "norm" for e in after) == 0
-    saving = 1 - forward_time(after).seconds / forward_time(before).seconds
-    measured = 1 - 11.0323 / 11.3452
-    print(f"\nfold saving, resnet50 b64 fp32 on h100-sxm: predicted {100 * saving:.1f} %, measured "
-          f"{100 * measured:.2f} %")
-    assert abs(saving - measured) < 0.05
+    assert sum(len(e.kernels) for e in eb) == sum(len(e.kernels) for e in ea)
+    assert sum(e.kind == "norm" for e in eb) == 53 and sum(e.kind == "norm" for e in ea) == 0
+    saving = 1 - forward_time(ea).seconds / forward_time(eb).seconds
+    measured = 1 - folded / unfolded
+    print(f"\nfold saving, resnet50 b{batch} {dtype} on h100-sxm: predicted {100 * saving:.1f} %, measured "
+          f"{100 * measured:.1f} %")
+    assert abs(saving - measured) < 0.10
+
+
+def test_batch1_forward_is_the_host_time_of_its_calls(resnet50_traces):
+    """The layer file's own whole-model row at fp32 batch 1 is 3955.73 us; the fit never sees it.  Host-bound,
+    the forward is the sum of the calls' host times (each call's near-empty kernel runs while the host returns)."""
+    est = predict(resnet50_traces[1][0], PRESETS["h100-sxm"], "fp32")
+    f = forward_time(est)
+    assert f.seconds == pytest.approx(f.host_s, rel=1e-3)
+    assert f.seconds == pytest.approx(3955.73e-6, rel=0.10)
+
+
+def test_fp16_batchnorm_host_time_from_the_e2e_file():
+    from symcost.timing.fit import fp16_norm_host_extra
+
+    # fp16 folding saves 7.4757 - 4.3999 = 3.0758 ms, fp32 5.6618 - 4.1517 = 1.5101 ms over 53 BatchNorms:
+    # 1.5657 ms / 53 = 29.54 us more per fp16 BN, times 3.95573 / 5.6618 (layer file's clock / e2e's) = 20.64 us
+    assert fp16_norm_host_extra() == pytest.approx(1.5657e-3 / 53 * 3.95573 / 5.6618, rel=1e-4)
+    d = PRESETS["h100-sxm"]
+    assert d.host_s("norm", "fp16") == pytest.approx(d.host_s("norm", "fp32") + 20.64e-6, rel=5e-3)
+
+
+def test_return_s_hides_a_short_kernel_under_the_host_time():
+    d = Device("toy", peak_flops=1e12, bandwidth=1e9, overhead_s=10.0, kernel_s=2.0, asynchronous=True,
+               return_s=3.0, fuses=())
+    relu = symcost.layer("relu", symbolic=False).cost((1, 4))
+    e = estimate(relu, d, "fp32")
+    # host 10, kernel floor 2 <= return_s 3: the call alone takes its host time
+    assert (e.overhead_s, e.kernel_time_s, e.time_s) == (10.0, 2.0, 10.0)
+    long = replace(d, kernel_s=7.0)
+    assert estimate(relu, long, "fp32").time_s == 10.0 + 7.0 - 3.0
+    # a synchronous device adds them whatever return_s says
+    assert estimate(relu, replace(long, asynchronous=False), "fp32").time_s == 17.0
+    # forward: kernels issued return_s before each call's host time ends
+    # host clock 10, 20; device: max(0, 10 - 3) + 7 = 14, max(14, 20 - 3) + 7 = 24; ends at max(20, 24)
+    assert forward_time([estimate(relu, long, "fp32")] * 2).seconds == 24.0
+
+
+def test_gemm_latency_and_gemv_kind():
+    d = Device("toy", peak_flops=1e12, bandwidth=1e12, fuses=(),
+               kinds={"linear": KindRate(latency_s=1e-5), "gemv": KindRate(memory=0.5)})
+    lin = symcost.layer("linear", symbolic=False, in_features=1000, out_features=1000, bias=False)
+    big = estimate(lin.cost((500, 1000)), d, "fp32")
+    # 500 x 1000 x 1000 MACs x 2 = 1e9 FLOPs at 1e12/s = 1 ms, plus the 10 us start-up
+    assert big.kind == "linear" and big.kernel_time_s == pytest.approx(1e-3 + 1e-5)
+    one = estimate(lin.cost((1, 1000)), d, "fp32")
+    # one row: a matrix-vector product; (1000 + 1e6 + 1000) elements x 4 bytes at half of 1e12 B/s
+    assert one.kind == "gemv" and one.kernel_time_s == pytest.approx(1002000 * 4 / 0.5e12)
+    assert estimate(lin.cost((2, 1, 1000)), d, "fp32").kind == "linear"          # two rows
+    mm = symcost.layer("matmul", symbolic=False).cost((4, 1, 64), (4, 64, 32))
+    assert estimate(mm, d, "fp32").kind == "gemv"                                # M = 1 per matrix
 
 
 # ------------------------------------------------------------------------------------------- commands

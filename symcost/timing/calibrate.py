@@ -3,8 +3,9 @@
 1. Roofs: ``torch.mm`` of two n x n matrices (2 n^3 FLOPs) and the larger of ``copy_`` (2 x 4 bytes per
    element) and ``add`` (3 x 4) on 2^25 fp32 elements (128 MiB a tensor, far beyond any cache; 2^18 with
    ``quick``, which fits in cache and so measures cache, not DRAM).
-2. Per kind (``symcost.timing.kinds``), a real module called on a small and a large input, each timed as the
-   median of ``repeats`` samples: the small call is mostly host time, the large mostly kernel time.  Their costs
+2. Per kind (``symcost.timing.kinds``), a real module called on a small input and on larger ones (``CASES``),
+   each timed as the median of ``repeats`` samples: the small call is mostly host time, the others mostly
+   kernel time, compute-heavy and memory-heavy.  Their costs
    come from symcost's own catalog, so the fit (``symcost.timing.fit.fit_rates``) sees exactly the FLOPs and
    bytes the prediction will use.
 
@@ -26,18 +27,27 @@ from .fit import Sample, fit_rates
 from .measure import regime, threads_text
 from .progress import Progress
 
-#: kind -> (catalog layer, its arguments, module builder, input shape small, large, large with quick)
+#: kind -> (catalog layer, its arguments from a channel count, (channels, spatial size) of the calls measured,
+#: the same with ``quick``).  The first call is small (mostly host time); the others span what real layers are:
+#: many channels on a small map (compute-heavy) and few channels on a large map (memory-heavy, and the sizes at
+#: which a CPU's caches hold a layer's tensors), so that a kind's compute and memory fractions are both pinned.
 CASES: dict[str, tuple] = {
     "conv_kxk": ("conv2d", lambda c: dict(in_channels=c, out_channels=c, kernel_size=3, padding=1, bias=False),
-                 [(8, 8), (64, 56), (32, 16)]),
+                 [(8, 8), (256, 14), (64, 56), (16, 112)], [(8, 8), (32, 16)]),
     "conv_1x1": ("conv2d", lambda c: dict(in_channels=c, out_channels=2 * c, kernel_size=1, bias=False),
-                 [(8, 8), (128, 28), (64, 16)]),
+                 [(8, 8), (256, 14), (128, 28), (16, 112)], [(8, 8), (64, 16)]),
     "conv_grouped": ("conv2d", lambda c: dict(in_channels=c, out_channels=c, kernel_size=3, padding=1, groups=c,
-                                              bias=False), [(8, 8), (128, 56), (64, 16)]),
-    "norm": ("batchnorm2d", lambda c: dict(num_features=c, mode="eval"), [(8, 8), (64, 112), (32, 32)]),
-    "elementwise": ("relu", lambda c: {}, [(8, 8), (64, 112), (32, 32)]),
-    "pool": ("maxpool2d", lambda c: dict(kernel_size=3, stride=2, padding=1), [(8, 8), (64, 112), (32, 32)]),
-    "linear": ("linear", lambda c: dict(in_features=c, out_features=c, bias=True), [(64, 1), (1024, 64), (256, 32)]),
+                                              bias=False), [(8, 8), (512, 14), (128, 56), (32, 112)],
+                     [(8, 8), (64, 16)]),
+    "norm": ("batchnorm2d", lambda c: dict(num_features=c, mode="eval"), [(8, 8), (256, 14), (64, 56), (64, 112)],
+             [(8, 8), (32, 32)]),
+    "elementwise": ("relu", lambda c: {}, [(8, 8), (256, 14), (64, 56), (64, 112)], [(8, 8), (32, 32)]),
+    "pool": ("maxpool2d", lambda c: dict(kernel_size=3, stride=2, padding=1), [(8, 8), (256, 14), (64, 112)],
+             [(8, 8), (32, 32)]),
+    "linear": ("linear", lambda c: dict(in_features=c, out_features=c, bias=True),
+               [(64, 4), (256, 64), (1024, 64), (1024, 512)], [(64, 4), (256, 32)]),
+    "gemv": ("linear", lambda c: dict(in_features=c, out_features=c, bias=True),
+             [(64, 1), (512, 1), (2048, 1)], [(64, 1), (256, 1)]),
 }
 
 
@@ -131,8 +141,8 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         t_module = timed(lambda: relu(tiny), 0.005 if quick else 0.05)
         samples, calls = [], []
         for dt in ("fp32", *extra):
-            for kind, (layer, make_args, sizes) in CASES.items():
-                for c, size in (sizes[0], sizes[2] if quick else sizes[1]):
+            for kind, (layer, make_args, sizes, quick_sizes) in CASES.items():
+                for c, size in quick_sizes if quick else sizes:
                     args = make_args(c)
                     shape = _shape(layer, c, size)
                     p.update(f"{kind} on {'x'.join(map(str, shape))} {dt}")
@@ -151,11 +161,13 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
                   fuses=() if on_gpu else ("conv_bias",),
                   tf32_conv=on_gpu and torch.backends.cudnn.allow_tf32,
                   tf32_matmul=on_gpu and torch.backends.cuda.matmul.allow_tf32)
-    kinds = fit_rates([s for s in samples if s.dtype == "fp32"], base)
+    # a CPU's caches hold layer-sized tensors: a kind may beat the DRAM bandwidth measured above
+    top = 2.0 if on_gpu else 8.0
+    kinds = fit_rates([s for s in samples if s.dtype == "fp32"], base, max_fraction=top)
     # host time is the host's: per further dtype only the two fractions are fitted
     by_dtype = {dt: {k: replace(r, host_s=None) for k, r in
                      fit_rates([s for s in samples if s.dtype == dt], replace(base, kinds=kinds),
-                               fit_host=False).items()} for dt in extra}
+                               fit_host=False, max_fraction=top).items()} for dt in extra}
     details = {
         "regime": {**r, "device": device}, "quick": quick, "repeats": reps,
         "gemm": {"n": n, "dtype": "fp32", "seconds": t_mm, "flops_per_s": gemm, "flops_per_s_by_dtype": peaks},
@@ -168,6 +180,6 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
               f"{threads_text(r['threads'])}, torch {r['torch']}: torch.mm {n}x{n} fp32 (median of {reps}); "
               f"bandwidth max of copy and add of {m * 4 >> 20} MiB fp32 tensors"
               f"{' (fits in cache: not a DRAM figure)' if quick else ''}; overhead_s = one tiny nn.ReLU call; per "
-              f"kind host time and attained fractions fitted to a small and a large call of each of "
+              f"kind host time and attained fractions fitted to a small call and larger ones of each of "
               f"{', '.join(CASES)} (symcost.timing.calibrate.CASES), in {', '.join(('fp32', *extra))}")
     return replace(base, source=source, kinds=kinds, kinds_by_dtype=by_dtype, details=details)

@@ -31,15 +31,19 @@ class KindRate:
     compute: fraction of the dtype's peak FLOP/s its kernels attain (0 < compute <= 1 for a measured peak).
     memory:  fraction of the memory bandwidth its kernels attain.
     kernel_s: device seconds each of its kernels costs at least; ``None``: the device's ``kernel_s``.
+    latency_s: device seconds each of its kernels adds to its roofline time (a GEMM's start-up and partly idle
+             last wave): with it a small call attains a small fraction of the roofs and a large one nearly all,
+             where a fraction alone would hold for every size.
     """
 
     host_s: float | None = None
     compute: float = 1.0
     memory: float = 1.0
     kernel_s: float | None = None
+    latency_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for what in ("host_s", "kernel_s"):
+        for what in ("host_s", "kernel_s", "latency_s"):
             v = getattr(self, what)
             if v is not None and (not _finite(v) or v < 0):
                 raise ValueError(f"{what} must be a number >= 0, got {v!r}")
@@ -49,13 +53,15 @@ class KindRate:
                 raise ValueError(f"{what} must be a positive fraction, got {v!r}")
 
     def to_dict(self) -> dict:
-        return {"host_s": self.host_s, "compute": self.compute, "memory": self.memory, "kernel_s": self.kernel_s}
+        return {"host_s": self.host_s, "compute": self.compute, "memory": self.memory, "kernel_s": self.kernel_s,
+                "latency_s": self.latency_s}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "KindRate":
-        if not isinstance(d, Mapping) or set(d) - {"host_s", "compute", "memory", "kernel_s"}:
-            raise ValueError(f"a kind rate is an object with host_s, compute, memory, kernel_s; got {d!r}")
-        return cls(d.get("host_s"), d.get("compute", 1.0), d.get("memory", 1.0), d.get("kernel_s"))
+        if not isinstance(d, Mapping) or set(d) - {"host_s", "compute", "memory", "kernel_s", "latency_s"}:
+            raise ValueError(f"a kind rate is an object with host_s, compute, memory, kernel_s, latency_s; got {d!r}")
+        return cls(d.get("host_s"), d.get("compute", 1.0), d.get("memory", 1.0), d.get("kernel_s"),
+                   d.get("latency_s", 0.0))
 
 
 def _rates(table, where: str) -> dict[str, KindRate]:
@@ -84,8 +90,12 @@ class Device:
     kinds:       per kind of call, a :class:`KindRate`; kinds_by_dtype: the same per dtype, where measured.
     launch_s:    host seconds per kernel beyond a call's first (a conv's separate bias-add kernel).
     kernel_s:    device seconds every kernel costs at least (a near-empty kernel's duration).
-    asynchronous: the host issues kernels and runs ahead (a GPU): a call alone costs max(host, device), a whole
-                 forward overlaps the two; otherwise (a CPU) host and device time add.
+    asynchronous: the host issues kernels and runs ahead (a GPU): a whole forward overlaps host and device time;
+                 otherwise (a CPU) host and device time add.
+    return_s:    on an asynchronous device, the host seconds of a call after it has launched its kernels (the module
+                 call returning, its hooks): the kernels run meanwhile, so a call alone takes
+                 ``host + max(0, device - return_s)`` and, in a whole forward, its kernels are issued ``return_s``
+                 before its host time ends.
     fuses:       epilogues run inside the main kernel (``conv_bias``); eager CUDA convolutions do not fuse their
                  bias (a separate elementwise kernel), oneDNN CPU convolutions do.  Default: all (one pass a call).
     tf32_conv, tf32_matmul: fp32 convolutions / matmuls run on TF32 tensor cores (``peak('tf32')``).
@@ -103,6 +113,7 @@ class Device:
     launch_s: float = 0.0
     kernel_s: float = 0.0
     asynchronous: bool = False
+    return_s: float = 0.0
     fuses: tuple[str, ...] = EPILOGUES
     tf32_conv: bool = False
     tf32_matmul: bool = False
@@ -111,7 +122,7 @@ class Device:
         for what, v in (("peak_flops", self.peak_flops), ("bandwidth", self.bandwidth)):
             if not _finite(v) or v <= 0:
                 raise ValueError(f"device {self.name!r}: {what} must be a positive number, got {v!r}")
-        for what in ("overhead_s", "launch_s", "kernel_s"):
+        for what in ("overhead_s", "launch_s", "kernel_s", "return_s"):
             v = getattr(self, what)
             if not _finite(v) or v < 0:
                 raise ValueError(f"device {self.name!r}: {what} must be a number >= 0, got {v!r}")
@@ -168,12 +179,14 @@ class Device:
                 "kinds": {k: r.to_dict() for k, r in self.kinds.items()},
                 "kinds_by_dtype": {d: {k: r.to_dict() for k, r in t.items()} for d, t in self.kinds_by_dtype.items()},
                 "launch_s": self.launch_s, "kernel_s": self.kernel_s, "asynchronous": self.asynchronous,
+                "return_s": self.return_s,
                 "fuses": list(self.fuses), "tf32_conv": self.tf32_conv, "tf32_matmul": self.tf32_matmul,
                 "details": dict(self.details),
                 "units": {"peak_flops": "FLOP/s", "bandwidth": "bytes/s", "overhead_s": "seconds per layer call",
                           "host_s": "seconds per layer call", "compute": "fraction of peak",
                           "memory": "fraction of bandwidth", "launch_s": "seconds per extra kernel",
-                          "kernel_s": "seconds per kernel, at least"}}
+                          "kernel_s": "seconds per kernel, at least", "latency_s": "seconds per kernel, added",
+                          "return_s": "host seconds per call after its launches"}}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Device":
@@ -183,13 +196,13 @@ class Device:
         if missing:
             raise ValueError(f"device description lacks {', '.join(missing)}")
         known = {"name", "peak_flops", "bandwidth", "overhead_s", "source", "peak_flops_by_dtype", "details", "units",
-                 "kinds", "kinds_by_dtype", "launch_s", "kernel_s", "asynchronous", "fuses", "tf32_conv",
-                 "tf32_matmul"}
+                 "kinds", "kinds_by_dtype", "launch_s", "kernel_s", "asynchronous", "return_s", "fuses",
+                 "tf32_conv", "tf32_matmul"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"device description has unknown key(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
-        for k in ("peak_flops", "bandwidth", "overhead_s", "launch_s", "kernel_s"):
+        for k in ("peak_flops", "bandwidth", "overhead_s", "launch_s", "kernel_s", "return_s"):
             if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
                 raise ValueError(f"device description: {k} must be a number, got {d[k]!r}")
         by_dtype = d.get("peak_flops_by_dtype") or {}
@@ -204,7 +217,8 @@ class Device:
                    peak_flops_by_dtype=by_dtype, details=dict(d.get("details") or {}),
                    kinds=d.get("kinds") or {}, kinds_by_dtype=d.get("kinds_by_dtype") or {},
                    launch_s=d.get("launch_s", 0.0), kernel_s=d.get("kernel_s", 0.0),
-                   asynchronous=bool(d.get("asynchronous", False)), fuses=tuple(fuses),
+                   asynchronous=bool(d.get("asynchronous", False)), return_s=d.get("return_s", 0.0),
+                   fuses=tuple(fuses),
                    tf32_conv=bool(d.get("tf32_conv", False)), tf32_matmul=bool(d.get("tf32_matmul", False)))
 
     def save(self, path: str | os.PathLike) -> None:

@@ -8,6 +8,7 @@ such kernels in a folded ResNet-50), unless the device says its backend fuses th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: kind -> what it covers
@@ -17,6 +18,7 @@ KINDS: dict[str, str] = {
     "conv_grouped": "grouped or depthwise convolution (memory-bound stencil)",
     "linear": "nn.Linear, addmm (bias in the GEMM epilogue)",
     "matmul": "matmul, bmm, baddbmm",
+    "gemv": "a linear or matmul whose output has one row per matrix (a decode step, batch 1): streams its weight",
     "attention": "scaled_dot_product_attention, multi-head attention (fused kernel)",
     "norm": "BatchNorm (eval: one scale-and-shift kernel), LayerNorm, GroupNorm",
     "elementwise": "activations and elementwise arithmetic (relu, silu, add, mul …)",
@@ -40,9 +42,23 @@ _LAYER_KIND = {"softmax": "softmax", "log_softmax": "softmax", "dropout": "view"
 _KERNELS = {"groupnorm": 2, "multihead_attention": 3}
 
 
-def kind_of(layer: str, family: str, args: dict | None = None) -> str:
-    """The kind of one call of catalog layer ``layer`` (of ``family``) with arguments ``args``."""
+def _rows(family: str, output_shape) -> int | None:
+    """Rows of a GEMM's output per weight matrix: M of (..., M, N) for a matmul, every leading dim for a linear."""
+    try:
+        dims = [int(d) for d in output_shape]
+    except (TypeError, ValueError):
+        return None
+    if family == "linear" and dims:
+        return math.prod(dims[:-1])
+    return dims[-2] if len(dims) >= 2 else 1
+
+
+def kind_of(layer: str, family: str, args: dict | None = None, output_shape=None) -> str:
+    """The kind of one call of catalog layer ``layer`` (of ``family``) with arguments ``args`` and output shape
+    ``output_shape`` (a GEMM with one output row is a matrix-vector product, another kind)."""
     args = args or {}
+    if family in ("linear", "matmul") and output_shape is not None and _rows(family, output_shape) == 1:
+        return "gemv"
     if family == "conv":
         groups = int(args.get("groups", 1) or 1)
         if groups > 1:

@@ -4,20 +4,24 @@ Per layer call, from symcost's exact counts (FLOPs under a named convention; ele
 tensor once) and a :class:`~symcost.timing.devices.Device`:
 
 .. math::
-    t_{\text{device}} = \sum_{\text{kernels } j} \max\!\Big(t_k, \frac{F_j}{c_\kappa P_d},
-        \frac{B_j}{m_\kappa W}\Big), \qquad
+    t_{\text{device}} = \sum_{\text{kernels } j} \max\!\Big(t_k, \lambda_\kappa + \max\!\Big(\frac{F_j}{c_\kappa P_d},
+        \frac{B_j}{m_\kappa W}\Big)\Big), \qquad
     t_{\text{host}} = h_\kappa + (n_{\text{kernels}} - 1)\, t_\ell
 
 with $P_d$ the peak FLOP/s at the dtype the kernel runs in (TF32 for fp32 cuDNN convolutions where the device
 says so), $W$ the bandwidth, $c_\kappa, m_\kappa$ the fractions of them the call's kind $\kappa$ attains, $t_k$
-the least time of one of the kind's kernels, $h_\kappa$ the kind's host time per call and $t_\ell$ the host
-time of each further
-kernel launch (a convolution's separate bias add).  Bytes are elements times the dtype's size.  A call alone
-takes $t_{\text{host}} + t_{\text{device}}$, also on an asynchronous device (a GPU): timed alone, its kernels
-cannot start before the host work that launches them (fitting $\max$ instead made BatchNorm's batch-64 rate absorb
-that host time, and folding's predicted saving three times the measured one).  A whole forward pass on an
-asynchronous device is a two-clock simulation: the host issues call after call,
-each call's kernels start when issued and when the previous ones are done; the pass ends when both clocks do.
+the least time of one of the kind's kernels, $\lambda_\kappa$ a start-up time its kernels add (0 but where
+fitted: a small GEMM attains little of the peak, a large one nearly all of it), $h_\kappa$ the kind's host time per call and $t_\ell$ the host
+time of each further kernel launch (a convolution's separate bias add).  Bytes are elements times the dtype's
+size.  A call alone takes $t_{\text{host}} + t_{\text{device}}$ on a synchronous device (a CPU).  On an
+asynchronous one (a GPU) its kernels are launched $t_r$ (the device's ``return_s``) before its host work ends --
+the module call still returns, its hooks run -- so a call alone takes
+$t_{\text{host}} + \max(0, t_{\text{device}} - t_r)$: a near-empty kernel hides under the host time (at batch 1
+the whole ResNet-50 forward on the H100 takes the sum of its calls' times alone), a long one does not (fitting
+$\max(t_{\text{host}}, t_{\text{device}})$ made BatchNorm's batch-64 rate absorb its host time, and folding's
+predicted saving three times the measured one).  A whole forward pass on an asynchronous device is a two-clock
+simulation: the host issues call after call, each call's kernels start when issued and when the previous ones
+are done; the pass ends when both clocks do.
 With no kind rates, $c = m = 1$, $t_k = 0$ and one kernel a call, this is the plain roofline plus $t_0$ per call.
 
 The prediction is a model, not a simulator: caches make real traffic smaller than the ideal count's, and a
@@ -35,7 +39,7 @@ from .devices import Device
 from .dtypes import dtype_name, itemsize
 from .kinds import is_conv, kernels_of, kind_of
 
-_MATMUL_KINDS = ("linear", "matmul", "attention")
+_MATMUL_KINDS = ("linear", "matmul", "gemv", "attention")
 
 
 def layer_bytes(cost: Cost, dtype: str = "fp32") -> tuple[int, int]:
@@ -78,6 +82,7 @@ class LayerEstimate:
     kernels: tuple = ()          # (what, seconds) per kernel
     device_s: float | None = None
     asynchronous: bool = False
+    hidden_s: float = 0.0        # host seconds after the launches, while the kernels run (asynchronous devices)
 
     @property
     def bytes(self) -> int:
@@ -97,10 +102,11 @@ class LayerEstimate:
 
     @property
     def time_s(self) -> float:
-        """The call alone: host + device time.  Also on an asynchronous device: timed alone, its kernels cannot
-        start before the host has done the work that launches them; only in a whole forward does the host run
-        ahead (``forward_time``)."""
-        return self.overhead_s + self.kernel_time_s
+        """The call alone: host + device time, less the device time that runs while the host returns from the
+        call after launching its kernels (``hidden_s``, asynchronous devices only).  Its kernels cannot start
+        before the host work that launches them; only in a whole forward does the host run ahead
+        (``forward_time``)."""
+        return self.overhead_s + max(0.0, self.kernel_time_s - self.hidden_s)
 
     @property
     def bound(self) -> str:
@@ -142,7 +148,7 @@ def kernel_terms(cost: Cost, device: Device, dtype: str, convention: Convention,
     size = itemsize(dtype)
     flops = to_int(convention.count(cost), "FLOPs")
     read, written = layer_bytes(cost, dtype)
-    kind = kind_of(cost.layer, cost.family, args)
+    kind = kind_of(cost.layer, cost.family, args, cost.output_shape)
     bias_flops = bias_bytes = 0
     if cost.family == "conv" and cost.ops.get("bias"):
         bias = Cost(ops={"bias": cost.ops["bias"]}, family=cost.family, layer=cost.layer)
@@ -167,14 +173,15 @@ def estimate(cost: Cost, device: Device, dtype: str = "fp32", convention: str | 
         rate = device.rate(k.kind, dtype)
         c, m = k.compute_s / rate.compute, k.memory_s / rate.memory
         compute, memory = compute + c, memory + m
-        t = max(device.kernel_floor_s(k.kind, dtype), c, m)
+        t = max(device.kernel_floor_s(k.kind, dtype), rate.latency_s + max(c, m))
         dev += t
         shown.append((k.what, t))
-    host = 0.0
+    host = hidden = 0.0
     if overhead:
         host = device.host_s(kind, dtype) + max(0, len(terms) - 1) * device.launch_s
+        hidden = min(host, device.return_s) if device.asynchronous else 0.0
     return LayerEstimate(name, cost.layer, cost.family, flops, read, written, compute, memory, host, kind,
-                         tuple(shown), dev, device.asynchronous)
+                         tuple(shown), dev, device.asynchronous, hidden)
 
 
 def predict(mc, device: Device, dtype: str = "fp32", convention: str | Convention = "flops",
@@ -219,5 +226,5 @@ def forward_time(estimates: Iterable[LayerEstimate]) -> ForwardTime:
     h = g = 0.0
     for e in est:
         h += e.overhead_s
-        g = max(g, h) + e.kernel_time_s
+        g = max(g, h - e.hidden_s) + e.kernel_time_s
     return ForwardTime(max(h, g), h, sum(e.kernel_time_s for e in est), True)
