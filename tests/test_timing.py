@@ -260,7 +260,7 @@ def test_calibrate_quick_fits_every_kind(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "host per call" in text and "conv_1x1" in text
     d = Device.load(out)
-    assert set(d.kinds) == set(CASES) and not d.asynchronous and d.fuses == ("conv_bias",)
+    assert set(d.kinds) == set(CASES) | {"view"} and not d.asynchronous and d.fuses == ("conv_bias",)
     assert all(r.host_s is not None and r.host_s >= 0 for r in d.kinds.values())
     assert len(d.details["calls"]) == 2 * len(CASES)           # a small and a large call per kind
 
@@ -316,3 +316,29 @@ def test_calibrate_another_dtype_fits_its_own_fractions(tmp_path, capsys):
     assert main(["calibrate", "--quick", "--dtype", "int8", "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "int8 cannot be measured" in err and err.count("\n") == 1
+
+
+def test_cache_caps_a_memory_fraction_and_fresh_outputs_pay_their_first_touch():
+    d = Device("toy", peak_flops=1e15, bandwidth=1e9, cache_bytes=10_000, first_touch_s=1e-9, first_touch_above=1000,
+               kinds={"elementwise": KindRate(memory=2.0)})
+    relu = symcost.layer("relu", symbolic=False)
+    small, big = relu.cost((1, 100)), relu.cost((1, 10_000))
+    # 100 elements read + 100 written, 4 bytes each = 800 bytes, in cache: at twice the bandwidth; no first touch
+    e = estimate(small, d, "fp32")
+    assert e.memory_s == pytest.approx(800 / 2e9) and e.first_touch_s == 0.0
+    # 80,000 bytes > the cache: at the bandwidth itself; its 40,000-byte output is fresh: 40,000 x 1 ns
+    e = estimate(big, d, "fp32")
+    assert e.memory_s == pytest.approx(80_000 / 1e9) and e.first_touch_s == pytest.approx(40_000e-9)
+    assert e.kernel_time_s == pytest.approx(80_000 / 1e9 + 40_000e-9)
+    assert estimate(big, d, "fp32", fresh=False).first_touch_s == 0.0       # in place: no new memory
+
+
+def test_in_place_calls_write_no_fresh_output():
+    from symcost.timing.model import writes_fresh_output
+    from symcost.tracing import trace
+    from torchvision.models import resnet18
+
+    rows = {r.name: r for r in trace(resnet18().to("meta"), (1, 3, 32, 32)).rows if r.is_call}
+    assert not writes_fresh_output(rows["relu"])               # nn.ReLU(inplace=True)
+    assert not writes_fresh_output(rows["layer1.0:add_"])      # out += identity
+    assert writes_fresh_output(rows["conv1"]) and writes_fresh_output(rows["bn1"])

@@ -141,7 +141,12 @@ def run_calibrate(args) -> int:
     gemm = f"torch.mm {g['n']}x{g['n']} fp32: {seconds(g['seconds'])} -> {si(g['flops_per_s'], 'FLOP/s')}"
     bandwidth = (f"copy of {c['elements'] * 4 >> 20} MiB: {si(c['bytes_per_s'], 'B/s')}; "
                  f"add: {si(a['bytes_per_s'], 'B/s')} (bytes read + written per second)")
-    print(pairs([("GEMM", gemm), ("bandwidth", bandwidth),
+    memory = [("cache", f"last level {device.cache_bytes >> 20} MiB: beyond it a kind runs at most at the "
+                        "bandwidth above")] if device.cache_bytes else []
+    if device.first_touch_s:
+        memory.append(("first touch", f"{seconds(device.first_touch_s * (1 << 20))} per MiB of a new output above "
+                                      f"{device.first_touch_above >> 20} MiB (page faults)"))
+    print(pairs([("GEMM", gemm), ("bandwidth", bandwidth), *memory,
                  ("overhead", f"tiny nn.ReLU module call {seconds(d['tiny_module_call_s'])}")]))
     calls = {}
     for call in d["calls"]:

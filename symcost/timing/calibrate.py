@@ -22,9 +22,9 @@ from dataclasses import replace
 from functools import partial
 from typing import Callable
 
-from .devices import Device
+from .devices import Device, KindRate
 from .fit import Sample, fit_rates
-from .measure import regime, threads_text
+from .measure import last_level_cache_bytes, regime, threads_text
 from .progress import Progress
 
 #: kind -> (catalog layer, its arguments from a channel count, (channels, spatial size) of the calls measured,
@@ -135,10 +135,18 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         p.update(f"add of {m * 4 >> 20} MiB")
         t_add = timed(partial(torch.add, src, other, out=dst), 0.01 if quick else 0.1)
         copy_bw, add_bw = 2 * 4 * m / t_copy, 3 * 4 * m / t_add
+        # the first touch of a freshly mapped output: a new 64 MiB tensor filled, against filling an existing one
+        touch_n = 1 << (18 if quick or device == "cuda" else 24)
+        p.update(f"first touch of {touch_n * 4 >> 20} MiB")
+        t_fill = timed(partial(dst[:touch_n].fill_, 1.0), 0.01 if quick else 0.1)
+        t_fresh = timed(lambda: torch.empty(touch_n, device=dev).fill_(1.0), 0.01 if quick else 0.1)
+        first_touch = max(0.0, t_fresh - t_fill) / (4 * touch_n) if device == "cpu" and not quick else 0.0
         del src, dst, other
         tiny = torch.ones(1, device=dev)
         relu = torch.nn.ReLU()
         t_module = timed(lambda: relu(tiny), 0.005 if quick else 0.05)
+        identity = torch.nn.Identity()
+        t_view = timed(lambda: identity(tiny), 0.005 if quick else 0.05)   # a call that launches no kernel
         samples, calls = [], []
         for dt in ("fp32", *extra):
             for kind, (layer, make_args, sizes, quick_sizes) in CASES.items():
@@ -160,10 +168,12 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
                   overhead_s=t_module, peak_flops_by_dtype=peaks, asynchronous=on_gpu,
                   fuses=() if on_gpu else ("conv_bias",),
                   tf32_conv=on_gpu and torch.backends.cudnn.allow_tf32,
-                  tf32_matmul=on_gpu and torch.backends.cuda.matmul.allow_tf32)
+                  tf32_matmul=on_gpu and torch.backends.cuda.matmul.allow_tf32,
+                  cache_bytes=0 if on_gpu else last_level_cache_bytes(), first_touch_s=first_touch)
     # a CPU's caches hold layer-sized tensors: a kind may beat the DRAM bandwidth measured above
     top = 2.0 if on_gpu else 8.0
-    kinds = fit_rates([s for s in samples if s.dtype == "fp32"], base, max_fraction=top)
+    kinds = {**fit_rates([s for s in samples if s.dtype == "fp32"], base, max_fraction=top),
+             "view": KindRate(host_s=t_view)}
     # host time is the host's: per further dtype only the two fractions are fitted
     by_dtype = {dt: {k: replace(r, host_s=None) for k, r in
                      fit_rates([s for s in samples if s.dtype == dt], replace(base, kinds=kinds),
@@ -173,13 +183,18 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         "gemm": {"n": n, "dtype": "fp32", "seconds": t_mm, "flops_per_s": gemm, "flops_per_s_by_dtype": peaks},
         "copy": {"elements": m, "bytes_moved": 8 * m, "seconds": t_copy, "bytes_per_s": copy_bw},
         "add": {"elements": m, "bytes_moved": 12 * m, "seconds": t_add, "bytes_per_s": add_bw},
-        "tiny_module_call_s": t_module, "calls": calls,
+        "tiny_module_call_s": t_module, "identity_call_s": t_view, "calls": calls,
+        "first_touch": {"elements": touch_n, "fill_existing_s": t_fill, "fill_new_s": t_fresh,
+                        "seconds_per_byte": first_touch},
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     source = (f"symcost calibrate{' --quick' if quick else ''} on {r['cpu']}{' / ' + device if on_gpu else ''}, "
               f"{threads_text(r['threads'])}, torch {r['torch']}: torch.mm {n}x{n} fp32 (median of {reps}); "
               f"bandwidth max of copy and add of {m * 4 >> 20} MiB fp32 tensors"
-              f"{' (fits in cache: not a DRAM figure)' if quick else ''}; overhead_s = one tiny nn.ReLU call; per "
+              f"{' (fits in cache: not a DRAM figure)' if quick else ''}; first_touch_s = a new 64 MiB "
+              f"tensor filled less an existing one filled, per byte (0 with --quick and on CUDA); cache_bytes = "
+              f"the CPU's last-level cache (sysfs); overhead_s = one tiny nn.ReLU call; view calls "
+              f"one nn.Identity call; per "
               f"kind host time and attained fractions fitted to a small call and larger ones of each of "
               f"{', '.join(CASES)} (symcost.timing.calibrate.CASES), in {', '.join(('fp32', *extra))}")
     return replace(base, source=source, kinds=kinds, kinds_by_dtype=by_dtype, details=details)

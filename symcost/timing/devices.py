@@ -99,6 +99,13 @@ class Device:
     fuses:       epilogues run inside the main kernel (``conv_bias``); eager CUDA convolutions do not fuse their
                  bias (a separate elementwise kernel), oneDNN CPU convolutions do.  Default: all (one pass a call).
     tf32_conv, tf32_matmul: fp32 convolutions / matmuls run on TF32 tensor cores (``peak('tf32')``).
+    cache_bytes: the last-level cache (0: none known).  A kernel moving more bytes than this runs at most at
+                 ``bandwidth``: a kind's memory fraction above 1 (measured on layer-sized tensors a CPU's cache
+                 holds) is the cache's, not DRAM's.
+    first_touch_s: seconds per byte of an output that is freshly mapped memory (page faults: the OS zeroes each
+                 page on its first write); 0 on a GPU, whose caching allocator reuses its blocks.
+    first_touch_above: outputs larger than this many bytes are freshly mapped on every call (glibc serves a block
+                 above its mmap threshold, which grows to at most 32 MiB, with mmap and unmaps it when freed).
     """
 
     name: str
@@ -117,16 +124,20 @@ class Device:
     fuses: tuple[str, ...] = EPILOGUES
     tf32_conv: bool = False
     tf32_matmul: bool = False
+    cache_bytes: int = 0
+    first_touch_s: float = 0.0
+    first_touch_above: int = 32 << 20
 
     def __post_init__(self) -> None:
         for what, v in (("peak_flops", self.peak_flops), ("bandwidth", self.bandwidth)):
             if not _finite(v) or v <= 0:
                 raise ValueError(f"device {self.name!r}: {what} must be a positive number, got {v!r}")
-        for what in ("overhead_s", "launch_s", "kernel_s", "return_s"):
+        for what in ("overhead_s", "launch_s", "kernel_s", "return_s", "first_touch_s", "cache_bytes",
+                     "first_touch_above"):
             v = getattr(self, what)
             if not _finite(v) or v < 0:
                 raise ValueError(f"device {self.name!r}: {what} must be a number >= 0, got {v!r}")
-            object.__setattr__(self, what, float(v))
+            object.__setattr__(self, what, float(v) if what.endswith("_s") else int(v))
         clean = {}
         for k, v in dict(self.peak_flops_by_dtype).items():
             if not _finite(v) or v <= 0:
@@ -172,6 +183,11 @@ class Device:
     def kernel_floor_s(self, kind: str, dtype: str = "fp32") -> float:
         return self._first(kind, dtype, "kernel_s", self.kernel_s)
 
+    def memory_fraction(self, kind: str, dtype: str, nbytes: float) -> float:
+        """The kind's memory fraction for a kernel moving ``nbytes``: at most 1 beyond the cache."""
+        m = self.rate(kind, dtype).memory
+        return min(m, 1.0) if self.cache_bytes and nbytes > self.cache_bytes else m
+
     def to_dict(self) -> dict:
         return {"name": self.name, "peak_flops": self.peak_flops, "bandwidth": self.bandwidth,
                 "overhead_s": self.overhead_s, "source": self.source,
@@ -181,12 +197,16 @@ class Device:
                 "launch_s": self.launch_s, "kernel_s": self.kernel_s, "asynchronous": self.asynchronous,
                 "return_s": self.return_s,
                 "fuses": list(self.fuses), "tf32_conv": self.tf32_conv, "tf32_matmul": self.tf32_matmul,
+                "cache_bytes": self.cache_bytes, "first_touch_s": self.first_touch_s,
+                "first_touch_above": self.first_touch_above,
                 "details": dict(self.details),
                 "units": {"peak_flops": "FLOP/s", "bandwidth": "bytes/s", "overhead_s": "seconds per layer call",
                           "host_s": "seconds per layer call", "compute": "fraction of peak",
                           "memory": "fraction of bandwidth", "launch_s": "seconds per extra kernel",
                           "kernel_s": "seconds per kernel, at least", "latency_s": "seconds per kernel, added",
-                          "return_s": "host seconds per call after its launches"}}
+                          "return_s": "host seconds per call after its launches", "cache_bytes": "bytes",
+                          "first_touch_s": "seconds per byte of a freshly mapped output",
+                          "first_touch_above": "bytes"}}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Device":
@@ -197,12 +217,13 @@ class Device:
             raise ValueError(f"device description lacks {', '.join(missing)}")
         known = {"name", "peak_flops", "bandwidth", "overhead_s", "source", "peak_flops_by_dtype", "details", "units",
                  "kinds", "kinds_by_dtype", "launch_s", "kernel_s", "asynchronous", "return_s", "fuses",
-                 "tf32_conv", "tf32_matmul"}
+                 "tf32_conv", "tf32_matmul", "cache_bytes", "first_touch_s", "first_touch_above"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"device description has unknown key(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
-        for k in ("peak_flops", "bandwidth", "overhead_s", "launch_s", "kernel_s", "return_s"):
+        for k in ("peak_flops", "bandwidth", "overhead_s", "launch_s", "kernel_s", "return_s", "cache_bytes",
+                  "first_touch_s", "first_touch_above"):
             if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
                 raise ValueError(f"device description: {k} must be a number, got {d[k]!r}")
         by_dtype = d.get("peak_flops_by_dtype") or {}
@@ -219,7 +240,9 @@ class Device:
                    launch_s=d.get("launch_s", 0.0), kernel_s=d.get("kernel_s", 0.0),
                    asynchronous=bool(d.get("asynchronous", False)), return_s=d.get("return_s", 0.0),
                    fuses=tuple(fuses),
-                   tf32_conv=bool(d.get("tf32_conv", False)), tf32_matmul=bool(d.get("tf32_matmul", False)))
+                   tf32_conv=bool(d.get("tf32_conv", False)), tf32_matmul=bool(d.get("tf32_matmul", False)),
+                   cache_bytes=d.get("cache_bytes", 0), first_touch_s=d.get("first_touch_s", 0.0),
+                   first_touch_above=d.get("first_touch_above", 32 << 20))
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

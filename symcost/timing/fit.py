@@ -23,6 +23,7 @@ from typing import Callable
 from ..conventions import Convention, get_convention
 from ..cost import Cost
 from .devices import Device, KindRate
+from .dtypes import itemsize
 from .model import kernel_terms
 
 #: the shared H100 calibration, copied into the repository so tests and benches can read it
@@ -61,6 +62,12 @@ class Sample:
     dtype: str
     seconds: float
     regime: str = ""
+
+
+def _first_touch(s: Sample, base: Device) -> float:
+    """Page-fault seconds of the sample's output (a module call's output is a fresh allocation)."""
+    written = int(s.cost.writes) * itemsize(s.dtype)
+    return written * base.first_touch_s if written > base.first_touch_above else 0.0
 
 
 def _grid(lo: float, hi: float, n: int):
@@ -112,13 +119,17 @@ def fit_rates(samples: list[Sample], base: Device, convention: str | Convention 
         other = np.array([sum(max(base.kernel_floor_s(t.kind, s.dtype),
                                   base.rate(t.kind, s.dtype).latency_s
                                   + max(t.compute_s / base.rate(t.kind, s.dtype).compute,
-                                        t.memory_s / base.rate(t.kind, s.dtype).memory))
-                              for t in terms if t.kind != kind) for s, terms in rows])
+                                        t.memory_s / base.memory_fraction(t.kind, s.dtype,
+                                                                          t.memory_s * base.bandwidth)))
+                              for t in terms if t.kind != kind) + _first_touch(s, base) for s, terms in rows])
         extra = np.array([max(0, len(terms) - 1) * base.launch_s for _, terms in rows])
         # device seconds on the grid (k, c, m, sample); host seconds (h, sample)
         # a kernel takes at least its floor (own kernels of a call share the call's FLOPs and bytes evenly)
         n = np.maximum(own_n, 1)
-        roof = np.maximum(own_c / n / cs[None, :, None, None], own_m / n / ms[None, None, :, None])
+        # beyond the cache a kernel runs at most at the measured bandwidth (Device.memory_fraction)
+        beyond = (own_m / n * base.bandwidth > base.cache_bytes) if base.cache_bytes else np.zeros(len(rows), bool)
+        ms_each = np.where(beyond[None, :], np.minimum(ms[:, None], 1.0), ms[:, None])      # (m, sample)
+        roof = np.maximum(own_c / n / cs[None, :, None, None], own_m / n / ms_each[None, None, :, :])
         dev = other + n * (np.maximum(floor, ks[:, None, None, None] + roof) if latency else
                            np.maximum(ks[:, None, None, None], roof))
         host = (hs[:, None] + extra)[:, None, None, None, :]

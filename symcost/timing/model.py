@@ -24,6 +24,11 @@ simulation: the host issues call after call, each call's kernels start when issu
 are done; the pass ends when both clocks do.
 With no kind rates, $c = m = 1$, $t_k = 0$ and one kernel a call, this is the plain roofline plus $t_0$ per call.
 
+A call whose output is a new allocation larger than the device's ``first_touch_above`` (32 MiB: glibc maps such
+a block afresh on every call) adds ``first_touch_s`` per byte written: the page faults of its first touch, which
+on a CPU at batch 64 cost more than the kernel itself (``symcost calibrate`` measures them).  A kernel moving more
+bytes than the device's ``cache_bytes`` runs at most at its measured bandwidth.
+
 The prediction is a model, not a simulator: caches make real traffic smaller than the ideal count's, and a
 backend that picks another algorithm by size (cuDNN, oneDNN) moves off the fitted rate.
 """
@@ -83,6 +88,7 @@ class LayerEstimate:
     device_s: float | None = None
     asynchronous: bool = False
     hidden_s: float = 0.0        # host seconds after the launches, while the kernels run (asynchronous devices)
+    first_touch_s: float = 0.0   # of device_s: page faults of a freshly mapped output
 
     @property
     def bytes(self) -> int:
@@ -122,7 +128,8 @@ class LayerEstimate:
                 "flops": self.flops, "bytes_read": self.bytes_read, "bytes_written": self.bytes_written,
                 "bytes": self.bytes, "intensity": None if math.isinf(i) else i, "bound": self.bound,
                 "compute_s": self.compute_s, "memory_s": self.memory_s, "overhead_s": self.overhead_s,
-                "host_s": self.overhead_s, "device_s": self.kernel_time_s, "predicted_s": self.time_s}
+                "host_s": self.overhead_s, "device_s": self.kernel_time_s, "first_touch_s": self.first_touch_s,
+                "predicted_s": self.time_s}
 
 
 def _peak_dtype(kind: str, dtype: str, device: Device) -> str:
@@ -160,10 +167,22 @@ def kernel_terms(cost: Cost, device: Device, dtype: str, convention: Convention,
     return kind, flops, read, written, terms
 
 
+def writes_fresh_output(row) -> bool:
+    """Whether a traced call writes its output to a new allocation: not ``ReLU(inplace=True)``, not ``x.add_(y)``."""
+    from ..model import RowKind
+
+    if (row.args or {}).get("inplace"):
+        return False
+    if row.kind is RowKind.FUNCTIONAL:
+        return not row.name.rsplit(":", 1)[-1].split(".")[0].endswith("_")
+    return True
+
+
 def estimate(cost: Cost, device: Device, dtype: str = "fp32", convention: str | Convention = "flops", *,
-             name: str = "", overhead: bool = True, args: dict | None = None) -> LayerEstimate:
+             name: str = "", overhead: bool = True, args: dict | None = None, fresh: bool = True) -> LayerEstimate:
     """The time estimate of one layer call's ``Cost`` (concrete sizes only); ``args`` are the layer's arguments
-    (kernel size, groups: they decide the kind)."""
+    (kernel size, groups: they decide the kind); ``fresh``: its output is a new allocation (not in place), which
+    costs the device's ``first_touch_s`` per byte above ``first_touch_above``."""
     conv = get_convention(convention) if isinstance(convention, str) else convention
     dtype = dtype_name(dtype)
     kind, flops, read, written, terms = kernel_terms(cost, device, dtype, conv, args)
@@ -171,17 +190,19 @@ def estimate(cost: Cost, device: Device, dtype: str = "fp32", convention: str | 
     shown = []
     for k in terms:
         rate = device.rate(k.kind, dtype)
-        c, m = k.compute_s / rate.compute, k.memory_s / rate.memory
+        c = k.compute_s / rate.compute
+        m = k.memory_s / device.memory_fraction(k.kind, dtype, k.memory_s * device.bandwidth)
         compute, memory = compute + c, memory + m
         t = max(device.kernel_floor_s(k.kind, dtype), rate.latency_s + max(c, m))
         dev += t
         shown.append((k.what, t))
+    touch = written * device.first_touch_s if fresh and terms and written > device.first_touch_above else 0.0
     host = hidden = 0.0
     if overhead:
         host = device.host_s(kind, dtype) + max(0, len(terms) - 1) * device.launch_s
         hidden = min(host, device.return_s) if device.asynchronous else 0.0
     return LayerEstimate(name, cost.layer, cost.family, flops, read, written, compute, memory, host, kind,
-                         tuple(shown), dev, device.asynchronous, hidden)
+                         tuple(shown), dev + touch, device.asynchronous, hidden, touch)
 
 
 def predict(mc, device: Device, dtype: str = "fp32", convention: str | Convention = "flops",
@@ -193,7 +214,8 @@ def predict(mc, device: Device, dtype: str = "fp32", convention: str | Conventio
         if not r.is_call:
             continue
         try:
-            out.append(estimate(r.cost, device, dtype, convention, name=r.name, overhead=overhead, args=r.args))
+            out.append(estimate(r.cost, device, dtype, convention, name=r.name, overhead=overhead, args=r.args,
+                                fresh=writes_fresh_output(r)))
         except ValueError as e:
             raise ValueError(f"{r.name}: {e} (the time model needs a concrete input shape)") from None
     return out
