@@ -25,6 +25,9 @@ CASES = [
     ("resnet18", "torchvision:resnet18", (1, 3, 224, 224)),
     ("resnet50", "torchvision:resnet50", (1, 3, 224, 224)),
     ("mobilenet_v2", "torchvision:mobilenet_v2", (1, 3, 224, 224)),
+    # not among the CPU targets: kinds ResNet-50 lacks (SiLU, squeeze-excitation, 5x5 depthwise), big Linears
+    ("efficientnet_b0", "torchvision:efficientnet_b0", (1, 3, 224, 224)),
+    ("vgg16_bn", "torchvision:vgg16_bn", (1, 3, 224, 224)),
 ]
 
 

@@ -42,6 +42,9 @@ CASES: dict[str, tuple] = {
     "norm": ("batchnorm2d", lambda c: dict(num_features=c, mode="eval"), [(8, 8), (256, 14), (64, 56), (64, 112)],
              [(8, 8), (32, 32)]),
     "elementwise": ("relu", lambda c: {}, [(8, 8), (256, 14), (64, 56), (64, 112)], [(8, 8), (32, 32)]),
+    "transcendental": ("silu", lambda c: {}, [(8, 8), (256, 14), (64, 56), (64, 112)], [(8, 8), (32, 32)]),
+    "reduction": ("adaptive_avgpool2d", lambda c: dict(output_size=1), [(8, 8), (1280, 7), (64, 112)],
+                  [(8, 8), (32, 32)]),
     "pool": ("maxpool2d", lambda c: dict(kernel_size=3, stride=2, padding=1), [(8, 8), (256, 14), (64, 112)],
              [(8, 8), (32, 32)]),
     "linear": ("linear", lambda c: dict(in_features=c, out_features=c, bias=True),
@@ -56,7 +59,8 @@ def _module(layer: str, args: dict):
 
     a = {k: v for k, v in args.items() if k != "mode"}
     build = {"conv2d": lambda: nn.Conv2d(**a), "batchnorm2d": lambda: nn.BatchNorm2d(**a), "relu": nn.ReLU,
-             "maxpool2d": lambda: nn.MaxPool2d(**a), "linear": lambda: nn.Linear(**a)}[layer]
+             "silu": nn.SiLU, "maxpool2d": lambda: nn.MaxPool2d(**a), "linear": lambda: nn.Linear(**a),
+             "adaptive_avgpool2d": lambda: nn.AdaptiveAvgPool2d(**a)}[layer]
     return build().eval()
 
 

@@ -48,8 +48,8 @@ COMPUTE_KINDS = ("conv_kxk", "conv_1x1", "conv_grouped", "linear", "matmul", "ge
 GEMM_KINDS = ("linear", "matmul", "attention")
 
 #: kinds ResNet-50 does not have take the rates of a kind it has (a guess, stated in the preset's source)
-BORROWED = {"conv_grouped": "conv_kxk", "matmul": "linear", "attention": "linear", "softmax": "pool",
-            "reduction": "pool", "memory": "elementwise"}
+BORROWED = {"conv_grouped": "conv_kxk", "matmul": "linear", "attention": "linear", "softmax": "reduction",
+            "reduction": "pool", "memory": "elementwise", "transcendental": "elementwise"}
 
 
 @dataclass(frozen=True)

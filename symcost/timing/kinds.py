@@ -21,10 +21,12 @@ KINDS: dict[str, str] = {
     "gemv": "a linear or matmul whose output has one row per matrix (a decode step, batch 1): streams its weight",
     "attention": "scaled_dot_product_attention, multi-head attention (fused kernel)",
     "norm": "BatchNorm (eval: one scale-and-shift kernel), LayerNorm, GroupNorm",
-    "elementwise": "activations and elementwise arithmetic (relu, silu, add, mul …)",
+    "elementwise": "activations and elementwise arithmetic (relu, add, mul, hardswish …)",
+    "transcendental": "elementwise with exp, tanh, erf or sin per element (sigmoid, silu, gelu, softplus, mish, elu, "
+                      "exp): a CPU's vector units bound them, not its memory",
     "softmax": "softmax, log_softmax",
-    "pool": "max, average and adaptive pooling",
-    "reduction": "mean, sum, amax, norms over dimensions",
+    "pool": "max, average and adaptive pooling over windows",
+    "reduction": "mean, sum, amax, norms over dimensions; global (adaptive to 1) pooling",
     "memory": "copies, embeddings, resizes",
     "bias_add": "a separate bias-add kernel after an unfused convolution",
     "view": "flatten, identity, eval-mode dropout: no kernel, host time only",
@@ -36,7 +38,9 @@ EPILOGUES: tuple[str, ...] = ("conv_bias",)
 _FAMILY_KIND = {"norm": "norm", "pool": "pool", "reduction": "reduction", "memory": "memory",
                 "embedding": "memory", "resize": "memory", "elementwise": "elementwise", "activation": "elementwise",
                 "attention": "attention", "matmul": "matmul", "linear": "linear", "reshape": "view"}
-_LAYER_KIND = {"softmax": "softmax", "log_softmax": "softmax", "dropout": "view"}
+_LAYER_KIND = {"softmax": "softmax", "log_softmax": "softmax", "dropout": "view",
+               **{name: "transcendental" for name in ("elu", "gelu", "mish", "sigmoid", "silu", "softplus", "tanh",
+                                                      "exp", "sin")}}
 #: kernels per call where it is not one: GroupNorm computes statistics then applies them; multi-head attention
 #: runs its input projection, the fused attention kernel and its output projection
 _KERNELS = {"groupnorm": 2, "multihead_attention": 3}
@@ -51,6 +55,15 @@ def _rows(family: str, output_shape) -> int | None:
     if family == "linear" and dims:
         return math.prod(dims[:-1])
     return dims[-2] if len(dims) >= 2 else 1
+
+
+def _is_global(output_shape) -> bool:
+    """An adaptive pooling's output is 1 in every pooled dimension (N, C and then the pooled ones)."""
+    try:
+        dims = [int(d) for d in output_shape]
+    except (TypeError, ValueError):
+        return False
+    return len(dims) > 2 and all(d == 1 for d in dims[2:])
 
 
 def kind_of(layer: str, family: str, args: dict | None = None, output_shape=None) -> str:
@@ -68,6 +81,8 @@ def kind_of(layer: str, family: str, args: dict | None = None, output_shape=None
         return "conv_1x1" if all(v == 1 for v in ks) else "conv_kxk"
     if layer in _LAYER_KIND:
         return _LAYER_KIND[layer]
+    if layer.startswith("adaptive_") and _is_global(output_shape):
+        return "reduction"      # a mean (or max) over the whole map, not a window
     return _FAMILY_KIND.get(family, "elementwise")
 
 

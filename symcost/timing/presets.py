@@ -58,9 +58,10 @@ H100_FITTED = Device(
         "matmul": KindRate(host_s=2.05e-05, latency_s=3.55e-05),
         "memory": KindRate(host_s=1.48e-05, memory=0.946),
         "norm": KindRate(host_s=2.47e-05, memory=0.395),
-        "pool": KindRate(host_s=1.78e-05, memory=0.24),
-        "reduction": KindRate(host_s=1.78e-05, memory=0.24),
-        "softmax": KindRate(host_s=1.78e-05, memory=0.24),
+        "pool": KindRate(host_s=1.04e-05, memory=0.395),
+        "reduction": KindRate(host_s=1.28e-05, memory=0.211),
+        "softmax": KindRate(host_s=1.28e-05, memory=0.211),
+        "transcendental": KindRate(host_s=1.48e-05, memory=0.946),
         "view": KindRate(host_s=1e-06),
     },
     kinds_by_dtype={
@@ -72,6 +73,7 @@ H100_FITTED = Device(
             "linear": KindRate(latency_s=3.55e-05),
             "norm": KindRate(host_s=4.53e-05, memory=0.447),
             "pool": KindRate(memory=0.187),
+            "reduction": KindRate(memory=0.113),
         },
         "fp32": {
             "bias_add": KindRate(memory=0.885),
@@ -81,6 +83,7 @@ H100_FITTED = Device(
             "linear": KindRate(latency_s=5.01e-05),
             "norm": KindRate(memory=0.65),
             "pool": KindRate(memory=0.395),
+            "reduction": KindRate(memory=0.211),
         },
     },
     source="fitted to the shared H100 calibration (tests/fixtures/h100: one H100 80GB HBM3, torch 2.11 cu130, eager, "
@@ -99,92 +102,9 @@ H100_FITTED = Device(
            "(its near-empty kernel runs meanwhile: with it the batch-1 forward is predicted at 3.94 ms against the "
            "layer file's 3.96), overhead_s 10 us for a kind without its own host time, view calls 1 us (an "
            "nn.Identity call takes 0.56 us on an AMD EPYC); kinds ResNet-50 lacks borrow a kind's rates (grouped "
-           "conv <- kxk conv, matmul and attention <- linear, softmax and reduction <- pool, memory <- "
-           "elementwise; a matrix-vector product (gemv) is the batch-1 fc, at the full roofs): a guess, unchecked")
-
-PRESETS: dict[str, Device] = {d.name: d for d in (
-    Device(
-        "laptop-cpu", peak_flops=384e9, bandwidth=51.2e9, overhead_s=10e-6,
-        source="a nominal 4-core AVX2 laptop CPU, by arithmetic on its specification, not a measurement: "
-               "4 cores x 3.0 GHz x 2 FMA units x 8 fp32 lanes x 2 FLOP per FMA = 384 GFLOP/s; dual-channel "
-               "DDR4-3200 = 2 x 8 bytes x 3.2e9 transfers/s = 51.2 GB/s (JEDEC DDR4-3200); 10 us per layer call "
-               "for PyTorch eager on a CPU (nn.Module call and operator dispatch, order of magnitude; "
-               "`symcost calibrate` measures this machine's)"),
-    Device(
-        "a100-sxm4-80gb", peak_flops=19.5e12, bandwidth=2.039e12, overhead_s=5e-6,
-        peak_flops_by_dtype={"fp32": 19.5e12, "tf32": 156e12, "fp16": 312e12, "bf16": 312e12, "int8": 624e12,
-                             "fp64": 9.7e12},
-        source="NVIDIA A100 Tensor Core GPU datasheet, A100 80GB SXM: FP32 19.5 TFLOPS, FP64 9.7 TFLOPS, tensor "
-               "core TF32 156 / BF16 312 / FP16 312 TFLOPS, INT8 624 TOPS (dense; the datasheet's starred figures "
-               "are twice these, with structured sparsity), HBM2e 2,039 GB/s; 5 us per layer call is an "
-               "order-of-magnitude kernel launch plus eager dispatch cost, not a datasheet figure. fp32 matmuls "
-               "run on tensor cores only with TF32 enabled: pass --dtype tf32 for that"),
-    Device(
-        "h100-sxm", peak_flops=66.9e12, bandwidth=3.35e12, overhead_s=5e-6,
-        peak_flops_by_dtype={"fp32": 66.9e12, "tf32": 494.7e12, "fp16": 989.4e12, "bf16": 989.4e12,
-                             "int8": 1978.9e12, "fp64": 33.5e12},
-        source="NVIDIA H100 Tensor Core GPU datasheet, H100 SXM5: FP32 67 TFLOPS, FP64 34 TFLOPS, tensor core "
-               "TF32 989 / BF16 1,979 / FP16 1,979 TFLOPS, INT8 3,958 TOPS with sparsity, half that dense "
-               "(494.7 / 989.4 / 989.4 / 1,978.9), HBM3 3.35 TB/s; 5 us per layer call is an order-of-magnitude "
-               "kernel launch plus eager dispatch cost, not a datasheet figure"),
-)}
-
-#: H100 SXM fitted per kind to measured ResNet-50 layer times (``symcost.timing.fit.h100_device()`` prints these
-#: numbers, rounded to 3 digits; tests/test_timing.py refits and compares)
-H100_FITTED = Device(
-    "h100-sxm", peak_flops=51.1e12, bandwidth=2927.3e9, overhead_s=10e-6, launch_s=8e-6, kernel_s=5e-6,
-    asynchronous=True, return_s=5e-6, fuses=(), tf32_conv=True, tf32_matmul=False,
-    peak_flops_by_dtype={"fp32": 51.1e12, "tf32": 375.6e12, "fp16": 737.3e12, "bf16": 763.2e12},
-    kinds={
-        "attention": KindRate(host_s=2.05e-05, latency_s=3.55e-05),
-        "bias_add": KindRate(memory=0.885),
-        "conv_1x1": KindRate(host_s=2.62e-05, compute=0.271, memory=0.835),
-        "conv_grouped": KindRate(host_s=3.97e-05, compute=0.574, memory=0.187),
-        "conv_kxk": KindRate(host_s=3.97e-05, compute=0.574, memory=0.187),
-        "elementwise": KindRate(host_s=1.48e-05, memory=0.946),
-        "gemv": KindRate(host_s=2.05e-05),
-        "linear": KindRate(host_s=2.05e-05, latency_s=3.55e-05),
-        "matmul": KindRate(host_s=2.05e-05, latency_s=3.55e-05),
-        "memory": KindRate(host_s=1.48e-05, memory=0.946),
-        "norm": KindRate(host_s=2.47e-05, memory=0.395),
-        "pool": KindRate(host_s=1.78e-05, memory=0.24),
-        "reduction": KindRate(host_s=1.78e-05, memory=0.24),
-        "softmax": KindRate(host_s=1.78e-05, memory=0.24),
-        "view": KindRate(host_s=1e-06),
-    },
-    kinds_by_dtype={
-        "fp16": {
-            "bias_add": KindRate(memory=0.572),
-            "conv_1x1": KindRate(compute=0.211, memory=0.737),
-            "conv_kxk": KindRate(compute=0.447, memory=0.187),
-            "elementwise": KindRate(memory=0.65),
-            "linear": KindRate(latency_s=3.55e-05),
-            "norm": KindRate(host_s=4.53e-05, memory=0.447),
-            "pool": KindRate(memory=0.187),
-        },
-        "fp32": {
-            "bias_add": KindRate(memory=0.885),
-            "conv_1x1": KindRate(compute=0.271, memory=0.835),
-            "conv_kxk": KindRate(compute=0.574, memory=0.211),
-            "elementwise": KindRate(memory=0.946),
-            "linear": KindRate(latency_s=5.01e-05),
-            "norm": KindRate(memory=0.65),
-            "pool": KindRate(memory=0.395),
-        },
-    },
-    source="fitted to the shared H100 calibration (tests/fixtures/h100: one H100 80GB HBM3, torch 2.11 cu130, eager, "
-           "inference_mode, cudnn.benchmark, cuDNN TF32 on, matmul TF32 off): roofs are the attained 8192^3 GEMM "
-           "per dtype (fp32 51.1, tf32 375.6, fp16 737.3, bf16 763.2 TFLOP/s) and copy bandwidth (2927 GB/s read + "
-           "write) of calib.json; host seconds per call per kind from ResNet-50's batch-1 fp32 layer times (median "
-           "fit: every call there is host-bound); compute and memory fractions per kind and dtype from its batch-64 "
-           "fp32 and fp16 layer times (absolute log error on a grid); the bias-add kernel's bandwidth fraction from "
-           "the profiler total of the 53 bias adds of the folded model (fold_probe.txt). Not from the data: "
-           "launch_s 8 us per extra kernel (issue 12's per-layer note: a conv bias costs about 8 us more), "
-           "kernel_s 5 us least kernel time (of 2, 5 and 8 us tried, the one that ranks the batch-1 calls best), "
-           "overhead_s 10 us for a kind without its own host time, view calls "
-           "5 us; kinds ResNet-50 lacks borrow a kind's rates (grouped conv <- kxk conv, matmul and attention <- "
-           "linear, softmax and reduction <- pool, memory <- elementwise): a guess, unchecked; linear is one call "
-           "(fc) per regime, so its two fractions are barely constrained")
+           "conv <- kxk conv, matmul and attention <- linear, softmax <- reduction (ResNet-50's global average "
+           "pool), memory and transcendental <- elementwise; a matrix-vector product (gemv) is the batch-1 fc, at "
+           "the full roofs): a guess, unchecked")
 
 PRESETS: dict[str, Device] = {
     "laptop-cpu": DATASHEET_PRESETS["laptop-cpu"],
