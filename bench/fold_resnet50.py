@@ -150,8 +150,8 @@ def markdown(results: list[dict]) -> str:
     seed_cpu = 1 - SEED["cpu_after_ms"] / SEED["cpu_before_ms"]
     seed_speedup = SEED["cpu_before_ms"] / SEED["cpu_after_ms"] - 1
     lines = ["| batch | threads | original ms (median / min) | folded ms (median / min) | measured saving: paired "
-             "median [quartiles] | of medians | of minima | speed-up (paired) | predicted saving (with host / device only) "
-             "| seed 003 CPU saving / speed-up |",
+             "median [quartiles] | of medians | of minima | speed-up (paired) | predicted saving (with host / "
+             "device only) | seed 003 CPU saving / speed-up |",
              "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         q = r["paired_quartiles"]

@@ -2,8 +2,8 @@ r"""Fitting kind rates to measured layer times, and the H100 fit behind the ``h1
 
 For one kind $\kappa$ the model of a call alone is $t = h + \sum_j \max(t_k, \lambda + \max(C_j / c, M_j / m))$
 (less ``return_s`` of it on an asynchronous device, ``symcost.timing.model``), with $C_j, M_j$ the kernel's
-seconds at full peak and bandwidth and $\lambda$ a start-up time, fitted only for GEMM kinds.  ``fit_rates`` picks $(h, c, m)$ on a log grid
-minimising the absolute log error (robust to an odd backend choice) over the kind's
+seconds at full peak and bandwidth and $\lambda$ a start-up time, fitted only for GEMM kinds.  ``fit_rates``
+picks $(h, c, m)$ on a log grid minimising the absolute log error (robust to an odd backend choice) over the kind's
 samples, with a slight pull of $c$ and $m$ towards 1 so that a fraction the data do not constrain (the compute
 fraction of a memory-bound kind) stays at the roofline instead of an arbitrary grid end.  With ``fit_host=False``
 the host time is the base device's (for data where no call is host-bound, e.g. batch 64 on a GPU).
