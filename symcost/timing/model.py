@@ -12,8 +12,9 @@ with $P_d$ the peak FLOP/s at the dtype the kernel runs in (TF32 for fp32 cuDNN 
 says so), $W$ the bandwidth, $c_\kappa, m_\kappa$ the fractions of them the call's kind $\kappa$ attains, $t_k$
 the least time of one of the kind's kernels, $\lambda_\kappa$ a start-up time its kernels add (0 but where
 fitted: a small GEMM attains little of the peak, a large one nearly all of it), $h_\kappa$ the kind's host time
-per call and $t_\ell$ the host time of each further kernel launch (a convolution's separate bias add).  Bytes are elements times the dtype's
-size.  A call alone takes $t_{\text{host}} + t_{\text{device}}$ on a synchronous device (a CPU).  On an
+per call and $t_\ell$ the host time of each further kernel launch (a convolution's separate bias add).  Bytes are
+elements times the dtype's size.  A call alone takes $t_{\text{host}} + t_{\text{device}}$ on a synchronous
+device (a CPU).  On an
 asynchronous one (a GPU) its kernels are launched $t_r$ (the device's ``return_s``) before its host work ends --
 the module call still returns, its hooks run -- so a call alone takes
 $t_{\text{host}} + \max(0, t_{\text{device}} - t_r)$: a near-empty kernel hides under the host time (at batch 1
