@@ -14,9 +14,8 @@ the least time of one of the kind's kernels, $\lambda_\kappa$ a start-up time it
 fitted: a small GEMM attains little of the peak, a large one nearly all of it), $h_\kappa$ the kind's host time
 per call and $t_\ell$ the host time of each further kernel launch (a convolution's separate bias add).  Bytes are
 elements times the dtype's size.  A call alone takes $t_{\text{host}} + t_{\text{device}}$ on a synchronous
-device (a CPU).  On an
-asynchronous one (a GPU) its kernels are launched $t_r$ (the device's ``return_s``) before its host work ends --
-the module call still returns, its hooks run -- so a call alone takes
+device (a CPU).  On an asynchronous one (a GPU) its kernels are launched $t_r$ (the device's ``return_s``) before
+its host work ends -- the module call still returns, its hooks run -- so a call alone takes
 $t_{\text{host}} + \max(0, t_{\text{device}} - t_r)$: a near-empty kernel hides under the host time (at batch 1
 the whole ResNet-50 forward on the H100 takes the sum of its calls' times alone), a long one does not (fitting
 $\max(t_{\text{host}}, t_{\text{device}})$ made BatchNorm's batch-64 rate absorb its host time, and folding's
