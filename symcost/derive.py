@@ -49,22 +49,32 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
         with custom_ops(custom_mapping):
             return derive(target, input_spec, train=train, use_cache=use_cache, progress=progress,
                           input_dtype=input_dtype, trace_sizes=trace_sizes, backward=backward)
+    key = _key(target, input_spec, train, input_dtype, trace_sizes, backward)
+
+    def compute():
+        with _status(f"tracing {target} on {input_spec}", progress):
+            return trace_target(target, parse_input_spec(input_spec), train=train, input_dtype=input_dtype,
+                                trace_sizes=trace_sizes, backward=backward)
+
+    # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
+    return _cached(key, "full", compute, use_cache, lambda mc: {"summary": mc.summary()})
+
+
+def _cached(key: str, field: str, compute, use_cache: bool, plain=lambda value: {}):
+    """``compute()``, or what an earlier call stored under ``key``: pickled as ``field`` of the cache entry, beside
+    the plain fields ``plain(value)`` (read without unpickling, as ``cached_summary`` reads a summary)."""
     import pickle
 
     from . import cache
 
-    key = _key(target, input_spec, train, input_dtype, trace_sizes, backward)
     if use_cache:
         hit = cache.load(key)
-        if isinstance(hit, dict) and "full" in hit:
-            return pickle.loads(hit["full"])
-    with _status(f"tracing {target} on {input_spec}", progress):
-        mc = trace_target(target, parse_input_spec(input_spec), train=train, input_dtype=input_dtype,
-                          trace_sizes=trace_sizes, backward=backward)
+        if isinstance(hit, dict) and field in hit:
+            return pickle.loads(hit[field])
+    value = compute()
     if use_cache:
-        # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
-        cache.store(key, {"summary": mc.summary(), "full": pickle.dumps(mc, protocol=pickle.HIGHEST_PROTOCOL)})
-    return mc
+        cache.store(key, {**plain(value), field: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)})
+    return value
 
 
 def _eager_note(e: Exception) -> str:
@@ -79,43 +89,37 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
     an ``hf:`` decoder on ids of ``input_spec`` (B x L), from the cache when it can (no torch import then).
     Returns ``{"step": ModelCost}`` or ``symcost.decode.generation``'s dict, plus ``"notes"`` (the experts
     implementation chosen, for a mixture of experts)."""
-    import pickle
-
-    from . import cache
-
     what = f"past={past}" if past is not None else f"generate={generate}:{convention}"
     key = _key(target, f"{input_spec}:{what}", False, "int64")
-    if use_cache:
-        hit = cache.load(key)
-        if isinstance(hit, dict) and "decode" in hit:
-            return pickle.loads(hit["decode"])
-    from .decode import decode_step, generation
-    from .errors import NeedsTensorValues
-    from .moe import select_experts_implementation
-    from .parse import parse_shape
-    from .targets import load_target
 
-    shape = parse_shape(input_spec)
-    with _status(f"tracing {target} decoding on {input_spec}", progress):
-        for attn in (None, "eager"):
-            model = load_target(target, device="meta", attn_implementation=attn).eval()
-            notes = select_experts_implementation(model)
-            try:
-                if past is not None:
-                    out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
-                else:
-                    out = generation(model, shape[0], shape[1], generate, convention, target=target)
-                break
-            except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same matmuls
-                if attn or not target.strip().startswith("hf:"):
-                    raise
-                failed = e
-        if attn:
-            notes.append(_eager_note(failed))
-    out["notes"] = notes
-    if use_cache:
-        cache.store(key, {"decode": pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)})
-    return out
+    def compute():
+        from .decode import decode_step, generation
+        from .errors import NeedsTensorValues
+        from .moe import select_experts_implementation
+        from .parse import parse_shape
+        from .targets import load_target
+
+        shape = parse_shape(input_spec)
+        with _status(f"tracing {target} decoding on {input_spec}", progress):
+            for attn in (None, "eager"):
+                model = load_target(target, device="meta", attn_implementation=attn).eval()
+                notes = select_experts_implementation(model)
+                try:
+                    if past is not None:
+                        out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
+                    else:
+                        out = generation(model, shape[0], shape[1], generate, convention, target=target)
+                    break
+                except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same
+                    if attn or not target.strip().startswith("hf:"):   # matmuls
+                        raise
+                    failed = e
+            if attn:
+                notes.append(_eager_note(failed))
+        out["notes"] = notes
+        return out
+
+    return _cached(key, "decode", compute, use_cache)
 
 
 def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dtype: str | None = None,

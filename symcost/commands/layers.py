@@ -166,8 +166,9 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
         print(f"{symbol} = {meaning}")
     print(f"convention {conv.name}: {conv.summary}")
     if layer.name.startswith("conv") and layer.groups != 1:
-        print("note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "
-              "MACs above)")
+        where = "" if getattr(layer.groups, "is_number", True) else ", where g > 1"
+        print(f"note: FlopCounterMode counts a grouped convolution's grad weight as if groups were 1 (g times the "
+              f"MACs above{where})")
     return 0
 
 
