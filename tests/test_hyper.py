@@ -309,6 +309,34 @@ def test_llama_training_step_in_five_fields_at_random_configs():
         checked += 1
 
 
+def test_llama_in_an_explicit_head_dim():
+    """head_dim as a field of its own (Gemma, Qwen3 and many others set it apart from hidden_size / heads): the
+    projections are d x h*k, and rotary embeddings need k even."""
+    pytest.importorskip("transformers")
+    cc = derive_config("hf:llama", "1xL", "hidden_size=d,num_attention_heads=h,num_key_value_heads=h,head_dim=k,"
+                                          "num_hidden_layers=n")
+    # per layer: q, k, v projections d x h*k and o h*k x d (as many key/value heads as query heads); gate, up, down
+    # d x 11008; two RMSNorms d; embed_tokens 32000 x d; final norm d
+    assert sympy.expand(cc.total()["params"] - (32000 * d + n * (4 * d * h * k + 3 * 11008 * d + 2 * d) + d)) == 0
+    # MACs: the seven projections per token, plus QK^T and AV over L x L for each of h heads of width k
+    macs = n * (L * (4 * d * h * k + 3 * 11008 * d) + 2 * L**2 * h * k)
+    assert sympy.expand(cc.total()["macs"] - macs) == 0
+    assert "k divisible by 2, k >= 4 (rotary embeddings rotate the two halves of each head)" in cc.condition_texts()
+    rng = random.Random(11)
+    for _ in range(3):   # head widths that are not hidden_size / heads
+        heads = rng.randint(2, 3)
+        config = {"hidden_size": heads * rng.randint(2, 7), "num_attention_heads": heads, "num_key_value_heads": heads,
+                  "head_dim": 2 * rng.randint(2, 6), "num_hidden_layers": rng.randint(2, 3)}
+        x = torch.zeros(1, rng.randint(3, 20), dtype=torch.long, device="meta")
+        values = {"d": config["hidden_size"], "h": heads, "k": config["head_dim"], "n": config["num_hidden_layers"],
+                  "L": x.shape[1]}
+        assert_matches_fresh_build(cc, hf_model("llama", **config), values, x)
+    with pytest.raises(ValueError, match="k divisible by 2"):
+        cc.evaluate({"d": 12, "h": 2, "k": 5, "n": 2, "L": 4})
+    with pytest.raises(symcost.errors.UsageError, match="head_dim must be even"):
+        derive_config("hf:llama", "1xL", "hidden_size=d,head_dim=5")
+
+
 @pytest.mark.slow
 def test_llama_multi_head_attention_ties_two_fields_to_one_symbol():
     pytest.importorskip("transformers")

@@ -121,6 +121,8 @@ class ConfigCost(_Sweepable):
             if not r.holds(by_field):
                 raise ValueError(f"{given}: the formula holds only where {text}")
             if r.quotient(by_field) < MIN_VALUE:
+                if not r.den:
+                    raise ValueError(f"{given}: the formula holds only where {text}")
                 num, den = (self.config.get(x, x) for x in (r.num, r.den))
                 raise ValueError(f"{given}: {r.quantity} is {r.factor * r.quotient(by_field)}; the formula is fitted "
                                  f"and verified where {num}/({r.factor}*{den}) >= {MIN_VALUE} (the model can take "
@@ -163,7 +165,7 @@ class ConfigCost(_Sweepable):
         def checked(*arrays):
             out = run(*arrays)
             for r in self.conditions:
-                num, den = value(arrays, r.num), r.factor * value(arrays, r.den)
+                num, den = value(arrays, r.num), r.factor * (value(arrays, r.den) if r.den else 1)
                 out["valid"] = out["valid"] & (np.mod(num, den) == 0) & (num // den >= MIN_VALUE)
             for b in self.bounds:
                 out["valid"] = out["valid"] & (value(arrays, b.small) <= value(arrays, b.large))

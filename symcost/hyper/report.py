@@ -173,7 +173,7 @@ def config_report(cc, convention: str, at: list[str], rows: dict | None = None, 
         cc.target, [d if isinstance(d, int) else str(d) for d in cc.input_shape], cc.config, convention,
         {m: str(total[m]) for m in METRICS}, {name: {m: str(t[m]) for m in METRICS} for name, t in parts.items()},
         {n: str(t["flops"]) for n, t in cc.totals.items()},
-        cc.condition_texts() + [f"{s} >= 2" for s in cc.config_symbols.values()],
+        cc.condition_texts() + [f"{s} >= 2" for s in dict.fromkeys(cc.config_symbols.values())],  # tied: once
         [f"{d} >= 1" for d in cc.domain], {k: v for k, v in cc.fit.items() if k != "traced_at"},
         sorted(cc.uncovered), cc.notes, evaluations=evaluated, cc=cc)
     if per_token:

@@ -45,30 +45,39 @@ MIN_VALUE = 2
 
 @dataclass(frozen=True)
 class Relation:
-    """``num`` must be a multiple of ``factor * den`` (so ``num / den`` is an integer, even when factor is 2)."""
+    """``num`` must be a multiple of ``factor * den`` (so ``num / den`` is an integer, even when factor is 2);
+    without ``den``, a multiple of ``factor`` (an explicit head_dim that rotary embeddings split in halves)."""
 
     num: str
-    den: str
+    den: str | None
     factor: int
     quantity: str
+    names_quotient: bool = True     # ``quantity`` is what num / den is (head_dim), not only why it must divide
+
+    def divisor(self, values: dict) -> int:
+        return self.factor * (values[self.den] if self.den else 1)
 
     def holds(self, values: dict) -> bool:
-        return values[self.num] % (self.factor * values[self.den]) == 0
+        return values[self.num] % self.divisor(values) == 0
 
     def quotient(self, values: dict) -> int:
         """num / (factor * den): fitted and verified from MIN_VALUE up, like every symbol (at 1 a model can take
         another path: Llama's repeat_kv returns early when h = k, skipping a copy)."""
-        return values[self.num] // (self.factor * values[self.den])
+        return values[self.num] // self.divisor(values)
 
     def text(self, symbols: dict, fixed: dict) -> str:
         """``d divisible by 2*h (head_dim = d/h must be even)``, with fixed fields as their numbers."""
+        if not self.den:
+            num = str(symbols[self.num]) if self.num in symbols else str(fixed[self.num])
+            return f"{num} divisible by {self.factor}, {num} >= {MIN_VALUE * self.factor} ({self.quantity})"
         num, den = (str(symbols[f]) if f in symbols else str(fixed[f]) for f in (self.num, self.den))
         if self.den in symbols:
             divisor = f"{self.factor}*{den}" if self.factor > 1 else den
             least = f"{MIN_VALUE * self.factor}*{den}"
         else:
             divisor, least = str(self.factor * fixed[self.den]), str(MIN_VALUE * self.factor * fixed[self.den])
-        why = f"{self.quantity} = {num}/{den}" + (" must be even" if self.factor > 1 else "")
+        why = (f"{self.quantity} = {num}/{den}" if self.names_quotient else self.quantity) \
+            + (" must be even" if self.factor > 1 else "")
         return f"{num} divisible by {divisor}, {num} >= {least} ({why})"
 
 
@@ -125,7 +134,7 @@ class ConfigSpace:
         step, limit, least = 1, 0, MIN_VALUE
         for r in self.relations:
             if r.num == f:
-                dens = chosen.get(r.den) or [self.fixed[r.den]]
+                dens = (chosen.get(r.den) or [self.fixed[r.den]]) if r.den else [1]
                 step = math.lcm(step, r.factor * math.lcm(*dens))
                 least = max(least, MIN_VALUE * r.factor * max(dens))  # every quotient >= MIN_VALUE
             if r.den == f and r.num in self.fixed:
@@ -240,16 +249,26 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
     symbols, fixed, ties = _split(config)
     relations = []
     rotary = any("rope" in k for k in vars(default))  # rotary embeddings split each head in two halves
+    # a head_dim given (a symbol or a number) is the model's own: no longer hidden_size / heads
+    explicit = "head_dim" in symbols or "head_dim" in fixed
+    if rotary and "head_dim" in symbols:
+        relations.append(Relation("head_dim", None, 2, "rotary embeddings rotate the two halves of each head"))
+    if rotary and fixed.get("head_dim", 0) % 2:
+        raise UsageError(f"head_dim={fixed['head_dim']}: hf:{model_type} rotates the two halves of each head "
+                         "(rotary embeddings), so head_dim must be even")
     for num, den, quantity in HF_RELATIONS:
+        named = not (quantity == "head_dim" and explicit)
+        if not named:  # an explicit head_dim: configurations still check d % h (transformers' validators)
+            quantity = "the configuration checks it"
         if num in ties or den in ties:
             num, den = ties.get(num, num), ties.get(den, den)
             if num == den:
                 continue  # tied fields: the quotient is 1 by construction
         if num in ints and den in ints and (num in symbols or den in symbols):
             if quantity == "head_dim" and ints.get("head_dim") not in (None, ints[num] // ints[den]):
-                continue  # an explicit head_dim: no relation between these two fields
+                continue  # a default head_dim of its own: no relation between these two fields
             factor = 2 if quantity == "head_dim" and rotary else 1
-            relations.append(Relation(num, den, factor, quantity))
+            relations.append(Relation(num, den, factor if named else 1, quantity, named))
             for f in (num, den):
                 if f not in symbols:
                     fixed.setdefault(f, ints[f])
