@@ -618,7 +618,8 @@ def test_cli_config_json_and_refusals(nets, tmp_path):
         (["--config", "width=R"], "also an input symbol"),
         (["--config", "width=2+2"], "not a valid symbol name"),
         (["--config", "width=w", "--per-token"], "needs a token-id input of shape B x L"),
-        (["--config", "width=w", "--past", "8"], "does not combine with --past"),
+        (["--config", "width=w", "--past", "8"], "--past needs a Hugging Face decoder model"),
+        (["--config", "width=w", "--generate", "8"], "does not combine with --generate"),
     ):
         r = cli("model", f"{nets}:build", "--input", "1x3xRxR", *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
@@ -696,3 +697,35 @@ def test_vectorised_evaluation_is_exact_in_int64_and_beyond():
         if integral[i]:
             assert int(values[i]) == exact_num // p["h"], p
     assert values.dtype == object and int(values[0]) > 2**63   # the big points kept exact
+
+
+def test_llama_decode_step_in_width_depth_ffn_and_cached_tokens():
+    """--config with --past: one decode step (2 sequences, one new token each, T cached) in d, n, f and T, checked
+    against FlopCounterMode around a real cached step of fresh builds at random configurations."""
+    pytest.importorskip("transformers")
+    from symcost.hyper import derive_config
+
+    cc = derive_config("hf:llama", "2x1", "hidden_size=d,num_hidden_layers=n,intermediate_size=f", past="T")
+    t = sympy.Symbol("T", integer=True, positive=True)
+    # per layer and sequence: q, k, v, o d x d (32 heads = 32 key/value heads), gate, up, down d x f, and QK^T and
+    # AV over the T cached keys and the new one (2 (T + 1) d)
+    macs = 2 * n * (4 * d**2 + 3 * d * f + 2 * (t + 1) * d)
+    assert sympy.expand(cc.total()["macs"] - macs.subs(t, cc.past)) == 0
+    rng = random.Random(5)
+    for _ in range(3):
+        config = {"hidden_size": 64 * rng.randint(2, 4), "num_hidden_layers": rng.randint(2, 3),
+                  "intermediate_size": rng.randint(2, 40)}
+        model = hf_model("llama", **config)
+        for cached in (rng.randint(1, 9), rng.randint(30, 70)):
+            with torch.no_grad():
+                past = model(torch.zeros(2, cached, dtype=torch.long, device="meta"), use_cache=True).past_key_values
+                with FlopCounterMode(display=False) as counter:
+                    model(torch.zeros(2, 1, dtype=torch.long, device="meta"), past_key_values=past, use_cache=True)
+            values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
+                      "T": cached}
+            assert cc.evaluate(values, "torch")["flops"] == counter.get_total_flops(), values
+            assert cc.evaluate(values)["params"] == sum(p.numel() for p in model.parameters()), values
+    r = cli("model", "hf:llama", "--input", "1x1", "--past", "T", "--config", "hidden_size=d", "--generate", "3")
+    assert r.returncode == 2 and "--generate" in r.stderr.strip().splitlines()[-1]
+    r = cli("model", "hf:llama", "--input", "1x1", "--past", "T", "--config", "hidden_size=d", "--backward")
+    assert r.returncode == 2 and "decode step of inference" in r.stderr

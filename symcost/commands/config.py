@@ -23,7 +23,7 @@ def derive_for_args(target: str, args, config: str | dict | None = None):
     with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
         return derive_config(target, args.input, config, train=args.train,
                              input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache,
-                             backward=getattr(args, "backward", False))
+                             backward=getattr(args, "backward", False), past=getattr(args, "past", None))
 
 
 def config_table(args):
@@ -51,6 +51,8 @@ def run_config(args) -> int:
         if getattr(args, flag, None):
             raise UsageError(f"--{flag.replace('_', '-')} is not available with --config (totals only)")
     per_token = getattr(args, "per_token", False)
+    if getattr(args, "past", None) and (per_token or args.train or getattr(args, "backward", False)):
+        raise UsageError("--past costs one decode step of inference: not with --backward, --per-token or --train")
     if per_token:  # refused before the derivation, not after it
         from ..parse import parse_shape
         from ..training import tokens
@@ -74,7 +76,8 @@ def run_config(args) -> int:
 def _print_text(result: dict) -> None:
     name = result["convention"]
     config = ", ".join(f"{k}={v}" for k, v in result["config"].items())
-    print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}, config {config}")
+    past = f" with {result['past']} cached tokens" if "past" in result else ""
+    print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}{past}, config {config}")
     from ..render import count, pairs
 
     per = " per token" if "per_token" in result else ""

@@ -18,13 +18,13 @@ def run_model(args) -> int:
     from ..model_report import model_report
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
-    if (args.config or args.config_values) and (args.past or args.generate or args.trace_sizes):
-        raise UsageError("--config derives the forward pass (or a training step, --backward) at symcost's own trace "
-                         "sizes: it does not combine with --past, --generate or --trace-sizes yet")
+    if (args.config or args.config_values) and (args.generate or args.trace_sizes):
+        raise UsageError("--config derives the forward pass, a training step (--backward) or a decode step (--past) "
+                         "at symcost's own trace sizes: it does not combine with --generate or --trace-sizes yet")
     if "=" in args.input and (args.past or args.generate or args.config or args.config_values):
         raise UsageError("named inputs (NAME=SHAPE,...) are for the forward pass and --backward/--per-token; "
                          "--past, --generate and --config take one shape")
-    if args.config or args.config_values:  # formulas in the model's own hyperparameters
+    if args.config or args.config_values:  # formulas in the model's own hyperparameters (a decode step: --past)
         from .config import run_config
 
         return run_config(args)
@@ -170,7 +170,8 @@ def configure_model(p) -> None:
     p.add_argument("--per-token", action="store_true",
                    help="MACs, FLOPs, reads and writes divided by the tokens of a B x L input (B*L), exactly")
     p.add_argument("--past", metavar="T",
-                   help="one decode step of a Hugging Face decoder with T cached tokens (a symbol or a number)")
+                   help="one decode step of a Hugging Face decoder with T cached tokens (a symbol or a number); "
+                        "with --config, in the config fields too")
     p.add_argument("--generate", metavar="N",
                    help="prefill the input's L tokens, then N decode steps, summed in closed form")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")

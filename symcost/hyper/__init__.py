@@ -57,6 +57,7 @@ class ConfigCost(_Sweepable):
     fit: dict = field(default_factory=dict)   # windows per field, traces made, configurations verified
     backward_totals: dict | None = None       # a training step's backward part: convention -> metric -> expression
     bounds: list[Bound] = field(default_factory=list)   # top-k <= experts
+    past: object = None                       # a decode step's cached tokens (an int or a symbol), else None
 
     @property
     def backward(self) -> bool:
@@ -71,7 +72,7 @@ class ConfigCost(_Sweepable):
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
-        inputs = {s for d in self.input_shape if isinstance(d, sympy.Basic) for s in d.free_symbols}
+        inputs = {s for d in (*self.input_shape, self.past) if isinstance(d, sympy.Basic) for s in d.free_symbols}
         return sorted(inputs | set(self.config_symbols.values()), key=str)
 
     def total(self, convention: str | Convention = "flops") -> dict[str, sympy.Expr]:
@@ -179,7 +180,7 @@ class ConfigCost(_Sweepable):
 def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False,
                   input_dtype: str | None = None, checks: int = 3, seed: int = 0,
                   progress: Callable[[str], None] | None = None,
-                  use_cache: bool = False, backward: bool = False) -> ConfigCost:
+                  use_cache: bool = False, backward: bool = False, past=None) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
     ``target``: ``"hf:MODEL_TYPE"``, ``"path/to/file.py:factory"`` or a factory (a callable taking the config
@@ -187,7 +188,8 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
     integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
     derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).  ``backward``: one
-    training step, forward and backward (``ConfigCost.parts``).
+    training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of an ``hf:`` decoder
+    on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
     """
     import pickle
 
@@ -201,8 +203,18 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     if callable(target):  # a Python factory: no file to key a cache entry by
         use_cache = False
     dtype = input_dtype or ("float32" if callable(target) else default_input_dtype(target))
+    if past is not None:
+        from ..decode import _symbol_or_int
+
+        if backward:
+            raise UsageError("--past is one decode step of inference: it does not combine with --backward")
+        if callable(target) or not str(target).startswith("hf:"):
+            raise UsageError("--past needs a Hugging Face decoder model (hf:MODEL_TYPE)")
+        if len(shape) != 2:
+            raise UsageError(f"--past: the input is B x L token ids, got {len(shape)} sizes")
+        past = _symbol_or_int(past, "--past")
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
-        + (":backward" if backward else "")
+        + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
     key = cache.cache_key(target, spec, train, space.source) if use_cache else ""
     if use_cache:
         hit = cache.load(key)
@@ -215,38 +227,43 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     from ..layers.base import cost_memo
 
     with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
-        cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward)
+        cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
     if use_cache:
         cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
     return cc
 
 
 def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: str, checks: int, seed: int,
-                  progress, backward: bool = False) -> ConfigCost:
-    inputs = {str(d) for d in shape if not isinstance(d, int)}
+                  progress, backward: bool = False, past=None) -> ConfigCost:
+    inputs = {str(d) for d in (*shape, past) if d is not None and not isinstance(d, int)}
     clash = inputs & {str(s) for s in space.symbols.values()}
     if clash:
         raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
-    tracer = _Tracer(space, shape, train, dtype, progress, backward)
+    tracer = _Tracer(space, shape, train, dtype, progress, backward, past)
     concrete = ()
     if inputs:  # which terms exist is found at a concrete input size (odd, of symcost's trace sizes): one
         # recording per trace instead of several; a term whose coefficient vanishes there fails the verification
         from ..tracing import trace_sizes
 
-        sizes = trace_sizes(tuple(d for d in shape if isinstance(d, sympy.Basic)))[0][0]
-        concrete = (_Tracer(space, tuple(d.xreplace(sizes) if isinstance(d, sympy.Basic) else d for d in shape),
-                            train, dtype, progress, backward),)
+        sizes = trace_sizes(tuple(d for d in (*shape, past) if isinstance(d, sympy.Basic)))[0][0]
+
+        def at(d):
+            return d.xreplace(sizes) if isinstance(d, sympy.Basic) else d
+
+        concrete = (_Tracer(space, tuple(at(d) for d in shape), train, dtype, progress, backward,
+                            None if past is None else at(past)),)
     return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()}, concrete)
 
 
 class _Tracer:
     """Traces at a configuration (memoised) and reduces each trace to its expanded totals."""
 
-    def __init__(self, space: ConfigSpace, shape: tuple, train: bool, dtype: str, progress, backward: bool = False):
+    def __init__(self, space: ConfigSpace, shape: tuple, train: bool, dtype: str, progress, backward: bool = False,
+                 past=None):
         self.space, self.shape, self.train, self.dtype, self.progress = space, shape, train, dtype, progress
-        self.backward = backward
+        self.backward, self.past = backward, past
         self.memo: dict[tuple, dict] = {}
         self.domain: set = set()
         self.uncovered: dict[str, int] = {}
@@ -279,8 +296,17 @@ class _Tracer:
                                    "expert's weights, so MACs and FLOPs hold for every routing")
                 shape, dtype, chosen = hf_inputs(model, shape, dtype)
                 self.notes.update(chosen)
-            mc = trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
-                       backward=self.backward)
+            if self.past is not None:  # one decode step with `past` cached tokens (symcost.decode)
+                from ..decode import decode_step
+
+                mc = decode_step(model.eval(), self.shape[0], self.shape[1], self.past, target=self.space.target)
+                self.notes.add(f"one decode step: {self.shape[0]} x {self.shape[1]} new token ids with {self.past} "
+                               "cached tokens per sequence (the KV cache is filled in place, not counted)")
+                # a sliding window's limit on the cached tokens (other notes count calls: they vary with the config)
+                self.notes.update(n for n in mc.notes if n.startswith("sliding-window"))
+            else:
+                mc = trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
+                           backward=self.backward)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
         except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration)
@@ -292,6 +318,10 @@ class _Tracer:
         for k, v in mc.zero_cost_ops.items():
             self.zero[k] = max(self.zero.get(k, 0), v)
         out = _expanded(mc)
+        if self.past is not None:  # per-row sizes such as (32*T + 32)/(T + 1) cancel to polynomials
+            from ..decode import tidy
+
+            out = {k: tidy(v) for k, v in out.items()}
         if self.backward:
             from ..training import split
 
@@ -355,7 +385,7 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
                      "(the loss itself is not costed)")
     return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
                       tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
-                      fit, backward, list(space.bounds))
+                      fit, backward, list(space.bounds), tracer.past)
 
 
 def _windows(space: ConfigSpace, tracer: _Tracer, order: list[str], probes: dict, base: dict):

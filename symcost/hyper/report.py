@@ -147,6 +147,9 @@ class ConfigReport:
 
     def as_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("target", "input_shape", "config", "convention", "formula")}
+        past = getattr(self.cc, "past", None)
+        if past is not None:   # a decode step: its cached tokens
+            out["past"] = past if isinstance(past, int) else str(past)
         out.update(self.parts)
         out.update({k: getattr(self, k) for k in ("flops_by_convention", "conditions", "domain", "fit", "uncovered",
                                                   "notes")})
