@@ -318,10 +318,11 @@ class DecodeReport:
 
 def decode_report(target: str, input_spec: str, convention: str = "flops", *, past: str | None = None,
                   generate: str | None = None, at: list[str] | None = None, use_cache: bool = True,
-                  progress: bool = True) -> DecodeReport:
+                  progress: bool = True, config: str | None = None) -> DecodeReport:
     """``past``: one decode step of a Hugging Face decoder on B x L new tokens with T = ``past`` cached tokens per
     layer; ``generate``: the prefill of the L tokens and ``generate`` decode steps, summed in closed form.  ``at``:
     ``--at`` assignments of the result's symbols, evaluated exactly.  From the cache when it can (``derive_decode``).
+    ``config`` (with ``generate``): the same in the model's config fields too (``symcost.hyper``).
     """
     import sympy
 
@@ -345,6 +346,9 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
                           get_convention(convention).summary, {})
     new = exact(sympy.sympify(shape[1]))
+    if config and not generate:
+        raise UsageError("decode_report(config=...) is for --generate; a decode step in config fields is "
+                         "symcost.hyper.derive_config(past=...)")
     if past:
         got = derive_decode(target, input_spec, past=past, use_cache=use_cache, progress=progress)
         mc, moe_notes = got["step"], got["notes"]
@@ -354,9 +358,16 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
                   "DynamicCache); reads include the cache")]
         derivations, symbols = (mc,), mc.symbols
     else:
-        g = derive_decode(target, input_spec, generate=generate, convention=convention, use_cache=use_cache,
-                          progress=progress)
-        moe_notes = g["notes"]
+        if config:
+            from .hyper.generate import config_generation
+
+            g = config_generation(target, shape, config, generate, convention, use_cache=use_cache,
+                                  progress=progress)
+            moe_notes = []
+        else:
+            g = derive_decode(target, input_spec, generate=generate, convention=convention, use_cache=use_cache,
+                              progress=progress)
+            moe_notes = g["notes"]
         parts = {k: g[k] for k in ("total", "prefill", "decode")}
         report.generate = generate
         report.step_formula = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}
@@ -376,6 +387,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
                     d.check_domain(p)
                 except ValueError as e:
                     raise UsageError(str(e)) from None
+            if config:   # the config's conditions, at the prefill and at the first and last decode steps
+                g["check"](p)
             subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
             report.evaluations.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
                                                        for n, t in parts.items()}})

@@ -619,7 +619,8 @@ def test_cli_config_json_and_refusals(nets, tmp_path):
         (["--config", "width=2+2"], "not a valid symbol name"),
         (["--config", "width=w", "--per-token"], "needs a token-id input of shape B x L"),
         (["--config", "width=w", "--past", "8"], "--past needs a Hugging Face decoder model"),
-        (["--config", "width=w", "--generate", "8"], "does not combine with --generate"),
+        (["--config", "width=w", "--generate", "8"], "--generate need token ids of shape B x L"),
+        (["--config", "width=w", "--trace-sizes", "R=33:35"], "does not combine with --trace-sizes"),
     ):
         r = cli("model", f"{nets}:build", "--input", "1x3xRxR", *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
@@ -729,3 +730,30 @@ def test_llama_decode_step_in_width_depth_ffn_and_cached_tokens():
     assert r.returncode == 2 and "--generate" in r.stderr.strip().splitlines()[-1]
     r = cli("model", "hf:llama", "--input", "1x1", "--past", "T", "--config", "hidden_size=d", "--backward")
     assert r.returncode == 2 and "decode step of inference" in r.stderr
+
+
+def test_llama_generation_in_width_depth_prompt_and_steps():
+    """--config with --generate: prefill of P tokens, then N decode steps, in d, n, P and N; checked against
+    FlopCounterMode around a real generation loop (prefill, then N cached one-token calls) at random values."""
+    pytest.importorskip("transformers")
+    r = cli("model", "hf:llama", "--input", "1xP", "--generate", "N", "--config", "hidden_size=d,num_hidden_layers=n",
+            "--convention", "torch", "--json", "--at", "d=128,192", "--at", "n=2,3", "--at", "P=1,9", "--at", "N=1,4")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    # MACs by hand: the prefill runs the seven projections on P tokens (4 d^2 + 3 d 11008 each) and QK^T, AV over
+    # P x P (2 P^2 d); the step at T cached tokens runs them on one token with attention over T + 1 keys
+    p, steps, t = sympy.symbols("P N t", integer=True, positive=True)
+    step = n * (4 * d**2 + 3 * 11008 * d + 2 * (t + 1) * d)
+    hand = n * (p * (4 * d**2 + 3 * 11008 * d) + 2 * p**2 * d) + sympy.summation(step, (t, p, p + steps - 1))
+    got = sympy.sympify(data["formula"]["macs"], locals={"d": d, "n": n, "P": p, "N": steps})
+    assert sympy.expand(got - hand) == 0
+    assert len(data["evaluations"]) == 16
+    for e in data["evaluations"][::3]:
+        v = e["values"]
+        model = hf_model("llama", hidden_size=v["d"], num_hidden_layers=v["n"])
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            out = model(torch.zeros(1, v["P"], dtype=torch.long, device="meta"), use_cache=True)
+            for _ in range(v["N"]):
+                out = model(torch.zeros(1, 1, dtype=torch.long, device="meta"), past_key_values=out.past_key_values,
+                            use_cache=True)
+        assert e["total"]["flops"] == counter.get_total_flops(), v

@@ -18,12 +18,18 @@ def run_model(args) -> int:
     from ..model_report import model_report
     from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
 
-    if (args.config or args.config_values) and (args.generate or args.trace_sizes):
-        raise UsageError("--config derives the forward pass, a training step (--backward) or a decode step (--past) "
-                         "at symcost's own trace sizes: it does not combine with --generate or --trace-sizes yet")
+    if (args.config or args.config_values) and args.trace_sizes:
+        raise UsageError("--config derives at symcost's own trace sizes: it does not combine with --trace-sizes")
+    if args.config_values and (args.past or args.generate):
+        raise UsageError("--config-values names configurations of the forward pass; with --past or --generate give "
+                         "--config and --at")
     if "=" in args.input and (args.past or args.generate or args.config or args.config_values):
         raise UsageError("named inputs (NAME=SHAPE,...) are for the forward pass and --backward/--per-token; "
                          "--past, --generate and --config take one shape")
+    if args.generate and args.config:  # a generation in the model's own hyperparameters
+        from .steps import run_decode
+
+        return run_decode(args)
     if args.config or args.config_values:  # formulas in the model's own hyperparameters (a decode step: --past)
         from .config import run_config
 

@@ -50,7 +50,8 @@ def run_decode(args) -> int:
         raise UsageError("--past and --generate cost inference: not with --backward, --per-token, --train or "
                          "--assume-divisible")
     report = decode_report(args.target, args.input, args.convention, past=args.past, generate=args.generate,
-                           at=args.at, use_cache=not args.no_cache, progress=not args.json)
+                           at=args.at, use_cache=not args.no_cache, progress=not args.json,
+                           config=getattr(args, "config", None))
     result = report.as_dict()
     parts, uncovered = report.parts, report.uncovered
     if args.json:
