@@ -97,3 +97,18 @@ def test_an_attention_mask_given_as_an_input_is_not_assumed_unpadded():
     model = small("convbert")
     with pytest.raises(NeedsTensorValues, match="_ignore_bidirectional_mask_sdpa"):
         trace(model, {"input_ids": (2, "L"), "attention_mask": (2, "L")}, input_dtype="int64")
+
+
+def test_xlnet_relative_positions_twice_the_length_less_one():
+    # was refused ("no symbolic formula for size 449"): rel_shift slices XLNet's 2L relative positions to 2L - 1, a
+    # size k*x - c; its forward builds position tensors on the CPU, so the reference runs on real CPU tensors
+    cfg = transformers.AutoConfig.for_model("xlnet", n_layer=2, d_model=64, n_head=4, d_inner=128, vocab_size=100)
+    with torch.device("meta"):
+        meta = transformers.AutoModel.from_config(cfg).eval()
+    mc = trace(meta, (2, "L"), input_dtype="int64")
+    model = transformers.AutoModel.from_config(cfg).eval()
+    for length in LENGTHS:
+        with torch.no_grad(), FlopCounterMode(display=False) as c:
+            model(torch.zeros(2, length, dtype=torch.long))
+        assert mc.evaluate({"L": length}, "torch")["flops"] == c.get_total_flops(), length
+    assert mc.evaluate({"L": 7}, "torch")["params"] == sum(p.numel() for p in model.parameters())

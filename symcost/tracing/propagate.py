@@ -240,7 +240,7 @@ def _size_candidates(sizes):
     """The simple functions of each size ``_size_from`` tries, in order, each as (the size, a builder of the
     expression, the same function on a number): the size, then k*x, floor(x/k), ceil(x/k), k*floor(x/k),
     k*ceil(x/k) for the smallest k, then x + c and x - c (a cached length plus the new tokens, a position table's
-    offset) for the smallest c."""
+    offset) for the smallest c, then k*x + c and k*x - c for small k and c."""
     for x in sizes:
         yield x, (lambda x=x: x), (lambda v: v)
     for k in range(2, 65):
@@ -254,6 +254,11 @@ def _size_candidates(sizes):
         for x in sizes:
             yield x, (lambda x=x, c=c: x + c), (lambda v, c=c: v + c if v + c > 0 else None)
             yield x, (lambda x=x, c=c: x - c), (lambda v, c=c: v - c if v - c > 0 else None)
+    for k in range(2, 9):   # k*x + c: relative positions of two lengths less one (XLNet's 2L - 1)
+        for c in range(1, 9):
+            for x in sizes:
+                yield x, (lambda x=x, k=k, c=c: k * x + c), (lambda v, k=k, c=c: k * v + c)
+                yield x, (lambda x=x, k=k, c=c: k * x - c), (lambda v, k=k, c=c: k * v - c if k * v > c else None)
 
 
 @rule("aten.arange")
