@@ -112,3 +112,11 @@ def test_xlnet_relative_positions_twice_the_length_less_one():
             model(torch.zeros(2, length, dtype=torch.long))
         assert mc.evaluate({"L": length}, "torch")["flops"] == c.get_total_flops(), length
     assert mc.evaluate({"L": 7}, "torch")["params"] == sum(p.numel() for p in model.parameters())
+    bw = trace(meta, (2, "L"), input_dtype="int64", backward=True)
+    for length in LENGTHS:
+        for p in model.parameters():
+            p.grad = None
+        with FlopCounterMode(display=False) as c:
+            out = model(torch.zeros(2, length, dtype=torch.long))[0]
+            out.backward(torch.ones_like(out))
+        assert bw.evaluate({"L": length}, "torch")["flops"] == c.get_total_flops(), length
