@@ -240,7 +240,8 @@ def _size_candidates(sizes):
     """The simple functions of each size ``_size_from`` tries, in order, each as (the size, a builder of the
     expression, the same function on a number): the size, then k*x, floor(x/k), ceil(x/k), k*floor(x/k),
     k*ceil(x/k) for the smallest k, then x + c and x - c (a cached length plus the new tokens, a position table's
-    offset) for the smallest c, then k*x + c and k*x - c for small k and c."""
+    offset) for the smallest c, then k*x + c, k*x - c and floor(x/k) - c for small k and c, then x - c for c up
+    to 1024 (a length less a block).  Every guess is checked at the third recording and by the verification."""
     for x in sizes:
         yield x, (lambda x=x: x), (lambda v: v)
     for k in range(2, 65):
@@ -259,6 +260,12 @@ def _size_candidates(sizes):
             for x in sizes:
                 yield x, (lambda x=x, k=k, c=c: k * x + c), (lambda v, k=k, c=c: k * v + c)
                 yield x, (lambda x=x, k=k, c=c: k * x - c), (lambda v, k=k, c=c: k * v - c if k * v > c else None)
+                # floor(x/k) - c: a downsampled length less a special token (CANINE's molecules)
+                yield x, (lambda x=x, k=k, c=c: sympy.floor(x / k) - c), \
+                    (lambda v, k=k, c=c: v // k - c if v // k > c else None)
+    for c in range(65, 1025):   # a length less a block (CANINE's local attention, blocks of 128)
+        for x in sizes:
+            yield x, (lambda x=x, c=c: x - c), (lambda v, c=c: v - c if v - c > 0 else None)
 
 
 @rule("aten.arange")
