@@ -252,15 +252,23 @@ def _print_latency(report) -> None:
     measured_on = (f"{reg['summary']}, batch {reg['batch']}"
                    + (f", {faults:,.0f} page faults per forward" if faults is not None else "")
                    + (", freed memory kept (--keep-memory)" if reg.get("keep_memory") else ""))
-    print(pairs([("predicted on", _describe_device(Device.from_dict(d))), ("measured on", measured_on)]))
+    was_measured = any(t is not None for t in measured)
+    print(pairs([("predicted on", _describe_device(Device.from_dict(d))),
+                 ("measured on", measured_on if was_measured else "not measured (--no-measure)")]))
     rows = []
     for e, t in zip(est, measured):
         i = e.intensity
         rows.append([e.name, e.kind, str(len(e.kernels)), count(e.flops), count(e.bytes),
-                     "inf" if math.isinf(i) else f"{i:.3g}", e.bound, seconds(e.time_s), seconds(t),
-                     f"{e.time_s / t:.2f}" if t else "-"])
-    print(table(["layer", "kind", "kernels", "FLOPs", "bytes", "FLOP/B", "bound", "predicted", "measured",
-                 "pred/meas"], rows, {2, 3, 4, 5, 7, 8, 9}))
+                     "inf" if math.isinf(i) else f"{i:.3g}", e.bound, seconds(e.time_s)]
+                    + ([seconds(t), f"{e.time_s / t:.2f}" if t else "-"] if was_measured else []))
+    print(table(["layer", "kind", "kernels", "FLOPs", "bytes", "FLOP/B", "bound", "predicted"]
+                + (["measured", "pred/meas"] if was_measured else []), rows, {2, 3, 4, 5, 7, 8, 9}))
+    touched = [e for e in est if e.first_touch_s]
+    if touched:
+        total_s = sum(e.time_s for e in est)
+        print(f"note: {len(touched)} call(s) write a new output above the device's first_touch_above: their page "
+              f"faults ({seconds(sum(e.first_touch_s for e in touched))}) are "
+              f"{100 * sum(e.first_touch_s for e in touched) / total_s:.0f} % of the predicted sum of layers")
     t = result["total"]
     print(f"total         predicted {seconds(t['predicted_s'])} (sum of layers, each alone), "
           f"{seconds(t['predicted_forward_s'])} (whole forward: host {seconds(t['predicted_host_s'])}, device "
