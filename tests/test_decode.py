@@ -167,6 +167,26 @@ def test_sliding_window_cache_formula_holds_below_the_window_and_is_refused_abov
     assert any("sliding-window" in n for n in mc.notes)
 
 
+def test_gpt_oss_decode_step_at_its_window_of_128():
+    # was refused: traced around W/2 (T = 65 and 33, both odd) a size of the step fits T + 1 and 2*ceil(T/2) alike,
+    # and the far check point that tells them apart lies beyond the window; the next check point (64) is used now
+    from symcost.moe import select_experts_implementation
+
+    cfg = transformers.AutoConfig.for_model("gpt_oss", num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                            intermediate_size=128, vocab_size=100, pad_token_id=0,
+                                            num_key_value_heads=2, head_dim=16, num_local_experts=4,
+                                            num_experts_per_tok=2)
+    assert cfg.sliding_window == 128
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(cfg).eval()
+    select_experts_implementation(model)
+    mc = decode_step(model, 2, 1, "T")
+    for cached in (5, 8, 33, 64, 126, 127):
+        assert mc.evaluate({"T": cached}, "torch")["flops"] == measured_step(model, cached), cached
+    with pytest.raises(ValueError, match="cannot take T=128"):
+        mc.evaluate({"T": 128}, "torch")
+
+
 @pytest.mark.parametrize("model_type", ["gemma2", "mistral"])
 def test_sliding_window_cache_at_a_number_of_cached_tokens_beyond_the_window(model_type):
     model = sliding(model_type, 8)

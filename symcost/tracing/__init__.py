@@ -226,14 +226,18 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
         return _fixed_size(model, shape, default, failed, target, input_dtype, backward)
     # the far check point, recorded first: where a size the model computes in Python fits several formulas at both
     # trace sizes (H - 1 and 2*floor(H/2) at odd H), the propagation keeps the one that also fits here
-    far = check_points(values_a, values_b)[0]
-    try:
-        rec_far = _record(model, _concrete(shape, far), "", input_dtype, backward=backward)
-    except TraceError:
-        rec_far = None
+    # (where the model refuses it -- a sliding window's limit on a decode step's cache -- the next check point)
+    rec_far = far = None
+    for k, point in enumerate(check_points(values_a, values_b)):
+        try:
+            rec_far, far = _record(model, _concrete(shape, point), "", input_dtype, backward=backward), (k, point)
+            break
+        except TraceError:
+            continue
     mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
-                 third=(rec_far, far) if rec_far is not None else None)
-    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward, far_recording=rec_far)
+                 third=(rec_far, far[1]) if rec_far is not None else None)
+    _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward, far_recording=rec_far,
+            far_index=far[0] if far else 0)
     return mc
 
 
@@ -287,15 +291,15 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
 
 
 def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, rec_a: Recording, dtype: str,
-            target: str, backward: bool = False, far_recording: Recording | None = None) -> None:
+            target: str, backward: bool = False, far_recording: Recording | None = None, far_index: int = 0) -> None:
     """The derivation against more recordings at sizes of other residues (see ``verify``): the far check point
     (or, where the model refuses it, the next), then two points whose halvings alternate in parity, where the model
-    runs."""
+    runs.  ``far_recording``: the recording made already at check point ``far_index``."""
     points = check_points(values_a, values_b)
     refused = None
     for k, values in enumerate(points):
         if not _verified_at(model, mc, shape, values, rec_a, dtype, target, backward,
-                            far_recording if k == 0 else None):
+                            far_recording if k == far_index else None):
             refused = refused or values
             continue
         for mixed in mixed_points(values_a, values_b):
