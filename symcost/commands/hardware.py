@@ -317,8 +317,9 @@ COMMANDS = {
     "fold": ("fold each eval-mode BatchNorm into the conv/linear before it, on a copy; report pairs, skips with "
              "reasons, max |difference| on a random input, and the traced cost before and after",
              configure_fold, run_fold),
-    "calibrate": ("measure this machine's GEMM FLOP/s, memory bandwidth and per-layer overhead; write a device "
-                  "JSON for the time model", configure_calibrate, run_calibrate),
+    "calibrate": ("measure this machine's GEMM FLOP/s, memory bandwidth, first-touch cost of new memory and, per "
+                  "kind of layer call, its host time and attained fractions (about 15 s); write a device JSON for "
+                  "the time model", configure_calibrate, run_calibrate),
     "latency": ("per layer, predicted (kernels, host and device time) vs measured forward time on this machine, "
                 "and their rank "
                 "correlation", configure_latency, run_latency),
