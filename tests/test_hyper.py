@@ -335,6 +335,8 @@ def test_llama_in_an_explicit_head_dim():
         cc.evaluate({"d": 12, "h": 2, "k": 5, "n": 2, "L": 4})
     with pytest.raises(symcost.errors.UsageError, match="head_dim must be even"):
         derive_config("hf:llama", "1xL", "hidden_size=d,head_dim=5")
+    with pytest.raises(symcost.errors.UsageError, match="head_dim shares its symbol"):
+        derive_config("hf:llama", "1xL", "hidden_size=d,num_attention_heads=h,head_dim=h")
 
 
 @pytest.mark.slow

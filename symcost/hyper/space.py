@@ -250,6 +250,8 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
     relations = []
     rotary = any("rope" in k for k in vars(default))  # rotary embeddings split each head in two halves
     # a head_dim given (a symbol or a number) is the model's own: no longer hidden_size / heads
+    if "head_dim" in ties or "head_dim" in ties.values():
+        raise UsageError("--config: head_dim shares its symbol with another field; give it a symbol of its own")
     explicit = "head_dim" in symbols or "head_dim" in fixed
     if rotary and "head_dim" in symbols:
         relations.append(Relation("head_dim", None, 2, "rotary embeddings rotate the two halves of each head"))
