@@ -342,3 +342,16 @@ def test_in_place_calls_write_no_fresh_output():
     assert not writes_fresh_output(rows["relu"])               # nn.ReLU(inplace=True)
     assert not writes_fresh_output(rows["layer1.0:add_"])      # out += identity
     assert writes_fresh_output(rows["conv1"]) and writes_fresh_output(rows["bn1"])
+
+
+def test_last_level_cache_from_sysfs(tmp_path):
+    from symcost.timing.measure import last_level_cache_bytes
+
+    for index, size in (("index0", "48K"), ("index1", "32K"), ("index2", "1024K"), ("index3", "32768K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert last_level_cache_bytes(tmp_path) == 32768 * 1024          # the largest: L3, 32 MiB
+    (tmp_path / "index4").mkdir()
+    (tmp_path / "index4" / "size").write_text("1M\n")                 # another unit, smaller
+    assert last_level_cache_bytes(tmp_path) == 32 << 20
+    assert last_level_cache_bytes(tmp_path / "missing") == 0          # not Linux, or no sysfs: unknown

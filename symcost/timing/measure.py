@@ -49,10 +49,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def last_level_cache_bytes() -> int:
-    """The largest CPU cache's size (Linux sysfs), 0 where it cannot be read."""
+def last_level_cache_bytes(root: str | os.PathLike = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """The largest CPU cache's size (Linux sysfs: ``index*/size`` such as ``32768K``), 0 where it cannot be read."""
     sizes = []
-    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+    for f in Path(root).glob("index*/size"):
         try:
             text = f.read_text().strip().upper()
         except OSError:
