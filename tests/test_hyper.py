@@ -135,6 +135,17 @@ def unused(cc, config: dict) -> bool:
     return config not in cc.fit["traced_at"]
 
 
+def unseen(cc, sample, count: int):
+    """``count`` draws of ``sample()`` (a config, or a tuple whose first item is one) whose configuration ``cc``'s
+    fit never traced: each formula is checked where it was not fitted."""
+    found = 0
+    while found < count:
+        drawn = sample()
+        if unused(cc, drawn[0] if isinstance(drawn, tuple) else drawn):
+            found += 1
+            yield drawn
+
+
 # ------------------------------------------------------------------------------------------------------- GPT-2
 
 @pytest.fixture(scope="module")
@@ -157,18 +168,17 @@ def test_gpt2_formula_is_the_architecture_written_by_hand(gpt2):
 
 def test_gpt2_at_random_configs_equals_flop_counter_and_numel(gpt2):
     rng = random.Random(11)
-    checked = 0
-    while checked < 20:  # the issue asks for 20 random valid configurations
+
+    def sample():
         heads = rng.randint(2, 9)
-        config = {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
-        if not unused(gpt2, config):
-            continue
+        return {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
+
+    for config in unseen(gpt2, sample, 20):  # the issue asks for 20 random valid configurations
         model = hf_model("gpt2", **config)
         for length in (7, 64):  # odd and a multiple of 32
             x = torch.zeros(1, length, dtype=torch.long, device="meta")
-            values = {"d": config["n_embd"], "n": config["n_layer"], "h": heads, "L": length}
+            values = {"d": config["n_embd"], "n": config["n_layer"], "h": config["n_head"], "L": length}
             assert_matches_fresh_build(gpt2, model, values, x)
-        checked += 1
 
 
 def test_head_dim_divisibility_is_a_condition_and_breaking_it_is_refused(gpt2):
@@ -201,21 +211,34 @@ def test_gpt2_training_step_at_random_configs_equals_flop_counter_around_backwar
     assert sympy.expand(parts["backward"]["flops"] - 2 * forward) == 0
     assert sympy.expand(gpt2_step.per_token("torch")["total"]["flops"] - 3 * forward / L) == 0  # 72 n d^2 + 12 n L d
     rng = random.Random(13)
-    checked = 0
-    while checked < 4:
+
+    def sample():
         heads = rng.randint(2, 7)
-        config = {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
-        if not unused(gpt2_step, config):
-            continue
+        return {"n_layer": rng.randint(2, 4), "n_head": heads, "n_embd": heads * rng.randint(2, 9)}
+
+    for config in unseen(gpt2_step, sample, 4):
         model = hf_model("gpt2", **config)
         for length in (9, 32):  # odd and a multiple of 32
             x = torch.zeros(1, length, dtype=torch.long, device="meta")
-            assert_step_matches_torch(gpt2_step, model, {"d": config["n_embd"], "n": config["n_layer"], "h": heads,
-                                                         "L": length}, x)
-        checked += 1
+            assert_step_matches_torch(gpt2_step, model, {"d": config["n_embd"], "n": config["n_layer"],
+                                                         "h": config["n_head"], "L": length}, x)
 
 
 # ------------------------------------------------------------------------------------------------------- Llama
+
+def llama_sample(rng) -> dict:
+    """A grouped-query Llama config: 2-3 key/value heads, each shared by 2-3 query heads of even width."""
+    kv = rng.randint(2, 3)
+    heads = kv * rng.randint(2, 3)
+    return {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(2, 5),
+            "num_hidden_layers": rng.randint(2, 3), "intermediate_size": rng.randint(2, 40)}
+
+
+def llama_values(config: dict) -> dict:
+    """The symbols of ``LLAMA`` (but V) at a config."""
+    return {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
+            "h": config["num_attention_heads"], "k": config["num_key_value_heads"]}
+
 
 @pytest.fixture(scope="module")
 def llama():
@@ -242,22 +265,12 @@ def test_llama_in_six_fields_by_hand_and_at_random_configs(llama):
     assert set(llama.condition_texts()) == {"d divisible by 2*h, d >= 4*h (head_dim = d/h must be even)",
                                             "h divisible by k, h >= 2*k (query heads per key/value head = h/k)"}
     rng = random.Random(7)
-    checked = 0
-    while checked < 4:
-        kv = rng.randint(2, 3)
-        heads = kv * rng.randint(2, 3)
-        config = {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(2, 5),
-                  "num_hidden_layers": rng.randint(2, 3), "intermediate_size": rng.randint(2, 40),
-                  "vocab_size": rng.randint(2, 50)}
-        if not unused(llama, config):
-            continue
+    for config in unseen(llama, lambda: {**llama_sample(rng), "vocab_size": rng.randint(2, 50)}, 4):
         model = hf_model("llama", **config)
         for length in (5, 32):
             x = torch.zeros(1, length, dtype=torch.long, device="meta")
-            values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
-                      "h": heads, "k": kv, "V": config["vocab_size"], "L": length}
+            values = {**llama_values(config), "V": config["vocab_size"], "L": length}
             assert_matches_fresh_build(llama, model, values, x)
-        checked += 1
     with pytest.raises(ValueError, match="d divisible by 2\\*h"):
         llama.evaluate({**seven_b, "d": 4100})       # 4100 / 32 is not an integer
     with pytest.raises(ValueError, match="h divisible by k"):
@@ -292,21 +305,11 @@ def test_llama_training_step_in_five_fields_at_random_configs():
     pytest.importorskip("transformers")
     step = symcost.model("hf:llama", "1xL", config=LLAMA.removesuffix(",vocab_size=V"), backward=True)
     rng = random.Random(17)
-    checked = 0
-    while checked < 4:
-        kv = rng.randint(2, 3)
-        heads = kv * rng.randint(2, 3)
-        config = {"num_key_value_heads": kv, "num_attention_heads": heads, "hidden_size": 2 * heads * rng.randint(2, 5),
-                  "num_hidden_layers": rng.randint(2, 3), "intermediate_size": rng.randint(2, 40)}
-        if not unused(step, config):
-            continue
+    for config in unseen(step, lambda: llama_sample(rng), 4):
         model = hf_model("llama", **config)
         for length in (5, 32):
             x = torch.zeros(1, length, dtype=torch.long, device="meta")
-            values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
-                      "h": heads, "k": kv, "L": length}
-            assert_step_matches_torch(step, model, values, x)
-        checked += 1
+            assert_step_matches_torch(step, model, {**llama_values(config), "L": length}, x)
 
 
 def test_llama_in_an_explicit_head_dim():
@@ -323,14 +326,18 @@ def test_llama_in_an_explicit_head_dim():
     assert sympy.expand(cc.total()["macs"] - macs) == 0
     assert "k divisible by 2, k >= 4 (rotary embeddings rotate the two halves of each head)" in cc.condition_texts()
     rng = random.Random(11)
-    for _ in range(3):   # head widths that are not hidden_size / heads
+
+    def sample():   # head widths that are not hidden_size / heads
         heads = rng.randint(2, 3)
-        config = {"hidden_size": heads * rng.randint(2, 7), "num_attention_heads": heads, "num_key_value_heads": heads,
-                  "head_dim": 2 * rng.randint(2, 6), "num_hidden_layers": rng.randint(2, 3)}
+        return {"hidden_size": heads * rng.randint(2, 7), "num_attention_heads": heads,
+                "head_dim": 2 * rng.randint(2, 6), "num_hidden_layers": rng.randint(2, 3)}
+
+    for config in unseen(cc, sample, 3):
+        heads = config["num_attention_heads"]
         x = torch.zeros(1, rng.randint(3, 20), dtype=torch.long, device="meta")
         values = {"d": config["hidden_size"], "h": heads, "k": config["head_dim"], "n": config["num_hidden_layers"],
                   "L": x.shape[1]}
-        assert_matches_fresh_build(cc, hf_model("llama", **config), values, x)
+        assert_matches_fresh_build(cc, hf_model("llama", **config, num_key_value_heads=heads), values, x)
     with pytest.raises(ValueError, match="k divisible by 2"):
         cc.evaluate({"d": 12, "h": 2, "k": 5, "n": 2, "L": 4})
     with pytest.raises(symcost.errors.UsageError, match="head_dim must be even"):
@@ -415,17 +422,12 @@ def test_training_step_at_random_configs_forward_and_backward(model_type, fields
     # bert's token-type embedding gradient is not costed by symcost yet (reported, counted in no metric)
     assert set(step.uncovered) <= {"aten.embedding_dense_backward"}, step.uncovered
     rng = random.Random(29)
-    checked = 0
-    while checked < 3:
-        config, values = sample(rng)
-        if not unused(step, config):
-            continue
+    for config, values in unseen(step, lambda: sample(rng), 3):
         model = hf_model(model_type, **config)
         select_experts_implementation(model)  # mixtral: experts as batched matmuls, which run on meta
         for length in (7, 32):
             x = torch.zeros(1, length, dtype=torch.long, device="meta")
             assert_step_matches_torch(step, model, {**values, "L": length}, x)
-        checked += 1
 
 
 def test_mixtral_in_experts_and_top_k_with_the_bound_between_them():
@@ -440,20 +442,20 @@ def test_mixtral_in_experts_and_top_k_with_the_bound_between_them():
     macs = cc.total()["macs"]
     assert sympy.expand(macs.coeff(E) - 2 * 128 * L) == 0 and sympy.expand(macs.coeff(top_k) - 2 * 3 * 128 * 8 * L) == 0
     rng = random.Random(31)
-    checked = 0
-    while checked < 4:
+
+    def sample():
         experts = rng.randint(2, 9)
-        config = {"num_local_experts": experts, "num_experts_per_tok": rng.randint(2, experts)}
-        if not unused(cc, config):
-            continue
+        return {"num_local_experts": experts, "num_experts_per_tok": rng.randint(2, experts)}
+
+    for config in unseen(cc, sample, 4):
         model = hf_model("mixtral", **fixed, **config)
         select_experts_implementation(model)  # experts as batched matmuls, which run on meta
         for length in (7, 32):
             x = torch.zeros(1, length, dtype=torch.long, device="meta")
-            got = cc.evaluate({"E": experts, "top_k": config["num_experts_per_tok"], "L": length}, "torch")
+            got = cc.evaluate({"E": config["num_local_experts"], "top_k": config["num_experts_per_tok"], "L": length},
+                              "torch")
             assert got["flops"] == torch_flops(model, x), config
             assert got["params"] == sum(p.numel() for p in model.parameters()), config
-        checked += 1
     with pytest.raises(ValueError, match="holds only where top_k <= E"):
         cc.evaluate({"E": 2, "top_k": 3, "L": 5})
     import numpy as np
@@ -536,11 +538,7 @@ def test_python_trace_of_a_resnet_factory_in_width_depth_and_resolution():
     assert sympy.expand(cc.total()["params"] - hand) == 0
     assert cc.target.endswith("resnet") and set(map(str, cc.symbols)) == {"R", "n", "w"}
     rng = random.Random(23)
-    checked = 0
-    while checked < 5:
-        config = {"width": rng.randint(2, 20), "depth": rng.randint(2, 4)}
-        if not unused(cc, config):
-            continue
+    for config in unseen(cc, lambda: {"width": rng.randint(2, 20), "depth": rng.randint(2, 4)}, 5):
         model = resnet(**config).eval()
         for size in (2 * rng.randint(4, 20) + 1, 32, 33, 30):  # odd, a multiple of 32, one past it, 2 mod 4
             x = torch.zeros(1, 3, size, size)
@@ -548,7 +546,6 @@ def test_python_trace_of_a_resnet_factory_in_width_depth_and_resolution():
             got = cc.evaluate(values, "torch")
             assert got["flops"] == torch_flops(model, x), values
             assert got["params"] == sum(p.numel() for p in model.parameters()), values
-        checked += 1
     with pytest.raises(symcost.errors.UsageError, match="config= needs a factory"):
         symcost.trace(resnet(), (1, 3, "R", "R"), config={"width": "w"})
 
@@ -714,19 +711,16 @@ def test_llama_decode_step_in_width_depth_ffn_and_cached_tokens():
     # AV over the T cached keys and the new one (2 (T + 1) d)
     macs = 2 * n * (4 * d**2 + 3 * d * f + 2 * (t + 1) * d)
     assert sympy.expand(cc.total()["macs"] - macs.subs(t, cc.past)) == 0
+    from tests.test_decode import measured_step   # FlopCounterMode around a real cached step of 2 x 1 ids
+
     rng = random.Random(5)
-    for _ in range(3):
-        config = {"hidden_size": 64 * rng.randint(2, 4), "num_hidden_layers": rng.randint(2, 3),
-                  "intermediate_size": rng.randint(2, 40)}
+    for config in unseen(cc, lambda: {"hidden_size": 64 * rng.randint(2, 4), "num_hidden_layers": rng.randint(2, 3),
+                                      "intermediate_size": rng.randint(2, 40)}, 3):
         model = hf_model("llama", **config)
         for cached in (rng.randint(1, 9), rng.randint(30, 70)):
-            with torch.no_grad():
-                past = model(torch.zeros(2, cached, dtype=torch.long, device="meta"), use_cache=True).past_key_values
-                with FlopCounterMode(display=False) as counter:
-                    model(torch.zeros(2, 1, dtype=torch.long, device="meta"), past_key_values=past, use_cache=True)
             values = {"d": config["hidden_size"], "n": config["num_hidden_layers"], "f": config["intermediate_size"],
                       "T": cached}
-            assert cc.evaluate(values, "torch")["flops"] == counter.get_total_flops(), values
+            assert cc.evaluate(values, "torch")["flops"] == measured_step(model, cached), values
             assert cc.evaluate(values)["params"] == sum(p.numel() for p in model.parameters()), values
     r = cli("model", "hf:llama", "--input", "1x1", "--past", "T", "--config", "hidden_size=d", "--generate", "3")
     assert r.returncode == 2 and "--generate" in r.stderr.strip().splitlines()[-1]
