@@ -183,6 +183,10 @@ class Device:
     def kernel_floor_s(self, kind: str, dtype: str = "fp32") -> float:
         return self._first(kind, dtype, "kernel_s", self.kernel_s)
 
+    def first_touch(self, written: int) -> float:
+        """Page-fault seconds of a new output of ``written`` bytes (0 at or below ``first_touch_above``)."""
+        return written * self.first_touch_s if written > self.first_touch_above else 0.0
+
     def memory_fraction(self, kind: str, dtype: str, nbytes: float) -> float:
         """The kind's memory fraction for a kernel moving ``nbytes``: at most 1 beyond the cache."""
         m = self.rate(kind, dtype).memory

@@ -23,7 +23,6 @@ from typing import Callable
 from ..conventions import Convention, get_convention
 from ..cost import Cost
 from .devices import Device, KindRate
-from .dtypes import itemsize
 from .model import kernel_terms
 
 #: the shared H100 calibration, copied into the repository so tests and benches can read it
@@ -64,12 +63,6 @@ class Sample:
     regime: str = ""
 
 
-def _first_touch(s: Sample, base: Device) -> float:
-    """Page-fault seconds of the sample's output (a module call's output is a fresh allocation)."""
-    written = int(s.cost.writes) * itemsize(s.dtype)
-    return written * base.first_touch_s if written > base.first_touch_above else 0.0
-
-
 def _grid(lo: float, hi: float, n: int):
     import numpy as np
 
@@ -93,9 +86,11 @@ def fit_rates(samples: list[Sample], base: Device, convention: str | Convention 
         raise ValueError("fit the host time or the kernel floor, not both: at once they trade off")
     conv = get_convention(convention) if isinstance(convention, str) else convention
     by_kind: dict[str, list] = {}
+    touches: dict[str, list] = {}   # page-fault seconds of each sample's output (a module call's is a new one)
     for s in samples:
-        kind, _, _, _, terms = kernel_terms(s.cost, base, s.dtype, conv, s.args)
+        kind, _, _, written, terms = kernel_terms(s.cost, base, s.dtype, conv, s.args)
         by_kind.setdefault(kind, []).append((s, terms))
+        touches.setdefault(kind, []).append(base.first_touch(written))
     out = {}
     for kind, rows in by_kind.items():
         dtype = rows[0][0].dtype
@@ -121,7 +116,7 @@ def fit_rates(samples: list[Sample], base: Device, convention: str | Convention 
                                   + max(t.compute_s / base.rate(t.kind, s.dtype).compute,
                                         t.memory_s / base.memory_fraction(t.kind, s.dtype,
                                                                           t.memory_s * base.bandwidth)))
-                              for t in terms if t.kind != kind) + _first_touch(s, base) for s, terms in rows])
+                              for t in terms if t.kind != kind) for s, terms in rows]) + np.array(touches[kind])
         extra = np.array([max(0, len(terms) - 1) * base.launch_s for _, terms in rows])
         # device seconds on the grid (k, c, m, sample); host seconds (h, sample)
         # a kernel takes at least its floor (own kernels of a call share the call's FLOPs and bytes evenly)

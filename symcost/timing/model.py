@@ -196,7 +196,7 @@ def estimate(cost: Cost, device: Device, dtype: str = "fp32", convention: str | 
         t = max(device.kernel_floor_s(k.kind, dtype), rate.latency_s + max(c, m))
         dev += t
         shown.append((k.what, t))
-    touch = written * device.first_touch_s if fresh and terms and written > device.first_touch_above else 0.0
+    touch = device.first_touch(written) if fresh and terms else 0.0
     host = hidden = 0.0
     if overhead:
         host = device.host_s(kind, dtype) + max(0, len(terms) - 1) * device.launch_s
