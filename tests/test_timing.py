@@ -34,11 +34,76 @@ def conv_args(bias=True, k=3, groups=1, c=3, o=32, pad=1):
 def test_kinds():
     assert kind_of("conv2d", "conv", conv_args(k=3)) == "conv_kxk"
     assert kind_of("conv2d", "conv", conv_args(k=1)) == "conv_1x1"
-    assert kind_of("conv2d", "conv", conv_args(k=3, groups=32, c=32)) == "conv_grouped"
+    assert kind_of("conv2d", "conv", conv_args(k=3, groups=32, c=32)) == "conv_depthwise"        # one channel a group
+    assert kind_of("conv2d", "conv", conv_args(k=3, groups=32, c=32, o=64)) == "conv_depthwise"  # multiplier 2
+    assert kind_of("conv2d", "conv", conv_args(k=3, groups=8, c=32)) == "conv_grouped"           # 4 channels a group
+    # squeeze-excitation: a 1x1 convolution on the pooled 1x1 map; on a 7x7 map it is an ordinary 1x1 one
+    assert kind_of("conv2d", "conv", conv_args(k=1, c=96, o=4), (8, 4, 1, 1)) == "conv_pooled"
+    assert kind_of("conv2d", "conv", conv_args(k=1, c=96, o=4), (8, 4, 7, 7)) == "conv_1x1"
+    assert kind_of("silu", "activation") == kind_of("sigmoid", "activation") == "transcendental"
+    assert kind_of("hardswish", "activation") == kind_of("mul", "elementwise") == "elementwise"
     assert kind_of("conv2d", "conv", {"kernel_size": [1, 7], "groups": 1}) == "conv_kxk"
     assert kind_of("batchnorm2d", "norm") == "norm" and kind_of("relu", "activation") == "elementwise"
     assert kind_of("softmax", "activation") == "softmax" and kind_of("flatten", "reshape") == "view"
     assert kind_of("linear", "linear") == "linear" and kind_of("maxpool2d", "pool") == "pool"
+
+
+def test_every_catalog_family_has_a_kind():
+    from symcost.registry import all_layers
+    from symcost.timing import KINDS
+
+    layers = all_layers()
+    assert len(layers) > 50
+    for name, cls in layers.items():
+        assert kind_of(name, cls.family) in KINDS, name
+
+
+def test_an_unknown_family_is_refused_not_timed_as_elementwise():
+    from symcost.cost import Cost
+    from symcost.errors import LayerError
+
+    with pytest.raises(LayerError, match="family 'warp', which has no time-model kind"):
+        kind_of("warp_sum", "warp")
+    cost = Cost(ops={"add": 8}, reads=16, writes=8, family="warp", layer="warp_sum")
+    with pytest.raises(LayerError, match="warp_sum"):
+        estimate(cost, get_device("h100"), "fp32")
+    from symcost.model import ModelCost, Row
+
+    mc = ModelCost("toy", (1, 8), [Row("block.warp", "warp_sum", {}, ((1, 8),), cost)])
+    with pytest.raises(LayerError, match="^block.warp: layer 'warp_sum' is of family 'warp'"):
+        predict(mc, get_device("h100"), "fp32")
+
+
+def test_a_device_without_the_new_kinds_falls_back():
+    """A device file written before depthwise and pooled convolutions were kinds of their own: its grouped rate
+    (symcost calibrate measured it on a depthwise call) times depthwise convolutions, its 1x1 rate pooled ones."""
+    old = Device("old", peak_flops=1e12, bandwidth=1e11, kinds={"conv_grouped": KindRate(host_s=7.0, memory=0.25),
+                                                               "conv_1x1": KindRate(host_s=3.0, compute=0.5),
+                                                               "conv_kxk": KindRate(host_s=5.0, memory=0.5)})
+    assert old.rate("conv_depthwise") == old.rate("conv_grouped") and old.host_s("conv_depthwise") == 7.0
+    assert old.rate("conv_pooled", "fp16") == old.rate("conv_1x1") and old.host_s("conv_pooled") == 3.0
+    older = replace(old, kinds={"conv_kxk": KindRate(host_s=5.0, memory=0.5)})
+    assert older.host_s("conv_depthwise") == older.host_s("conv_grouped") == 5.0       # grouped <- k x k
+    h100 = get_device("h100")
+    assert h100.rate("conv_depthwise", "fp32") != h100.rate("conv_grouped", "fp32")      # measured, not borrowed
+
+
+@pytest.mark.parametrize("dtype, kernels", [
+    ("fp32", ("conv2d",)),                          # PyTorch's own depthwise kernel adds the bias
+    ("fp16", ("convolution", "bias add")),          # cuDNN, then a separate bias add
+])
+def test_depthwise_bias_on_the_h100(dtype, kernels):
+    dw = conv(c=32, o=32, groups=32)
+    e = estimate(dw.cost((2, 32, 16, 16)), get_device("h100"), dtype, args=conv_args(c=32, o=32, groups=32))
+    assert e.kind == "conv_depthwise" and tuple(k for k, _ in e.kernels) == kernels
+
+
+def test_depthwise_runs_at_the_strict_fp32_peak():
+    d = Device("toy", peak_flops=1e12, bandwidth=1e15, peak_flops_by_dtype={"tf32": 8e12}, tf32_conv=True)
+    dw = conv(bias=False, c=32, o=32, groups=32)
+    e = estimate(dw.cost((1, 32, 8, 8)), d, "fp32", args=conv_args(bias=False, c=32, o=32, groups=32))
+    # 32 x 8 x 8 = 2048 outputs x 9 MACs x 2 FLOPs = 36864, on the CUDA cores (no GEMM for tensor cores)
+    assert e.compute_s == pytest.approx(36864 / 1e12)
 
 
 @pytest.mark.parametrize("device, bias, kernels", [
@@ -136,18 +201,19 @@ def _rho(samples, device, overhead=True):
     return spearman(pred, [s.seconds for s in samples])
 
 
+@pytest.mark.parametrize("model, n", [("resnet50", 126), ("mobilenet_v2", 141)])
 @pytest.mark.parametrize("regime", ["fp32 b1", "fp32 b64", "fp16 b64"])
-def test_h100_preset_ranks_the_calibration_layers_better_than_the_naive_roofline(h100, regime):
+def test_h100_preset_ranks_the_calibration_layers_better_than_the_naive_roofline(h100, regime, model, n):
     """A FIT CHECK, not a prediction: the preset was fitted to these very layers.  It says the model's form can
     express what was measured (per-kind host times, per-kind fractions), which one peak and one bandwidth cannot;
-    bench/RESULTS.md reports the held-out (leave-one-regime-out) numbers."""
-    rows = [s for s in h100 if s.regime == regime]
-    with open(H100_DATA / "resnet50_layers.csv", newline="") as f:     # every leaf module, not the model row
+    bench/RESULTS.md reports the held-out numbers (fitted on one model, scored on the other)."""
+    rows = [s for s in h100 if s.regime == regime and s.model == model]
+    with open(H100_DATA / f"{model}_layers.csv", newline="") as f:     # every leaf module, not the model row
         expected = sum(1 for r in csv.DictReader(f) if f"{r['dtype'].replace('float', 'fp')} b{r['batch']}" == regime
                        and r["module"] != "<whole model>")
-    assert len(rows) == expected == 126
+    assert len(rows) == expected == n
     fitted, naive = _rho(rows, PRESETS["h100-sxm"]), _rho(rows, PRESETS["h100-sxm-datasheet"], overhead=False)
-    print(f"\n{regime}: Spearman fitted {fitted:.3f}, naive roofline {naive:.3f}")
+    print(f"\n{model} {regime}: Spearman fitted {fitted:.3f}, naive roofline {naive:.3f}")
     assert fitted > naive + 0.05
 
 
@@ -212,11 +278,74 @@ def test_batch1_forward_is_the_host_time_of_its_calls(resnet50_traces):
 def test_fp16_batchnorm_host_time_from_the_e2e_file():
     from symcost.timing.fit import fp16_norm_host_extra
 
-    # fp16 folding saves 7.4757 - 4.3999 = 3.0758 ms, fp32 5.6618 - 4.1517 = 1.5101 ms over 53 BatchNorms:
-    # 1.5657 ms / 53 = 29.54 us more per fp16 BN, times 3.95573 / 5.6618 (layer file's clock / e2e's) = 20.64 us
-    assert fp16_norm_host_extra() == pytest.approx(1.5657e-3 / 53 * 3.95573 / 5.6618, rel=1e-4)
+    # ResNet-50: fp16 folding saves 7.4757 - 4.3999 = 3.0758 ms, fp32 5.6618 - 4.1517 = 1.5101 ms: 1.5657 ms more
+    # over 53 BatchNorms, times 3.95573 / 5.6618 (layer file's clock / e2e's) = 20.64 us each
+    r50 = 1.5657e-3 * 3.95573 / 5.6618
+    assert fp16_norm_host_extra() == pytest.approx(r50 / 53, rel=1e-4)
+    # MobileNetV2: (5.1687 - 3.0902) - (4.2869 - 2.8456) = 0.6372 ms over 52, times 2.88181 / 4.2869 = 8.24 us each
+    mnv2 = 0.6372e-3 * 2.88181 / 4.2869
+    assert fp16_norm_host_extra(models=("mobilenet_v2",)) == pytest.approx(mnv2 / 52, rel=1e-4)
+    pooled = (r50 + mnv2) / 105                                                  # 14.50 us
+    assert fp16_norm_host_extra(models=("resnet50", "mobilenet_v2")) == pytest.approx(pooled, rel=1e-4)
     d = PRESETS["h100-sxm"]
-    assert d.host_s("norm", "fp16") == pytest.approx(d.host_s("norm", "fp32") + 20.64e-6, rel=5e-3)
+    assert d.host_s("norm", "fp16") == pytest.approx(d.host_s("norm", "fp32") + pooled, rel=5e-3)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_traces():
+    """MobileNetV2 and its BN-folded copy, traced on the meta device at batch 1 and 64."""
+    import torch
+    from torchvision.models import mobilenet_v2
+
+    from symcost.fold import fold_batchnorm
+    from symcost.tracing import trace
+
+    torch.manual_seed(0)
+    model = mobilenet_v2(weights=None).eval()
+    folded = fold_batchnorm(model, (1, 3, 64, 64)).model.to("meta")
+    model = model.to("meta")
+    return {b: (trace(model, (b, 3, 224, 224)), trace(folded, (b, 3, 224, 224))) for b in (1, 64)}
+
+
+# measured whole forwards, mobilenet_v2_e2e.csv (NCHW, ms): unfolded, folded
+@pytest.mark.parametrize("dtype, batch, unfolded, folded", [
+    ("fp32", 1, 4.2869, 2.8456),       # saving 1.4413 / 4.2869 = 33.6 %
+    ("fp32", 64, 5.5666, 4.7025),      # saving 0.8641 / 5.5666 = 15.5 %
+    ("fp16", 1, 5.1687, 3.0902),       # saving 2.0785 / 5.1687 = 40.2 %
+    pytest.param("fp16", 64, 5.3812, 3.5509, marks=pytest.mark.xfail(
+        strict=True, reason="a known miss: 15 % predicted against 34.0 % measured (bench/RESULTS.md)")),
+])
+def test_fold_prediction_mobilenet_v2_within_10_points(mobilenet_traces, dtype, batch, unfolded, folded):
+    """Folding where BatchNorm follows depthwise convolutions: the fractions come from per-layer times, so only
+    fp16 BatchNorm's host time (fitted on the batch-1 folds of both models) has seen these totals."""
+    before, after = mobilenet_traces[batch]
+    d = PRESETS["h100-sxm"]
+    eb, ea = predict(before, d, dtype), predict(after, d, dtype)
+    # 52 BatchNorm kernels go; each of the 35 dense convolutions (the stem, 34 1x1) gets a bias-add kernel, and in
+    # fp16 (cuDNN) each of the 17 depthwise ones too; in fp32 PyTorch's depthwise kernel adds its own bias
+    added = 35 if dtype == "fp32" else 52
+    assert sum(len(e.kernels) for e in ea) == sum(len(e.kernels) for e in eb) - 52 + added
+    saving = 1 - forward_time(ea).seconds / forward_time(eb).seconds
+    measured = 1 - folded / unfolded
+    print(f"\nfold saving, mobilenet_v2 b{batch} {dtype} on h100-sxm: predicted {100 * saving:.1f} %, measured "
+          f"{100 * measured:.1f} %")
+    assert abs(saving - measured) < 0.10
+
+
+def test_mobilenet_v2_batch1_totals_within_25_percent(h100, mobilenet_traces):
+    """Batch 1 is host-bound: the sum of MobileNetV2's 141 measured layers at fp32 (mobilenet_v2_layers.csv:
+    3594.17 us in all) and its fp16 whole forward (mobilenet_v2_e2e.csv: 5.1687 ms; no per-layer fp16 batch-1
+    file exists), predicted within 25 %.  The e2e file's clock ran 1.49x the layer file's (4.2869 against 2.88181
+    ms for the same fp32 forward), so the fp16 forward is checked against both clocks."""
+    rows = [s for s in h100 if s.model == "mobilenet_v2" and s.regime == "fp32 b1"]
+    assert sum(s.seconds for s in rows) == pytest.approx(3594.17e-6, rel=1e-6)
+    d = PRESETS["h100-sxm"]
+    layers = sum(estimate(s.cost, d, s.dtype, args=s.args).time_s for s in rows) / 3594.17e-6
+    fp16 = forward_time(predict(mobilenet_traces[1][0], d, "fp16")).seconds
+    e2e, layer_clock = fp16 / 5.1687e-3, fp16 / (5.1687e-3 * 2.88181 / 4.2869)
+    print(f"\nmobilenet_v2 batch 1: fp32 layers predicted / measured {layers:.2f}; fp16 forward {e2e:.2f} of the e2e "
+          f"file's, {layer_clock:.2f} of it on the layer file's clock")
+    assert 0.75 < layers < 1.25 and 0.75 < e2e < 1.25 and 0.75 < layer_clock < 1.25
 
 
 def test_return_s_hides_a_short_kernel_under_the_host_time():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .dtypes import dtype_name
-from .kinds import EPILOGUES, KINDS
+from .kinds import EPILOGUES, KINDS, kind_chain
 
 
 def _finite(v) -> bool:
@@ -96,8 +96,9 @@ class Device:
                  call returning, its hooks): the kernels run meanwhile, so a call alone takes
                  ``host + max(0, device - return_s)`` and, in a whole forward, its kernels are issued ``return_s``
                  before its host time ends.
-    fuses:       epilogues run inside the main kernel (``conv_bias``); eager CUDA convolutions do not fuse their
-                 bias (a separate elementwise kernel), oneDNN CPU convolutions do.  Default: all (one pass a call).
+    fuses:       epilogues run inside the main kernel (``conv_bias``, ``depthwise_bias``); eager CUDA convolutions
+                 do not fuse their bias (a separate elementwise kernel) but for PyTorch's own depthwise kernel (fp32,
+                 bf16), oneDNN CPU convolutions do.  Default: all (one pass a call).
     tf32_conv, tf32_matmul: fp32 convolutions / matmuls run on TF32 tensor cores (``peak('tf32')``).
     cache_bytes: the last-level cache (0: none known).  A kernel moving more bytes than this runs at most at
                  ``bandwidth``: a kind's memory fraction above 1 (measured on layer-sized tensors a CPU's cache
@@ -164,14 +165,24 @@ class Device:
         """The intensity (FLOP/byte) at which compute time equals memory time."""
         return self.peak(dtype) / self.bandwidth
 
-    def rate(self, kind: str, dtype: str = "fp32") -> KindRate:
-        """The kind's rate at ``dtype``: its own measurement for that dtype, else the kind's, else the roofline's."""
+    def _tables(self, kind: str, dtype: str):
+        """The rate tables to read ``kind`` from, in order: its own (the dtype's, then the kind's), then those of
+        the kind it falls back to where the device has none of its own (``kinds.FALLBACK``)."""
         by_dtype = self.kinds_by_dtype.get(dtype_name(dtype), {})
-        return by_dtype.get(kind) or self.kinds.get(kind) or KindRate()
+        chain = kind_chain(kind)
+        own = next((k for k in chain if k in by_dtype or k in self.kinds), kind)
+        return own, (by_dtype, self.kinds)
+
+    def rate(self, kind: str, dtype: str = "fp32") -> KindRate:
+        """The kind's rate at ``dtype``: its own measurement for that dtype, else the kind's, else the roofline's
+        (a kind the device has no rate for takes its fallback kind's, ``kinds.FALLBACK``)."""
+        own, (by_dtype, kinds) = self._tables(kind, dtype)
+        return by_dtype.get(own) or kinds.get(own) or KindRate()
 
     def _first(self, kind: str, dtype: str, what: str, default: float) -> float:
-        for table in (self.kinds_by_dtype.get(dtype_name(dtype), {}), self.kinds):
-            v = getattr(table[kind], what) if kind in table else None
+        own, tables = self._tables(kind, dtype)
+        for table in tables:
+            v = getattr(table[own], what) if own in table else None
             if v is not None:
                 return v
         return default

@@ -8,9 +8,9 @@ samples, with a slight pull of $c$ and $m$ towards 1 so that a fraction the data
 fraction of a memory-bound kind) stays at the roofline instead of an arbitrary grid end.  With ``fit_host=False``
 the host time is the base device's (for data where no call is host-bound, e.g. batch 64 on a GPU).
 
-``h100_device`` fits the ResNet-50 measurements of ``tests/fixtures/h100`` (a copy of the shared H100
-calibration): it is how the ``h100-sxm`` preset's numbers were made, and ``bench/latency_h100_fit.py`` reruns it
-and the leave-one-regime-out checks.
+``h100_device`` fits the ResNet-50 and MobileNetV2 measurements of ``tests/fixtures/h100`` (a copy of the shared
+H100 calibration), or one model's: it is how the ``h100-sxm`` preset's numbers were made, and
+``bench/latency_h100_fit.py`` reruns it, fitted on one model and scored on the other, and leaving regimes out.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ H100_BIAS_KERNELS = {"fp32": (53, 2.461e-3), "fp16": (53, 1.965e-3)}
 VIEW_HOST_S = 1e-6
 
 #: kinds whose compute fraction is fitted; the others are memory-bound by construction (compute fraction 1)
-COMPUTE_KINDS = ("conv_kxk", "conv_1x1", "conv_grouped", "linear", "matmul", "gemv", "attention")
+COMPUTE_KINDS = ("conv_kxk", "conv_1x1", "conv_grouped", "conv_depthwise", "conv_pooled", "linear", "matmul", "gemv",
+                 "attention")
 
 
 #: GEMM kinds fitted as a start-up time on top of the measured GEMM peak (``fit_rates``' ``latency_kinds``):
@@ -46,9 +47,17 @@ COMPUTE_KINDS = ("conv_kxk", "conv_1x1", "conv_grouped", "linear", "matmul", "ge
 #: not stay at 11 %
 GEMM_KINDS = ("linear", "matmul", "attention")
 
-#: kinds ResNet-50 does not have take the rates of a kind it has (a guess, stated in the preset's source)
-BORROWED = {"conv_grouped": "conv_kxk", "matmul": "linear", "attention": "linear", "softmax": "reduction",
-            "reduction": "pool", "memory": "elementwise", "transcendental": "elementwise"}
+#: kinds the fitted models do not have take the rates of a kind they have (each stated in the preset's source): a
+#: grouped convolution with several channels per group is a GEMM per group (<- k x k), a 1x1 convolution on a 1x1
+#: map is cuDNN's 1x1 convolution at a size its kernel floor and host time decide (<- 1x1), an exp/tanh/erf
+#: activation streams like ReLU on a GPU (the H100 evaluates an exp per element far faster than HBM delivers one),
+#: a copy streams like an elementwise kernel; a fit without MobileNetV2 times depthwise convolutions as k x k ones
+BORROWED = {"conv_grouped": "conv_kxk", "conv_pooled": "conv_1x1", "conv_depthwise": "conv_kxk", "matmul": "linear",
+            "attention": "linear", "softmax": "reduction", "reduction": "pool", "memory": "elementwise",
+            "transcendental": "elementwise"}
+
+#: the models of the H100 calibration: file stem -> (symcost target, BatchNorms it has)
+H100_MODELS = {"resnet50": ("torchvision:resnet50", 53), "mobilenet_v2": ("torchvision:mobilenet_v2", 52)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class Sample:
     dtype: str
     seconds: float
     regime: str = ""
+    model: str = ""
 
 
 def _grid(lo: float, hi: float, n: int):
@@ -156,9 +166,12 @@ def regime_key(dtype: str, batch: int) -> str:
     return f"{_short(dtype)} b{batch}"
 
 
-def traced_samples(rows: list[dict], target: str = "torchvision:resnet50") -> list[Sample]:
+def traced_samples(rows: list[dict], target: str = "torchvision:resnet50", model_name: str | None = None
+                   ) -> list[Sample]:
     """Samples from measured rows: ``target`` traced (on the meta device) at each batch the rows hold, each
-    measured module matched to the first traced call of that name."""
+    measured module matched to the first traced call of that name; ``model_name`` (default: the target's name
+    after its source, ``resnet50``) labels them."""
+    model_name = target.rsplit(":", 1)[-1] if model_name is None else model_name
     from ..targets import load_target
     from ..tracing import trace
 
@@ -176,12 +189,14 @@ def traced_samples(rows: list[dict], target: str = "torchvision:resnet50") -> li
             if t is None or not t.is_call:
                 continue
             out.append(Sample(r["module"], t.cost, t.args, _short(r["dtype"]), float(r["us"]) * 1e-6,
-                              regime_key(r["dtype"], b)))
+                              regime_key(r["dtype"], b), model_name))
     return out
 
 
-def h100_samples(data: str | Path = H100_DATA) -> list[Sample]:
-    return traced_samples(read_layer_csv(Path(data) / "resnet50_layers.csv"))
+def h100_samples(data: str | Path = H100_DATA, models: tuple[str, ...] = tuple(H100_MODELS)) -> list[Sample]:
+    """The measured layer calls of ``models`` (``H100_MODELS``), each traced at its measured shapes."""
+    return [s for m in models for s in traced_samples(read_layer_csv(Path(data) / f"{m}_layers.csv"),
+                                                      H100_MODELS[m][0], m)]
 
 
 def h100_base(data: str | Path = H100_DATA) -> Device:
@@ -192,39 +207,43 @@ def h100_base(data: str | Path = H100_DATA) -> Device:
     c = json.loads((Path(data) / "calib.json").read_text())
     return Device(
         "h100-sxm", peak_flops=c["gemm_fp32_tflops"] * 1e12, bandwidth=c["copy_GBps_read_plus_write"] * 1e9,
-        overhead_s=10e-6, launch_s=8e-6, kernel_s=5e-6, asynchronous=True, return_s=5e-6, fuses=(),
+        overhead_s=10e-6, launch_s=8e-6, kernel_s=5e-6, asynchronous=True, return_s=5e-6, fuses=("depthwise_bias",),
         tf32_conv=bool(c["cudnn_tf32"]), tf32_matmul=bool(c["matmul_tf32"]),
         peak_flops_by_dtype={"fp32": c["gemm_fp32_tflops"] * 1e12, "tf32": c["gemm_tf32_tflops"] * 1e12,
                              "fp16": c["gemm_fp16_tflops"] * 1e12, "bf16": c["gemm_bf16_tflops"] * 1e12})
 
 
-def e2e_seconds(data: str | Path = H100_DATA) -> dict[tuple[str, str], float]:
-    """Whole-forward seconds of ``resnet50_e2e.csv`` (NCHW), keyed by (regime, ``unfolded`` or ``folded``)."""
-    with open(Path(data) / "resnet50_e2e.csv", newline="", encoding="utf-8") as f:
+def e2e_seconds(data: str | Path = H100_DATA, model: str = "resnet50") -> dict[tuple[str, str], float]:
+    """Whole-forward seconds of ``<model>_e2e.csv`` (NCHW), keyed by (regime, ``unfolded`` or ``folded``)."""
+    with open(Path(data) / f"{model}_e2e.csv", newline="", encoding="utf-8") as f:
         return {(regime_key(r["dtype"], int(r["batch"])), r["variant"]): float(r["ms"]) * 1e-3
                 for r in csv.DictReader(f) if r["format"] == "contiguous"}
 
 
-def whole_model_seconds(data: str | Path = H100_DATA) -> dict[str, float]:
+def whole_model_seconds(data: str | Path = H100_DATA, model: str = "resnet50") -> dict[str, float]:
     """The layer file's own whole-model rows (``<whole model>``: the forward timed by the same harness, in the
     same session as the layers), keyed by regime."""
     return {regime_key(r["dtype"], int(r["batch"])): float(r["us"]) * 1e-6
-            for r in read_layer_csv(Path(data) / "resnet50_layers.csv") if r["module"] == "<whole model>"}
+            for r in read_layer_csv(Path(data) / f"{model}_layers.csv") if r["module"] == "<whole model>"}
 
 
-def fp16_norm_host_extra(data: str | Path = H100_DATA, n_norms: int = 53) -> float:
-    """Host seconds an fp16 BatchNorm call costs beyond an fp32 one.
+def fp16_norm_host_extra(data: str | Path = H100_DATA, models: tuple[str, ...] = ("resnet50",)) -> float:
+    """Host seconds an fp16 BatchNorm call costs beyond an fp32 one, pooled over ``models``.
 
     At batch 1 a forward is host-bound, so what folding saves is the BatchNorms' host time (less the bias adds
-    it adds, the same in both dtypes): fp16 saves 3.08 ms where fp32 saves 1.51 ms (``resnet50_e2e.csv``), while
-    the folded forwards differ by 6 % -- the extra is BatchNorm's alone (in half precision eager PyTorch does not
-    take the cuDNN path: its parameters are not fp32).  The e2e file's clock runs 1.43x the layer file's at fp32
-    batch 1 (5.66 against 3.96 ms for the same forward), so the difference is scaled into the layer file's units,
-    the units of the fitted host times."""
-    e2e, whole = e2e_seconds(data), whole_model_seconds(data)
-    saved = {dt: e2e[(f"{dt} b1", "unfolded")] - e2e[(f"{dt} b1", "folded")] for dt in ("fp32", "fp16")}
-    scale = whole["fp32 b1"] / e2e[("fp32 b1", "unfolded")]
-    return max(0.0, (saved["fp16"] - saved["fp32"]) / n_norms * scale)
+    it adds, the same in both dtypes): ResNet-50's fp16 saves 3.08 ms where fp32 saves 1.51 ms
+    (``resnet50_e2e.csv``), while the folded forwards differ by 6 % -- the extra is BatchNorm's alone (in half
+    precision eager PyTorch does not take the cuDNN path: its parameters are not fp32).  The e2e file's clock runs
+    1.43x the layer file's at fp32 batch 1 (5.66 against 3.96 ms for the same forward; MobileNetV2 1.49x), so each
+    model's difference is scaled into its layer file's units, the units of the fitted host times; the pooled figure
+    is the scaled extras' sum over the BatchNorms' count."""
+    extra = norms = 0.0
+    for m in models:
+        e2e, whole = e2e_seconds(data, m), whole_model_seconds(data, m)
+        saved = {dt: e2e[(f"{dt} b1", "unfolded")] - e2e[(f"{dt} b1", "folded")] for dt in ("fp32", "fp16")}
+        extra += (saved["fp16"] - saved["fp32"]) * whole["fp32 b1"] / e2e[("fp32 b1", "unfolded")]
+        norms += H100_MODELS[m][1]
+    return max(0.0, extra / norms)
 
 
 def bias_add_rate(base: Device, samples: list[Sample], dtype: str) -> KindRate:
@@ -232,7 +251,7 @@ def bias_add_rate(base: Device, samples: list[Sample], dtype: str) -> KindRate:
     ResNet-50 at batch 64: each reads and writes a convolution's output and reads its bias."""
     n, seconds = H100_BIAS_KERNELS[dtype]
     size = 4 if dtype == "fp32" else 2
-    convs = [s for s in samples if s.regime == "fp32 b64" and s.cost.family == "conv"]
+    convs = [s for s in samples if s.regime == "fp32 b64" and s.cost.family == "conv" and s.model == "resnet50"]
     nbytes = sum((2 * math.prod(int(d) for d in s.cost.output_shape) + int(s.args["out_channels"])) * size
                  for s in convs)
     if len(convs) != n:
@@ -241,8 +260,11 @@ def bias_add_rate(base: Device, samples: list[Sample], dtype: str) -> KindRate:
 
 
 def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | None = None,
-                data: str | Path = H100_DATA, names: Callable[[str], bool] | None = None) -> Device:
-    """Fit the H100 samples of ``regimes`` (default all; ``names``: only modules it accepts) in two stages.
+                data: str | Path = H100_DATA, names: Callable[[str], bool] | None = None,
+                models: tuple[str, ...] = tuple(H100_MODELS)) -> Device:
+    """Fit the H100 samples of ``models`` and ``regimes`` (default all; ``names``: only modules it accepts) in two
+    stages.  ``samples`` must hold ResNet-50's whatever ``models`` says: the bias-add kernel's rate is computed
+    from its shapes (the profiler measured its folded forward).
 
     1. Host time per kind: from the batch-1 regimes, where every call is host-bound (without one, every kind
        keeps the base's 10 us prior).
@@ -254,14 +276,18 @@ def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | 
     The separate bias-add kernel's bandwidth fraction comes from the profiler totals (``H100_BIAS_KERNELS``); fp16
     BatchNorm's host time from the batch-1 whole forwards (``fp16_norm_host_extra``), fixed before its batch-64
     fractions are fitted (else the fractions absorb it, and folding's predicted fp16 saving triples).  A view call
-    (``nn.Identity``, ``Flatten``, an eval dropout: no kernel) costs ``VIEW_HOST_S``."""
+    (``nn.Identity``, ``Flatten``, an eval dropout: no kernel) costs ``VIEW_HOST_S``, not what the layer files'
+    harness measured for MobileNetV2's eval Dropout (11.7 us at batch 1: the harness's own floor, event records
+    and the timed call, which a forward does not pay; fitted, each ``nn.Identity`` a fold leaves would cost it)."""
     base = h100_base(data)
     samples = samples if samples is not None else h100_samples(data)
-    allowed = [s for s in samples if (regimes is None or s.regime in regimes) and (names is None or names(s.name))]
+    allowed = [s for s in samples if (regimes is None or s.regime in regimes) and (names is None or names(s.name))
+               and s.model in models]
     host_bound = [s for s in allowed if s.regime.endswith(" b1")]
     device_bound = [s for s in allowed if not s.regime.endswith(" b1")]
     hosts = {k: KindRate(r.host_s) for k, r in fit_rates(host_bound, base).items()} if host_bound else {}
-    fp16_hosts = {"norm": KindRate(hosts["norm"].host_s + fp16_norm_host_extra(data))} if "norm" in hosts else {}
+    fp16_hosts = ({"norm": KindRate(hosts["norm"].host_s + fp16_norm_host_extra(data, models))}
+                  if "norm" in hosts else {})
     staged = replace(base, kinds=hosts, kinds_by_dtype={"fp16": fp16_hosts})
     pooled = {**hosts, **fit_rates(device_bound, staged, fit_host=False, latency_kinds=GEMM_KINDS)}
     by_dtype = {dt: fit_rates([s for s in device_bound if s.dtype == dt], staged, fit_host=False,
@@ -273,10 +299,13 @@ def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | 
         by_dtype.setdefault(dt, {})["bias_add"] = bias_add_rate(base, samples, dt)
     pooled["bias_add"] = by_dtype["fp32"]["bias_add"]
     for kind, like in BORROWED.items():
-        if kind not in pooled and like in pooled:
-            pooled[kind] = pooled[like]
+        for table in (pooled, *by_dtype.values()):
+            if kind not in table and like in table:
+                table[kind] = table[like]
     for kind in GEMM_KINDS:   # a GEMM's call costs the host what a matrix-vector product's does (one fc each)
         if kind in pooled and pooled[kind].host_s is None and "gemv" in pooled:
             pooled[kind] = replace(pooled[kind], host_s=pooled["gemv"].host_s)
-    pooled.setdefault("view", KindRate(host_s=VIEW_HOST_S))
+    pooled["view"] = KindRate(host_s=VIEW_HOST_S)
+    for table in by_dtype.values():
+        table.pop("view", None)
     return replace(base, kinds=pooled, kinds_by_dtype=by_dtype)

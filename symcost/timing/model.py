@@ -40,6 +40,7 @@ from typing import Iterable
 
 from ..conventions import Convention, get_convention
 from ..cost import Cost, to_int
+from ..errors import LayerError
 from .devices import Device
 from .dtypes import dtype_name, itemsize
 from .kinds import is_conv, kernels_of, kind_of
@@ -133,9 +134,10 @@ class LayerEstimate:
 
 
 def _peak_dtype(kind: str, dtype: str, device: Device) -> str:
-    if dtype == "fp32" and ((is_conv(kind) and device.tf32_conv) or (kind in _MATMUL_KINDS and device.tf32_matmul)):
-        return "tf32"
-    return dtype
+    # a depthwise convolution has no GEMM for tensor cores to run: PyTorch's own kernel, on the CUDA cores
+    tf32 = (is_conv(kind) and kind != "conv_depthwise" and device.tf32_conv) or \
+        (kind in _MATMUL_KINDS and device.tf32_matmul)
+    return "tf32" if dtype == "fp32" and tf32 else dtype
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ def kernel_terms(cost: Cost, device: Device, dtype: str, convention: Convention,
         bias = Cost(ops={"bias": cost.ops["bias"]}, family=cost.family, layer=cost.layer)
         bias_flops = to_int(convention.count(bias), "bias FLOPs")
         bias_bytes = int((args or {}).get("out_channels", 0)) * size
-    kernels = kernels_of(kind, cost.layer, flops, read + written, bias_flops, bias_bytes, written, device.fuses)
+    kernels = kernels_of(kind, cost.layer, flops, read + written, bias_flops, bias_bytes, written, device.fuses,
+                         dtype)
     terms = [KernelTerms(k.kind, k.what, k.flops / device.peak(_peak_dtype(k.kind, dtype, device)),
                          k.bytes / device.bandwidth) for k in kernels]
     return kind, flops, read, written, terms
@@ -216,6 +219,8 @@ def predict(mc, device: Device, dtype: str = "fp32", convention: str | Conventio
         try:
             out.append(estimate(r.cost, device, dtype, convention, name=r.name, overhead=overhead, args=r.args,
                                 fresh=writes_fresh_output(r)))
+        except LayerError as e:     # a layer family without a time-model kind
+            raise LayerError(f"{r.name}: {e}") from None
         except ValueError as e:
             raise ValueError(f"{r.name}: {e} (the time model needs a concrete input shape)") from None
     return out
