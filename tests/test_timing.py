@@ -225,6 +225,8 @@ def test_h100_preset_is_what_the_fit_gives(h100):
             a, b = fit.rate(k, dt), preset.rate(k, dt)
             assert (a.compute, a.memory) == pytest.approx((b.compute, b.memory), rel=5e-3), (dt, k)
             assert fit.host_s(k, dt) == pytest.approx(preset.host_s(k, dt), rel=5e-3), (dt, k)
+            assert fit.kernel_floor_s(k, dt) == pytest.approx(preset.kernel_floor_s(k, dt), rel=5e-3), (dt, k)
+    assert fit.fuses == preset.fuses
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +315,7 @@ def mobilenet_traces():
     ("fp32", 64, 5.5666, 4.7025),      # saving 0.8641 / 5.5666 = 15.5 %
     ("fp16", 1, 5.1687, 3.0902),       # saving 2.0785 / 5.1687 = 40.2 %
     pytest.param("fp16", 64, 5.3812, 3.5509, marks=pytest.mark.xfail(
-        strict=True, reason="a known miss: 15 % predicted against 34.0 % measured (bench/RESULTS.md)")),
+        strict=True, reason="a known miss: 20 % predicted against 34.0 % measured (bench/RESULTS.md)")),
 ])
 def test_fold_prediction_mobilenet_v2_within_10_points(mobilenet_traces, dtype, batch, unfolded, folded):
     """Folding where BatchNorm follows depthwise convolutions: the fractions come from per-layer times, so only

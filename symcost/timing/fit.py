@@ -271,7 +271,8 @@ def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | 
     2. Per kind and dtype, the compute and memory fractions: from the batch-64 regimes, host times fixed; pooled
        over dtypes as the fallback for a dtype without data.  The least kernel time stays the 5 us prior: fitted
        per kind at batch 64 it comes out at 16-50 us (BatchNorm's NCHW kernel is slow on many small planes), which
-       then wrongly dominates every batch-1 call.
+       then wrongly dominates every batch-1 call -- but for fp16 BatchNorm, which has no batch-1 layer times and
+       whose kernels are PyTorch's own (its parameters are not fp32, which cuDNN's half-precision BatchNorm needs).
 
     The separate bias-add kernel's bandwidth fraction comes from the profiler totals (``H100_BIAS_KERNELS``); fp16
     BatchNorm's host time from the batch-1 whole forwards (``fp16_norm_host_extra``), fixed before its batch-64
@@ -295,6 +296,13 @@ def h100_device(samples: list[Sample] | None = None, regimes: tuple[str, ...] | 
     by_dtype = {dt: {k: KindRate(staged.kinds_by_dtype.get(dt, {}).get(k, KindRate()).host_s, r.compute, r.memory,
                                  latency_s=r.latency_s)
                      for k, r in t.items()} for dt, t in by_dtype.items()}
+    fp16_norms = [s for s in device_bound if s.dtype == "fp16" and s.cost.family == "norm"]
+    if fp16_norms and "norm" in fp16_hosts:
+        # half-precision BatchNorm leaves cuDNN for PyTorch's own kernels, which take 50-97 us at batch 64 even on
+        # a 1.6-million-element map (fp32: 27 us, host-bound): a least kernel time of its own, fitted with its
+        # fraction at batch 64 (no per-layer fp16 batch-1 file exists for it to dominate wrongly)
+        r = fit_rates(fp16_norms, staged, fit_host=False, fit_kernel=True)["norm"]
+        by_dtype["fp16"]["norm"] = replace(by_dtype["fp16"]["norm"], memory=r.memory, kernel_s=r.kernel_s)
     for dt in ("fp32", "fp16"):
         by_dtype.setdefault(dt, {})["bias_add"] = bias_add_rate(base, samples, dt)
     pooled["bias_add"] = by_dtype["fp32"]["bias_add"]

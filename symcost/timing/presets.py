@@ -79,7 +79,7 @@ H100_FITTED = Device(
             "linear": KindRate(latency_s=3.55e-05),
             "matmul": KindRate(latency_s=3.55e-05),
             "memory": KindRate(memory=0.835),
-            "norm": KindRate(host_s=4.09e-05, memory=0.395),
+            "norm": KindRate(host_s=4.09e-05, memory=0.395, kernel_s=2.52e-05),
             "pool": KindRate(memory=0.187),
             "reduction": KindRate(memory=0.113),
             "softmax": KindRate(memory=0.113),
@@ -120,8 +120,10 @@ H100_FITTED = Device(
            "gemv from the batch-1 fc and classifier. fp16 BatchNorm's extra host time (14.5 us) from the batch-1 "
            "whole forwards, unfolded minus folded, fp16 against fp32, pooled over both models' 105 BatchNorms "
            "(ResNet-50 20.6, MobileNetV2 8.2 us each; *_e2e.csv, each scaled to its layer file's clock by its own "
-           "whole-model row); the bias-add kernel's bandwidth fraction from the profiler total of the 53 bias adds "
-           "of the folded ResNet-50 (fold_probe.txt). A depthwise convolution's bias is added inside its kernel "
+           "whole-model row); fp16 BatchNorm's least kernel time (25.2 us) with its fraction from both models' "
+           "batch-64 fp16 BatchNorms (PyTorch's own kernels, not cuDNN's: 50-97 us on maps where fp32 takes 27); "
+           "the bias-add kernel's bandwidth fraction from the profiler total of the 53 bias adds of the folded "
+           "ResNet-50 (fold_probe.txt). A depthwise convolution's bias is added inside its kernel "
            "outside fp16 (fuses depthwise_bias: eager PyTorch runs fp32 NCHW depthwise convolutions in its own "
            "kernel, which takes the bias, and fp16 ones in cuDNN). Not from the data: launch_s 8 us per extra kernel "
            "(a conv bias costs about 8 us more per layer), kernel_s 5 us least kernel time (of 2, 5 and 8 us tried, "
