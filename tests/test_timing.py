@@ -88,6 +88,29 @@ def test_a_device_without_the_new_kinds_falls_back():
     assert h100.rate("conv_depthwise", "fp32") != h100.rate("conv_grouped", "fp32")      # measured, not borrowed
 
 
+def test_squeeze_excitation_and_silu_kinds_in_efficientnet_b0():
+    """EfficientNet-B0 (torchvision): 16 MBConv blocks, each a depthwise convolution and a squeeze-excitation
+    (global pool, two 1x1 convolutions on the 1x1 map, SiLU between them, a sigmoid, a broadcast multiply); 15 of
+    them expand first (expand ratio 6, the first block's is 1).  SiLU: stem 1 + 15 expansions + 16 depthwise + 16
+    SE = 48, plus the head's 1 = 49; the SE's 16 sigmoids make 65 transcendental calls.  On the H100 the kinds
+    neither calibration model has borrow a measured kind's rates, per dtype."""
+    from collections import Counter
+
+    from symcost.targets import load_target
+    from symcost.tracing import trace
+
+    mc = trace(load_target("torchvision:efficientnet_b0", device="meta"), (2, 3, 64, 64))
+    d = get_device("h100")
+    est = predict(mc, d, "fp16")
+    kinds = Counter((e.layer, e.kind) for e in est)
+    assert kinds[("conv2d", "conv_pooled")] == 32 and kinds[("conv2d", "conv_depthwise")] == 16
+    assert kinds[("silu", "transcendental")] == 49 and kinds[("sigmoid", "transcendental")] == 16
+    assert kinds[("mul", "elementwise")] == 16 and kinds[("adaptive_avgpool2d", "reduction")] == 17
+    for dt in ("fp32", "fp16"):
+        assert d.rate("conv_pooled", dt) == d.rate("conv_1x1", dt) and d.host_s("conv_pooled") == d.host_s("conv_1x1")
+        assert d.rate("transcendental", dt) == d.rate("elementwise", dt)
+
+
 @pytest.mark.parametrize("dtype, kernels", [
     ("fp32", ("conv2d",)),                          # PyTorch's own depthwise kernel adds the bias
     ("fp16", ("convolution", "bias add")),          # cuDNN, then a separate bias add
