@@ -119,6 +119,10 @@ def test_depthwise_bias_on_the_h100(dtype, kernels):
     dw = conv(c=32, o=32, groups=32)
     e = estimate(dw.cost((2, 32, 16, 16)), get_device("h100"), dtype, args=conv_args(c=32, o=32, groups=32))
     assert e.kind == "conv_depthwise" and tuple(k for k, _ in e.kernels) == kernels
+    args = dict(in_channels=32, out_channels=32, kernel_size=3, groups=32, bias=True)
+    up = symcost.layer("conv_transpose2d", symbolic=False, **args)          # cuDNN at every dtype
+    e = estimate(up.cost((2, 32, 16, 16)), get_device("h100"), dtype, args=args)
+    assert e.kind == "conv_depthwise" and tuple(k for k, _ in e.kernels) == ("convolution", "bias add")
 
 
 def test_depthwise_runs_at_the_strict_fp32_peak():

@@ -38,8 +38,8 @@ KINDS: dict[str, str] = {
 
 #: epilogues a backend may fuse into the main kernel: every convolution's bias (oneDNN on a CPU), or a depthwise
 #: convolution's outside half precision: eager CUDA runs an fp32 or bf16 NCHW depthwise convolution in PyTorch's
-#: own depthwise kernel, which adds the bias, and an fp16 one (``use_cudnn_depthwise``: at stride 1 always) and
-#: every dense one in cuDNN, followed by a separate bias add
+#: own depthwise kernel, which adds the bias, and an fp16 one (``use_cudnn_depthwise``: at stride 1 always), a
+#: transposed one and every dense one in cuDNN, followed by a separate bias add
 EPILOGUES: tuple[str, ...] = ("conv_bias", "depthwise_bias")
 
 #: kind -> the kind whose rate it takes on a device that has none of its own (a device file written before the
@@ -141,7 +141,8 @@ def kernels_of(kind: str, layer: str, flops: int, nbytes: int, bias_flops: int, 
     convolution's bias is fused (``EPILOGUES``)."""
     if kind == "view":
         return []
-    fused = "conv_bias" in fuses or (kind == "conv_depthwise" and "depthwise_bias" in fuses and dtype != "fp16")
+    own_depthwise = kind == "conv_depthwise" and not layer.startswith("conv_transpose")    # cuDNN transposes
+    fused = "conv_bias" in fuses or (own_depthwise and "depthwise_bias" in fuses and dtype != "fp16")
     if is_conv(kind) and bias_flops and not fused:
         return [Kernel(kind, "convolution", flops - bias_flops, nbytes - bias_bytes),
                 Kernel("bias_add", "bias add", bias_flops, 2 * out_bytes + bias_bytes)]
