@@ -12,7 +12,7 @@ import sympy
 
 from .conventions import Convention, get_convention
 from .cost import Cost, bind, to_int
-from .errors import UsageError
+from .errors import OutsideProvenDomain, UsageError
 
 
 class Totals(dict):
@@ -75,6 +75,23 @@ class Row:
         return self.kind is not RowKind.UNUSED
 
 
+def shown_condition(condition) -> str:
+    """A guard as a reader writes it: ``L < 512``, ``Mod(W, 8) == 0``, ``H != 240``."""
+    if isinstance(condition, (sympy.Eq, sympy.Ne)):
+        op = "==" if isinstance(condition, sympy.Eq) else "!="
+        return f"{sympy.sstr(condition.lhs)} {op} {sympy.sstr(condition.rhs)}"
+    if isinstance(condition, (sympy.And, sympy.Or)):
+        joint = " and " if isinstance(condition, sympy.And) else " or "
+        return joint.join(f"({shown_condition(a)})" for a in condition.args)
+    return sympy.sstr(condition)
+
+
+def outside_message(given: str, guard: str) -> str:
+    """Why a point gets no number from the formula: it breaks a size guard of the traced path."""
+    return (f"{given} is outside the formula's domain: it holds where {guard} (a size guard of the model's "
+            "forward); traced at that size on its own, the model gives exact numbers (symcost model --at does so)")
+
+
 class _Sweepable:
     """Evaluation of closed-form totals: exact at a point, vectorised over arrays, inside the model's domain.
     Needs ``symbols``, ``domain`` and ``total(convention)``."""
@@ -89,11 +106,14 @@ class _Sweepable:
 
         refuse_other_sizes(getattr(self, "fixed_at", {}), [values])
         subs = bind(values, self.symbols, extra=True)
+        given = ", ".join(f"{k}={v}" for k, v in values.items())
         for size in self.domain:
             if size.xreplace(subs) < 1:
-                given = ", ".join(f"{k}={v}" for k, v in values.items())
                 raise UsageError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
                                  f"{size.xreplace(subs)}")
+        for condition in getattr(self, "guards", ()):
+            if not bool(condition.xreplace(subs)):
+                raise OutsideProvenDomain(outside_message(given, shown_condition(condition)))
 
     def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
         """Exact integers at one assignment of the input symbols (``{"H": 224, "W": 224}``; names or symbols;
@@ -109,7 +129,7 @@ class _Sweepable:
         as a cached sweep (``summary.evaluate_tree``): no float rounding inside a floor."""
         import numpy as np
 
-        from .summary import evaluate_tree, to_tree
+        from .summary import evaluate_tree, to_tree, truth
 
         if getattr(self, "fixed_at", None):
             from .errors import NoSingleFormula
@@ -118,6 +138,7 @@ class _Sweepable:
         total = self.total(convention)
         trees = {m: to_tree(total[m]) for m in metrics}
         domain = [to_tree(d) for d in self.domain]
+        guards = [to_tree(g) for g in getattr(self, "guards", ())]
         names = [str(s) for s in self.symbols]
 
         def run(*arrays):
@@ -127,6 +148,8 @@ class _Sweepable:
             out["valid"] = np.ones(shape, dtype=bool)
             for tree in domain:
                 out["valid"] &= np.array(evaluate_tree(tree, env) >= 1, dtype=bool).reshape(shape)
+            for tree in guards:
+                out["valid"] &= truth(tree, env).reshape(shape)
             return out
 
         return run
@@ -152,6 +175,11 @@ class ModelCost(_Sweepable):
     buffer_kinds: dict = field(default_factory=dict)
     #: named inputs (keyword -> symbolic shape); ``input_shape`` is then all their dims, one input after another
     inputs: dict = field(default_factory=dict)
+    #: the size guards of the path traced (sympy relations in the input's symbols, ``tracing.guards``): the
+    #: formulas hold where all of them are true (and every size of ``domain`` is >= 1)
+    guards: tuple = ()
+    #: the guards are the whole domain (read from a run with symbolic sizes); False: sampled (see the notes)
+    proven: bool = False
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -203,6 +231,7 @@ class ModelCost(_Sweepable):
             totals={n: {m: shown(e) for m, e in t.items()} for n, t in totals.items()},
             trees={n: {m: to_tree(t[m]) for m in ("params", "macs", "flops")} for n, t in totals.items()},
             domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
+            guards=[(to_tree(g), shown_condition(g)) for g in self.guards],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
             fixed_at=dict(self.fixed_at),
             buffer_kinds=dict(self.buffer_kinds),
