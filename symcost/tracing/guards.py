@@ -160,8 +160,10 @@ _LAYOUT_QUESTIONS = {"is_non_overlapping_and_dense", "compute_elementwise_output
 
 
 #: torch's size arithmetic that the catalog's own output-size formulas implement, both branches (a pooling window
-#: with ``ceil_mode`` that would start past the input is dropped), checked against torch's shapes at every recording
-_CATALOGUED = {"pooling_output_shape_pad_lr", "pooling_output_shape"}
+#: with ``ceil_mode`` that would start past the input is dropped), checked against torch's shapes at every
+#: recording, and its checks that an output size is >= 1 (the domain has every tensor size >= 1 already)
+_CATALOGUED = {"pooling_output_shape_pad_lr", "pooling_output_shape", "pool2d_shape_check", "pool3d_shape_check",
+               "max_pool3d_with_indices_shape_check", "avg_pool3d_shape_check"}
 
 
 def _frame(g) -> tuple[str, str]:
@@ -173,14 +175,41 @@ def _frame(g) -> tuple[str, str]:
 def _layout_check(g) -> bool:
     """torch's own "is this size 1?" question (a broadcast, a memory layout, a matmul folding its batch dims),
     asked inside torch and not to refuse the size: it chooses how, not what, is computed."""
-    e = g.expr
-    one = isinstance(e, sympy.Ne) and (1 in (e.lhs, e.rhs) or (0 in (e.lhs, e.rhs) and any(
-        isinstance(a, sympy.Basic) and type(a).__name__ in ("Mod", "PythonMod") and a.args[0] == 1
-        for a in (e.lhs, e.rhs))))
+    one = _size_one_question(g.expr)
     name, func = _frame(g)
     if func in _LAYOUT_QUESTIONS or func.startswith(("is_contiguous", "is_channels_last", "are_strides_like")):
         return True
-    return one and "torch" in name and not func.startswith(("_verify", "check", "_check"))
+    if not one:
+        return False
+    if "torch" in name:
+        return func.startswith("check_contiguous") or not func.startswith(("_verify", "check", "_check"))
+    return not _compares(g)  # an op on the model's line asked (a matmul folding a size-1 dim), not the line itself
+
+
+def _size_one_question(e) -> bool:
+    """``Ne(x, 1)``, ``Ne(Mod(1, x), 0)`` or ``k < k*x``: is a size (or a product of sizes) 1?"""
+    if isinstance(e, sympy.Ne):
+        return 1 in (e.lhs, e.rhs) or (0 in (e.lhs, e.rhs) and any(
+            isinstance(a, sympy.Basic) and type(a).__name__ in ("Mod", "PythonMod") and a.args[0] == 1
+            for a in (e.lhs, e.rhs)))
+    if isinstance(e, (sympy.Lt, sympy.Gt)):
+        small, big = (e.lhs, e.rhs) if isinstance(e, sympy.Lt) else (e.rhs, e.lhs)
+        return bool(small.is_number and small > 0 and not big.is_number and
+                    sympy.simplify(big / small).as_coeff_Mul()[0] == 1)
+    return False
+
+
+#: what a line of Python needs to ask a question about a size itself
+_QUESTIONS = ("==", "!=", "<", ">", "if ", "assert", "while ", " and ", " or ", "not ", "bool(", "min(", "max(",
+              "range(", "split(", "chunk(")
+
+
+def _compares(g) -> bool:
+    import linecache
+
+    frame = getattr(getattr(g, "sloc", None), "framework_loc", None)
+    line = linecache.getline(str(getattr(frame, "filename", "")), int(getattr(frame, "lineno", 0) or 0))
+    return not line or any(q in line for q in _QUESTIONS)
 
 
 def _where(g) -> str:
