@@ -212,3 +212,18 @@ def test_every_recording_starts_from_the_model_as_built():
         assert at["flops"] == fresh_flops(length) == fixed["flops"], length
         for metric in ("reads", "writes", "macs", "params"):
             assert mc.evaluate({"L": length}, "flops")[metric] == fixed[metric], (length, metric)
+
+
+def test_the_report_page_refuses_outside_the_guards(tmp_path):
+    """The interactive page evaluates the guards too: L = 600 is refused naming L < 512, L = 100 gets numbers."""
+    from test_report import NODE, cli, run_page
+
+    if NODE is None:
+        pytest.skip("node is not installed: the page's JavaScript is not run")
+    out = tmp_path / "t.html"
+    r = cli("report", file_target(tmp_path, "truncate"), "--input", "1xLx16", "--out", out, "--at", "L=100",
+            cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    snaps = run_page(out.read_text(), [{"L": 600}, {"L": 511}])
+    assert snaps[1]["status"].startswith("refused: L=600 is outside the formula's domain: it holds where L < 512")
+    assert snaps[0]["status"] == "exact values at L=100" and snaps[2]["status"] == "exact values at L=511"
