@@ -227,3 +227,21 @@ def test_the_report_page_refuses_outside_the_guards(tmp_path):
     snaps = run_page(out.read_text(), [{"L": 600}, {"L": 511}])
     assert snaps[1]["status"].startswith("refused: L=600 is outside the formula's domain: it holds where L < 512")
     assert snaps[0]["status"] == "exact values at L=100" and snaps[2]["status"] == "exact values at L=511"
+
+
+@pytest.mark.slow
+def test_timm_models_of_both_patterns_agree_with_a_fixed_size_derivation():
+    """CrossViT resizes its input to 240 unless it is 240 already; LeViT fills an attention-bias cache on its first
+    eval call.  At their own size, the symbolic derivation's answer equals a fresh fixed-size derivation in every
+    metric (the issue's numbers: CrossViT 3,174,534,733 FLOPs, LeViT 14,319,552 reads and 6,099,098 writes)."""
+    pytest.importorskip("timm")
+    import symcost
+
+    cross = model_report("timm:crossvit_tiny_240", "1x3xHxW", "flops", points=[{"H": 240, "W": 240}],
+                         use_cache=False, progress=False).evaluations[0]
+    fixed = symcost.model("timm:crossvit_tiny_240", "1x3x240x240", use_cache=False).total("flops")
+    assert {m: cross[m] for m in ("params", "macs", "flops")} == {m: fixed[m] for m in ("params", "macs", "flops")}
+    levit = symcost.model("timm:levit_128s", "1x3xHxW", use_cache=False)
+    assert levit.fixed_at == {"H": 224, "W": 224}
+    assert dict(levit.total("flops")) == dict(symcost.model("timm:levit_128s", "1x3x224x224",
+                                                            use_cache=False).total("flops"))
