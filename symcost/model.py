@@ -86,6 +86,28 @@ def shown_condition(condition) -> str:
     return sympy.sstr(condition)
 
 
+def at_least_one(condition) -> sympy.Expr | None:
+    """An integer expression that is >= 1 exactly where ``condition`` holds (``L < 512`` -> ``512 - L``; ``W != 240``
+    -> ``Max(W - 240, 240 - W)``), for a domain of sizes that must be >= 1; None where the sides may not be
+    integers."""
+    if isinstance(condition, sympy.And):
+        parts = [at_least_one(c) for c in condition.args]
+        return None if None in parts else sympy.Min(*parts)
+    if isinstance(condition, sympy.Or):
+        parts = [at_least_one(c) for c in condition.args]
+        return None if None in parts else sympy.Max(*parts)
+    if not isinstance(condition, sympy.core.relational.Relational):
+        return None
+    diff = condition.lhs - condition.rhs
+    if not diff.is_integer:
+        return None
+    if isinstance(condition, sympy.Eq):
+        return sympy.Min(diff + 1, 1 - diff)
+    if isinstance(condition, sympy.Ne):
+        return sympy.Max(diff, -diff)
+    return {sympy.Lt: -diff, sympy.Le: 1 - diff, sympy.Gt: diff, sympy.Ge: diff + 1}[type(condition)]
+
+
 def outside_message(given: str, guard: str) -> str:
     """Why a point gets no number from the formula: it breaks a size guard of the traced path."""
     return (f"{given} is outside the formula's domain: it holds where {guard} (a size guard of the model's "
