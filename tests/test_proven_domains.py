@@ -245,3 +245,25 @@ def test_timm_models_of_both_patterns_agree_with_a_fixed_size_derivation():
     assert levit.fixed_at == {"H": 224, "W": 224}
     assert dict(levit.total("flops")) == dict(symcost.model("timm:levit_128s", "1x3x224x224",
                                                             use_cache=False).total("flops"))
+
+
+class _Branch(nn.Module):
+    """An extra layer for inputs longer than 200 positions: the trace sizes 225 and 161 fall on both sides."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 16)
+
+    def forward(self, x):
+        x = self.a(x)
+        if x.shape[1] > 200:
+            x = self.b(x)
+        return x
+
+
+def test_a_refusal_names_the_branch_it_saw():
+    """Not "a loop": the refusal names the guard whose answer differs between the two trace sizes."""
+    from symcost.errors import NoSingleFormula
+
+    with pytest.raises(NoSingleFormula, match="L > 200"):
+        trace(_Branch().to("meta").eval(), (1, "L", 16))

@@ -246,8 +246,15 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
             break
         except TraceError:
             continue
-    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
-                 third=(rec_far, far[1]) if rec_far is not None else None)
+    try:
+        mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
+                     third=(rec_far, far[1]) if rec_far is not None else None)
+    except NoSingleFormula as e:  # name the decision the model made, where a guard shows it
+        broken = prove(_fresh(model), shape, values_a, input_dtype, backward).violated(values_b)
+        if broken is None:
+            raise
+        raise NoSingleFormula(f"{e} (the size guard that changes between {describe(values_a)} and "
+                              f"{describe(values_b)}: {broken.text()})") from None
     proof = _proven(model, mc, shape, values_a, input_dtype, backward)
     _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward, far_recording=rec_far,
             far_index=far[0] if far else 0, proof=proof)
