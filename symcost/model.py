@@ -76,7 +76,10 @@ class Row:
 
 
 def shown_condition(condition) -> str:
-    """A guard as a reader writes it: ``L < 512``, ``Mod(W, 8) == 0``, ``H != 240``."""
+    """A guard as a reader writes it: ``L <= 511`` (for ``T + 1 < 512`` too), ``Mod(W, 8) == 0``, ``H != 240``."""
+    solved = _solved(condition)
+    if solved:
+        return solved
     if isinstance(condition, (sympy.Eq, sympy.Ne)):
         op = "==" if isinstance(condition, sympy.Eq) else "!="
         return f"{sympy.sstr(condition.lhs)} {op} {sympy.sstr(condition.rhs)}"
@@ -106,6 +109,29 @@ def at_least_one(condition) -> sympy.Expr | None:
     if isinstance(condition, sympy.Ne):
         return sympy.Max(diff, -diff)
     return {sympy.Lt: -diff, sympy.Le: 1 - diff, sympy.Gt: diff, sympy.Ge: diff + 1}[type(condition)]
+
+
+def _solved(condition) -> str | None:
+    """A relation linear in one integer size as a bound on it: ``-T - 1 > -127`` -> ``T <= 125``."""
+    if not isinstance(condition, sympy.core.relational.Relational) or len(condition.free_symbols) != 1:
+        return None
+    x = next(iter(condition.free_symbols))
+    d = sympy.expand(condition.lhs - condition.rhs)   # d REL 0
+    if not (x.is_integer and d.is_polynomial(x) and sympy.degree(d, x) == 1):
+        return None
+    a, b = d.coeff(x, 1), d.coeff(x, 0)
+    if not (a.is_Rational and b.is_Rational):
+        return None
+    op, bound = condition.rel_op, -b / a
+    if a < 0:
+        op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+    if op in ("==", "!="):
+        return f"{x} {op} {bound}" if bound.is_Integer else None
+    if op in ("<", "<="):  # the largest integer allowed
+        top = sympy.ceiling(bound) - 1 if op == "<" else sympy.floor(bound)
+        return f"{x} <= {top}"
+    low = sympy.floor(bound) + 1 if op == ">" else sympy.ceiling(bound)
+    return f"{x} >= {low}"
 
 
 def outside_message(given: str, guard: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .errors import NoSingleFormula, UsageError
+from .errors import NoSingleFormula, OutsideProvenDomain, UsageError
 
 #: the totals a report shows per evaluation and in its formulas
 METRICS = ("params", "macs", "flops")
@@ -401,14 +401,30 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         report.formula = {m: str(parts["total"][m]) for m in ("macs", "flops", "reads", "writes")}
     if at:
         report.evaluations = []
-        for p in parse_assignments(at, names):
+        points = parse_assignments(at, names)
+        outside = {}
+        for i, p in enumerate(points):
             for d in derivations[-1:] if past else ():  # the step's domain (a sliding window bounds T)
                 try:
                     d.check_domain(p)
+                except OutsideProvenDomain as e:  # another path of the step: that step traced on its own
+                    outside[i] = str(e).split(" (a size guard")[0]
                 except ValueError as e:
                     raise UsageError(str(e)) from None
             if config:   # the config's conditions, at the prefill and at the first and last decode steps
                 g["check"](p)
+            elif generate:
+                from .decode import check_steps
+
+                check_steps(g, {k: int(v) for k, v in p.items()})
+        for i, p in enumerate(points):
+            if i in outside:
+                spec = "x".join(map(str, at_point(input_spec, p)))
+                step = derive_decode(target, spec, past=str(p.get(str(past), past)), use_cache=use_cache,
+                                     progress=progress)["step"].total(convention)
+                report.evaluations.append({"values": p, "total": {m: exact(v) for m, v in step.items()}})
+                notes.append(f"{outside[i]}: that decode step traced on its own")
+                continue
             subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
             report.evaluations.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
                                                        for n, t in parts.items()}})

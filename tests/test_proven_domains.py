@@ -105,7 +105,7 @@ def file_target(tmp_path, name):
 
 @pytest.mark.parametrize("name, shape, guard, inside, outside", [
     # x[:, :512]: the slice is the identity below 512 positions
-    ("truncate", (1, "L", 16), "L < 512", [(7,), (8,), (32,), (225,), (511,)], [(512,), (600,), (1025,)]),
+    ("truncate", (1, "L", 16), "L <= 511", [(7,), (8,), (32,), (225,), (511,)], [(512,), (600,), (1025,)]),
     # split(x, 1024): one chunk up to 1024 positions, ceil(L/1024) above
     ("chunks", (1, "L", 16), "1024", [(7,), (64,), (1023,), (1024,)], [(1025,), (2500,)]),
     # the branch on W > 512
@@ -215,7 +215,7 @@ def test_every_recording_starts_from_the_model_as_built():
 
 
 def test_the_report_page_refuses_outside_the_guards(tmp_path):
-    """The interactive page evaluates the guards too: L = 600 is refused naming L < 512, L = 100 gets numbers."""
+    """The interactive page evaluates the guards too: L = 600 is refused naming L <= 511, L = 100 gets numbers."""
     from test_report import NODE, cli, run_page
 
     if NODE is None:
@@ -225,7 +225,7 @@ def test_the_report_page_refuses_outside_the_guards(tmp_path):
             cache=tmp_path / "cache")
     assert r.returncode == 0, r.stderr
     snaps = run_page(out.read_text(), [{"L": 600}, {"L": 511}])
-    assert snaps[1]["status"].startswith("refused: L=600 is outside the formula's domain: it holds where L < 512")
+    assert snaps[1]["status"].startswith("refused: L=600 is outside the formula's domain: it holds where L <= 511")
     assert snaps[0]["status"] == "exact values at L=100" and snaps[2]["status"] == "exact values at L=511"
 
 
@@ -265,5 +265,5 @@ def test_a_refusal_names_the_branch_it_saw():
     """Not "a loop": the refusal names the guard whose answer differs between the two trace sizes."""
     from symcost.errors import NoSingleFormula
 
-    with pytest.raises(NoSingleFormula, match="L > 200"):
+    with pytest.raises(NoSingleFormula, match="L >= 201"):
         trace(_Branch().to("meta").eval(), (1, "L", 16))
