@@ -151,5 +151,24 @@ def generation(model, batch, prompt, steps, convention: str = "flops", *, target
             decode[m] = sympy.factor_terms(sympy.expand(sympy.summation(sympy.expand(e), (t, first, last))))
     pre = {m: tidy(e) for m, e in pre.items()}
     total = {m: sympy.expand(pre[m] + decode[m]) for m in pre}
-    return {"prefill": pre, "decode": decode, "total": total, "step": per_step, "derivations": (prefill, step),
-            "step_symbol": t}
+    out = {"prefill": pre, "decode": decode, "total": total, "step": per_step, "derivations": (prefill, step),
+           "step_symbol": t, "first": first, "last": last}
+    if not (first.free_symbols or last.free_symbols):
+        check_steps(out, {})
+    return out
+
+
+def check_steps(g: dict, values: dict[str, int]) -> None:
+    """The summed steps must each lie inside the step formula's domain: its sizes and size guards are checked at the
+    first and the last cached length, T = prompt and prompt + steps - 1 (``values``: the other symbols' sizes by
+    name); ``UsageError`` naming the step otherwise."""
+    step = g["derivations"][-1]
+    for end in (g["first"], g["last"]):
+        cached = int(end.xreplace({s: sympy.Integer(values[str(s)]) for s in end.free_symbols}))
+        point = {str(s): values[str(s)] for s in step.symbols if str(s) in values}
+        point[str(g["step_symbol"])] = cached
+        try:
+            step.check_domain(point)
+        except ValueError as e:
+            raise UsageError(f"--generate: the decode step at {cached} cached tokens is outside the step formula's "
+                             f"domain ({e}); --past N traces such a step on its own") from None

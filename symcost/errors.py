@@ -29,3 +29,8 @@ class NoSingleFormula(TraceError):
 class NeedsTensorValues(TraceError):
     """The model calls an op whose result depends on tensor values (``nonzero``, ``.item()``), which a trace on
     meta tensors cannot run at any size; the message names the op and where the model calls it."""
+
+
+class OutsideProvenDomain(NoSingleFormula):
+    """A size outside the guards the model's forward takes (``x[:, :512]`` needs L <= 512 for the formula of the
+    path traced): the formula does not hold there; the model traced at that size on its own does."""

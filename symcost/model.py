@@ -12,7 +12,7 @@ import sympy
 
 from .conventions import Convention, get_convention
 from .cost import Cost, bind, to_int
-from .errors import UsageError
+from .errors import OutsideProvenDomain, UsageError
 
 
 class Totals(dict):
@@ -75,6 +75,71 @@ class Row:
         return self.kind is not RowKind.UNUSED
 
 
+def shown_condition(condition) -> str:
+    """A guard as a reader writes it: ``L <= 511`` (for ``T + 1 < 512`` too), ``Mod(W, 8) == 0``, ``H != 240``."""
+    solved = _solved(condition)
+    if solved:
+        return solved
+    if isinstance(condition, (sympy.Eq, sympy.Ne)):
+        op = "==" if isinstance(condition, sympy.Eq) else "!="
+        return f"{sympy.sstr(condition.lhs)} {op} {sympy.sstr(condition.rhs)}"
+    if isinstance(condition, (sympy.And, sympy.Or)):
+        joint = " and " if isinstance(condition, sympy.And) else " or "
+        return joint.join(f"({shown_condition(a)})" for a in condition.args)
+    return sympy.sstr(condition)
+
+
+def at_least_one(condition) -> sympy.Expr | None:
+    """An integer expression that is >= 1 exactly where ``condition`` holds (``L < 512`` -> ``512 - L``; ``W != 240``
+    -> ``Max(W - 240, 240 - W)``), for a domain of sizes that must be >= 1; None where the sides may not be
+    integers."""
+    if isinstance(condition, sympy.And):
+        parts = [at_least_one(c) for c in condition.args]
+        return None if None in parts else sympy.Min(*parts)
+    if isinstance(condition, sympy.Or):
+        parts = [at_least_one(c) for c in condition.args]
+        return None if None in parts else sympy.Max(*parts)
+    if not isinstance(condition, sympy.core.relational.Relational):
+        return None
+    diff = condition.lhs - condition.rhs
+    if not diff.is_integer:
+        return None
+    if isinstance(condition, sympy.Eq):
+        return sympy.Min(diff + 1, 1 - diff)
+    if isinstance(condition, sympy.Ne):
+        return sympy.Max(diff, -diff)
+    return {sympy.Lt: -diff, sympy.Le: 1 - diff, sympy.Gt: diff, sympy.Ge: diff + 1}[type(condition)]
+
+
+def _solved(condition) -> str | None:
+    """A relation linear in one integer size as a bound on it: ``-T - 1 > -127`` -> ``T <= 125``."""
+    if not isinstance(condition, sympy.core.relational.Relational) or len(condition.free_symbols) != 1:
+        return None
+    x = next(iter(condition.free_symbols))
+    d = sympy.expand(condition.lhs - condition.rhs)   # d REL 0
+    if not (x.is_integer and d.is_polynomial(x) and sympy.degree(d, x) == 1):
+        return None
+    a, b = d.coeff(x, 1), d.coeff(x, 0)
+    if not (a.is_Rational and b.is_Rational):
+        return None
+    op, bound = condition.rel_op, -b / a
+    if a < 0:
+        op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+    if op in ("==", "!="):
+        return f"{x} {op} {bound}" if bound.is_Integer else None
+    if op in ("<", "<="):  # the largest integer allowed
+        top = sympy.ceiling(bound) - 1 if op == "<" else sympy.floor(bound)
+        return f"{x} <= {top}"
+    low = sympy.floor(bound) + 1 if op == ">" else sympy.ceiling(bound)
+    return f"{x} >= {low}"
+
+
+def outside_message(given: str, guard: str) -> str:
+    """Why a point gets no number from the formula: it breaks a size guard of the traced path."""
+    return (f"{given} is outside the formula's domain: it holds where {guard} (a size guard of the model's "
+            "forward); traced at that size on its own, the model gives exact numbers (symcost model --at does so)")
+
+
 class _Sweepable:
     """Evaluation of closed-form totals: exact at a point, vectorised over arrays, inside the model's domain.
     Needs ``symbols``, ``domain`` and ``total(convention)``."""
@@ -89,11 +154,14 @@ class _Sweepable:
 
         refuse_other_sizes(getattr(self, "fixed_at", {}), [values])
         subs = bind(values, self.symbols, extra=True)
+        given = ", ".join(f"{k}={v}" for k, v in values.items())
         for size in self.domain:
             if size.xreplace(subs) < 1:
-                given = ", ".join(f"{k}={v}" for k, v in values.items())
                 raise UsageError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
                                  f"{size.xreplace(subs)}")
+        for condition in getattr(self, "guards", ()):
+            if not bool(condition.xreplace(subs)):
+                raise OutsideProvenDomain(outside_message(given, shown_condition(condition)))
 
     def evaluate(self, values: Mapping, convention: str | Convention = "flops") -> dict[str, int]:
         """Exact integers at one assignment of the input symbols (``{"H": 224, "W": 224}``; names or symbols;
@@ -109,7 +177,7 @@ class _Sweepable:
         as a cached sweep (``summary.evaluate_tree``): no float rounding inside a floor."""
         import numpy as np
 
-        from .summary import evaluate_tree, to_tree
+        from .summary import evaluate_tree, to_tree, truth
 
         if getattr(self, "fixed_at", None):
             from .errors import NoSingleFormula
@@ -118,6 +186,7 @@ class _Sweepable:
         total = self.total(convention)
         trees = {m: to_tree(total[m]) for m in metrics}
         domain = [to_tree(d) for d in self.domain]
+        guards = [to_tree(g) for g in getattr(self, "guards", ())]
         names = [str(s) for s in self.symbols]
 
         def run(*arrays):
@@ -127,6 +196,8 @@ class _Sweepable:
             out["valid"] = np.ones(shape, dtype=bool)
             for tree in domain:
                 out["valid"] &= np.array(evaluate_tree(tree, env) >= 1, dtype=bool).reshape(shape)
+            for tree in guards:
+                out["valid"] &= truth(tree, env).reshape(shape)
             return out
 
         return run
@@ -152,6 +223,11 @@ class ModelCost(_Sweepable):
     buffer_kinds: dict = field(default_factory=dict)
     #: named inputs (keyword -> symbolic shape); ``input_shape`` is then all their dims, one input after another
     inputs: dict = field(default_factory=dict)
+    #: the size guards of the path traced (sympy relations in the input's symbols, ``tracing.guards``): the
+    #: formulas hold where all of them are true (and every size of ``domain`` is >= 1)
+    guards: tuple = ()
+    #: the guards are the whole domain (read from a run with symbolic sizes); False: sampled (see the notes)
+    proven: bool = False
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -203,6 +279,7 @@ class ModelCost(_Sweepable):
             totals={n: {m: shown(e) for m, e in t.items()} for n, t in totals.items()},
             trees={n: {m: to_tree(t[m]) for m in ("params", "macs", "flops")} for n, t in totals.items()},
             domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
+            guards=[(to_tree(g), shown_condition(g)) for g in self.guards],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
             fixed_at=dict(self.fixed_at),
             buffer_kinds=dict(self.buffer_kinds),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .errors import NoSingleFormula, UsageError
+from .errors import NoSingleFormula, OutsideProvenDomain, UsageError
 
 #: the totals a report shows per evaluation and in its formulas
 METRICS = ("params", "macs", "flops")
@@ -145,7 +145,7 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
                          f"choose one of: {', '.join(summary.totals)}")
     total = summary.total(convention)
     report = ModelReport(
-        target, summary.input_shape, convention, notes=summary.notes,
+        target, summary.input_shape, convention, notes=list(summary.notes),
         convention_summary=summary.conventions[convention], total=total,
         units={"macs": UNITS["macs"], "flops": f"operations under '{convention}'", "reads": UNITS["reads"],
                "writes": UNITS["writes"]},
@@ -158,10 +158,8 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
             report.notes = [(f"assumes {', '.join(names)} multiples of {assume_divisible} (--assume-divisible): the "
                              "formulas hold only at such sizes"), *report.notes]
     if points:
-        try:
-            report.evaluations = summary.evaluate(points, convention)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        report.evaluations = _evaluations(summary, points, convention, target, input_spec, train, input_dtype,
+                                          report.notes, progress)
     if layers:
         from .conventions import get_convention
 
@@ -169,6 +167,28 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
         report.layers = [row_json(r, conv) for r in mc.rows]
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _evaluations(summary, points: list[dict], convention: str, target: str, input_spec: str, train: bool,
+                 input_dtype, notes: list, progress: bool) -> list[dict]:
+    """Each point from the formulas, or, where it breaks a size guard of the traced path (``x[:, :512]`` at
+    L = 600), from the model traced at that size on its own: exact either way."""
+    outside = dict(summary.outside(points))
+    inside = [p for i, p in enumerate(points) if i not in outside]
+    try:
+        values = iter(summary.evaluate(inside, convention) if inside else [])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not outside:
+        return list(values)
+    traced = per_size(target, input_spec, [points[i] for i in outside], convention, train=train,
+                      input_dtype=input_dtype, progress=progress).evaluations
+    by_index = dict(zip(outside, traced))
+    for i, guard in outside.items():
+        given = ", ".join(f"{k}={v}" for k, v in points[i].items())
+        notes.append(f"{given}: outside the formulas' domain ({guard}, a size guard of the model's forward), "
+                     "traced at that size on its own")
+    return [by_index[i] if i in outside else next(values) for i in range(len(points))]
 
 
 # ---- a training step: forward + backward, per token -----------------------------------------------------------
@@ -381,14 +401,30 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         report.formula = {m: str(parts["total"][m]) for m in ("macs", "flops", "reads", "writes")}
     if at:
         report.evaluations = []
-        for p in parse_assignments(at, names):
+        points = parse_assignments(at, names)
+        outside = {}
+        for i, p in enumerate(points):
             for d in derivations[-1:] if past else ():  # the step's domain (a sliding window bounds T)
                 try:
                     d.check_domain(p)
+                except OutsideProvenDomain as e:  # another path of the step: that step traced on its own
+                    outside[i] = str(e).split(" (a size guard")[0]
                 except ValueError as e:
                     raise UsageError(str(e)) from None
             if config:   # the config's conditions, at the prefill and at the first and last decode steps
                 g["check"](p)
+            elif generate:
+                from .decode import check_steps
+
+                check_steps(g, {k: int(v) for k, v in p.items()})
+        for i, p in enumerate(points):
+            if i in outside:
+                spec = "x".join(map(str, at_point(input_spec, p)))
+                step = derive_decode(target, spec, past=str(p.get(str(past), past)), use_cache=use_cache,
+                                     progress=progress)["step"].total(convention)
+                report.evaluations.append({"values": p, "total": {m: exact(v) for m, v in step.items()}})
+                notes.append(f"{outside[i]}: that decode step traced on its own")
+                continue
             subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
             report.evaluations.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
                                                        for n, t in parts.items()}})

@@ -134,6 +134,15 @@ def refuse_other_sizes(fixed_at: Mapping, points: list[Mapping]) -> None:
                                   + ", ".join(f"{k}={v}" for k, v in other.items()))
 
 
+def truth(tree, env: dict):
+    """A condition tree's value at every point (``env`` as for ``evaluate_tree``): a 1-D boolean array."""
+    import numpy as np
+
+    arrays = {k: np.array(v, dtype=object).reshape(-1) for k, v in env.items()}
+    size = max((len(v) for v in arrays.values()), default=1)
+    return _truth(tree, {k: np.broadcast_to(v, (size,)) for k, v in arrays.items()}, size)
+
+
 def _truth(tree, env: dict, size: int):
     """A condition tree's value: a boolean array."""
     import numpy as np
@@ -206,6 +215,17 @@ class Summary:
     notes: list
     fixed_at: dict = field(default_factory=dict)   # a model that runs at one size only: the numbers hold there only
     buffer_kinds: dict = field(default_factory=dict)  # buffer values by kind ("running statistics", "other")
+    guards: list = field(default_factory=list)     # (tree, printed) per size guard of the traced path: all must hold
+
+    def outside(self, points: list[dict]) -> list[tuple[int, str]]:
+        """(index, the guard it breaks) for each point outside the guards (inside them the formulas hold)."""
+        env = {s: [int(p[s]) for p in points] for s in self.symbols}
+        out: dict[int, str] = {}
+        for tree, printed in self.guards:
+            for i, ok in enumerate(truth(tree, env)):
+                if not ok:
+                    out.setdefault(i, printed)
+        return sorted(out.items())
 
     def total(self, convention: str) -> dict:
         if convention not in self.totals:
@@ -225,5 +245,14 @@ class Summary:
                 given = ", ".join(f"{k}={v}" for k, v in points[i].items())
                 extra = f" ({len(bad)} of {len(points)} requested points are outside)" if len(points) > 1 else ""
                 raise ValueError(f"the model cannot take {given}: a tensor size {printed} becomes {sizes[i]}{extra}")
+        bad = self.outside(points)
+        if bad:
+            from .errors import OutsideProvenDomain
+            from .model import outside_message
+
+            i, guard = bad[0]
+            extra = f" ({len(bad)} of {len(points)} requested points are outside)" if len(points) > 1 else ""
+            raise OutsideProvenDomain(outside_message(", ".join(f"{k}={v}" for k, v in points[i].items()), guard)
+                                      + extra)
         values = {m: evaluate_tree(self.trees[convention][m], env) for m in METRICS}
         return [{"values": p, **{m: int(values[m][i]) for m in METRICS}} for i, p in enumerate(points)]

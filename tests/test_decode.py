@@ -10,6 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from symcost.decode import decode_step, generation
+from symcost.errors import OutsideProvenDomain
 from tests.test_models import cli
 
 transformers = pytest.importorskip("transformers")
@@ -161,7 +162,12 @@ def test_sliding_window_cache_formula_holds_below_the_window_and_is_refused_abov
     model = sliding(model_type, window)
     mc = decode_step(model, 2, 1, "T")
     for cached in (5, 8, 33, window - 2, window - 1):
-        assert mc.evaluate({"T": cached}, "torch")["flops"] == measured_step(model, cached), (model_type, cached)
+        try:
+            flops = mc.evaluate({"T": cached}, "torch")["flops"]
+        except OutsideProvenDomain:  # the cache's own branch near its window: that step traced on its own
+            assert cached >= window - 2, (model_type, cached)
+            flops = decode_step(model, 2, 1, cached).total("torch")["flops"]
+        assert flops == measured_step(model, cached), (model_type, cached)
     with pytest.raises(ValueError, match=f"cannot take T={window}"):
         mc.evaluate({"T": window}, "torch")
     assert any("sliding-window" in n for n in mc.notes)
@@ -182,7 +188,12 @@ def test_gpt_oss_decode_step_at_its_window_of_128():
     select_experts_implementation(model)
     mc = decode_step(model, 2, 1, "T")
     for cached in (5, 8, 33, 64, 126, 127):
-        assert mc.evaluate({"T": cached}, "torch")["flops"] == measured_step(model, cached), cached
+        try:
+            flops = mc.evaluate({"T": cached}, "torch")["flops"]
+        except OutsideProvenDomain:  # the cache's own branch near its window: that step traced on its own
+            assert cached >= 126, cached
+            flops = decode_step(model, 2, 1, cached).total("torch")["flops"]
+        assert flops == measured_step(model, cached), cached
     with pytest.raises(ValueError, match="cannot take T=128"):
         mc.evaluate({"T": 128}, "torch")
 

@@ -71,7 +71,7 @@ def torch_flops(model, shape):
     return c.get_total_flops()
 
 
-@pytest.mark.parametrize("build", [SkipAtMultiplesOf32, PadToMultipleOf8])
+@pytest.mark.parametrize("build", [PadToMultipleOf8])
 def test_size_dependent_python_logic_is_refused(build):
     model = build().to("meta").eval()
     # the premise: at both trace sizes (225 and 193, both = 1 mod 32) the model takes the same path, and a
@@ -79,6 +79,20 @@ def test_size_dependent_python_logic_is_refused(build):
     with pytest.raises(NoSingleFormula) as e:
         trace(model, (1, 3, "H", "W"))
     assert "no single formula holds" in str(e.value) and "H=448, W=352" in str(e.value)
+
+
+def test_a_branch_on_a_residue_becomes_the_domain():
+    """``if W % 32:`` is a guard the symbolic run reads: the formula of the path traced (W not a multiple of 32)
+    holds exactly where the guard does, and a multiple of 32 is outside it (traced on its own by --at)."""
+    from symcost.errors import OutsideProvenDomain
+
+    model = SkipAtMultiplesOf32().to("meta").eval()
+    mc = trace(model, (1, 3, "H", "W"))
+    for h, w in ((225, 225), (224, 225), (64, 97), (33, 250)):
+        assert mc.evaluate({"H": h, "W": w}, "torch")["flops"] == torch_flops(model, (1, 3, h, w)), (h, w)
+    for w in (32, 224, 448):  # the other path: the extra 1x1 conv is skipped, so the formula would be wrong
+        with pytest.raises(OutsideProvenDomain, match="Mod\\(W, 32\\) != 0"):
+            mc.evaluate({"H": 100, "W": w}, "torch")
 
 
 def test_same_padding_is_a_formula_exact_at_every_residue():

@@ -64,6 +64,12 @@ class BigIntPrinter(JavascriptCodePrinter):
         if isinstance(e, (sympy.Max, sympy.Min)):
             name = "mx" if isinstance(e, sympy.Max) else "mn"
             return f"{name}({', '.join(self._whole(a) for a in e.args)})", 1
+        if isinstance(e, sympy.Mod):  # sympy's Mod takes the divisor's sign; JavaScript's % the dividend's
+            (js, q), (mj, mq) = self._split(e.args[0]), self._split(e.args[1])
+            if mq != 1:
+                raise UsageError(f"cannot compile a modulus that is not an integer to JavaScript: {e}")
+            m = f"({mj}*{q}n)"
+            return f"((({js} % {m}) + {m}) % {m})", q
         if isinstance(e, sympy.Piecewise):
             if e.args[-1].cond is not sympy.true:
                 raise UsageError(f"a piecewise formula without a default branch cannot be compiled: {e}")

@@ -15,6 +15,7 @@ from html import escape
 import sympy
 
 from ..cost import as_expr
+from ..model import shown_condition
 from .formulas import expand_back, readable, text
 from .html import mathml
 from .javascript import RUNTIME, js_expression
@@ -52,6 +53,7 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
             "flops": {n: f(conv.count_row(r)) for n, conv in CONVENTIONS.items()},
         })
     domain = [(f(d), text(d)) for d in mc.domain]
+    guards = [(f(sympy.Piecewise((1, g), (0, True))), shown_condition(g)) for g in getattr(mc, "guards", ())]
     exprs = f.exprs
     sizes = [d for r in mc.rows for d in r.cost.output_shape] + list(mc.domain)
     shown, where = readable(exprs, sizes)
@@ -67,6 +69,7 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
         "conventions": {n: c.summary for n, c in CONVENTIONS.items()},
         "rows": rows,
         "domain": domain,
+        "guards": guards,
         "where": names,
         "uncovered": mc.uncovered,
         "notes": mc.notes,
@@ -114,6 +117,10 @@ function update() {
   for (const [i, text] of D.domain) {
     const v = F[i](s);
     if (v < 1n) return refuse("refused: the model cannot take " + given + ": a tensor size " + text + " becomes " + v);
+  }
+  for (const [i, text] of D.guards) {
+    if (F[i](s) < 1n) return refuse("refused: " + given + " is outside the formula's domain: it holds where " + text +
+                                    " (a size guard of the model's forward; symcost model --at traces it on its own)");
   }
   $("status").textContent = "exact values at " + given; $("status").className = "";
   const total = {params: 0n, buffers: 0n, macs: 0n, flops: 0n, reads: 0n, writes: 0n};

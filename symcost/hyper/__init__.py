@@ -29,7 +29,7 @@ import sympy
 
 from ..conventions import CONVENTIONS, Convention
 from ..errors import SymcostError, TraceError, UsageError
-from ..model import _Sweepable
+from ..model import _Sweepable, at_least_one, shown_condition
 from .fit import tensor_fit, univariate_window
 from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
@@ -313,6 +313,16 @@ class _Tracer:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise TraceError(f"{self.space.target} cannot be built at {where}: {type(e).__name__}: {msg}") from None
         self.domain.update(mc.domain)
+        for guard in mc.guards:  # a size guard of the path traced, as one more size that must be >= 1
+            size = at_least_one(guard)
+            if size is None:
+                self.notes.add(f"a size guard of the model ({shown_condition(guard)}) has no form the config "
+                               "formula's domain can hold: the domain in the input's sizes is sampled there")
+            else:
+                self.domain.add(size)
+        if not mc.proven and mc.symbols:
+            self.notes.add("the input sizes' domain is sampled, not proven, at some configuration (see `symcost "
+                           "model` at one configuration for the reason)")
         for k, v in mc.uncovered.items():
             self.uncovered[k] = max(self.uncovered.get(k, 0), v)
         for k, v in mc.zero_cost_ops.items():

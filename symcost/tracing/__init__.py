@@ -21,6 +21,7 @@ from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
 from .propagate import Propagation
 from .record import Recording, record
+from .guards import Proof, prove
 from .verify import check_points, describe, mixed_points, verify
 from .stored import StoredTensors
 
@@ -84,6 +85,17 @@ def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def _fresh(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as the user built it, for one recording: a copy sharing its parameters and buffers, so that what
+    one run leaves behind (an attention-bias cache filled on the first call in eval mode, as LeViT and
+    EfficientFormer do) cannot make a later recording skip work."""
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # noqa: BLE001  (a model that cannot be copied is recorded as it is)
+        return model
+
+
 def _flat(shape: tuple | dict) -> tuple:
     """All dims of all inputs, in order (named inputs: one after the other)."""
     return tuple(d for s in shape.values() for d in s) if isinstance(shape, dict) else tuple(shape)
@@ -108,7 +120,7 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
         x = torch.zeros(*[int(d) for d in shape], dtype=getattr(torch, _dtype_of(dtype)), device="meta")
     try:
         with torch.enable_grad() if backward else torch.no_grad():
-            rec = record(model, x, backward)
+            rec = record(_fresh(model), x, backward)
         _freeze_more()
         return rec
     except Exception as e:  # the model's own complaint, in one line
@@ -234,11 +246,48 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
             break
         except TraceError:
             continue
-    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
-                 third=(rec_far, far[1]) if rec_far is not None else None)
+    try:
+        mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
+                     third=(rec_far, far[1]) if rec_far is not None else None)
+    except NoSingleFormula as e:  # name the decision the model made, where a guard shows it
+        broken = prove(_fresh(model), shape, values_a, input_dtype, backward).violated(values_b)
+        if broken is None:
+            raise
+        raise NoSingleFormula(f"{e} (the size guard that changes between {describe(values_a)} and "
+                              f"{describe(values_b)}: {broken.text()})") from None
+    proof = _proven(model, mc, shape, values_a, input_dtype, backward)
     _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward, far_recording=rec_far,
-            far_index=far[0] if far else 0)
+            far_index=far[0] if far else 0, proof=proof)
     return mc
+
+
+def _proven(model, mc: ModelCost, shape, values_a: dict, dtype, backward: bool) -> Proof:
+    """The size guards of the path traced at ``values_a`` become the formulas' domain (``tracing.guards``).  (Where
+    the second trace size breaks one, the formula still fits both recordings, and is claimed on the first's side
+    only, where the verification checks it.)"""
+    proof = prove(_fresh(model), shape, values_a, dtype, backward)
+    mc.guards = tuple(g.condition for g in proof.guards)
+    mc.proven = proof.proven
+    shown = [g.text() for g in proof.guards if not _implied(g.condition, mc.domain)]
+    if proof.proven and shown:
+        mc.notes.append(f"the formulas hold where {'; '.join(shown)} (size guards of the model's forward, read "
+                        "from a run with symbolic sizes); other sizes are traced on their own")
+    elif not proof.proven:
+        mc.notes.append(f"domain sampled, not proven: {proof.reason}; the formulas are verified at five recorded "
+                        "sizes" + (f", and hold only where {'; '.join(shown)}" if shown else ""))
+    return proof
+
+
+def _implied(condition, domain: tuple) -> bool:
+    """A guard that only restates a tensor size's ``>= 1`` (a convolution's input at least its kernel)."""
+    if isinstance(condition, sympy.And):
+        return all(_implied(c, domain) for c in condition.args)
+    one = {sympy.Ge: lambda a, b: a - b + 1, sympy.Gt: lambda a, b: a - b, sympy.Le: lambda a, b: b - a + 1,
+           sympy.Lt: lambda a, b: b - a}.get(type(condition))
+    if one is None:
+        return False
+    at_least = one(condition.lhs, condition.rhs)   # the guard says at_least >= 1
+    return any((diff := sympy.expand(at_least - d)).is_number and diff >= 0 for d in domain)
 
 
 def _at(shape: tuple | dict, values: dict) -> list[int] | dict:
@@ -291,22 +340,30 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
 
 
 def _verify(model, mc: ModelCost, shape: tuple, values_a: dict, values_b: dict, rec_a: Recording, dtype: str,
-            target: str, backward: bool = False, far_recording: Recording | None = None, far_index: int = 0) -> None:
+            target: str, backward: bool = False, far_recording: Recording | None = None, far_index: int = 0,
+            proof: Proof | None = None) -> None:
     """The derivation against more recordings at sizes of other residues (see ``verify``): the far check point
     (or, where the model refuses it, the next), then two points whose halvings alternate in parity, where the model
     runs.  ``far_recording``: the recording made already at check point ``far_index``."""
     points = check_points(values_a, values_b)
-    refused = None
+    checked = False
     for k, values in enumerate(points):
-        if not _verified_at(model, mc, shape, values, rec_a, dtype, target, backward,
-                            far_recording if k == far_index else None):
-            refused = refused or values
-            continue
-        for mixed in mixed_points(values_a, values_b):
-            _verified_at(model, mc, shape, mixed, rec_a, dtype, target, backward)
-        return
-    raise NoSingleFormula(f"the model runs at the trace sizes but not at {describe(points[0])} (which a formula in "
-                          f"{', '.join(map(str, mc.symbols))} would cover)")
+        if proof is not None and proof.violated(values) is not None:
+            continue  # another path: the formula does not claim this size
+        if _verified_at(model, mc, shape, values, rec_a, dtype, target, backward,
+                        far_recording if k == far_index else None):
+            checked = True
+            break
+    else:
+        if not any(proof is not None and proof.violated(p) is not None for p in points):
+            raise NoSingleFormula(f"the model runs at the trace sizes but not at {describe(points[0])} (which a "
+                                  f"formula in {', '.join(map(str, mc.symbols))} would cover)")
+    for mixed in mixed_points(values_a, values_b):
+        if proof is None or proof.violated(mixed) is None:
+            checked |= _verified_at(model, mc, shape, mixed, rec_a, dtype, target, backward)
+    if not checked:
+        raise NoSingleFormula("no size inside the formulas' domain besides the trace sizes could be recorded to "
+                              "verify them")
 
 
 def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Recording, dtype: str, target: str,

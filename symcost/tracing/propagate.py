@@ -43,7 +43,8 @@ class Propagation:
         if len(a.ops) != len(b.ops):  # a Python loop over a size (a recurrent scan over the sequence)
             raise NoSingleFormula(f"the model runs {len(a.ops)} operations at one trace size and {len(b.ops)} at "
                                   "the other: a loop whose length depends on the input size (a recurrence over the "
-                                  "sequence, step by step) has no single formula; trace it at a concrete size")
+                                  "sequence, step by step) or a branch on it has no single formula; trace it at a "
+                                  "concrete size")
         if any(x.op != y.op for x, y in zip(a.ops, b.ops)):
             raise NoSingleFormula("the model runs different operations at the two trace sizes "
                                   "(control flow that depends on the input size); trace it at a concrete size")
