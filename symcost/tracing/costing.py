@@ -412,7 +412,8 @@ def _col2im(ev, S, concrete, sym):
 
 
 _UPSAMPLE = {"aten.upsample_nearest1d": "nearest", "aten.upsample_nearest2d": "nearest",
-             "aten.upsample_nearest3d": "nearest", "aten._upsample_nearest_exact2d": "nearest-exact",
+             "aten.upsample_nearest3d": "nearest", "aten._upsample_nearest_exact1d": "nearest-exact",
+             "aten._upsample_nearest_exact2d": "nearest-exact", "aten._upsample_nearest_exact3d": "nearest-exact",
              "aten.upsample_linear1d": "linear", "aten.upsample_bilinear2d": "bilinear",
              "aten.upsample_trilinear3d": "trilinear"}
 
