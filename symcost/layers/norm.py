@@ -13,7 +13,7 @@ import sympy
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, N, size
-from .base import Arg, Layer, definitely
+from .base import Arg, Layer, definitely, is_number
 
 
 def statistics_ops(groups, m) -> dict:
@@ -66,6 +66,10 @@ class _BatchNormBase(Layer):
         n = numel(shape)
         if self.mode == "folded":
             return Cost(output_shape=shape)
+        batch_statistics = self.mode == "train" or (is_number(self.track_running_stats) and not self.track_running_stats)
+        if batch_statistics and definitely(sympy.Eq(n / c, 1)):
+            self.fail(f"input {tuple(shape)} has one value per channel: torch needs more than one to compute batch "
+                      "statistics (mode=train, or track_running_stats=false)")
         params = 2 * c * self.affine
         buffers = 2 * c * self.track_running_stats
         # without running statistics torch normalises with batch statistics even in eval mode

@@ -5,14 +5,16 @@ to a catalogued layer, so functional code is costed by the same formulas as modu
 """
 from __future__ import annotations
 
+import math
+
 import sympy
 
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, K, M, N, P, size
-from .base import Arg, Layer, is_number
+from .base import Arg, Layer, definitely, is_number
 from .elementwise import _Binary
-from .linear import _MatmulBase
+from .linear import _MatmulBase, broadcast_shapes
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
@@ -181,9 +183,25 @@ class Addmm(_MatmulBase):
     torch_name = "torch.addmm"
     summary = "bias + A @ B, the aten form of a linear layer (1 bias add per output)"
     default_inputs = ((P,), (M, K), (K, P))
+    #: the rank of both factors (torch.addmm: matrices; baddbmm: batches of them)
+    factor_rank = 2
+
+    def check_ranks(self, a, c) -> None:
+        if len(a) != self.factor_rank or len(c) != self.factor_rank:
+            self.fail(f"needs two rank-{self.factor_rank} factors, got {tuple(a)} and {tuple(c)}")
+        if self.factor_rank == 3 and definitely(sympy.Ne(a[0], c[0])):
+            self.fail(f"batch sizes differ: {tuple(a)} and {tuple(c)} (baddbmm does not broadcast them)")
 
     def _cost(self, bias, a, c) -> Cost:
         cost = super()._cost(a, c)
+        try:  # the added input broadcasts to the product's shape, never beyond it
+            grown = broadcast_shapes(bias, cost.output_shape, self.name)
+        except ValueError:
+            grown = None
+        if grown is None or len(grown) != len(cost.output_shape) or any(
+                definitely(sympy.Ne(x, y)) for x, y in zip(grown, cost.output_shape)):
+            self.fail(f"the added input {tuple(bias)} does not broadcast to the product's shape "
+                      f"{tuple(cost.output_shape)}")
         outputs = numel(cost.output_shape)
         return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
                     reads=cost.reads + numel(bias), writes=cost.writes)
@@ -197,8 +215,16 @@ class Baddbmm(Addmm):
     torch_name = "torch.baddbmm"
     summary = "X + A @ B batched (1 add per output)"
     default_inputs = ((N, M, P), (N, M, K), (N, K, P))
+    factor_rank = 3
 
 
+#: input ranks each resize mode takes (N, C and 1 to 3 spatial dims), as F.interpolate dispatches
+_MODE_RANKS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,), "bilinear": (4,), "bicubic": (4,),
+               "trilinear": (5,)}
+#: a scale factor whose double has a denominator up to this multiplies any size below 2**36 exactly in double
+#: precision, so floor(I * s) is torch's size for a symbolic I
+_EXACT_SCALE_DENOMINATOR = 2 ** 16
+_MAX_SIZE = 2 ** 63 - 1
 #: per output element, the interpolations of one resize: linear ``a + t(b - a)`` is 1 mul and 2 add, one per axis
 #: step (1, 3, 7 of them in 1-D, 2-D, 3-D); bicubic is 4 cubic interpolations along W then 1 along H, each a
 #: 4-tap weighted sum (4 mul, 3 add)
@@ -228,7 +254,12 @@ class Upsample(Layer):
 
     ``antialias`` (bilinear, bicubic; torch's separable two-pass filter): along each axis whose size changes, every
     output is a weighted sum of $t$ taps ($t$ mul, $t-1$ add) over torch's windows, which widen with the downscale
-    factor; W first (on every input row), then H.  The tap counts have no closed form: concrete sizes only."""
+    factor; W first (on every input row), then H.  The tap counts have no closed form: concrete sizes only.
+
+    The output size is torch's: ``size``, or each size times ``scale_factor`` in double precision, truncated (0.29 on
+    100 is 28, not 29).  A symbolic size needs a factor that is a short binary fraction (0.5, 1.5, 2.5), for which
+    that product is exact; torch's other refusals (an output size below 1, a mode that does not take the input's
+    rank, ``align_corners`` with a nearest mode) are refused here too."""
 
     name = "upsample"
     family = "resize"
@@ -249,17 +280,41 @@ class Upsample(Layer):
             self.fail("give exactly one of size and scale_factor")
         if self.antialias and self.mode not in ("bilinear", "bicubic"):
             self.fail(f"antialias needs mode 'bilinear' or 'bicubic', got {self.mode!r}")
+        if self.align_corners is not None and self.mode.startswith("nearest"):
+            self.fail(f"align_corners is for the interpolating modes (linear, bilinear, bicubic, trilinear), not "
+                      f"{self.mode!r}: torch refuses it even set to false")
+        s = self.scale_factor
+        if s is not None and not (math.isfinite(s) and s > 0):
+            self.fail(f"scale_factor must be a positive number, got {s}")
+
+    def _output_sizes(self, spatial_sizes) -> tuple:
+        """The output's spatial sizes, as torch computes them."""
+        if self.size is not None:
+            if len(self.size) not in (1, len(spatial_sizes)):
+                self.fail(f"size {tuple(self.size)} has {len(self.size)} values for an input with "
+                          f"{len(spatial_sizes)} spatial dims (give one, or one per dim)")
+            return tuple(self.size) * (len(spatial_sizes) // len(self.size))
+        s = self.scale_factor
+        # torch multiplies in double precision and truncates: int(100 * 0.29) is 28, not 29
+        if all(is_number(d) for d in spatial_sizes):
+            return tuple(sympy.Integer(math.floor(float(d) * s)) for d in spatial_sizes)
+        exact = sympy.Rational(s)  # the double's exact value
+        if exact.q > _EXACT_SCALE_DENOMINATOR:
+            self.fail(f"scale_factor={s} is not a short binary fraction: torch rounds each size times it in floating "
+                      "point, which no formula in a symbolic size reproduces; give concrete sizes or size=")
+        return tuple(sympy.floor(d * exact) for d in spatial_sizes)
 
     def _cost(self, x, out=None) -> Cost:
         spatial = len(x) - 2
-        if spatial < 1:
-            self.fail(f"expected (N, C, spatial...), got {tuple(x)}")
+        ranks = _MODE_RANKS[self.mode]
+        if len(x) not in ranks:
+            self.fail(f"mode {self.mode!r} takes an input of rank {' or '.join(map(str, ranks))} (N, C, spatial...), "
+                      f"got {tuple(x)}")
         if out is None:
-            if self.size is not None:
-                size = tuple(self.size) if len(self.size) == spatial else tuple(self.size) * spatial
-            else:
-                size = tuple(sympy.floor(d * sympy.Rational(str(self.scale_factor))) for d in x[2:])
-            out = (*x[:2], *size)
+            out = (*x[:2], *self._output_sizes(x[2:]))
+            for d in out[2:]:
+                if definitely(sympy.Lt(d, 1)) or definitely(sympy.Gt(d, _MAX_SIZE)):
+                    self.fail(f"output size would be {tuple(out)}: torch needs every size from 1 to {_MAX_SIZE}")
         n = numel(out)
         if self.antialias:
             return Cost(output_shape=out, ops=self._antialias_ops(x, out), reads=numel(x), writes=n)
