@@ -165,3 +165,25 @@ def test_latex_caption_with_blank_lines_stays_one_paragraph(tables):
     tex = render(tables["layers"], "latex", caption="first\n\nsecond", standalone=True)
     _latex_ok(tex)
     assert "first second" in tex
+
+
+# ---- --out names a file: a folder is one line, exit 2 -----------------------------------------------------------
+
+NET = "tests/fixtures/my_models.py:build_net"
+
+
+@pytest.mark.parametrize("argv", [
+    ["table", NET, "--input", "1x3x16x16", "--out", "{dir}"],
+    ["table", NET, "--input", "1x3x16x16", "--out", "{dir}/new/"],
+    ["plot", NET, "--input", "1x3xRxR", "--range", "R=16:32:16", "--out", "{dir}"],
+    ["plot", NET, "--input", "1x3xRxR", "--range", "R=16:32:16", "--out", "{dir}/folder.png"],
+    ["report", NET, "--input", "1x3xRxR", "--out", "{dir}"],
+])
+def test_out_naming_a_folder_is_one_line(argv, tmp_path, capsys, monkeypatch):
+    from symcost.cli import main
+
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "folder.png").mkdir()
+    code = main([a.replace("{dir}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is a folder, not a file" in err, err
