@@ -167,6 +167,8 @@ class GroupNorm(Layer):
         if len(shape) < 2 or definitely(sympy.Ne(shape[1], self.num_channels)):
             self.fail(f"expected (N, {self.num_channels}, ...), got {tuple(shape)}")
         n = numel(shape)
+        if definitely(sympy.Eq(n / self.num_groups, 1)):  # torch checks its statistics as batch norm's
+            self.fail(f"input {tuple(shape)} has one value per group of {self.num_groups}: torch needs more than one")
         groups = shape[0] * self.num_groups
         params = 2 * self.num_channels * self.affine
         ops = merge(statistics_ops(groups, n / groups), {"mul": n + n * self.affine, "add": n * self.affine})

@@ -120,12 +120,10 @@ class _Reduce(Layer):
     per_element: dict = {}
 
     def _cost(self, x) -> Cost:
-        rank = len(x)
+        rank = max(len(x), 1)  # torch reduces a scalar along dim 0 (or -1), as a tensor of one element
         for d in self.dim:  # as torch refuses it; d % rank would wrap it onto another dimension
-            if rank == 0:
-                self.fail("cannot reduce a scalar")
             if not -rank <= int(d) < rank:
-                self.fail(f"dim {d} is out of range for an input of rank {rank} (dims {-rank} to {rank - 1})")
+                self.fail(f"dim {d} is out of range for an input of rank {len(x)} (dims {-rank} to {rank - 1})")
         dims = {int(d) % rank for d in self.dim}
         if len(dims) < len(self.dim):
             self.fail(f"dim {','.join(map(str, self.dim))} names one dimension twice (torch refuses it)")
