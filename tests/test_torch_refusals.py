@@ -405,6 +405,40 @@ def test_random_reductions_norms_and_broadcasts_agree_with_torch(config):
     agree(*config)
 
 
+@st.composite
+def attention_and_lookups(draw):
+    """Attention (heads, widths, lengths, batches), embeddings (padding_idx), PReLU, Hardtanh, clamps."""
+    x = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 4))))
+    y = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 4))))
+    family = draw(st.sampled_from(["mha", "sdpa", "embedding", "prelu", "hardtanh", "clamp", "addcmul"]))
+    if family == "mha":
+        e = draw(st.sampled_from([4, 6, 8]))
+        q = draw(st.sampled_from([(5, e), (5, 2, e), (2, 5, e), (5, 2, e + 2)]))
+        kv = draw(st.sampled_from([q, (4, *q[1:]), (3, 3, e), (4, e)]))
+        return "multihead_attention", dict(embed_dim=e, num_heads=draw(st.integers(1, 4)),
+                                           batch_first=draw(st.booleans())), [q, kv]
+    if family == "sdpa":
+        return "scaled_dot_product_attention", {}, [x, y, tuple(draw(st.integers(1, 3)) for _ in range(len(y)))]
+    if family == "embedding":
+        v = draw(st.integers(1, 5))
+        return "embedding", dict(num_embeddings=v, embedding_dim=2,
+                                 padding_idx=draw(st.one_of(st.none(), st.integers(-v - 1, v)))), [x]
+    if family == "prelu":
+        return "prelu", dict(num_parameters=draw(st.integers(1, 3))), [x]
+    if family == "hardtanh":
+        return "hardtanh", dict(min_val=draw(st.sampled_from([-1.0, 0.0, 1.0])),
+                                max_val=draw(st.sampled_from([-1.0, 0.0, 1.0]))), [x]
+    if family == "clamp":
+        return "clamp_tensor", {}, [x, y]
+    return "addcmul", {}, [x, y, tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 3))))]
+
+
+@given(attention_and_lookups())
+@RANDOM
+def test_random_attention_lookups_and_activations_agree_with_torch(config):
+    agree(*config)
+
+
 # ---- symbolic sizes still pass: a check raises only when the condition is definitely false -------------------------
 
 def test_symbolic_sizes_pass_every_new_check():
