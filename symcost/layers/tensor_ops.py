@@ -219,10 +219,21 @@ class Baddbmm(Addmm):
 #: input ranks each resize mode takes (N, C and 1 to 3 spatial dims), as F.interpolate dispatches
 _MODE_RANKS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,), "bilinear": (4,), "bicubic": (4,),
                "trilinear": (5,)}
-#: a scale factor whose double has a denominator up to this multiplies any size below 2**36 exactly in double
-#: precision, so floor(I * s) is torch's size for a symbolic I
-_EXACT_SCALE_DENOMINATOR = 2 ** 16
 _MAX_SIZE = 2 ** 63 - 1
+
+
+def formula_scale(scale: float) -> bool:
+    r"""Whether ``floor(I * r)``, ``r`` the factor as written (``0.7`` is 7/10), is torch's output size
+    ``int(I * scale)`` (a double product) for every size I.
+
+    Where I r is not an integer it lies at least 1/q from one (q the denominator of r, at most 10**6 here), far more
+    than the product's rounding error at any size a tensor takes.  Where I r is an integer n, torch's product rounds
+    to n or above only if the double is not below r: 0.1 (stored as 0.1000000000000000055) and 1.5 pass; 0.7 (stored
+    as 0.6999999999999999556: 90 * 0.7 is 62.99999999999999) and 1/3 do not."""
+    r = sympy.Rational(str(scale))
+    return r.q <= 10 ** 6 and sympy.Rational(scale) >= r
+
+
 #: per output element, the interpolations of one resize: linear ``a + t(b - a)`` is 1 mul and 2 add, one per axis
 #: step (1, 3, 7 of them in 1-D, 2-D, 3-D); bicubic is 4 cubic interpolations along W then 1 along H, each a
 #: 4-tap weighted sum (4 mul, 3 add)
@@ -255,8 +266,8 @@ class Upsample(Layer):
     factor; W first (on every input row), then H.  The tap counts have no closed form: concrete sizes only.
 
     The output size is torch's: ``size``, or each size times ``scale_factor`` in double precision, truncated (0.29 on
-    100 is 28, not 29).  A symbolic size needs a factor that is a short binary fraction (0.5, 1.5, 2.5), for which
-    that product is exact; torch's other refusals (an output size below 1, a mode that does not take the input's
+    100 is 28, not 29).  A symbolic size needs a factor whose double is not below the number written (2, 1.5, 0.1,
+    1.1; not 0.29, 0.7 or 1/3), for which ``floor(I * s)`` is that size (``formula_scale``); torch's other refusals (an output size below 1, a mode that does not take the input's
     rank, ``align_corners`` with a nearest mode) are refused here too."""
 
     name = "upsample"
@@ -296,11 +307,11 @@ class Upsample(Layer):
         # torch multiplies in double precision and truncates: int(100 * 0.29) is 28, not 29
         if all(is_number(d) for d in spatial_sizes):
             return tuple(sympy.Integer(math.floor(float(d) * s)) for d in spatial_sizes)
-        exact = sympy.Rational(s)  # the double's exact value
-        if exact.q > _EXACT_SCALE_DENOMINATOR:
-            self.fail(f"scale_factor={s} is not a short binary fraction: torch rounds each size times it in floating "
-                      "point, which no formula in a symbolic size reproduces; give concrete sizes or size=")
-        return tuple(sympy.floor(d * exact) for d in spatial_sizes)
+        if not formula_scale(s):
+            self.fail(f"scale_factor={s}: torch multiplies each size by it in double precision, which rounds some "
+                      f"products below the exact one ({s} is stored as {sympy.Rational(s).evalf(20)}); no formula "
+                      "in a symbolic size gives those sizes: give concrete sizes or size=")
+        return tuple(sympy.floor(d * sympy.Rational(str(s))) for d in spatial_sizes)
 
     def _cost(self, x, out=None) -> Cost:
         spatial = len(x) - 2
