@@ -226,12 +226,12 @@ def formula_scale(scale: float) -> bool:
     r"""Whether ``floor(I * r)``, ``r`` the factor as written (``0.7`` is 7/10), is torch's output size
     ``int(I * scale)`` (a double product) for every size I.
 
-    Where I r is not an integer it lies at least 1/q from one (q the denominator of r, at most 10**6 here), far more
+    Where I r is not an integer it lies at least 1/q from one (q the denominator of r, at most 10**4 here), far more
     than the product's rounding error at any size a tensor takes.  Where I r is an integer n, torch's product rounds
     to n or above only if the double is not below r: 0.1 (stored as 0.1000000000000000055) and 1.5 pass; 0.7 (stored
     as 0.6999999999999999556: 90 * 0.7 is 62.99999999999999) and 1/3 do not."""
     r = sympy.Rational(str(scale))
-    return r.q <= 10 ** 6 and sympy.Rational(scale) >= r
+    return r.q <= 10 ** 4 and sympy.Rational(scale) >= r
 
 
 #: per output element, the interpolations of one resize: linear ``a + t(b - a)`` is 1 mul and 2 add, one per axis
