@@ -130,7 +130,8 @@ BOUNDARIES = [
     case("maxpool1d", [(1, 1, 8)], kernel_size=4, padding=2), case("maxpool1d", [(1, 1, 8)], kernel_size=4, padding=3),
     case("maxpool2d", [(1, 1, 8, 8)], kernel_size=3, dilation=2, padding=1),
     case("maxpool2d", [(1, 1, 8, 8)], kernel_size=3, dilation=2, padding=2),
-    case("maxpool1d", [(1, 1, 4)], kernel_size=3, dilation=2), case("maxpool1d", [(1, 1, 5)], kernel_size=3, dilation=2),
+    case("maxpool1d", [(1, 1, 4)], kernel_size=3, dilation=2),
+    case("maxpool1d", [(1, 1, 5)], kernel_size=3, dilation=2),
     case("avgpool1d", [(1, 1, 4)], kernel_size=5), case("avgpool1d", [(1, 1, 4)], kernel_size=5, padding=1),
     case("avgpool3d", [(1, 1, 4, 4, 4)], kernel_size=5, padding=1),
     case("avgpool2d", [(1, 1, 4, 4)], kernel_size=5, padding=1),
@@ -151,7 +152,8 @@ BOUNDARIES = [
     case("add", [(2, 3), (3, 2)]), case("clamp_tensor", [(2, 3), (4,)]),
     case("groupnorm", [(4,)], num_groups=2, num_channels=4), case("groupnorm", [(2, 4)], num_groups=2, num_channels=4),
     # group statistics need more than one value per group
-    case("groupnorm", [(1, 3)], num_groups=3, num_channels=3), case("groupnorm", [(1, 6)], num_groups=3, num_channels=6),
+    case("groupnorm", [(1, 3)], num_groups=3, num_channels=3),
+    case("groupnorm", [(1, 6)], num_groups=3, num_channels=6),
     case("groupnorm", [(1, 3, 1)], num_groups=3, num_channels=3),
     case("groupnorm", [(1, 3, 2)], num_groups=3, num_channels=3),
     # a scalar reduces along dim 0 or -1, nothing else

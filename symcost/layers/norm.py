@@ -66,7 +66,8 @@ class _BatchNormBase(Layer):
         n = numel(shape)
         if self.mode == "folded":
             return Cost(output_shape=shape)
-        batch_statistics = self.mode == "train" or (is_number(self.track_running_stats) and not self.track_running_stats)
+        tracked = self.track_running_stats
+        batch_statistics = self.mode == "train" or (is_number(tracked) and not tracked)
         if batch_statistics and definitely(sympy.Eq(n / c, 1)):
             self.fail(f"input {tuple(shape)} has one value per channel: torch needs more than one to compute batch "
                       "statistics (mode=train, or track_running_stats=false)")

@@ -267,8 +267,9 @@ class Upsample(Layer):
 
     The output size is torch's: ``size``, or each size times ``scale_factor`` in double precision, truncated (0.29 on
     100 is 28, not 29).  A symbolic size needs a factor whose double is not below the number written (2, 1.5, 0.1,
-    1.1; not 0.29, 0.7 or 1/3), for which ``floor(I * s)`` is that size (``formula_scale``); torch's other refusals (an output size below 1, a mode that does not take the input's
-    rank, ``align_corners`` with a nearest mode) are refused here too."""
+    1.1; not 0.29, 0.7 or 1/3), for which ``floor(I * s)`` is that size (``formula_scale``).  torch's other
+    refusals (an output size below 1, a mode that does not take the input's rank, ``align_corners`` with a nearest
+    mode) are refused here too."""
 
     name = "upsample"
     family = "resize"
@@ -314,7 +315,6 @@ class Upsample(Layer):
         return tuple(sympy.floor(d * sympy.Rational(str(s))) for d in spatial_sizes)
 
     def _cost(self, x, out=None) -> Cost:
-        spatial = len(x) - 2
         ranks = _MODE_RANKS[self.mode]
         if len(x) not in ranks:
             self.fail(f"mode {self.mode!r} takes an input of rank {' or '.join(map(str, ranks))} (N, C, spatial...), "
