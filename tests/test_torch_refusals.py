@@ -148,6 +148,7 @@ BOUNDARIES = [
     case("multihead_attention", [(5, 2, 8), (4, 3, 8)], embed_dim=8, num_heads=2),
     case("scaled_dot_product_attention", [(2, 5, 8), (2, 6, 4), (2, 6, 3)]),
     case("scaled_dot_product_attention", [(2, 1, 5, 8), (3, 6, 8), (3, 6, 3)]),
+    case("scaled_dot_product_attention", [(2, 2, 2), (2, 3, 2), (2, 2, 2)]),   # keys 3 long, values 2
     case("flatten", [(2, 3, 4)], start_dim=2, end_dim=1), case("cumsum", [(2, 3)], dim=2),
     case("add", [(2, 3), (3, 2)]), case("clamp_tensor", [(2, 3), (4,)]),
     case("groupnorm", [(4,)], num_groups=2, num_channels=4), case("groupnorm", [(2, 4)], num_groups=2, num_channels=4),

@@ -42,7 +42,16 @@ _FORWARD = {"need_weights", "is_causal"}
 
 def run_torch(torch_name: str, kwargs: dict, shapes, train: bool):
     """Call the torch module or function on real random tensors (no dispatch mode in between: FlopCounterMode lets
-    some sizes through that torch's own kernels refuse)."""
+    some sizes through that torch's own kernels refuse).  Attention runs torch's math kernel, the one symcost counts
+    and ``symcost check`` runs: the CPU flash kernel takes keys and values of different lengths (2x3x2 and 2x2x2)
+    that the math kernel refuses."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        return _call(torch_name, kwargs, shapes, train)
+
+
+def _call(torch_name: str, kwargs: dict, shapes, train: bool):
     target = resolve(torch_name)
     ctor = {k: v for k, v in kwargs.items() if k not in _FORWARD and not (k == "mode" and v in ("eval", "train"))}
     fwd = {k: v for k, v in kwargs.items() if k in _FORWARD}
