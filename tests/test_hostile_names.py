@@ -187,3 +187,14 @@ def test_out_naming_a_folder_is_one_line(argv, tmp_path, capsys, monkeypatch):
     code = main([a.replace("{dir}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "is a folder, not a file" in err, err
+
+
+def test_a_plot_labels_a_model_by_its_name(model_cost, tmp_path):
+    # matplotlib reads $...$ as math: a name holding one would fail to parse (or be typeset as a formula)
+    from symcost import plot
+
+    out = tmp_path / "names.svg"
+    plot.plot_models([("net$\\frac$.py:build", model_cost), ("a$b$c", model_cost)], "L", list(range(1, 9)), "macs",
+                     "flops", out)
+    text = out.read_text()
+    assert "net$\\frac$.py:build" in text and "a$b$c" in text   # the names, character for character
