@@ -198,3 +198,10 @@ def test_a_plot_labels_a_model_by_its_name(model_cost, tmp_path):
                      "flops", out)
     text = out.read_text()
     assert "net$\\frac$.py:build" in text and "a$b$c" in text   # the names, character for character
+
+
+def test_latex_refuses_a_caption_whose_braces_do_not_pair(tables):
+    for caption in ("a}b", "{open", "\\textbf{x}}"):
+        with pytest.raises(UsageError, match="--caption"):
+            render(tables["layers"], "latex", caption=caption)
+    _latex_ok(render(tables["layers"], "latex", caption="a \\{ set \\} and \\textbf{bold}", standalone=True))

@@ -99,6 +99,20 @@ def escape_caption(text: str) -> str:
     return "".join(out)
 
 
+def check_braces(text: str, option: str) -> None:
+    """``UsageError`` unless the braces of ``text`` (LaTeX, ``\\{`` and ``\\}`` escaped) pair up: one too many
+    would close the command around it and break the document."""
+    from ..errors import UsageError
+
+    depth = 0
+    for m in re.finditer(r"\\.|[{}]", text):
+        depth += {"{": 1, "}": -1}.get(m.group(), 0)
+        if depth < 0:
+            break
+    if depth:
+        raise UsageError(f"{option} {text!r}: its braces do not pair up (write \\{{ or \\}} for a brace itself)")
+
+
 def breakable(name: str) -> str:
     """A module name escaped for ``\\texttt``, with line breaks allowed after its dots, colons, slashes and
     underscores (``layer1.0.downsample.0`` wraps in a narrow column instead of running over)."""
@@ -176,6 +190,7 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     conv = table.convention
     if caption is not None:
         text = escape_caption(caption.strip())
+        check_braces(text, "--caption")
         short = text
         if conv.name not in text:  # the numbers mean nothing without their convention
             text += ("" if text.endswith((".", "!", "?")) else ".")
