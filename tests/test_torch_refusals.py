@@ -562,3 +562,15 @@ def test_check_still_runs_what_fits(monkeypatch, capsys):
     monkeypatch.setattr(check, "available_memory", lambda: 8 * 2 ** 30)
     assert main(["check", "relu", "--input", "2x3x4x4"]) == 0
     assert "all equal" in capsys.readouterr().out
+
+
+def test_an_internal_error_is_still_one_line(monkeypatch, capsys):
+    # a bug (not bad input) keeps exit 3, but a C++ stack appended to its message stays out of the one line
+    from symcost import check
+
+    def broken(layer, shapes):
+        raise TypeError("unpack failed\nException raised from THPUtils_unpackLong\nframe #0: c10::Error::Error")
+
+    monkeypatch.setattr(check, "check_layer", broken)
+    code, out, err = run(capsys, "check", "relu", "--input", "2x3")
+    assert code == 3 and err.count("\n") == 1 and "unpack failed" in err and "frame" not in err, err
