@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug, not bad input: say so in one line unless debugging
         if os.environ.get("SYMCOST_DEBUG"):
             raise
-        print(f"symcost {args.command}: internal error: {type(e).__name__}: {e} "
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")  # (torch appends a C++ stack)
+        print(f"symcost {args.command}: internal error: {type(e).__name__}: {first} "
               "(set SYMCOST_DEBUG=1 for a traceback, and please report it)", file=sys.stderr)
         return 3
 

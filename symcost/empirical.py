@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-#: symcost-only arguments, not passed to the torch constructor
+#: symcost-only arguments, not passed to the torch constructor (``mode``: batch norm's eval, train or folded; a
+#: resize's mode is torch's own and is passed)
 _NOT_TORCH = {"mode"}
+_SYMCOST_MODES = {"eval", "train", "folded"}
 #: forward-time arguments (torch takes them in forward, not in the constructor)
 _FORWARD = {"need_weights", "is_causal"}
 
@@ -41,7 +43,7 @@ def make_inputs(shapes: Sequence[Sequence[int]], integer_high: int | None = None
     gen = torch.Generator().manual_seed(seed)
     if integer_high is not None:  # embedding indices
         return [torch.randint(0, integer_high, tuple(s), generator=gen) for s in shapes]
-    return [torch.randn(*s, generator=gen) for s in shapes]
+    return [torch.randn(tuple(s), generator=gen) for s in shapes]
 
 
 def measure(torch_name: str, kwargs: dict, shapes: Sequence[Sequence[int]], *, train: bool = False,
@@ -52,6 +54,8 @@ def measure(torch_name: str, kwargs: dict, shapes: Sequence[Sequence[int]], *, t
 
     target = resolve(torch_name)
     ctor = {k: v for k, v in kwargs.items() if k not in _NOT_TORCH | _FORWARD}
+    if kwargs.get("mode") not in (None, *_SYMCOST_MODES):
+        ctor["mode"] = kwargs["mode"]
     fwd = dict(forward_kwargs or {})
     fwd.update({k: v for k, v in kwargs.items() if k in _FORWARD})
     inputs = make_inputs(shapes, integer_high)

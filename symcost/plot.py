@@ -101,6 +101,12 @@ def _figure(title: str, figsize=FIGSIZE, ncols: int = 1):
     return fig, axes
 
 
+def literal(name: str) -> str:
+    """A model's name as matplotlib text: a ``$`` in it is a dollar sign, not the start of mathtext (which would
+    fail to parse, or typeset the name as math)."""
+    return str(name).replace("$", r"\$")
+
+
 def figure(title: str, figsize=FIGSIZE, ncols: int = 1):
     """A figure (Agg backend) of ``ncols`` axes side by side, gridded; for ``draw_*`` and ``save``."""
     return _figure(title, figsize, ncols)
@@ -143,7 +149,7 @@ def draw_models(ax, models: list, symbol: str, xs, metric: str, convention: str,
     marker = None
     for i, (label, mc, good, values) in enumerate(curves):
         color = f"C{i % 10}"
-        ax.plot(good, values / unit, label=label, color=color, linewidth=1.6)
+        ax.plot(good, values / unit, label=literal(label), color=color, linewidth=1.6)
         size = (defaults or {}).get(label)
         if size is not None and lo <= size <= hi and bool(mc.valid(np.array([size]))[0]):
             v = mc.lambdified(convention, metrics=(metric,))(np.array([size]))[metric][0]
@@ -229,7 +235,8 @@ def plot_breakdown(label: str, mc, symbol: str, xs, metric: str, convention: str
                    logy: bool = False, default: int | None = None, shape_text: str = "", title: str | None = None):
     """``draw_breakdown`` in a figure of its own, saved to ``out``.  Returns the notes."""
     name = metric_label(metric, convention)[0]
-    fig, ax = _figure(title or f"{label}: {name} by layer family" + (f" (input {shape_text})" if shape_text else ""))
+    fig, ax = _figure(title or f"{literal(label)}: {name} by layer family"
+                      + (f" (input {shape_text})" if shape_text else ""))
     notes = draw_breakdown(ax, label, mc, symbol, xs, metric, convention, logx=logx, logy=logy, default=default,
                            shape_text=shape_text)
     fig.tight_layout()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 from ..parse import UsageError
+from .out_file import refuse_folder
 
 
 def derive_for_args(target: str, args, config: str | dict | None = None):
@@ -112,7 +112,7 @@ def config_plot(args) -> int:
         raise UsageError(f"unknown metric {args.metric!r}; choose one of: {', '.join(plot.METRICS)}")
     if args.breakdown:
         raise UsageError("--breakdown is for input sizes; with --config each curve is one model's total")
-    out = Path(args.out)
+    out = refuse_folder(args.out, "plot.png")
     if out.suffix.lower() not in plot.SUFFIXES or not out.parent.is_dir():
         raise UsageError(f"--out {args.out!r}: a .png, .pdf or .svg file in an existing folder")
     models = []
@@ -130,6 +130,8 @@ def config_plot(args) -> int:
                          shape_text=args.input, title=title)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
     import numpy as np
 
     for label, cc in models:  # plot's own note speaks of tensor sizes; here it is mostly a condition

@@ -10,11 +10,11 @@ imported only inside the run functions.  Every bad input is one line on stderr a
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
 from ..progress import add_quiet_option, status
+from .out_file import refuse_folder, write_text
 
 
 def _one_line_errors(p) -> None:
@@ -125,10 +125,10 @@ def run_table(args) -> int:
     for note in table.notes:
         print(f"symcost table: note: {note}", file=sys.stderr)
     if args.out:
-        out = Path(args.out)
+        out = refuse_folder(args.out, "table.tex")
         if not out.parent.is_dir():
             raise UsageError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist")
-        out.write_text(text)
+        write_text(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -217,7 +217,7 @@ def run_plot(args) -> int:
     conv = convention_arg(args.convention)
     if args.breakdown and len(args.targets) != 1:
         raise UsageError(f"--breakdown draws one model's cost by layer family; got {len(args.targets)} targets")
-    out = Path(args.out)
+    out = refuse_folder(args.out, "plot.png")
     if out.suffix.lower() not in plot.SUFFIXES:
         raise UsageError(f"--out {args.out!r}: the file name must end in .png, .pdf or .svg")
     if not out.parent.is_dir():
@@ -256,6 +256,8 @@ def run_plot(args) -> int:
                                          shape_text=shape_text, title=args.title)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
     for note in notes:
         print(f"symcost plot: note: {note}", file=sys.stderr)
     print(f"wrote {out}")

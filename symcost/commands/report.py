@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import NoSingleFormula, UsageError
 from ..progress import add_quiet_option
+from .out_file import refuse_folder, write_text
 
 DEFAULT_VALUE = 224
 DEFAULT_MAX = 1024
@@ -68,11 +68,8 @@ def run_report(args) -> int:
     from ..export.report import report_html
 
     page = report_html(mc, initial, ranges, args.convention)
-    out = Path(args.out)
-    try:
-        out.write_text(page, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot write {out}: {e.strerror}") from None
+    out = refuse_folder(args.out, "report.html")
+    write_text(out, page)
     print(f"wrote {out} ({len(page.encode()) // 1024} KiB, {len(mc.rows)} layer calls, sliders for "
           f"{', '.join(names)}); open it in a browser, no network needed", file=sys.stderr)
     return 0

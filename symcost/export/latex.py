@@ -22,9 +22,40 @@ _SPECIALS = {
 }
 
 
+def _char(ch: str) -> str:
+    if ch in _SPECIALS:
+        return _SPECIALS[ch]
+    if " " <= ch <= "~":
+        return ch
+    # pdflatex has no glyph for most of Unicode (CJK, emoji) and a control character (a blank line) would end the
+    # paragraph mid-cell: the code point is written instead, which every engine prints
+    return f"[U+{ord(ch):04X}]"
+
+
+def _comment(text: str) -> str:
+    """Text for a ``%`` comment line: only what would end the line (or not print) is replaced."""
+    return "".join(ch if " " <= ch <= "~" else f"[U+{ord(ch):04X}]" for ch in str(text))
+
+
 def escape(text: str) -> str:
-    """Plain text -> LaTeX text that prints it verbatim."""
-    return "".join(_SPECIALS.get(ch, ch) for ch in str(text))
+    """Plain text -> LaTeX text that prints it verbatim (printable ASCII as itself, anything else as its code
+    point, ``[U+4E2D]``), with any engine."""
+    return "".join(map(_char, str(text)))
+
+
+#: what a ``\\label`` key may hold: anything else (a brace, a backslash, a space) would end the key or the command
+_LABEL = re.compile(r"[A-Za-z0-9:._\-/+]+")
+
+
+def check_label(label: str) -> str:
+    """``label`` if it is a usable ``\\label`` key; else ``UsageError`` naming the first character that is not."""
+    from ..errors import UsageError
+
+    if not _LABEL.fullmatch(label):
+        bad = next((ch for ch in label if not _LABEL.fullmatch(ch)), "")
+        what = f"{bad!r}" if bad else "nothing"
+        raise UsageError(f"--label {label!r}: a LaTeX label holds letters, digits and : . _ - / + only, not {what}")
+    return label
 
 
 #: commands whose brace arguments are keys, not text: copied as they are (``\ref{sec:my_label}``)
@@ -36,6 +67,7 @@ def escape_caption(text: str) -> str:
     """A caption given on the command line, made safe for LaTeX while staying LaTeX: ``_ % & #`` (and ``^``)
     in plain text are escaped, so ``mobilenet_v2, 50%`` works as typed; math (``$R_1$``), commands, the keys of
     references (``\\ref{sec:my_label}``), already escaped characters (``\\_``) and ``~`` are kept."""
+    text = " ".join(text.split())   # one paragraph: a blank line would end the caption's argument
     out, i, math = [], 0, False
     while i < len(text):
         ch = text[i]
@@ -65,6 +97,20 @@ def escape_caption(text: str) -> str:
         out.append(ch)
         i += 1
     return "".join(out)
+
+
+def check_braces(text: str, option: str) -> None:
+    """``UsageError`` unless the braces of ``text`` (LaTeX, ``\\{`` and ``\\}`` escaped) pair up: one too many
+    would close the command around it and break the document."""
+    from ..errors import UsageError
+
+    depth = 0
+    for m in re.finditer(r"\\.|[{}]", text):
+        depth += {"{": 1, "}": -1}.get(m.group(), 0)
+        if depth < 0:
+            break
+    if depth:
+        raise UsageError(f"{option} {text!r}: its braces do not pair up (write \\{{ or \\}} for a brace itself)")
 
 
 def breakable(name: str) -> str:
@@ -144,6 +190,7 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     conv = table.convention
     if caption is not None:
         text = escape_caption(caption.strip())
+        check_braces(text, "--caption")
         short = text
         if conv.name not in text:  # the numbers mean nothing without their convention
             text += ("" if text.endswith((".", "!", "?")) else ".")
@@ -151,7 +198,7 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     else:
         text += " " + convention_sentence(table)
     text += formula_sentence(table, where)
-    label = label if label is not None else default_label(table)
+    label = check_label(label) if label is not None else default_label(table)
 
     long = environment == "longtable" or (environment == "auto" and len(table.rows) >= LONG_TABLE_ROWS)
     # Fitting the line width (a test compiles every kind and reads the log for overfull boxes):
@@ -202,7 +249,7 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     packages = (["booktabs"] + (["xltabular"] if long and xcols else ["longtable"] if long else [])
                 + (["array"] if xcols else []) + (["tabularx"] if xcols and not long else [])
                 + (["adjustbox"] if not xcols and not long else []) + (["amsmath"] if table.symbolic else []))
-    lines = [f"% symcost table: {', '.join(table.targets)}; input {'x'.join(map(str, table.input_shape))}"
+    lines = [f"% symcost table: {_comment(', '.join(table.targets))}; input {'x'.join(map(str, table.input_shape))}"
              + (" at " + ", ".join(f"{k}={v}" for k, v in table.values.items()) if table.values else "")
              + f"; convention {conv.name}",
              "% needs " + ", ".join(rf"\usepackage{{{p}}}" for p in packages)]

@@ -160,10 +160,17 @@ update();
 """
 
 
+def script_json(value) -> str:
+    """JSON to put inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u`` escapes (the same strings to a
+    JSON or JavaScript parser), so no name can close the element or open an HTML comment in it (``<!--<script>``
+    would make the parser swallow the page's script), whatever it holds; non-ASCII is escaped by ``json.dumps``."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def report_html(mc, initial: dict, ranges: dict, convention: str = "flops") -> str:
     """The page.  ``initial``: a value per symbol name; ``ranges``: (min, max) per symbol name for its slider."""
     data, js, math = report_data(mc, initial, ranges)
-    payload = json.dumps(data).replace("</", "<\\/")
+    payload = script_json(data)
     functions = ",\n".join(f"(s) => {e}" for e in js)
     title = f"symcost: {mc.target} on {'x'.join(data['input_shape'])}"
     controls = "".join(
@@ -186,7 +193,7 @@ def report_html(mc, initial: dict, ranges: dict, convention: str = "flops") -> s
         extra += ("<p><b>Uncovered</b> (not costed, not counted): "
                   + escape(", ".join(f"{k} x{v}" for k, v in mc.uncovered.items())) + "</p>")
     extra += "".join(f'<p class="muted">note: {escape(n)}</p>' for n in mc.notes)
-    math_json = json.dumps(math).replace("</", "<\\/")
+    math_json = script_json(math)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>{_STYLE}</style></head>

@@ -5,6 +5,7 @@ only when a condition is *definitely* violated, so symbolic sizes pass.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from difflib import get_close_matches
@@ -240,6 +241,9 @@ class Layer:
         if a.kind == "shape":
             vals = v if isinstance(v, (tuple, list)) else (v,)
             return tuple(self._int(a, x) for x in vals)
+        if a.kind == "float" and isinstance(v, float) and math.isnan(v):
+            # torch runs some layers with a nan argument, but every output is then nan: nothing to count
+            raise LayerError(f"{self.name}: {a.name} must be a number, got nan")
         return v
 
     def _int(self, a: Arg, v):
@@ -287,7 +291,6 @@ class Layer:
         if cls in _INPUT_COUNTS:  # per class: inspect.signature took a third of a trace's costing
             return _INPUT_COUNTS[cls]
         import inspect
-        import math
 
         params = list(inspect.signature(cls._cost).parameters.values())[1:]
         low = sum(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)

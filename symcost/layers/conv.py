@@ -63,8 +63,29 @@ class _ConvBase(Layer):
             return (0,) * self.dims
         return self.padding
 
+    def _sides(self):
+        """(left, right) padding per spatial axis, as torch pads it (padding='same': d(k-1) split, the extra one
+        on the right)."""
+        if self.padding == "same":
+            return [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(self.kernel_size, self.dilation)]
+        return [(p, p) for p in self._paddings()]
+
+    def _check_padding_mode(self, spatial) -> None:
+        """torch pads with F.pad before a non-zeros padding mode: reflect needs each side below the input size
+        (a reflection repeats no edge), circular at most the input size (it wraps around once)."""
+        if self.padding_mode not in ("reflect", "circular"):
+            return
+        for axis, (i, sides) in enumerate(zip(spatial, self._sides())):
+            for p in sides:
+                too_large = sympy.Ge(p, i) if self.padding_mode == "reflect" else sympy.Gt(p, i)
+                if definitely(too_large):
+                    bound = "smaller than" if self.padding_mode == "reflect" else "at most"
+                    self.fail(f"padding_mode={self.padding_mode!r} pads {p} on spatial axis {axis} of size {i}; "
+                              f"torch needs the padding {bound} the input size")
+
     def _cost(self, shape) -> Cost:
         batch, spatial = self._split_input(shape)
+        self._check_padding_mode(spatial)
         per_group_in = self.in_channels / self.groups
         kernel = numel(self.kernel_size)
         weight = self.out_channels * per_group_in * kernel
@@ -104,6 +125,8 @@ class _ConvTransposeBase(_ConvBase):
 
     def check_args(self) -> None:
         super().check_args()
+        if self.padding_mode != "zeros":
+            self.fail(f"padding_mode={self.padding_mode!r}: torch's transposed convolutions support only 'zeros'")
         for q, s, d in zip(self.output_padding, self.stride, self.dilation):
             if all(map(is_number, (q, s, d))) and q >= s and q >= d:
                 self.fail(f"output_padding ({q}) must be smaller than either stride ({s}) or dilation ({d})")

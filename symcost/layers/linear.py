@@ -107,3 +107,5 @@ class Bmm(_MatmulBase):
     def check_ranks(self, a, c) -> None:
         if len(a) != 3 or len(c) != 3:
             self.fail(f"needs two rank-3 inputs, got {tuple(a)} and {tuple(c)}")
+        if definitely(sympy.Ne(a[0], c[0])):  # torch.bmm does not broadcast the batch
+            self.fail(f"batch sizes differ: {tuple(a)} and {tuple(c)} (bmm does not broadcast; matmul does)")

@@ -13,7 +13,7 @@ import sympy
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, N, size
-from .base import Arg, Layer, definitely
+from .base import Arg, Layer, definitely, is_number
 
 
 def statistics_ops(groups, m) -> dict:
@@ -66,6 +66,11 @@ class _BatchNormBase(Layer):
         n = numel(shape)
         if self.mode == "folded":
             return Cost(output_shape=shape)
+        tracked = self.track_running_stats
+        batch_statistics = self.mode == "train" or (is_number(tracked) and not tracked)
+        if batch_statistics and definitely(sympy.Eq(n / c, 1)):
+            self.fail(f"input {tuple(shape)} has one value per channel: torch needs more than one to compute batch "
+                      "statistics (mode=train, or track_running_stats=false)")
         params = 2 * c * self.affine
         buffers = 2 * c * self.track_running_stats
         # without running statistics torch normalises with batch statistics even in eval mode
@@ -163,6 +168,8 @@ class GroupNorm(Layer):
         if len(shape) < 2 or definitely(sympy.Ne(shape[1], self.num_channels)):
             self.fail(f"expected (N, {self.num_channels}, ...), got {tuple(shape)}")
         n = numel(shape)
+        if definitely(sympy.Eq(n / self.num_groups, 1)):  # torch checks its statistics as batch norm's
+            self.fail(f"input {tuple(shape)} has one value per group of {self.num_groups}: torch needs more than one")
         groups = shape[0] * self.num_groups
         params = 2 * self.num_channels * self.affine
         ops = merge(statistics_ops(groups, n / groups), {"mul": n + n * self.affine, "add": n * self.affine})

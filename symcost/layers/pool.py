@@ -220,7 +220,7 @@ class AvgPool2d(_AvgPool):
     summary = "2-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
     dims = 2
     args = (*_window_args(2, dilation=False), Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True),
-            Arg("divisor_override", "size", None, help="divisor instead of the window size"))
+            Arg("divisor_override", "int", None, help="divisor instead of the window size (nonzero)"))
 
 
 @register
@@ -231,7 +231,7 @@ class AvgPool3d(_AvgPool):
     summary = "3-D average pooling (K-1 add + 1 div per output; edge windows counted full)"
     dims = 3
     args = (*_window_args(3, dilation=False), Arg("ceil_mode", "flag", False), Arg("count_include_pad", "flag", True),
-            Arg("divisor_override", "size", None, help="divisor instead of the window size"))
+            Arg("divisor_override", "int", None, help="divisor instead of the window size (nonzero)"))
     unpadded_must_cover_kernel = True
 
 

@@ -15,7 +15,7 @@ import sympy
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, N, size
-from .base import Arg, Layer, is_number
+from .base import Arg, Layer, definitely, is_number
 from .elementwise import _Binary
 from .linear import broadcast_shapes
 from .shapes import conv_output_size
@@ -236,6 +236,8 @@ class Topk(Layer):
             self.fail(f"dim={self.dim} is out of range for an input of rank {len(x)}")
         d = int(self.dim) % rank
         m, k = (x[d] if x else sympy.Integer(1)), self.k
+        if definitely(sympy.Gt(k, m)):
+            self.fail(f"k={k} is more than the {m} values along dim {self.dim} of {tuple(x)} (torch refuses it)")
         rows = numel(x) / m
         out = tuple(k if i == d else s for i, s in enumerate(x))
         return Cost(output_shape=out, ops={"cmp": rows * (k * (m - 1) - k * (k - 1) / 2)}, reads=numel(x),
@@ -251,8 +253,13 @@ class _Patches(Layer):
     dims = 2
 
     def blocks(self, spatial) -> list:
-        return [conv_output_size(i, k, s, p, d) for i, k, s, p, d in
-                zip(spatial, self.kernel_size, self.stride, self.padding, self.dilation)]
+        """Patch positions per axis; torch refuses a kernel that does not fit the padded input (none)."""
+        out = [conv_output_size(i, k, s, p, d) for i, k, s, p, d in
+               zip(spatial, self.kernel_size, self.stride, self.padding, self.dilation)]
+        if any(definitely(sympy.Lt(b, 1)) for b in out):
+            self.fail(f"the kernel {tuple(self.kernel_size)} (dilation {tuple(self.dilation)}) does not fit the "
+                      f"padded size {tuple(i + 2 * p for i, p in zip(spatial, self.padding))}: no patch position")
+        return out
 
 
 @register
@@ -292,6 +299,9 @@ class Fold(_Patches):
         if len(cols) not in (2, 3):
             self.fail(f"expected (N, C*k_h*k_w, L) or (C*k_h*k_w, L), got {tuple(cols)}")
         k = numel(self.kernel_size)
+        if is_number(k) and is_number(cols[-2]) and cols[-2] % k:
+            self.fail(f"the columns' {cols[-2]} rows are not a multiple of the kernel's {k} elements "
+                      f"(kernel_size {tuple(self.kernel_size)}): torch refuses it")
         out = (*cols[:-2], cols[-2] / k, *self.output_size)
         blocks = numel(self.blocks(self.output_size))
         if is_number(blocks) and is_number(cols[-1]) and blocks != cols[-1]:

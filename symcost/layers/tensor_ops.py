@@ -5,14 +5,16 @@ to a catalogued layer, so functional code is costed by the same formulas as modu
 """
 from __future__ import annotations
 
+import math
+
 import sympy
 
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, K, M, N, P, size
-from .base import Arg, Layer, is_number
+from .base import Arg, Layer, definitely, is_number
 from .elementwise import _Binary
-from .linear import _MatmulBase
+from .linear import _MatmulBase, broadcast_shapes
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
@@ -118,12 +120,10 @@ class _Reduce(Layer):
     per_element: dict = {}
 
     def _cost(self, x) -> Cost:
-        rank = len(x)
+        rank = max(len(x), 1)  # torch reduces a scalar along dim 0 (or -1), as a tensor of one element
         for d in self.dim:  # as torch refuses it; d % rank would wrap it onto another dimension
-            if rank == 0:
-                self.fail("cannot reduce a scalar")
             if not -rank <= int(d) < rank:
-                self.fail(f"dim {d} is out of range for an input of rank {rank} (dims {-rank} to {rank - 1})")
+                self.fail(f"dim {d} is out of range for an input of rank {len(x)} (dims {-rank} to {rank - 1})")
         dims = {int(d) % rank for d in self.dim}
         if len(dims) < len(self.dim):
             self.fail(f"dim {','.join(map(str, self.dim))} names one dimension twice (torch refuses it)")
@@ -181,9 +181,25 @@ class Addmm(_MatmulBase):
     torch_name = "torch.addmm"
     summary = "bias + A @ B, the aten form of a linear layer (1 bias add per output)"
     default_inputs = ((P,), (M, K), (K, P))
+    #: the rank of both factors (torch.addmm: matrices; baddbmm: batches of them)
+    factor_rank = 2
+
+    def check_ranks(self, a, c) -> None:
+        if len(a) != self.factor_rank or len(c) != self.factor_rank:
+            self.fail(f"needs two rank-{self.factor_rank} factors, got {tuple(a)} and {tuple(c)}")
+        if self.factor_rank == 3 and definitely(sympy.Ne(a[0], c[0])):
+            self.fail(f"batch sizes differ: {tuple(a)} and {tuple(c)} (baddbmm does not broadcast them)")
 
     def _cost(self, bias, a, c) -> Cost:
         cost = super()._cost(a, c)
+        try:  # the added input broadcasts to the product's shape, never beyond it
+            grown = broadcast_shapes(bias, cost.output_shape, self.name)
+        except ValueError:
+            grown = None
+        if grown is None or len(grown) != len(cost.output_shape) or any(
+                definitely(sympy.Ne(x, y)) for x, y in zip(grown, cost.output_shape)):
+            self.fail(f"the added input {tuple(bias)} does not broadcast to the product's shape "
+                      f"{tuple(cost.output_shape)}")
         outputs = numel(cost.output_shape)
         return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
                     reads=cost.reads + numel(bias), writes=cost.writes)
@@ -197,6 +213,25 @@ class Baddbmm(Addmm):
     torch_name = "torch.baddbmm"
     summary = "X + A @ B batched (1 add per output)"
     default_inputs = ((N, M, P), (N, M, K), (N, K, P))
+    factor_rank = 3
+
+
+#: input ranks each resize mode takes (N, C and 1 to 3 spatial dims), as F.interpolate dispatches
+_MODE_RANKS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,), "bilinear": (4,), "bicubic": (4,),
+               "trilinear": (5,)}
+_MAX_SIZE = 2 ** 63 - 1
+
+
+def formula_scale(scale: float) -> bool:
+    r"""Whether ``floor(I * r)``, ``r`` the factor as written (``0.7`` is 7/10), is torch's output size
+    ``int(I * scale)`` (a double product) for every size I.
+
+    Where I r is not an integer it lies at least 1/q from one (q the denominator of r, at most 10**4 here), far more
+    than the product's rounding error at any size a tensor takes.  Where I r is an integer n, torch's product rounds
+    to n or above only if the double is not below r: 0.1 (stored as 0.1000000000000000055) and 1.5 pass; 0.7 (stored
+    as 0.6999999999999999556: 90 * 0.7 is 62.99999999999999) and 1/3 do not."""
+    r = sympy.Rational(str(scale))
+    return r.q <= 10 ** 4 and sympy.Rational(scale) >= r
 
 
 #: per output element, the interpolations of one resize: linear ``a + t(b - a)`` is 1 mul and 2 add, one per axis
@@ -228,7 +263,13 @@ class Upsample(Layer):
 
     ``antialias`` (bilinear, bicubic; torch's separable two-pass filter): along each axis whose size changes, every
     output is a weighted sum of $t$ taps ($t$ mul, $t-1$ add) over torch's windows, which widen with the downscale
-    factor; W first (on every input row), then H.  The tap counts have no closed form: concrete sizes only."""
+    factor; W first (on every input row), then H.  The tap counts have no closed form: concrete sizes only.
+
+    The output size is torch's: ``size``, or each size times ``scale_factor`` in double precision, truncated (0.29 on
+    100 is 28, not 29).  A symbolic size needs a factor whose double is not below the number written (2, 1.5, 0.1,
+    1.1; not 0.29, 0.7 or 1/3), for which ``floor(I * s)`` is that size (``formula_scale``).  torch's other
+    refusals (an output size below 1, a mode that does not take the input's rank, ``align_corners`` with a nearest
+    mode) are refused here too."""
 
     name = "upsample"
     family = "resize"
@@ -249,17 +290,40 @@ class Upsample(Layer):
             self.fail("give exactly one of size and scale_factor")
         if self.antialias and self.mode not in ("bilinear", "bicubic"):
             self.fail(f"antialias needs mode 'bilinear' or 'bicubic', got {self.mode!r}")
+        if self.align_corners is not None and self.mode.startswith("nearest"):
+            self.fail(f"align_corners is for the interpolating modes (linear, bilinear, bicubic, trilinear), not "
+                      f"{self.mode!r}: torch refuses it even set to false")
+        s = self.scale_factor
+        if s is not None and not (math.isfinite(s) and s > 0):
+            self.fail(f"scale_factor must be a positive number, got {s}")
+
+    def _output_sizes(self, spatial_sizes) -> tuple:
+        """The output's spatial sizes, as torch computes them."""
+        if self.size is not None:
+            if len(self.size) not in (1, len(spatial_sizes)):
+                self.fail(f"size {tuple(self.size)} has {len(self.size)} values for an input with "
+                          f"{len(spatial_sizes)} spatial dims (give one, or one per dim)")
+            return tuple(self.size) * (len(spatial_sizes) // len(self.size))
+        s = self.scale_factor
+        # torch multiplies in double precision and truncates: int(100 * 0.29) is 28, not 29
+        if all(is_number(d) for d in spatial_sizes):
+            return tuple(sympy.Integer(math.floor(float(d) * s)) for d in spatial_sizes)
+        if not formula_scale(s):
+            self.fail(f"scale_factor={s}: torch multiplies each size by it in double precision, which rounds some "
+                      f"products below the exact one ({s} is stored as {sympy.Rational(s).evalf(20)}); no formula "
+                      "in a symbolic size gives those sizes: give concrete sizes or size=")
+        return tuple(sympy.floor(d * sympy.Rational(str(s))) for d in spatial_sizes)
 
     def _cost(self, x, out=None) -> Cost:
-        spatial = len(x) - 2
-        if spatial < 1:
-            self.fail(f"expected (N, C, spatial...), got {tuple(x)}")
+        ranks = _MODE_RANKS[self.mode]
+        if len(x) not in ranks:
+            self.fail(f"mode {self.mode!r} takes an input of rank {' or '.join(map(str, ranks))} (N, C, spatial...), "
+                      f"got {tuple(x)}")
         if out is None:
-            if self.size is not None:
-                size = tuple(self.size) if len(self.size) == spatial else tuple(self.size) * spatial
-            else:
-                size = tuple(sympy.floor(d * sympy.Rational(str(self.scale_factor))) for d in x[2:])
-            out = (*x[:2], *size)
+            out = (*x[:2], *self._output_sizes(x[2:]))
+            for d in out[2:]:
+                if definitely(sympy.Lt(d, 1)) or definitely(sympy.Gt(d, _MAX_SIZE)):
+                    self.fail(f"output size would be {tuple(out)}: torch needs every size from 1 to {_MAX_SIZE}")
         n = numel(out)
         if self.antialias:
             return Cost(output_shape=out, ops=self._antialias_ops(x, out), reads=numel(x), writes=n)

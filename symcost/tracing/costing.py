@@ -12,6 +12,7 @@ import torch
 
 from ..errors import NoSingleFormula
 from ..layers.base import Layer, is_number
+from ..layers.tensor_ops import formula_scale
 from ..registry import all_layers, get_layer_class
 from .handlers import call, handler_for, handles
 from .record import OpEvent, TensorRef
@@ -65,8 +66,8 @@ def layer_for_module(module: torch.nn.Module) -> Layer | None:
             kwargs["mode"] = "train" if module.training else "eval"
         elif hasattr(module, a.name):
             v = getattr(module, a.name)
-            if a.kind == "flag" and not isinstance(v, bool):
-                v = v is not None  # bias: a tensor or None
+            if a.kind == "flag" and not isinstance(v, bool) and not (v is None and a.default is None):
+                v = v is not None  # bias: a tensor or None (an unset align_corners stays unset)
             kwargs[a.name] = _plain(v)
     if cls.name.startswith("dropout") and module.training:
         return None  # dropout in training is not the identity: trace through
@@ -75,6 +76,8 @@ def layer_for_module(module: torch.nn.Module) -> Layer | None:
         if len(set(scale)) != 1:
             return None
         kwargs["scale_factor"] = scale[0]
+    if kwargs.get("scale_factor") is not None and not formula_scale(kwargs["scale_factor"]):
+        return None  # torch's rounding of size * scale has no formula: the resize op is traced with its sizes
     return cls(**kwargs)
 
 
@@ -412,7 +415,8 @@ def _col2im(ev, S, concrete, sym):
 
 
 _UPSAMPLE = {"aten.upsample_nearest1d": "nearest", "aten.upsample_nearest2d": "nearest",
-             "aten.upsample_nearest3d": "nearest", "aten._upsample_nearest_exact2d": "nearest-exact",
+             "aten.upsample_nearest3d": "nearest", "aten._upsample_nearest_exact1d": "nearest-exact",
+             "aten._upsample_nearest_exact2d": "nearest-exact", "aten._upsample_nearest_exact3d": "nearest-exact",
              "aten.upsample_linear1d": "linear", "aten.upsample_bilinear2d": "bilinear",
              "aten.upsample_trilinear3d": "trilinear"}
 
