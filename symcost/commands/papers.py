@@ -242,7 +242,7 @@ def run_plot(args) -> int:
     labels = [display_name(t) for t, _ in models]
     if len(set(labels)) != len(labels):
         labels = [t for t, _ in models]
-    defaults = {label: plot.default_size(t) for label, (t, _) in zip(labels, models)}
+    defaults = {label: plot.default_size(t, shape, symbol) for label, (t, _) in zip(labels, models)}
     shape_text = "×".join(map(str, shape))
     try:
         with status(f"drawing {out}"):
@@ -253,7 +253,8 @@ def run_plot(args) -> int:
             else:
                 notes = plot.plot_models(list(zip(labels, (mc for _, mc in models))), symbol, xs, metric, conv.name,
                                          out, logx=args.logx, logy=args.logy, defaults=defaults,
-                                         shape_text=shape_text, title=args.title)
+                                         shape_text=shape_text, title=args.title,
+                                         marker_label=plot.marker_label(args.targets))
     except ValueError as e:
         raise UsageError(str(e)) from None
     for note in notes:
