@@ -212,9 +212,12 @@ def step_parts(mc, convention: str, per_token_by=None, divisible: int | None = N
     from .sweep import assume_divisible
     from .training import per_token, split
 
+    from .export.formulas import collect
+
     out = {}
     for name, part in split(mc).items():
-        total = part.total(convention)
+        # like terms collected, as a plain model's totals print: 144*L*(L - 1) + 144*L*(2*L - 1) -> 432*L**2 - 288*L
+        total = {m: collect(e) for m, e in part.total(convention).items()}
         if divisible:
             total = {m: assume_divisible(e, mc.symbols, divisible) for m, e in total.items()}
         out[name] = per_token(total, per_token_by) if per_token_by is not None else total

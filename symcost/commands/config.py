@@ -66,14 +66,34 @@ def run_config(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _print_text(result)
+        _print_text(result, _named_floors(cc, args.convention, per_token))
     if getattr(args, "strict", False) and cc.uncovered:
         print(f"symcost model: --strict: ops symcost cannot cost: {', '.join(sorted(cc.uncovered))}", file=sys.stderr)
         return 1
     return 0
 
 
-def _print_text(result: dict) -> None:
+def _named_floors(cc, convention: str, per_token: bool) -> tuple[dict, dict] | None:
+    """The formulas of the text output with nested floors named once (``R_1 = …``), as `symcost model` prints
+    them: ({part: {metric: text}}, {name: definition}); None where no formula has a floor."""
+    import sympy
+
+    from ..export.formulas import readable, text
+    from ..hyper.report import step_parts
+
+    parts = step_parts(cc, convention, per_token)
+    keys = [(part, m) for part, t in parts.items() for m in ("params", "macs", "flops") if m in t]
+    exprs = [parts[part][m] for part, m in keys]
+    if not any(isinstance(e, sympy.Basic) and e.has(sympy.floor, sympy.ceiling) for e in exprs):
+        return None
+    shown, where = readable(exprs, list(cc.domain), {str(s) for s in cc.symbols})
+    out: dict = {}
+    for (part, m), e in zip(keys, shown):
+        out.setdefault(part, {})[m] = text(e)
+    return out, {str(k): text(v) for k, v in where.items()}
+
+
+def _print_text(result: dict, named: tuple[dict, dict] | None = None) -> None:
     name = result["convention"]
     config = ", ".join(f"{k}={v}" for k, v in result["config"].items())
     past = f" with {result['past']} cached tokens" if "past" in result else ""
@@ -81,11 +101,17 @@ def _print_text(result: dict) -> None:
     from ..render import count, pairs
 
     per = " per token" if "per_token" in result else ""
-    lines = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs" + per),
-                                                             ("flops", f"FLOPs[{name}]" + per))]
-    lines += [(f"{part} FLOPs{per}", result[part]["flops"]) for part in ("forward", "backward") if part in result]
+    shown, where = named if named else ({"total": result["formula"], **{p: result[p] for p in ("forward", "backward")
+                                                                       if p in result}}, {})
+    lines = [(label, shown["total"][m]) for m, label in (("params", "params"), ("macs", "MACs" + per),
+                                                        ("flops", f"FLOPs[{name}]" + per))]
+    lines += [(f"{part} FLOPs{per}", shown[part]["flops"]) for part in ("forward", "backward") if part in result]
     lines.append(("valid where", "; ".join(result["conditions"] + result["domain"])))
     print(pairs(lines))
+    if where:
+        print("where")
+        for k, v in where.items():
+            print(f"  {k} = {v}")
     for e in result.get("evaluations", []):
         where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
         split = "".join(f"   {p}: {count(e[p]['flops'])}" for p in ("forward", "backward") if p in e)
