@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     set_quiet(getattr(args, "quiet", False))
     try:
+        from .target_names import check_args
+
+        check_args(args)  # a misspelt target answered before any command imports torch
         return int(args.run(args) or 0)
     except SymcostError as e:
         print(f"symcost {args.command}: error: {e}", file=sys.stderr)

@@ -38,9 +38,10 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
     of seconds); builders that compute with tensors (regnet) fall back to a CPU build moved to meta.
     ``attn_implementation`` ("eager", "sdpa"): for hf: targets, the attention implementation to build with.
     """
+    from .target_names import check_target
+
+    check_target(spec)  # a typo answered from the libraries' source files, before they (and torch) are imported
     kind, sep, name = spec.strip().rpartition(":")
-    if not sep or not kind or not name:
-        raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
     if kind == "torchvision":
         build = lambda: _torchvision(name)  # noqa: E731
     elif kind == "hf":

@@ -152,3 +152,169 @@ def test_family_chart_at_a_refused_size_in_headless_chromium(cache, tmp_path):
     assert status.startswith("refused:"), status
     chart = re.search(r'<table id="chart">(.*?)</table>', r.stdout, re.S).group(1)
     assert re.sub(r"<[^>]+>", "", chart).strip() == "refused" and not re.search(r"\d", chart)
+
+
+# ------------------------------------------------------------------------------ 3. formulas as simple as they can be
+
+def test_backward_forward_flops_print_as_the_plain_models(cache):
+    # the forward pass of a training step is the plain forward: the same formula, like terms collected
+    plain = json.loads(cli("model", "hf:gpt2", "--input", "1xL", "--json", cache=cache).stdout)
+    step = json.loads(cli("model", "hf:gpt2", "--input", "1xL", "--backward", "--json", cache=cache).stdout)
+    assert step["forward"]["flops"] == plain["total"]["flops"]
+    assert "(" not in step["forward"]["flops"] + step["backward"]["flops"] + step["total"]["flops"]
+
+
+def test_the_same_integer_gets_one_name():
+    import sympy
+
+    from symcost.export.formulas import abbreviate, expand_back
+
+    H = sympy.Symbol("H", integer=True, positive=True)
+    half = sympy.floor((H - 1) / 2) + 1                       # a 3x3/2 pad-1 conv's output side
+    # ceil-mode 2x2/2 pool (timm's resnet50d shortcut) and a 3x3/2 pad-1 conv of the same map: ceiling(h/2) and
+    # floor((h - 1)/2) + 1, the same integer for every integer h
+    pool, conv = sympy.ceiling(half / 2), sympy.floor((half - 1) / 2) + 1
+    exprs = [7 * pool * H, 5 * conv, sympy.floor((conv - 1) / 2) + 1]
+    out, where = abbreviate(exprs, sizes=[half, pool, conv, exprs[2]])
+    assert len(where) == 3, where                             # half, pool = conv, and the next stage
+    for h in range(1, 200):
+        for o, e in zip(out, exprs):
+            assert expand_back(o, where).subs(H, h) == e.subs(H, h), h
+    # no two names for one integer function: their values differ somewhere in 1..199
+    columns = [tuple(int(expand_back(s, where).subs(H, h)) for h in range(1, 200)) for s in where]
+    assert len(set(columns)) == len(columns)
+
+
+def test_conditions_read_as_a_reader_writes_them():
+    import sympy
+
+    from symcost.export.formulas import condition_text
+
+    L, R = sympy.symbols("L R", integer=True, positive=True)
+    conv = sympy.floor((R - 1) / 2) + 1
+    cases = {1025 - L: "L <= 1024", 2 * L - 3: "L >= 2", conv: None, sympy.floor((conv - 1) / 2) + 1: None,
+             sympy.floor((R - 7) / 2) + 1: "floor((R - 7)/2) + 1 >= 1", sympy.ceiling((R - 3) / 2): None}
+    cases[sympy.ceiling((R - 3) / 2)] = "ceiling((R - 3)/2) >= 1"   # 0 at R = 1, 2, 3
+    for size, expected in cases.items():
+        assert condition_text(size) == expected, size
+        # whatever is printed (or left out as always true) says exactly where the size is >= 1
+        s = next(iter(size.free_symbols))
+        bound = {"<=": lambda v, k: v <= k, ">=": lambda v, k: v >= k}
+        for v in range(1, 1200):
+            holds = size.subs(s, v) >= 1
+            if expected is None:
+                assert holds, (size, v)
+            elif expected.startswith(f"{s} "):
+                _, op, k = expected.split()
+                assert bool(holds) == bound[op](v, int(k)), (size, v)
+
+
+def test_totals_print_readably():
+    import sympy
+
+    from symcost.model import Totals
+
+    R = sympy.Symbol("R", integer=True, positive=True)
+    r1 = sympy.floor((R - 1) / 2) + 1
+    r2 = sympy.floor((r1 - 1) / 2) + 1
+    t = Totals("flops", {"params": sympy.Integer(10), "buffers": sympy.Integer(0), "macs": 3 * r2 ** 2 + r1,
+                         "flops": 6 * r2 ** 2 + 2 * r1 * (r1 - 1), "reads": R ** 2, "writes": r2})
+    text = repr(t)
+    assert "floor(floor" not in text and "where R_2 = floor((R_1 - 1)/2) + 1" in text
+    assert "flops    2*R_1**2 - 2*R_1 + 6*R_2**2" in text                 # like terms collected
+    assert t["macs"] == 3 * r2 ** 2 + r1                                     # the values stay the exact expressions
+
+
+def test_a_layers_output_sizes_have_one_name_everywhere():
+    import sympy
+
+    import symcost
+
+    cost = symcost.layer("conv2d").cost()
+    printed = subprocess.run([sys.executable, "-m", "symcost.cli", "formula", "conv2d"], capture_output=True,
+                             text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "H_out" in printed and "H_out" in str(cost.formula()) and "H_{out}" in sympy.latex(cost)
+    assert "H_1" not in str(cost.formula()) + sympy.latex(cost) + cost.formula()._repr_html_()
+
+
+def test_config_formulas_name_their_floors(tmp_path, cache):
+    path = tmp_path / "nets.py"
+    path.write_text("from torch import nn\n\n\ndef build(width=8):\n"
+                    "    return nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(),\n"
+                    "                         nn.Conv2d(width, width, 3, stride=2, padding=1))\n")
+    r = cli("model", f"{path}:build", "--input", "1x3xRxR", "--config", "width=w", cache=cache)
+    assert r.returncode == 0, r.stderr
+    assert "floor(floor" not in r.stdout and "R_2 = floor((R_1 - 1)/2) + 1" in r.stdout, r.stdout
+    # the sizes' ">= 1" always holds (a 3x3/2 pad-1 conv never empties a map): not printed
+    assert re.search(r"^valid where +w >= 2$", r.stdout, re.M), r.stdout
+
+
+# ------------------------------------------------------------------------------ 4. typos answered before torch
+
+_PROBE = ("import sys\nfrom symcost.cli import main\nrc = main(sys.argv[1:])\n"
+          "print(sorted(m for m in ('torch', 'torchvision', 'timm', 'transformers') if m in sys.modules))\n"
+          "sys.exit(rc)\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model", "resnet50", "--input", "1x3x224x224"], "target 'resnet50': expected torchvision:NAME"),
+    (["model", "torchvision:resnet5O", "--input", "1x3x224x224"], "did you mean resnet50"),
+    (["model", "timm:resnet5Od", "--input", "1x3x224x224"], "unknown timm model 'resnet5Od'"),
+    (["model", "hf:gtp2", "--input", "1xL"], "did you mean gpt2"),
+    (["model", "hf:gpt2", "--input", "1xL", "--config", "n_embed=d"], "no integer config field 'n_embed'; did you "
+                                                                      "mean n_embd"),
+    (["model", "hf:gpt2", "--input", "1x1", "--past", "T", "--config", "n_embed=d"], "did you mean n_embd"),
+    (["model", "tests/fixtures/my_models.py:build_nett", "--input", "1x3xHxW"], "did you mean build_net"),
+    (["plot", "resnet50", "--input", "1x3xRxR", "--range", "R=32:64:32", "--out", "x.png"], "expected torchvision"),
+    (["report", "torchvision:resnet5O", "--input", "1x3xRxR", "--out", "x.html"], "did you mean resnet50"),
+    (["table", "torchvision:resnet18", "torchvision:resnet5O", "--input", "1x3x224x224"], "did you mean resnet50"),
+    (["compare", "resnet50", "--input", "1x3x224x224"], "expected torchvision"),
+    (["fold", "torchvision:resnet5O", "--input", "1x3x224x224"], "did you mean resnet50"),
+])
+def test_a_typo_is_answered_before_torch_is_imported(args, message, tmp_path):
+    if args[1].startswith("timm:"):
+        pytest.importorskip("timm")
+    r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "SYMCOST_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout                     # no model library imported, torch least of all
+
+
+def test_the_name_lists_read_from_source_are_the_libraries_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path))
+    import torchvision
+
+    from symcost import target_names
+
+    for f in (target_names.torchvision_names, target_names.timm_names, target_names.hf_config_classes):
+        f.cache_clear()
+    assert target_names.torchvision_names() == set(torchvision.models.list_models())
+    try:
+        import timm
+    except ImportError:
+        pass
+    else:
+        assert target_names.timm_names() == set(timm.list_models())
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    assert set(CONFIG_MAPPING.keys()) <= set(target_names.hf_config_classes())
+
+
+def test_config_field_check_refuses_no_field_the_config_has():
+    import random
+
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from symcost.target_names import check_config_fields
+
+    # every integer field of a default config passes the check that reads source text (all 800 types pass; a
+    # sample here, plus the README's)
+    types = ["gpt2", "llama", "mixtral", "bert", "t5"] + random.Random(25).sample(sorted(CONFIG_MAPPING.keys()), 20)
+    for t in types:
+        try:
+            config = AutoConfig.for_model(t)
+        except Exception:  # noqa: BLE001  (a type that needs arguments: nothing to check)
+            continue
+        ints = [k for k, v in vars(config).items() if isinstance(v, int) and not isinstance(v, bool)]
+        check_config_fields(f"hf:{t}", ints)
