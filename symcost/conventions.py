@@ -78,3 +78,4 @@ def get_convention(name: str) -> Convention:
 
 
 CONVENTIONS.update(PEER_CONVENTIONS)
+

@@ -208,6 +208,9 @@ def hf_inputs(model, shape: tuple | dict, input_dtype: str | None = None) -> tup
                              f"{', '.join(tensors) or ', '.join(params)}")
         dtypes = {n: dtype(n) for n in shape}
         return shape, dtypes, []
+    if main == "input_ids" and len(shape) != 2:  # the forward would fail unpacking it, saying nothing of why
+        raise UsageError(f"{type(model).__name__} takes token ids of shape B x L (batch x sequence length, e.g. "
+                         f"--input 1xL); got rank {len(shape)}: {'x'.join(map(str, shape))}")
     named, notes = {main: tuple(shape)}, []
     config = model.config
     batch = shape[0] if len(shape) > 1 else 1

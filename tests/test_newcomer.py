@@ -318,3 +318,74 @@ def test_config_field_check_refuses_no_field_the_config_has():
             continue
         ints = [k for k, v in vars(config).items() if isinstance(v, int) and not isinstance(v, bool)]
         check_config_fields(f"hf:{t}", ints)
+
+
+# ------------------------------------------------------------------------------ 5. errors that say what was read
+
+@pytest.mark.parametrize("args, message", [
+    # torch's own message was "too many values to unpack (expected 2)"
+    (["model", "hf:bert", "--input", "1x3x224x224"], "BertModel takes token ids of shape B x L"),
+    (["formula", "conv2d", "stride=2.5"], "conv2d: stride must be a positive integer or a symbol name, got 2.5"),
+    (["formula", "conv2d", "padding=-1.5"], "padding must be a nonnegative integer or a symbol name, got -1.5"),
+    (["eval", "conv2d", "--input", "1x3x9x9", "in_channels=3", "out_channels=8", "kernel_size=3", "stride=2.5"],
+     "stride must be a positive integer, got 2.5"),
+    (["eval", "conv2d", "--input", "1x3x224", "in_channels=3", "out_channels=8", "kernel_size=3"],
+     "input 1x3x224 has rank 3, so it was read as unbatched (C, H, W) with C = 1 channels, but in_channels=3"),
+    (["model"], "symcost model: error: the following arguments are required: target, --input"),
+    (["report", "torchvision:resnet18"], "required: --input, --out"),
+    (["latency"], "required"),
+    (["model", "torchvision:resnet18", "--input", "1x3x8x8", "--convention"], "expected one argument"),
+])
+def test_errors_are_one_line_and_say_what_was_read(args, message, cache):
+    r = cli(*args, cache=cache)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "usage:" not in r.stderr, r.stderr
+
+
+def test_an_embedding_first_model_is_told_to_take_integer_ids(tmp_path, cache):
+    path = tmp_path / "emb.py"
+    path.write_text("from torch import nn\n\n\ndef build():\n    return nn.Sequential(nn.Embedding(100, 16), "
+                    "nn.Linear(16, 4))\n")
+    r = cli("model", f"{path}:build", "--input", "1xL", cache=cache)
+    assert r.returncode == 2 and "add --input-dtype int64" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = cli("model", f"{path}:build", "--input", "1xL", "--input-dtype", "int64", cache=cache)
+    # 100 x 16 embedding + 16 x 4 linear and its bias = 1600 + 64 + 4 params; 16 x 4 MACs per token
+    assert r.returncode == 0 and "total params  1,668" in r.stdout and "total MACs    64*L" in r.stdout, r.stderr
+
+
+# ------------------------------------------------------------------------------ 6. notes and numbers
+
+def test_a_conventions_note_shows_under_that_convention_once():
+    from symcost.model_report import notes_for
+
+    notes = ["torch-causal: 12 attention calls …", "backward: one step", "torch-causal: 12 attention calls …"]
+    names = {"flops": "", "torch": "", "torch-causal": ""}
+    assert notes_for(notes, "flops", names) == ["backward: one step"]
+    assert notes_for(notes, "torch-causal", names) == ["torch-causal: 12 attention calls …", "backward: one step"]
+
+
+def test_hf_notes_follow_the_convention_and_decode_prints_params_and_writes(cache):
+    plain = cli("model", "hf:gpt2", "--input", "1xL", cache=cache).stdout
+    causal = cli("model", "hf:gpt2", "--input", "1xL", "--convention", "torch-causal", cache=cache).stdout
+    assert "torch-causal" not in plain and causal.count("note: torch-causal:") == 1
+    # GPT-2: 124,439,808 parameters (its model card; wte 50257 x 768 tied to the LM head, which AutoModel lacks)
+    past = cli("model", "hf:gpt2", "--input", "1x1", "--past", "T", cache=cache)
+    assert re.search(r"^params  124,439,808$", past.stdout, re.M) and "writes " in past.stdout, past.stdout
+    step = json.loads(cli("model", "hf:gpt2", "--input", "1x1", "--past", "T", "--json", cache=cache).stdout)
+    assert re.search(rf"writes {re.escape(step['total']['writes'])}", past.stdout)
+
+
+def test_help_lists_every_target_kind_and_breakdown_draws_flops(cache, tmp_path):
+    text = " ".join(cli("--help", cache=cache).stdout.split())
+    assert "(torchvision:NAME, timm:NAME, hf:MODEL_TYPE or file.py:fn)" in text
+    from symcost.cli import build_parser
+
+    plot = build_parser()._subparsers._group_actions[0].choices["plot"]
+    args = plot.parse_args(["torchvision:resnet18", "--input", "1x3xRxR", "--range", "R=32:64:32", "--out", "x.png",
+                            "--breakdown"])
+    assert args.metric is None                    # run_plot then chooses flops for a breakdown, macs otherwise
+    out = tmp_path / "b.svg"
+    r = cli("plot", "torchvision:resnet18", "--input", "1x3xRxR", "--range", "R=32:64:32", "--out", out,
+            "--breakdown", cache=cache)
+    assert r.returncode == 0, r.stderr
+    assert "FLOPs [flops]" in out.read_text()      # the y axis: matplotlib writes each text as a comment

@@ -134,6 +134,7 @@ def config_plot(args) -> int:
     from .papers import parse_range
 
     conv = convention_arg(args.convention)
+    args.metric = args.metric or "macs"
     if args.metric not in plot.METRICS:
         raise UsageError(f"unknown metric {args.metric!r}; choose one of: {', '.join(plot.METRICS)}")
     if args.breakdown:

@@ -174,6 +174,7 @@ def config_report(cc, convention: str, at: list[str], rows: dict | None = None, 
     """The report of a derived ``ConfigCost`` under ``convention``, evaluated at ``at`` or the named ``rows``;
     ``per_token``: MACs, FLOPs, reads and writes divided by the B x L tokens of the input.  ``started`` (a
     ``time.perf_counter()``) times the whole call, derivation included."""
+    from ..model_report import notes_for
     from ..training import PER_TOKEN_METRICS, exact, tokens
 
     evaluated = evaluations(cc, convention, at, rows, per_token)
@@ -185,7 +186,7 @@ def config_report(cc, convention: str, at: list[str], rows: dict | None = None, 
         {n: str(t["flops"]) for n, t in cc.totals.items()},
         cc.condition_texts() + [f"{s} >= 2" for s in dict.fromkeys(cc.config_symbols.values())],  # tied: once
         _domain_texts(cc.domain), {k: v for k, v in cc.fit.items() if k != "traced_at"},
-        sorted(cc.uncovered), cc.notes, evaluations=evaluated, cc=cc)
+        sorted(cc.uncovered), notes_for(cc.notes, convention, cc.totals), evaluations=evaluated, cc=cc)
     if per_token:
         report.per_token = {"divided_by": exact(tokens(cc.input_shape)), "metrics": list(PER_TOKEN_METRICS),
                             "why": "tokens in one step: batch x sequence length of the input; params and "
