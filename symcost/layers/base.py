@@ -118,7 +118,7 @@ class Arg:
                 if t[:1].isdigit() or t[:1] in "+-.":  # a number, not a name: say what numbers it takes
                     raise LayerError(f"{self.name} must be {self.what_number()} or a symbol name, got {t}") from None
                 raise LayerError(f"{self.name}: {e}") from None
-        raise LayerError(f"{self.name} must be {self.what_number()}, got {t}")
+        raise LayerError(f"{self.name}: expected an integer, got {t!r}")
 
     def what_number(self) -> str:
         """The integers this argument takes, in words (its ``kind``)."""
