@@ -428,3 +428,13 @@ def test_long_latex_tables_start_with_room_and_a_full_width_caption():
     assert r"\setlength{\LTcapwidth}{\linewidth}" in tex
     before = tex[:tex.index(r"\begin{xltabular}")]   # a per-layer table: a longtable with X columns
     assert r"\penalty-200" in before          # a conditional page break: no caption and two rows at a page's foot
+
+
+def test_config_plots_mark_the_fields_default(tmp_path):
+    from symcost.commands.config import _field_default
+
+    path = tmp_path / "nets.py"
+    path.write_text("def build(width=8, depth=2):\n    return None\n")
+    assert _field_default(f"{path}:build", "width") == 8             # the factory's own default
+    assert _field_default("hf:gpt2", "n_embd") == 768                # GPT-2's default config (its model card: 768)
+    assert _field_default("hf:gpt2", "no_such_field") is None

@@ -126,6 +126,26 @@ def _print_text(result: dict, named: tuple[dict, dict] | None = None) -> None:
         print(f"note: {note}")
 
 
+def _field_default(target: str, field: str | None) -> int | None:
+    """A config field's default (a Hugging Face default config's attribute, a factory's keyword default), for the
+    plot's marker; None where there is none."""
+    import inspect
+
+    kind, _, name = target.strip().rpartition(":")
+    try:
+        if kind == "hf":
+            from transformers import AutoConfig
+
+            value = getattr(AutoConfig.for_model(name), field, None)
+        else:
+            from ..targets import load_attribute
+
+            value = inspect.signature(load_attribute(Path(kind), name)).parameters[field].default
+    except Exception:  # noqa: BLE001  (no default to mark: the plot is drawn without a marker)
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def config_plot(args) -> int:
     """`symcost plot TARGET --input 1x1024 --config n_embd=d --range d=256:4096:128`: cost against a config field."""
     from .. import plot
@@ -152,9 +172,12 @@ def config_plot(args) -> int:
         models.append((display_name(target), cc))
     symbol, xs = parse_range(args.range, names)
     title = args.title or f"{plot.metric_label(args.metric, conv.name)[0]} vs {symbol} (input {args.input})"
+    field = next((f for f, s in models[0][1].config_symbols.items() if str(s) == symbol), None)
+    defaults = {label: _field_default(t, field) for (label, _), t in zip(models, args.targets)}
     try:
         plot.plot_models(models, symbol, xs, args.metric, conv.name, out, logx=args.logx, logy=args.logy,
-                         shape_text=args.input, title=title)
+                         shape_text=args.input, title=title, defaults=defaults,
+                         marker_label=f"the default {field}")
     except ValueError as e:
         raise UsageError(str(e)) from None
     import numpy as np
