@@ -78,4 +78,3 @@ def get_convention(name: str) -> Convention:
 
 
 CONVENTIONS.update(PEER_CONVENTIONS)
-
