@@ -40,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
             p = sub.add_parser(name, help=help_text, description=help_text)
             configure(p)
             p.set_defaults(run=run)
+            _one_line_errors(p)
     return parser
+
+
+def _one_line_errors(p: argparse.ArgumentParser) -> None:
+    """argparse's errors (a missing required option …) as one line, without its usage block; exit 2."""
+    def error(message):
+        p.exit(2, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
+
+    p.error = error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     set_quiet(getattr(args, "quiet", False))
     try:
+        from .target_names import check_args
+
+        check_args(args)  # a misspelt target answered before any command imports torch
         return int(args.run(args) or 0)
     except SymcostError as e:
         print(f"symcost {args.command}: error: {e}", file=sys.stderr)

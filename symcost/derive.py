@@ -93,6 +93,9 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
     key = _key(target, f"{input_spec}:{what}", False, "int64")
 
     def compute():
+        from .target_names import check_target
+
+        check_target(target)  # a typo answered before torch is imported
         from .decode import decode_step, generation
         from .errors import NeedsTensorValues
         from .moe import select_experts_implementation
@@ -126,6 +129,9 @@ def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dt
                  trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
                  attn_implementation: str | None = None):
     """Build ``target`` on meta and trace it on ``shape`` (a tuple, or named shapes: a dict keyword -> shape)."""
+    from .target_names import check_target
+
+    check_target(target)  # a typo answered before torch is imported
     from .errors import NeedsTensorValues
     from .moe import select_experts_implementation
     from .targets import hf_inputs, load_target

@@ -23,6 +23,24 @@ def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:
     return named, {v: k for k, v in names.items()}
 
 
+def _out_names(shown: list, named: dict, n: int, taken: set) -> tuple[list, dict]:
+    """``readable``'s names of the first ``n`` expressions (the output sizes) renamed ``X_out`` where that name is
+    free and the size the only one named after ``X`` (one layer's: ``H_1`` -> ``H_out``; a chain of layers keeps
+    ``H_1``, ``H_2``)."""
+    rename: dict = {}
+    bases = [str(k).rsplit("_", 1)[0] for k in named]
+    for d in shown[:n]:
+        base = str(d).rsplit("_", 1)[0]
+        if d in named and d not in rename and bases.count(base) == 1:
+            new = sympy.Symbol(f"{base}_out", integer=True, positive=True)
+            if str(new) not in taken and new not in named and new not in rename.values():
+                rename[d] = new
+    if not rename:
+        return shown, named
+    return ([e.xreplace(rename) for e in shown],
+            {rename.get(k, k): v.xreplace(rename) for k, v in named.items()})
+
+
 def flag_meanings(layer, cost: Cost, convention: Convention) -> dict[str, str]:
     """``{"b": "1 with bias, 0 without"}`` for each flag of ``layer`` left as a symbol that ``cost``'s formulas
     (under ``convention``) use."""
@@ -62,6 +80,8 @@ class Formula:
         taken = {str(s) for s in self.where} | {str(s) for shape in self.inputs for d in shape
                                                  for s in as_expr(d).free_symbols}
         shown, named = readable([*c.output_shape, *(v for _, v in fields)], c.output_shape, taken)
+        if not self.where:  # a bare cost: its output sizes called as `symcost formula` calls them (H_out, not H_1)
+            shown, named = _out_names(shown, named, n, taken)
         out: list[tuple[str, object]] = []
         if self.inputs:
             out.append(("input", list(self.inputs)))

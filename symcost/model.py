@@ -34,6 +34,18 @@ class Totals(dict):
     def __reduce__(self):
         return (Totals, (self.convention, dict(self)))
 
+    def __repr__(self) -> str:
+        """Readable, as `symcost model` prints totals: nested floors named once (``R_1 = …``), like terms collected
+        (the values themselves stay the exact expressions)."""
+        from .export.formulas import readable, text
+        from .render import pairs
+
+        shown, where = readable(list(self.values()))
+        out = f"Totals under {self.convention!r}:\n" + pairs([(k, text(v)) for k, v in zip(self.KEYS, shown)], indent=2)
+        return out + "".join(f"\n  where {k} = {text(v)}" for k, v in where.items())
+
+    _repr_pretty_ = lambda self, p, cycle: p.text(repr(self))  # noqa: E731  (IPython: not its dict printer)
+
 
 def _add(terms: list) -> sympy.Expr:
     """``sympy.Add(*terms)``; in Python integers where every term is a sympy Integer (a trace at concrete sizes:
@@ -270,7 +282,10 @@ class ModelCost(_Sweepable):
         def shown(e):
             return int(e) if e.is_Integer else sympy.sstr(e)
 
+        from .export.formulas import collect
+
         totals = totals or {n: self.total(c) for n, c in CONVENTIONS.items()}
+        totals = {n: {m: collect(e) for m, e in t.items()} for n, t in totals.items()}  # like terms collected
         return Summary(
             target=self.target,
             input_shape=[shown(d) for d in self.input_shape],

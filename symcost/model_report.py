@@ -50,6 +50,13 @@ class ModelReport:
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
+def notes_for(notes, convention: str, conventions) -> list[str]:
+    """``notes`` as shown under ``convention``: each once, and a note about one of the ``conventions`` (names;
+    ``"torch-causal: …"``) only under that convention."""
+    return [n for n in dict.fromkeys(notes)
+            if not (n.split(":", 1)[0] in conventions and n.split(":", 1)[0] != convention)]
+
+
 def shown(e):
     """An int for an integer, else the formula's string (JSON-ready)."""
     if isinstance(e, int):
@@ -145,7 +152,7 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
                          f"choose one of: {', '.join(summary.totals)}")
     total = summary.total(convention)
     report = ModelReport(
-        target, summary.input_shape, convention, notes=list(summary.notes),
+        target, summary.input_shape, convention, notes=notes_for(summary.notes, convention, summary.conventions),
         convention_summary=summary.conventions[convention], total=total,
         units={"macs": UNITS["macs"], "flops": f"operations under '{convention}'", "reads": UNITS["reads"],
                "writes": UNITS["writes"]},
@@ -232,9 +239,12 @@ def step_parts(mc, convention: str, per_token_by=None, divisible: int | None = N
     from .sweep import assume_divisible
     from .training import per_token, split
 
+    from .export.formulas import collect
+
     out = {}
     for name, part in split(mc).items():
-        total = part.total(convention)
+        # like terms collected, as a plain model's totals print: 144*L*(L - 1) + 144*L*(2*L - 1) -> 432*L**2 - 288*L
+        total = {m: collect(e) for m, e in part.total(convention).items()}
         if divisible:
             total = {m: assume_divisible(e, mc.symbols, divisible) for m, e in total.items()}
         out[name] = per_token(total, per_token_by) if per_token_by is not None else total
@@ -282,7 +292,8 @@ def step_report(target: str, input_spec: str, convention: str = "flops", *, poin
         {name: {m: exact(v) for m, v in t.items()} for name, t in parts.items()},
         {"macs": UNITS["macs"], "flops": f"operations under '{convention}'", "reads": UNITS["reads"],
          "writes": UNITS["writes"]},
-        uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops), notes=list(mc.notes), mc=mc)
+        uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops),
+        notes=notes_for(mc.notes, convention, CONVENTIONS), mc=mc)
     if n_tokens is not None:
         report.per_token = {"divided_by": exact(n_tokens), "metrics": list(PER_TOKEN_METRICS),
                             "why": "tokens in one step: batch x sequence length of the input; params and "
@@ -388,7 +399,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
             g = derive_decode(target, input_spec, generate=generate, convention=convention, use_cache=use_cache,
                               progress=progress)
             moe_notes = g["notes"]
-        parts = {k: g[k] for k in ("total", "prefill", "decode")}
+        # like terms collected in every part: 9216*N*(N + 2*P + 9217) -> 9216*N**2 + 18432*N*P + 84946944*N
+        parts = {k: {m: tidy(e) for m, e in g[k].items()} for k in ("total", "prefill", "decode")}
         report.generate = generate
         report.step_formula = {m: str(g["step"][m]) for m in ("macs", "flops", "reads", "writes")}
         notes = [(f"prefill of {new} tokens, then {generate} decode steps of one token at T = {new} … (prefill + "
@@ -431,6 +443,6 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     for d in derivations:
         for k, v in d.uncovered.items():
             report.uncovered[k] = report.uncovered.get(k, 0) + v
-    report.notes = moe_notes + notes + [n for d in derivations for n in d.notes]
+    report.notes = notes_for(moe_notes + notes + [n for d in derivations for n in d.notes], convention, CONVENTIONS)
     report.seconds = round(time.perf_counter() - started, 3)
     return report

@@ -42,28 +42,51 @@ def axis_title(metric: str, convention: str, maximum: float) -> tuple[str, int]:
     return (f"{name} ({inside})" if inside else name), unit
 
 
-def default_size(target: str) -> int:
-    """The input size a torchvision model's weights were trained at (``transforms().crop_size``); 224 for any
-    other target or when the weights cannot say."""
-    kind, _, name = target.strip().rpartition(":")
-    if kind == "torchvision":
-        from . import cache
+def default_input_size(target: str) -> tuple | None:
+    """``targets.default_input_size`` (timm's ``input_size``, a Hugging Face config's ``max_position_embeddings``,
+    torchvision's weights), cached beside the derivations: importing a model library to read one number costs
+    seconds."""
+    from . import cache
+    from .targets import default_input_size as uncached
 
-        # cached beside the derivations: importing torchvision to read one number costs seconds
-        key = cache.cache_key(target, "default_size", False, "")
-        hit = cache.load(key)
-        if isinstance(hit, int):
-            return hit
-        try:
-            import torchvision
+    key = cache.cache_key(target, "default_input_size", False, "")
+    hit = cache.load(key)
+    if isinstance(hit, tuple) or hit == "none":
+        return None if hit == "none" else hit
+    try:
+        size = uncached(target)
+    except Exception:  # noqa: BLE001  (a library missing or a registry it cannot read: no default, no marker)
+        size = None
+    cache.store(key, "none" if size is None else tuple(size))
+    return size
 
-            crop = torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size
-            size = int(crop[0] if isinstance(crop, (list, tuple)) else crop)
-        except Exception:
-            size = 224
-        cache.store(key, size)
-        return size
-    return 224
+
+def marker_label(targets) -> str:
+    """What the marked size is, in a plot's legend: the weights' input size for image models, the context length
+    (``max_position_embeddings``) for Hugging Face models."""
+    kinds = {"hf" if str(t).strip().startswith("hf:") else "image" for t in targets}
+    return {frozenset({"hf"}): "the config's max_position_embeddings",
+            frozenset({"image"}): "the weights' input size"}.get(frozenset(kinds), "the model's default input size")
+
+
+def default_size(target: str, shape=(1, 3, "R", "R"), symbol: str = "R") -> int | None:
+    """The value ``symbol`` of the input ``shape`` takes at the input size ``target`` was made for
+    (``default_input_size``, its dims lined up with the shape's last ones: 1x3xRxR and (3, 288, 288) give
+    R = 288; 1xL and GPT-2's (1024,) give L = 1024), or None when the target has no default or the symbol sits
+    where it gives no single value."""
+    size = default_input_size(target)
+    if not size:
+        return None
+    dims = tuple(str(d) if not isinstance(d, int) else d for d in shape)
+    if len(dims) < len(size):
+        return None
+    tail = dims[len(dims) - len(size):]
+    values = {v for d, v in zip(tail, size) if d == str(symbol)}
+    if str(symbol) in dims[:len(dims) - len(size)] or len(values) != 1:
+        return None  # the symbol is the batch, or two dims of different defaults
+    if any(isinstance(d, int) and d != v for d, v in zip(tail, size)):
+        return None  # the shape is not the model's input (1x3xRxR for a token model, a different channel count)
+    return values.pop()
 
 
 def evaluate(mc, xs, metric: str, convention: str):
@@ -129,8 +152,10 @@ def save(fig, out) -> Path:
 
 
 def draw_models(ax, models: list, symbol: str, xs, metric: str, convention: str, *, logx: bool = False,
-                logy: bool = False, defaults: dict | None = None, shape_text: str = "") -> list[str]:
-    """One curve per (label, ModelCost) on ``ax``; ``defaults``: label -> input size to mark.  Returns notes."""
+                logy: bool = False, defaults: dict | None = None, shape_text: str = "",
+                marker_label: str = "the weights' input size") -> list[str]:
+    """One curve per (label, ModelCost) on ``ax``; ``defaults``: label -> input size to mark (``marker_label``
+    in the legend).  Returns notes."""
     import numpy as np
 
     notes, curves = [], []
@@ -167,18 +192,19 @@ def draw_models(ax, models: list, symbol: str, xs, metric: str, convention: str,
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black"))
-        labels.append("the weights' input size")
+        labels.append(marker_label)
     ax.legend(handles, labels, fontsize=9, framealpha=0.9, edgecolor="none")
     return notes
 
 
 def plot_models(models: list, symbol: str, xs, metric: str, convention: str, out, *, logx: bool = False,
-                logy: bool = False, defaults: dict | None = None, shape_text: str = "", title: str | None = None):
+                logy: bool = False, defaults: dict | None = None, shape_text: str = "", title: str | None = None,
+                marker_label: str = "the weights' input size"):
     """One curve per (label, ModelCost), saved to ``out``.  Returns the notes."""
     name = metric_label(metric, convention)[0]
     fig, ax = _figure(title or f"{name} vs input size" + (f" (input {shape_text})" if shape_text else ""))
     notes = draw_models(ax, models, symbol, xs, metric, convention, logx=logx, logy=logy, defaults=defaults,
-                        shape_text=shape_text)
+                        shape_text=shape_text, marker_label=marker_label)
     fig.tight_layout()
     save(fig, out)
     return notes

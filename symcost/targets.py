@@ -38,9 +38,10 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
     of seconds); builders that compute with tensors (regnet) fall back to a CPU build moved to meta.
     ``attn_implementation`` ("eager", "sdpa"): for hf: targets, the attention implementation to build with.
     """
+    from .target_names import check_target
+
+    check_target(spec)  # a typo answered from the libraries' source files, before they (and torch) are imported
     kind, sep, name = spec.strip().rpartition(":")
-    if not sep or not kind or not name:
-        raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
     if kind == "torchvision":
         build = lambda: _torchvision(name)  # noqa: E731
     elif kind == "hf":
@@ -207,6 +208,9 @@ def hf_inputs(model, shape: tuple | dict, input_dtype: str | None = None) -> tup
                              f"{', '.join(tensors) or ', '.join(params)}")
         dtypes = {n: dtype(n) for n in shape}
         return shape, dtypes, []
+    if main == "input_ids" and len(shape) != 2:  # the forward would fail unpacking it, saying nothing of why
+        raise UsageError(f"{type(model).__name__} takes token ids of shape B x L (batch x sequence length, e.g. "
+                         f"--input 1xL); got rank {len(shape)}: {'x'.join(map(str, shape))}")
     named, notes = {main: tuple(shape)}, []
     config = model.config
     batch = shape[0] if len(shape) > 1 else 1

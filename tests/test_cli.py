@@ -20,7 +20,7 @@ def test_formula_conv2d_bias_shows_floors_and_named_sizes():
 def test_formula_latex_is_an_align_environment():
     r = run("formula", "conv2d", "--bias", "--latex")
     assert r.returncode == 0
-    assert r.stdout.startswith("\\begin{align}") and "\\left\\lfloor" in r.stdout and "C_{out}" in r.stdout
+    assert r.stdout.startswith("\\begin{align*}") and "\\left\\lfloor" in r.stdout and "C_{out}" in r.stdout
 
 
 def test_formula_batchnorm_eval_exact():

@@ -38,7 +38,7 @@ def test_latex_of_a_cost_is_one_convention_with_floors_named():
 
 def test_latex_fits_a_page_where_it_used_to_list_ten_conventions():
     tex = sympy.latex(symcost.layer("conv2d", bias=True).cost())
-    # 8 rows: output, H_1, W_1, params, MACs, one FLOPs line, reads, writes
+    # 8 rows: output, H_out, W_out, params, MACs, one FLOPs line, reads, writes
     assert tex.count(r"\\") == 7 and max(len(line) for line in tex.splitlines()) < 120
 
 

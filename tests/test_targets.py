@@ -31,7 +31,7 @@ def test_file_target_factory_class_and_instance(tmp_path):
     ("def build():\n    return 3\n", "build", "build() returned a int, not an nn.Module"),
     ("def build():\n    return nn.Linear(1, 1)\n", "biuld", "has no attribute 'biuld'; did you mean build?"),
     ("SIZE = 3\n", "SIZE", "SIZE is a int, not an nn.Module or a callable"),
-    ("import sys\nsys.exit(1)\n", "x", "failed: SystemExit: 1"),
+    ("import sys\nsys.exit(1)\n\n\ndef build():\n    pass\n", "build", "failed: SystemExit: 1"),
     ("def build(:\n", "build", "failed: SyntaxError"),
 ])
 def test_file_target_errors(tmp_path, body, attr, message):

@@ -66,14 +66,34 @@ def run_config(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _print_text(result)
+        _print_text(result, _named_floors(cc, args.convention, per_token))
     if getattr(args, "strict", False) and cc.uncovered:
         print(f"symcost model: --strict: ops symcost cannot cost: {', '.join(sorted(cc.uncovered))}", file=sys.stderr)
         return 1
     return 0
 
 
-def _print_text(result: dict) -> None:
+def _named_floors(cc, convention: str, per_token: bool) -> tuple[dict, dict] | None:
+    """The formulas of the text output with nested floors named once (``R_1 = …``), as `symcost model` prints
+    them: ({part: {metric: text}}, {name: definition}); None where no formula has a floor."""
+    import sympy
+
+    from ..export.formulas import readable, text
+    from ..hyper.report import step_parts
+
+    parts = step_parts(cc, convention, per_token)
+    keys = [(part, m) for part, t in parts.items() for m in ("params", "macs", "flops") if m in t]
+    exprs = [parts[part][m] for part, m in keys]
+    if not any(isinstance(e, sympy.Basic) and e.has(sympy.floor, sympy.ceiling) for e in exprs):
+        return None
+    shown, where = readable(exprs, list(cc.domain), {str(s) for s in cc.symbols})
+    out: dict = {}
+    for (part, m), e in zip(keys, shown):
+        out.setdefault(part, {})[m] = text(e)
+    return out, {str(k): text(v) for k, v in where.items()}
+
+
+def _print_text(result: dict, named: tuple[dict, dict] | None = None) -> None:
     name = result["convention"]
     config = ", ".join(f"{k}={v}" for k, v in result["config"].items())
     past = f" with {result['past']} cached tokens" if "past" in result else ""
@@ -81,11 +101,17 @@ def _print_text(result: dict) -> None:
     from ..render import count, pairs
 
     per = " per token" if "per_token" in result else ""
-    lines = [(label, result["formula"][m]) for m, label in (("params", "params"), ("macs", "MACs" + per),
-                                                             ("flops", f"FLOPs[{name}]" + per))]
-    lines += [(f"{part} FLOPs{per}", result[part]["flops"]) for part in ("forward", "backward") if part in result]
+    shown, where = named if named else ({"total": result["formula"], **{p: result[p] for p in ("forward", "backward")
+                                                                       if p in result}}, {})
+    lines = [(label, shown["total"][m]) for m, label in (("params", "params"), ("macs", "MACs" + per),
+                                                        ("flops", f"FLOPs[{name}]" + per))]
+    lines += [(f"{part} FLOPs{per}", shown[part]["flops"]) for part in ("forward", "backward") if part in result]
     lines.append(("valid where", "; ".join(result["conditions"] + result["domain"])))
     print(pairs(lines))
+    if where:
+        print("where")
+        for k, v in where.items():
+            print(f"  {k} = {v}")
     for e in result.get("evaluations", []):
         where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
         split = "".join(f"   {p}: {count(e[p]['flops'])}" for p in ("forward", "backward") if p in e)
@@ -100,6 +126,26 @@ def _print_text(result: dict) -> None:
         print(f"note: {note}")
 
 
+def _field_default(target: str, field: str | None) -> int | None:
+    """A config field's default (a Hugging Face default config's attribute, a factory's keyword default), for the
+    plot's marker; None where there is none."""
+    import inspect
+
+    kind, _, name = target.strip().rpartition(":")
+    try:
+        if kind == "hf":
+            from transformers import AutoConfig
+
+            value = getattr(AutoConfig.for_model(name), field, None)
+        else:
+            from ..targets import load_attribute
+
+            value = inspect.signature(load_attribute(Path(kind), name)).parameters[field].default
+    except Exception:  # noqa: BLE001  (no default to mark: the plot is drawn without a marker)
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def config_plot(args) -> int:
     """`symcost plot TARGET --input 1x1024 --config n_embd=d --range d=256:4096:128`: cost against a config field."""
     from .. import plot
@@ -108,6 +154,7 @@ def config_plot(args) -> int:
     from .papers import parse_range
 
     conv = convention_arg(args.convention)
+    args.metric = args.metric or "macs"
     if args.metric not in plot.METRICS:
         raise UsageError(f"unknown metric {args.metric!r}; choose one of: {', '.join(plot.METRICS)}")
     if args.breakdown:
@@ -125,9 +172,12 @@ def config_plot(args) -> int:
         models.append((display_name(target), cc))
     symbol, xs = parse_range(args.range, names)
     title = args.title or f"{plot.metric_label(args.metric, conv.name)[0]} vs {symbol} (input {args.input})"
+    field = next((f for f, s in models[0][1].config_symbols.items() if str(s) == symbol), None)
+    defaults = {label: _field_default(t, field) for (label, _), t in zip(models, args.targets)}
     try:
         plot.plot_models(models, symbol, xs, args.metric, conv.name, out, logx=args.logx, logy=args.logy,
-                         shape_text=args.input, title=title)
+                         shape_text=args.input, title=title, defaults=defaults,
+                         marker_label=f"the default {field}")
     except ValueError as e:
         raise UsageError(str(e)) from None
     except OSError as e:

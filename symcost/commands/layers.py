@@ -121,8 +121,14 @@ def run_formula(args) -> int:
     formula = Formula.of(layer, shapes, conv)
     if args.json:
         print(json.dumps(formula.as_dict(layer), indent=2))
-    elif args.latex:
-        print(sympy.latex(formula))
+    elif args.latex:  # for a paper: unnumbered lines, and what a flag symbol means, as the text output says
+        tex = sympy.latex(formula)
+        print(tex.replace(r"\begin{align}", r"\begin{align*}").replace(r"\end{align}", r"\end{align*}"))
+        legend = [f"${sympy.latex(sympy.Symbol(k))}$ is "
+                  + meaning.replace(", 0 ", ", $0$ ").replace("1 with", "$1$ with")
+                  for k, meaning in formula.flags(layer).items()]
+        if legend:
+            print(r"\noindent where " + "; ".join(legend) + ".")
     else:
         print(f"{layer.name}  [{layer.torch_name}]  {layer.summary}")
         print(formula)

@@ -192,5 +192,6 @@ def configure_model(p) -> None:
                         "--config, its fields become the symbols)")
 
 
-COMMANDS = {"model": ("a whole model's per-layer costs and closed-form totals (torchvision:NAME or file.py:fn)",
+COMMANDS = {"model": ("a whole model's per-layer costs and closed-form totals (torchvision:NAME, timm:NAME, "
+                      "hf:MODEL_TYPE or file.py:fn)",
                       configure_model, run_model)}

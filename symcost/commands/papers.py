@@ -211,7 +211,8 @@ def run_plot(args) -> int:
 
         return config_plot(args)
 
-    metric = args.metric
+    # a breakdown of MACs says "conv 99.9 %": FLOPs show what the other families cost
+    metric = args.metric or ("flops" if args.breakdown else "macs")
     if metric not in plot.METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose one of: {', '.join(plot.METRICS)}")
     conv = convention_arg(args.convention)
@@ -242,7 +243,7 @@ def run_plot(args) -> int:
     labels = [display_name(t) for t, _ in models]
     if len(set(labels)) != len(labels):
         labels = [t for t, _ in models]
-    defaults = {label: plot.default_size(t) for label, (t, _) in zip(labels, models)}
+    defaults = {label: plot.default_size(t, shape, symbol) for label, (t, _) in zip(labels, models)}
     shape_text = "×".join(map(str, shape))
     try:
         with status(f"drawing {out}"):
@@ -253,7 +254,8 @@ def run_plot(args) -> int:
             else:
                 notes = plot.plot_models(list(zip(labels, (mc for _, mc in models))), symbol, xs, metric, conv.name,
                                          out, logx=args.logx, logy=args.logy, defaults=defaults,
-                                         shape_text=shape_text, title=args.title)
+                                         shape_text=shape_text, title=args.title,
+                                         marker_label=plot.marker_label(args.targets))
     except ValueError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
@@ -274,8 +276,8 @@ def configure_plot(p) -> None:
     p.add_argument("--range", required=True, metavar="NAME=START:STOP:STEP",
                    help="the sizes to plot: R=32:1024:32 (inclusive) or R=224,256,288")
     p.add_argument("--out", required=True, metavar="FILE", help="output file: .png, .pdf or .svg")
-    p.add_argument("--metric", default="macs", metavar="NAME",
-                   help="params, macs, flops, reads or writes (default macs)")
+    p.add_argument("--metric", metavar="NAME",
+                   help="params, macs, flops, reads or writes (default macs; flops with --breakdown)")
     p.add_argument("--convention", default="flops", metavar="NAME", help="FLOP counting convention for --metric flops")
     p.add_argument("--logx", action="store_true", help="logarithmic x axis (base 2)")
     p.add_argument("--logy", action="store_true", help="logarithmic y axis")

@@ -44,6 +44,17 @@ def _range(text: str, spec: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _model_default(target: str, input_spec: str, name: str) -> int | None:
+    """The value of ``name`` at the input size the model was made for (GPT-2's L = 1024, a 288-pixel timm model's
+    R = 288); None for named inputs or a model without one."""
+    if "=" in input_spec:
+        return None
+    from ..parse import parse_shape_names
+    from ..plot import default_size
+
+    return default_size(target, parse_shape_names(input_spec), name)
+
+
 def run_report(args) -> int:
     from ..parse import convention_arg, parse_shape_names
     from ..derive import derive
@@ -55,9 +66,12 @@ def run_report(args) -> int:
     initial = _assignments(args.at, names, "--at", _int)
     ranges = _assignments(args.range, names, "--range", _range)
     for n in names:
-        lo, hi = ranges.get(n, (1, max(DEFAULT_MAX, initial.get(n, DEFAULT_VALUE))))
-        initial.setdefault(n, min(max(DEFAULT_VALUE, lo), hi))
+        start = _model_default(args.target, args.input, n) or DEFAULT_VALUE
+        lo, hi = ranges.get(n, (1, max(DEFAULT_MAX, initial.get(n, start))))
+        initial.setdefault(n, min(max(start, lo), hi))
         ranges[n] = (lo, hi)
+    if not Path(args.out).parent.is_dir():  # before the derivation, not after it
+        raise UsageError(f"--out {args.out!r}: folder {str(Path(args.out).parent)!r} does not exist")
     try:
         mc = derive(args.target, args.input, use_cache=not args.no_cache, input_dtype=args.input_dtype)
     except NoSingleFormula as e:
@@ -95,7 +109,8 @@ def configure_report(p) -> None:
                    help="input shape with symbols, e.g. 1x3xRxR or 1x3xHxW: each symbol gets a slider")
     p.add_argument("--out", required=True, metavar="FILE.html", help="where to write the page")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE",
-                   help=f"a slider's starting value (default {DEFAULT_VALUE})")
+                   help="a slider's starting value (default: the size the model was made for, e.g. "
+                   f"the weights' crop or a Hugging Face config's max_position_embeddings; else {DEFAULT_VALUE})")
     p.add_argument("--range", action="append", default=[], metavar="NAME=MIN:MAX",
                    help=f"a slider's range (default 1:{DEFAULT_MAX}; the number field beside it takes any size)")
     p.add_argument("--convention", default="flops", metavar="NAME",

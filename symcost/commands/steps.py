@@ -57,9 +57,13 @@ def run_decode(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    first = result[next(iter(parts))]
+    if "params" in first:  # the same weights in every part: one line, as `symcost model` prints them
+        print(f"params  {count(first['params'])}")
     print(table(None, [(name, f"MACs {count(result[name]['macs'])}",
                         f"FLOPs[{args.convention}] {count(result[name]['flops'])}",
-                        f"reads {count(result[name]['reads'])}") for name in parts]))
+                        f"reads {count(result[name]['reads'])}", f"writes {count(result[name]['writes'])}")
+                       for name in parts]))
     for e in result.get("evaluations", ()):
         vals = " ".join(f"{k}={v}" for k, v in e["values"].items())
         print(f"{vals}: FLOPs[{args.convention}] {count(e['total']['flops'])}   reads {count(e['total']['reads'])}")

@@ -50,8 +50,16 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
     counters: dict[str, int] = {}
     named: dict = {}        # original floor -> (symbol, offset)
     where: dict = {}        # symbol -> definition in earlier symbols
+    canonical: dict = {}    # canonical floor -> (symbol, offset, shift) of the first one named
     for f in sorted(closure, key=lambda a: (_depth(a), sympy.default_sort_key(a))):
         inner = f.xreplace({g: s - c for g, (s, c) in named.items()}) if named else f
+        constant, rest = inner.as_coeff_Add()   # sympy takes integers out: ceiling(H_2/2 - 1) = ceiling(H_2/2) - 1
+        key, shift = canonical_floor(rest) if isinstance(rest, (sympy.floor, sympy.ceiling)) else (inner, 0)
+        shift += int(constant) if constant.is_Integer else 0
+        if key in canonical:  # the same integer as a size named already (ceiling(H/2) = floor((H - 1)/2) + 1)
+            sym, c0, shift0 = canonical[key]
+            named[f] = (sym, c0 + shift0 - shift)
+            continue
         bases = {str(s) for s in f.free_symbols}
         if len(bases) > 1:   # a layer's own size (H among K_h, s_h, p_h …) names it
             bases = {b for b in bases if len(b) == 1 and b.isupper()}
@@ -66,8 +74,88 @@ def abbreviate(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[li
         c = _offset(f, sizes)
         named[f] = (sym, c)
         where[sym] = inner + c
+        canonical[key] = (sym, c, shift)
     out = [e.xreplace({f: s - c for f, (s, c) in named.items()}) for e in exprs]
     return out, where
+
+
+def canonical_floor(f) -> tuple:
+    """``(g, k)`` with ``f == g + k`` for every positive integer value of its symbols, ``g`` one canonical form of
+    the integers ``f`` computes: ``floor(p/q + r)`` with ``0 <= r < 1`` (``p`` an integer polynomial, ``q`` a
+    positive integer), so ``ceiling(H/2)`` and ``floor((H - 1)/2) + 1`` both give ``floor(H/2 + 1/2)``.  ``(f, 0)``
+    where the argument is not of that kind."""
+    arg = sympy.expand(f.args[0])
+    num, den = sympy.fraction(sympy.together(arg))
+    num = sympy.expand(num)
+    if not (den.is_Integer and den > 0 and num.free_symbols and num.is_polynomial()
+            and all(s.is_integer for s in num.free_symbols)
+            and all(c.is_Integer for c in sympy.Poly(num, *sorted(num.free_symbols, key=str)).coeffs())):
+        return f, 0
+    q = int(den)
+    if isinstance(f, sympy.ceiling):           # ceiling(p/q) = floor((p + q - 1)/q) for an integer p
+        num = num + q - 1
+    constant, _ = sympy.expand(num).as_coeff_Add()
+    k = int(constant) // q                     # floor(x + k) = floor(x) + k for an integer k
+    return sympy.floor(sympy.expand((num - k * q) / q), evaluate=False), k
+
+
+def _lower_bound(e):
+    """A polynomial ``<= e`` at every positive integer value of the symbols (a floor ``floor(p/q)`` of an integer
+    ``p`` is at least ``(p - q + 1)/q``, a ceiling at least its argument), or None where ``e`` is not a sum of
+    positive multiples of sizes and floors that grow with their arguments."""
+    if e.is_Rational or e.is_Symbol:
+        return e
+    if isinstance(e, sympy.floor):
+        inner = _lower_bound(e.args[0])
+        if inner is None:
+            return None
+        _, den = sympy.fraction(sympy.together(e.args[0]))
+        return inner - (den - 1) / den if den.is_Integer and den > 0 else inner - 1
+    if isinstance(e, sympy.ceiling):
+        return _lower_bound(e.args[0])
+    if e.is_Add:
+        parts = [_lower_bound(a) for a in e.args]
+        return None if any(p is None for p in parts) else sympy.Add(*parts)
+    if e.is_Mul or e.is_Pow:
+        if not e.has(sympy.floor, sympy.ceiling):
+            return e
+        coeff, rest = e.as_coeff_Mul()
+        if coeff > 0 and isinstance(rest, (sympy.floor, sympy.ceiling)):
+            inner = _lower_bound(rest)
+            return None if inner is None else coeff * inner
+    return None
+
+
+def always_at_least_one(size) -> bool:
+    """True where ``size >= 1`` holds at every positive integer value of its symbols (a proof, not a sample):
+    ``floor((R - 1)/2) + 1`` does, ``1025 - L`` does not."""
+    low = _lower_bound(sympy.expand(as_expr(size)))
+    if low is None:
+        return False
+    # a size is an integer: above 0 is at least 1.  Symbols >= 1: s = t + 1 with t >= 0, so a polynomial in t with
+    # no negative coefficient and a positive constant is above 0
+    shifted = sympy.expand(low.xreplace({s: s + 1 for s in low.free_symbols}))
+    constant, _ = shifted.as_coeff_Add()
+    if not shifted.free_symbols:
+        return shifted > 0
+    return constant > 0 and all(c >= 0 for c in sympy.Poly(shifted, *sorted(shifted.free_symbols, key=str)).coeffs())
+
+
+def condition_text(size) -> str | None:
+    """``size >= 1`` as a reader writes it: None where it always holds (``floor((R - 1)/2) + 1 >= 1``), a bound on
+    the symbol where ``size`` is linear in one (``1025 - L >= 1`` -> ``L <= 1024``), else ``size >= 1``."""
+    size = as_expr(size)
+    if always_at_least_one(size):
+        return None
+    symbols = list(size.free_symbols)
+    if len(symbols) == 1 and size.is_polynomial(symbols[0]) and sympy.degree(size, symbols[0]) == 1:
+        s = symbols[0]
+        a, b = size.coeff(s, 1), size.coeff(s, 0)
+        if a.is_Integer and b.is_Integer:     # a*s + b >= 1
+            if a < 0:
+                return f"{s} <= {(int(b) - 1) // -int(a)}"
+            return f"{s} >= {-((int(b) - 1) // int(a))}"
+    return f"{text(size)} >= 1"
 
 
 def collect(expr):

@@ -90,15 +90,19 @@ def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
     tp, tm, tf = shown[i:i + 3]
     body.append(f"<tr><th>total</th><td></td><td></td><th>{_cell(tp)}</th><th>{_cell(tm)}</th>"
                 f"<th>{_cell(tf)}</th></tr>")
-    caption = (f"{escape(mc.target)} on {escape('x'.join(map(str, mc.input_shape)))}; FLOPs: "
-               f"{escape(conv.name)} ({escape(conv.summary)})")
+    # a short caption: a table is at least as wide as its caption's line, and the convention's summary is long
+    caption = f"{escape(mc.target)} on {escape('x'.join(map(str, mc.input_shape)))}; FLOPs: {escape(conv.name)}"
     out = [f'<table class="symcost"><caption>{caption}</caption><thead>{head}</thead>'
-           f'<tbody>{"".join(body)}</tbody></table>']
+           f'<tbody>{"".join(body)}</tbody></table>',
+           f"<p>FLOPs [{escape(conv.name)}]: {escape(conv.summary)}</p>"]
     if where:
         out.append("<p>where " + ", ".join(f"{mathml(sympy.Eq(k, v, evaluate=False))}" for k, v in where.items())
                    + "</p>")
     if mc.uncovered:
         out.append("<p><b>Uncovered</b> (not costed, not counted): "
                    + escape(", ".join(f"{k} x{v}" for k, v in mc.uncovered.items())) + "</p>")
-    out += [f"<p>note: {escape(n)}</p>" for n in mc.notes]
+    from ..conventions import CONVENTIONS
+    from ..model_report import notes_for
+
+    out += [f"<p>note: {escape(n)}</p>" for n in notes_for(mc.notes, conv.name, CONVENTIONS)]
     return "\n".join(out)

@@ -259,7 +259,10 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     if long:
         env = "xltabular" if xcols else "longtable"
         width = r"{\linewidth}" if xcols else ""
-        lines += ["{" + size, *tight, rf"\begin{{{env}}}{width}{{{spec}}}",
+        # a new page when fewer than about 8 lines are left (not a caption and two rows at a page's foot), and a
+        # caption as wide as a float's
+        lines += [r"\par\vspace{0pt plus 8\baselineskip}\penalty-200\vspace{0pt plus -8\baselineskip}",
+                  "{" + size, *tight, r"\setlength{\LTcapwidth}{\linewidth}", rf"\begin{{{env}}}{width}{{{spec}}}",
                   cap + rf"\label{{{label}}} \\",
                   r"\toprule", header, r"\midrule", r"\endfirsthead",
                   rf"\multicolumn{{{ncols}}}{{l}}{{\emph{{\tablename~\thetable, continued}}}} \\",

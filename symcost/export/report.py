@@ -1,5 +1,6 @@
 """The interactive report: one self-contained HTML page (no network, no script from elsewhere) where a slider per
-input symbol re-evaluates every layer's cost and the totals in the browser, exactly.
+input symbol re-evaluates every layer's cost and the totals in the browser, exactly; the whole model's formulas
+(params, MACs, FLOPs under the chosen convention) head the page.
 
 Each distinct formula of the derivation is compiled once to a BigInt JavaScript expression
 (``symcost.export.javascript``); rows refer to formulas by index.  Shown formulas are MathML (rendered by the
@@ -54,6 +55,8 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
         })
     domain = [(f(d), text(d)) for d in mc.domain]
     guards = [(f(sympy.Piecewise((1, g), (0, True))), shown_condition(g)) for g in getattr(mc, "guards", ())]
+    totals = {"params": f(mc.total().params), "macs": f(mc.total().macs),
+              "flops": {n: f(mc.total(conv).flops) for n, conv in CONVENTIONS.items()}}
     exprs = f.exprs
     sizes = [d for r in mc.rows for d in r.cost.output_shape] + list(mc.domain)
     shown, where = readable(exprs, sizes)
@@ -68,6 +71,7 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
         "symbols": [{"name": s, "value": initial[s], "min": ranges[s][0], "max": ranges[s][1]} for s in symbols],
         "conventions": {n: c.summary for n, c in CONVENTIONS.items()},
         "rows": rows,
+        "totals": totals,
         "domain": domain,
         "guards": guards,
         "where": names,
@@ -75,7 +79,8 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
         "notes": mc.notes,
     }
     js = [js_expression(e) for e in exprs]
-    math = [mathml(e) if e is not None and e.free_symbols else "" for e in shown]
+    # a constant formula (a linear layer's) is shown too: the cell says what the value is, not that it is missing
+    math = [mathml(e) if e is not None else "" for e in shown]
     return data, js, math
 
 
@@ -108,9 +113,13 @@ function update() {
   const [s, bad] = values();
   const conv = $("convention").value;
   $("convention-summary").textContent = D.conventions[conv];
+  $("formula-flops").innerHTML = M[D.totals.flops[conv]] || "";
   const refuse = (msg) => {
     $("status").textContent = msg; $("status").className = "refused";
     for (const el of document.querySelectorAll(".v")) el.textContent = "refused";
+    // the family chart is drawn from values: at a refused size there are none, so none is left standing
+    const chart = $("chart"); chart.innerHTML = "";
+    chart.insertRow().insertCell().textContent = "refused";
   };
   if (bad) return refuse(bad);
   const given = D.symbols.map((x) => x.name + "=" + s[x.name]).join(", ");
@@ -207,6 +216,10 @@ elements.</p>
 <p class="muted" id="convention-summary"></p>
 <p id="status"></p>
 <table id="totals"><tr>{totals}</tr><tr>{total_cells}</tr></table>
+<h2>Whole model</h2>
+<table id="formulas"><tr><th>params</th><td id="formula-params">{math[data["totals"]["params"]]}</td></tr>
+<tr><th>MACs</th><td id="formula-macs">{math[data["totals"]["macs"]]}</td></tr>
+<tr><th>FLOPs</th><td id="formula-flops">{math[data["totals"]["flops"][convention]]}</td></tr></table>
 <h2>FLOPs by layer family</h2>
 <table id="chart"></table>
 <h2>Layers</h2>

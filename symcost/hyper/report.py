@@ -162,11 +162,19 @@ class ConfigReport:
         return out
 
 
+def _domain_texts(domain) -> list[str]:
+    """Each tensor size's ``>= 1`` as a reader writes it (``L <= 1024``), those that always hold left out."""
+    from ..export.formulas import condition_text
+
+    return [t for t in dict.fromkeys(condition_text(d) for d in domain) if t is not None]
+
+
 def config_report(cc, convention: str, at: list[str], rows: dict | None = None, started: float | None = None,
                   per_token: bool = False) -> ConfigReport:
     """The report of a derived ``ConfigCost`` under ``convention``, evaluated at ``at`` or the named ``rows``;
     ``per_token``: MACs, FLOPs, reads and writes divided by the B x L tokens of the input.  ``started`` (a
     ``time.perf_counter()``) times the whole call, derivation included."""
+    from ..model_report import notes_for
     from ..training import PER_TOKEN_METRICS, exact, tokens
 
     evaluated = evaluations(cc, convention, at, rows, per_token)
@@ -177,8 +185,8 @@ def config_report(cc, convention: str, at: list[str], rows: dict | None = None, 
         {m: str(total[m]) for m in METRICS}, {name: {m: str(t[m]) for m in METRICS} for name, t in parts.items()},
         {n: str(t["flops"]) for n, t in cc.totals.items()},
         cc.condition_texts() + [f"{s} >= 2" for s in dict.fromkeys(cc.config_symbols.values())],  # tied: once
-        [f"{d} >= 1" for d in cc.domain], {k: v for k, v in cc.fit.items() if k != "traced_at"},
-        sorted(cc.uncovered), cc.notes, evaluations=evaluated, cc=cc)
+        _domain_texts(cc.domain), {k: v for k, v in cc.fit.items() if k != "traced_at"},
+        sorted(cc.uncovered), notes_for(cc.notes, convention, cc.totals), evaluations=evaluated, cc=cc)
     if per_token:
         report.per_token = {"divided_by": exact(tokens(cc.input_shape)), "metrics": list(PER_TOKEN_METRICS),
                             "why": "tokens in one step: batch x sequence length of the input; params and "

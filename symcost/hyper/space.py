@@ -201,6 +201,10 @@ def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
         return factory_space(target, config)
     kind, sep, name = target.strip().rpartition(":")
     if kind == "hf":
+        from ..target_names import check_config_fields, check_target
+
+        check_target(target)                   # a typo answered before transformers (and torch) is imported
+        check_config_fields(target, config)
         return _hf_space(name, config)
     if sep and (kind.endswith(".py") or "/" in kind):
         path = Path(kind)

@@ -116,8 +116,15 @@ class Arg:
             try:
                 return user_symbol(t)
             except ValueError as e:
+                if t[:1].isdigit() or t[:1] in "+-.":  # a number, not a name: say what numbers it takes
+                    raise LayerError(f"{self.name} must be {self.what_number()} or a symbol name, got {t}") from None
                 raise LayerError(f"{self.name}: {e}") from None
         raise LayerError(f"{self.name}: expected an integer, got {t!r}")
+
+    def what_number(self) -> str:
+        """The integers this argument takes, in words (its ``kind``)."""
+        return {"size": "a positive integer", "tuple": "a positive integer", "count": "a nonnegative integer",
+                "offsets": "a nonnegative integer"}.get(self.kind, "an integer")
 
 
 def how_many_inputs(low: int, high: float) -> str:

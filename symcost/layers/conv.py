@@ -55,6 +55,12 @@ class _ConvBase(Layer):
         batch = shape[:-self.dims - 1]
         channels, spatial = shape[-self.dims - 1], shape[-self.dims:]
         if definitely(sympy.Ne(channels, self.in_channels)):
+            if not batch:  # rank dims + 1: torch reads it unbatched, so its first size is the channels
+                axes = "L" if self.dims == 1 else ", ".join("DHW"[-self.dims:])
+                shown = "x".join(map(str, shape))
+                self.fail(f"input {shown} has rank {len(shape)}, so it was read as unbatched (C, {axes}) with "
+                          f"C = {channels} channels, but in_channels={self.in_channels}; a batched input has rank "
+                          f"{self.dims + 2} (N, C, {axes})")
             self.fail(f"input has {channels} channels but in_channels={self.in_channels}")
         return batch, spatial
 

@@ -132,6 +132,9 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
             raise NeedsTensorValues(f"the model calls {op}, which cannot run on meta tensors (its result depends on "
                                     f"tensor values; symcost traces shapes only, at input {_shown(shape)}{where})"
                                     ) from None
+        if "indices" in msg and not any(_dtype_of(dtype, n).startswith("int") for n in
+                                        (shape if isinstance(shape, dict) else [""])):
+            msg += " (the model takes integer ids: add --input-dtype int64, or input_dtype=\"int64\" in Python)"
         raise error(f"the model cannot run on input {_shown(shape)}{where}: {msg}") from None
 
 
