@@ -199,10 +199,12 @@ def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
     config fields as integer keyword arguments and returning an ``nn.Module``)."""
     if callable(target):
         return factory_space(target, config)
-    kind, sep, name = target.strip().rpartition(":")
+    from ..targets import split_target
+
+    kind, name = split_target(target)
     if kind == "hf":
         return _hf_space(name, config)
-    if sep and (kind.endswith(".py") or "/" in kind):
+    if kind and (kind.endswith(".py") or "/" in kind):
         path = Path(kind)
         return factory_space(_load_callable(path, name), config, f"{path}:{name}",
                              hashlib.sha256(path.read_bytes()).hexdigest())
@@ -229,9 +231,12 @@ def _split(config: dict) -> tuple[dict, dict, dict]:
     return symbols, {f: v for f, v in config.items() if isinstance(v, int)}, ties
 
 
-def _hf_space(model_type: str, config: dict) -> ConfigSpace:
+def _hf_space(name: str, config: dict) -> ConfigSpace:
+    from ..targets import hf_auto_class, hf_head
+
+    model_type, head = hf_head(name)
     try:
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoConfig
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     except ImportError:
         raise UsageError("hf: targets need Hugging Face transformers: pip install transformers") from None
@@ -240,6 +245,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
         raise UsageError(f"unknown Hugging Face model type {model_type!r}"
                          + (f"; did you mean {', '.join(close)}?" if close else ""))
     default = AutoConfig.for_model(model_type)
+    auto = hf_auto_class(model_type, head, default)  # AutoModel, or the auto class of the head
     ints = {k: v for k, v in vars(default).items() if isinstance(v, int) and not isinstance(v, bool)}
     for f in config:
         if f not in ints:
@@ -284,7 +290,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
         try:
             cfg = AutoConfig.for_model(model_type, **values, **{t: values[p] for t, p in ties.items()})
             with torch.device("meta"):
-                return AutoModel.from_config(cfg)
+                return auto.from_config(cfg)
         finally:
             logging.set_verbosity(level)
 
@@ -296,7 +302,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
             for f in (small, large):
                 if f not in symbols:
                     fixed.setdefault(f, ints[f])
-    return ConfigSpace(f"hf:{model_type}", symbols, fixed, relations, build, bounds=bounds)
+    return ConfigSpace(f"hf:{name}", symbols, fixed, relations, build, bounds=bounds)
 
 
 def factory_space(factory: Callable, config: dict, name: str = "", source: str = "") -> ConfigSpace:

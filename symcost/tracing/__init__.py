@@ -120,6 +120,8 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
             raise NeedsTensorValues(f"the model calls {op}, which cannot run on meta tensors (its result depends on "
                                     f"tensor values; symcost traces shapes only, at input {_shown(shape)}{where})"
                                     ) from None
+        if "'indices'" in msg and "float" in str(_dtype_of(dtype)):  # an embedding first: it takes token ids
+            msg += " (the model starts with an embedding that takes token ids: give --input-dtype int64)"
         raise error(f"the model cannot run on input {_shown(shape)}{where}: {msg}") from None
 
 
