@@ -341,8 +341,6 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     shape = parse_shape(input_spec)
     if len(shape) != 2:
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec!r}")
-    if not target.strip().startswith("hf:"):
-        raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
     report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
                           get_convention(convention).summary, {})
     new = exact(sympy.sympify(shape[1]))

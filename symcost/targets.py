@@ -354,6 +354,11 @@ def _from_file(path: Path, attr: str):
     return model
 
 
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+def one_line(e: BaseException) -> str:
+    """An exception's whole message on one line: a builder's reason often follows a colon on the next line
+    (transformers' ``StrictDataclassClassValidationError``), so no line is dropped."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(e).__name__
+
+
+_one_line = one_line

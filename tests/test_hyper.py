@@ -617,7 +617,7 @@ def test_cli_config_json_and_refusals(nets, tmp_path):
         (["--config", "width=R"], "also an input symbol"),
         (["--config", "width=2+2"], "not a valid symbol name"),
         (["--config", "width=w", "--per-token"], "needs a token-id input of shape B x L"),
-        (["--config", "width=w", "--past", "8"], "--past needs a Hugging Face decoder model"),
+        (["--config", "width=w", "--past", "8"], "--past: the input is B x L token ids"),
         (["--config", "width=w", "--generate", "8"], "--generate need token ids of shape B x L"),
         (["--config", "width=w", "--trace-sizes", "R=33:35"], "does not combine with --trace-sizes"),
     ):

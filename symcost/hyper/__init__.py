@@ -188,7 +188,8 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
     integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
     derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).  ``backward``: one
-    training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of an ``hf:`` decoder
+    training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of a decoder that takes a
+    transformers KV cache (``hf:`` or a factory returning one, with or without its LM head)
     on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
     """
     import pickle
@@ -208,8 +209,6 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
 
         if backward:
             raise UsageError("--past is one decode step of inference: it does not combine with --backward")
-        if callable(target) or not str(target).startswith("hf:"):
-            raise UsageError("--past needs a Hugging Face decoder model (hf:MODEL_TYPE)")
         if len(shape) != 2:
             raise UsageError(f"--past: the input is B x L token ids, got {len(shape)} sizes")
         past = _symbol_or_int(past, "--past")
@@ -309,9 +308,11 @@ class _Tracer:
                            backward=self.backward)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
-        except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration)
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TraceError(f"{self.space.target} cannot be built at {where}: {type(e).__name__}: {msg}") from None
+        except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration, whole)
+            from ..targets import one_line
+
+            raise TraceError(f"{self.space.target} cannot be built at {where}: {type(e).__name__}: {one_line(e)}"
+                             + self.space.refusal_hint) from None
         self.domain.update(mc.domain)
         for k, v in mc.uncovered.items():
             self.uncovered[k] = max(self.uncovered.get(k, 0), v)
@@ -379,7 +380,7 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
         fit["concrete_traces"] = sum(len(t.memo) for t in concrete)
     cheap = f" (and {fit['concrete_traces']} at concrete input sizes, to find the terms)" if concrete else ""
     fitted = f"fitted from {len(tracer.memo)} traces{cheap}; verified exactly at {len(verified)} further configurations"
-    notes = [*sorted(tracer.notes), fitted]
+    notes = [*space.notes, *sorted(tracer.notes), fitted]
     if tracer.backward:
         notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
                      "(the loss itself is not costed)")

@@ -106,6 +106,7 @@ class ConfigSpace:
     source: str = ""                     # a hash of a user's file (cache keys)
     notes: list[str] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)
+    refusal_hint: str = ""               # appended to a builder's refusal of a sampled configuration
 
     def admissible(self, values: dict) -> bool:
         """Every divisibility relation (with a quotient >= MIN_VALUE) and every bound holds at ``values``."""
@@ -318,12 +319,15 @@ def factory_space(factory: Callable, config: dict, name: str = "", source: str =
         if f not in params and not accepts_any:
             raise UsageError(f"{name} has no argument {f!r} (its arguments: {', '.join(params) or 'none'})")
     symbols, fixed, ties = _split(config)
+    relations, notes = _factory_relations(factory, params, symbols, fixed, ties)
 
     def build(values: dict):
         import torch
         from torch import nn
 
         values = {**values, **{t: values[p] for t, p in ties.items()}}
+        if not accepts_any:  # fields a relation read from the built model's config, not arguments: not passed
+            values = {k: v for k, v in values.items() if k in params}
         try:
             with torch.device("meta"):
                 model = factory(**values)
@@ -333,7 +337,47 @@ def factory_space(factory: Callable, config: dict, name: str = "", source: str =
             raise UsageError(f"{name}(...) returned a {type(model).__name__}, not an nn.Module")
         return model
 
-    return ConfigSpace(name, symbols, fixed, [], build, source=source)
+    hint = ("; symcost sees no constraint of the factory's: fix that field with a number in --config, or take the "
+            "fields it must be a multiple of as arguments named as the model's config fields (num_attention_heads, "
+            "…) so that symcost samples configurations that satisfy them")
+    return ConfigSpace(name, symbols, fixed, relations, build, source=source, notes=notes, refusal_hint=hint)
+
+
+def _factory_relations(factory: Callable, params, symbols: dict, fixed: dict, ties: dict) -> tuple[list, list]:
+    """The divisibility relations of a factory that returns a Hugging Face model (``model.config``): its arguments
+    named as config fields (hidden_size, num_attention_heads, …) relate as in ``_hf_space``; a field the factory
+    does not take (heads fixed inside it) is read from the model it builds with its defaults, and fixed there.
+    Anything else: no relation, and a builder that refuses a sampled configuration is quoted whole."""
+    import torch
+
+    defaults = {n: p.default for n, p in params.items()
+                if isinstance(p.default, int) and not isinstance(p.default, bool)}
+    try:
+        with torch.device("meta"):
+            cfg = getattr(factory(**{k: v for k, v in defaults.items() if k not in symbols and k not in ties},
+                                  **{k: v for k, v in fixed.items() if k in params}), "config", None)
+    except Exception:  # noqa: BLE001  (a factory that needs its arguments, or not on meta: no relations known)
+        return [], []
+    if cfg is None or not hasattr(cfg, "to_dict"):
+        return [], []
+    ints = {k: v for k, v in vars(cfg).items() if isinstance(v, int) and not isinstance(v, bool)}
+    rotary = any("rope" in k for k in vars(cfg))
+    relations, read = [], []
+    for num, den, quantity in HF_RELATIONS:
+        num, den = ties.get(num, num), ties.get(den, den)
+        if num == den or not (num in symbols or den in symbols) or num not in ints or den not in ints:
+            continue
+        if quantity == "head_dim" and ints.get("head_dim") not in (None, ints[num] // ints[den]):
+            continue  # a head_dim of its own: no relation between these two fields
+        for f in (num, den):
+            if f not in symbols and f not in fixed:
+                fixed[f] = defaults.get(f, ints[f])
+                if f not in params:
+                    read.append(f"{f}={ints[f]}")
+        relations.append(Relation(num, den, 2 if quantity == "head_dim" and rotary else 1, quantity))
+    notes = [f"the factory's model has {', '.join(read)} at its defaults, fixed inside it: the sampled "
+             "configurations respect it and the formula holds where it does"] if read else []
+    return relations, notes
 
 
 def _load_callable(path: Path, attr: str):
