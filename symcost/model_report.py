@@ -50,6 +50,14 @@ class ModelReport:
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
+def nested(evaluation: dict) -> dict:
+    """One evaluation in the shape every mode shares: ``{"values", "total": {metric: number}}`` (a training step,
+    a decode or a configuration adds its parts beside ``total``)."""
+    keep = ("name", "values")
+    return {**{k: evaluation[k] for k in keep if k in evaluation},
+            "total": {k: v for k, v in evaluation.items() if k not in keep}}
+
+
 def shown(e):
     """An int for an integer, else the formula's string (JSON-ready)."""
     if isinstance(e, int):
@@ -101,7 +109,7 @@ def per_size(target: str, input_spec: str, points: list[dict], convention: str =
     with steps("tracing each size", len(points), progress) as advance:
         for values in points:
             tot = trace_target(target, at_point(input_spec, values), train, input_dtype).total(convention)
-            evaluations.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
+            evaluations.append({"values": values, "total": {m: int(tot[m]) for m in METRICS}})
             advance()
     shape = shape_key(input_spec).split("x") if "=" not in input_spec else shape_key(input_spec)
     return ModelReport(target, shape, convention, notes=[note], evaluations=evaluations, per_size=True)
@@ -159,7 +167,7 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
                              "formulas hold only at such sizes"), *report.notes]
     if points:
         try:
-            report.evaluations = summary.evaluate(points, convention)
+            report.evaluations = [nested(e) for e in summary.evaluate(points, convention)]
         except ValueError as e:
             raise UsageError(str(e)) from None
     if layers:

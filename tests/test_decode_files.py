@@ -98,14 +98,14 @@ def test_config_on_a_factory_samples_what_the_model_accepts(lm):
         model = real(e["values"]["d"])
         with torch.no_grad(), FlopCounterMode(display=False) as c:
             model(ids(1, 9))
-        assert e["flops"] == c.get_total_flops() and e["params"] == sum(p.numel() for p in model.parameters())
+        assert e["total"]["flops"] == c.get_total_flops() and e["total"]["params"] == sum(p.numel() for p in model.parameters())
 
 
 def test_decode_step_in_a_factory_config(lm):
     d = run_json(f"{lm}:build", "--input", "1x1", "--past", "T", "--config", "num_hidden_layers=n",
                  "--at", "n=3,T=7")
     (e,) = d["evaluations"]
-    assert e["flops"] == step_flops(real(num_hidden_layers=3), 1, 7)
+    assert e["total"]["flops"] == step_flops(real(num_hidden_layers=3), 1, 7)
 
 
 def test_a_factory_refusal_is_quoted_whole(lm):
@@ -124,3 +124,27 @@ def test_a_file_model_without_a_transformers_cache_is_refused(tmp_path):
         r = cli("model", f"{f}:mlp", "--input", "1x4", flag, "3", "--no-cache")
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "need a decoder that takes a transformers KV cache" in r.stderr
+
+
+def test_decoding_warns_of_nothing_deprecated():
+    """The cache is driven through transformers' current API (DynamicCache layers, past_key_values): neither
+    Python's warnings nor transformers' logger announce a deprecation while a step and a generation are traced."""
+    import logging
+    import warnings
+
+    from symcost.decode import decode_step, generation
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = transformers.utils.logging.get_logger("transformers")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            decode_step(real(), 1, 1, "T")
+            generation(real(), 1, 3, 2)
+    finally:
+        logger.removeHandler(handler)
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in records]
+    assert not [s for s in said if "deprecat" in s.lower() or "will be removed" in s.lower()], said

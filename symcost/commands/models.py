@@ -72,8 +72,8 @@ def run_model(args) -> int:
 
 
 def _evaluations_text(evaluations, convention: str) -> str:
-    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["params"]), count(e["macs"]),
-             count(e["flops"])] for e in evaluations]
+    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["total"]["params"]),
+             count(e["total"]["macs"]), count(e["total"]["flops"])] for e in evaluations]
     return table(["values", "params", "MACs", f"FLOPs[{convention}]"], rows, {1, 2, 3})
 
 
@@ -158,7 +158,8 @@ def configure_model(p) -> None:
                    help="FLOP counting convention (default flops; see `symcost conventions`)")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUES",
                    help="evaluate the formulas at R=224,225 or a range R=64:1024:8 (inclusive); repeat for more "
-                        "symbols (their product is taken)")
+                        "symbols (their product is taken) or more points (a symbol given again: --at P=5,N=8 "
+                        "--at P=17,N=20)")
     p.add_argument("--assume-divisible", type=int, metavar="K",
                    help="assume every symbolic size is a multiple of K: floors vanish, a clean polynomial")
     p.add_argument("--trace-sizes", metavar="NAME=A:B,…",
