@@ -139,3 +139,18 @@ def test_config_formula_with_the_head():
         got = cc.evaluate({"d": d, "n": n}, "torch")
         assert got["params"] == sum(p.numel() for p in model.parameters())
         assert got["flops"] == _flops(model, _ids(1, 9))
+
+
+def test_table_and_plot_take_input_dtype(tmp_path):
+    f = tmp_path / "lm.py"
+    f.write_text("import torch\n"
+                 "def lm():\n"
+                 "    return torch.nn.Sequential(torch.nn.Embedding(100, 16), torch.nn.Linear(16, 100))\n")
+    r = cli("table", f"{f}:lm", "--input", "3x5", "--json")
+    assert r.returncode == 2 and "give --input-dtype int64" in r.stderr
+    r = cli("table", f"{f}:lm", "--input", "3x5", "--input-dtype", "int64", "--json", "--convention", "torch")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"][-1]["flops"] == 2 * 15 * 16 * 100   # the Linear: 15 tokens x 16 x 100 MACs
+    out = tmp_path / "p.svg"
+    r = cli("plot", f"{f}:lm", "--input", "3xL", "--range", "L=2:6:2", "--out", str(out), "--input-dtype", "int64")
+    assert r.returncode == 0 and out.exists(), r.stderr
