@@ -46,7 +46,7 @@ def counts():
         (L,) = step.symbols
         (L2,) = forward.symbols
         out[name] = (sympy.expand(step.total("torch")["flops"] / L), sympy.expand(forward.total("torch")["flops"] / L2),
-                     L, L2, step.total("torch")["params"])
+                     L, L2, step.total("torch")["params"], sympy.expand(step.total("torch-causal")["flops"] / L))
     return out
 
 
@@ -102,7 +102,7 @@ def megatron_head(c, s, batch=1) -> Fraction:
 
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
 def test_megatron_before_and_after_march_2025(counts, name):
-    step, _, L, _, _ = counts[name]
+    step, _, L, _, _, _ = counts[name]
     c = CONFIG[name]
     head_padding = 6 * c["d"] * (padded(c["V"]) - c["V"])   # Megatron's LM head has V_pad rows: 0 for 32000, 47 more
     for s in LENGTHS[name]:
@@ -111,6 +111,11 @@ def test_megatron_before_and_after_march_2025(counts, name):
         # after 8873b55d: QK^T and AV over the causal half, 6 n (h q) s per token instead of 12 n (h q) s
         assert exact - megatron_after(c, s) == 6 * c["n"] * c["h"] * c["q"] * s - head_padding, s
         assert megatron_head(c, s) == megatron_after(c, s), s   # unchanged in substance to 2026-08
+        # torch-causal counts the forward's triangle, L(L+1)/2 pairs (2 l q (L + 1) a token), and the backward in
+        # full (8 l q L); Megatron halves all three passes (6 l q L)
+        causal = per_token(counts[name][5], L, s)
+        lq = c["n"] * c["h"] * c["q"]
+        assert causal - megatron_after(c, s) == lq * (4 * s + 2) - head_padding, s
     if name == "llama":
         after = megatron_after(c, 2048)
         assert after == 41253076992 and per_token(step, L, 2048) == 42863689728
@@ -119,7 +124,7 @@ def test_megatron_before_and_after_march_2025(counts, name):
 
 def test_megatron_vocab_padding_term_at_a_batch(counts):
     # a global batch of B sequences of s tokens: Megatron's padded head adds 6 B s d (V_pad - V), GPT-2's 47 rows
-    step, _, L, _, _ = counts["gpt2"]
+    step, _, L, _, _, _ = counts["gpt2"]
     c, B, s = GPT2_SMALL, 8, 1024
     exact_batch = per_token(step, L, s) * B * s
     assert megatron_before(c, s, B) * B * s - exact_batch == 6 * B * s * c["d"] * (padded(c["V"]) - c["V"])
@@ -135,7 +140,7 @@ def nanogpt(c, n_params, T) -> int:
 
 
 def test_nanogpt_estimate_mfu(counts):
-    step, _, L, _, params = counts["gpt2"]
+    step, _, L, _, params, _ = counts["gpt2"]
     n_nanogpt = params - LOOKUP["gpt2"]          # get_num_params(non_embedding=True): less wpe, the tied wte kept
     for T in LENGTHS["gpt2"]:
         # nanoGPT's N holds the 121,344 norm weights and biases, which no matmul multiplies
@@ -167,7 +172,7 @@ def nanochat_prefill(c, n_matmul, num_tokens) -> int:
 
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
 def test_nanochat_training_is_exact(counts, name):
-    step, _, L, _, _ = counts[name]
+    step, _, L, _, _, _ = counts[name]
     for t in LENGTHS[name]:
         assert per_token(step, L, t) == nanochat_train(CONFIG[name], MATMUL[name], t)   # difference: 0
 
@@ -203,7 +208,7 @@ def torchtitan(c, nparams, embedding, seq_len, tied=False) -> int:
 
 
 def test_torchtitan_dense_flops(counts):
-    step, _, L, _, params = counts["llama"]
+    step, _, L, _, params, _ = counts["llama"]
     for s in LENGTHS["llama"]:
         # torchtitan keeps the 65 x 4096 RMSNorm weights in its matmul count
         assert per_token(step, L, s) - torchtitan(LLAMA2_7B, params, LOOKUP["llama"], s) == -6 * VECTORS["llama"] \
@@ -216,7 +221,7 @@ def test_kaplan_c_forward(counts):
     """arXiv:2001.08361v1 (2020-01-23), Table 1: C_forward = 2N + 2 n_layer n_ctx d_attn, N the non-embedding
     parameters (no token or position table, no de-embedding)."""
     for name in ("llama", "gpt2"):
-        _, forward, _, L, params = counts[name]
+        _, forward, _, L, params, _ = counts[name]
         c = CONFIG[name]
         head = c["d"] * c["V"]
         n_kaplan = params - LOOKUP[name] - head   # GPT-2's head is its token table: out of N either way
@@ -228,7 +233,7 @@ def test_kaplan_c_forward(counts):
 
 def test_palm_appendix_b(counts):
     """arXiv:2204.02311v1 (2022-04-05), Appendix B: 6N + 12 L H Q T model FLOPs per token."""
-    step, _, L, _, params = counts["gpt2"]
+    step, _, L, _, params, _ = counts["gpt2"]
     for T in LENGTHS["gpt2"]:
         palm = 6 * params + 12 * 12 * 12 * 64 * T        # N = every parameter (PaLM shares its embedding too)
         assert per_token(step, L, T) - palm == -6 * (LOOKUP["gpt2"] + VECTORS["gpt2"])
@@ -247,7 +252,7 @@ def chinchilla_forward(c, seq_len) -> int:
 
 
 def test_chinchilla_table_a4(counts):
-    step, _, L, _, _ = counts["gpt2"]      # Table A4 counts a two-matrix MLP: GPT-2's, not Llama's gated one
+    step, _, L, _, _, _ = counts["gpt2"]      # Table A4 counts a two-matrix MLP: GPT-2's, not Llama's gated one
     c = GPT2_SMALL
     for s in LENGTHS["gpt2"]:
         train = 3 * Fraction(chinchilla_forward(c, s), s)   # "backward pass has twice the FLOPs of the forward"
