@@ -177,8 +177,8 @@ def configure_model(p) -> None:
     p.add_argument("--per-token", action="store_true",
                    help="MACs, FLOPs, reads and writes divided by the tokens of a B x L input (B*L), exactly")
     p.add_argument("--past", metavar="T",
-                   help="one decode step of a Hugging Face decoder with T cached tokens (a symbol or a number); "
-                        "with --config, in the config fields too")
+                   help="one decode step of a decoder taking a transformers KV cache (hf: or a file target) with T "
+                        "cached tokens (a symbol or a number); with --config, in the config fields too")
     p.add_argument("--generate", metavar="N",
                    help="prefill the input's L tokens, then N decode steps, summed in closed form")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
