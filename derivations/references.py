@@ -52,7 +52,8 @@ def derive() -> str:
     def nanochat_body(s, L, exact):
         hand = 6 * s.matmul_weights + 12 * s.n_layer * s.heads * s.head_dim * L   # full windows: min(window, t) = t
         same(sympy.expand(exact - hand), 0, "nanochat")
-        return [f"C_\\text{{nanochat}} = 6 \\cdot {mnum(s.matmul_weights)} + {tex(12 * s.n_layer * s.heads * s.head_dim * L)}",
+        attention = 12 * s.n_layer * s.heads * s.head_dim * L
+        return [f"C_\\text{{nanochat}} = 6 \\cdot {mnum(s.matmul_weights)} + {tex(attention)}",
                 "C - C_\\text{nanochat} = 0"]
 
     def torchtitan_body(s, L, exact):
