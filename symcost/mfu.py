@@ -33,21 +33,28 @@ def device_peak(device: str, dtype: str) -> tuple[float, str, str]:
         raise UsageError(str(e)) from None
 
 
-def counted_target(target: str) -> tuple[str, str | None]:
+def counted_target(target: str, use_cache: bool = True) -> tuple[str, str | None]:
     """(the target MFU counts, a note saying which it is): an ``hf:`` target without a head gets the head the
-    references count (``symcost.targets.practitioners_head``); other targets are counted as given (no note for
-    a file or vision model: it is what the user built)."""
-    from .targets import HF_HEADS, hf_head, practitioners_head, split_target
+    references count (``symcost.targets.practitioners_head``, cached beside the derivations so that a cached call
+    imports no transformers); other targets are counted as given (no note for a file or vision model: it is what
+    the user built)."""
+    from . import cache
+    from .targets import HF_HEADS, hf_head, practitioners_head, source_hash, split_target
 
     kind, name = split_target(target)
     if kind != "hf":
         return target, None
     model_type, head = hf_head(name)
     if head is None:
-        try:
-            head = practitioners_head(model_type)
-        except Exception:  # noqa: BLE001  (an unknown type: load_target names it below)
-            return target, None
+        key = cache.cache_key(target, "practitioners-head", False, source_hash(target))
+        head = cache.load(key) if use_cache else None
+        if head not in HF_HEADS:
+            try:
+                head = practitioners_head(model_type)
+            except Exception:  # noqa: BLE001  (an unknown type: load_target names it below)
+                return target, None
+            if use_cache:
+                cache.store(key, head)
         counted = f"hf:{model_type}:{head}"
         if head == "base":
             return counted, (f"counted {counted}: {model_type} has no LM head in transformers' auto classes, so the "
@@ -135,7 +142,7 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")
     peak *= num_devices
-    counted, head_note = counted_target(target)
+    counted, head_note = counted_target(target, use_cache)
     mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
                 input_dtype=input_dtype)
     if convention not in CONVENTIONS:

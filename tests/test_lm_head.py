@@ -154,3 +154,20 @@ def test_table_and_plot_take_input_dtype(tmp_path):
     out = tmp_path / "p.svg"
     r = cli("plot", f"{f}:lm", "--input", "3xL", "--range", "L=2:6:2", "--out", str(out), "--input-dtype", "int64")
     assert r.returncode == 0 and out.exists(), r.stderr
+
+
+def test_a_cached_mfu_call_imports_neither_torch_nor_transformers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SYMCOST_CACHE_DIR": str(tmp_path)}
+    args = ["mfu", "hf:gpt2", "--input", "1x8", "--step-time", "0.1", "--device", "h100-sxm", "--json"]
+    first = subprocess.run([sys.executable, "-m", "symcost.cli", *args], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    code = ("import sys; from symcost.cli import main; "
+            f"main({args!r}); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)    # the head chosen and every number, from the cache
