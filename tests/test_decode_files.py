@@ -90,12 +90,12 @@ def test_generation_of_a_file_causal_lm(lm):
 
 
 def test_config_on_a_factory_samples_what_the_model_accepts(lm):
-    d = run_json(f"{lm}:build", "--input", "1x9", "--input-dtype", "int64", "--config", "hidden_size=d",
-                 "--at", "d=40,200")
+    d = run_json(f"{lm}:build", "--input", "1x9", "--input-dtype", "int64", "--config",
+                 "hidden_size=d,num_hidden_layers=3", "--at", "d=40,200")
     # the heads (4, fixed inside the factory) and rotary embeddings: head_dim = d/4 must be even
     assert any("d divisible by 8" in c for c in d["conditions"]), d["conditions"]
     for e in d["evaluations"]:
-        model = real(e["values"]["d"])
+        model = real(e["values"]["d"], 3)
         with torch.no_grad(), FlopCounterMode(display=False) as c:
             model(ids(1, 9))
         assert e["total"]["flops"] == c.get_total_flops()

@@ -354,8 +354,7 @@ def _factory_relations(factory: Callable, params, symbols: dict, fixed: dict, ti
                 if isinstance(p.default, int) and not isinstance(p.default, bool)}
     try:
         with torch.device("meta"):
-            cfg = getattr(factory(**{k: v for k, v in defaults.items() if k not in symbols and k not in ties},
-                                  **{k: v for k, v in fixed.items() if k in params}), "config", None)
+            cfg = getattr(factory(**{k: v for k, v in fixed.items() if k in params}), "config", None)
     except Exception:  # noqa: BLE001  (a factory that needs its arguments, or not on meta: no relations known)
         return [], []
     if cfg is None or not hasattr(cfg, "to_dict"):
