@@ -196,9 +196,9 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
 
     from .. import cache
     from ..parse import parse_dim, parse_shape
-    from ..targets import default_input_dtype
+    from ..targets import default_input_dtype, source_hash
 
-    space = config_space(target, parse_config(config))
+    parse_config(config)  # the fields and symbols are checked before the cache is read
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
         tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
     if callable(target):  # a Python factory: no file to key a cache entry by
@@ -214,7 +214,9 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
         past = _symbol_or_int(past, "--past")
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
         + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
-    key = cache.cache_key(target, spec, train, space.source) if use_cache else ""
+    # keyed without building anything (a factory file's hash, transformers' version), so that a cached call imports
+    # neither torch nor transformers
+    key = cache.cache_key(target, spec, train, source_hash(target)) if use_cache else ""
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "config_cost" in hit:
@@ -225,6 +227,7 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
                 return cc
     from ..layers.base import cost_memo
 
+    space = config_space(target, parse_config(config))
     with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
         cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
     if use_cache:
