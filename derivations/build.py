@@ -33,8 +33,11 @@ MODULES: dict[str, str] = {
                         "(Llama-2-7B 1.023–1.059×, the LM head and the second attention product)",
     "palm_6n": "PaLM / nanoGPT 6N + 12·L·H·Q·T: exact with N = the matmul weights; nanoGPT's N adds norms, biases "
                "and an untied token table",
-    "megatron_flops": "Megatron-LM's num_floating_point_operations: exact for Llama-2-7B; GPT-2 differs by its "
-                      "padded vocabulary (6·768·47 per token)",
+    "megatron_flops": "Megatron-LM's num_floating_point_operations before 2025-03 (fdfcef87): exact for "
+                      "Llama-2-7B, GPT-2 differs by its padded vocabulary (6·768·47 per token); after 8873b55d "
+                      "(2025-03-06) the causal half of attention: 6·l·q·s less (Llama-2-7B at 2048: 0.962)",
+    "references": "every reference formula pinned to a commit or paper version and date — Megatron-LM, nanoGPT, "
+                  "nanochat, torchtitan, Kaplan, PaLM, Chinchilla Table A4 — and its exact difference as a formula",
     "llama_params": "Llama's parameters as a formula in d, n, f, V, h, k (derived from the code at small configurations) "
                     "and its exact difference from Kaplan's 12·n·d²: GQA, the gated MLP, norms, embeddings",
 }

@@ -5,12 +5,14 @@ import sympy
 
 from ._doc import Doc, equal, mnum, num, same, tex
 from ._llm import CONFIGS, LENGTHS, ratio, setup
+from ._pins import cite
 
 TITLE = "Kaplan et al.'s C_forward ≈ 2N + 2·n_layer·n_ctx·d_attn, derived exactly"
 
 
 def derive() -> str:
-    doc = Doc(TITLE, "Kaplan et al. 2020 (*Scaling Laws for Neural Language Models*), Table 1, count the forward "
+    doc = Doc(TITLE, "Read from: " + cite("kaplan") + ". "
+                     "Kaplan et al. 2020 (*Scaling Laws for Neural Language Models*), Table 1, count the forward "
                      "pass per token as $C_\\text{forward} \\approx 2N + 2 n_\\text{layer} n_\\text{ctx} "
                      "d_\\text{attn}$ with $N$ the non-embedding parameters. Below, symcost derives the exact count "
                      "from each model's own code (`torch` convention: what `FlopCounterMode` reports, 2 per "

@@ -5,12 +5,14 @@ import sympy
 
 from ._doc import Doc, equal, mnum, num, same, tex
 from ._llm import CONFIGS, LENGTHS, ratio, setup
+from ._pins import cite
 
 TITLE = "PaLM's and nanoGPT's 6N + 12·L·H·Q·T, derived exactly"
 
 
 def derive() -> str:
-    doc = Doc(TITLE, "PaLM (Chowdhery et al. 2022, Appendix B) and nanoGPT's `estimate_mfu` count one training step "
+    doc = Doc(TITLE, "Read from: " + cite("palm") + "; " + cite("nanogpt") + ". "
+                     "PaLM (Chowdhery et al. 2022, Appendix B) and nanoGPT's `estimate_mfu` count one training step "
                      "(forward and backward, no optimizer) as $6N + 12 \\cdot n_\\text{layer} \\cdot H \\cdot Q "
                      "\\cdot T$ FLOPs per token: $N$ parameters, $H$ heads of width $Q$, context $T$. symcost derives "
                      "the exact count from each model's code (`torch` convention, what `FlopCounterMode` reports "

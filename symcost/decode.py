@@ -92,12 +92,17 @@ def _symbol_or_int(v, what: str):
     return d
 
 
+def _check_decoder(model) -> None:
+    if not hasattr(model, "config"):
+        raise UsageError("--past and --generate need a decoder that takes a transformers KV cache (an hf: target, or "
+                         "a file target returning a transformers model such as LlamaForCausalLM)")
+
+
 def decode_step(model, batch, new_tokens, past, *, target: str = ""):
     """The ``ModelCost`` of one call on (batch, new_tokens) ids with ``past`` cached tokens (ints or symbols)."""
     from .tracing import trace
 
-    if not hasattr(model, "config"):
-        raise UsageError("--past and --generate need a Hugging Face decoder model (hf:MODEL_TYPE)")
+    _check_decoder(model)
     past = _symbol_or_int(past, "--past")
     symbolic = isinstance(past, sympy.Basic)
     try:
@@ -129,6 +134,7 @@ def generation(model, batch, prompt, steps, convention: str = "flops", *, target
     T = prompt … prompt + steps - 1 in closed form; params and buffers are the model's, never summed."""
     from .tracing import trace
 
+    _check_decoder(model)
     steps = _symbol_or_int(steps, "--generate")
     prompt = _symbol_or_int(prompt, "the prompt length")
     first = sympy.sympify(prompt)

@@ -6,6 +6,10 @@ peak.
 $F_{\text{step}}$ is symcost's exact total under a convention (``torch`` by default: 2 per MAC of every matmul and
 convolution, forward and, with ``backward``, backward — what FlopCounterMode and the PaLM/nanoGPT "model FLOPs"
 count; no recomputation, no optimizer), per token $F_{\text{step}}/(B L)$.
+
+Which model is counted matters as much: every reference (PaLM, Megatron-LM, nanoGPT, torchtitan) counts the LM
+head, which ``hf:MODEL_TYPE`` (``AutoModel``) does not have.  ``hf:llama`` is therefore counted as
+``hf:llama:causal-lm`` (``counted_target``), and a note says which model was counted.
 """
 from __future__ import annotations
 
@@ -27,6 +31,39 @@ def device_peak(device: str, dtype: str) -> tuple[float, str, str]:
         return float(d.peak(dtype_name(dtype))), d.name, getattr(d, "source", "")
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def counted_target(target: str, use_cache: bool = True) -> tuple[str, str | None]:
+    """(the target MFU counts, a note saying which it is): an ``hf:`` target without a head gets the head the
+    references count (``symcost.targets.practitioners_head``, cached beside the derivations so that a cached call
+    imports no transformers); other targets are counted as given (no note for a file or vision model: it is what
+    the user built)."""
+    from . import cache
+    from .targets import HF_HEADS, hf_head, practitioners_head, source_hash, split_target
+
+    kind, name = split_target(target)
+    if kind != "hf":
+        return target, None
+    model_type, head = hf_head(name)
+    if head is None:
+        key = cache.cache_key(target, "practitioners-head", False, source_hash(target))
+        head = cache.load(key) if use_cache else None
+        if head not in HF_HEADS:
+            try:
+                head = practitioners_head(model_type)
+            except Exception:  # noqa: BLE001  (an unknown type: load_target names it below)
+                return target, None
+            if use_cache:
+                cache.store(key, head)
+        counted = f"hf:{model_type}:{head}"
+        if head == "base":
+            return counted, (f"counted {counted}: {model_type} has no LM head in transformers' auto classes, so the "
+                             f"base model ({HF_HEADS['base']}) alone")
+        return counted, (f"counted {counted}: the model with its {head} head ({HF_HEADS[head]}), as PaLM, "
+                         f"Megatron-LM, nanoGPT and torchtitan count; give hf:{model_type}:base for the base model "
+                         "without it")
+    what = "the base model, no task head" if head == "base" else f"the model with its {head} head"
+    return target, f"counted {target}: {what} ({HF_HEADS[head]})"
 
 
 @dataclass(frozen=True)
@@ -75,9 +112,10 @@ class MFUReport:
     formula: str
     uncovered: dict
     notes: list
+    counted: str = ""           # the target whose FLOPs were counted (hf:TYPE -> hf:TYPE:causal-lm)
 
     def as_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("target", "input_shape")}
+        out = {k: getattr(self, k) for k in ("target", "counted", "input_shape")}
         out["pass"] = self.pass_
         out.update({k: getattr(self, k) for k in ("convention", "dtype", "device", "tokens_per_step", "flops_per_step",
                                                   "flops_per_token", "step_time_s", "achieved_flops_per_s", "mfu",
@@ -87,9 +125,11 @@ class MFUReport:
 
 def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dtype: str = "bf16",
                convention: str = "torch", *, backward: bool = False, num_devices: int = 1, use_cache: bool = True,
-               progress: bool = True) -> MFUReport:
+               progress: bool = True, input_dtype: str | None = None) -> MFUReport:
     """The step's exact FLOPs under ``convention`` on a concrete B x L input, FLOPs per token, achieved FLOP/s and
-    MFU against ``num_devices`` x the datasheet peak of ``device`` at ``dtype``."""
+    MFU against ``num_devices`` x the datasheet peak of ``device`` at ``dtype``.  An ``hf:`` target without a
+    head is counted with the LM head (``counted_target``); ``input_dtype``: the input's ("int64" for a file model
+    that starts with an embedding)."""
     from .conventions import CONVENTIONS
     from .derive import derive
     from .parse import parse_shape_names
@@ -102,7 +142,9 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")
     peak *= num_devices
-    mc = derive(target, input_spec, use_cache=use_cache, progress=progress, backward=backward)
+    counted, head_note = counted_target(target, use_cache)
+    mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
+                input_dtype=input_dtype)
     if convention not in CONVENTIONS:
         raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
     flops = int(mc.total(convention)["flops"])
@@ -111,11 +153,11 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     what = "forward + backward (one training step, no optimizer)" if backward else "forward only"
     formula = (f"MFU = FLOPs_per_step / (step_time x peak) = {flops:,} / ({step_time_s} s x {peak:.4g} FLOP/s) "
                f"= {m.mfu:.4f}")
-    notes = list(mc.notes)
+    notes = ([head_note] if head_note else []) + list(mc.notes)
     if m.mfu > 1:
         notes.insert(0, f"MFU above 1 ({m.mfu:.2f}): no device runs above its peak; the step time is too short for "
                         f"{num_devices} device(s) (give --num-devices) or the peak is for another dtype")
     return MFUReport(target, [exact(d) for d in mc.input_shape], what, convention, dtype,
                      {"name": name, "count": num_devices, "peak_flops": peak, "source": source}, n, flops,
                      exact(mc.total(convention)["flops"] / n), step_time_s, m.achieved_flops, m.mfu, formula,
-                     dict(mc.uncovered), notes)
+                     dict(mc.uncovered), notes, counted)

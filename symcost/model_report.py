@@ -57,6 +57,14 @@ def notes_for(notes, convention: str, conventions) -> list[str]:
             if not (n.split(":", 1)[0] in conventions and n.split(":", 1)[0] != convention)]
 
 
+def nested(evaluation: dict) -> dict:
+    """One evaluation in the shape every mode shares: ``{"values", "total": {metric: number}}`` (a training step,
+    a decode or a configuration adds its parts beside ``total``)."""
+    keep = ("name", "values")
+    return {**{k: evaluation[k] for k in keep if k in evaluation},
+            "total": {k: v for k, v in evaluation.items() if k not in keep}}
+
+
 def shown(e):
     """An int for an integer, else the formula's string (JSON-ready)."""
     if isinstance(e, int):
@@ -108,7 +116,7 @@ def per_size(target: str, input_spec: str, points: list[dict], convention: str =
     with steps("tracing each size", len(points), progress) as advance:
         for values in points:
             tot = trace_target(target, at_point(input_spec, values), train, input_dtype).total(convention)
-            evaluations.append({"values": values, **{m: int(tot[m]) for m in METRICS}})
+            evaluations.append({"values": values, "total": {m: int(tot[m]) for m in METRICS}})
             advance()
     shape = shape_key(input_spec).split("x") if "=" not in input_spec else shape_key(input_spec)
     return ModelReport(target, shape, convention, notes=[note], evaluations=evaluations, per_size=True)
@@ -179,11 +187,11 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
 def _evaluations(summary, points: list[dict], convention: str, target: str, input_spec: str, train: bool,
                  input_dtype, notes: list, progress: bool) -> list[dict]:
     """Each point from the formulas, or, where it breaks a size guard of the traced path (``x[:, :512]`` at
-    L = 600), from the model traced at that size on its own: exact either way."""
+    L = 600), from the model traced at that size on its own: exact either way (each ``nested``)."""
     outside = dict(summary.outside(points))
     inside = [p for i, p in enumerate(points) if i not in outside]
     try:
-        values = iter(summary.evaluate(inside, convention) if inside else [])
+        values = iter([nested(e) for e in summary.evaluate(inside, convention)] if inside else [])
     except ValueError as e:
         raise UsageError(str(e)) from None
     if not outside:
@@ -372,8 +380,6 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     shape = parse_shape(input_spec)
     if len(shape) != 2:
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec!r}")
-    if not target.strip().startswith("hf:"):
-        raise UsageError("--past and --generate need a Hugging Face decoder (hf:MODEL_TYPE)")
     report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
                           get_convention(convention).summary, {})
     new = exact(sympy.sympify(shape[1]))

@@ -1,5 +1,6 @@
-"""Assignments of the input symbols: ``--at R=224,225,193`` or ``--at R=64:1024:8`` (inclusive),
-several ``--at`` giving their product; and ``--assume-divisible`` to make floors vanish."""
+"""Assignments of the input symbols: ``--at R=224,225,193`` or ``--at R=64:1024:8`` (inclusive), several ``--at``
+of different symbols giving their product, a symbol given again further points; and ``--assume-divisible`` to make
+floors vanish."""
 from __future__ import annotations
 
 import itertools
@@ -28,11 +29,16 @@ def parse_values(text: str) -> list[int]:
 
 
 def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
-    """``["R=224,225"]`` -> [{"R": 224}, {"R": 225}]; every input symbol must get values."""
+    """``["R=224,225"]`` -> [{"R": 224}, {"R": 225}]; every input symbol must get values.
+
+    Assignments of different symbols combine by their product (``--at H=224 --at W=193,200``: two points); an
+    assignment of a symbol that already has values starts a new group of points, so a repeated ``--at``
+    accumulates points instead of replacing earlier ones (``--at P=5,N=8 --at P=17,N=20``: two points, ``--at
+    R=224 --at R=225``: two).  Each group must give every symbol; duplicate points are kept once."""
     import re
 
     names = [str(s) for s in symbols]
-    given: dict[str, list[int]] = {}
+    groups: list[dict[str, list[int]]] = [{}]
     # "H=224,W=193" is two assignments; "R=224,225" one with two values
     specs = [part for spec in specs for part in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", spec)]
     for spec in specs:
@@ -43,11 +49,20 @@ def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
         if name not in names:
             raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} "
                              f"(its symbols: {', '.join(names) or 'none'})")
-        given[name] = parse_values(values)
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise UsageError(f"--at gives no values for {', '.join(missing)}")
-    return [dict(zip(names, combo)) for combo in itertools.product(*(given[n] for n in names))]
+        if name in groups[-1]:  # a symbol given again: the points of a new group
+            groups.append({})
+        groups[-1][name] = parse_values(values)
+    points: list[dict[str, int]] = []
+    for given in groups:
+        missing = [n for n in names if n not in given]
+        if missing:
+            where = f" (in the group {', '.join(f'{k}=…' for k in given)})" if len(groups) > 1 else ""
+            raise UsageError(f"--at gives no values for {', '.join(missing)}{where}")
+        for combo in itertools.product(*(given[n] for n in names)):
+            point = dict(zip(names, combo))
+            if point not in points:
+                points.append(point)
+    return points
 
 
 def parse_trace_sizes(text: str, symbols: list) -> tuple[dict[str, int], dict[str, int]]:

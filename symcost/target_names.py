@@ -114,11 +114,13 @@ def _refuse(what: str, name: str, known, see: str):
 
 def check_target(spec: str) -> None:
     """``UsageError`` for a target that cannot load, found without importing torch or any model library."""
-    from .targets import TARGET_SYNTAX
+    from .targets import TARGET_SYNTAX, hf_head, split_target
 
-    kind, sep, name = spec.strip().rpartition(":")
-    if not sep or not kind or not name:
+    kind, name = split_target(spec)
+    if not kind or not name:
         raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
+    if kind == "hf":
+        name = hf_head(name)[0]  # hf:llama:causal-lm: the model type, its head checked by hf_head
     if kind == "torchvision":
         known = torchvision_names()
         if len(known) > 20 and name not in known:  # fewer: the source is laid out otherwise, let torchvision say

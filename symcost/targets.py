@@ -8,6 +8,9 @@
   an unknown name gets the closest known names.
 * ``timm:resnet50d`` -- ``timm.create_model(NAME, pretrained=False)`` (any ``timm.list_models()`` name; timm is an
   optional dependency, ``pip install 'symcost[timm]'``).
+* ``hf:llama`` -- ``AutoModel.from_config(AutoConfig.for_model("llama"))``: the base model, no task head;
+  ``hf:llama:causal-lm`` (also ``masked-lm``, ``seq2seq-lm``, ``classification``, ``base``) builds it with that
+  head through transformers' auto class (``AutoModelForCausalLM`` …, see ``HF_HEADS``).
 * ``models/net.py:build`` -- imports the file (its folder is on ``sys.path`` while it runs, so sibling imports
   work) and takes ``build``: an ``nn.Module`` instance is returned as is (not copied), anything else callable
   (a class or a factory function) is called with no arguments and must return an ``nn.Module``.
@@ -27,8 +30,65 @@ from pathlib import Path
 from .parse import UsageError
 
 TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), "
-                 "hf:MODEL_TYPE (a Hugging Face model built from its "
-                 "default config, e.g. hf:bert; never downloaded) or path/to/file.py:callable")
+                 "hf:MODEL_TYPE[:HEAD] (a Hugging Face model built from its "
+                 "default config, e.g. hf:bert, with a task head hf:llama:causal-lm; never downloaded) or "
+                 "path/to/file.py:callable")
+
+#: the task heads of ``hf:MODEL_TYPE:HEAD``, each built through one of transformers' auto classes
+HF_HEADS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
+            "seq2seq-lm": "AutoModelForSeq2SeqLM", "classification": "AutoModelForSequenceClassification"}
+
+
+def split_target(spec: str) -> tuple[str, str]:
+    """(source, name): ``hf:llama:causal-lm`` -> ("hf", "llama:causal-lm"), ``net.py:build`` -> ("net.py",
+    "build"), ``torchvision:resnet50`` -> ("torchvision", "resnet50"); a file path may hold colons, a model
+    type does not."""
+    spec = spec.strip()
+    if spec.startswith("hf:"):
+        return "hf", spec[3:]
+    kind, _, name = spec.rpartition(":")
+    return kind, name
+
+
+def hf_head(name: str) -> tuple[str, str | None]:
+    """``llama:causal-lm`` -> ("llama", "causal-lm"); ``llama`` -> ("llama", None): the base model."""
+    model_type, sep, head = name.partition(":")
+    if sep and head not in HF_HEADS:
+        close = difflib.get_close_matches(head, list(HF_HEADS), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"hf:{name}: unknown head {head!r}{hint} (heads: {', '.join(HF_HEADS)})")
+    return model_type, (head if sep else None)
+
+
+def hf_auto_class(model_type: str, head: str | None, config):
+    """The auto class that builds ``model_type`` with ``head`` (None: ``AutoModel``), refusing a head transformers
+    has no model class for (``UsageError``)."""
+    import transformers
+
+    auto = getattr(transformers, HF_HEADS[head or "base"])
+    if head not in (None, "base") and type(config) not in auto._model_mapping:
+        offered = [h for h, name in HF_HEADS.items()
+                   if h != "base" and type(config) in getattr(transformers, name)._model_mapping]
+        raise UsageError(f"hf:{model_type}:{head}: transformers has no {head} model for {model_type} "
+                         f"({HF_HEADS[head]}); its heads: {', '.join(['base', *offered])}")
+    return auto
+
+
+def practitioners_head(model_type: str) -> str:
+    """The head the usual FLOPs and MFU accounting counts (PaLM, Megatron-LM, nanoGPT, torchtitan all count the
+    LM head): an encoder-decoder's seq2seq LM head, an encoder's masked-LM head, a decoder's causal-LM head,
+    else the base model."""
+    import transformers
+    from transformers import AutoConfig
+
+    config = type(AutoConfig.for_model(model_type))
+    has = {h: config in getattr(transformers, name)._model_mapping for h, name in HF_HEADS.items() if h != "base"}
+    if getattr(AutoConfig.for_model(model_type), "is_encoder_decoder", False):
+        return "seq2seq-lm" if has["seq2seq-lm"] else "base"
+    for head in ("masked-lm", "causal-lm"):
+        if has[head]:
+            return head
+    return "base"
 
 
 def load_target(spec: str, device: str | None = None, attn_implementation: str | None = None):
@@ -41,7 +101,9 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
     from .target_names import check_target
 
     check_target(spec)  # a typo answered from the libraries' source files, before they (and torch) are imported
-    kind, sep, name = spec.strip().rpartition(":")
+    kind, name = split_target(spec)
+    if not kind or not name:
+        raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")
     if kind == "torchvision":
         build = lambda: _torchvision(name)  # noqa: E731
     elif kind == "hf":
@@ -70,7 +132,7 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
 def source_hash(spec: str) -> str:
     """A hash of a file target's source, for cache keys; for timm and Hugging Face targets the library's version
     (their models change with it; torchvision's version is in the key already): empty for torchvision."""
-    kind, _, _ = spec.strip().rpartition(":")
+    kind, _ = split_target(spec)
     if kind in ("timm", "hf"):
         from importlib import metadata
 
@@ -90,9 +152,10 @@ def default_input_dtype(spec: str) -> str:
     return "int64" if spec.strip().startswith("hf:") else "float32"
 
 
-def _huggingface(model_type: str, attn_implementation: str | None = None):
+def _huggingface(name: str, attn_implementation: str | None = None):
+    model_type, head = hf_head(name)
     try:
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoConfig
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     except ImportError:
         raise UsageError("hf: targets need Hugging Face transformers: pip install transformers") from None
@@ -101,9 +164,11 @@ def _huggingface(model_type: str, attn_implementation: str | None = None):
         close = difflib.get_close_matches(model_type, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"unknown Hugging Face model type {model_type!r}{hint}")
+    config = AutoConfig.for_model(model_type)
+    auto = hf_auto_class(model_type, head, config)
     try:  # the default configuration of that architecture: no download, no weights
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        return AutoModel.from_config(AutoConfig.for_model(model_type), **kwargs)
+        return auto.from_config(config, **kwargs)
     except Exception as e:
         raise UsageError(f"Hugging Face model {model_type!r} could not be built: {type(e).__name__}: "
                          f"{_one_line(e)}") from None
@@ -139,7 +204,7 @@ def default_input_size(spec: str) -> tuple | None:
     of the default config when it has one.  Nothing is built or downloaded (timm reads its config registry).
     Trace sizes are chosen around ``tracing.model_input_size`` instead, which reads the built model.
     """
-    kind, sep, name = spec.strip().rpartition(":")
+    kind, name = split_target(spec)
     if kind == "timm":
         timm = _timm_module()
         try:
@@ -170,7 +235,7 @@ def default_input_size(spec: str) -> tuple | None:
         try:
             from transformers import AutoConfig
 
-            positions = getattr(AutoConfig.for_model(name), "max_position_embeddings", None)
+            positions = getattr(AutoConfig.for_model(hf_head(name)[0]), "max_position_embeddings", None)
         except Exception:  # noqa: BLE001  (transformers missing or an unknown type)
             return None
         return (int(positions),) if isinstance(positions, int) else None
@@ -295,6 +360,11 @@ def _from_file(path: Path, attr: str):
     return model
 
 
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+def one_line(e: BaseException) -> str:
+    """An exception's whole message on one line: a builder's reason often follows a colon on the next line
+    (transformers' ``StrictDataclassClassValidationError``), so no line is dropped."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(e).__name__
+
+
+_one_line = one_line

@@ -259,9 +259,26 @@ def test_palm_page(pages):
 
 def test_megatron_page(pages):
     md = pages["megatron_flops.md"]
-    assert cells(row(md, "Llama-2-7B | 2,048"))[-1] == "0"
+    before, after = (md.split("## 4. After 8873b55d")[i] for i in (0, 1))   # the two tables: before, after
+    assert cells(row(before, "Llama-2-7B | 2,048"))[-1] == "0"
     # GPT-2's vocabulary 50,257 padded to 50,304: 6 x 768 x 47 = 216,576 more per token in Megatron's count
-    assert cells(row(md, "GPT-2 small | 1,024"))[-1] == "-216,576"
+    assert cells(row(before, "GPT-2 small | 1,024"))[-1] == "-216,576"
+    # after 8873b55d: the causal half, 6 x 32 x 4096 x 2048 = 1,610,612,736 fewer at 2048 tokens: 41,253,076,992
+    assert cells(row(after, "Llama-2-7B | 2,048"))[2:] == ["42,863,689,728", "41,253,076,992", "1,610,612,736",
+                                                            "0.962"]
+    assert "commit fdfcef87 (2025-03-03)" in md and "commit 8873b55d (2025-03-06" in md
+
+
+def test_references_page_pins_every_reference(pages):
+    md = pages["references.md"]
+    for pin in ("fdfcef87 (2025-03-03)", "8873b55d (2025-03-06", "f08abb45 (2023-06-14)", "92d63d4e (2026-07-03)",
+                "73aed7f6 (2026-08-20)", "arXiv:2001.08361, v1 (2020-01-23)", "arXiv:2204.02311, v1 (2022-04-05)",
+                "arXiv:2203.15556, v1 (2022-03-29)"):
+        assert pin in md, pin
+    # torchtitan keeps Llama-2-7B's 65 x 4096 norm weights: 6 x 266,240 = 1,597,440 per token above
+    assert "C - C_\\text{torchtitan} = -1597440" in md
+    # Chinchilla's embedding lookup and softmax, GPT-2 small: 3 x (2 x 50257 x 768 + 3 x 12 x 12 L)
+    assert "C - C_\\text{Chinchilla} = - 1296 L - 231584256" in md
 
 
 def test_llama_params_page(pages):

@@ -295,9 +295,9 @@ def test_cli_llama_training_flops_per_token_in_width_depth_and_length():
         model = hf_model("llama", hidden_size=v["d"], num_hidden_layers=v["n"])
         x = torch.zeros(1, v["L"], dtype=torch.long, device="meta")
         step = torch_step_flops(model, x)
-        assert step % v["L"] == 0 and e["flops"] == step // v["L"], v   # per token: an integer here
+        assert step % v["L"] == 0 and e["total"]["flops"] == step // v["L"], v   # per token: an integer here
         assert e["forward"]["flops"] * v["L"] == torch_flops(model, x), v
-        assert e["params"] == sum(p.numel() for p in model.parameters()), v
+        assert e["total"]["params"] == sum(p.numel() for p in model.parameters()), v
 
 
 @pytest.mark.slow
@@ -609,15 +609,15 @@ def test_cli_config_json_and_refusals(nets, tmp_path):
     spec.loader.exec_module(module)
     model = module.build(width=5, depth=3).eval()
     (point,) = data["evaluations"]
-    assert point["flops"] == torch_flops(model, torch.zeros(1, 3, 37, 37))
-    assert point["params"] == sum(p.numel() for p in model.parameters())
+    assert point["total"]["flops"] == torch_flops(model, torch.zeros(1, 3, 37, 37))
+    assert point["total"]["params"] == sum(p.numel() for p in model.parameters())
     for args, message in (
         (["--config", "width=w,depth=n", "--at", "w=1,n=3,R=37"], "fitted and verified for w >= 2"),
         (["--config", "widht=w"], "has no argument 'widht'"),
         (["--config", "width=R"], "also an input symbol"),
         (["--config", "width=2+2"], "not a valid symbol name"),
         (["--config", "width=w", "--per-token"], "needs a token-id input of shape B x L"),
-        (["--config", "width=w", "--past", "8"], "--past needs a Hugging Face decoder model"),
+        (["--config", "width=w", "--past", "8"], "--past: the input is B x L token ids"),
         (["--config", "width=w", "--generate", "8"], "--generate need token ids of shape B x L"),
         (["--config", "width=w", "--trace-sizes", "R=33:35"], "does not combine with --trace-sizes"),
     ):

@@ -7,11 +7,11 @@ from tests.test_models import cli
 
 
 def test_mfu_of_a_gpt2_training_step():
-    r = cli("mfu", "hf:gpt2", "--input", "2x128", "--step-time", "0.01", "--device", "h100-sxm", "--backward",
+    r = cli("mfu", "hf:gpt2:base", "--input", "2x128", "--step-time", "0.01", "--device", "h100-sxm", "--backward",
             "--json", "--no-cache")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    # GPT-2 small forward under 'torch': (36864*L**2 + 169869312*L) per sequence (tests/test_models.py), the backward
+    # GPT-2 small without its LM head (hf:gpt2:base) forward under 'torch': (36864*L**2 + 169869312*L) per sequence (tests/test_models.py), the backward
     # twice that (tests/test_backward.py): 3 x 2 x (36864*128**2 + 169869312*128) = 134083510272
     assert d["flops_per_step"] == 134083510272
     assert d["tokens_per_step"] == 256 and d["flops_per_token"] == 134083510272 // 256

@@ -133,7 +133,7 @@ def test_cli_model_json_sweep_and_cache(tmp_path):
     assert data["uncovered"] == {} and "formula" in data
     assert [e["values"]["R"] for e in data["evaluations"]] == [224, 225, 193]
     # torchvision: resnet18 1.814 GMACs at 224
-    assert round(data["evaluations"][0]["macs"] / 1e9, 3) == 1.814
+    assert round(data["evaluations"][0]["total"]["macs"] / 1e9, 3) == 1.814
     # a cached call answers without importing torch
     code = ("import sys; from symcost.cli import main; "
             "main(['model','torchvision:resnet18','--input','1x3xRxR','--at','R=64:1024:8','--json']); "

@@ -120,7 +120,7 @@ def _model_at(target, shape, at: list, convention, cache):
     r = cli("model", target, "--input", shape, *[a for x in at for a in ("--at", x)], "--convention", convention,
             "--json", cache=cache)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["evaluations"]
+    return [{"values": e["values"], **e["total"]} for e in json.loads(r.stdout)["evaluations"]]
 
 
 @needs_node

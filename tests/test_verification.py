@@ -125,7 +125,7 @@ def test_per_size_tracing_stays_exact_for_refused_models(tmp_path):
     assert "no single formula" in " ".join(data["notes"])
     model = nn.Sequential(PadToMultipleOf8(), nn.ReLU()).to("meta")
     for e in data["evaluations"]:
-        assert e["flops"] == torch_flops(model, (1, 3, e["values"]["H"], e["values"]["W"]))
+        assert e["total"]["flops"] == torch_flops(model, (1, 3, e["values"]["H"], e["values"]["W"]))
     r = subprocess.run([sys.executable, "-m", "symcost.cli", "model", f"{src}:build", "--input", "1x3xHxW"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "no single formula" in r.stderr and "Traceback" not in r.stderr
@@ -188,7 +188,7 @@ def test_cli_trace_sizes_chosen_by_the_user(tmp_path):
                        env=env)
     assert r.returncode == 0, r.stderr
     # torchvision: resnet18 1.814 GMACs at 224
-    assert round(json.loads(r.stdout)["evaluations"][0]["macs"] / 1e9, 3) == 1.814
+    assert round(json.loads(r.stdout)["evaluations"][0]["total"]["macs"] / 1e9, 3) == 1.814
 
 
 @pytest.mark.parametrize("model_type, limit_field", [("bert", "max_position_embeddings"), ("gpt2", "n_positions")])

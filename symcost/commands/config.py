@@ -115,8 +115,9 @@ def _print_text(result: dict, named: tuple[dict, dict] | None = None) -> None:
     for e in result.get("evaluations", []):
         where = ", ".join(f"{k}={v}" for k, v in e["values"].items())
         split = "".join(f"   {p}: {count(e[p]['flops'])}" for p in ("forward", "backward") if p in e)
-        print(f"{e.get('name') or where}: params {count(e['params'])}  MACs {count(e['macs'])}  "
-              f"FLOPs[{name}] {count(e['flops'])}{split}")
+        t = e["total"]
+        print(f"{e.get('name') or where}: params {count(t['params'])}  MACs {count(t['macs'])}  "
+              f"FLOPs[{name}] {count(t['flops'])}{split}")
     if "per_token" in result:
         print(f"note: per token: MACs, FLOPs, reads and writes divided by {result['per_token']['divided_by']} tokens "
               "(batch x sequence length)")

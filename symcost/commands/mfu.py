@@ -12,7 +12,7 @@ def run_mfu(args) -> int:
 
     report = mfu_report(args.target, args.input, args.step_time, args.device, args.dtype, args.convention,
                         backward=args.backward, num_devices=args.num_devices, use_cache=not args.no_cache,
-                        progress=not args.json)
+                        progress=not args.json, input_dtype=args.input_dtype)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
@@ -20,9 +20,10 @@ def run_mfu(args) -> int:
 
     flops, n, device, peak = report.flops_per_step, report.tokens_per_step, report.device["name"], \
         report.device["peak_flops"]
-    print(f"{args.target} on {args.input}: {report.pass_}, FLOPs under '{args.convention}'")
+    counted = f" (counted as {report.counted})" if report.counted != args.target else ""
+    print(f"{args.target}{counted} on {args.input}: {report.pass_}, FLOPs under '{args.convention}'")
     print(pairs([("FLOPs per step", f"{count(flops)}   ({count(n)} tokens)"),
-                 ("FLOPs per token", f"{flops / n:,.1f}"),
+                 ("FLOPs per token", count(report.flops_per_token)),   # exact: an int, or "p/q"
                  ("achieved", f"{report.achieved_flops_per_s / 1e12:,.2f} TFLOP/s   (step time {args.step_time} s)"),
                  ("peak", f"{peak / 1e12:,.1f} TFLOP/s   ({args.num_devices} x {device}, {args.dtype})"),
                  ("MFU", f"{100 * report.mfu:.2f} %")]))
@@ -40,6 +41,9 @@ def configure_mfu(p) -> None:
 
     p.add_argument("target", help=TARGET_SYNTAX)
     p.add_argument("--input", required=True, metavar="BxL", help="token ids of one step, e.g. 8x2048")
+    p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
+                   help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise; "
+                        "a file model that starts with an embedding takes int64)")
     p.add_argument("--step-time", type=float, required=True, metavar="SECONDS", help="measured time of one step")
     p.add_argument("--device", required=True, metavar="NAME",
                    help="a device preset (h100-sxm, a100-sxm4-80gb, …) or a JSON file from `symcost calibrate`")

@@ -72,8 +72,8 @@ def run_model(args) -> int:
 
 
 def _evaluations_text(evaluations, convention: str) -> str:
-    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["params"]), count(e["macs"]),
-             count(e["flops"])] for e in evaluations]
+    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["total"]["params"]),
+             count(e["total"]["macs"]), count(e["total"]["flops"])] for e in evaluations]
     return table(["values", "params", "MACs", f"FLOPs[{convention}]"], rows, {1, 2, 3})
 
 
@@ -158,7 +158,8 @@ def configure_model(p) -> None:
                    help="FLOP counting convention (default flops; see `symcost conventions`)")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUES",
                    help="evaluate the formulas at R=224,225 or a range R=64:1024:8 (inclusive); repeat for more "
-                        "symbols (their product is taken)")
+                        "symbols (their product is taken) or more points (a symbol given again: --at P=5,N=8 "
+                        "--at P=17,N=20)")
     p.add_argument("--assume-divisible", type=int, metavar="K",
                    help="assume every symbolic size is a multiple of K: floors vanish, a clean polynomial")
     p.add_argument("--trace-sizes", metavar="NAME=A:B,…",
@@ -176,8 +177,8 @@ def configure_model(p) -> None:
     p.add_argument("--per-token", action="store_true",
                    help="MACs, FLOPs, reads and writes divided by the tokens of a B x L input (B*L), exactly")
     p.add_argument("--past", metavar="T",
-                   help="one decode step of a Hugging Face decoder with T cached tokens (a symbol or a number); "
-                        "with --config, in the config fields too")
+                   help="one decode step of a decoder taking a transformers KV cache (hf: or a file target) with T "
+                        "cached tokens (a symbol or a number); with --config, in the config fields too")
     p.add_argument("--generate", metavar="N",
                    help="prefill the input's L tokens, then N decode steps, summed in closed form")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")

@@ -90,7 +90,7 @@ def build_table(args):
         raise UsageError("--assume-divisible simplifies the formula column: use it with --symbolic")
     values = _table_values(args, shape)
     models = derive_models(args.targets, args.input, shape, values, symbolic=args.symbolic, train=args.train,
-                           use_cache=not args.no_cache)
+                           use_cache=not args.no_cache, input_dtype=args.input_dtype)
     for target, mc in models:
         _warn_uncovered(target, mc, "table")
     return cost_table(models, conv, values, depth=depth, symbolic=args.symbolic, assume_divisible=divisible,
@@ -170,6 +170,8 @@ def configure_table(p) -> None:
     p.add_argument("--digits", default=2, type=int, metavar="N", help="decimals of scaled numbers (default 2)")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
+    p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
+                   help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
     p.add_argument("--config-values", metavar="FILE.json", help='one row per named configuration of one model, '
                    'from one formula in its config fields: {"7B": {"hidden_size": 4096, ...}, ...}')
@@ -232,7 +234,8 @@ def run_plot(args) -> int:
     models = []
     for target in args.targets:
         try:
-            mc = derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=True)
+            mc = derive(target, args.input, train=args.train, use_cache=not args.no_cache, progress=True,
+                        input_dtype=args.input_dtype)
         except SymcostError as e:
             hint = "; a plot evaluates one formula per model" if isinstance(e, NoSingleFormula) else ""
             raise UsageError(f"{target}: {e}{hint}" if target not in str(e) else f"{e}{hint}") from None
@@ -286,6 +289,8 @@ def configure_plot(p) -> None:
                    "--range over the field's symbol), e.g. --config n_embd=d --range d=256:4096:128")
     p.add_argument("--title", metavar="TEXT", help="the plot's title")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
+    p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
+                   help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
     p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
 
 

@@ -10,28 +10,29 @@ from ..errors import NoSingleFormula, SymcostError, UsageError
 
 
 def derive_for_table(target: str, input_spec: str, shape: tuple, values: dict, *, symbolic: bool = False,
-                     train: bool = False, use_cache: bool = True):
+                     train: bool = False, use_cache: bool = True, input_dtype: str | None = None):
     """``target``'s derivation on ``input_spec``; where no single formula exists and the table needs numbers at
     one size only (``values``, not ``symbolic``), the derivation at that concrete size."""
     from ..derive import derive
 
     try:
-        return derive(target, input_spec, train=train, use_cache=use_cache, progress=True)
+        return derive(target, input_spec, train=train, use_cache=use_cache, progress=True, input_dtype=input_dtype)
     except SymcostError as e:
         if not values or symbolic or not isinstance(e, NoSingleFormula):
             raise UsageError(f"{target}: {e}" if target not in str(e) else str(e)) from None
     concrete = "x".join(str(d if isinstance(d, int) else values[str(d)]) for d in shape)
-    mc = derive(target, concrete, train=train, use_cache=use_cache, progress=True)
+    mc = derive(target, concrete, train=train, use_cache=use_cache, progress=True, input_dtype=input_dtype)
     mc.notes = [*mc.notes, f"no single formula for {input_spec}; derived at {concrete}"]
     return mc
 
 
 def derive_models(targets: list[str], input_spec: str, shape: tuple, values: dict, *, symbolic: bool = False,
-                  train: bool = False, use_cache: bool = True) -> list[tuple]:
+                  train: bool = False, use_cache: bool = True, input_dtype: str | None = None) -> list[tuple]:
     """``(target, ModelCost)`` per target, each checked to hold at ``values``."""
     models = []
     for target in targets:
-        mc = derive_for_table(target, input_spec, shape, values, symbolic=symbolic, train=train, use_cache=use_cache)
+        mc = derive_for_table(target, input_spec, shape, values, symbolic=symbolic, train=train, use_cache=use_cache,
+                              input_dtype=input_dtype)
         if values and mc.symbols:
             try:
                 mc.check_domain(values)

@@ -188,16 +188,17 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     ``input_shape``: ``"1xL"`` or a tuple; ``config``: ``"hidden_size=d,num_hidden_layers=n"`` or a dict (an
     integer value fixes a field; fields not named keep their defaults).  ``use_cache``: read and write symcost's
     derivation cache (keyed like ``symcost model``'s, plus the config, the checks and the seed).  ``backward``: one
-    training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of an ``hf:`` decoder
+    training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of a decoder that takes a
+    transformers KV cache (``hf:`` or a factory returning one, with or without its LM head)
     on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
     """
     import pickle
 
     from .. import cache
     from ..parse import parse_dim, parse_shape
-    from ..targets import default_input_dtype
+    from ..targets import default_input_dtype, source_hash
 
-    space = config_space(target, parse_config(config))
+    parse_config(config)  # the fields and symbols are checked before the cache is read
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
         tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
     if callable(target):  # a Python factory: no file to key a cache entry by
@@ -208,14 +209,14 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
 
         if backward:
             raise UsageError("--past is one decode step of inference: it does not combine with --backward")
-        if callable(target) or not str(target).startswith("hf:"):
-            raise UsageError("--past needs a Hugging Face decoder model (hf:MODEL_TYPE)")
         if len(shape) != 2:
             raise UsageError(f"--past: the input is B x L token ids, got {len(shape)} sizes")
         past = _symbol_or_int(past, "--past")
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
         + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
-    key = cache.cache_key(target, spec, train, space.source) if use_cache else ""
+    # keyed without building anything (a factory file's hash, transformers' version), so that a cached call imports
+    # neither torch nor transformers
+    key = cache.cache_key(target, spec, train, source_hash(target)) if use_cache else ""
     if use_cache:
         hit = cache.load(key)
         if isinstance(hit, dict) and "config_cost" in hit:
@@ -226,6 +227,7 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
                 return cc
     from ..layers.base import cost_memo
 
+    space = config_space(target, parse_config(config))
     with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
         cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
     if use_cache:
@@ -309,9 +311,11 @@ class _Tracer:
                            backward=self.backward)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
-        except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration)
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TraceError(f"{self.space.target} cannot be built at {where}: {type(e).__name__}: {msg}") from None
+        except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration, whole)
+            from ..targets import one_line
+
+            raise TraceError(f"{self.space.target} cannot be built at {where}: {type(e).__name__}: {one_line(e)}"
+                             + self.space.refusal_hint) from None
         self.domain.update(mc.domain)
         for guard in mc.guards:  # a size guard of the path traced, as one more size that must be >= 1
             size = at_least_one(guard)
@@ -389,7 +393,7 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
         fit["concrete_traces"] = sum(len(t.memo) for t in concrete)
     cheap = f" (and {fit['concrete_traces']} at concrete input sizes, to find the terms)" if concrete else ""
     fitted = f"fitted from {len(tracer.memo)} traces{cheap}; verified exactly at {len(verified)} further configurations"
-    notes = [*sorted(tracer.notes), fitted]
+    notes = [*space.notes, *sorted(tracer.notes), fitted]
     if tracer.backward:
         notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
                      "(the loss itself is not costed)")

@@ -100,8 +100,8 @@ def step_values(cc, convention: str, per_token: bool, values: dict) -> dict:
 
 
 def evaluations(cc, convention: str, at: list[str], rows: dict | None = None, per_token: bool = False) -> list[dict]:
-    """Exact numbers at the ``at`` points, or at each named row (``at`` then gives the input's symbols); a training
-    step (``cc.backward``) or ``per_token`` also gives each part's values."""
+    """Exact numbers at the ``at`` points, or at each named row (``at`` then gives the input's symbols), under
+    ``total``; a training step (``cc.backward``) or ``per_token`` also gives each part's values beside it."""
     from ..sweep import parse_assignments
 
     if rows is not None:
@@ -118,9 +118,14 @@ def evaluations(cc, convention: str, at: list[str], rows: dict | None = None, pe
             numbers = cc.evaluate(values, convention)
         except ValueError as e:
             raise UsageError(f"{name + ': ' if name else ''}{e}") from None
-        out.append({**({"name": name} if name else {}), "values": values, **{m: numbers[m] for m in METRICS}})
+        total = {m: numbers[m] for m in METRICS}
         if cc.backward or per_token:
-            out[-1].update(step_values(cc, convention, per_token, values))
+            parts = step_values(cc, convention, per_token, values)
+            total = {m: parts.pop(m) for m in METRICS}
+        else:
+            parts = {}
+        # one shape for every mode's evaluations (symcost model --at, --backward, --past): totals under "total"
+        out.append({**({"name": name} if name else {}), "values": values, "total": total, **parts})
     return out
 
 
@@ -208,7 +213,7 @@ def config_table(target: str, rows: dict[str, dict], config: str | None, conv, a
     for tied, group in row_groups(spec, rows):
         cc = derive(tied)
         for e in evaluations(cc, conv.name, at, group):
-            found[e["name"]] = {"name": e["name"], "target": target, **{m: e[m] for m in METRICS}}
+            found[e["name"]] = {"name": e["name"], "target": target, **{m: e["total"][m] for m in METRICS}}
         same = [f"{f} = {g}" for f, g in tied.items() if spec[f] != g]
         notes.append(f"rows {', '.join(group)}: one formula in {', '.join(sorted(map(str, cc.symbols)))}"
                      + (f" ({'; '.join(same)})" if same else "") + f", params = {cc.total(conv.name)['params']}")

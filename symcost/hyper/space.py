@@ -106,6 +106,7 @@ class ConfigSpace:
     source: str = ""                     # a hash of a user's file (cache keys)
     notes: list[str] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)
+    refusal_hint: str = ""               # appended to a builder's refusal of a sampled configuration
 
     def admissible(self, values: dict) -> bool:
         """Every divisibility relation (with a quotient >= MIN_VALUE) and every bound holds at ``values``."""
@@ -199,14 +200,16 @@ def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
     config fields as integer keyword arguments and returning an ``nn.Module``)."""
     if callable(target):
         return factory_space(target, config)
-    kind, sep, name = target.strip().rpartition(":")
+    from ..targets import split_target
+
+    kind, name = split_target(target)
     if kind == "hf":
         from ..target_names import check_config_fields, check_target
 
         check_target(target)                   # a typo answered before transformers (and torch) is imported
         check_config_fields(target, config)
         return _hf_space(name, config)
-    if sep and (kind.endswith(".py") or "/" in kind):
+    if kind and (kind.endswith(".py") or "/" in kind):
         path = Path(kind)
         return factory_space(_load_callable(path, name), config, f"{path}:{name}",
                              hashlib.sha256(path.read_bytes()).hexdigest())
@@ -233,9 +236,12 @@ def _split(config: dict) -> tuple[dict, dict, dict]:
     return symbols, {f: v for f, v in config.items() if isinstance(v, int)}, ties
 
 
-def _hf_space(model_type: str, config: dict) -> ConfigSpace:
+def _hf_space(name: str, config: dict) -> ConfigSpace:
+    from ..targets import hf_auto_class, hf_head
+
+    model_type, head = hf_head(name)
     try:
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoConfig
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     except ImportError:
         raise UsageError("hf: targets need Hugging Face transformers: pip install transformers") from None
@@ -244,6 +250,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
         raise UsageError(f"unknown Hugging Face model type {model_type!r}"
                          + (f"; did you mean {', '.join(close)}?" if close else ""))
     default = AutoConfig.for_model(model_type)
+    auto = hf_auto_class(model_type, head, default)  # AutoModel, or the auto class of the head
     ints = {k: v for k, v in vars(default).items() if isinstance(v, int) and not isinstance(v, bool)}
     for f in config:
         if f not in ints:
@@ -288,7 +295,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
         try:
             cfg = AutoConfig.for_model(model_type, **values, **{t: values[p] for t, p in ties.items()})
             with torch.device("meta"):
-                return AutoModel.from_config(cfg)
+                return auto.from_config(cfg)
         finally:
             logging.set_verbosity(level)
 
@@ -300,7 +307,7 @@ def _hf_space(model_type: str, config: dict) -> ConfigSpace:
             for f in (small, large):
                 if f not in symbols:
                     fixed.setdefault(f, ints[f])
-    return ConfigSpace(f"hf:{model_type}", symbols, fixed, relations, build, bounds=bounds)
+    return ConfigSpace(f"hf:{name}", symbols, fixed, relations, build, bounds=bounds)
 
 
 def factory_space(factory: Callable, config: dict, name: str = "", source: str = "") -> ConfigSpace:
@@ -316,12 +323,15 @@ def factory_space(factory: Callable, config: dict, name: str = "", source: str =
         if f not in params and not accepts_any:
             raise UsageError(f"{name} has no argument {f!r} (its arguments: {', '.join(params) or 'none'})")
     symbols, fixed, ties = _split(config)
+    relations, notes = _factory_relations(factory, params, symbols, fixed, ties)
 
     def build(values: dict):
         import torch
         from torch import nn
 
         values = {**values, **{t: values[p] for t, p in ties.items()}}
+        if not accepts_any:  # fields a relation read from the built model's config, not arguments: not passed
+            values = {k: v for k, v in values.items() if k in params}
         try:
             with torch.device("meta"):
                 model = factory(**values)
@@ -331,7 +341,46 @@ def factory_space(factory: Callable, config: dict, name: str = "", source: str =
             raise UsageError(f"{name}(...) returned a {type(model).__name__}, not an nn.Module")
         return model
 
-    return ConfigSpace(name, symbols, fixed, [], build, source=source)
+    hint = ("; symcost sees no constraint of the factory's: fix that field with a number in --config, or take the "
+            "fields it must be a multiple of as arguments named as the model's config fields (num_attention_heads, "
+            "…) so that symcost samples configurations that satisfy them")
+    return ConfigSpace(name, symbols, fixed, relations, build, source=source, notes=notes, refusal_hint=hint)
+
+
+def _factory_relations(factory: Callable, params, symbols: dict, fixed: dict, ties: dict) -> tuple[list, list]:
+    """The divisibility relations of a factory that returns a Hugging Face model (``model.config``): its arguments
+    named as config fields (hidden_size, num_attention_heads, …) relate as in ``_hf_space``; a field the factory
+    does not take (heads fixed inside it) is read from the model it builds with its defaults, and fixed there.
+    Anything else: no relation, and a builder that refuses a sampled configuration is quoted whole."""
+    import torch
+
+    defaults = {n: p.default for n, p in params.items()
+                if isinstance(p.default, int) and not isinstance(p.default, bool)}
+    try:
+        with torch.device("meta"):
+            cfg = getattr(factory(**{k: v for k, v in fixed.items() if k in params}), "config", None)
+    except Exception:  # noqa: BLE001  (a factory that needs its arguments, or not on meta: no relations known)
+        return [], []
+    if cfg is None or not hasattr(cfg, "to_dict"):
+        return [], []
+    ints = {k: v for k, v in vars(cfg).items() if isinstance(v, int) and not isinstance(v, bool)}
+    rotary = any("rope" in k for k in vars(cfg))
+    relations, read = [], []
+    for num, den, quantity in HF_RELATIONS:
+        num, den = ties.get(num, num), ties.get(den, den)
+        if num == den or not (num in symbols or den in symbols) or num not in ints or den not in ints:
+            continue
+        if quantity == "head_dim" and ints.get("head_dim") not in (None, ints[num] // ints[den]):
+            continue  # a head_dim of its own: no relation between these two fields
+        for f in (num, den):
+            if f not in symbols and f not in fixed:
+                fixed[f] = defaults.get(f, ints[f])
+                if f not in params:
+                    read.append(f"{f}={ints[f]}")
+        relations.append(Relation(num, den, 2 if quantity == "head_dim" and rotary else 1, quantity))
+    notes = [f"the factory's model has {', '.join(read)} at its defaults, fixed inside it: the sampled "
+             "configurations respect it and the formula holds where it does"] if read else []
+    return relations, notes
 
 
 def _load_callable(path: Path, attr: str):
