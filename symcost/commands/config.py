@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from ..parse import UsageError
 from .out_file import refuse_folder

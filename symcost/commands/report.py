@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..errors import NoSingleFormula, UsageError
 from ..progress import add_quiet_option
