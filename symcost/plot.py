@@ -51,8 +51,8 @@ def default_size(target: str) -> int:
 
         # cached beside the derivations: importing torchvision to read one number costs seconds
         key = cache.cache_key(target, "default_size", False, "")
-        hit = cache.load(key)
-        if isinstance(hit, int):
+        hit = cache.load(key, "size")
+        if type(hit) is int and hit > 0:
             return hit
         try:
             import torchvision
@@ -61,7 +61,7 @@ def default_size(target: str) -> int:
             size = int(crop[0] if isinstance(crop, (list, tuple)) else crop)
         except Exception:
             size = 224
-        cache.store(key, size)
+        cache.store(key, {"size": size})
         return size
     return 224
 

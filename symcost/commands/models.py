@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from . import NO_CACHE_HELP
 from ..model_report import METRICS
 from ..parse import UsageError, parse_shape_names
 from ..progress import add_quiet_option
@@ -180,7 +181,7 @@ def configure_model(p) -> None:
                         "with --config, in the config fields too")
     p.add_argument("--generate", metavar="N",
                    help="prefill the input's L tokens, then N decode steps, summed in closed form")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--config", metavar="FIELD=SYMBOL,…",

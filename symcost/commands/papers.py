@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import NO_CACHE_HELP
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
 from ..progress import add_quiet_option, status
@@ -170,7 +171,7 @@ def configure_table(p) -> None:
     p.add_argument("--digits", default=2, type=int, metavar="N", help="decimals of scaled numbers (default 2)")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("--config-values", metavar="FILE.json", help='one row per named configuration of one model, '
                    'from one formula in its config fields: {"7B": {"hidden_size": 4096, ...}, ...}')
     p.add_argument("--config", metavar="FIELD=SYMBOL,…", help="with --config-values: the symbols (default: every "
@@ -282,7 +283,7 @@ def configure_plot(p) -> None:
                    "--range over the field's symbol), e.g. --config n_embd=d --range d=256:4096:128")
     p.add_argument("--title", metavar="TEXT", help="the plot's title")
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
 COMMANDS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import NO_CACHE_HELP
 from ..errors import NoSingleFormula, UsageError
 from ..progress import add_quiet_option
 
@@ -105,7 +106,7 @@ def configure_report(p) -> None:
                    help="the FLOPs convention selected at first (the page can switch; see `symcost conventions`)")
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
 COMMANDS = {"report": ("an interactive HTML page: a slider per input symbol re-evaluates every layer's cost and "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import sympy
 
@@ -191,8 +191,6 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of an ``hf:`` decoder
     on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
     """
-    import pickle
-
     from .. import cache
     from ..parse import parse_dim, parse_shape
     from ..targets import default_input_dtype
@@ -217,19 +215,15 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
         + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
     key = cache.cache_key(target, spec, train, space.source) if use_cache else ""
     if use_cache:
-        hit = cache.load(key)
-        if isinstance(hit, dict) and "config_cost" in hit:
-            cc = pickle.loads(hit["config_cost"])
-            # the key hashes symcost's files when it is computed: a process that imported other code can have
-            # stored an object of another layout under it
-            if all(hasattr(cc, f.name) for f in fields(ConfigCost)):
-                return cc
+        cc = cache.load(key, "config_cost")
+        if isinstance(cc, ConfigCost):
+            return cc
     from ..layers.base import cost_memo
 
     with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
         cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
     if use_cache:
-        cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
+        cache.store(key, {"config_cost": cc}, cache.user_sources() if space.source else None)
     return cc
 
 

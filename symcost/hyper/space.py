@@ -205,7 +205,7 @@ def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
     if sep and (kind.endswith(".py") or "/" in kind):
         path = Path(kind)
         return factory_space(_load_callable(path, name), config, f"{path}:{name}",
-                             hashlib.sha256(path.read_bytes()).hexdigest())
+                             f"{path.resolve()} {hashlib.sha256(path.read_bytes()).hexdigest()}")
     raise UsageError(f"--config works with hf:MODEL_TYPE and path/to/file.py:factory targets, not {target!r}")
 
 

@@ -1,0 +1,242 @@
+"""The derivation cache: never a stale number, never code run from an entry, a damaged entry rebuilt.
+
+Expected numbers come from torch (``numel()`` of the model the file builds), never from symcost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+
+import pytest
+
+from symcost.cli import main
+
+NET = "from helper import WIDTH\nfrom torch import nn\ndef build():\n    return nn.Conv2d(3, WIDTH, 3)\n"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def traces(monkeypatch):
+    """How many times a derivation was traced (not answered from the cache)."""
+    import symcost.derive
+
+    calls = []
+    real = symcost.derive.trace_target
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(symcost.derive, "trace_target", counted)
+    return calls
+
+
+def _fresh_imports():
+    """What a new process sees: the helper modules imported by the last call are imported again."""
+    for name in ("helper", "deep"):
+        sys.modules.pop(name, None)
+
+
+def _params(capsys, target: str, *extra) -> int:
+    _fresh_imports()
+    assert main(["model", target, "--input", "1x3x8x8", "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)["total"]["params"]
+
+
+def _torch_params(folder) -> int:
+    """The parameters of the model ``folder/net.py`` builds, counted by torch."""
+    import importlib.util
+
+    _fresh_imports()
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("net_under_test", folder / "net.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return sum(p.numel() for p in module.build().parameters())
+    finally:
+        sys.path.remove(str(folder))
+        _fresh_imports()
+
+
+def _write_net(folder, width: int):
+    folder.mkdir(exist_ok=True)
+    (folder / "net.py").write_text(NET)
+    (folder / "helper.py").write_text(f"WIDTH = {width}\n")
+    return f"{folder / 'net.py'}:build"
+
+
+def test_a_changed_helper_module_changes_the_number(tmp_path, cache, capsys, traces):
+    target = _write_net(tmp_path, 8)
+    first = _params(capsys, target)
+    assert first == _torch_params(tmp_path) == 3 * 8 * 9 + 8   # 8 filters of 3x3x3, 8 biases
+    assert _params(capsys, target) == first and len(traces) == 1  # unchanged: answered from the cache
+    (tmp_path / "helper.py").write_text("WIDTH = 64\n")
+    assert _params(capsys, target) == _torch_params(tmp_path) == 3 * 64 * 9 + 64 and len(traces) == 2
+
+
+def test_a_module_the_helper_imports_is_covered_too(tmp_path, cache, capsys, traces):
+    target = _write_net(tmp_path, 8)
+    (tmp_path / "helper.py").write_text("from deep import WIDTH\n")
+    (tmp_path / "deep.py").write_text("WIDTH = 5\n")
+    assert _params(capsys, target) == _torch_params(tmp_path) == 3 * 5 * 9 + 5
+    (tmp_path / "deep.py").write_text("WIDTH = 7\n")
+    assert _params(capsys, target) == _torch_params(tmp_path) == 3 * 7 * 9 + 7
+
+
+def test_two_folders_with_the_same_file_and_different_helpers_share_no_entry(tmp_path, cache, capsys, traces):
+    a, b = _write_net(tmp_path / "a", 8), _write_net(tmp_path / "b", 16)
+    assert _params(capsys, a) == _torch_params(tmp_path / "a")
+    assert _params(capsys, b) == _torch_params(tmp_path / "b") == 3 * 16 * 9 + 16
+    assert _params(capsys, a) == _torch_params(tmp_path / "a") == 3 * 8 * 9 + 8
+    assert len(traces) == 2  # a's entry answered the third call
+
+
+def test_a_deleted_helper_makes_the_entry_stale(tmp_path, cache, capsys, traces):
+    target = _write_net(tmp_path, 8)
+    _params(capsys, target)
+    (tmp_path / "helper.py").unlink()
+    _fresh_imports()
+    assert main(["model", target, "--input", "1x3x8x8"]) == 2  # rebuilt: the import fails, one line
+    assert "importing" in capsys.readouterr().err
+
+
+def test_no_cache_help_says_what_cannot_be_known(capsys):
+    with pytest.raises(SystemExit):
+        main(["model", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "environment variables" in help_text and "cannot be known" in help_text
+
+
+# ---- an entry is data: nothing in it runs --------------------------------------------------------------------------
+
+class _Planted:
+    """Unpickling this writes a marker file: proof that a pickle ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _key(target: str) -> str:
+    from symcost.derive import _key
+
+    return _key(target, "1x3x8x8", False, None)
+
+
+def test_a_planted_pickle_never_runs(tmp_path, cache, capsys, traces):
+    target = _write_net(tmp_path, 8)
+    marker = tmp_path / "ran"
+    cache.mkdir(mode=0o700)
+    payload = pickle.dumps(_Planted(marker))
+    key = _key(target)
+    for name in (f"{key}.pickle", f"{key}.json", f"{key}.pkl"):   # where an old or a new symcost could look
+        (cache / name).write_bytes(payload)
+    nested = {"format": 2, "key": key, "sources": {}, "fields": {"full": payload.hex(), "summary": payload.hex()}}
+    (cache / f"{key}.json").write_text(json.dumps(nested))
+    assert _params(capsys, target) == _torch_params(tmp_path)
+    assert _params(capsys, target) == _torch_params(tmp_path)
+    assert not marker.exists()
+    assert not list(cache.glob("*.pickle")) or (cache / f"{key}.pickle").read_bytes() == payload  # never read
+
+
+def test_a_folder_others_can_write_is_not_used(tmp_path, cache, capsys, traces):
+    target = _write_net(tmp_path, 8)
+    _params(capsys, target)                      # a private entry
+    os.chmod(cache, 0o777)
+    _fresh_imports()
+    assert main(["model", target, "--input", "1x3x8x8", "--json"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(traces) == 2                      # not read: derived afresh
+    assert len(err) == 1 and "writable by group or others" in err[0] and "not used" in err[0]
+
+
+def test_the_folder_is_created_private_and_entries_are_the_users_alone(tmp_path, cache, capsys, traces):
+    target = _write_net(tmp_path, 8)
+    _params(capsys, target)
+    assert cache.stat().st_mode & 0o777 == 0o700
+    entries = list(cache.glob("*.json"))
+    assert entries and all(e.stat().st_mode & 0o077 == 0 for e in entries)
+    for e in entries:
+        os.chmod(e, 0o666)                      # an entry others could have written: ignored
+    _params(capsys, target)
+    assert len(traces) == 2
+
+
+# ---- a damaged entry of any kind is rebuilt --------------------------------------------------------------------------
+
+def _truncate(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+def _field(name, value):
+    def damage(text: str) -> str:
+        entry = json.loads(text)
+        entry["fields"][name] = value
+        return json.dumps(entry)
+    return damage
+
+
+def _rows_are(value):
+    def damage(text: str) -> str:
+        entry = json.loads(text)
+        entry["fields"]["full"]["fields"]["rows"] = value
+        return json.dumps(entry)
+    return damage
+
+
+def _evaluating_node(text: str) -> str:
+    """An expression node naming a function that would evaluate a string, were nodes looked up by name."""
+    entry = json.loads(text)
+    entry["fields"]["full"]["fields"]["input_shape"] = {"tuple": [{"sympy": ["sympify", "__import__('os')"]}]}
+    return json.dumps(entry)
+
+
+DAMAGE = {
+    "truncated": _truncate,
+    "junk bytes": lambda text: "\x80\x09\x00junk",
+    "empty": lambda text: "",
+    "a JSON list": lambda text: "[1, 2, 3]",
+    "no fields": lambda text: json.dumps({"format": 2}),
+    "full is 42": _field("full", 42),
+    "full is a string": _field("full", "junk"),
+    "summary is a string": _field("summary", "junk"),
+    "summary is a list": _field("summary", [1, 2]),
+    "rows is a number": _rows_are(5),
+    "rows hold a string": _rows_are(["row"]),
+    "an unknown expression node": _evaluating_node,
+    "an unknown object": _field("full", {"object": "Popen", "fields": {}}),
+    "NaN": lambda text: text.replace('"format":2', '"format":NaN'),
+    "deep nesting": lambda text: "[" * 100000 + "]" * 100000,
+}
+
+
+def _swept_params(capsys, target: str) -> int:
+    """The cached sweep's path (the plain summary of a symbolic derivation)."""
+    _fresh_imports()
+    assert main(["model", target, "--input", "1x3xHxH", "--at", "H=8", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["evaluations"][0]["params"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_entry_is_rebuilt(tmp_path, cache, capsys, traces, kind):
+    target = _write_net(tmp_path, 8)
+    expected = _torch_params(tmp_path)
+    assert _params(capsys, target) == expected and _swept_params(capsys, target) == expected
+    for entry in cache.glob("*.json"):
+        entry.write_text(DAMAGE[kind](entry.read_text()))
+    assert _params(capsys, target) == expected and _swept_params(capsys, target) == expected  # exit 0, right
+    rebuilt = len(traces)
+    assert rebuilt >= 3          # each damage is in a part one of the two calls reads (the sweep reads the summary)
+    assert _params(capsys, target) == expected and _swept_params(capsys, target) == expected
+    assert len(traces) == rebuilt                                  # the rebuilt entries are used again
