@@ -51,8 +51,12 @@ class MFU:
 
 
 def mfu(flops_per_step: int, tokens: int, step_time_s: float, peak_flops: float) -> MFU:
-    if not step_time_s > 0:
-        raise UsageError(f"--step-time must be a positive number of seconds, got {step_time_s}")
+    import math
+
+    if not (step_time_s > 0 and math.isfinite(step_time_s)):
+        raise UsageError(f"--step-time must be a positive, finite number of seconds, got {step_time_s}")
+    if not (peak_flops > 0 and math.isfinite(peak_flops)):
+        raise UsageError(f"the device's peak must be a positive, finite FLOP/s, got {peak_flops}")
     return MFU(int(flops_per_step), int(tokens), float(step_time_s), float(peak_flops))
 
 
@@ -102,6 +106,7 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")
     peak *= num_devices
+    mfu(0, 1, step_time_s, peak)   # a bad step time, too
     mc = derive(target, input_spec, use_cache=use_cache, progress=progress, backward=backward)
     if convention not in CONVENTIONS:
         raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")

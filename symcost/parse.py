@@ -100,6 +100,7 @@ def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool, options: t
 
     args = {a.name: a for a in layer_cls.args}
     out: dict = {}
+    given: dict[str, str] = {}
     for tok in tokens:
         if tok.startswith("-"):  # an option neither the command nor the layer knows (flags became NAME=VALUE)
             spellings = [f"--{a.name.replace('_', '-')}" for a in layer_cls.args]
@@ -112,6 +113,9 @@ def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool, options: t
         key = key.strip().replace("-", "_")
         if key not in args:
             raise UsageError(unknown_argument(layer_cls.name, key, list(args)))
+        if key in given:  # a contradiction (in_channels=3 in_channels=4, --bias --no-bias) is not settled silently
+            raise UsageError(f"{layer_cls.name}: {key} is given twice ({given[key]}, {tok}); give it once")
+        given[key] = tok
         try:
             out[key] = args[key].parse(value, allow_symbols)
         except LayerError as e:

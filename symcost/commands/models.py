@@ -17,8 +17,9 @@ from ..render import count, pairs, table
 
 def run_model(args) -> int:
     from ..model_report import model_report
-    from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
+    from ..sweep import check_assignments, check_divisible, parse_assignments, parse_trace_sizes
 
+    check_assignments(args.at)  # every path (--config, --past, --backward): bounded before anything is derived
     if (args.config or args.config_values) and args.trace_sizes:
         raise UsageError("--config derives at symcost's own trace sizes: it does not combine with --trace-sizes")
     if args.config_values and (args.past or args.generate):

@@ -21,6 +21,8 @@ def _assignments(specs: list[str], names: list[str], option: str, parse) -> dict
             raise UsageError(f"{option} {spec!r}: expected NAME=VALUE")
         if name not in names:
             raise UsageError(f"{option} {spec!r}: the input has no symbol {name!r} (its symbols: {', '.join(names)})")
+        if name in out:
+            raise UsageError(f"{option} {spec!r}: {name} is given twice; give it once")
         out[name] = parse(value.strip(), spec)
     return out
 
@@ -55,6 +57,10 @@ def run_report(args) -> int:
     convention_arg(args.convention)
     initial = _assignments(args.at, names, "--at", _int)
     ranges = _assignments(args.range, names, "--range", _range)
+    for n, value in initial.items():
+        if n in ranges and not ranges[n][0] <= value <= ranges[n][1]:
+            raise UsageError(f"--at {n}={value} is outside --range {n}={ranges[n][0]}:{ranges[n][1]}: its slider "
+                             "could not show it")
     for n in names:
         lo, hi = ranges.get(n, (1, max(DEFAULT_MAX, initial.get(n, DEFAULT_VALUE))))
         initial.setdefault(n, min(max(DEFAULT_VALUE, lo), hi))

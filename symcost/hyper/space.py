@@ -179,6 +179,8 @@ def parse_config(text: str | dict) -> dict[str, str | int]:
         key, value = key.strip(), str(value).strip()
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise UsageError(f"--config: {key!r} is not a field name")
+        if key in out:
+            raise UsageError(f"--config: {key} is given twice ({key}={out[key]}, {key}={value}); give it once")
         if re.fullmatch(r"-?[0-9]+", value):
             if int(value) < 1:
                 raise UsageError(f"--config {key}={value}: values must be positive integers")
