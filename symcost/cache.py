@@ -81,9 +81,15 @@ def _library_folders() -> list[Path]:
 
 
 def _file_hash(path: str) -> str | None:
+    """sha256 of a regular file's bytes; None for anything else (gone, a device, a folder)."""
+    import stat
+
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # not opened at all: a FIFO would block
+            return None
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except (OSError, ValueError):
         return None
 
 

@@ -100,6 +100,26 @@ def test_two_folders_with_the_same_file_and_different_helpers_share_no_entry(tmp
     assert len(traces) == 2  # a's entry answered the third call
 
 
+FACTORY = "from helper import K\nfrom torch import nn\ndef build(width=4):\n    return nn.Conv2d(3, width, K)\n"
+
+
+def test_a_changed_helper_module_changes_a_config_formula(tmp_path, cache, capsys):
+    (tmp_path / "net.py").write_text(FACTORY)
+    target = f"{tmp_path / 'net.py'}:build"
+
+    def params_at_width_5() -> int:
+        _fresh_imports()
+        argv = ["model", target, "--input", "1x3x16x16", "--config", "width=w", "--at", "w=5", "--json"]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)["evaluations"][0]["params"]
+
+    import torch
+
+    for k in (3, 5):   # the kernel size comes from the helper: Conv2d(3, 5, k) holds 5*3*k*k weights and 5 biases
+        (tmp_path / "helper.py").write_text(f"K = {k}\n")
+        assert params_at_width_5() == sum(p.numel() for p in torch.nn.Conv2d(3, 5, k).parameters()) == 15 * k * k + 5
+
+
 def test_a_deleted_helper_makes_the_entry_stale(tmp_path, cache, capsys, traces):
     target = _write_net(tmp_path, 8)
     _params(capsys, target)

@@ -30,6 +30,8 @@ def _refused(capsys, argv, *words) -> str:
      ["--input 1x4", "--input 1x5"]),
     (["formula", "conv2d", "--convention", "torch", "--convention", "flops"], ["--convention"]),
     (["formula", "conv2d", "--latex", "--json"], ["--json", "--latex"]),
+    (["formula", "conv2d", "--latex", "--backward"], ["--backward", "--latex"]),
+    (["table", "torchvision:resnet18", "--input", "1x3xRxR", "--at", "R=224", "--csv", "--json"], ["--csv", "--json"]),
     (["model", "hf:gpt2", "--input", "1xL", "--config", "n_embd=d,n_embd=e"], ["n_embd", "twice"]),
     (["model", "torchvision:resnet18", "--input", "1x3xRxR", "--at", "R=224", "--at", "R=256"], ["R", "twice"]),
     (["model", "torchvision:resnet18", "--input", "1x3xHxW", "--trace-sizes", "H=241:209,H=225:193,W=225:193"],

@@ -148,6 +148,8 @@ def run_formula(args) -> int:
 
     if args.json and args.latex:
         raise UsageError("choose one output format: --json and --latex were given")
+    if args.latex and getattr(args, "backward", False):
+        raise UsageError("--backward has no --latex form: its text or --json")
     layer, shapes = _build(args, symbolic=True)
     conv = convention_arg(args.convention)
     _cost(layer, shapes)  # validate before formatting
