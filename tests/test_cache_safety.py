@@ -120,6 +120,25 @@ def test_a_changed_helper_module_changes_a_config_formula(tmp_path, cache, capsy
         assert params_at_width_5() == sum(p.numel() for p in torch.nn.Conv2d(3, 5, k).parameters()) == 15 * k * k + 5
 
 
+def test_a_cached_call_checks_the_helpers_without_importing_torch(tmp_path, cache):
+    import subprocess
+    from pathlib import Path
+
+    target = _write_net(tmp_path, 8)
+    code = ("import json, sys; from symcost.cli import main; "
+            f"main(['model', {target!r}, '--input', '1x3x8x8', '--json']); "
+            "print('torch' in sys.modules, file=sys.stderr)")
+    env = {**os.environ, "SYMCOST_CACHE_DIR": str(cache), "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def run():
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["total"]["params"], r.stderr.split()[-1] == "True"
+
+    assert run() == (3 * 8 * 9 + 8, True)     # derived: torch imported
+    assert run() == (3 * 8 * 9 + 8, False)    # cached: the helper's hash checked, torch never imported
+
+
 def test_a_deleted_helper_makes_the_entry_stale(tmp_path, cache, capsys, traces):
     target = _write_net(tmp_path, 8)
     _params(capsys, target)
