@@ -173,3 +173,19 @@ def shape_key(text: str) -> str:
         return ",".join(f"{name.strip()}={shape_key(shape)}" for name, _, shape in
                         (part.partition("=") for part in text.split(",")))
     return "x".join(part.strip() for part in text.replace("×", "x").split("x"))
+
+
+def json_once(text: str):
+    """``json.loads``, refusing an object that gives one key twice (JSON would keep the last silently):
+    ``ValueError`` naming the key."""
+    import json
+
+    def pairs(items):
+        out = {}
+        for k, v in items:
+            if k in out:
+                raise ValueError(f"key {k!r} is given twice")
+            out[k] = v
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)

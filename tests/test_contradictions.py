@@ -236,3 +236,27 @@ def test_trace_of_a_model_on_meta_keeps_its_training_flags(train):
     before = [m.training for m in model.modules()]
     symcost.trace(model, (2, 3, 8, 8), train=train)
     assert [m.training for m in model.modules()] == before == [True, True, True, False]
+
+
+# ---- a JSON file that gives one key twice (JSON keeps the last silently) ---------------------------------------
+
+def test_a_device_file_giving_a_key_twice_is_refused(capsys, tmp_path):
+    path = tmp_path / "device.json"
+    path.write_text('{"name": "a", "peak_flops": 1e12, "bandwidth": 1e11, "asynchronous": true, "asynchronous": false}')
+    _refused(capsys, ["latency", "torchvision:resnet18", "--input", "1x3x8x8", "--device", str(path)],
+             "asynchronous", "twice")
+
+
+@pytest.mark.parametrize("text, twice", [
+    ('{"small": {"n_embd": 64}, "small": {"n_embd": 128}}', "small"),
+    ('{"small": {"n_embd": 64, "n_embd": 128}}', "n_embd"),
+    ('[{"name": "small", "n_embd": 64}, {"name": "small", "n_embd": 128}]', "small"),
+])
+def test_config_values_giving_a_row_or_field_twice_are_refused(tmp_path, text, twice):
+    from symcost.errors import UsageError
+    from symcost.hyper.report import read_config_values
+
+    path = tmp_path / "rows.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=f"{twice}.*twice"):
+        read_config_values(str(path))

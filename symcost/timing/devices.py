@@ -259,10 +259,14 @@ class Device:
             text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise ValueError(f"cannot read device file {str(p)!r}: {e.strerror or e}") from None
+        from ..parse import json_once
+
         try:
-            data = json.loads(text)
+            data = json_once(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"device file {str(p)!r} is not JSON: {e.msg} (line {e.lineno})") from None
+        except ValueError as e:  # a key given twice: which one holds is not for symcost to guess
+            raise ValueError(f"device file {str(p)!r}: {e}") from None
         return cls.from_dict(data)
 
 
