@@ -257,6 +257,8 @@ DAMAGE = {
     "an unknown object": _field("full", {"object": "Popen", "fields": {}}),
     "NaN": lambda text: text.replace('"format":2', '"format":NaN'),
     "deep nesting": lambda text: "[" * 100000 + "]" * 100000,
+    "a source that never ends": lambda text: text.replace('"sources":{', '"sources":{"/dev/zero":"0",', 1),
+    "sources of the wrong type": lambda text: text.replace('"sources":{', '"sources":{"x":5,', 1),
 }
 
 
