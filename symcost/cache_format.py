@@ -1,7 +1,7 @@
 """The cache's file format: JSON holding plain data, sympy expressions and symcost's result types, nothing else.
 
 A cache entry is data, never code: reading one builds only the types named here (``_OBJECTS``, ``_ENUMS``) and
-sympy expressions made of the node types in ``_SYMPY`` from integers and symbol names (no string is parsed or
+sympy expressions made of the node types of ``_sympy_nodes`` from integers and symbol names (no string is parsed or
 evaluated, no class is looked up by a name the file gives).  ``dumps`` raises ``Unencodable`` for any other value
 (the caller then stores nothing: only slower); ``loads`` raises ``Damaged`` for anything it does not recognise
 (the caller rebuilds the entry).
