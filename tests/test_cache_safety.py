@@ -173,20 +173,32 @@ def _key(target: str) -> str:
     return _key(target, "1x3x8x8", False, None)
 
 
-def test_a_planted_pickle_never_runs(tmp_path, cache, capsys, traces):
+def _plant_old_entry(cache, key, payload):
+    (cache / f"{key}.pickle").write_bytes(payload)       # where an earlier symcost kept its entries
+
+
+def _plant_raw(cache, key, payload):
+    (cache / f"{key}.json").write_bytes(payload)
+
+
+def _plant_nested(cache, key, payload):
+    # an outer entry holding the pickle as a field's text, as the old format held a second pickle
+    fields = {name: {"pickle": payload.decode("latin-1")} for name in ("full", "summary")}
+    (cache / f"{key}.json").write_text(json.dumps({"format": 2, "key": key, "sources": {}, "fields": fields}))
+
+
+@pytest.mark.parametrize("plant", [_plant_old_entry, _plant_raw, _plant_nested])
+def test_a_planted_pickle_never_runs(tmp_path, cache, capsys, traces, plant):
     target = _write_net(tmp_path, 8)
     marker = tmp_path / "ran"
     cache.mkdir(mode=0o700)
     payload = pickle.dumps(_Planted(marker))
-    key = _key(target)
-    for name in (f"{key}.pickle", f"{key}.json", f"{key}.pkl"):   # where an old or a new symcost could look
-        (cache / name).write_bytes(payload)
-    nested = {"format": 2, "key": key, "sources": {}, "fields": {"full": payload.hex(), "summary": payload.hex()}}
-    (cache / f"{key}.json").write_text(json.dumps(nested))
+    with pytest.raises(FileNotFoundError):     # the payload does run when unpickled (the marker's folder is gone)
+        pickle.loads(pickle.dumps(_Planted(tmp_path / "no such folder" / "ran")))
+    plant(cache, _key(target), payload)
     assert _params(capsys, target) == _torch_params(tmp_path)
-    assert _params(capsys, target) == _torch_params(tmp_path)
+    assert _params(capsys, target) == _torch_params(tmp_path) and len(traces) == 1   # rebuilt once, then read
     assert not marker.exists()
-    assert not list(cache.glob("*.pickle")) or (cache / f"{key}.pickle").read_bytes() == payload  # never read
 
 
 def test_a_folder_others_can_write_is_not_used(tmp_path, cache, capsys, traces):
