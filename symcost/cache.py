@@ -6,8 +6,9 @@ What an entry depends on.  The key covers the target, its input and the derivati
 symcost, torch, torchvision, timm and transformers, a hash of symcost's own source, and for a ``file.py:callable``
 target the file's resolved path and contents.  The entry also lists every source file of the user's code that was
 imported while the target was built and traced (its helpers, a package it imports; anything outside the standard
-library, site-packages and symcost) with a hash of each: a read checks them, and an entry whose files changed is
-stale (ignored and rebuilt).  What a factory reads otherwise (environment variables, data files, the clock) cannot
+library, site-packages and symcost) with a hash of each, and the version of each installed distribution a module
+was imported from: a read checks them (no torch needed), and an entry whose files or packages changed is stale
+(ignored and rebuilt).  What a factory reads otherwise (environment variables, data files, the clock) cannot
 be known: ``--no-cache`` derives afresh.  One derivation serves every convention (conventions are applied
 afterwards).  While a user's op handler is registered nothing is read or written.
 
@@ -70,14 +71,17 @@ def _user_ops() -> bool:
 
 # ---- the user's source files a derivation read -------------------------------------------------------------------
 
-def _library_folders() -> list[Path]:
+def _folders() -> tuple[list[Path], list[Path]]:
+    """(site-packages folders, the standard library's folders and symcost's own)."""
     import site
     import sysconfig
 
-    folders = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")}
-    folders.update(getattr(site, "getsitepackages", lambda: [])())
-    folders.add(getattr(site, "getusersitepackages", lambda: "")() or "")
-    return [Path(f).resolve() for f in folders if f] + [Path(__file__).parent.resolve()]
+    paths = sysconfig.get_paths()
+    sites = {paths["purelib"], paths["platlib"], *getattr(site, "getsitepackages", lambda: [])(),
+             getattr(site, "getusersitepackages", lambda: "")() or ""}
+    others = {paths["stdlib"], paths["platstdlib"], paths["scripts"]}
+    resolved = lambda folders: [Path(f).resolve() for f in folders if f]  # noqa: E731
+    return resolved(sites), resolved(others) + [Path(__file__).parent.resolve()]
 
 
 def _file_hash(path: str) -> str | None:
@@ -93,22 +97,42 @@ def _file_hash(path: str) -> str | None:
         return None
 
 
+_PACKAGE = "package:"
+
+
+def _fingerprint(source: str) -> str | None:
+    """What ``user_sources`` recorded for ``source``, as it is now: a file's hash or an installed package's
+    version."""
+    if source.startswith(_PACKAGE):
+        return _version(source[len(_PACKAGE):])
+    return _file_hash(source)
+
+
 def user_sources() -> dict[str, str]:
-    """Resolved path -> sha256 of every imported module file outside the standard library, site-packages and
-    symcost: the user's code (a target file, the helpers it imports).  Taken after a file target is built and
-    traced, it lists what the derivation could have read."""
-    libraries = _library_folders()
-    out = {}
+    """What a file target's derivation could have read, taken after it is built and traced: resolved path ->
+    sha256 of every imported module file outside the standard library, site-packages and symcost (the target file,
+    the helpers it imports: the user's code), and ``package:NAME`` -> version of every installed distribution
+    (site-packages) a module was imported from (a library the model uses, upgraded, changes the entry's key)."""
+    sites, others = _folders()
+    out, tops = {}, set()
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
         if not isinstance(file, str):
             continue
         path = Path(file).resolve()
-        if any(path.is_relative_to(lib) for lib in libraries):
+        site = next((s for s in sites if path.is_relative_to(s)), None)
+        if site is not None:  # checked first: site-packages may lie inside the standard library's folder
+            tops.add(path.relative_to(site).parts[0].removesuffix(".py"))
+            continue
+        if any(path.is_relative_to(folder) for folder in others):
             continue
         digest = _file_hash(str(path))
         if digest is not None:
             out[str(path)] = digest
+    if tops:
+        owners = metadata.packages_distributions()
+        for dist in sorted({d for top in tops for d in owners.get(top, ())}):
+            out[f"{_PACKAGE}{dist}"] = _version(dist)
     return dict(sorted(out.items()))
 
 
@@ -167,8 +191,8 @@ def load(key: str, field: str):
         if not (isinstance(entry, dict) and entry.get("format") == _FORMAT and entry.get("key") == key
                 and isinstance(entry.get("sources"), dict) and isinstance(entry.get("fields"), dict)):
             return None
-        if any(not isinstance(p, str) or _file_hash(p) != h for p, h in entry["sources"].items()):
-            return None  # stale: a file the derivation read has changed (or is gone)
+        if any(not isinstance(p, str) or _fingerprint(p) != h for p, h in entry["sources"].items()):
+            return None  # stale: a file the derivation read has changed (or is gone), a package another version
         if field not in entry["fields"]:
             return None
         return decode(entry["fields"][field])

@@ -139,6 +139,19 @@ def test_a_cached_call_checks_the_helpers_without_importing_torch(tmp_path, cach
     assert run() == (3 * 8 * 9 + 8, False)    # cached: the helper's hash checked, torch never imported
 
 
+def test_another_version_of_an_imported_library_makes_the_entry_stale(tmp_path, cache, capsys, traces, monkeypatch):
+    import symcost.cache
+
+    target = _write_net(tmp_path, 8)
+    _params(capsys, target)
+    entry = json.loads(next(cache.glob("*.json")).read_text())
+    assert "package:numpy" in entry["sources"]           # imported by torch while the target was built
+    assert _params(capsys, target) and len(traces) == 1
+    real = symcost.cache._version
+    monkeypatch.setattr(symcost.cache, "_version", lambda dist: "0.0.other" if dist == "numpy" else real(dist))
+    assert _params(capsys, target) == _torch_params(tmp_path) and len(traces) == 2
+
+
 def test_a_deleted_helper_makes_the_entry_stale(tmp_path, cache, capsys, traces):
     target = _write_net(tmp_path, 8)
     _params(capsys, target)
