@@ -122,7 +122,7 @@ def user_sources() -> dict[str, str]:
         path = Path(file).resolve()
         site = next((s for s in sites if path.is_relative_to(s)), None)
         if site is not None:  # checked first: site-packages may lie inside the standard library's folder
-            tops.add(path.relative_to(site).parts[0].removesuffix(".py"))
+            tops.add(path.relative_to(site).parts[0].split(".")[0])  # numpy/…, six.py, _cffi_backend.cpython-….so
             continue
         if any(path.is_relative_to(folder) for folder in others):
             continue
