@@ -3,7 +3,7 @@
 Location: ``$SYMCOST_CACHE_DIR`` or the user cache dir (platformdirs).
 
 What an entry depends on.  The key covers the target, its input and the derivation's options, the versions of
-symcost, torch, torchvision, timm and transformers, a hash of symcost's own source, and for a ``file.py:callable``
+symcost, torch, torchvision, timm, transformers and sympy, a hash of symcost's own source, and for a ``file.py:callable``
 target the file's resolved path and contents.  The entry also lists every source file of the user's code that was
 imported while the target was built and traced (its helpers, a package it imports; anything outside the standard
 library, site-packages and symcost) with a hash of each, and the version of each installed distribution a module
@@ -58,7 +58,7 @@ def cache_key(target: str, input_spec: str, train: bool, source_hash: str) -> st
 
     parts = {"target": target, "input": input_spec, "train": train, "symcost": __version__, "code": code_hash(),
              "source": source_hash, "format": _FORMAT,
-             **{dist: _version(dist) for dist in ("torch", "torchvision", "timm", "transformers")}}
+             **{dist: _version(dist) for dist in ("torch", "torchvision", "timm", "transformers", "sympy")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
