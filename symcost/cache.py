@@ -15,7 +15,8 @@ afterwards).  While a user's op handler is registered nothing is read or written
 Safety.  Entries are JSON (``symcost.cache_format``): reading one builds plain data, sympy expressions and
 symcost's result types, and never runs code.  The folder is made private (0700); a folder or an entry that is not
 the user's own, or that others may write, is not used (a one-line warning for a folder), so nobody else can plant
-numbers.  A damaged entry of any kind (truncated, junk, wrong types or structure) is ignored and rebuilt.
+numbers.  Each field is JSON text of its own with its sha256, checked before it is decoded.  A damaged entry of
+any kind (truncated, junk, a field changed after it was written, wrong types or structure) is ignored and rebuilt.
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def _folder(create: bool) -> Path | None:
 def load(key: str, field: str):
     """Field ``field`` of the entry ``key``, or None: no entry, an unsafe or damaged one, one whose user source files
     changed since it was written."""
-    from .cache_format import Damaged, decode
+    from .cache_format import Damaged, loads
 
     if _user_ops():
         return None
@@ -189,16 +190,24 @@ def load(key: str, field: str):
                 return None
             entry = json.loads(f.read())
         if not (isinstance(entry, dict) and entry.get("format") == _FORMAT and entry.get("key") == key
-                and isinstance(entry.get("sources"), dict) and isinstance(entry.get("fields"), dict)):
+                and isinstance(entry.get("sources"), dict) and isinstance(entry.get("fields"), dict)
+                and isinstance(entry.get("digests"), dict)):
             return None
         if any(not isinstance(p, str) or _fingerprint(p) != h for p, h in entry["sources"].items()):
             return None  # stale: a file the derivation read has changed (or is gone), a package another version
-        if field not in entry["fields"]:
+        text = entry["fields"].get(field)
+        if text is None:
             return None
-        return decode(entry["fields"][field])
+        if not isinstance(text, str) or entry["digests"].get(field) != _digest(text):
+            raise Damaged(f"field {field!r} is not what was written")  # changed after writing: rebuilt
+        return loads(text)
     except (OSError, ValueError, RecursionError, Damaged):
         discard(key)
         return None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def discard(key: str) -> None:
@@ -215,13 +224,14 @@ def store(key: str, fields: dict, sources: dict | None = None) -> None:
     """Write the entry ``key``: ``fields`` (name -> value in ``cache_format``) and ``sources`` (``user_sources()``
     of a file target: checked on every read).  A value the format cannot hold, or a folder that cannot be written,
     leaves no entry: only slower."""
-    from .cache_format import Unencodable, encode
+    from .cache_format import Unencodable, dumps
 
     if _user_ops():
         return
-    try:
-        entry = {"format": _FORMAT, "key": key, "sources": sources or {},
-                 "fields": {name: encode(value) for name, value in fields.items()}}
+    try:  # each field is JSON text of its own, with its digest: read alone, and checked before it is decoded
+        texts = {name: dumps(value) for name, value in fields.items()}
+        entry = {"format": _FORMAT, "key": key, "sources": sources or {}, "fields": texts,
+                 "digests": {name: _digest(t) for name, t in texts.items()}}
         text = json.dumps(entry, separators=(",", ":"), allow_nan=False)
     except (Unencodable, ValueError, RecursionError):
         return

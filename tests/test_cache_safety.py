@@ -243,27 +243,37 @@ def _truncate(text: str) -> str:
     return text[: len(text) // 2]
 
 
-def _field(name, value):
+def _rewritten(name, change, digest: bool = True):
+    """Field ``name`` of an entry changed by ``change`` (its decoded JSON -> new JSON); with ``digest`` the entry's
+    digest is made to match (an entry crafted to pass that check, so that the field's own checks must refuse it)."""
+    import hashlib
+
     def damage(text: str) -> str:
         entry = json.loads(text)
-        entry["fields"][name] = value
+        if name in entry["fields"]:
+            field = json.dumps(change(json.loads(entry["fields"][name])))
+            entry["fields"][name] = field
+            if digest:
+                entry["digests"][name] = hashlib.sha256(field.encode()).hexdigest()
         return json.dumps(entry)
     return damage
 
 
-def _rows_are(value):
-    def damage(text: str) -> str:
-        entry = json.loads(text)
-        entry["fields"]["full"]["fields"]["rows"] = value
-        return json.dumps(entry)
-    return damage
+def _field(name, value, digest: bool = True):
+    return _rewritten(name, lambda old: value, digest)
 
 
-def _evaluating_node(text: str) -> str:
-    """An expression node naming a function that would evaluate a string, were nodes looked up by name."""
-    entry = json.loads(text)
-    entry["fields"]["full"]["fields"]["input_shape"] = {"tuple": [{"sympy": ["sympify", "__import__('os')"]}]}
-    return json.dumps(entry)
+def _full_field(field, value):
+    def change(full):
+        full["fields"][field] = value
+        return full
+    return _rewritten("full", change)
+
+
+def _edited(text: str) -> str:
+    """A number in the derivation changed after it was written, the digest left as it was."""
+    return _rewritten("full", lambda full: json.loads(json.dumps(full).replace('["int", 8]', '["int", 9]')),
+                      digest=False)(text)
 
 
 DAMAGE = {
@@ -274,11 +284,14 @@ DAMAGE = {
     "no fields": lambda text: json.dumps({"format": 2}),
     "full is 42": _field("full", 42),
     "full is a string": _field("full", "junk"),
+    "a field edited after writing": _edited,
+    "a field that is not text": lambda text: json.dumps({**json.loads(text), "fields": {"full": 42, "summary": []}}),
     "summary is a string": _field("summary", "junk"),
     "summary is a list": _field("summary", [1, 2]),
-    "rows is a number": _rows_are(5),
-    "rows hold a string": _rows_are(["row"]),
-    "an unknown expression node": _evaluating_node,
+    "rows is a number": _full_field("rows", 5),
+    "rows hold a string": _full_field("rows", ["row"]),
+    # an expression node naming a function that would evaluate a string, were nodes looked up by name
+    "an unknown expression node": _full_field("input_shape", {"tuple": [{"sympy": ["sympify", "__import__('os')"]}]}),
     "an unknown object": _field("full", {"object": "Popen", "fields": {}}),
     "NaN": lambda text: text.replace('"format":2', '"format":NaN'),
     "deep nesting": lambda text: "[" * 100000 + "]" * 100000,
