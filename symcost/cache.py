@@ -4,9 +4,9 @@ Location: ``$SYMCOST_CACHE_DIR`` or the user cache dir (platformdirs).
 
 What an entry depends on.  The key covers the target, its input and the derivation's options, the versions of
 symcost, torch, torchvision, timm, transformers and sympy, a hash of symcost's own source, and for a
-``file.py:callable`` target the file's resolved path and contents.  The entry also lists every source file of the user's code that was
-imported while the target was built and traced (its helpers, a package it imports; anything outside the standard
-library, site-packages and symcost) with a hash of each, and the version of each installed distribution a module
+``file.py:callable`` target the file's resolved path and contents.  The entry also lists every source file of the
+user's code that was imported while the target was built and traced (its helpers, a package it imports; anything
+outside the standard library, site-packages and symcost) with a hash of each, and the version of each installed distribution a module
 was imported from: a read checks them (no torch needed), and an entry whose files or packages changed is stale
 (ignored and rebuilt).  What a factory reads otherwise (environment variables, data files, the clock) cannot
 be known: ``--no-cache`` derives afresh.  One derivation serves every convention (conventions are applied
