@@ -6,10 +6,10 @@ What an entry depends on.  The key covers the target, its input and the derivati
 symcost, torch, torchvision, timm, transformers and sympy, a hash of symcost's own source, and for a
 ``file.py:callable`` target the file's resolved path and contents.  The entry also lists every source file of the
 user's code that was imported while the target was built and traced (its helpers, a package it imports; anything
-outside the standard library, site-packages and symcost) with a hash of each, and the version of each installed distribution a module
-was imported from: a read checks them (no torch needed), and an entry whose files or packages changed is stale
-(ignored and rebuilt).  What a factory reads otherwise (environment variables, data files, the clock) cannot
-be known: ``--no-cache`` derives afresh.  One derivation serves every convention (conventions are applied
+outside the standard library, site-packages and symcost) with a hash of each, and the version of each installed
+distribution a module was imported from: a read checks them (no torch needed), and an entry whose files or
+packages changed is stale (ignored and rebuilt).  What a factory reads otherwise (environment variables, data
+files, the clock) cannot be known: ``--no-cache`` derives afresh.  One derivation serves every convention (conventions are applied
 afterwards).  While a user's op handler is registered nothing is read or written.
 
 Safety.  Entries are JSON (``symcost.cache_format``): reading one builds plain data, sympy expressions and
