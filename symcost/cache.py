@@ -9,8 +9,8 @@ user's code that was imported while the target was built and traced (its helpers
 outside the standard library, site-packages and symcost) with a hash of each, and the version of each installed
 distribution a module was imported from: a read checks them (no torch needed), and an entry whose files or
 packages changed is stale (ignored and rebuilt).  What a factory reads otherwise (environment variables, data
-files, the clock) cannot be known: ``--no-cache`` derives afresh.  One derivation serves every convention (conventions are applied
-afterwards).  While a user's op handler is registered nothing is read or written.
+files, the clock) cannot be known: ``--no-cache`` derives afresh.  One derivation serves every convention
+(conventions are applied afterwards).  While a user's op handler is registered nothing is read or written.
 
 Safety.  Entries are JSON (``symcost.cache_format``): reading one builds plain data, sympy expressions and
 symcost's result types, and never runs code.  The folder is made private (0700); a folder or an entry that is not
