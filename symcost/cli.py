@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         for name, (help_text, configure, run) in module.COMMANDS.items():
             p = sub.add_parser(name, help=help_text, description=help_text)
             configure(p)
+            _refuse_contradictions(p)
             p.set_defaults(run=run)
             _one_line_errors(p)
     return parser
@@ -50,6 +51,44 @@ def _one_line_errors(p: argparse.ArgumentParser) -> None:
         p.exit(2, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
 
     p.error = error
+_STORES = (argparse._StoreAction, argparse._StoreConstAction, argparse._StoreTrueAction, argparse._StoreFalseAction)
+
+
+def _refuse_contradictions(parser) -> None:
+    """An option given twice with different values (``--input 1x3 --input 1x4``, two flags that set one value) is a
+    contradiction argparse would settle silently (the last wins): note it for ``main`` to refuse in one line."""
+    for action in parser._actions:
+        if type(action) in _STORES and action.option_strings:
+            action.__class__ = type(f"Once{type(action).__name__}", (_Once, type(action)), {})
+
+
+class _Once:
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_symcost_given", {})
+        super().__call__(parser, namespace, values, option_string)
+        value = getattr(namespace, self.dest)
+        shown = option_string if isinstance(value, bool) else f"{option_string} {value}"
+        if self.dest in given and given[self.dest][1] != value and "_symcost_conflict" not in namespace.__dict__:
+            namespace._symcost_conflict = f"{given[self.dest][0]} and {shown} contradict each other; give one"
+        given.setdefault(self.dest, (shown, value))
+
+
+#: texts that may be empty on purpose (no caption, no title)
+_MAY_BE_EMPTY = {"caption", "label", "title"}
+
+
+def _bad_values(parser, args) -> str | None:
+    """A contradiction noted while parsing, or an option given an empty value (``--input ""`` names nothing)."""
+    if getattr(args, "_symcost_conflict", None):
+        return args._symcost_conflict
+    for action in parser._actions:
+        if not action.option_strings or action.dest not in vars(args) or action.dest in _MAY_BE_EMPTY:
+            continue
+        value = getattr(args, action.dest)
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, str) and not v.strip() and v != action.default:
+                return f"{action.option_strings[-1]} {v!r}: an empty value; give one or leave the option out"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         args.settings = list(args.settings) + extras  # layer settings may sit between options
     if not getattr(args, "run", None):
         parser.print_help()
+        return 2
+    bad = _bad_values(commands[args.command], args)
+    if bad:
+        print(f"symcost {args.command}: error: {bad}", file=sys.stderr)
         return 2
     from .progress import set_quiet
 

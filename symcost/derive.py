@@ -1,6 +1,6 @@
 """Whole-model derivations as a library: the cache, one derivation per target and input, and its inputs.
 
-``derive`` answers from symcost's on-disk cache when it can (unpickling needs neither torch nor the model) and
+``derive`` answers from symcost's on-disk cache when it can (reading an entry needs neither torch nor the model) and
 otherwise builds the target on the meta device and traces it (``symcost.tracing.trace``).  ``cached_summary`` is
 the plain-data path of a sweep: no torch, no sympy.  The CLI (``symcost.commands``) only parses, calls these and
 renders.
@@ -31,9 +31,13 @@ def cached_summary(target: str, input_spec: str, train: bool = False, input_dtyp
                    trace_sizes: tuple[dict, dict] | None = None):
     """The cached ``Summary`` of a derivation, or None: no torch, no sympy."""
     from . import cache
+    from .summary import Summary
 
-    hit = cache.load(_key(target, input_spec, train, input_dtype, trace_sizes))
-    return hit["summary"] if isinstance(hit, dict) and "summary" in hit else None
+    key = _key(target, input_spec, train, input_dtype, trace_sizes)
+    hit = cache.load(key, "summary")
+    if hit is not None and not isinstance(hit, Summary):
+        cache.discard(key)  # damaged: the derivation that follows writes it afresh
+    return hit if isinstance(hit, Summary) else None
 
 
 def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
@@ -56,25 +60,36 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
             return trace_target(target, parse_input_spec(input_spec), train=train, input_dtype=input_dtype,
                                 trace_sizes=trace_sizes, backward=backward)
 
-    # the full derivation stays pickled inside the entry: a sweep unpickles only the plain summary
-    return _cached(key, "full", compute, use_cache, lambda mc: {"summary": mc.summary()})
+    # a sweep reads only the plain summary beside the full derivation
+    return _cached(key, "full", compute, use_cache, lambda mc: {"summary": mc.summary()}, target)
 
 
-def _cached(key: str, field: str, compute, use_cache: bool, plain=lambda value: {}):
-    """``compute()``, or what an earlier call stored under ``key``: pickled as ``field`` of the cache entry, beside
-    the plain fields ``plain(value)`` (read without unpickling, as ``cached_summary`` reads a summary)."""
-    import pickle
-
+def _cached(key: str, field: str, compute, use_cache: bool, plain=lambda value: {}, target: str = ""):
+    """``compute()``, or what an earlier call stored under ``key`` as ``field`` of the cache entry, beside the
+    fields ``plain(value)`` (read alone, as ``cached_summary`` reads a summary).  A file target's entry lists the
+    user's source files imported by then (``cache.user_sources``): an entry whose files changed is rebuilt."""
     from . import cache
+    from .targets import is_file_target
 
     if use_cache:
-        hit = cache.load(key)
-        if isinstance(hit, dict) and field in hit:
-            return pickle.loads(hit[field])
+        hit = cache.load(key, field)
+        if hit is not None and _expected(field, hit):
+            return hit
+        if hit is not None:
+            cache.discard(key)  # damaged
     value = compute()
     if use_cache:
-        cache.store(key, {**plain(value), field: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)})
+        cache.store(key, {**plain(value), field: value}, cache.user_sources() if is_file_target(target) else None)
     return value
+
+
+def _expected(field: str, value) -> bool:
+    """A cached value of the type its field holds (anything else is a damaged entry: rebuilt)."""
+    from .model import ModelCost
+
+    if field == "full":
+        return isinstance(value, ModelCost)
+    return isinstance(value, dict) and (isinstance(value.get("step"), ModelCost) or "total" in value)
 
 
 def _eager_note(e: Exception) -> str:
@@ -122,7 +137,7 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
         out["notes"] = notes
         return out
 
-    return _cached(key, "decode", compute, use_cache)
+    return _cached(key, "decode", compute, use_cache, target=target)
 
 
 def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dtype: str | None = None,

@@ -47,14 +47,14 @@ def counted_target(target: str, use_cache: bool = True) -> tuple[str, str | None
     model_type, head = hf_head(name)
     if head is None:
         key = cache.cache_key(target, "practitioners-head", False, source_hash(target))
-        head = cache.load(key) if use_cache else None
+        head = cache.load(key, "head") if use_cache else None
         if head not in HF_HEADS:
             try:
                 head = practitioners_head(model_type)
             except Exception:  # noqa: BLE001  (an unknown type: load_target names it below)
                 return target, None
             if use_cache:
-                cache.store(key, head)
+                cache.store(key, {"head": head})
         counted = f"hf:{model_type}:{head}"
         if head == "base":
             return counted, (f"counted {counted}: {model_type} has no LM head in transformers' auto classes, so the "
@@ -88,8 +88,12 @@ class MFU:
 
 
 def mfu(flops_per_step: int, tokens: int, step_time_s: float, peak_flops: float) -> MFU:
-    if not step_time_s > 0:
-        raise UsageError(f"--step-time must be a positive number of seconds, got {step_time_s}")
+    import math
+
+    if not (step_time_s > 0 and math.isfinite(step_time_s)):
+        raise UsageError(f"--step-time must be a positive, finite number of seconds, got {step_time_s}")
+    if not (peak_flops > 0 and math.isfinite(peak_flops)):
+        raise UsageError(f"the device's peak must be a positive, finite FLOP/s, got {peak_flops}")
     return MFU(int(flops_per_step), int(tokens), float(step_time_s), float(peak_flops))
 
 
@@ -142,6 +146,7 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")
     peak *= num_devices
+    mfu(0, 1, step_time_s, peak)   # a bad step time, too
     counted, head_note = counted_target(target, use_cache)
     mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
                 input_dtype=input_dtype)

@@ -100,6 +100,7 @@ def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool, options: t
 
     args = {a.name: a for a in layer_cls.args}
     out: dict = {}
+    given: dict[str, str] = {}
     for tok in tokens:
         if tok.startswith("-"):  # an option neither the command nor the layer knows (flags became NAME=VALUE)
             spellings = [f"--{a.name.replace('_', '-')}" for a in layer_cls.args]
@@ -112,6 +113,9 @@ def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool, options: t
         key = key.strip().replace("-", "_")
         if key not in args:
             raise UsageError(unknown_argument(layer_cls.name, key, list(args)))
+        if key in given:  # a contradiction (in_channels=3 in_channels=4, --bias --no-bias) is not settled silently
+            raise UsageError(f"{layer_cls.name}: {key} is given twice ({given[key]}, {tok}); give it once")
+        given[key] = tok
         try:
             out[key] = args[key].parse(value, allow_symbols)
         except LayerError as e:
@@ -169,3 +173,19 @@ def shape_key(text: str) -> str:
         return ",".join(f"{name.strip()}={shape_key(shape)}" for name, _, shape in
                         (part.partition("=") for part in text.split(",")))
     return "x".join(part.strip() for part in text.replace("×", "x").split("x"))
+
+
+def json_once(text: str):
+    """``json.loads``, refusing an object that gives one key twice (JSON would keep the last silently):
+    ``ValueError`` naming the key."""
+    import json
+
+    def pairs(items):
+        out = {}
+        for k, v in items:
+            if k in out:
+                raise ValueError(f"key {k!r} is given twice")
+            out[k] = v
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)

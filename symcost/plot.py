@@ -50,14 +50,14 @@ def default_input_size(target: str) -> tuple | None:
     from .targets import default_input_size as uncached
 
     key = cache.cache_key(target, "default_input_size", False, "")
-    hit = cache.load(key)
+    hit = cache.load(key, "size")
     if isinstance(hit, tuple) or hit == "none":
         return None if hit == "none" else hit
     try:
         size = uncached(target)
     except Exception:  # noqa: BLE001  (a library missing or a registry it cannot read: no default, no marker)
         size = None
-    cache.store(key, "none" if size is None else tuple(size))
+    cache.store(key, {"size": "none" if size is None else tuple(int(v) for v in size)})
     return size
 
 

@@ -4,8 +4,16 @@ floors vanish."""
 from __future__ import annotations
 
 import itertools
+import math
 
 from .parse import UsageError
+
+#: the most points one sweep evaluates (its values are built in memory: a range is counted before it is built)
+MAX_POINTS = 100_000
+
+
+def _too_many(what: str, n: int) -> UsageError:
+    return UsageError(f"{what}: {n:,} points; at most {MAX_POINTS:,} are evaluated at once (use a coarser step)")
 
 
 def parse_values(text: str) -> list[int]:
@@ -18,14 +26,49 @@ def parse_values(text: str) -> list[int]:
             start, stop, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 1
             if step < 1 or stop < start:
                 raise UsageError(f"range {text!r}: expected start:stop:step with start <= stop and step >= 1")
+            if (stop - start) // step + 1 > MAX_POINTS:
+                raise _too_many(f"range {text!r}", (stop - start) // step + 1)
             values = list(range(start, stop + 1, step))
         else:
             values = [int(p) for p in text.split(",") if p.strip()]
+    except UsageError:
+        raise
     except ValueError:
         raise UsageError(f"values {text!r}: expected integers like 224,225 or a range start:stop:step") from None
     if not values or any(v < 1 for v in values):
         raise UsageError(f"values {text!r}: sizes must be positive integers")
     return values
+
+
+def _groups(specs: list[str], names: list[str] | None) -> list[dict[str, list[int]]]:
+    """``["R=224,225", "H=1,W=2"]`` -> groups of name -> values (a symbol given again starts a new group);
+    ``names``: the symbols allowed (None: any name, for a check made before the symbols are known).  At most
+    ``MAX_POINTS`` points in all, counted before any is built."""
+    import re
+
+    groups: list[dict[str, list[int]]] = [{}]
+    # "H=224,W=193" is two assignments; "R=224,225" one with two values
+    specs = [part for spec in specs for part in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", spec)]
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UsageError(f"--at {spec!r}: expected NAME=VALUES, e.g. R=224,225 or R=64:1024:8")
+        if names is not None and name not in names:
+            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} "
+                             f"(its symbols: {', '.join(names) or 'none'})")
+        if name in groups[-1]:  # a symbol given again: the points of a new group
+            groups.append({})
+        groups[-1][name] = parse_values(values)
+    total = sum(math.prod(len(v) for v in g.values()) for g in groups)
+    if total > MAX_POINTS:
+        raise _too_many("--at " + " ".join(f"{n}=({len(v):,} values)" for g in groups for n, v in g.items()), total)
+    return groups
+
+
+def check_assignments(specs: list[str]) -> None:
+    """``--at`` well formed and within ``MAX_POINTS``, checked before a derivation that names its symbols."""
+    _groups(specs, None)
 
 
 def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
@@ -35,23 +78,8 @@ def parse_assignments(specs: list[str], symbols: list) -> list[dict[str, int]]:
     assignment of a symbol that already has values starts a new group of points, so a repeated ``--at``
     accumulates points instead of replacing earlier ones (``--at P=5,N=8 --at P=17,N=20``: two points, ``--at
     R=224 --at R=225``: two).  Each group must give every symbol; duplicate points are kept once."""
-    import re
-
     names = [str(s) for s in symbols]
-    groups: list[dict[str, list[int]]] = [{}]
-    # "H=224,W=193" is two assignments; "R=224,225" one with two values
-    specs = [part for spec in specs for part in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", spec)]
-    for spec in specs:
-        name, sep, values = spec.partition("=")
-        name = name.strip()
-        if not sep:
-            raise UsageError(f"--at {spec!r}: expected NAME=VALUES, e.g. R=224,225 or R=64:1024:8")
-        if name not in names:
-            raise UsageError(f"--at {spec!r}: the input has no symbol {name!r} "
-                             f"(its symbols: {', '.join(names) or 'none'})")
-        if name in groups[-1]:  # a symbol given again: the points of a new group
-            groups.append({})
-        groups[-1][name] = parse_values(values)
+    groups = _groups(specs, names)
     points: list[dict[str, int]] = []
     for given in groups:
         missing = [n for n in names if n not in given]
@@ -81,6 +109,8 @@ def parse_trace_sizes(text: str, symbols: list) -> tuple[dict[str, int], dict[st
         a, b = (int(v) for v in values)
         if a == b:
             raise UsageError(f"--trace-sizes {part!r}: the two sizes must differ")
+        if name.strip() in first:
+            raise UsageError(f"--trace-sizes {part!r}: {name.strip()} is given twice; give it once")
         first[name.strip()], second[name.strip()] = a, b
     missing = [n for n in names if n not in first]
     if missing:

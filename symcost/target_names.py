@@ -67,12 +67,12 @@ def _cached(dist: str, scan) -> frozenset[str]:
         return frozenset()
     root = _package_dir(dist)
     key = hashlib.sha256(f"target names {dist} {version} {root}".encode()).hexdigest()[:32]
-    hit = cache.load(key)
-    if isinstance(hit, frozenset):
-        return hit
+    hit = cache.load(key, "names")
+    if type(hit) is list and all(type(n) is str for n in hit):
+        return frozenset(hit)
     names = scan(root)
     if names:
-        cache.store(key, names)
+        cache.store(key, {"names": sorted(names)})
     return names
 
 

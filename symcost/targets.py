@@ -130,7 +130,8 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
 
 
 def source_hash(spec: str) -> str:
-    """A hash of a file target's source, for cache keys; for timm and Hugging Face targets the library's version
+    """A file target's resolved path and a hash of its source, for cache keys (the files it imports are checked
+    beside the entry: ``cache.user_sources``); for timm and Hugging Face targets the library's version
     (their models change with it; torchvision's version is in the key already): empty for torchvision."""
     kind, _ = split_target(spec)
     if kind in ("timm", "hf"):
@@ -142,9 +143,15 @@ def source_hash(spec: str) -> str:
         except metadata.PackageNotFoundError:
             return ""
     path = Path(kind)
-    if kind not in ("torchvision", "timm", "hf") and path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+    if kind not in ("torchvision", "timm", "hf") and path.is_file():  # where it is, too: its sibling imports differ
+        return f"{path.resolve()} {hashlib.sha256(path.read_bytes()).hexdigest()}"
     return ""
+
+
+def is_file_target(spec) -> bool:
+    """A ``path/to/file.py:callable`` target (the user's code: its imports are part of a cache entry's key)."""
+    kind = str(spec).strip().rpartition(":")[0]
+    return kind not in ("", "torchvision", "timm", "hf")
 
 
 def default_input_dtype(spec: str) -> str:

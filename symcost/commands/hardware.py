@@ -25,7 +25,7 @@ def run_fold(args) -> int:
     from ..fold import COST_KEYS, fold_target
 
     shape = parse_shape(args.input, allow_symbols=False)
-    device = _device(args.device) if args.device else None
+    device = _device(args.device) if args.device is not None else None
     dtype = _dtype(args.dtype)
     convention_arg(args.convention)
     with status(f"folding {args.target}'s BatchNorms and checking the output") as spinner:
@@ -74,6 +74,9 @@ def configure_fold(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+DEVICE_FILE = "symcost-device.json"
+
 
 def _device(spec: str):
     from ..timing import get_device
@@ -128,13 +131,15 @@ def run_calibrate(args) -> int:
                                dtypes=tuple(args.dtype or ()))
         except ValueError as e:
             raise UsageError(str(e)) from None
-    try:
-        device.save(args.out)
-    except OSError as e:
-        raise UsageError(f"cannot write {args.out!r}: {e.strerror or e}") from None
+    out = args.out if args.out is not None or args.json else DEVICE_FILE   # --json alone: stdout only
+    if out is not None:
+        try:
+            device.save(out)
+        except OSError as e:
+            raise UsageError(f"cannot write {out!r}: {e.strerror or e}") from None
     d = device.details
     if args.json:
-        print(json.dumps({**device.to_dict(), "written_to": args.out}, indent=2))
+        print(json.dumps({**device.to_dict(), **({"written_to": out} if out else {})}, indent=2))
         return 0
     print(f"regime: {regime_text(d['regime'])}{' (--quick: small sizes, cache not DRAM)' if args.quick else ''}")
     g, c, a = d["gemm"], d["copy"], d["add"]
@@ -167,8 +172,8 @@ def run_calibrate(args) -> int:
 
 def configure_calibrate(p: argparse.ArgumentParser) -> None:
     add_quiet_option(p)
-    p.add_argument("--out", default="symcost-device.json", metavar="FILE",
-                   help="device JSON to write (default symcost-device.json); use it with --device FILE")
+    p.add_argument("--out", metavar="FILE", help=f"device JSON to write (default {DEVICE_FILE}, none with --json "
+                   "alone: it prints to stdout); use it with --device FILE")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds; they fit in cache, so the "
                    "bandwidth is cache bandwidth): for tests and smoke runs")
     p.add_argument("--backend", choices=("cpu", "cuda"), default="cpu", help="what to calibrate: this CPU "
@@ -197,15 +202,15 @@ def run_latency(args) -> int:
     _positive("--repeats", args.repeats)
     if args.warmup < 0:
         raise UsageError(f"--warmup must be 0 or more, got {args.warmup}")
-    if args.device and args.calibrate:
+    if args.device is not None and args.calibrate:
         raise UsageError("give either --device or --calibrate, not both")
-    if args.quick and args.device:
+    if args.quick and args.device is not None:
         raise UsageError("--quick applies to calibration, not to --device")
     measure = not args.no_measure
     if measure and dtype in ("int8", "tf32"):
         raise UsageError(f"--dtype {dtype} can be predicted but not measured by this command (int8 needs a "
                          "quantised model, tf32 a GPU): add --no-measure")
-    device = _device(args.device) if args.device else None
+    device = _device(args.device) if args.device is not None else None
     _threads(args.threads)
     kept = keep_freed_memory() if args.keep_memory else False
     if args.keep_memory and not kept:

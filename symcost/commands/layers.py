@@ -31,6 +31,8 @@ def _build(args, symbolic: bool):
         raise UsageError(str(e)) from None
     if args.input:
         shapes = parse_shapes(args.input, allow_symbols=symbolic)
+        if symbolic:
+            layer = _bound_by_input(cls, layer, settings, shapes)
     elif symbolic:
         shapes = layer.default_input_shapes()
     else:
@@ -42,6 +44,37 @@ def _build(args, symbolic: bool):
     if not low <= len(shapes) <= high:
         raise UsageError(_input_count_error(layer, args.input, shapes, low, high))
     return layer, shapes
+
+
+def _bound_by_input(cls, layer, settings: dict, shapes):
+    """The layer with each argument left a symbol that the input fixes set to its value (``formula conv2d --input
+    1x3xHxW``: in_channels = 3, where C_in would stay a symbol the input contradicts at any other value).  A dim of
+    the input facing the argument's symbol in the layer's default input (aligned left or right, batched or not) is
+    taken only where it pins the argument: the layer accepts that value and refuses the next one."""
+    from ..layers.base import LayerError
+
+    def accepts(extra: dict) -> bool:
+        try:
+            cls(symbolic=True, **settings, **extra).cost(*shapes)
+            return True
+        except LayerError:
+            return False
+
+    bound: dict = {}
+    for given, default in zip(shapes, layer.default_input_shapes()):
+        if abs(len(given) - len(default)) > 1:
+            continue
+        pairs = list(zip(given, default)) + list(zip(reversed(given), reversed(default)))
+        for dim, symbol in pairs:
+            for a in cls.args:
+                if (a.name not in settings and a.name not in bound and isinstance(dim, int) and a.symbol is not None
+                        and a.symbol is symbol and getattr(layer, a.name, None) is symbol
+                        and accepts({a.name: dim}) and not accepts({a.name: dim + 1})):
+                    bound[a.name] = dim
+    if not bound or not accepts(bound):
+        return layer
+    settings.update(bound)
+    return cls(symbolic=True, **settings)
 
 
 def _input_count_error(layer, text: str, shapes, low: int, high: float) -> str:
@@ -113,6 +146,10 @@ def run_formula(args) -> int:
 
     from ..formula import Formula
 
+    if args.json and args.latex:
+        raise UsageError("choose one output format: --json and --latex were given")
+    if args.latex and getattr(args, "backward", False):
+        raise UsageError("--backward has no --latex form: its text or --json")
     layer, shapes = _build(args, symbolic=True)
     conv = convention_arg(args.convention)
     _cost(layer, shapes)  # validate before formatting

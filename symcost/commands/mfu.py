@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from . import NO_CACHE_HELP
 from ..progress import add_quiet_option
 
 
@@ -54,7 +55,7 @@ def configure_mfu(p) -> None:
     p.add_argument("--convention", default="torch", metavar="NAME",
                    help="what counts as a FLOP (default torch: 2 per MAC of matmuls and convolutions, "
                         "the usual 'model FLOPs')")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

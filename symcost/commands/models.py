@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from . import NO_CACHE_HELP
 from ..model_report import METRICS
 from ..parse import UsageError, parse_shape_names
 from ..progress import add_quiet_option
@@ -16,8 +17,9 @@ from ..render import count, pairs, table
 
 def run_model(args) -> int:
     from ..model_report import model_report
-    from ..sweep import check_divisible, parse_assignments, parse_trace_sizes
+    from ..sweep import check_assignments, check_divisible, parse_assignments, parse_trace_sizes
 
+    check_assignments(args.at)  # every path (--config, --past, --backward): bounded before anything is derived
     if (args.config or args.config_values) and args.trace_sizes:
         raise UsageError("--config derives at symcost's own trace sizes: it does not combine with --trace-sizes")
     if args.config_values and (args.past or args.generate):
@@ -181,7 +183,7 @@ def configure_model(p) -> None:
                         "cached tokens (a symbol or a number); with --config, in the config fields too")
     p.add_argument("--generate", metavar="N",
                    help="prefill the input's L tokens, then N decode steps, summed in closed form")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("--strict", action="store_true", help="exit 1 if any op cannot be costed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--config", metavar="FIELD=SYMBOL,…",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from . import NO_CACHE_HELP
 from ..errors import NoSingleFormula, SymcostError
 from ..parse import UsageError, convention_arg, parse_shape
 from ..progress import add_quiet_option, status
@@ -172,7 +173,7 @@ def configure_table(p) -> None:
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("--config-values", metavar="FILE.json", help='one row per named configuration of one model, '
                    'from one formula in its config fields: {"7B": {"hidden_size": 4096, ...}, ...}')
     p.add_argument("--config", metavar="FIELD=SYMBOL,…", help="with --config-values: the symbols (default: every "
@@ -291,7 +292,7 @@ def configure_plot(p) -> None:
     p.add_argument("--train", action="store_true", help="cost the training-mode forward")
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
 COMMANDS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import NO_CACHE_HELP
 from ..errors import NoSingleFormula, UsageError
 from ..progress import add_quiet_option
 from .out_file import refuse_folder, write_text
@@ -21,6 +22,8 @@ def _assignments(specs: list[str], names: list[str], option: str, parse) -> dict
             raise UsageError(f"{option} {spec!r}: expected NAME=VALUE")
         if name not in names:
             raise UsageError(f"{option} {spec!r}: the input has no symbol {name!r} (its symbols: {', '.join(names)})")
+        if name in out:
+            raise UsageError(f"{option} {spec!r}: {name} is given twice; give it once")
         out[name] = parse(value.strip(), spec)
     return out
 
@@ -66,6 +69,10 @@ def run_report(args) -> int:
     convention_arg(args.convention)
     initial = _assignments(args.at, names, "--at", _int)
     ranges = _assignments(args.range, names, "--range", _range)
+    for n, value in initial.items():
+        if n in ranges and not ranges[n][0] <= value <= ranges[n][1]:
+            raise UsageError(f"--at {n}={value} is outside --range {n}={ranges[n][0]}:{ranges[n][1]}: its slider "
+                             "could not show it")
     for n in names:
         start = _model_default(args.target, args.input, n) or DEFAULT_VALUE
         lo, hi = ranges.get(n, (1, max(DEFAULT_MAX, initial.get(n, start))))
@@ -118,7 +125,7 @@ def configure_report(p) -> None:
                    help="the FLOPs convention selected at first (the page can switch; see `symcost conventions`)")
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, float32 otherwise)")
-    p.add_argument("--no-cache", action="store_true", help="derive afresh, neither reading nor writing the cache")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
 COMMANDS = {"report": ("an interactive HTML page: a slider per input symbol re-evaluates every layer's cost and "

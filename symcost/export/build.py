@@ -47,12 +47,12 @@ def module_types(target: str, use_cache: bool = True) -> dict:
     cannot be loaded (the rows then say how many calls they group).  Cached beside the derivations, so that a
     cached ``table --depth`` answers without importing torch."""
     from .. import cache
-    from ..targets import source_hash
+    from ..targets import is_file_target, source_hash
 
     key = cache.cache_key(target, "module-types", False, source_hash(target))
-    hit = cache.load(key) if use_cache else None
-    if isinstance(hit, dict) and isinstance(hit.get("module_types"), dict):
-        return hit["module_types"]
+    hit = cache.load(key, "module_types") if use_cache else None
+    if isinstance(hit, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in hit.items()):
+        return hit
     try:
         from ..targets import load_target
 
@@ -61,7 +61,7 @@ def module_types(target: str, use_cache: bool = True) -> dict:
     except Exception:  # noqa: BLE001  a model that cannot be loaded: rows say how many calls they group
         return {}
     if use_cache:
-        cache.store(key, {"module_types": types})
+        cache.store(key, {"module_types": types}, cache.user_sources() if is_file_target(target) else None)
     return types
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import sympy
 
@@ -192,8 +192,6 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     transformers KV cache (``hf:`` or a factory returning one, with or without its LM head)
     on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
     """
-    import pickle
-
     from .. import cache
     from ..parse import parse_dim, parse_shape
     from ..targets import default_input_dtype, source_hash
@@ -218,20 +216,16 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     # neither torch nor transformers
     key = cache.cache_key(target, spec, train, source_hash(target)) if use_cache else ""
     if use_cache:
-        hit = cache.load(key)
-        if isinstance(hit, dict) and "config_cost" in hit:
-            cc = pickle.loads(hit["config_cost"])
-            # the key hashes symcost's files when it is computed: a process that imported other code can have
-            # stored an object of another layout under it
-            if all(hasattr(cc, f.name) for f in fields(ConfigCost)):
-                return cc
+        cc = cache.load(key, "config_cost")
+        if isinstance(cc, ConfigCost):
+            return cc
     from ..layers.base import cost_memo
 
     space = config_space(target, parse_config(config))
     with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
         cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
     if use_cache:
-        cache.store(key, {"config_cost": pickle.dumps(cc, protocol=pickle.HIGHEST_PROTOCOL)})
+        cache.store(key, {"config_cost": cc}, cache.user_sources() if space.source else None)
     return cc
 
 

@@ -19,16 +19,24 @@ METRICS = Totals.KEYS
 
 def read_config_values(path: str) -> dict[str, dict]:
     """``{"7B": {"hidden_size": 4096, …}, …}`` (or a list of objects with a "name") -> {row name: {field: int}}."""
+    from ..parse import json_once
+
     try:
-        data = json.loads(Path(path).read_text())
+        data = json_once(Path(path).read_text())
     except OSError as e:
         raise UsageError(f"--config-values {path!r}: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
         raise UsageError(f"--config-values {path!r}: not JSON ({e.msg}, line {e.lineno})") from None
+    except ValueError as e:  # a row or a field given twice
+        raise UsageError(f"--config-values {path!r}: {e}") from None
     if isinstance(data, list):
         if not all(isinstance(r, dict) for r in data):
             raise UsageError(f"--config-values {path!r}: expected objects of field: integer")
-        data = {str(r.get("name", i)): {k: v for k, v in r.items() if k != "name"} for i, r in enumerate(data)}
+        names = [str(r.get("name", i)) for i, r in enumerate(data)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UsageError(f"--config-values {path!r}: row {twice[0]!r} is given twice")
+        data = {n: {k: v for k, v in r.items() if k != "name"} for n, r in zip(names, data)}
     if not isinstance(data, dict) or not data or not all(isinstance(r, dict) for r in data.values()):
         raise UsageError(f"--config-values {path!r}: expected {{\"row name\": {{\"field\": integer, …}}, …}}")
     for name, row in data.items():

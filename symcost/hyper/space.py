@@ -180,6 +180,8 @@ def parse_config(text: str | dict) -> dict[str, str | int]:
         key, value = key.strip(), str(value).strip()
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise UsageError(f"--config: {key!r} is not a field name")
+        if key in out:
+            raise UsageError(f"--config: {key} is given twice ({key}={out[key]}, {key}={value}); give it once")
         if re.fullmatch(r"-?[0-9]+", value):
             if int(value) < 1:
                 raise UsageError(f"--config {key}={value}: values must be positive integers")
@@ -212,7 +214,7 @@ def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
     if kind and (kind.endswith(".py") or "/" in kind):
         path = Path(kind)
         return factory_space(_load_callable(path, name), config, f"{path}:{name}",
-                             hashlib.sha256(path.read_bytes()).hexdigest())
+                             f"{path.resolve()} {hashlib.sha256(path.read_bytes()).hexdigest()}")
     raise UsageError(f"--config works with hf:MODEL_TYPE and path/to/file.py:factory targets, not {target!r}")
 
 

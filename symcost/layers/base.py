@@ -81,9 +81,13 @@ class Arg:
             raise LayerError(f"{self.name}: expected true or false, got {text!r}")
         if self.kind == "float":
             try:
-                return float(text)
+                value = float(text)
             except ValueError:
                 raise LayerError(f"{self.name}: expected a number, got {text!r}") from None
+            # nan and inf parse as floats; no layer takes nan, and only a bound may be unbounded (hardtanh's)
+            if math.isnan(value) or (math.isinf(value) and self.name not in ("min_val", "max_val")):
+                raise LayerError(f"{self.name}: expected a finite number, got {text!r}")
+            return value
         if text in self.choices:
             return text
         if self.kind == "choice":

@@ -241,13 +241,14 @@ class Device:
                   "first_touch_s", "first_touch_above"):
             if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
                 raise ValueError(f"device description: {k} must be a number, got {d[k]!r}")
+        _check_types(d)
         by_dtype = d.get("peak_flops_by_dtype") or {}
         if not isinstance(by_dtype, Mapping) or any(isinstance(v, bool) or not isinstance(v, (int, float))
                                                     for v in by_dtype.values()):
             raise ValueError("device description: peak_flops_by_dtype must map dtype names to numbers")
         fuses = d.get("fuses", EPILOGUES)
-        if not isinstance(fuses, (list, tuple)):
-            raise ValueError("device description: fuses must be a list of epilogue names")
+        if not isinstance(fuses, (list, tuple)) or not all(isinstance(f, str) for f in fuses):
+            raise ValueError(f"device description: fuses must be a list of epilogue names, got {fuses!r}")
         return cls(name=str(d["name"]), peak_flops=d["peak_flops"], bandwidth=d["bandwidth"],
                    overhead_s=d.get("overhead_s", 0.0), source=str(d.get("source", "")),
                    peak_flops_by_dtype=by_dtype, details=dict(d.get("details") or {}),
@@ -269,11 +270,34 @@ class Device:
             text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise ValueError(f"cannot read device file {str(p)!r}: {e.strerror or e}") from None
+        from ..parse import json_once
+
         try:
-            data = json.loads(text)
+            data = json_once(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"device file {str(p)!r} is not JSON: {e.msg} (line {e.lineno})") from None
+        except ValueError as e:  # a key given twice: which one holds is not for symcost to guess
+            raise ValueError(f"device file {str(p)!r}: {e}") from None
         return cls.from_dict(data)
+
+
+def _check_types(d: Mapping) -> None:
+    """Each key of a device description has the JSON type symcost writes: true/false for a switch (the string
+    "false" is not false), objects where objects belong, text for names.  One ``ValueError`` naming the key."""
+    kinds = {bool: "true or false", Mapping: "a JSON object", str: "a string"}
+    expected = {"asynchronous": bool, "tf32_conv": bool, "tf32_matmul": bool, "name": str, "source": str,
+                "details": Mapping, "units": Mapping, "kinds": Mapping, "kinds_by_dtype": Mapping,
+                "peak_flops_by_dtype": Mapping}
+    for key, kind in expected.items():
+        if key in d and not isinstance(d[key], kind):
+            raise ValueError(f"device description: {key} must be {kinds[kind]}, got {d[key]!r}")
+    for dtype, table in dict(d.get("kinds_by_dtype", {})).items():
+        if not isinstance(table, Mapping):
+            raise ValueError(f"device description: kinds_by_dtype[{dtype!r}] must be a JSON object, got {table!r}")
+    for key in ("cache_bytes", "first_touch_above"):
+        v = d.get(key, 0)
+        if _finite(v) and v != int(v):
+            raise ValueError(f"device description: {key} must be a whole number of bytes, got {v!r}")
 
 
 def get_device(spec: str) -> Device:

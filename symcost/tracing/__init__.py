@@ -20,7 +20,7 @@ from .handlers import custom_ops
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
 from .propagate import Propagation
-from .record import Recording, record
+from .record import NoTensorOutput, Recording, record
 from .guards import Proof, prove
 from .verify import check_points, describe, mixed_points, verify
 from .stored import StoredTensors
@@ -123,6 +123,8 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
             rec = record(_fresh(model), x, backward)
         _freeze_more()
         return rec
+    except NoTensorOutput as e:  # at every size: not a size's problem
+        raise TraceError(str(e)) from None
     except Exception as e:  # the model's own complaint, in one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         error = NoSingleFormula if symbolic else TraceError  # at a size symcost chose: --at still works
@@ -178,8 +180,14 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
             raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
         return derive_config(model, input_shape, config, train=train, backward=backward,
                              input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
-    with custom_ops(custom_mapping), cost_memo(), _old_objects_frozen():
-        return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
+    # a model already on meta is traced as it is, not copied: its train/eval flags are put back as they were
+    modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
+    try:
+        with custom_ops(custom_mapping), cost_memo(), _old_objects_frozen():
+            return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 @contextmanager

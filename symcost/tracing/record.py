@@ -179,6 +179,7 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
         grads = _clear_grads(model) if backward else {}
         with rec, padding_warning_off(model), own_mask_unpadded(x):
             out = model(**x) if isinstance(x, dict) else model(x)
+            _refuse_no_tensor(out)
             if backward:
                 backward_start = len(rec.ops)
                 _backward(out)
@@ -189,6 +190,21 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
             p.grad = g
     return Recording(rec.ops, rec.modules, rec.shapes, rec.produced, params, input_index, backward_start,
                      inputs)
+
+
+class NoTensorOutput(Exception):
+    """The forward returned plain values only: what it computed reaches no output."""
+
+
+def _refuse_no_tensor(out) -> None:
+    """A forward whose result holds no tensor (``None``, an int, a tuple of them) computes nothing a caller sees:
+    refused rather than costed as an empty (or all-zero) model.  A result holding objects pytree does not know is
+    given the benefit of the doubt (they may hold tensors)."""
+    leaves = tree_flatten(out)[0]
+    if not any(isinstance(o, torch.Tensor) for o in leaves) and all(type(o) in _PLAIN for o in leaves):
+        shown = type(out).__name__ if out is not None else "None"
+        raise NoTensorOutput(f"the model's forward returned {shown}, which holds no tensor: there is no output to "
+                             "cost (return the tensors the model computes)")
 
 
 @contextmanager
