@@ -11,9 +11,9 @@ import warnings
 import pytest
 import torch
 
-import symcost.memory as M
+import symcost.footprint as M
 from symcost.cli import main
-from symcost.memory.fit import parse_bytes
+from symcost.footprint.fit import parse_bytes
 
 
 class SmallCNN(torch.nn.Module):

@@ -13,13 +13,13 @@ _HEADINGS = {"params": "parameters", "buffers": "buffers", "inputs": "inputs", "
 
 
 def run_memory(args) -> int:
-    from ..memory import memory
+    from ..footprint import memory
     from ..sweep import parse_assignments
 
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     fit_budget = None
     if args.fit:
-        from ..memory.fit import parse_bytes
+        from ..footprint.fit import parse_bytes
 
         fit_budget = parse_bytes(args.fit)
         if not names:

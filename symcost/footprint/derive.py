@@ -11,6 +11,7 @@ its sum is the peak.  Several: the peak is their ``Max``, exact still, each eval
 """
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from math import prod
 
@@ -121,13 +122,23 @@ class StepFormulas:
         live: Counter = Counter({(): self.resident})
         for t in self.input_terms.values():
             live[t[1]] += t[0]
+        # op k can hold the most where it allocates and a free comes before the next allocation (or none comes)
+        allocating = sorted(made)
+        frees = sorted(freed)
+        candidates = set()
+        for j, k in enumerate(allocating):
+            after = allocating[j + 1] if j + 1 < len(allocating) else None
+            at = bisect.bisect_right(frees, k)
+            f = frees[at] if at < len(frees) else None   # the first free after op k
+            if after is None or (f is not None and f <= after):
+                candidates.add(k)
         out = []
         for k in range(n_ops):
             for i in freed.get(k, ()):
                 live[self.terms[i][1]] -= self.terms[i][0]
             for i in made.get(k, ()):
                 live[self.terms[i][1]] += self.terms[i][0]
-            if k in made and (k == n_ops - 1 or k + 1 in freed):
+            if k in candidates:
                 out.append((k, {m: c for m, c in live.items() if c}))
         if not out:  # no op allocates: the resident storages are all there is
             out.append((max(n_ops - 1, 0), {m: c for m, c in live.items() if c}))
