@@ -268,3 +268,22 @@ def test_cli_json_has_saved_and_peak(capsys):
     data = json.loads(capsys.readouterr().out)
     assert any("saved" in k for k in data["bytes"]) and "peak" in data["bytes"]
     assert data["evaluations"][0]["peak_op"]
+
+
+def test_kv_cache_of_a_decode_step_equals_the_real_dynamic_cache():
+    """One decode step with T cached tokens: ``kv_cache`` is the bytes of the DynamicCache's keys and values a real
+    prefill of T tokens leaves (CPU, real tensors), at T of every residue."""
+    import transformers
+
+    cfg = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=100, max_position_embeddings=512,
+                                   attn_implementation="eager")
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    mem = M.memory(model, "Bx1", past="T")
+    for b, t in ((2, 7), (3, 32), (2, 33)):
+        with torch.no_grad():
+            cache = model(torch.randint(0, 100, (b, t)), use_cache=True).past_key_values
+        held = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
+        got = mem.at({"B": b, "T": t})
+        assert got["kv_cache"] == held
+        assert got["inputs"] == b * 1 * 8   # the new token's id, int64

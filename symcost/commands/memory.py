@@ -7,7 +7,8 @@ from ..parse import UsageError, parse_shape_names
 from ..progress import add_quiet_option
 from ..render import count, pairs, si, table
 
-_HEADINGS = {"params": "parameters", "buffers": "buffers", "inputs": "inputs", "gradients": "gradients",
+_HEADINGS = {"params": "parameters", "buffers": "buffers", "inputs": "inputs", "kv_cache": "KV cache",
+             "gradients": "gradients",
              "optimizer_states": "optimizer states", "master_weights": "master weights",
              "saved_activations": "saved activations", "peak": "peak"}
 
@@ -16,7 +17,8 @@ def run_memory(args) -> int:
     from ..footprint import memory
     from ..sweep import parse_assignments
 
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)} |
+                   ({args.past} if args.past and not args.past.strip().isdigit() else set()))
     fit_budget = None
     if args.fit:
         from ..footprint.fit import parse_bytes
@@ -34,7 +36,7 @@ def run_memory(args) -> int:
     points = parse_assignments(args.at, names) if args.at and not args.fit else None
     mem = memory(args.target, args.input, backward=args.backward, train=args.train, dtype=args.dtype,
                  optimizer=args.optimizer, momentum=args.momentum, master_weights=args.master_weights,
-                 input_dtype=args.input_dtype, progress=not args.json)
+                 input_dtype=args.input_dtype, past=args.past, progress=not args.json)
     result = mem.as_dict()
     if points:
         result["evaluations"] = [{"values": p, **mem.at(p)} for p in points]
@@ -155,6 +157,9 @@ def configure_memory(p) -> None:
                    help="an fp32 copy of each trainable parameter (with --dtype bf16/fp16); --dtype mixed implies it")
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, else --dtype)")
+    p.add_argument("--past", metavar="T",
+                   help="one decode step of a Hugging Face decoder on --input B x L new ids with a KV cache of T "
+                        "tokens (a number or a symbol): the cache's bytes (key kv_cache) and the step's peak")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUES",
                    help="evaluate at B=8 or L=512,1024 or a range L=256:4096:256; repeat for more symbols")
     p.add_argument("--fit", metavar="BYTES",

@@ -21,7 +21,8 @@ from ..errors import UsageError
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "mixed": "bfloat16"}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 #: the headings, in the order printed; "saved_activations" only for a training step
-PARTS = ("params", "buffers", "inputs", "gradients", "optimizer_states", "master_weights", "saved_activations")
+PARTS = ("params", "buffers", "inputs", "kv_cache", "gradients", "optimizer_states", "master_weights",
+         "saved_activations")
 
 
 @dataclass
@@ -90,7 +91,8 @@ class Memory:
         from ..export.formulas import text
 
         out = {"target": self.target, "input_shape": [str(d) for d in self.input_shape], "dtype": self.dtype,
-               "step": "forward+backward" if self.backward else "forward (no_grad)"}
+               "step": "forward+backward" if self.backward else
+               "decode step (no_grad)" if "kv_cache" in self.parts else "forward (no_grad)"}
         out["bytes"] = {k: text(e) if hasattr(e, "free_symbols") else str(e) for k, e in self.parts.items()}
         out["bytes"]["peak"] = text(self.peak)
         out["peak_candidates"] = [{"op": label, "live_bytes": text(e)} for label, e in self.peaks]
@@ -102,7 +104,7 @@ class Memory:
 
 def memory(target, input_shape, *, backward: bool = False, train: bool = False, dtype: str = "fp32",
            optimizer: str | None = None, momentum: bool = False, master_weights: bool = False,
-           input_dtype: str | None = None, progress: bool = False) -> Memory:
+           input_dtype: str | None = None, past=None, progress: bool = False) -> Memory:
     """The memory formulas of ``target`` (a target string such as ``"torchvision:resnet18"`` or an ``nn.Module``)
     on ``input_shape`` (``"Bx3xHxW"``, a tuple of ints and symbol names, or named shapes as ``symcost.trace``).
 
@@ -112,7 +114,9 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
     cast to it), or mixed (bf16 with fp32 master weights).  ``optimizer``: sgd (no state; ``momentum``: one buffer
     per parameter), adam or adamw (two buffers per parameter, and a 4-byte step counter per parameter tensor);
     states in the parameters' dtype, or fp32 with ``master_weights``.  ``input_dtype``: "int64" for token ids
-    into an ``nn.Module`` (a target string knows its own; floating-point inputs follow ``dtype``).
+    into an ``nn.Module`` (a target string knows its own; floating-point inputs follow ``dtype``).  ``past``: one
+    decode step of an ``hf:`` decoder on ``input_shape`` = B x L new ids with a ``DynamicCache`` of ``past`` tokens
+    (a number or a symbol name), the cache's bytes under ``kv_cache``.
     """
     from .build import derive_memory
 
@@ -123,10 +127,13 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
     if (optimizer or master_weights) and not backward:
         raise UsageError("optimizer states and master weights belong to a training step: add backward=True "
                          "(--backward)")
+    if past is not None and backward:
+        raise UsageError("--past is one decode step (inference): it does not combine with --backward")
     if momentum and optimizer != "sgd":
         raise UsageError("momentum is SGD's option (adam and adamw always keep two states)")
     master = master_weights or dtype == "mixed"
     if master and dtype == "fp32":
         raise UsageError("master weights are an fp32 copy of bf16/fp16 parameters: use --dtype bf16, fp16 or mixed")
     return derive_memory(target, input_shape, backward=backward, train=train, dtype=dtype, optimizer=optimizer,
-                         momentum=momentum, master=master, input_dtype=input_dtype, progress=progress)
+                         momentum=momentum, master=master, input_dtype=input_dtype, past=past,
+                         progress=progress)

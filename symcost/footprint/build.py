@@ -17,7 +17,7 @@ from .record import StepMemory, record_step
 
 
 def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: str, optimizer: str | None,
-                  momentum: bool, master: bool, input_dtype: str | None = None, progress: bool = False):
+                  momentum: bool, master: bool, input_dtype: str | None = None, past=None, progress: bool = False):
     from . import DTYPES, Memory
 
     compute = getattr(torch, DTYPES[dtype])
@@ -29,10 +29,14 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
     notes: list[str] = []
     with status(f"recording {name}'s memory on {_shown(input_shape)}", progress):
         for attn in (None, "eager"):
-            model, shape, dtypes, chosen = _build(target, input_shape, compute, attn, input_dtype)
+            if past is not None:
+                model, shape, dtypes, chosen, decode = _decode_step(target, input_shape, compute, attn, past)
+            else:
+                model, shape, dtypes, chosen = _build(target, input_shape, compute, attn, input_dtype)
+                decode = None
             model.train(train)
             try:
-                step = _derive(model, shape, dtypes, backward, name)
+                step = _derive(decode or model, shape, dtypes, backward, name, decode is not None)
                 break
             except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same matmuls
                 if attn or not (isinstance(target, str) and target.strip().startswith("hf:")):
@@ -41,6 +45,8 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                              f"which meta tensors do not have ({e})")
     formulas, peaks, domain, checked, sums, step_notes = step
     parts = dict(formulas)
+    if decode is not None:
+        parts, peaks, domain, step_notes = _as_decode(parts, peaks, domain, step_notes, shape, model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     elems = sum(p.numel() for p in trainable)
     itemsize = trainable[0].element_size() if trainable else 4
@@ -61,6 +67,51 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                      "memory-efficient kernels keep less")
     return Memory(name, tuple(_flat(shape)), dtype, backward, parts, peaks,
                   parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, sums)
+
+
+def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
+    """The decoder on meta in the compute dtype and ``decode.decode_step_module`` around it: one call on B x L new
+    ids with a ``DynamicCache`` of T tokens that the step's own forward fills first (so the cache's storages are the
+    step's first allocations), its input of shape (B, L, T) carrying T as a size."""
+    from ..decode import _symbol_or_int, decode_step_module
+    from ..moe import select_experts_implementation
+    from ..targets import load_target
+
+    if isinstance(target, str) and target.strip().startswith("hf:"):
+        model = load_target(target, device="meta", attn_implementation=attn)
+    elif isinstance(target, torch.nn.Module) and hasattr(target, "config"):
+        import copy
+
+        model = _on_meta(target)
+        model = copy.deepcopy(model) if model is target else model
+    else:
+        raise UsageError("--past needs a Hugging Face decoder (hf:MODEL_TYPE, or its nn.Module)")
+    shape = tuple(input_shape) if not isinstance(input_shape, dict) else ()
+    if len(shape) != 2:
+        raise UsageError("--past takes --input B x L: the batch and the new tokens of one decode step")
+    model = model.to(compute)
+    chosen = select_experts_implementation(model)
+    past = _symbol_or_int(past, "--past")
+    step = decode_step_module(model, past_limit=isinstance(past, sympy.Basic))
+    return model, _as_symbolic((*shape, past)), "int64", chosen, step
+
+
+def _as_decode(parts: dict, peaks: list, domain: tuple, notes: list, shape, model):
+    """A decode step's headings: the ids are B x L int64 (the recorded input, B x L x T, only carries T), the cache
+    its own heading; the peak with the ids in place of that input (held throughout: the same op is largest)."""
+    from ..decode import sliding_window
+
+    carrier = parts["inputs"]
+    ids = 8 * shape[0] * shape[1]
+    parts = {"params": parts["params"], "buffers": parts["buffers"], "inputs": ids, "kv_cache": parts["kv_cache"]}
+    peaks = [(label, sympy.expand(e - carrier + ids)) for label, e in peaks]
+    window = sliding_window(model)
+    t = shape[2]
+    if window is not None and isinstance(t, sympy.Basic):
+        domain = tuple(domain) + (window - t,)
+        notes = [*notes, f"sliding-window cache layers (window {window}) keep the last {window - 1} tokens: the "
+                         f"formulas hold for {t} <= {window - 1} (give --past a number above)"]
+    return parts, peaks, domain, notes
 
 
 def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | None):
@@ -130,14 +181,14 @@ def _label(step: StepMemory, k: int) -> str:
     return f"{ev.op} in {ev.module or '(model)'} ({phase}, op {k})"
 
 
-def _derive(model, shape, dtypes, backward: bool, name: str):
+def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = False):
     symbols = {s for d in _flat(shape) for s in getattr(d, "free_symbols", ())}
     if not symbols:
         _run(model, _concrete(shape, {}), dtypes, backward, False)  # warm-up: see _run
         step = _run(model, _concrete(shape, {}), dtypes, backward, False)
         sym = [tuple(sympy.Integer(v) for v in s) for s in step.recording.shapes]
         f = StepFormulas(step, step, sym, {}, {})
-        return _result(f, step, (), [], [])
+        return _result(f, step, (), [], [], decode=decode)
     default = _default_values(shape, model_input_size(model, name))
     failed = None
     for values_a, values_b in trace_sizes(_flat(shape), default):
@@ -198,7 +249,7 @@ def _derive(model, shape, dtypes, backward: bool, name: str):
             notes.append(f"the formulas do not hold where {', '.join(map(str, values_a))} are all 1")
         elif isinstance(result, dict):
             checked.append((None, result))
-    return _result(f, a, domain, [p for _, p in checked], peaks, notes)
+    return _result(f, a, domain, [p for _, p in checked], peaks, notes, decode)
 
 
 def _check_at_one(model, shape, dtypes, backward, f, peaks, a, domain, points):
@@ -219,7 +270,7 @@ def _check_at_one(model, shape, dtypes, backward, f, peaks, a, domain, points):
     return False
 
 
-def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=()):
+def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=(), decode: bool = False):
     if not peaks:
         peaks = f.peak({})
     notes = list(notes)
@@ -232,6 +283,13 @@ def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=())
     if step.recording.backward_start is not None:
         parts["gradients"] = sympy.Integer(step.gradients)
         parts["saved_activations"] = f.saved()
+    if decode:  # the cache: what the step's wrapper allocates before the decoder runs (see _decode_step)
+        first = next(ev.first_op for ev in step.recording.modules if ev.name == "model")
+        cache: dict = {}
+        for t, x in zip(f.terms, step.allocs):
+            if x.op < first:
+                cache[t[1]] = cache.get(t[1], 0) + t[0]
+        parts["kv_cache"] = sum_expr(cache)
     labelled = [(_label(step, k), e) for k, e in peaks]
     unique = []
     for p in checked:
