@@ -78,13 +78,12 @@ def _bytes(v) -> str:
 
 def _print(mem, result: dict) -> None:
     print(f"{result['target']} on {'x'.join(result['input_shape'])}, {result['dtype']}, {result['step']}")
-    rows = [(_HEADINGS[k], _bytes(int(v)) if v.lstrip("-").isdigit() else v) for k, v in result["bytes"].items()
-            if k != "peak"]
+    rows = [(_HEADINGS[k], _bytes(v)) for k, v in result["bytes"].items() if k != "peak"]
     peaks = result["peak_candidates"]
     if len(peaks) == 1:
-        rows.append(("peak", f"{result['bytes']['peak']}   at {peaks[0]['op']}"))
+        rows.append(("peak", f"{_bytes(result['bytes']['peak'])}   at {peaks[0]['op']}"))
     else:
-        rows.append(("peak", f"{result['bytes']['peak']}"))
+        rows.append(("peak", _bytes(result["bytes"]["peak"])))
     print(pairs(rows))
     if len(peaks) > 1:
         print(f"the peak is the largest of {len(peaks)} sums, none of which holds the most at every size:")

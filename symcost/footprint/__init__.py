@@ -20,9 +20,6 @@ from ..errors import UsageError
 #: --dtype -> the dtype the model and its floating-point inputs are cast to; "mixed" keeps fp32 master weights
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "mixed": "bfloat16"}
 OPTIMIZERS = ("sgd", "adam", "adamw")
-#: the headings, in the order printed; "saved_activations" only for a training step
-PARTS = ("params", "buffers", "inputs", "kv_cache", "gradients", "optimizer_states", "master_weights",
-         "saved_activations")
 
 
 @dataclass
@@ -39,7 +36,6 @@ class Memory:
     domain: tuple = ()            # sizes that must be >= 1 where the formulas hold
     notes: list = field(default_factory=list)
     checked_at: list = field(default_factory=list)   # assignments the formulas were verified at
-    _sums: list = field(default_factory=list, repr=False)  # per peak candidate: atoms -> coefficient
 
     @property
     def symbols(self) -> tuple:
@@ -88,14 +84,20 @@ class Memory:
         return fit(self, symbol, budget, values)
 
     def as_dict(self) -> dict:
+        import sympy
+
         from ..export.formulas import text
 
         out = {"target": self.target, "input_shape": [str(d) for d in self.input_shape], "dtype": self.dtype,
                "step": "forward+backward" if self.backward else
                "decode step (no_grad)" if "kv_cache" in self.parts else "forward (no_grad)"}
-        out["bytes"] = {k: text(e) if hasattr(e, "free_symbols") else str(e) for k, e in self.parts.items()}
-        out["bytes"]["peak"] = text(self.peak)
-        out["peak_candidates"] = [{"op": label, "live_bytes": text(e)} for label, e in self.peaks]
+        def shown(e):  # a number as a JSON integer, a formula as its text
+            e = sympy.sympify(e)
+            return int(e) if e.is_Integer else text(e)
+
+        out["bytes"] = {k: shown(e) for k, e in self.parts.items()}
+        out["bytes"]["peak"] = shown(self.peak)
+        out["peak_candidates"] = [{"op": label, "live_bytes": shown(e)} for label, e in self.peaks]
         out["domain"] = [f"{text(d)} >= 1" for d in self.domain]
         out["checked_at"] = [{str(k): int(v) for k, v in p.items()} for p in self.checked_at]
         out["notes"] = list(self.notes)

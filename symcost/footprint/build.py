@@ -43,19 +43,20 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                     raise
                 notes.append(f"recorded with attn_implementation='eager': the default attention reads mask values, "
                              f"which meta tensors do not have ({e})")
-    formulas, peaks, domain, checked, sums, step_notes = step
+    formulas, peaks, domain, checked, step_notes = step
     parts = dict(formulas)
     if decode is not None:
         parts, peaks, domain, step_notes = _as_decode(parts, peaks, domain, step_notes, shape, model)
+    # torch.optim keeps state per parameter object (a tied weight once), like the parameter itself (fp32 where the
+    # optimizer steps fp32 master weights); Adam's step is a float32 tensor per parameter
     trainable = [p for p in model.parameters() if p.requires_grad]
     elems = sum(p.numel() for p in trainable)
-    itemsize = trainable[0].element_size() if trainable else 4
-    state = 4 if master else itemsize
+    like = sum(p.numel() * (4 if master else p.element_size()) for p in trainable)
     opt = 0
     if optimizer == "sgd" and momentum:
-        opt = elems * state
+        opt = like
     elif optimizer in ("adam", "adamw"):
-        opt = 2 * elems * state + 4 * len(trainable)   # exp_avg, exp_avg_sq; a float32 step counter per tensor
+        opt = 2 * like + 4 * len(trainable)   # exp_avg, exp_avg_sq, and the step counters
     if backward:
         parts["optimizer_states"] = sympy.Integer(opt)
         parts["master_weights"] = sympy.Integer(4 * elems if master else 0)
@@ -66,7 +67,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                      "which keeps the attention scores and probabilities (L x L per head); a GPU's flash or "
                      "memory-efficient kernels keep less")
     return Memory(name, tuple(_flat(shape)), dtype, backward, parts, peaks,
-                  parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, sums)
+                  parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked)
 
 
 def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
@@ -295,7 +296,7 @@ def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=(),
     for p in checked:
         if p not in unique:
             unique.append(p)
-    return parts, labelled, domain, unique, [], notes
+    return parts, labelled, domain, unique, notes
 
 
 def _check(f: StepFormulas, peaks, a: StepMemory, step: StepMemory, values: dict) -> None:
