@@ -287,3 +287,40 @@ def test_kv_cache_of_a_decode_step_equals_the_real_dynamic_cache():
         got = mem.at({"B": b, "T": t})
         assert got["kv_cache"] == held
         assert got["inputs"] == b * 1 * 8   # the new token's id, int64
+
+
+@pytest.mark.parametrize("mode", ["full", "selective"])
+def test_checkpointing_saved_activations_and_peak_equal_torch(mode):
+    """With the blocks (full) or the attention modules (selective) under torch.utils.checkpoint: what autograd
+    keeps and the peak, against the real model wrapped the same way, and less kept than without."""
+    from symcost.footprint.checkpoint import checkpointed
+
+    def wrapped():
+        model = gpt2()
+        checkpointed(model, mode)
+        return model
+
+    mem = M.memory(gpt2(), "BxL", backward=True, input_dtype="int64", checkpoint=mode)
+    plain = M.memory(gpt2(), "BxL", backward=True, input_dtype="int64")
+    assert any(f"--checkpoint {mode}" in n for n in mem.notes)
+    for b, l in GPT_SIZES[:2]:
+        got = mem.at({"B": b, "L": l})
+        assert got["saved_activations"] == real_saved(wrapped, (b, l), torch.float32, ids=True)
+        assert got["peak"] == tracker_peak(wrapped, (b, l), torch.float32, True, ids=True)
+        assert got["saved_activations"] < plain.at({"B": b, "L": l})["saved_activations"]
+
+
+def test_full_checkpointing_of_resnet18_blocks():
+    import torchvision
+
+    from symcost.footprint.checkpoint import checkpointed
+
+    def wrapped():
+        model = torchvision.models.resnet18()
+        assert len(checkpointed(model, "full")) == 8   # 2 BasicBlocks in each of 4 stages
+        return model
+
+    mem = M.memory("torchvision:resnet18", "Bx3x64x64", backward=True, train=True, checkpoint="full")
+    got = mem.at({"B": 3})
+    assert got["saved_activations"] == real_saved(wrapped, (3, 3, 64, 64), torch.float32, train=True)
+    assert got["peak"] == tracker_peak(wrapped, (3, 3, 64, 64), torch.float32, True, train=True)

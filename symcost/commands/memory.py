@@ -36,7 +36,7 @@ def run_memory(args) -> int:
     points = parse_assignments(args.at, names) if args.at and not args.fit else None
     mem = memory(args.target, args.input, backward=args.backward, train=args.train, dtype=args.dtype,
                  optimizer=args.optimizer, momentum=args.momentum, master_weights=args.master_weights,
-                 input_dtype=args.input_dtype, past=args.past, progress=not args.json)
+                 input_dtype=args.input_dtype, past=args.past, checkpoint=args.checkpoint, progress=not args.json)
     result = mem.as_dict()
     if points:
         result["evaluations"] = [{"values": p, **mem.at(p)} for p in points]
@@ -156,6 +156,10 @@ def configure_memory(p) -> None:
                    help="an fp32 copy of each trainable parameter (with --dtype bf16/fp16); --dtype mixed implies it")
     p.add_argument("--input-dtype", choices=("float32", "float16", "bfloat16", "int64", "int32"),
                    help="the input tensor's dtype (default: int64 token ids for hf: targets, else --dtype)")
+    p.add_argument("--checkpoint", choices=("full", "selective"),
+                   help="activation checkpointing (with --backward): full recomputes each block (a class named "
+                        "*Block, *Layer or *Bottleneck in a ModuleList or Sequential) in the backward, keeping its "
+                        "input; selective the attention modules only")
     p.add_argument("--past", metavar="T",
                    help="one decode step of a Hugging Face decoder on --input B x L new ids with a KV cache of T "
                         "tokens (a number or a symbol): the cache's bytes (key kv_cache) and the step's peak")

@@ -106,7 +106,8 @@ class Memory:
 
 def memory(target, input_shape, *, backward: bool = False, train: bool = False, dtype: str = "fp32",
            optimizer: str | None = None, momentum: bool = False, master_weights: bool = False,
-           input_dtype: str | None = None, past=None, progress: bool = False) -> Memory:
+           input_dtype: str | None = None, past=None, checkpoint: str | None = None,
+           progress: bool = False) -> Memory:
     """The memory formulas of ``target`` (a target string such as ``"torchvision:resnet18"`` or an ``nn.Module``)
     on ``input_shape`` (``"Bx3xHxW"``, a tuple of ints and symbol names, or named shapes as ``symcost.trace``).
 
@@ -118,7 +119,8 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
     states in the parameters' dtype, or fp32 with ``master_weights``.  ``input_dtype``: "int64" for token ids
     into an ``nn.Module`` (a target string knows its own; floating-point inputs follow ``dtype``).  ``past``: one
     decode step of an ``hf:`` decoder on ``input_shape`` = B x L new ids with a ``DynamicCache`` of ``past`` tokens
-    (a number or a symbol name), the cache's bytes under ``kv_cache``.
+    (a number or a symbol name), the cache's bytes under ``kv_cache``.  ``checkpoint``: "full" (each block
+    recomputed in the backward) or "selective" (attention only), see ``footprint.checkpoint``.
     """
     from .build import derive_memory
 
@@ -129,6 +131,8 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
     if (optimizer or master_weights) and not backward:
         raise UsageError("optimizer states and master weights belong to a training step: add backward=True "
                          "(--backward)")
+    if checkpoint and not backward:
+        raise UsageError("checkpointing trades memory for recomputation in the backward: add backward=True (--backward)")
     if past is not None and backward:
         raise UsageError("--past is one decode step (inference): it does not combine with --backward")
     if momentum and optimizer != "sgd":
@@ -138,4 +142,4 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
         raise UsageError("master weights are an fp32 copy of bf16/fp16 parameters: use --dtype bf16, fp16 or mixed")
     return derive_memory(target, input_shape, backward=backward, train=train, dtype=dtype, optimizer=optimizer,
                          momentum=momentum, master=master, input_dtype=input_dtype, past=past,
-                         progress=progress)
+                         checkpoint=checkpoint, progress=progress)

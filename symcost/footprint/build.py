@@ -17,7 +17,8 @@ from .record import StepMemory, record_step
 
 
 def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: str, optimizer: str | None,
-                  momentum: bool, master: bool, input_dtype: str | None = None, past=None, progress: bool = False):
+                  momentum: bool, master: bool, input_dtype: str | None = None, past=None,
+                  checkpoint: str | None = None, progress: bool = False):
     from . import DTYPES, Memory
 
     compute = getattr(torch, DTYPES[dtype])
@@ -34,6 +35,10 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
             else:
                 model, shape, dtypes, chosen = _build(target, input_shape, compute, attn, input_dtype)
                 decode = None
+            if checkpoint:
+                from .checkpoint import checkpointed
+
+                blocks = checkpointed(model, checkpoint)
             model.train(train)
             try:
                 step = _derive(decode or model, shape, dtypes, backward, name, decode is not None)
@@ -62,6 +67,10 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
         parts["master_weights"] = sympy.Integer(4 * elems if master else 0)
         parts["saved_activations"] = parts.pop("saved_activations")
     notes = chosen + notes + step_notes
+    if checkpoint:
+        shown = ", ".join(blocks[:3]) + (f", … ({len(blocks)} in all)" if len(blocks) > 3 else "")
+        notes.append(f"--checkpoint {checkpoint}: recomputed in the backward (torch.utils.checkpoint, non-reentrant): "
+                     f"{shown}")
     if getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa":
         notes.append("attention recorded as torch runs scaled_dot_product_attention on meta tensors: its math path, "
                      "which keeps the attention scores and probabilities (L x L per head); a GPU's flash or "

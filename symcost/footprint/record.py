@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -123,6 +124,34 @@ class _Storages(TorchDispatchMode):
         return out
 
 
+@contextmanager
+def _positions_unpacked():
+    """Hugging Face asks whether position ids pack several sequences into a row (``(mask[:, -1] == 0).all()``, a
+    value meta tensors lack) where a model runs without a cache (checkpointing turns it off).  The positions a model
+    makes itself are ``arange`` per row, one sequence each: the same ops run and the answer is the real one, None."""
+    import sys
+
+    masking = sys.modules.get("transformers.masking_utils")
+    name = "find_packed_sequence_indices"
+    if masking is None or not hasattr(masking, name):
+        yield
+        return
+    original = getattr(masking, name)
+
+    def unpacked(position_ids):
+        if not position_ids.is_meta:
+            return original(position_ids)
+        first = position_ids[:, :1] - 1
+        (torch.diff(position_ids, prepend=first, dim=-1) != 1).cumsum(-1)
+        return None
+
+    setattr(masking, name, unpacked)
+    try:
+        yield
+    finally:
+        setattr(masking, name, original)
+
+
 def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
     """Run ``model(x)`` (``model(**x)`` for named inputs) under symcost's recorder and the storage tracker; with
     ``backward``, the forward under grad mode (saved tensors hooks on) and the backward of symcost's training step
@@ -183,7 +212,7 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
     gc.disable()  # frees by reference counting only: the same at every size, not when a collection happens to run
     torch.UntypedStorage.resize_ = resized
     try:
-        with mode:
+        with mode, _positions_unpacked():
             if backward:
                 with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     rec = record(model, x, backward=True)
