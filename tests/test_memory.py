@@ -324,3 +324,48 @@ def test_full_checkpointing_of_resnet18_blocks():
     got = mem.at({"B": 3})
     assert got["saved_activations"] == real_saved(wrapped, (3, 3, 64, 64), torch.float32, train=True)
     assert got["peak"] == tracker_peak(wrapped, (3, 3, 64, 64), torch.float32, True, train=True)
+
+
+def test_checkpointing_recompute_flops_equal_flop_counter_mode():
+    """The trade beside the bytes: the step's FLOPs with checkpointing minus without, under symcost's ``torch``
+    convention, equal FlopCounterMode's count of the real step with and without the wrapping."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from symcost.footprint.checkpoint import checkpointed
+
+    def step_flops(model, shape):
+        with FlopCounterMode(display=False) as counter:
+            out = model(torch.randn(*shape))
+            out.backward(torch.ones_like(out))
+        return counter.get_total_flops()
+
+    mem = M.memory(SmallResNet(), "Bx3xHxW", backward=True, checkpoint="full")
+    wrapped = SmallResNet()
+    assert checkpointed(wrapped, "full") == ["blocks.0", "blocks.1"]
+    for b, h, w in CNN_SIZES[:2]:
+        got = mem.at({"B": b, "H": h, "W": w})
+        shape = (b, 3, h, w)
+        assert got["recompute_flops"] == step_flops(wrapped, shape) - step_flops(SmallResNet(), shape) > 0
+
+
+class ResBlock(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn(self.conv(x)))
+
+
+class SmallResNet(torch.nn.Module):
+    """A stem and two residual blocks in a Sequential: what --checkpoint full recomputes."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = torch.nn.Sequential(ResBlock(8), ResBlock(8))
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))

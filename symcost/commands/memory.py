@@ -13,6 +13,10 @@ _HEADINGS = {"params": "parameters", "buffers": "buffers", "inputs": "inputs", "
              "saved_activations": "saved activations", "peak": "peak"}
 
 
+#: peak candidates listed in text output (--json has all)
+_SHOWN = 12
+
+
 def run_memory(args) -> int:
     from ..footprint import memory
     from ..sweep import parse_assignments
@@ -82,17 +86,28 @@ def _print(mem, result: dict) -> None:
     peaks = result["peak_candidates"]
     if len(peaks) == 1:
         rows.append(("peak", f"{_bytes(result['bytes']['peak'])}   at {peaks[0]['op']}"))
-    else:
+    elif len(peaks) <= _SHOWN:
         rows.append(("peak", _bytes(result["bytes"]["peak"])))
+    else:
+        extra = result["bytes"]["peak"].rsplit(")", 1)[1].strip()
+        rows.append(("peak", f"the largest of the {len(peaks)} sums below{' ' + extra if extra else ''}"))
     print(pairs(rows))
+    if "flops" in result:
+        f = result["flops"]
+        print(pairs([("recomputation", f"{count(f['recompute_flops'])} FLOPs[torch] more per step"),
+                     ("step FLOPs[torch]", f"{count(f['step_flops'])} with checkpointing, "
+                                           f"{count(f['step_flops_without_checkpointing'])} without")]))
     if len(peaks) > 1:
         print(f"the peak is the largest of {len(peaks)} sums, none of which holds the most at every size:")
-        print(table(["at op", "live bytes"], [[p["op"], p["live_bytes"]] for p in peaks]))
+        print(table(["at op", "live bytes"], [[p["op"], p["live_bytes"]] for p in peaks[:_SHOWN]]))
+        if len(peaks) > _SHOWN:
+            print(f"… and {len(peaks) - _SHOWN} more (--json lists every one; --at evaluates the peak exactly)")
     if "evaluations" in result:
-        keys = list(result["bytes"])
+        keys = list(result["bytes"]) + (["recompute_flops"] if "flops" in result else [])
         rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), *(count(e[k]) for k in keys), e["peak_op"]]
                 for e in result["evaluations"]]
-        print(table(["values", *(_HEADINGS[k] for k in keys), "peak at"], rows, set(range(1, len(keys) + 1))))
+        print(table(["values", *(_HEADINGS.get(k, "recomputed FLOPs") for k in keys), "peak at"], rows,
+                    set(range(1, len(keys) + 1))))
     if "fit" in result:
         f = result["fit"]
         s = f["symbol"]

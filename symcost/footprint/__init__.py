@@ -36,6 +36,7 @@ class Memory:
     domain: tuple = ()            # sizes that must be >= 1 where the formulas hold
     notes: list = field(default_factory=list)
     checked_at: list = field(default_factory=list)   # assignments the formulas were verified at
+    flops: dict = field(default_factory=dict)   # with checkpointing: the step's FLOPs with and without, the extra
 
     @property
     def symbols(self) -> tuple:
@@ -76,6 +77,8 @@ class Memory:
                 best = (v, label)
         out["peak"] = best[0] + int(sympy.sympify(self.resident).xreplace(subs))
         out["peak_op"] = best[1]
+        for k, e in self.flops.items():
+            out[k] = int(sympy.sympify(e).xreplace(subs))
         return out
 
     def fit(self, symbol: str, budget: int, values: dict) -> dict:
@@ -98,6 +101,8 @@ class Memory:
         out["bytes"] = {k: shown(e) for k, e in self.parts.items()}
         out["bytes"]["peak"] = shown(self.peak)
         out["peak_candidates"] = [{"op": label, "live_bytes": shown(e)} for label, e in self.peaks]
+        if self.flops:
+            out["flops"] = {k: shown(e) for k, e in self.flops.items()}
         out["domain"] = [f"{text(d)} >= 1" for d in self.domain]
         out["checked_at"] = [{str(k): int(v) for k, v in p.items()} for p in self.checked_at]
         out["notes"] = list(self.notes)

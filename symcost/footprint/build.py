@@ -66,6 +66,8 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
         parts["optimizer_states"] = sympy.Integer(opt)
         parts["master_weights"] = sympy.Integer(4 * elems if master else 0)
         parts["saved_activations"] = parts.pop("saved_activations")
+    flops = _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train) \
+        if checkpoint else {}
     notes = chosen + notes + step_notes
     if checkpoint:
         shown = ", ".join(blocks[:3]) + (f", … ({len(blocks)} in all)" if len(blocks) > 3 else "")
@@ -76,7 +78,26 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                      "which keeps the attention scores and probabilities (L x L per head); a GPU's flash or "
                      "memory-efficient kernels keep less")
     return Memory(name, tuple(_flat(shape)), dtype, backward, parts, peaks,
-                  parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked)
+                  parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, flops)
+
+
+def _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train) -> dict:
+    """The trade of checkpointing in FLOPs under the ``torch`` convention (as ``FlopCounterMode`` counts them): the
+    training step's FLOPs derived with the blocks checkpointed (their forward recorded again in the backward) and
+    without, and the difference."""
+    from ..tracing import trace
+
+    plain = _build(target, input_shape, compute, attn, input_dtype)[0]
+    for m in plain.modules():  # the same forward as the checkpointed model's, which runs without a cache
+        config = getattr(m, "config", None)
+        if getattr(config, "use_cache", False):
+            config.use_cache = False
+    name = target if isinstance(target, str) else ""
+    default = model_input_size(plain, name)
+    with_ = trace(model, shape, train=train, input_dtype=dtypes, backward=True, default_shape=default)
+    without = trace(plain, shape, train=train, input_dtype=dtypes, backward=True, default_shape=default)
+    a, b = with_.total("torch")["flops"], without.total("torch")["flops"]
+    return {"step_flops": a, "step_flops_without_checkpointing": b, "recompute_flops": sympy.expand(a - b)}
 
 
 def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
