@@ -13,7 +13,7 @@ from ..tracing.meta_ops import meta_op
 from ..tracing.propagate import Propagation
 from ..tracing.verify import check_points, describe, mixed_points
 from .derive import StepFormulas, numbers, sum_expr, term_value
-from .record import StepMemory, record_step
+from .record import StepMemory, positions_unpacked, record_step
 
 
 def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: str, optimizer: str | None,
@@ -94,8 +94,9 @@ def _recompute_flops(target, input_shape, compute, attn, input_dtype, model, sha
             config.use_cache = False
     name = target if isinstance(target, str) else ""
     default = model_input_size(plain, name)
-    with_ = trace(model, shape, train=train, input_dtype=dtypes, backward=True, default_shape=default)
-    without = trace(plain, shape, train=train, input_dtype=dtypes, backward=True, default_shape=default)
+    with positions_unpacked():  # without a cache Hugging Face asks about packed sequences (see there)
+        with_ = trace(model, shape, train=train, input_dtype=dtypes, backward=True, default_shape=default)
+        without = trace(plain, shape, train=train, input_dtype=dtypes, backward=True, default_shape=default)
     a, b = with_.total("torch")["flops"], without.total("torch")["flops"]
     return {"step_flops": a, "step_flops_without_checkpointing": b, "recompute_flops": sympy.expand(a - b)}
 

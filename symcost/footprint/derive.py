@@ -12,6 +12,7 @@ its sum is the peak.  Several: the peak is their ``Max``, exact still, each eval
 from __future__ import annotations
 
 import bisect
+from fractions import Fraction
 from collections import Counter
 from math import prod
 
@@ -162,6 +163,15 @@ class StepFormulas:
                 if not any(_covers_bounded(y[2], x[2], least) for y in finer):
                     finer.append(x)
             kept = finer
+        changed = len(kept) > 2
+        while changed:  # a third: below the mix of two others, hence below the larger of them
+            changed = False
+            for i, x in enumerate(kept):
+                others = kept[:i] + kept[i + 1:]
+                if any(_below_mix(a[2], b[2], x[2]) for j, a in enumerate(others) for b in others[j + 1:]):
+                    kept = others
+                    changed = True
+                    break
         return sorted(((k, sum_expr(s)) for _, k, s in kept), key=lambda p: p[0])
 
 
@@ -169,6 +179,25 @@ def _v(atom, values: dict, memo: dict) -> int:
     if atom not in memo:
         memo[atom] = int(atom.xreplace(values))
     return memo[atom]
+
+
+def _below_mix(a: dict, b: dict, c: dict) -> bool:
+    """c <= max(a, b) at every size, shown by a weight w in [0, 1] with w*a + (1 - w)*b - c >= 0 monomial by
+    monomial (each atom >= 1): then c <= w*a + (1 - w)*b <= max(a, b).  The weights each monomial allows form an
+    interval; exact rationals."""
+    lo, hi = Fraction(0), Fraction(1)
+    for m in set(a) | set(b) | set(c):
+        ca, cb, cc = a.get(m, 0), b.get(m, 0), c.get(m, 0)
+        slope, need = ca - cb, cc - cb   # w * slope >= need
+        if slope > 0:
+            lo = max(lo, Fraction(need, slope))
+        elif slope < 0:
+            hi = min(hi, Fraction(need, slope))
+        elif need > 0:
+            return False
+        if lo > hi:
+            return False
+    return True
 
 
 def _covers(p: dict, q: dict) -> bool:

@@ -125,7 +125,7 @@ class _Storages(TorchDispatchMode):
 
 
 @contextmanager
-def _positions_unpacked():
+def positions_unpacked():
     """Hugging Face asks whether position ids pack several sequences into a row (``(mask[:, -1] == 0).all()``, a
     value meta tensors lack) where a model runs without a cache (checkpointing turns it off).  The positions a model
     makes itself are ``arange`` per row, one sequence each: the same ops run and the answer is the real one, None."""
@@ -212,7 +212,7 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
     gc.disable()  # frees by reference counting only: the same at every size, not when a collection happens to run
     torch.UntypedStorage.resize_ = resized
     try:
-        with mode, _positions_unpacked():
+        with mode, positions_unpacked():
             if backward:
                 with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     rec = record(model, x, backward=True)
