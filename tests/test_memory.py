@@ -369,3 +369,35 @@ class SmallResNet(torch.nn.Module):
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def test_saved_activations_by_module_equal_torch(cnn_train):
+    """Per module: the storages the real forward saves while that module is the innermost one running (module hooks
+    on the real CNN), each once, under the module that saved it first."""
+    model = SmallCNN().train()
+    names = {id(m): n for n, m in model.named_modules()}
+    own = {t.untyped_storage()._cdata for t in [*model.parameters(), *model.buffers()]}
+    running, seen = [], {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st._cdata not in own and st._cdata not in seen:
+            seen[st._cdata] = (st, running[-1], st.nbytes())
+        return t
+
+    def enter(module, args):
+        running.append(names[id(module)])
+
+    def leave(module, args, out):
+        running.pop()
+
+    hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    hooks += [m.register_forward_hook(leave) for m in model.modules()]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.randn(3, 3, 32, 64))
+    for h in hooks:
+        h.remove()
+    real = {}
+    for _, module, nbytes in seen.values():
+        real[module] = real.get(module, 0) + nbytes
+    assert cnn_train.at({"B": 3, "H": 32, "W": 64})["saved_by_module"] == real

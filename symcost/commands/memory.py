@@ -51,6 +51,8 @@ def run_memory(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    if not args.layers:
+        result.pop("saved_by_module", None)
     _print(mem, result)
     return 0
 
@@ -80,6 +82,10 @@ def _bytes(v) -> str:
     return count(v)
 
 
+def args_layers(result: dict) -> bool:
+    return bool(result.get("saved_by_module"))
+
+
 def _print(mem, result: dict) -> None:
     print(f"{result['target']} on {'x'.join(result['input_shape'])}, {result['dtype']}, {result['step']}")
     rows = [(_HEADINGS[k], _bytes(v)) for k, v in result["bytes"].items() if k != "peak"]
@@ -102,6 +108,10 @@ def _print(mem, result: dict) -> None:
         print(table(["at op", "live bytes"], [[p["op"], p["live_bytes"]] for p in peaks[:_SHOWN]]))
         if len(peaks) > _SHOWN:
             print(f"… and {len(peaks) - _SHOWN} more (--json lists every one; --at evaluates the peak exactly)")
+    if args_layers(result):
+        rows = [[m, _bytes(v)] for m, v in result["saved_by_module"].items()]
+        print("saved activations by module (the innermost module running when autograd saved each storage):")
+        print(table(["module", "saved bytes"], rows))
     if "evaluations" in result:
         keys = list(result["bytes"]) + (["recompute_flops"] if "flops" in result else [])
         rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), *(count(e[k]) for k in keys), e["peak_op"]]
@@ -183,6 +193,9 @@ def configure_memory(p) -> None:
     p.add_argument("--fit", metavar="BYTES",
                    help="the largest value of the one symbol not given with --at whose peak fits in BYTES "
                         "(80GB = 80e9 bytes, 80GiB = 80 * 2**30), and the peak there and at the next value")
+    p.add_argument("--layers", action="store_true",
+                   help="with --backward: the saved activations by module, each storage under the innermost module "
+                        "running when autograd first saved it (--json always has them)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

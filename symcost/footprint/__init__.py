@@ -37,6 +37,8 @@ class Memory:
     notes: list = field(default_factory=list)
     checked_at: list = field(default_factory=list)   # assignments the formulas were verified at
     flops: dict = field(default_factory=dict)   # with checkpointing: the step's FLOPs with and without, the extra
+    #: a training step's saved activations by the innermost module running when autograd saved each storage
+    saved_by_module: dict = field(default_factory=dict)
 
     @property
     def symbols(self) -> tuple:
@@ -79,6 +81,8 @@ class Memory:
         out["peak_op"] = best[1]
         for k, e in self.flops.items():
             out[k] = int(sympy.sympify(e).xreplace(subs))
+        if self.saved_by_module:
+            out["saved_by_module"] = {m: int(e.xreplace(subs)) for m, e in self.saved_by_module.items()}
         return out
 
     def fit(self, symbol: str, budget: int, values: dict) -> dict:
@@ -103,6 +107,8 @@ class Memory:
         out["peak_candidates"] = [{"op": label, "live_bytes": shown(e)} for label, e in self.peaks]
         if self.flops:
             out["flops"] = {k: shown(e) for k, e in self.flops.items()}
+        if self.saved_by_module:
+            out["saved_by_module"] = {m or "(model)": shown(e) for m, e in self.saved_by_module.items()}
         out["domain"] = [f"{text(d)} >= 1" for d in self.domain]
         out["checked_at"] = [{str(k): int(v) for k, v in p.items()} for p in self.checked_at]
         out["notes"] = list(self.notes)

@@ -48,7 +48,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                     raise
                 notes.append(f"recorded with attn_implementation='eager': the default attention reads mask values, "
                              f"which meta tensors do not have ({e})")
-    formulas, peaks, domain, checked, step_notes = step
+    formulas, peaks, domain, checked, step_notes, layers = step
     parts = dict(formulas)
     if decode is not None:
         parts, peaks, domain, step_notes = _as_decode(parts, peaks, domain, step_notes, shape, model)
@@ -78,7 +78,8 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                      "which keeps the attention scores and probabilities (L x L per head); a GPU's flash or "
                      "memory-efficient kernels keep less")
     return Memory(name, tuple(_flat(shape)), dtype, backward, parts, peaks,
-                  parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, flops)
+                  parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, flops,
+                  layers)
 
 
 def _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train) -> dict:
@@ -315,6 +316,7 @@ def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=(),
     if step.recording.backward_start is not None:
         parts["gradients"] = sympy.Integer(step.gradients)
         parts["saved_activations"] = f.saved()
+    layers = f.saved_by_module() if step.recording.backward_start is not None else {}
     if decode:  # the cache: what the step's wrapper allocates before the decoder runs (see _decode_step)
         first = next(ev.first_op for ev in step.recording.modules if ev.name == "model")
         cache: dict = {}
@@ -327,7 +329,7 @@ def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=(),
     for p in checked:
         if p not in unique:
             unique.append(p)
-    return parts, labelled, domain, unique, notes
+    return parts, labelled, domain, unique, notes, layers
 
 
 def _check(f: StepFormulas, peaks, a: StepMemory, step: StepMemory, values: dict) -> None:
@@ -346,7 +348,8 @@ def _check(f: StepFormulas, peaks, a: StepMemory, step: StepMemory, values: dict
     for n, t in f.input_terms.items():
         if term_value(t, values, memo) != step.inputs[n][0]:
             raise NoSingleFormula(f"an input's bytes differ from the formula at {at}")
-    if (step.params, step.buffers, step.other, step.gradients) != (a.params, a.buffers, a.other, a.gradients):
+    if (step.params, step.buffers, step.other, step.gradients, step.input_saved_in, step.other_saved_in) != \
+            (a.params, a.buffers, a.other, a.gradients, a.input_saved_in, a.other_saved_in):
         raise NoSingleFormula(f"the parameters, buffers or gradients differ at {at}")
     got = numbers(step)
     subs = {s: sympy.Integer(v) for s, v in values.items()}

@@ -6,8 +6,9 @@ Live bytes after op ``k`` are the resident storages (parameters, buffers, inputs
 before ``k`` and not yet freed: a sum of such terms, one per position.  The peak is the largest of them: only
 positions where some op allocates and a free follows can be largest (elsewhere a later or earlier position holds at
 least as much, at every size), and of those, one whose terms are, monomial by monomial, at least another's holds at
-least as much at every size too (each dimension is >= 1 in the model's domain) and replaces it.  One position left:
-its sum is the peak.  Several: the peak is their ``Max``, exact still, each evaluated where asked.
+least as much at every size too (each dimension is >= 1 in the model's domain) and replaces it; so does a weighted
+mix of two others.  One position left: its sum is the peak.  Several: the peak is their ``Max``, exact still, each
+evaluated where asked.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class StepFormulas:
         if keys_a != keys_b:
             raise NoSingleFormula("the step's tensors live and die at different ops at the two trace sizes "
                                   "(control flow that depends on the input size); give concrete sizes")
-        for field in ("params", "buffers", "other", "saved_other", "gradients"):
+        for field in ("params", "buffers", "other", "saved_other", "gradients", "input_saved_in", "other_saved_in"):
             if getattr(a, field) != getattr(b, field):
                 raise NoSingleFormula(f"the model's {field.replace('_', ' ')} differ between the two trace sizes")
         values = (values_a, values_b)
@@ -107,6 +108,19 @@ class StepFormulas:
                 terms[t[1]] += t[0]
         terms[()] += self.a.saved_other
         return sum_expr(terms)
+
+    def saved_by_module(self) -> dict:
+        """module name -> bytes of the storages autograd first saved while it was the innermost module running."""
+        terms: dict[str, Counter] = {}
+        for t, x in zip(self.terms, self.a.allocs):
+            if x.saved:
+                terms.setdefault(x.saved_in, Counter())[t[1]] += t[0]
+        for n, module in self.a.input_saved_in.items():
+            t = self.input_terms[n]
+            terms.setdefault(module, Counter())[t[1]] += t[0]
+        for module, nbytes in self.a.other_saved_in.items():
+            terms.setdefault(module, Counter())[()] += nbytes
+        return {module: sum_expr(c) for module, c in terms.items()}
 
     # ---- the peak ---------------------------------------------------------------
     def live_sums(self) -> list[tuple[int, dict]]:

@@ -31,10 +31,11 @@ class Alloc:
     itemsize: int
     freed: int | None = None     # ops completed when torch freed it (None: alive at the end of the step)
     saved: bool = False          # shown to saved_tensors_hooks in the forward
+    saved_in: str = ""           # the innermost module running when autograd first saved it
 
     def shape_key(self) -> tuple:
         """What must agree between two recordings of the same model at different sizes."""
-        return self.op, self.out, self.itemsize, self.freed, self.saved
+        return self.op, self.out, self.itemsize, self.freed, self.saved, self.saved_in
 
 
 @dataclass
@@ -49,6 +50,10 @@ class StepMemory:
     gradients: int                      # bytes of the parameters' .grad storages after the backward
     n_ops: int
     notes: list[str] = field(default_factory=list)
+    #: where autograd first saved each input (tensor number -> module name) and the bytes of other tensors it saved,
+    #: by module
+    input_saved_in: dict = field(default_factory=dict)
+    other_saved_in: dict = field(default_factory=dict)
 
     def resident(self) -> int:
         """Bytes of the storages that exist before the step, inputs aside."""
@@ -181,18 +186,34 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
     saved_other: dict[int, int] = {}
     unknown: list[int] = []
 
+    running: list[str] = []     # the modules whose forward is running, innermost last
+    names = {id(m): n for n, m in model.named_modules()}
+    where: dict[int, str] = {}  # storage -> the module that first saved it (inputs and other tensors)
+
     def pack(t):
         key, st = _storage(t)
         a = mode.by_key.get(key)
+        module = running[-1] if running else ""
         if a is not None:
-            a.saved = True
+            if not a.saved:
+                a.saved, a.saved_in = True, module
         elif key in mode.other:
             saved_other[key] = mode.other[key]
+            where.setdefault(key, module)
         elif key in known:
             saved.add(key)
+            where.setdefault(key, module)
         elif st.nbytes():
             unknown.append(key)
         return t
+
+    def enter(module, args):
+        if id(module) in names:
+            running.append(names[id(module)])
+
+    def leave(module, args, out):
+        if id(module) in names and running:
+            running.pop()
 
     grads: dict[int, int] = {}
 
@@ -202,6 +223,9 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
 
     hooks = [p.register_post_accumulate_grad_hook(grad_hook) for p in model.parameters() if p.requires_grad] \
         if backward else []
+    from torch.nn.modules import module as nn_module
+
+    hooks += [nn_module.register_module_forward_pre_hook(enter), nn_module.register_module_forward_hook(leave)]
     resize = torch.UntypedStorage.resize_
 
     def resized(st, size):  # not an op: the dispatch mode never sees it (as MemTracker notes)
@@ -232,10 +256,16 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
         raise TraceError("the storage tracker and the recorder saw different ops")  # a bug, not the model's
     if unknown:
         raise TraceError("symcost cannot follow this step's memory: autograd saves a tensor no op made")
-    inputs = {}
+    inputs, input_saved_in = {}, {}
     for name, t in named.items():
         key, _ = _storage(t)
         n = rec.inputs[name] if name else rec.input_index
         inputs[n] = (input_keys[key], key in saved, t.element_size())
+        if key in saved:
+            input_saved_in[n] = where[key]
+    other_saved_in: dict[str, int] = {}
+    for key, nbytes in saved_other.items():
+        other_saved_in[where[key]] = other_saved_in.get(where[key], 0) + nbytes
     return StepMemory(rec, mode.allocs, params, buffers, inputs, mode.other_total, sum(saved_other.values()),
-                      sum(grads.values()), len(rec.ops))
+                      sum(grads.values()), len(rec.ops), input_saved_in=input_saved_in,
+                      other_saved_in=other_saved_in)
