@@ -66,8 +66,12 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
         parts["optimizer_states"] = sympy.Integer(opt)
         parts["master_weights"] = sympy.Integer(4 * elems if master else 0)
         parts["saved_activations"] = parts.pop("saved_activations")
-    flops = _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train) \
-        if checkpoint else {}
+    flops = {}
+    if checkpoint:
+        try:
+            flops = _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train)
+        except TraceError as e:  # the bytes stand; the FLOPs of the trade are refused, with the reason
+            step_notes = [*step_notes, f"the recomputation's FLOPs are not given: {e}"]
     notes = chosen + notes + step_notes
     if checkpoint:
         shown = ", ".join(blocks[:3]) + (f", … ({len(blocks)} in all)" if len(blocks) > 3 else "")
