@@ -43,7 +43,7 @@ def run_memory(args) -> int:
                  input_dtype=args.input_dtype, past=args.past, checkpoint=args.checkpoint, progress=not args.json)
     result = mem.as_dict()
     if points:
-        result["evaluations"] = [{"values": p, **mem.at(p)} for p in points]
+        result["evaluations"] = [_evaluate(mem, p) for p in points]
     if args.fit:
         result["fit"] = found = mem.fit(free[0], fit_budget, given)
         if found["value"] is not None:
@@ -55,6 +55,14 @@ def run_memory(args) -> int:
         result.pop("saved_by_module", None)
     _print(mem, result)
     return 0
+
+
+def _evaluate(mem, values: dict) -> dict:
+    """The numbers at one assignment, or why none are given there (outside the formulas' domain)."""
+    try:
+        return {"values": values, **mem.at(values)}
+    except UsageError as e:
+        return {"values": values, "refused": str(e)}
 
 
 def _given(specs: list[str], names: list[str]) -> dict:
@@ -114,10 +122,14 @@ def _print(mem, result: dict) -> None:
         print(table(["module", "saved bytes"], rows))
     if "evaluations" in result:
         keys = list(result["bytes"]) + (["recompute_flops"] if "flops" in result else [])
-        rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), *(count(e[k]) for k in keys), e["peak_op"]]
+        rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()),
+                 *(count(e.get(k)) for k in keys), e.get("peak_op", "refused: see below")]
                 for e in result["evaluations"]]
         print(table(["values", *(_HEADINGS.get(k, "recomputed FLOPs") for k in keys), "peak at"], rows,
                     set(range(1, len(keys) + 1))))
+    for e in result.get("evaluations", []):
+        if "refused" in e:
+            print(f"refused: {e['refused']}")
     if "fit" in result:
         f = result["fit"]
         s = f["symbol"]
