@@ -4,8 +4,8 @@ Bytes, as exact formulas in the input's symbols, of what a forward (inference, u
 (forward and backward, as ``symcost model --backward`` records it) holds: parameters, buffers, inputs, gradients,
 optimizer states, master weights, the activations autograd saves for the backward, and the peak of live tensor
 bytes over the step with the op where it occurs.  The step is recorded on meta tensors at symcost's two trace sizes
-(``footprint.record``), each storage's bytes derived from its op output's symbolic shape (``footprint.derive``), and every
-formula checked against recordings at sizes of other residues before anything is returned.
+(``footprint.record``), each storage's bytes derived from its op output's symbolic shape (``footprint.derive``), and
+every formula checked against recordings at sizes of other residues before anything is returned.
 
 The count is live tensor bytes: every storage torch holds, each once, from its allocation to the moment torch frees
 it.  Not counted: the caching allocator's rounding and fragmentation, the CUDA context, cuDNN/cuBLAS workspaces,
@@ -143,7 +143,8 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
         raise UsageError("optimizer states and master weights belong to a training step: add backward=True "
                          "(--backward)")
     if checkpoint and not backward:
-        raise UsageError("checkpointing trades memory for recomputation in the backward: add backward=True (--backward)")
+        raise UsageError("checkpointing trades memory for recomputation in the backward: add backward=True "
+                         "(--backward)")
     if past is not None and backward:
         raise UsageError("--past is one decode step (inference): it does not combine with --backward")
     if momentum and optimizer != "sgd":

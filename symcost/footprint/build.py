@@ -277,7 +277,8 @@ def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = Fals
         domain = domain + (s - 1,)
         notes.append(f"the formulas hold for {s} >= 2: " + (
             f"at {s} = 1 torch makes other tensors (views where it copies otherwise)" if result else
-            f"symcost found no recording at {s} = 1 to check them against") + f"; give {s} = 1 as a number for that case")
+            f"symcost found no recording at {s} = 1 to check them against")
+            + f"; give {s} = 1 as a number for that case")
     if len(values_a) > 1:
         result = _check_at_one(model, shape, dtypes, backward, f, peaks, a, domain,
                                [{s: sympy.Integer(1) for s in values_a}])

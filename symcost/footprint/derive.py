@@ -259,8 +259,8 @@ def _covers_bounded(p: dict, q: dict, least: dict) -> bool:
     """p >= q at every size where each symbol is >= 1, shown on a polynomial below p - q: its monomials with a
     positive coefficient kept where they are polynomials in the symbols (dropped, >= 0, where a floor appears), those
     with a negative one with each atom raised to an upper bound (``_upper``: floor(y) <= y; a product of upper bounds
-    of atoms >= 1 bounds their product); then, each symbol shifted by its least value in the domain (``minimums``: each is then >= 0), every coefficient
-    >= 0."""
+    of atoms >= 1 bounds their product); then, each symbol shifted by its least value in the domain (``minimums``:
+    each is then >= 0), every coefficient >= 0."""
     terms = []
     for m in set(p) | set(q):
         c = p.get(m, 0) - q.get(m, 0)
