@@ -20,6 +20,7 @@ _EXPORTS = {
     "all_layers": "registry",
     "trace": "tracing", "register_op": "tracing.handlers", "unregister_op": "tracing.handlers",
     "fold_batchnorm": "fold",
+    "memory": "footprint",
 }
 __all__ = [*_EXPORTS, "model", "__version__"]
 
