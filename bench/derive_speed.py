@@ -3,7 +3,7 @@ in 7 config fields plus L.
 
     python bench/derive_speed.py                      # all four, twice each; a Markdown table for bench/RESULTS.md
     python bench/derive_speed.py --only forward backward --repeats 3
-    python bench/derive_speed.py --tree /tmp/old      # the same measurements of another checkout (before/after)
+    python bench/derive_speed.py --tree ../old-checkout      # the same measurements of another checkout (before/after)
 
 Each measurement runs in a fresh process (no warm sympy cache or memo from an earlier one), with torch, sympy,
 transformers and Llama's modelling code imported before the clocks start, and no derivation cache.  Process CPU
