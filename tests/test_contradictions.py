@@ -260,3 +260,14 @@ def test_config_values_giving_a_row_or_field_twice_are_refused(tmp_path, text, t
     path.write_text(text)
     with pytest.raises(UsageError, match=f"{twice}.*twice"):
         read_config_values(str(path))
+
+
+def test_an_infinite_argument_torch_accepts_stays_valid_json(capsys):
+    """hardtanh(min_val=-inf) is a clamp from above only, which torch accepts; `eval --json` must print JSON a
+    strict parser reads (no bare -Infinity), the value as the string "-inf"."""
+    import torch
+
+    torch.nn.Hardtanh(min_val=float("-inf"))(torch.zeros(1, 4))  # torch's side: accepted
+    assert main(["eval", "hardtanh", "--input", "1x4", "min_val=-inf", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert out["args"]["min_val"] == "-inf" and out["output_shape"] == [1, 4]

@@ -157,7 +157,7 @@ def run_formula(args) -> int:
         return _run_backward_formula(layer, shapes, conv, args.json)
     formula = Formula.of(layer, shapes, conv)
     if args.json:
-        print(json.dumps(formula.as_dict(layer), indent=2))
+        print(json_text(formula.as_dict(layer)))
     elif args.latex:  # for a paper: unnumbered lines, and what a flag symbol means, as the text output says
         tex = sympy.latex(formula)
         print(tex.replace(r"\begin{align}", r"\begin{align*}").replace(r"\end{align}", r"\end{align*}"))
@@ -215,6 +215,23 @@ def _run_backward_formula(layer, shapes, conv, as_json: bool) -> int:
     return 0
 
 
+def json_text(data) -> str:
+    """``data`` as JSON; a non-finite float argument (hardtanh's ``min_val=-inf``) as the string torch writes,
+    ``"-inf"``, since JSON has no such number."""
+    import math
+
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(data), indent=2, allow_nan=False)
+
+
 def run_eval(args) -> int:
     from ..api import numbers
 
@@ -223,7 +240,7 @@ def run_eval(args) -> int:
     _cost(layer, shapes)
     result = numbers(layer, shapes, conv.name)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
         return 0
     rows = [("layer", f"{result['layer']}  [{result['torch']}]"),
             ("input", " , ".join("x".join(map(str, s)) for s in result["input_shapes"])),
