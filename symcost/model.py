@@ -277,7 +277,7 @@ class ModelCost(_Sweepable):
         """This derivation's totals under every convention in plain data (see ``symcost.summary``); ``totals``
         replaces them (e.g. after ``--assume-divisible``)."""
         from .conventions import CONVENTIONS
-        from .summary import Summary, to_tree
+        from .summary import EVALUATED, Summary, to_tree
 
         def shown(e):
             return int(e) if e.is_Integer else sympy.sstr(e)
@@ -292,7 +292,7 @@ class ModelCost(_Sweepable):
             symbols=[str(s) for s in self.symbols],
             conventions={n: CONVENTIONS[n].summary for n in totals},
             totals={n: {m: shown(e) for m, e in t.items()} for n, t in totals.items()},
-            trees={n: {m: to_tree(t[m]) for m in ("params", "macs", "flops")} for n, t in totals.items()},
+            trees={n: {m: to_tree(t[m]) for m in EVALUATED} for n, t in totals.items()},
             domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
             guards=[(to_tree(g), shown_condition(g)) for g in self.guards],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),

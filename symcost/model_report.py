@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import NoSingleFormula, OutsideProvenDomain, UsageError
+from .summary import EVALUATED
 
-#: the totals a report shows per evaluation and in its formulas
+#: the totals a report shows in its formulas; an evaluation gives ``EVALUATED`` (reads and writes too)
 METRICS = ("params", "macs", "flops")
 UNITS = {"macs": "multiply-accumulates", "reads": "elements", "writes": "elements"}
 
@@ -116,7 +117,7 @@ def per_size(target: str, input_spec: str, points: list[dict], convention: str =
     with steps("tracing each size", len(points), progress) as advance:
         for values in points:
             tot = trace_target(target, at_point(input_spec, values), train, input_dtype).total(convention)
-            evaluations.append({"values": values, "total": {m: int(tot[m]) for m in METRICS}})
+            evaluations.append({"values": values, "total": {m: int(tot[m]) for m in EVALUATED}})
             advance()
     shape = shape_key(input_spec).split("x") if "=" not in input_spec else shape_key(input_spec)
     return ModelReport(target, shape, convention, notes=[note], evaluations=evaluations, per_size=True)

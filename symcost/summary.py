@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 METRICS = ("params", "macs", "flops")
+#: what each evaluation of a sweep gives (a point's memory traffic too, as a concrete derivation's totals do)
+EVALUATED = (*METRICS, "reads", "writes")
 
 _RELATIONS = {"le": operator.le, "lt": operator.lt, "ge": operator.ge, "gt": operator.gt, "eq": operator.eq,
               "ne": operator.ne}
@@ -254,5 +256,5 @@ class Summary:
             extra = f" ({len(bad)} of {len(points)} requested points are outside)" if len(points) > 1 else ""
             raise OutsideProvenDomain(outside_message(", ".join(f"{k}={v}" for k, v in points[i].items()), guard)
                                       + extra)
-        values = {m: evaluate_tree(self.trees[convention][m], env) for m in METRICS}
-        return [{"values": p, **{m: int(values[m][i]) for m in METRICS}} for i, p in enumerate(points)]
+        values = {m: evaluate_tree(self.trees[convention][m], env) for m in EVALUATED}
+        return [{"values": p, **{m: int(values[m][i]) for m in EVALUATED}} for i, p in enumerate(points)]

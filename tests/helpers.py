@@ -27,3 +27,15 @@ def assert_matches_torch(name: str, shapes, torch_kwargs: dict | None = None, tr
     assert ours["params"] == real.params, (name, kwargs)
     assert ours["buffers"] == real.buffers, (name, kwargs)
     assert ours["flops"] == real.flops, (name, kwargs, shapes, real.flops_by_op)
+
+
+def at_point(mc, values: dict, convention: str, concrete):
+    """``mc``'s totals at ``values``, as `symcost model --at` gives them: from the formula inside its proven
+    domain, else from ``concrete()`` (the model derived at that size on its own) where the point breaks a size
+    guard of the traced path (a branch the model takes only there)."""
+    from symcost.errors import OutsideProvenDomain
+
+    try:
+        return mc.evaluate(values, convention)
+    except OutsideProvenDomain:
+        return concrete().total(convention)

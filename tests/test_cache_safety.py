@@ -111,7 +111,7 @@ def test_a_changed_helper_module_changes_a_config_formula(tmp_path, cache, capsy
         _fresh_imports()
         argv = ["model", target, "--input", "1x3x16x16", "--config", "width=w", "--at", "w=5", "--json"]
         assert main(argv) == 0
-        return json.loads(capsys.readouterr().out)["evaluations"][0]["params"]
+        return json.loads(capsys.readouterr().out)["evaluations"][0]["total"]["params"]
 
     import torch
 
@@ -304,7 +304,7 @@ def _swept_params(capsys, target: str) -> int:
     """The cached sweep's path (the plain summary of a symbolic derivation)."""
     _fresh_imports()
     assert main(["model", target, "--input", "1x3xHxH", "--at", "H=8", "--json"]) == 0
-    return json.loads(capsys.readouterr().out)["evaluations"][0]["params"]
+    return json.loads(capsys.readouterr().out)["evaluations"][0]["total"]["params"]
 
 
 @pytest.fixture(scope="module")

@@ -345,7 +345,7 @@ def test_an_embedding_first_model_is_told_to_take_integer_ids(tmp_path, cache):
     path.write_text("from torch import nn\n\n\ndef build():\n    return nn.Sequential(nn.Embedding(100, 16), "
                     "nn.Linear(16, 4))\n")
     r = cli("model", f"{path}:build", "--input", "1xL", cache=cache)
-    assert r.returncode == 2 and "add --input-dtype int64" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 2 and "give --input-dtype int64" in r.stderr and len(r.stderr.splitlines()) == 1
     r = cli("model", f"{path}:build", "--input", "1xL", "--input-dtype", "int64", cache=cache)
     # 100 x 16 embedding + 16 x 4 linear and its bias = 1600 + 64 + 4 params; 16 x 4 MACs per token
     assert r.returncode == 0 and "total params  1,668" in r.stdout and "total MACs    64*L" in r.stdout, r.stderr

@@ -131,6 +131,9 @@ def test_guard_bounds_the_formula_and_per_size_traces_are_exact(tmp_path, name, 
     for e in report.evaluations:
         concrete = [e["values"].get(d, d) for d in shape]
         assert e["total"]["flops"] == torch_flops(build(name), concrete), e
+        # every point carries its memory traffic, from the formula or traced on its own: as a fixed-size derivation
+        fixed = trace(build(name), tuple(concrete)).total("torch")
+        assert (e["total"]["reads"], e["total"]["writes"]) == (fixed["reads"], fixed["writes"]), e
     assert sum("traced at that size on its own" in n for n in report.notes) == len(outside)
 
 
@@ -240,7 +243,8 @@ def test_timm_models_of_both_patterns_agree_with_a_fixed_size_derivation():
     cross = model_report("timm:crossvit_tiny_240", "1x3xHxW", "flops", points=[{"H": 240, "W": 240}],
                          use_cache=False, progress=False).evaluations[0]
     fixed = symcost.model("timm:crossvit_tiny_240", "1x3x240x240", use_cache=False).total("flops")
-    assert {m: cross["total"][m] for m in ("params", "macs", "flops")} == {m: fixed[m] for m in ("params", "macs", "flops")}
+    metrics = ("params", "macs", "flops", "reads", "writes")
+    assert {m: cross["total"][m] for m in metrics} == {m: fixed[m] for m in metrics}
     levit = symcost.model("timm:levit_128s", "1x3xHxW", use_cache=False)
     assert levit.fixed_at == {"H": 224, "W": 224}
     assert dict(levit.total("flops")) == dict(symcost.model("timm:levit_128s", "1x3x224x224",

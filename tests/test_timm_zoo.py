@@ -24,6 +24,7 @@ from symcost.errors import SymcostError, TraceError, UsageError
 timm = pytest.importorskip("timm")
 
 from symcost.targets import default_input_size, load_target  # noqa: E402
+from helpers import at_point  # noqa: E402
 from symcost.tracing import trace  # noqa: E402
 
 #: timm module -> the model tested (the smallest of a few candidates by name, by parameter count)
@@ -139,7 +140,7 @@ def check_model(name: str) -> tuple[str, str]:
         else:
             category, note = "formula", f"at {accepted}"
             for s in accepted:
-                values = mc.evaluate({"H": s[0], "W": s[1]}, "torch")
+                values = at_point(mc, {"H": s[0], "W": s[1]}, "torch", lambda: trace(model, (1, c, *s)))
                 assert values["flops"] == truth[s], (name, s, values["flops"], truth[s])
                 if name not in PARAMS_KNOWN_WRONG:
                     assert values["params"] == params, (name, values["params"], params)
@@ -152,7 +153,7 @@ def check_model(name: str) -> tuple[str, str]:
         auto = None
     if auto is not None and not auto.fixed_at:
         for s in accepted:
-            values = auto.evaluate({"H": s[0], "W": s[1]}, "torch")
+            values = at_point(auto, {"H": s[0], "W": s[1]}, "torch", lambda: trace(model, (1, c, *s)))
             assert values["flops"] == truth[s], (name, "automatic sizes", s, values["flops"], truth[s])
             assert values["params"] == params, (name, "automatic sizes", values["params"], params)
     if category != "formula":  # exact at the default size, on its own

@@ -136,7 +136,7 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
                                     ) from None
         if "indices" in msg and not any(_dtype_of(dtype, n).startswith("int") for n in
                                         (shape if isinstance(shape, dict) else [""])):
-            msg += " (the model takes integer ids: add --input-dtype int64, or input_dtype=\"int64\" in Python)"
+            msg += " (the model takes integer ids: give --input-dtype int64, or input_dtype=\"int64\" in Python)"
         raise error(f"the model cannot run on input {_shown(shape)}{where}: {msg}") from None
 
 

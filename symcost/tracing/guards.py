@@ -57,11 +57,15 @@ def prove(model, shape, hints: dict, dtype, backward: bool = False) -> Proof:
     """Run ``model`` once on fake tensors of symbolic sizes (``shape``: the input spec in sympy symbols, a tuple or
     a dict of named inputs; ``hints``: symbol -> the size to take the path of) and collect its guards."""
     try:
-        with _quiet():
+        with _quiet(), _released():
             env, names = _run(model, shape, hints, dtype, backward)
+            return _proof(env, names)
     except Exception as e:  # noqa: BLE001  (any failure leaves the sampled verification in charge)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return Proof(reason=f"the model does not run on symbolic sizes ({type(e).__name__}: {first[:200]})")
+
+
+def _proof(env, names: dict) -> Proof:
     proof = Proof(proven=True)
     fixed = {names[s] for s, v in env.replacements.items() if s in names and v.is_number}
     if fixed:
@@ -80,6 +84,11 @@ def prove(model, shape, hints: dict, dtype, backward: bool = False) -> Proof:
             continue
         if cond is sympy.true or cond in seen or _pins(cond, fixed):
             continue
+        if _fixed_inside_torch(cond, g):  # a size torch fixed after reading it as a number, not the model's test
+            proof.proven = False
+            proof.reason = proof.reason or (f"torch fixes a size inside an op ({shown(cond)}), so later decisions on "
+                                            "it were not seen")
+            continue
         if cond is sympy.false:  # cannot happen at the hint; be safe
             proof.proven = False
             continue
@@ -92,6 +101,21 @@ def prove(model, shape, hints: dict, dtype, backward: bool = False) -> Proof:
                 seen.add(cond)
                 proof.guards.append(Guard(cond))
     return proof
+
+
+@contextmanager
+def _released():
+    """``ShapeEnv`` memoises its methods in caches of the class, which keep every run's environment (and its
+    expressions) alive until later runs evict them: emptied after each run, so a run leaves nothing behind."""
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    try:
+        yield
+    finally:
+        for name in dir(ShapeEnv):
+            clear = getattr(getattr(ShapeEnv, name, None), "cache_clear", None)
+            if callable(clear):
+                clear()
 
 
 @contextmanager
@@ -109,6 +133,21 @@ def _quiet():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def shown(cond) -> str:
+    from ..model import shown_condition
+
+    return shown_condition(cond)
+
+
+def _fixed_inside_torch(cond, g) -> bool:
+    """``Eq(floor((H - 1)/8) + 1, 32)`` asked inside torch: a size compared for equality with a number there is one
+    torch fixed (a resize's output read as an int, then broadcast against), not a decision of the model's."""
+    if not isinstance(cond, sympy.Eq) or f"{os.sep}torch{os.sep}" not in _frame(g)[0]:
+        return False
+    number = next((side for side in (cond.lhs, cond.rhs) if side.is_number), None)
+    return number is not None and number >= 1 and not cond.has(sympy.Mod)  # Mod(W, 8) == 0: a divisibility check
 
 
 def _pins(cond, fixed: set) -> bool:
