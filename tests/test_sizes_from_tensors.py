@@ -44,12 +44,17 @@ class ResizeToSkip(nn.Module):
 
 
 class _Up(nn.Module):
-    """milesial/Pytorch-UNet's ``Up`` (bilinear=False): a 2x2 up-convolution, then padded to the skip's size."""
+    """milesial/Pytorch-UNet's ``Up``: a 2x2 up-convolution (or a bilinear 2x upsampling), then padded to the
+    skip's size."""
 
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, bilinear=False):
         super().__init__()
-        self.up = nn.ConvTranspose2d(cin, cin // 2, kernel_size=2, stride=2)
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        if bilinear:
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            self.conv = nn.Conv2d(cin + cin // 2, cout, 3, padding=1)
+        else:
+            self.up = nn.ConvTranspose2d(cin, cin // 2, kernel_size=2, stride=2)
+            self.conv = nn.Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x1, x2):
         x1 = self.up(x1)
@@ -63,13 +68,15 @@ class _Up(nn.Module):
 class PadToSkip(nn.Module):
     """Two levels of milesial's U-Net: max-pool down, up-convolve, pad to the skip (one pixel short at odd sizes)."""
 
+    bilinear = False
+
     def __init__(self):
         super().__init__()
         self.inc = nn.Conv2d(3, 8, 3, padding=1)
         self.down1 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1))
         self.down2 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1))
-        self.up1 = _Up(32, 16)
-        self.up2 = _Up(16, 8)
+        self.up1 = _Up(32, 16, self.bilinear)
+        self.up2 = _Up(16, 8, self.bilinear)
 
     def forward(self, x):
         x1 = self.inc(x)
@@ -78,6 +85,10 @@ class PadToSkip(nn.Module):
         y = self.up2(y, x1)
         self.shapes = [self.up1.padded, self.up2.padded]
         return y
+
+
+class PadToSkipBilinear(PadToSkip):
+    bilinear = True
 
 
 class UpToSkip(nn.Module):
@@ -114,6 +125,7 @@ class GlobalAvgPool(nn.Module):
 CASES = {
     ResizeToSkip: lambda r: r.layer == "upsample",
     PadToSkip: lambda r: r.name.endswith("constant_pad_nd"),
+    PadToSkipBilinear: lambda r: r.name.endswith("constant_pad_nd"),
     UpToSkip: lambda r: r.layer == "conv_transpose2d",
     GlobalAvgPool: lambda r: r.layer == "avgpool2d",
 }
