@@ -4,10 +4,13 @@ The model is recorded twice, at two concrete sizes (A and B).  Each op's output 
 symbolic shapes: an op with a catalog layer (convolution, pooling, reductions, matmuls, ...) takes its layer's own
 ``Cost.output_shape``, from the one handler that decodes the op (``costing``); views, data movement and ops with no
 catalog layer have a rule here (regrouping dims, permutations, concatenation, padding, sizes computed from the
-input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings; a size no
-rule explains falls back to a constant (equal in A and B), to a size seen earlier with the same pair of values or to
-an earlier tensor's element count (autograd's flat buffers), and failing that the trace stops and names the op, so a
-wrong formula can never pass silently.
+input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings, and against
+the third (the far check point, other residues) where it runs the same ops; a size no rule explains falls back to a
+constant (equal in every recording), to a tensor dim seen earlier with the same sizes (a size the model reads off
+another tensor: ``interpolate(size=skip.shape[-2:])``), to a simple function of an input size, to an earlier
+tensor's element count (autograd's flat buffers), and failing that the trace stops and names the op, so a wrong
+formula can never pass silently.  Numbers the model hands a pooling op or a transposed convolution (a window equal to
+the input, ``output_size=``) are explained the same way, as formulas.
 """
 from __future__ import annotations
 
@@ -71,6 +74,7 @@ class Propagation:
         self.sizes: set = set()   # every symbolic size: the model's domain is where all are >= 1
         #: op number -> (layer, input shapes, cost) of the ops whose shape is their layer's: costed once
         self.costed: dict[int, tuple] = {}
+        self.current = 0  # the op being derived
         if isinstance(input_shape, dict):  # named inputs, each with its own symbols
             for name, n in a.inputs.items():
                 self.sym[n] = self.finish(tuple(input_shape[name]), n, f"input {name}")
