@@ -4,7 +4,8 @@
 ``load_target(spec)`` returns an ``nn.Module`` and reports every user mistake as one ``UsageError`` line:
 
 * ``torchvision:resnet50`` -- ``torchvision.models.get_model(NAME, weights=None)`` (random init, no download;
-  ``weights_backbone=None`` too where the builder has one);
+  ``weights_backbone=None`` too where the builder has one; ``aux_loss=True`` where it has that, as its published
+  weights are built: FCN and DeepLabV3 with their auxiliary head);
   an unknown name gets the closest known names.
 * ``timm:resnet50d`` -- ``timm.create_model(NAME, pretrained=False)`` (any ``timm.list_models()`` name; timm is an
   optional dependency, ``pip install 'symcost[timm]'``).
@@ -311,8 +312,11 @@ def _torchvision(name: str):
         raise UsageError(f"unknown torchvision model {name!r}{hint}")
     # segmentation/detection builders also default to a pretrained backbone: no downloads, ever
     kwargs = {"weights": None}
-    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+    params = inspect.signature(torchvision.models.get_model_builder(name)).parameters
+    if "weights_backbone" in params:
         kwargs["weights_backbone"] = None
+    if "aux_loss" in params:  # segmentation (FCN, DeepLabV3): every published weight has the auxiliary head, and
+        kwargs["aux_loss"] = True  # its metadata (``_ops``) counts it; without weights the builder leaves it out
     try:
         return torchvision.models.get_model(name, **kwargs)
     except Exception as e:

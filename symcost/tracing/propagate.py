@@ -4,13 +4,17 @@ The model is recorded twice, at two concrete sizes (A and B).  Each op's output 
 symbolic shapes: an op with a catalog layer (convolution, pooling, reductions, matmuls, ...) takes its layer's own
 ``Cost.output_shape``, from the one handler that decodes the op (``costing``); views, data movement and ops with no
 catalog layer have a rule here (regrouping dims, permutations, concatenation, padding, sizes computed from the
-input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings; a size no
-rule explains falls back to a constant (equal in A and B), to a size seen earlier with the same pair of values or to
-an earlier tensor's element count (autograd's flat buffers), and failing that the trace stops and names the op, so a
-wrong formula can never pass silently.
+input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings, and against
+the third (the far check point, other residues) where it runs the same ops; a size no rule explains falls back to a
+constant (equal in every recording), to a tensor dim seen earlier with the same sizes (a size the model reads off
+another tensor: ``interpolate(size=skip.shape[-2:])``), to a simple function of an input size, to an earlier
+tensor's element count (autograd's flat buffers), and failing that the trace stops and names the op, so a wrong
+formula can never pass silently.  Numbers the model hands a pooling op or a transposed convolution (a window equal to
+the input, ``output_size=``) are explained the same way, as formulas.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
 from typing import Callable
 
@@ -19,6 +23,7 @@ import sympy
 from ..cost import as_expr
 from ..errors import NoSingleFormula, TraceError  # noqa: F401  (re-exported)
 from ..layers.tensor_ops import formula_scale
+from ..layers.shapes import conv_transpose_output_size
 from .costing import layer_for_op
 from .handlers import handler_for
 from .record import OpEvent, Recording, TensorRef
@@ -61,12 +66,17 @@ class Propagation:
                 self.c, self.values_c = c, values_c
         self.sym: list = [None] * len(a.shapes)
         self.lookup: dict[tuple[int, int], sympy.Expr] = {}
+        #: (size at A, at B, at the third recording or None) -> the first tensor dim seen with those sizes: a size
+        #: the model reads off another tensor (``interpolate(size=skip.shape[-2:])``, pad-to-skip) is that dim
+        self.seen: dict[tuple, sympy.Expr] = {}
         #: (numel at A, numel at B) -> the element count of a tensor seen: a size that is one, a flat buffer's
         self.numels: dict[tuple[int, int], sympy.Expr] = {}
         self._memo: dict = {}
+        self._memo_c: dict = {}
         self.sizes: set = set()   # every symbolic size: the model's domain is where all are >= 1
         #: op number -> (layer, input shapes, cost) of the ops whose shape is their layer's: costed once
         self.costed: dict[int, tuple] = {}
+        self.current = 0  # the op being derived
         if isinstance(input_shape, dict):  # named inputs, each with its own symbols
             for name, n in a.inputs.items():
                 self.sym[n] = self.finish(tuple(input_shape[name]), n, f"input {name}")
@@ -85,18 +95,42 @@ class Propagation:
         there is no third recording to ask)."""
         if self.c is None or at is None or at[1] >= len(self.c.shapes[at[0]]):
             return True
-        v = as_expr(e).xreplace(self.values_c)
+        v = self.third_value(e)
         return not v.is_Integer or int(v) == self.c.shapes[at[0]][at[1]]
 
+    def third_value(self, e) -> sympy.Expr:
+        """``e`` at the third recording's sizes (call only where there is one)."""
+        e = as_expr(e) if not isinstance(e, sympy.Basic) else e
+        if e not in self._memo_c:
+            self._memo_c[e] = e.xreplace(self.values_c)
+        return self._memo_c[e]
+
+    def third_size(self, n: int, i: int) -> int | None:
+        """Tensor ``n``'s dim ``i`` in the third recording (None without one)."""
+        if self.c is None or i >= len(self.c.shapes[n]):
+            return None
+        return self.c.shapes[n][i]
+
     def finish(self, cand: Shape | None, n: int, where: str) -> Shape:
-        """Check a candidate shape against both recordings, dim by dim, with fallbacks."""
+        """Check a candidate shape against both recordings (and the third, where there is one), dim by dim, with
+        fallbacks."""
         sa, sb = self.a.shapes[n], self.b.shapes[n]
         if len(sa) != len(sb):
             raise TraceError(f"{where}: rank differs between the two trace sizes")
-        out = []
+        out, thirds = [], []
         for i, (x, y) in enumerate(zip(sa, sb)):
             e = cand[i] if cand is not None and i < len(cand) and len(cand) == len(sa) else None
-            if e is not None and self.value(e) == (x, y):
+            z = self.third_size(n, i)
+            thirds.append(z)
+            fits = e is not None and self.value(e) == (x, y)
+            if fits and self.fits_third(e, (n, i)):
+                out.append(as_expr(e))
+            elif x == y and z in (None, x):
+                out.append(sympy.Integer(x))
+            elif z is not None and (found := self.explained((x, y, z), (n, i))) is not None:
+                # the rule's size (or a constant) holds at the trace sizes only: a size read off another tensor
+                out.append(found)
+            elif fits:  # holds at the trace sizes only, and nothing else explains the third: verification refuses
                 out.append(as_expr(e))
             elif x == y:
                 out.append(sympy.Integer(x))
@@ -109,9 +143,11 @@ class Propagation:
             else:
                 raise NoSingleFormula(f"{where}: no symbolic formula for size {x} (and {y} at the second trace size) "
                                       f"of dim {i}; trace at a concrete size instead")
-        for e, x, y in zip(out, sa, sb):
+        for e, x, y, z in zip(out, sa, sb, thirds):
             if x != y:
                 self.lookup.setdefault((x, y), e)
+            if not x == y == (x if z is None else z):
+                self.seen.setdefault((x, y, z), e)
             if e.free_symbols:  # also a size that happens to agree at both trace sizes: it is still symbolic
                 self.sizes.add(e)
         if len(out) > 1 and prod(sa) != prod(sb):
@@ -121,6 +157,7 @@ class Propagation:
     # ---- the walk ---------------------------------------------------------------
     def run(self) -> list:
         for k, ev in enumerate(self.a.ops):
+            self.current = k
             for n in ev.inputs:
                 if self.sym[n] is None:  # a parameter, buffer or constant: fixed size
                     self.sym[n] = self.finish(None, n, f"{ev.op} in {ev.module or 'the model'}")
@@ -142,7 +179,7 @@ class Propagation:
         h = handler_for(ev.op)
         if h is None or h.output != "layer":
             return pointwise(self, ev, self.b.ops[k])
-        found = layer_for_op(ev, self.sym, self.a.shapes)
+        found = layer_for_op(_sized_args(self, ev, self.b.ops[k]), self.sym, self.a.shapes)
         if found is None:
             return None
         layer, ins = found
@@ -150,11 +187,95 @@ class Propagation:
         self.costed[k] = (layer, ins, cost)
         return [tuple(cost.output_shape)] * len(ev.outputs)  # several outputs (values, indices): one shape
 
+    def explained(self, sizes: tuple, at: tuple[int, int] | None = None, shape: Shape = ()):
+        """A size (its values at A, B and the third recording, or None there) as a tensor dim seen earlier with the
+        same values, else as ``_size_from``'s simple function of one of ``shape`` or the model's input sizes; None
+        when nothing fits."""
+        key = sizes if len(sizes) == 3 else (*sizes, None)
+        if key in self.seen:
+            return self.seen[key]
+        return _size_from(self, shape, sizes[:2], at, key[2])
+
+    def third_op(self) -> OpEvent | None:
+        """The op being derived, as the third recording ran it (None without one)."""
+        return self.c.ops[self.current] if self.c is not None else None
+
     def s(self, x) -> Shape:
         return self.sym[x.index]
 
     def concrete(self, x) -> tuple:
         return self.a.shapes[x.index]
+
+
+#: ops whose window or output size the model may compute from a tensor's size (``F.avg_pool2d(x, x.shape[-2:])``,
+#: ``adaptive_avg_pool2d(x, (h // 2, w // 2))``): numbers that differ between the recordings are explained as sizes
+_SIZED_ARGS = frozenset({
+    "aten.avg_pool1d", "aten.avg_pool2d", "aten.avg_pool3d", "aten.max_pool1d", "aten.max_pool2d", "aten.max_pool3d",
+    "aten.max_pool1d_with_indices", "aten.max_pool2d_with_indices", "aten.max_pool3d_with_indices",
+    "aten._adaptive_avg_pool2d", "aten._adaptive_avg_pool3d", "aten.adaptive_avg_pool1d", "aten.adaptive_max_pool1d",
+    "aten.adaptive_max_pool2d", "aten.adaptive_max_pool3d",
+})
+
+
+class _Unexplained(Exception):
+    pass
+
+
+def _sized_args(p: Propagation, ev: OpEvent, evb: OpEvent) -> OpEvent:
+    """``ev`` with the numbers the model computed from sizes (they differ between the recordings) as formulas, for
+    its handler to build a layer of symbolic arguments: a pooling window equal to the input (global pooling written
+    ``F.avg_pool2d(x, x.shape[-2:])``), a transposed convolution's ``output_padding`` chosen by ``output_size=``.
+    ``ev`` itself where every number is the same in every recording, or where one has no explanation (the
+    verification then refuses the layer, naming it)."""
+    evc = p.third_op()
+    if ev.op == "aten.convolution" and len(ev.args) > 7 and ev.args[6]:
+        padding = _output_padding(p, ev, evb, evc)
+        return ev if padding is None else replace(ev, args=(*ev.args[:7], padding, *ev.args[8:]))
+    if ev.op not in _SIZED_ARGS:
+        return ev
+    first = next((t for t in _tensors(ev)), None)
+    shape = p.s(first) if first is not None else ()
+
+    def walk(a, b, c):
+        if isinstance(a, int) and not isinstance(a, bool) and type(a) is type(b) is type(c):
+            if a == b == c:
+                return a
+            found = p.explained((a, b, c) if p.c is not None else (a, b), None, shape)
+            if found is None:
+                raise _Unexplained
+            return found
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and isinstance(c, (list, tuple)) and \
+                len(a) == len(b) == len(c):
+            return type(a)(walk(*abc) for abc in zip(a, b, c))
+        return a
+
+    try:
+        args = walk(ev.args, evb.args, evc.args if evc is not None else ev.args)
+    except _Unexplained:
+        return ev
+    return ev if args == ev.args else replace(ev, args=args)
+
+
+def _output_padding(p: Propagation, ev: OpEvent, evb: OpEvent, evc: OpEvent | None) -> list | None:
+    """A transposed convolution called with ``output_size=`` (U-Net's up-convolution to its skip's size): torch
+    computes ``output_padding`` from it, so it differs between the recordings.  The output size is then the size
+    the model asked for, a tensor dim seen earlier (or ``_size_from``'s simple function of the input's), and the
+    padding that size less the unpadded output; None where the padding is the same in every recording or that size
+    has no explanation."""
+    padding = list(ev.args[7])
+    if padding == list(evb.args[7]) == list(evc.args[7] if evc is not None else padding):
+        return None
+    x, w, stride, pad, dilation = ev.args[0], ev.args[1], ev.args[3], ev.args[4], ev.args[5]
+    xs, kernel, n = p.s(x), p.a.shapes[w.index][2:], ev.outputs[0]
+    d = len(kernel)
+    out = []
+    for i in range(d):
+        dim = len(xs) - d + i
+        size = p.explained((p.a.shapes[n][dim], p.b.shapes[n][dim], p.third_size(n, dim)), (n, dim), (xs[dim],))
+        if size is None:
+            return None
+        out.append(size - conv_transpose_output_size(xs[dim], kernel[i], stride[i], pad[i], dilation[i]))
+    return out
 
 
 def _tensors(ev: OpEvent) -> list[TensorRef]:
@@ -222,20 +343,33 @@ def _col2im(p, ev, _evb):
     return [(*xs[:-2], xs[-2] / prod(kernel), *size)] if all(d is not None for d in size) else None
 
 
-def _size_from(p, shape, pair, at: tuple[int, int] | None = None):
-    """A size given to an op as numbers (an interpolation target, a fold's output size): a constant, a size of the
-    op's input or of the model's input, or a simple function of one (k*x, floor(x/k), ceil(x/k), either rounded to a
-    multiple of k, x + c, x - c) that gives both recorded values, and the third recording's where there is one
-    (``at``: the output tensor and dim the size lands in); else None (the shape check then tries sizes seen
-    earlier).  A wrong guess that fits every recording fails the verification at other sizes."""
+def _size_from(p, shape, pair, at: tuple[int, int] | None = None, third: int | None = None):
+    """A size given to an op as numbers (an interpolation target, a fold's output size, a padded size): a constant,
+    a size of the op's input or of the model's input, a tensor dim seen earlier with the same sizes in every
+    recording (``interpolate(size=skip.shape[-2:])``: the skip's dim), or a simple function of one of the first
+    (k*x, floor(x/k), ceil(x/k), either rounded to a multiple of k, x + c, x - c) that gives both recorded values,
+    and the third recording's where there is one (``at``: the output tensor and dim the size lands in, or ``third``:
+    the value there); else None (the shape check then tries sizes seen earlier).  A wrong guess that fits every
+    recording fails the verification at other sizes."""
     a, b = pair
-    if a == b:
+    c = third if third is not None else p.third_size(*at) if at is not None else None
+    if a == b and c in (None, a):
         return sympy.Integer(a)
     sizes = (*shape, *sorted(p.values_a, key=str))  # the op's input sizes, then the model's input symbols
-    for x, make, f in _size_candidates(sizes):
-        if tuple(f(v) for v in p.value(x)) == (a, b) and p.fits_third(cand := make(), at):
+    for k, (x, make, f) in enumerate(_size_candidates(sizes)):
+        if k == len(sizes) and c is not None and (a, b, c) in p.seen:
+            return p.seen[(a, b, c)]  # after the sizes themselves: a dim of another tensor, checked at all three
+        if tuple(f(v) for v in p.value(x)) == (a, b) and _fits(p, cand := make(), at, c):
             return cand
     return None
+
+
+def _fits(p, e, at, c) -> bool:
+    """Whether ``e`` gives ``c`` at the third recording (or, with no ``c`` given, tensor dim ``at``'s size there)."""
+    if c is None:
+        return p.fits_third(e, at)
+    v = p.third_value(e)
+    return not v.is_Integer or int(v) == c
 
 
 def _size_candidates(sizes):
@@ -374,26 +508,57 @@ def _same_padding(p, ev) -> dict:
 @rule("aten.constant_pad_nd", "aten.reflection_pad1d", "aten.reflection_pad2d", "aten.reflection_pad3d",
       "aten.replication_pad1d", "aten.replication_pad2d", "aten.replication_pad3d")
 def _pad(p, ev, evb):
+    """The padded size: TF "same" padding; the size of the tensor it is then concatenated with (U-Net's
+    pad-to-skip, ``diff // 2`` and ``diff - diff // 2`` of ``diff = skip - x``, which may be 0 at every recording);
+    x + lo + hi for pads the same in every recording; padding up to a multiple of k; else pads computed from
+    another tensor's size, where the padded size is a tensor dim seen earlier with the same sizes."""
     xs = list(p.s(ev.args[0]))
+    n = ev.outputs[0]
+    evc = p.third_op()
     pads, pads_b = list(ev.args[1]), list(evb.args[1])
+    pads_c = list(evc.args[1]) if evc is not None else pads
     same = _same_padding(p, ev) if ev.op == "aten.constant_pad_nd" else {}
+    joined = _concatenated_with(p, n) if ev.op == "aten.constant_pad_nd" else {}
     for i in range(len(pads) // 2):
         d = len(xs) - 1 - i
         lo, hi = pads[2 * i], pads[2 * i + 1]
+        target = (p.a.shapes[n][d], p.b.shapes[n][d])
         if d in same:
             xs[d] = same[d]
-        elif (lo, hi) == (pads_b[2 * i], pads_b[2 * i + 1]):
+        elif d in joined:
+            xs[d] = joined[d]
+        elif (lo, hi) == (pads_b[2 * i], pads_b[2 * i + 1]) == (pads_c[2 * i], pads_c[2 * i + 1]):
             xs[d] = xs[d] + lo + hi
         else:  # padding up to a multiple of k (window attention): ceil(x/k)*k
             xa, xb = p.value(xs[d])
-            target = (p.a.shapes[ev.outputs[0]][d], p.b.shapes[ev.outputs[0]][d])
             for k in range(2, 65):
                 if (-(-xa // k) * k, -(-xb // k) * k) == target and lo == 0 and pads_b[2 * i] == 0:
                     xs[d] = sympy.ceiling(xs[d] / k) * k
                     break
-            else:
-                xs[d] = None
+            else:  # pads computed from another tensor's size: the padded size is that tensor's
+                xs[d] = p.explained((*target, p.third_size(n, d)), (n, d), (xs[d],))
     return [tuple(xs)] if all(x is not None for x in xs) else None
+
+
+def _concatenated_with(p, n: int) -> dict:
+    """{dim: size} of a tensor that tensor ``n`` is next concatenated with (``torch.cat([x2, x1], dim=1)`` after
+    padding x1 to x2), for the dims other than the concatenated one where both have the same sizes in every
+    recording: torch.cat refuses any other size, so wherever the model runs the padded size is that tensor's."""
+    consumer = next((e for e in p.a.ops[p.current + 1:] if n in e.inputs), None)
+    if consumer is None or consumer.op != "aten.cat" or not isinstance(consumer.args[0], (list, tuple)):
+        return {}
+    rank = len(p.a.shapes[n])
+    along = _arg(consumer, 1, "dim", 0) % rank
+    out: dict = {}
+    for t in consumer.args[0]:
+        if not isinstance(t, TensorRef) or t.index == n or p.sym[t.index] is None or len(p.sym[t.index]) != rank:
+            continue
+        for d in range(rank):
+            same = p.a.shapes[t.index][d] == p.a.shapes[n][d] and p.b.shapes[t.index][d] == p.b.shapes[n][d] and \
+                p.third_size(t.index, d) == p.third_size(n, d)
+            if d != along and same and d not in out:
+                out[d] = p.sym[t.index][d]
+    return out
 
 
 @rule("aten.view", "aten._unsafe_view", "aten.reshape", "aten.unsqueeze", "aten.squeeze", "aten.flatten",

@@ -158,17 +158,19 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
         rec.modules.append(ev)
         rec.stack.append(ev)
 
-    def post(module, inputs, output):
+    def post(module, inputs, kwargs, output):
         if id(module) not in names or not rec.stack or rec.stack[-1].module is not module:
             return
         ev = rec.stack.pop()
         ev.outputs = [rec.number(t) for t in rec._outputs(output, [])]
         ev.end_op = len(rec.ops)
+        if _sized_by_call(module, inputs, kwargs):  # not a call its attributes describe: its ops are costed instead
+            rec.modules = [m for m in rec.modules if m is not ev]
 
     from torch.nn.modules import module as nn_module
 
     h1 = nn_module.register_module_forward_pre_hook(pre)
-    h2 = nn_module.register_module_forward_hook(post)
+    h2 = nn_module.register_module_forward_hook(post, with_kwargs=True)
     try:
         params = {}
         for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
@@ -205,6 +207,15 @@ def _refuse_no_tensor(out) -> None:
         shown = type(out).__name__ if out is not None else "None"
         raise NoTensorOutput(f"the model's forward returned {shown}, which holds no tensor: there is no output to "
                              "cost (return the tensors the model computes)")
+
+
+def _sized_by_call(module: torch.nn.Module, inputs: tuple, kwargs: dict) -> bool:
+    """A transposed convolution given ``output_size=`` (U-Net's up-convolution to its skip's size): torch computes
+    its ``output_padding`` from that size, so the module's own attribute does not describe the call; its
+    ``aten.convolution`` (which holds the padding used) is costed instead."""
+    if not isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
+        return False
+    return (inputs[1] if len(inputs) > 1 else kwargs.get("output_size")) is not None
 
 
 @contextmanager
