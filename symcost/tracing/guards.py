@@ -141,11 +141,16 @@ def shown(cond) -> str:
     return shown_condition(cond)
 
 
+#: torch's checks that two sizes broadcast: an equality with a number there meets a size torch fixed earlier
+_BROADCASTS = {"infer_size", "broadcast_shapes", "_broadcast_shapes", "broadcast_shape"}
+
+
 def _fixed_inside_torch(cond, g) -> bool:
-    """``Eq(floor((H - 1)/8) + 1, 32)`` asked inside torch: a size compared for equality with a number there is one
-    torch fixed (a resize's output read as an int, then broadcast against), not a decision of the model's."""
-    if not isinstance(cond, sympy.Eq) or f"{os.sep}torch{os.sep}" not in _frame(g)[0]:
-        return False
+    """``Eq(floor((H - 1)/8) + 1, 32)`` asked by torch's broadcast check: the other size is one torch fixed (a
+    resize's output read as an int), not a decision of the model's."""
+    name, func = _frame(g)
+    if not isinstance(cond, sympy.Eq) or f"{os.sep}torch{os.sep}" not in name or func not in _BROADCASTS:
+        return False  # (a chunk count, Eq(ceiling(L/1024), 1) in split's decomposition, is a decision: kept)
     number = next((side for side in (cond.lhs, cond.rhs) if side.is_number), None)
     return number is not None and number >= 1 and not cond.has(sympy.Mod)  # Mod(W, 8) == 0: a divisibility check
 
