@@ -109,8 +109,8 @@ def derive() -> str:
                      "$sbh(34 + 5as/h)$ bytes: sequence $s$, batch $b$, width $h$, $a$ heads, 16-bit activations, "
                      "dropout masks of 1 byte per element. symcost derives the bytes autograd saves from the model's "
                      "code (`symcost.memory`, the heading `saved_activations`, by module with `--layers`); here for "
-                     "Hugging Face's GPT-2 block with eager attention in bf16, on three small widths, solved for "
-                     "the coefficients of $h$ and $a$. symcost's formulas are in $B = b$ and $L = s$ for one "
+                     "Hugging Face's GPT-2 block with eager attention in bf16 at $(h, a)$ = (32, 4), (64, 4) and "
+                     "(48, 6). symcost's formulas are in $B = b$ and $L = s$ for one "
                      "configuration: the coefficients of $h$ and $a$ below are read off two configurations and "
                      "checked on a third, then the formula is evaluated at larger sizes — an extrapolation in "
                      "$h$ and $a$ the page states rather than records.")
