@@ -40,6 +40,9 @@ MODULES: dict[str, str] = {
                   "nanochat, torchtitan, Kaplan, PaLM, Chinchilla Table A4 — and its exact difference as a formula",
     "llama_params": "Llama's parameters as a formula in d, n, f, V, h, k (derived from the code at small configurations) "
                     "and its exact difference from Kaplan's 12·n·d²: GQA, the gated MLP, norms, embeddings",
+    "memory_hand_formulas": "Korthikanti et al.'s sbh(34 + 5as/h) activation bytes per layer and 16 bytes per "
+                            "parameter from symcost's memory formulas: GELU kernels, dropout masks, LayerNorm "
+                            "statistics, flash attention; GPT-3 175B 1.158–1.368×",
 }
 
 
