@@ -55,6 +55,15 @@ def _add(terms: list) -> sympy.Expr:
     return sympy.Add(*terms)
 
 
+def piecewise(branches: list) -> sympy.Expr:
+    """``Piecewise`` of ``(value, condition)`` pairs, or the one value where every branch has it (sympy would
+    merge equal branches into one under an ``Or`` of their conditions, unreadable)."""
+    values = [v for v, _ in branches]
+    if all(v == values[0] for v in values[1:]):
+        return values[0]
+    return sympy.Piecewise(*branches)
+
+
 class RowKind(str, Enum):
     """What a row is: a catalogued module's call, an op called outside any (functional), or the parameters no
     costed call reads (counted in a row of their own, never a call)."""
@@ -240,6 +249,9 @@ class ModelCost(_Sweepable):
     guards: tuple = ()
     #: the guards are the whole domain (read from a run with symbolic sizes); False: sampled (see the notes)
     proven: bool = False
+    #: a formula in pieces (``tracing.pieces``): ``(condition, ModelCost)`` per region of one size, each derived,
+    #: proven and verified on its own side; the totals are a ``Piecewise`` of theirs and ``rows`` their rows merged
+    pieces: tuple = ()
 
     @property
     def symbols(self) -> list[sympy.Symbol]:
@@ -247,6 +259,9 @@ class ModelCost(_Sweepable):
 
     def total(self, convention: str | Convention = "flops") -> Totals:
         conv = get_convention(convention) if isinstance(convention, str) else convention
+        if self.pieces:  # each piece's own totals: one Piecewise, not a sum of every row's pieces
+            parts = [(cond, mc.total(conv)) for cond, mc in self.pieces]
+            return Totals(conv.name, {k: piecewise([(t[k], cond) for cond, t in parts]) for k in Totals.KEYS})
         params = _add([r.cost.params for r in self.rows])
         buffers = _add([r.cost.buffers for r in self.rows])
         macs = _add([r.cost.macs for r in self.rows])
@@ -258,6 +273,10 @@ class ModelCost(_Sweepable):
 
     def by_family(self, convention: str | Convention = "flops", metric: str = "flops") -> dict[str, sympy.Expr]:
         conv = get_convention(convention) if isinstance(convention, str) else convention
+        if self.pieces:
+            parts = [(cond, mc.by_family(conv, metric)) for cond, mc in self.pieces]
+            families = list(dict.fromkeys(f for _, d in parts for f in d))
+            return {f: piecewise([(d.get(f, sympy.Integer(0)), cond) for cond, d in parts]) for f in families}
         out: dict[str, sympy.Expr] = {}
         for r in self.rows:
             if metric == "flops" and not conv.sees(r):

@@ -163,6 +163,8 @@ def collect(expr):
     polynomial in the sizes.  An expression that still holds a floor, ceiling or piecewise is left as it is (its
     products would expand into a larger expression); name the floors first (``readable``)."""
     expr = as_expr(expr)
+    if isinstance(expr, sympy.Piecewise):  # a formula in pieces: each piece collected
+        return sympy.Piecewise(*((collect(e), c) for e, c in expr.args))
     if expr.has(sympy.floor, sympy.ceiling, sympy.Piecewise, sympy.Max, sympy.Min):
         return expr
     return sympy.expand(expr)

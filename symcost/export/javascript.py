@@ -71,10 +71,12 @@ class BigIntPrinter(JavascriptCodePrinter):
             m = f"({mj}*{q}n)"
             return f"((({js} % {m}) + {m}) % {m})", q
         if isinstance(e, sympy.Piecewise):
-            if e.args[-1].cond is not sympy.true:
-                raise UsageError(f"a piecewise formula without a default branch cannot be compiled: {e}")
-            out = self._whole(e.args[-1].expr)
-            for branch in reversed(e.args[:-1]):
+            # a formula in pieces (``tracing.pieces``) has a condition on every branch: where none holds the page has
+            # refused the size already (its guards), and a value there would be a silent wrong one, so it throws
+            last = e.args[-1]
+            out = (self._whole(last.expr) if last.cond is sympy.true else
+                   '(() => { throw new Error("no piece of the formula holds here"); })()')
+            for branch in reversed(e.args[:-1] if last.cond is sympy.true else e.args):
                 out = f"({self._cond(branch.cond)} ? {self._whole(branch.expr)} : {out})"
             return out, 1
         raise UsageError(f"cannot compile {type(e).__name__} to JavaScript: {e}")

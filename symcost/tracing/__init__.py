@@ -146,7 +146,7 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
           default_shape: Sequence[int] | None = None, backward: bool = False,
-          custom_mapping: dict | None = None, config=None) -> ModelCost:
+          custom_mapping: dict | None = None, config=None, pieces: bool = True) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -162,6 +162,9 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
     ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
     ``Row.backward`` set.
+    ``pieces``: where a size guard bounds one input size (``x[:, :512]``, ``if W > 512``), also derive the
+    formula beyond it, each side proven and verified, and return totals in pieces (``tracing.pieces``); False: the
+    one formula of the path traced, its guards its domain.
     ``custom_mapping``: op -> handler for this trace only, before the registered ones (``symcost.register_op``
     documents the handler; as ``FlopCounterMode(custom_mapping=...)``).
     ``config={"width": "w", "depth": "n"}`` with ``model`` a factory (a callable taking those integer arguments and
@@ -184,7 +187,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
     try:
         with custom_ops(custom_mapping), cost_memo(), _old_objects_frozen():
-            return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward)
+            return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward, pieces)
     finally:
         for m, training in modes.items():
             m.training = training
@@ -217,7 +220,8 @@ def _freeze_more() -> None:
         gc.freeze()
 
 
-def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward) -> ModelCost:
+def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward,
+           pieces: bool = True) -> ModelCost:
     shape = _as_symbolic(input_shape)
     model = _on_meta(model)
     model.train(train)
@@ -269,24 +273,58 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
     proof = _proven(model, mc, shape, values_a, input_dtype, backward)
     _verify(model, mc, shape, values_a, values_b, rec_a, input_dtype, target, backward, far_recording=rec_far,
             far_index=far[0] if far else 0, proof=proof)
-    return mc
+    if not pieces:
+        return mc
+    from .pieces import extend  # beyond a bound on one size: that side's formula too, in one Piecewise
+
+    return extend(mc, proof, values_a, values_b,
+                  lambda at_a, at_b: _piece(model, shape, at_a, at_b, input_dtype, target, backward),
+                  _domain_note(mc, proof))
 
 
-def _proven(model, mc: ModelCost, shape, values_a: dict, dtype, backward: bool) -> Proof:
+def _piece(model, shape, values_a: dict, values_b: dict, dtype, target: str, backward: bool) -> tuple[ModelCost, Proof]:
+    """The formula of the sizes around ``values_a`` and ``values_b`` (a region beyond a guard), derived, its guards
+    proven and verified as the first formula's are (``tracing.pieces``)."""
+    rec_a = _record(model, _at(shape, values_a), "", dtype, True, backward)
+    rec_b = _record(model, _at(shape, values_b), "", dtype, True, backward)
+    rec_far = far = None
+    for k, point in enumerate(check_points(values_a, values_b)):
+        try:
+            rec_far, far = _record(model, _concrete(shape, point), "", dtype, backward=backward), (k, point)
+            break
+        except TraceError:
+            continue
+    mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
+                 third=(rec_far, far[1]) if rec_far is not None else None)
+    proof = _proven(model, mc, shape, values_a, dtype, backward, note=False)
+    _verify(model, mc, shape, values_a, values_b, rec_a, dtype, target, backward, far_recording=rec_far,
+            far_index=far[0] if far else 0, proof=proof)
+    return mc, proof
+
+
+def _proven(model, mc: ModelCost, shape, values_a: dict, dtype, backward: bool, note: bool = True) -> Proof:
     """The size guards of the path traced at ``values_a`` become the formulas' domain (``tracing.guards``).  (Where
     the second trace size breaks one, the formula still fits both recordings, and is claimed on the first's side
     only, where the verification checks it.)"""
     proof = prove(_fresh(model), shape, values_a, dtype, backward)
     mc.guards = tuple(g.condition for g in proof.guards)
     mc.proven = proof.proven
+    text = _domain_note(mc, proof) if note else None
+    if text:
+        mc.notes.append(text)
+    return proof
+
+
+def _domain_note(mc: ModelCost, proof: Proof) -> str | None:
+    """What the guards say about the formulas' domain, or None where they say nothing a reader needs."""
     shown = [g.text() for g in proof.guards if not _implied(g.condition, mc.domain)]
     if proof.proven and shown:
-        mc.notes.append(f"the formulas hold where {'; '.join(shown)} (size guards of the model's forward, read "
-                        "from a run with symbolic sizes); other sizes are traced on their own")
-    elif not proof.proven:
-        mc.notes.append(f"domain sampled, not proven: {proof.reason}; the formulas are verified at five recorded "
-                        "sizes" + (f", and hold only where {'; '.join(shown)}" if shown else ""))
-    return proof
+        return (f"the formulas hold where {'; '.join(shown)} (size guards of the model's forward, read from a run "
+                "with symbolic sizes); other sizes are traced on their own")
+    if not proof.proven:
+        return (f"domain sampled, not proven: {proof.reason}; the formulas are verified at five recorded sizes"
+                + (f", and hold only where {'; '.join(shown)}" if shown else ""))
+    return None
 
 
 def _implied(condition, domain: tuple) -> bool:
