@@ -19,6 +19,24 @@ class _MathML(MathMLPresentationPrinter):
     def _print_ceiling(self, e):
         return self._bracket(e, "\u2308", "\u2309")
 
+    def _print_Piecewise(self, e):
+        """A brace over one line per piece, ``value  if condition`` (a formula in pieces: ``tracing.pieces``)."""
+        def element(tag, *children, text=None):
+            node = self.dom.createElement(tag)
+            if text is not None:
+                node.appendChild(self.dom.createTextNode(text))
+            for child in children:
+                node.appendChild(child)
+            return node
+
+        lines = [element("mtr", element("mtd", self._print(value)),
+                         element("mtd", element("mtext", text="otherwise") if cond is sympy.true else
+                                 element("mrow", element("mtext", text="if\u00a0"), self._print(cond))))
+                 for value, cond in e.args]
+        table = element("mtable", *lines)
+        table.setAttribute("columnalign", "left")
+        return element("mrow", element("mo", text="{"), table)
+
     def _bracket(self, e, left, right):
         mrow = self.dom.createElement("mrow")
         for text, node in ((left, None), (None, sympy.together(e.args[0])), (right, None)):

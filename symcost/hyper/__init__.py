@@ -301,8 +301,9 @@ class _Tracer:
                 # a sliding window's limit on the cached tokens (other notes count calls: they vary with the config)
                 self.notes.update(n for n in mc.notes if n.startswith("sliding-window"))
             else:
+                # one formula per configuration, its guards its domain: a fit across configurations takes no pieces
                 mc = trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
-                           backward=self.backward)
+                           backward=self.backward, pieces=False)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
         except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration, whole)
