@@ -110,6 +110,14 @@ def shown_condition(condition) -> str:
     return sympy.sstr(condition)
 
 
+def shown_size(size, printer=sympy.sstr) -> str:
+    """A tensor size of the domain as a reader writes it; a size of some pieces only (``tracing.pieces``:
+    ``Piecewise((floor(W/2) - 2, W >= 513), (1, True))``) as ``floor(W/2) - 2 (where W >= 513)``."""
+    if isinstance(size, sympy.Piecewise) and size.args[-1].cond is sympy.true and size.args[-1].expr == 1:
+        return " or ".join(f"{printer(e)} (where {shown_condition(c)})" for e, c in size.args[:-1])
+    return printer(size)
+
+
 def at_least_one(condition) -> sympy.Expr | None:
     """An integer expression that is >= 1 exactly where ``condition`` holds (``L < 512`` -> ``512 - L``; ``W != 240``
     -> ``Max(W - 240, 240 - W)``), for a domain of sizes that must be >= 1; None where the sides may not be
@@ -178,7 +186,7 @@ class _Sweepable:
         given = ", ".join(f"{k}={v}" for k, v in values.items())
         for size in self.domain:
             if size.xreplace(subs) < 1:
-                raise UsageError(f"the model cannot take {given}: a tensor size {sympy.sstr(size)} becomes "
+                raise UsageError(f"the model cannot take {given}: a tensor size {shown_size(size)} becomes "
                                  f"{size.xreplace(subs)}")
         for condition in getattr(self, "guards", ()):
             if not bool(condition.xreplace(subs)):
@@ -312,7 +320,7 @@ class ModelCost(_Sweepable):
             conventions={n: CONVENTIONS[n].summary for n in totals},
             totals={n: {m: shown(e) for m, e in t.items()} for n, t in totals.items()},
             trees={n: {m: to_tree(t[m]) for m in EVALUATED} for n, t in totals.items()},
-            domain=[(to_tree(d), sympy.sstr(d)) for d in self.domain],
+            domain=[(to_tree(d), shown_size(d)) for d in self.domain],
             guards=[(to_tree(g), shown_condition(g)) for g in self.guards],
             uncovered=dict(self.uncovered), zero_cost_ops=dict(self.zero_cost_ops), notes=list(self.notes),
             fixed_at=dict(self.fixed_at),

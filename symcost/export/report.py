@@ -16,7 +16,7 @@ from html import escape
 import sympy
 
 from ..cost import as_expr
-from ..model import shown_condition
+from ..model import shown_condition, shown_size
 from .formulas import expand_back, readable, text
 from .html import mathml
 from .javascript import RUNTIME, js_expression
@@ -53,7 +53,7 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
             **{m: f(getattr(c, m)) for m in METRICS},
             "flops": {n: f(conv.count_row(r)) for n, conv in CONVENTIONS.items()},
         })
-    domain = [(f(d), text(d)) for d in mc.domain]
+    domain = [(f(d), shown_size(d, text)) for d in mc.domain]
     guards = [(f(sympy.Piecewise((1, g), (0, True))), shown_condition(g)) for g in getattr(mc, "guards", ())]
     totals = {"params": f(mc.total().params), "macs": f(mc.total().macs),
               "flops": {n: f(mc.total(conv).flops) for n, conv in CONVENTIONS.items()}}
