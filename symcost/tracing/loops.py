@@ -317,7 +317,7 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
 
     found = refusal(rec_a, rec_b, values_a, values_b)
     if found is not None:
-        raise found
+        raise _with_guard(found, model, shape, values_a, values_b, dtype, backward) from None
     keys = _Keys()
     sa, sb = segments(keys.of(rec_a)), segments(keys.of(rec_b))
     varying = [j for j, (x, y) in enumerate(zip(sa, sb)) if x.count != y.count]
@@ -341,6 +341,19 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
                               f"{', '.join(map(str, fit))}, where symcost sums its loops; trace it at a concrete "
                               "size") from None
     return _derive_at(model, shape, points, recs, check, symbol, dtype, target, backward)
+
+
+def _with_guard(e: NoSingleFormula, model, shape, values_a: dict, values_b: dict, dtype, backward: bool):
+    """``e`` naming the decision the model made, where a size guard of a symbolic run shows it."""
+    from . import _fresh
+    from .guards import prove
+    from .verify import describe
+
+    broken = prove(_fresh(model), shape, values_a, dtype, backward).violated(values_b)
+    if broken is None:
+        return e
+    return NoSingleFormula(f"{e} (the size guard that changes between {describe(values_a)} and "
+                           f"{describe(values_b)}: {broken.text()})")
 
 
 def _derive_at(model, shape, points, recs, check, symbol, dtype, target, backward) -> ModelCost:
