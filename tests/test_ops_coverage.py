@@ -239,9 +239,9 @@ def test_hugging_face_family_fully_covered_in_L(model_type):
         assert mc.evaluate({"L": n}, "torch")["flops"] == counter.get_total_flops(), (model_type, n)
 
 
-def test_lstm_covered_at_a_size_refused_in_symbols():
+def test_lstm_covered_at_a_size_and_summed_in_symbols():
     # nn.LSTM runs as aten ops, once per step (addmm/mm for the gates, unsafe_split into 4 gates: a view): the
-    # number of ops grows with the sequence, so no formula in its length exists; each concrete size is exact
+    # number of ops grows with the sequence; in symbols the steps are summed (tracing.loops), at a size exact
     class RowLSTM(nn.Module):
         def __init__(self):
             super().__init__()
@@ -252,9 +252,9 @@ def test_lstm_covered_at_a_size_refused_in_symbols():
             return y
 
     model = RowLSTM()
-    with pytest.raises(NoSingleFormula, match="a loop whose length depends on the input size"):
-        trace(model, (1, 3, 5, "W"))
+    summed = trace(model, (1, 3, 5, "W"))
     for w in (1, 8, 17, 32):
+        assert summed.evaluate({"W": w}, "torch")["flops"] == torch_flops(model.to("meta"), (1, 3, 5, w)), w
         mc = trace(model, (1, 3, 5, w))
         assert mc.uncovered == {}
         assert mc.zero_cost_ops.get("aten.unsafe_split", 0) == w

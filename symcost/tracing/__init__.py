@@ -251,6 +251,10 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
         if sizes or len(default) != len(symbols):
             raise failed
         return _fixed_size(model, shape, default, failed, target, input_dtype, backward)
+    if len(rec_a.ops) != len(rec_b.ops):  # a loop over a size (summed) or a branch on it (refused, named)
+        from . import loops
+
+        return loops.derive(model, shape, values_a, values_b, rec_a, rec_b, input_dtype, target, backward)
     # the far check point, recorded first: where a size the model computes in Python fits several formulas at both
     # trace sizes (H - 1 and 2*floor(H/2) at odd H), the propagation keeps the one that also fits here
     # (where the model refuses it -- a sliding window's limit on a decode step's cache -- the next check point)
@@ -489,6 +493,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
         placed.append((k, Row(name, layer.name, layer.plain_args(), ins, cost, backward=grad,
                                   kind=RowKind.FUNCTIONAL), range(k, k + 1)))
     placed.sort(key=lambda p: p[0])  # stable: a module call with no ops stays before the op that follows it
+    rec.row_ops = [ops for _, _, ops in placed]  # which ops each row covers (``tracing.loops`` sums a loop's rows)
     # params and buffers by the tensors each row reads, not by the catalog's formula: a tied weight, a sliced
     # or expanded parameter and a shared module all count once, at their own size
     stored = StoredTensors(model, rec)

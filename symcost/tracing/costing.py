@@ -30,6 +30,7 @@ ZERO_COST_OPS = frozenset({
     "aten.ones", "aten.ones_like", "aten.new_ones", "aten.dropout", "aten.native_dropout", "aten.new_empty_strided",
     "aten.full_like", "aten.new_full", "aten.unfold", "aten.empty_strided", "aten.unsafe_split",
     "aten.unsafe_split_with_sizes", "aten.chunk", "aten.unsafe_chunk",
+    "aten.transpose_",  # in place, a view's metadata only (nn.GRU's batch_first output)
 })
 
 @lru_cache(maxsize=1)

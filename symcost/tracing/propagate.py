@@ -442,7 +442,7 @@ def _permute(p, ev, _evb):
     return [tuple(xs[d % len(xs)] for d in ev.args[1])]
 
 
-@rule("aten.transpose")
+@rule("aten.transpose", "aten.transpose_")
 def _transpose(p, ev, _evb):
     xs = list(p.s(ev.args[0]))
     i, j = ev.args[1] % len(xs), ev.args[2] % len(xs)

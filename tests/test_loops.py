@@ -1,0 +1,117 @@
+"""Loops over a size become sums (``symcost.tracing.loops``): recurrences over T, Python loops over blocks, split
+into chunks then attend per chunk.  Every expected number is torch's own count (``FlopCounterMode``) on the real
+module, at lengths of every residue: odd, even, multiples of the block, just above and below a block boundary."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from symcost.errors import NoSingleFormula
+from symcost.tracing import trace
+
+LENGTHS = (1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 65, 100)
+
+
+def torch_flops(model, shape, device="cpu"):
+    """FlopCounterMode's count.  Recurrent layers on meta tensors: on CPU tensors torch runs them as one fused
+    kernel (``mkldnn_rnn``) that FlopCounterMode does not count (0 FLOPs), while on meta they run as the per-step
+    ops (addmm per gate matrix) it counts, the same decomposition symcost records."""
+    with torch.no_grad(), FlopCounterMode(display=False) as c:
+        model.to(device)(torch.randn(*shape, device=device) if device == "cpu" else
+                         torch.empty(*shape, device=device))
+    return c.get_total_flops()
+
+
+class Recurrent(nn.Module):
+    def __init__(self, kind, layers):
+        super().__init__()
+        self.rnn = kind(8, 12, num_layers=layers, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+class Blocks(nn.Module):
+    """A Python loop over blocks of 16 tokens, attention inside each block; the last block is partial."""
+
+    def __init__(self, block=16):
+        super().__init__()
+        self.block = block
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        out = []
+        for i in range(0, x.shape[1], self.block):
+            q, k, v = self.qkv(x[:, i:i + self.block]).chunk(3, dim=-1)
+            out.append(torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v)
+        return torch.cat(out, dim=1)
+
+
+class SplitAttend(nn.Module):
+    """``torch.split`` into chunks of 32, then attention per chunk (the last chunk L - 32*(ceiling(L/32) - 1))."""
+
+    def __init__(self, chunk=32):
+        super().__init__()
+        self.chunk = chunk
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = self.proj(x)
+        outs = [F.scaled_dot_product_attention(c, c, c) for c in torch.split(x, self.chunk, dim=1)]
+        return torch.cat(outs, dim=1)
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_recurrence_over_t_is_a_sum(kind, layers):
+    model = Recurrent(kind, layers)
+    mc = trace(model, (2, "T", 8), sizes=({"T": 21}, {"T": 14}))
+    assert mc.uncovered == {}
+    assert any("runs the same" in n for n in mc.notes), mc.notes
+    for t in LENGTHS:
+        assert mc.evaluate({"T": t}, "torch")["flops"] == torch_flops(model, (2, t, 8), "meta"), (kind, layers, t)
+        assert mc.evaluate({"T": t}, "torch")["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_lstm_default_trace_sizes_and_symbolic_batch():
+    model = Recurrent(nn.LSTM, 1)
+    mc = trace(model, ("B", "T", 8))
+    for b, t in ((1, 1), (2, 17), (3, 32), (5, 64), (4, 33)):
+        assert mc.evaluate({"B": b, "T": t}, "torch")["flops"] == torch_flops(model, (b, t, 8), "meta"), (b, t)
+
+
+# SDPA on CPU tensors of 3 dims runs a fused kernel FlopCounterMode counts as 0: on meta, the bmm's it counts
+@pytest.mark.parametrize("build,block,device", [(Blocks, 16, "cpu"), (SplitAttend, 32, "meta")])
+def test_blocks_and_chunks_sum_with_a_partial_last_one(build, block, device):
+    model = build()
+    mc = trace(model, (1, "L", 8), sizes=({"L": 5 * block + 3}, {"L": 3 * block + 5}))
+    assert mc.uncovered == {}
+    for t in (*LENGTHS, block - 1, block, block + 1, 2 * block - 1, 2 * block, 2 * block + 1, 5 * block + 7):
+        assert mc.evaluate({"L": t}, "torch")["flops"] == torch_flops(model, (1, t, 8), device), \
+            (build.__name__, t)
+
+
+def test_trip_count_is_a_ceiling():
+    mc = trace(Blocks(), (1, "L", 8), sizes=({"L": 83}, {"L": 53}))
+    note = next(n for n in mc.notes if "runs the same" in n)
+    assert "ceiling(L/16)" in note, note
+
+
+class Branch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = self.a(x)
+        if x.shape[1] > 100:
+            x = torch.relu(self.b(x))
+        return x
+
+
+def test_a_branch_is_named_a_branch_not_a_loop():
+    with pytest.raises(NoSingleFormula, match="branch") as e:
+        trace(Branch(), (1, "L", 8), sizes=({"L": 150}, {"L": 50}))
+    assert "a loop" not in str(e.value) and "recurrence" not in str(e.value)
