@@ -247,6 +247,29 @@ def test_config_formulas_name_their_floors(tmp_path, cache):
     assert "floor(floor" not in r.stdout and "R_2 = floor((R_1 - 1)/2) + 1" in r.stdout, r.stdout
     # the sizes' ">= 1" always holds (a 3x3/2 pad-1 conv never empties a map): not printed
     assert re.search(r"^valid where +w >= 2$", r.stdout, re.M), r.stdout
+    # --json names the same floors: the text's "where" lines and formulas, beside the raw ones
+    data = json.loads(cli("model", f"{path}:build", "--input", "1x3xRxR", "--config", "width=w", "--json",
+                          cache=cache).stdout)
+    assert data["where"] == {"R_1": "floor((R - 1)/2) + 1", "R_2": "floor((R_1 - 1)/2) + 1"}
+    assert f"MACs          {data['formula_named']['macs']}\n" in r.stdout and "floor" not in str(data["formula_named"])
+    import sympy
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    namespace = {n: sympy.Symbol(n, integer=True, positive=True) for n in ("R", "R_1", "R_2", "w")}
+    for width, size in ((8, 33), (6, 224), (3, 8)):
+        values = {namespace["R"]: size, namespace["w"]: width}
+        for name, definition in data["where"].items():   # each name defined by the ones before it
+            values[namespace[name]] = int(sympy.sympify(definition, locals=namespace).subs(values))
+        named = int(sympy.sympify(data["formula_named"]["macs"], locals=namespace).subs(values))
+        raw = int(sympy.sympify(data["formula"]["macs"], locals=namespace).subs(values))
+        exec(path.read_text(), module := {})
+        with FlopCounterMode(display=False) as counter:                 # torch counts 2 FLOPs per conv MAC
+            module["build"](width)(torch.zeros(1, 3, size, size, device="meta"))
+        assert named == raw == counter.get_total_flops() // 2, (width, size)
+    # by hand at w=8, R=33: conv1 17x17 outputs x 8 x 27 MACs = 62,424; conv2 9x9 x 8 x 72 = 46,656
+    assert int(sympy.sympify(data["formula_named"]["macs"], locals=namespace).subs(
+        {namespace["R_1"]: 17, namespace["R_2"]: 9, namespace["w"]: 8})) == 62_424 + 46_656
 
 
 # ------------------------------------------------------------------------------ 4. typos answered before torch
