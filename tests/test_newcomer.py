@@ -526,3 +526,16 @@ def test_functional_rows_read_as_the_call_the_code_made_everywhere(tmp_path, cap
         assert "add_" not in out and "_softmax" not in out, what
         if what not in ("latex", "json", "table json"):
             assert "0: add" in out and "0: softmax" in out, what
+
+
+def test_trace_of_something_not_a_module_says_what_to_call():
+    import symcost
+    from symcost.errors import UsageError
+
+    # was: AttributeError "'str' object has no attribute 'parameters'"
+    with pytest.raises(UsageError, match=r"not a str: a target name goes to symcost.model\('torchvision:resnet18'"):
+        symcost.trace("torchvision:resnet18", (1, 3, 224, 224))
+    with pytest.raises(UsageError, match="not an int$"):
+        symcost.trace(42, (1, 3))
+    with pytest.raises(UsageError, match="a factory of modules takes config="):
+        symcost.trace(lambda width: None, (1, 3))
