@@ -91,6 +91,17 @@ class Row:
         return self.kind is RowKind.FUNCTIONAL
 
     @property
+    def label(self) -> str:
+        """The row's name as a reader writes the call: a module's qualified name as is; a functional call as
+        ``layer1.0: add`` -- its module, then the function by the name the code calls it, without the underscores
+        of torch's in-place and private variants (``out += x`` runs ``add_``, ``F.softmax`` runs ``_softmax``).
+        ``name`` keeps torch's op: it is the key the timing measurements match."""
+        if not self.functional:
+            return self.name
+        module, op = self.name.rsplit(":", 1)
+        return f"{module}: {op.split('.')[0].strip('_') or op}"
+
+    @property
     def is_call(self) -> bool:
         """A layer call (module or functional), not the row of parameters no costed call reads."""
         return self.kind is not RowKind.UNUSED

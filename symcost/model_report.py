@@ -78,7 +78,7 @@ def shown(e):
 def row_json(r, conv) -> dict:
     """One traced row as plain data: names, arguments, symbolic shapes, params, MACs and FLOPs under ``conv``."""
     c = r.cost
-    return {"name": r.name, "layer": r.layer, "family": c.family, "args": r.args,
+    return {"name": r.label, "layer": r.layer, "family": c.family, "args": r.args,
             "input_shapes": [[shown(d) for d in s] for s in r.input_shapes],
             "output_shape": [shown(d) for d in c.output_shape],
             "params": shown(c.params), "macs": shown(c.macs),

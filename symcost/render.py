@@ -83,6 +83,16 @@ def scaled(value: int, unit: int, digits: int = 2, sep: str = ",") -> str:
     return text.replace(",", sep) if sep != "," else text
 
 
+def scaled_total(value: int, unit: int, digits: int = 2, sep: str = ",") -> str:
+    """A column's total: in the column's unit (``scaled``) while it reads as a few digits there; a total of a
+    thousand units or more in its own prefix, named (``11.69M`` under a column of K, as a paper writes a model's
+    11,689,512 parameters), not ``11,689.51``."""
+    if unit == 1 or abs(value) < 1000 * unit:
+        return scaled(value, unit, digits, sep)
+    own, prefix = prefix_for(value)
+    return scaled(value, own, digits, sep) + prefix
+
+
 # ---- tables ---------------------------------------------------------------------------------------------------
 
 def table(header: Sequence[str] | None, rows: Iterable[Sequence[str]], right: Iterable[int] = (),

@@ -247,6 +247,29 @@ def test_config_formulas_name_their_floors(tmp_path, cache):
     assert "floor(floor" not in r.stdout and "R_2 = floor((R_1 - 1)/2) + 1" in r.stdout, r.stdout
     # the sizes' ">= 1" always holds (a 3x3/2 pad-1 conv never empties a map): not printed
     assert re.search(r"^valid where +w >= 2$", r.stdout, re.M), r.stdout
+    # --json names the same floors: the text's "where" lines and formulas, beside the raw ones
+    data = json.loads(cli("model", f"{path}:build", "--input", "1x3xRxR", "--config", "width=w", "--json",
+                          cache=cache).stdout)
+    assert data["where"] == {"R_1": "floor((R - 1)/2) + 1", "R_2": "floor((R_1 - 1)/2) + 1"}
+    assert f"MACs          {data['formula_named']['macs']}\n" in r.stdout and "floor" not in str(data["formula_named"])
+    import sympy
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    namespace = {n: sympy.Symbol(n, integer=True, positive=True) for n in ("R", "R_1", "R_2", "w")}
+    for width, size in ((8, 33), (6, 224), (3, 8)):
+        values = {namespace["R"]: size, namespace["w"]: width}
+        for name, definition in data["where"].items():   # each name defined by the ones before it
+            values[namespace[name]] = int(sympy.sympify(definition, locals=namespace).subs(values))
+        named = int(sympy.sympify(data["formula_named"]["macs"], locals=namespace).subs(values))
+        raw = int(sympy.sympify(data["formula"]["macs"], locals=namespace).subs(values))
+        exec(path.read_text(), module := {})
+        with FlopCounterMode(display=False) as counter:                 # torch counts 2 FLOPs per conv MAC
+            module["build"](width)(torch.zeros(1, 3, size, size, device="meta"))
+        assert named == raw == counter.get_total_flops() // 2, (width, size)
+    # by hand at w=8, R=33: conv1 17x17 outputs x 8 x 27 MACs = 62,424; conv2 9x9 x 8 x 72 = 46,656
+    assert int(sympy.sympify(data["formula_named"]["macs"], locals=namespace).subs(
+        {namespace["R_1"]: 17, namespace["R_2"]: 9, namespace["w"]: 8})) == 62_424 + 46_656
 
 
 # ------------------------------------------------------------------------------ 4. typos answered before torch
@@ -438,3 +461,81 @@ def test_config_plots_mark_the_fields_default(tmp_path):
     assert _field_default(f"{path}:build", "width") == 8             # the factory's own default
     assert _field_default("hf:gpt2", "n_embd") == 768                # GPT-2's default config (its model card: 768)
     assert _field_default("hf:gpt2", "no_such_field") is None
+
+
+# ------------------------------------------------------------------------------ 7. functional rows by name
+
+RESIDUAL = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        out = self.conv(x)
+        out += x                                   # torch runs aten.add_ (in place)
+        return torch.softmax(out, dim=1)           # torch runs aten._softmax
+
+
+def build():
+    return nn.Sequential(Block())
+'''
+
+
+def test_functional_rows_read_as_the_call_the_code_made_everywhere(tmp_path, capsys):
+    import torch
+
+    import symcost
+    from symcost.cli import main
+    from symcost.export.html import model_html
+    from symcost.model import Row, RowKind
+
+    # the label: torch's in-place and private underscores dropped; a module's own name kept whole, ':' and all
+    cost = symcost.trace(torch.nn.Linear(2, 2), (1, 2)).rows[0].cost
+    assert Row("(model):_softmax", "softmax", {}, (), cost, kind=RowKind.FUNCTIONAL).label == "(model): softmax"
+    assert Row("(backward):mm", "matmul", {}, (), cost, kind=RowKind.FUNCTIONAL).label == "(backward): mm"
+    assert Row("odd:name", "linear", {}, (), cost).label == "odd:name"
+    assert Row("odd:name:relu_", "relu", {}, (), cost, kind=RowKind.FUNCTIONAL).label == "odd:name: relu"
+
+    (tmp_path / "res.py").write_text(RESIDUAL)
+    target, shape = f"{tmp_path / 'res.py'}:build", "1x4x6x6"
+    wanted = ["0.conv", "0: add", "0: softmax"]
+    mc = symcost.model(target, shape, use_cache=False)
+    assert [r.name for r in mc.rows] == ["0.conv", "0:add_", "0:_softmax"]    # the key timing data matches
+    assert [r.label for r in mc.rows] == wanted
+    outputs = {}
+    for what, args in {"text": ["model", target, "--input", shape],
+                       "json": ["model", target, "--input", shape, "--json"],
+                       "latex": ["table", target, "--input", shape],
+                       "markdown": ["table", target, "--input", shape, "--markdown"],
+                       "table json": ["table", target, "--input", shape, "--json"],
+                       "latency": ["latency", target, "--input", shape, "--device", "h100", "--no-measure"]}.items():
+        assert main(args) == 0, what
+        outputs[what] = capsys.readouterr().out
+    assert main(["report", target, "--input", "1x4xHxH", "--out", str(tmp_path / "r.html")]) == 0
+    outputs["report"] = (tmp_path / "r.html").read_text()
+    outputs["notebook"] = model_html(mc)
+    assert [r["name"] for r in json.loads(outputs["json"])["layers"]] == wanted
+    assert [r["name"] for r in json.loads(outputs["table json"])["rows"]] == wanted
+    assert r"\texttt{0:\allowbreak  add}" in outputs["latex"] and r"0:\allowbreak  softmax" in outputs["latex"]
+    for what, out in outputs.items():
+        assert "add_" not in out and "_softmax" not in out, what
+        if what not in ("latex", "json", "table json"):
+            assert "0: add" in out and "0: softmax" in out, what
+
+
+def test_trace_of_something_not_a_module_says_what_to_call():
+    import symcost
+    from symcost.errors import UsageError
+
+    # was: AttributeError "'str' object has no attribute 'parameters'"
+    with pytest.raises(UsageError, match=r"not a str: a target name goes to symcost.model\('torchvision:resnet18'"):
+        symcost.trace("torchvision:resnet18", (1, 3, 224, 224))
+    with pytest.raises(UsageError, match="not an int$"):
+        symcost.trace(42, (1, 3))
+    with pytest.raises(UsageError, match="a factory of modules takes config="):
+        symcost.trace(lambda width: None, (1, 3))

@@ -213,7 +213,7 @@ def test_latency_json_on_a_tiny_model(net, capsys):
                  "--threads", "1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in data["layers"]]
-    assert names == ["conv", "bn", "proj", "(model):add", "relu", "relu", "fc"]
+    assert names == ["conv", "bn", "proj", "(model): add", "relu", "relu", "fc"]
     for r in data["layers"]:
         assert r["measured_s"] is not None and r["measured_s"] > 0
         assert r["predicted_s"] == pytest.approx(max(r["compute_s"], r["memory_s"]) + r["overhead_s"])
@@ -234,7 +234,7 @@ def test_latency_text_and_prediction_only(net, capsys):
     assert main(["latency", f"{net}:Net", "--input", "1x3x8x8", "--device", "h100", "--dtype", "fp16",
                  "--no-measure"]) == 0
     out = capsys.readouterr().out
-    assert "predicted on  h100-sxm" in out and "(model):add" in out and "Spearman" not in out
+    assert "predicted on  h100-sxm" in out and "(model): add" in out and "Spearman" not in out
     assert main(["latency", f"{net}:Net", "--input", "1x3x8x8", "--device", "h100", "--dtype", "int8",
                  "--no-measure", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -429,7 +429,7 @@ def test_latency_prediction_json_has_kernels_and_forward(capsys):
     data = json.loads(capsys.readouterr().out)
     rows = {r["name"]: r for r in data["layers"]}
     assert rows["conv1"]["kind"] == "conv_kxk" and rows["conv1"]["kernels"] == 1      # no bias in resnet18
-    assert rows["layer1.0:add_"]["kind"] == "elementwise"                              # the functional add
+    assert rows["layer1.0: add"]["kind"] == "elementwise"                              # the functional add
     assert rows["fc"]["kernels"] == 1
     t = data["total"]
     assert t["kernels"] == sum(r["kernels"] for r in data["layers"])

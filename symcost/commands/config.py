@@ -64,10 +64,15 @@ def run_config(args) -> int:
     rows = read_config_values(args.config_values) if args.config_values else None
     report = config_report(cc, args.convention, args.at, rows, started, per_token=per_token)
     result = report.as_dict()
+    named = _named_floors(cc, args.convention, per_token)
     if args.json:
+        if named:   # the text output's names beside the raw formulas: "formula_named" in the sizes "where" defines
+            shown, where = named
+            result["where"] = where
+            result.update({("formula" if part == "total" else part) + "_named": t for part, t in shown.items()})
         print(json.dumps(result, indent=2))
     else:
-        _print_text(result, _named_floors(cc, args.convention, per_token))
+        _print_text(result, named)
     if getattr(args, "strict", False) and cc.uncovered:
         print(f"symcost model: --strict: ops symcost cannot cost: {', '.join(sorted(cc.uncovered))}", file=sys.stderr)
         return 1

@@ -100,7 +100,7 @@ def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
         shape, (params, macs, flops) = shown[i:i + n], shown[i + n:i + n + 3]
         i += len(c)
         if len(body) < max_rows:
-            body.append(f"<tr><td><code>{escape(r.name)}</code></td><td>{escape(r.layer)}</td>"
+            body.append(f"<tr><td><code>{escape(r.label)}</code></td><td>{escape(r.layer)}</td>"
                         f"<td>{mathml_shape(shape)}</td><td>{_cell(params)}</td><td>{_cell(macs)}</td>"
                         f"<td>{_cell(flops)}</td></tr>")
     if len(rows) > max_rows:

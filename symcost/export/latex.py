@@ -10,7 +10,7 @@ import re
 
 import sympy
 
-from ..render import scaled
+from ..render import scaled, scaled_total
 from .common import LONG_TABLE_ROWS, formulas, numeric_columns, subject
 from .formulas import latex as latex_expr
 from .tables import Table
@@ -122,8 +122,8 @@ def breakable(name: str) -> str:
     return out
 
 
-def _number(value: int, col, digits: int) -> str:
-    text = scaled(value, col.unit, digits)
+def _number(value: int, col, digits: int, total: bool = False) -> str:
+    text = (scaled_total if total else scaled)(value, col.unit, digits)
     return text.replace("<", "$<$")
 
 
@@ -236,7 +236,7 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
         if row_f is not None and layers:
             body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{\quad FLOPs $= {latex_expr(row_f[i])}$}} \\")
     if table.total is not None:
-        cells = ["Total", "", ""] + [_number(table.total[c.key], c, digits) for c in cols]
+        cells = ["Total", "", ""] + [_number(table.total[c.key], c, digits, total=True) for c in cols]
         body.append(r"\midrule")
         body.append(" & ".join(cells) + r" \\")
         if total_f is not None:

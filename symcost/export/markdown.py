@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from ..render import scaled
+from ..render import scaled, scaled_total
 from .common import formulas, numeric_columns, subject
 from .formulas import latex as latex_expr
 from .tables import Table
@@ -84,7 +84,7 @@ def render_markdown(table: Table, *, caption: str | None = None, exact: bool = F
             cells.append(_math(row_f[i]))
         lines.append("| " + " | ".join(cells) + " |")
     if table.total is not None:
-        cells = ["**Total**", "", ""] + [f"**{scaled(table.total[c.key], c.unit, digits)}**" for c in cols]
+        cells = ["**Total**", "", ""] + [f"**{scaled_total(table.total[c.key], c.unit, digits)}**" for c in cols]
         if table.symbolic:
             cells.append(_math(total_f) if total_f is not None else "")
         lines.append("| " + " | ".join(cells) + " |")

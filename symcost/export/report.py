@@ -48,7 +48,7 @@ def report_data(mc, initial: dict, ranges: dict) -> tuple[dict, list, list]:
     for r in mc.rows:
         c = r.cost
         rows.append({
-            "name": r.name, "layer": r.layer, "family": c.family or r.layer,
+            "name": r.label, "layer": r.layer, "family": c.family or r.layer,
             "shape": [f(d) for d in c.output_shape],
             **{m: f(getattr(c, m)) for m in METRICS},
             "flops": {n: f(conv.count_row(r)) for n, conv in CONVENTIONS.items()},

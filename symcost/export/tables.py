@@ -114,9 +114,9 @@ def layer_table(mc, target: str, conv: Convention, values: dict | None = None, *
                 sums[m] += v
         single = len(members) == 1
         if single:
-            name, layer = members[0].name, members[0].layer
-        else:
-            name = key
+            name, layer = members[0].label, members[0].layer
+        else:   # a group's module, or (outside every module) the function its calls share
+            name = members[0].label if key == members[0].name else key
             layer = (module_types or {}).get(key) or _layer_summary(members)
         row = {"name": name, "layer": layer, "calls": len(members),
                "output_shape": tuple(ev(d, f"{name} output size") for d in members[-1].cost.output_shape),

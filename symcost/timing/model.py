@@ -217,12 +217,12 @@ def predict(mc, device: Device, dtype: str = "fp32", convention: str | Conventio
         if not r.is_call:
             continue
         try:
-            out.append(estimate(r.cost, device, dtype, convention, name=r.name, overhead=overhead, args=r.args,
+            out.append(estimate(r.cost, device, dtype, convention, name=r.label, overhead=overhead, args=r.args,
                                 fresh=writes_fresh_output(r)))
         except LayerError as e:     # a layer family without a time-model kind
-            raise LayerError(f"{r.name}: {e}") from None
+            raise LayerError(f"{r.label}: {e}") from None
         except ValueError as e:
-            raise ValueError(f"{r.name}: {e} (the time model needs a concrete input shape)") from None
+            raise ValueError(f"{r.label}: {e} (the time model needs a concrete input shape)") from None
     return out
 
 

@@ -171,6 +171,11 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     returning an ``nn.Module``): totals in the factory's arguments and the input's symbols together, a
     ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``).
     """
+    if config is None and not isinstance(model, torch.nn.Module):
+        hint = (f": a target name goes to symcost.model({model!r}, ...)" if isinstance(model, str)
+                else "; a factory of modules takes config=" if callable(model) else "")
+        kind = type(model).__name__
+        raise UsageError(f"trace() takes an nn.Module, not {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}{hint}")
     if config is not None:
         from ..hyper import derive_config
 
