@@ -231,6 +231,21 @@ def test_fit_is_the_largest_value_within_the_budget(cnn_train):
     assert (found["peak"], found["next_peak"]) == (at[-2], at[-1])
 
 
+def test_fit_in_a_device_memory_takes_its_datasheet_capacity(capsys):
+    """--device h100-sxm: the H100 SXM datasheet's 80GB, five 16 GiB HBM3 stacks = 80 * 2**30 bytes; --fit without
+    BYTES and --device alone give the same budget."""
+    import json
+
+    argv = ["memory", "tests/fixtures/my_models.py:build_net", "--input", "Bx3x32x32", "--json"]
+    budgets = []
+    for extra in (["--device", "h100-sxm"], ["--fit", "--device", "h100"], ["--fit", str(80 * 2**30)]):
+        assert main(argv + extra) == 0
+        fit = json.loads(capsys.readouterr().out)["fit"]
+        budgets.append((fit["budget"], fit["value"], fit.get("device")))
+    assert budgets[0] == budgets[1] and budgets[0][:2] == budgets[2][:2]
+    assert budgets[0][0] == 80 * 2**30 and budgets[0][2] == "h100-sxm" and budgets[2][2] is None
+
+
 def test_parse_bytes():
     assert parse_bytes("80GB") == 80 * 10**9
     assert parse_bytes("80GiB") == 80 * 2**30
@@ -253,6 +268,11 @@ def test_cli_help_says_what_is_not_counted(capsys):
     ["memory", "torchvision:resnet18", "--input", "1x3x64x64", "--optimizer", "adam"],
     ["memory", "torchvision:resnet18", "--input", "1x3x64x64", "--backward", "--master-weights"],
     ["memory", "torchvision:resnet18", "--input", "BxCx64x64", "--fit", "8GB"],
+    ["memory", "torchvision:resnet18", "--input", "Bx3x64x64", "--fit", "8GB", "--device", "h100-sxm"],
+    ["memory", "torchvision:resnet18", "--input", "Bx3x64x64", "--fit"],
+    ["memory", "torchvision:resnet18", "--input", "Bx3x64x64", "--device", "laptop-cpu"],
+    ["memory", "torchvision:resnet18", "--input", "Bx3x64x64", "--device", "h200-imaginary"],
+    ["memory", "torchvision:resnet18", "--input", "1x3x64x64", "--device", "h100-sxm"],
 ])
 def test_cli_bad_input_is_one_line(capsys, argv):
     assert main(argv) == 2

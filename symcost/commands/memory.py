@@ -23,29 +23,29 @@ def run_memory(args) -> int:
 
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)} |
                    ({args.past} if args.past and not args.past.strip().isdigit() else set()))
-    fit_budget = None
-    if args.fit:
-        from ..footprint.fit import parse_bytes
-
-        fit_budget = parse_bytes(args.fit)
+    fit_budget, device = _budget(args)
+    fitting = fit_budget is not None
+    if fitting:
         if not names:
             raise UsageError("--fit solves for a symbol of --input (e.g. --input Bx3x224x224 --fit 80GB)")
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input Bx3xHxH --at B=8 --at H=224)")
-    given = _given(args.at, names) if args.fit else None
-    free = [n for n in names if n not in given] if args.fit else []
-    if args.fit and len(free) != 1:
+    given = _given(args.at, names) if fitting else None
+    free = [n for n in names if n not in given] if fitting else []
+    if fitting and len(free) != 1:
         raise UsageError(f"--fit solves for one symbol: give all but one of {', '.join(names)} with --at "
                          f"({'none' if not free else ', '.join(free)} left)")
-    points = parse_assignments(args.at, names) if args.at and not args.fit else None
+    points = parse_assignments(args.at, names) if args.at and not fitting else None
     mem = memory(args.target, args.input, backward=args.backward, train=args.train, dtype=args.dtype,
                  optimizer=args.optimizer, momentum=args.momentum, master_weights=args.master_weights,
                  input_dtype=args.input_dtype, past=args.past, checkpoint=args.checkpoint, progress=not args.json)
     result = mem.as_dict()
     if points:
         result["evaluations"] = [_evaluate(mem, p) for p in points]
-    if args.fit:
+    if fitting:
         result["fit"] = found = mem.fit(free[0], fit_budget, given)
+        if device:
+            found["device"] = device
         if found["value"] is not None:
             found["peak_op"] = mem.at({**given, free[0]: found["value"]})["peak_op"]
     if args.json:
@@ -55,6 +55,36 @@ def run_memory(args) -> int:
         result.pop("saved_by_module", None)
     _print(mem, result)
     return 0
+
+
+def _budget(args) -> tuple[int | None, str | None]:
+    """The bytes --fit solves within (None: no --fit): its own value, or the memory of --device's preset (then
+    with the device's name)."""
+    if args.device is None:
+        if args.fit == _DEVICE_MEMORY:
+            raise UsageError("--fit without BYTES fits the memory of --device: add --device PRESET (e.g. h100-sxm) "
+                             "or give --fit BYTES (e.g. 80GB)")
+        if args.fit is None:
+            return None, None
+        from ..footprint.fit import parse_bytes
+
+        return parse_bytes(args.fit), None
+    if args.fit not in (None, _DEVICE_MEMORY):
+        raise UsageError(f"--fit {args.fit} and --device {args.device} are two budgets: give one")
+    from ..timing.devices import get_device
+
+    try:
+        device = get_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+    if not device.memory_bytes:
+        raise UsageError(f"--device {args.device}: symcost knows no memory capacity for {device.name}; give --fit "
+                         "BYTES")
+    return device.memory_bytes, device.name
+
+
+#: --fit given without BYTES: the memory of --device
+_DEVICE_MEMORY = "device"
 
 
 def _evaluate(mem, values: dict) -> dict:
@@ -134,11 +164,12 @@ def _print(mem, result: dict) -> None:
         f = result["fit"]
         s = f["symbol"]
         if f["value"] is None:
-            print(f"fit: nothing fits in {count(f['budget'])} bytes: at {s} = {f['next_value']} the peak is "
+            memory = f" ({f['device']}'s memory)" if "device" in f else ""
+            print(f"fit: nothing fits in {count(f['budget'])} bytes{memory}: at {s} = {f['next_value']} the peak is "
                   f"{_bytes(f['next_peak'])}")
         else:
-            print(f"fit: largest {s} within {_bytes(f['budget'])}: {s} = {f['value']}, peak {_bytes(f['peak'])} "
-                  f"at {f['peak_op']}")
+            within = _bytes(f["budget"]) + (f" ({f['device']}'s memory)" if "device" in f else "")
+            print(f"fit: largest {s} within {within}: {s} = {f['value']}, peak {_bytes(f['peak'])} at {f['peak_op']}")
             if f["next_value"] is None:
                 print(f"     {s} = {f['value'] + 1} is outside the formulas' domain")
             else:
@@ -202,9 +233,13 @@ def configure_memory(p) -> None:
                         "tokens (a number or a symbol): the cache's bytes (key kv_cache) and the step's peak")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUES",
                    help="evaluate at B=8 or L=512,1024 or a range L=256:4096:256; repeat for more symbols")
-    p.add_argument("--fit", metavar="BYTES",
+    p.add_argument("--fit", metavar="BYTES", nargs="?", const=_DEVICE_MEMORY,
                    help="the largest value of the one symbol not given with --at whose peak fits in BYTES "
-                        "(80GB = 80e9 bytes, 80GiB = 80 * 2**30), and the peak there and at the next value")
+                        "(80GB = 80e9 bytes, 80GiB = 80 * 2**30), and the peak there and at the next value; "
+                        "without BYTES, the memory of --device")
+    p.add_argument("--device", metavar="PRESET",
+                   help="--fit in this device's memory, as its datasheet states it (h100-sxm, a100-sxm4-80gb: "
+                        "80 GiB each; the CUDA context and the caching allocator take part of it)")
     p.add_argument("--layers", action="store_true",
                    help="with --backward: the saved activations by module, each storage under the innermost module "
                         "running when autograd first saved it (--json always has them)")

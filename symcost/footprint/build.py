@@ -6,8 +6,8 @@ import torch
 
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from ..progress import status
-from ..tracing import _as_symbolic, _at, _concrete, _default_values, _flat, _on_meta, _shown, model_input_size, \
-    trace_sizes
+from ..tracing import as_symbolic, concrete_shape, default_values, flat_sizes, model_input_size, on_meta, shape_at, \
+    shown_shape, trace_sizes
 from ..tracing.bounds import Bounds
 from ..tracing.meta_ops import meta_op
 from ..tracing.propagate import Propagation
@@ -28,7 +28,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
 
         input_shape = parse_input_spec(input_shape)
     notes: list[str] = []
-    with status(f"recording {name}'s memory on {_shown(input_shape)}", progress):
+    with status(f"recording {name}'s memory on {shown_shape(input_shape)}", progress):
         for attn in (None, "eager"):
             if past is not None:
                 model, shape, dtypes, chosen, decode = _decode_step(target, input_shape, compute, attn, past)
@@ -81,7 +81,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
         notes.append("attention recorded as torch runs scaled_dot_product_attention on meta tensors: its math path, "
                      "which keeps the attention scores and probabilities (L x L per head); a GPU's flash or "
                      "memory-efficient kernels keep less")
-    return Memory(name, tuple(_flat(shape)), dtype, backward, parts, peaks,
+    return Memory(name, tuple(flat_sizes(shape)), dtype, backward, parts, peaks,
                   parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, flops,
                   layers)
 
@@ -119,7 +119,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
     elif isinstance(target, torch.nn.Module) and hasattr(target, "config"):
         import copy
 
-        model = _on_meta(target)
+        model = on_meta(target)
         model = copy.deepcopy(model) if model is target else model
     else:
         raise UsageError("--past needs a Hugging Face decoder (hf:MODEL_TYPE, or its nn.Module)")
@@ -130,7 +130,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
     chosen = select_experts_implementation(model)
     past = _symbol_or_int(past, "--past")
     step = decode_step_module(model, past_limit=isinstance(past, sympy.Basic))
-    return model, _as_symbolic((*shape, past)), "int64", chosen, step
+    return model, as_symbolic((*shape, past)), "int64", chosen, step
 
 
 def _as_decode(parts: dict, peaks: list, domain: tuple, notes: list, shape, model):
@@ -166,7 +166,7 @@ def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | N
             shape, dtypes, more = hf_inputs(model, shape, input_dtype)
             chosen += more
     elif isinstance(target, torch.nn.Module):
-        model, shape, dtypes = _on_meta(target), input_shape, input_dtype or "float32"
+        model, shape, dtypes = on_meta(target), input_shape, input_dtype or "float32"
         if model is target:  # on meta already: a copy, so that the dtype and mode set here stay here
             import copy
 
@@ -179,7 +179,7 @@ def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | N
         return str(compute).removeprefix("torch.") if d.startswith("float") else d
 
     dtypes = {n: cast(d) for n, d in dtypes.items()} if isinstance(dtypes, dict) else cast(dtypes)
-    return model, _as_symbolic(shape), dtypes, chosen
+    return model, as_symbolic(shape), dtypes, chosen
 
 
 def _input(shape, dtypes):
@@ -208,7 +208,7 @@ def _run(model, shape, dtypes, backward: bool, symbolic: bool) -> StepMemory:
             raise NeedsTensorValues(f"the model calls {op}, which cannot run on meta tensors (its result depends on "
                                     f"tensor values)") from None
         raise (NoSingleFormula if symbolic else TraceError)(
-            f"the model cannot run on input {_shown(shape)}: {msg}") from None
+            f"the model cannot run on input {shown_shape(shape)}: {msg}") from None
 
 
 def _label(step: StepMemory, k: int) -> str:
@@ -219,20 +219,20 @@ def _label(step: StepMemory, k: int) -> str:
 
 
 def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = False):
-    symbols = {s for d in _flat(shape) for s in getattr(d, "free_symbols", ())}
+    symbols = {s for d in flat_sizes(shape) for s in getattr(d, "free_symbols", ())}
     if not symbols:
-        _run(model, _concrete(shape, {}), dtypes, backward, False)  # warm-up: see _run
-        step = _run(model, _concrete(shape, {}), dtypes, backward, False)
+        _run(model, concrete_shape(shape, {}), dtypes, backward, False)  # warm-up: see _run
+        step = _run(model, concrete_shape(shape, {}), dtypes, backward, False)
         sym = [tuple(sympy.Integer(v) for v in s) for s in step.recording.shapes]
         f = StepFormulas(step, step, sym, {}, {})
         return _result(f, step, (), [], [], decode=decode)
-    default = _default_values(shape, model_input_size(model, name))
+    default = default_values(shape, model_input_size(model, name))
     failed = None
-    for values_a, values_b in trace_sizes(_flat(shape), default):
+    for values_a, values_b in trace_sizes(flat_sizes(shape), default):
         try:
-            _run(model, _at(shape, values_a), dtypes, backward, True)  # warm-up: see _run
-            a = _run(model, _at(shape, values_a), dtypes, backward, True)
-            b = _run(model, _at(shape, values_b), dtypes, backward, True)
+            _run(model, shape_at(shape, values_a), dtypes, backward, True)  # warm-up: see _run
+            a = _run(model, shape_at(shape, values_a), dtypes, backward, True)
+            b = _run(model, shape_at(shape, values_b), dtypes, backward, True)
             break
         except NoSingleFormula as e:
             failed = failed or e
@@ -242,7 +242,7 @@ def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = Fals
     far = None
     for point in points:
         try:
-            far = (_run(model, _at(shape, point), dtypes, backward, True), point)
+            far = (_run(model, shape_at(shape, point), dtypes, backward, True), point)
             break
         except (NoSingleFormula, TraceError):
             continue
@@ -260,7 +260,7 @@ def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = Fals
     checked = [far]
     for point in mixed_points(values_a, values_b):
         try:
-            checked.append((_run(model, _at(shape, point), dtypes, backward, True), point))
+            checked.append((_run(model, shape_at(shape, point), dtypes, backward, True), point))
         except (NoSingleFormula, TraceError):
             continue
     for step, point in checked:
@@ -297,7 +297,7 @@ def _check_at_one(model, shape, dtypes, backward, f, peaks, a, domain, points):
         if any(int(d.xreplace(point)) < 1 for d in domain):
             continue
         try:
-            step = _run(model, _at(shape, point), dtypes, backward, True)
+            step = _run(model, shape_at(shape, point), dtypes, backward, True)
         except (NoSingleFormula, TraceError):
             continue
         try:

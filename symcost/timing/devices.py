@@ -107,6 +107,8 @@ class Device:
                  page on its first write); 0 on a GPU, whose caching allocator reuses its blocks.
     first_touch_above: outputs larger than this many bytes are freshly mapped on every call (glibc serves a block
                  above its mmap threshold, which grows to at most 32 MiB, with mmap and unmaps it when freed).
+    memory_bytes: the device's memory capacity in bytes, as its datasheet states it (0: not known); what
+                 ``symcost memory --device`` fits a step's peak into.
     """
 
     name: str
@@ -128,13 +130,14 @@ class Device:
     cache_bytes: int = 0
     first_touch_s: float = 0.0
     first_touch_above: int = 32 << 20
+    memory_bytes: int = 0
 
     def __post_init__(self) -> None:
         for what, v in (("peak_flops", self.peak_flops), ("bandwidth", self.bandwidth)):
             if not _finite(v) or v <= 0:
                 raise ValueError(f"device {self.name!r}: {what} must be a positive number, got {v!r}")
         for what in ("overhead_s", "launch_s", "kernel_s", "return_s", "first_touch_s", "cache_bytes",
-                     "first_touch_above"):
+                     "first_touch_above", "memory_bytes"):
             v = getattr(self, what)
             if not _finite(v) or v < 0:
                 raise ValueError(f"device {self.name!r}: {what} must be a number >= 0, got {v!r}")
@@ -213,7 +216,7 @@ class Device:
                 "return_s": self.return_s,
                 "fuses": list(self.fuses), "tf32_conv": self.tf32_conv, "tf32_matmul": self.tf32_matmul,
                 "cache_bytes": self.cache_bytes, "first_touch_s": self.first_touch_s,
-                "first_touch_above": self.first_touch_above,
+                "first_touch_above": self.first_touch_above, "memory_bytes": self.memory_bytes,
                 "details": dict(self.details),
                 "units": {"peak_flops": "FLOP/s", "bandwidth": "bytes/s", "overhead_s": "seconds per layer call",
                           "host_s": "seconds per layer call", "compute": "fraction of peak",
@@ -221,7 +224,7 @@ class Device:
                           "kernel_s": "seconds per kernel, at least", "latency_s": "seconds per kernel, added",
                           "return_s": "host seconds per call after its launches", "cache_bytes": "bytes",
                           "first_touch_s": "seconds per byte of a freshly mapped output",
-                          "first_touch_above": "bytes"}}
+                          "first_touch_above": "bytes", "memory_bytes": "bytes"}}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Device":
@@ -232,13 +235,13 @@ class Device:
             raise ValueError(f"device description lacks {', '.join(missing)}")
         known = {"name", "peak_flops", "bandwidth", "overhead_s", "source", "peak_flops_by_dtype", "details", "units",
                  "kinds", "kinds_by_dtype", "launch_s", "kernel_s", "asynchronous", "return_s", "fuses",
-                 "tf32_conv", "tf32_matmul", "cache_bytes", "first_touch_s", "first_touch_above"}
+                 "tf32_conv", "tf32_matmul", "cache_bytes", "first_touch_s", "first_touch_above", "memory_bytes"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"device description has unknown key(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
         for k in ("peak_flops", "bandwidth", "overhead_s", "launch_s", "kernel_s", "return_s", "cache_bytes",
-                  "first_touch_s", "first_touch_above"):
+                  "first_touch_s", "first_touch_above", "memory_bytes"):
             if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
                 raise ValueError(f"device description: {k} must be a number, got {d[k]!r}")
         _check_types(d)
@@ -258,7 +261,7 @@ class Device:
                    fuses=tuple(fuses),
                    tf32_conv=bool(d.get("tf32_conv", False)), tf32_matmul=bool(d.get("tf32_matmul", False)),
                    cache_bytes=d.get("cache_bytes", 0), first_touch_s=d.get("first_touch_s", 0.0),
-                   first_touch_above=d.get("first_touch_above", 32 << 20))
+                   first_touch_above=d.get("first_touch_above", 32 << 20), memory_bytes=d.get("memory_bytes", 0))
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -294,7 +297,7 @@ def _check_types(d: Mapping) -> None:
     for dtype, table in dict(d.get("kinds_by_dtype", {})).items():
         if not isinstance(table, Mapping):
             raise ValueError(f"device description: kinds_by_dtype[{dtype!r}] must be a JSON object, got {table!r}")
-    for key in ("cache_bytes", "first_touch_above"):
+    for key in ("cache_bytes", "first_touch_above", "memory_bytes"):
         v = d.get(key, 0)
         if _finite(v) and v != int(v):
             raise ValueError(f"device description: {key} must be a whole number of bytes, got {v!r}")

@@ -11,6 +11,12 @@ from dataclasses import replace
 
 from .devices import Device, KindRate
 
+#: memory capacities (``symcost memory --device``), from the datasheets: "GPU Memory 80GB" for the A100 80GB SXM
+#: (HBM2e) and the H100 SXM (HBM3).  HBM capacities are binary, five 16 GiB stacks: 80 GiB = 85,899,345,920 bytes.
+#: What torch can allocate is less (the driver's reservation and the CUDA context take part of it).
+A100_80GB_MEMORY = 80 * 2**30
+H100_SXM_MEMORY = 80 * 2**30
+
 #: the plain datasheet rooflines (one peak, one bandwidth, one t0 per call), as before the per-kind model; the
 #: seed-001 page is derived on these.  Dense (not 2:4-sparse) tensor-core figures.
 DATASHEET_PRESETS: dict[str, Device] = {d.name: d for d in (
@@ -22,7 +28,7 @@ DATASHEET_PRESETS: dict[str, Device] = {d.name: d for d in (
                "for PyTorch eager on a CPU (nn.Module call and operator dispatch, order of magnitude; "
                "`symcost calibrate` measures this machine's)"),
     Device(
-        "a100-sxm4-80gb", peak_flops=19.5e12, bandwidth=2.039e12, overhead_s=5e-6,
+        "a100-sxm4-80gb", peak_flops=19.5e12, bandwidth=2.039e12, overhead_s=5e-6, memory_bytes=A100_80GB_MEMORY,
         peak_flops_by_dtype={"fp32": 19.5e12, "tf32": 156e12, "fp16": 312e12, "bf16": 312e12, "int8": 624e12,
                              "fp64": 9.7e12},
         source="NVIDIA A100 Tensor Core GPU datasheet, A100 80GB SXM: FP32 19.5 TFLOPS, FP64 9.7 TFLOPS, tensor "
@@ -31,7 +37,7 @@ DATASHEET_PRESETS: dict[str, Device] = {d.name: d for d in (
                "order-of-magnitude kernel launch plus eager dispatch cost, not a datasheet figure. fp32 matmuls "
                "run on tensor cores only with TF32 enabled: pass --dtype tf32 for that"),
     Device(
-        "h100-sxm", peak_flops=66.9e12, bandwidth=3.35e12, overhead_s=5e-6,
+        "h100-sxm", peak_flops=66.9e12, bandwidth=3.35e12, overhead_s=5e-6, memory_bytes=H100_SXM_MEMORY,
         peak_flops_by_dtype={"fp32": 66.9e12, "tf32": 494.7e12, "fp16": 989.4e12, "bf16": 989.4e12,
                              "int8": 1978.9e12, "fp64": 33.5e12},
         source="NVIDIA H100 Tensor Core GPU datasheet, H100 SXM5: FP32 67 TFLOPS, FP64 34 TFLOPS, tensor core "
@@ -45,6 +51,7 @@ DATASHEET_PRESETS: dict[str, Device] = {d.name: d for d in (
 H100_FITTED = Device(
     "h100-sxm", peak_flops=51.1e12, bandwidth=2927.3e9, overhead_s=10e-6, launch_s=8e-6, kernel_s=5e-6,
     asynchronous=True, return_s=5e-6, fuses=("depthwise_bias",), tf32_conv=True, tf32_matmul=False,
+    memory_bytes=H100_SXM_MEMORY,
     peak_flops_by_dtype={"fp32": 51.1e12, "tf32": 375.6e12, "fp16": 737.3e12, "bf16": 763.2e12},
     kinds={
         "attention": KindRate(host_s=2.15e-05, latency_s=3.98e-05),

@@ -28,9 +28,9 @@ from .stored import StoredTensors
 __all__ = ["trace", "TraceError", "NoSingleFormula", "trace_sizes"]
 
 
-def _as_symbolic(input_shape: Sequence | dict) -> tuple | dict:
+def as_symbolic(input_shape: Sequence | dict) -> tuple | dict:
     if isinstance(input_shape, dict):  # named inputs: name -> shape
-        return {name: _as_symbolic(s) for name, s in input_shape.items()}
+        return {name: as_symbolic(s) for name, s in input_shape.items()}
     out = []
     for d in input_shape:
         if isinstance(d, str):
@@ -71,7 +71,7 @@ def trace_sizes(shape: tuple, default: dict | None = None) -> list[tuple[dict, d
     return bases
 
 
-def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
+def on_meta(model: torch.nn.Module) -> torch.nn.Module:
     tensors = list(model.parameters()) + list(model.buffers())
     if tensors and all(t.device.type == "meta" for t in tensors):
         return model
@@ -96,14 +96,14 @@ def _fresh(model: torch.nn.Module) -> torch.nn.Module:
         return model
 
 
-def _flat(shape: tuple | dict) -> tuple:
+def flat_sizes(shape: tuple | dict) -> tuple:
     """All dims of all inputs, in order (named inputs: one after the other)."""
     return tuple(d for s in shape.values() for d in s) if isinstance(shape, dict) else tuple(shape)
 
 
-def _shown(shape: tuple | dict) -> str:
+def shown_shape(shape: tuple | dict) -> str:
     if isinstance(shape, dict):
-        return ",".join(f"{n}={_shown(s)}" for n, s in shape.items())
+        return ",".join(f"{n}={shown_shape(s)}" for n, s in shape.items())
     return "x".join(map(str, shape))
 
 
@@ -132,12 +132,12 @@ def _record(model, shape: tuple | dict, where: str, dtype: str | dict = "float32
 
         if op := meta_op(e):  # the op, not the input, is the problem: it needs tensor values, at every size
             raise NeedsTensorValues(f"the model calls {op}, which cannot run on meta tensors (its result depends on "
-                                    f"tensor values; symcost traces shapes only, at input {_shown(shape)}{where})"
+                                    f"tensor values; symcost traces shapes only, at input {shown_shape(shape)}{where})"
                                     ) from None
         if "indices" in msg and not any(_dtype_of(dtype, n).startswith("int") for n in
                                         (shape if isinstance(shape, dict) else [""])):
             msg += " (the model takes integer ids: give --input-dtype int64, or input_dtype=\"int64\" in Python)"
-        raise error(f"the model cannot run on input {_shown(shape)}{where}: {msg}") from None
+        raise error(f"the model cannot run on input {shown_shape(shape)}{where}: {msg}") from None
 
 
 _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
@@ -227,28 +227,28 @@ def _freeze_more() -> None:
 
 def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward,
            pieces: bool = True) -> ModelCost:
-    shape = _as_symbolic(input_shape)
-    model = _on_meta(model)
+    shape = as_symbolic(input_shape)
+    model = on_meta(model)
     model.train(train)
     for dt in input_dtype.values() if isinstance(input_dtype, dict) else (input_dtype,):
         if dt not in _DTYPES:
             raise TraceError(f"input dtype {dt!r}: expected {', '.join(_DTYPES[:-1])} or {_DTYPES[-1]}")
-    symbols = {str(s): s for d in _flat(shape) for s in getattr(d, "free_symbols", ())}
+    symbols = {str(s): s for d in flat_sizes(shape) for s in getattr(d, "free_symbols", ())}
     if not symbols:
         rec = _record(model, shape, "", input_dtype, backward=backward)
         return _derive(model, rec, rec, shape, {}, {}, target, backward)
-    default = _default_values(shape, default_shape)
+    default = default_values(shape, default_shape)
     if sizes:  # {"H": 225, ...} or {Symbol: 225}: the two sizes to record at
         pairs = [tuple({symbols.get(str(k), k): sympy.Integer(v) for k, v in d.items()} for d in sizes)]
         _check_sizes(pairs[0], symbols)
     else:
-        pairs = trace_sizes(_flat(shape), default)
+        pairs = trace_sizes(flat_sizes(shape), default)
     note = "" if sizes else " (a size symcost chose to trace a symbolic input at; --trace-sizes chooses others)"
     failed = None
     for values_a, values_b in pairs:
         try:
-            rec_a = _record(model, _at(shape, values_a), note, input_dtype, True, backward)
-            rec_b = _record(model, _at(shape, values_b), note, input_dtype, True, backward)
+            rec_a = _record(model, shape_at(shape, values_a), note, input_dtype, True, backward)
+            rec_b = _record(model, shape_at(shape, values_b), note, input_dtype, True, backward)
             break
         except NoSingleFormula as e:
             failed = failed or e
@@ -266,7 +266,7 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
     rec_far = far = None
     for k, point in enumerate(check_points(values_a, values_b)):
         try:
-            rec_far, far = _record(model, _concrete(shape, point), "", input_dtype, backward=backward), (k, point)
+            rec_far, far = _record(model, concrete_shape(shape, point), "", input_dtype, backward=backward), (k, point)
             break
         except TraceError:
             continue
@@ -348,16 +348,16 @@ def _implied(condition, domain: tuple) -> bool:
     return any((diff := sympy.expand(at_least - d)).is_number and diff >= 0 for d in domain)
 
 
-def _at(shape: tuple | dict, values: dict) -> list[int] | dict:
+def shape_at(shape: tuple | dict, values: dict) -> list[int] | dict:
     if isinstance(shape, dict):
-        return {n: _at(s, values) for n, s in shape.items()}
+        return {n: shape_at(s, values) for n, s in shape.items()}
     return [int(d.xreplace(values)) for d in shape]
 
 
-def _concrete(shape: tuple | dict, values: dict) -> tuple | dict:
+def concrete_shape(shape: tuple | dict, values: dict) -> tuple | dict:
     if isinstance(shape, dict):
-        return {n: _concrete(s, values) for n, s in shape.items()}
-    return tuple(sympy.Integer(v) for v in _at(shape, values))
+        return {n: concrete_shape(s, values) for n, s in shape.items()}
+    return tuple(sympy.Integer(v) for v in shape_at(shape, values))
 
 
 def _check_sizes(pair: tuple[dict, dict], symbols: dict) -> None:
@@ -370,7 +370,7 @@ def _check_sizes(pair: tuple[dict, dict], symbols: dict) -> None:
         raise TraceError("the two trace sizes must differ in every symbol")
 
 
-def _default_values(shape: tuple, default_shape) -> dict:
+def default_values(shape: tuple, default_shape) -> dict:
     """symbol -> the model's own size, from its default input shape aligned to the right."""
     out: dict = {}
     if not default_shape:
@@ -428,7 +428,7 @@ def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Record
                  backward: bool, rec: Recording | None = None) -> bool:
     """Verify at one assignment (``rec``: its recording, if made already); False where the model does not run
     there (``NoSingleFormula`` on a difference)."""
-    concrete = _concrete(shape, values)
+    concrete = concrete_shape(shape, values)
     if rec is None:
         try:
             rec = _record(model, concrete, "", dtype, backward=backward)
@@ -441,7 +441,7 @@ def _verified_at(model, mc: ModelCost, shape: tuple, values: dict, rec_a: Record
 def _fixed_size(model, shape: tuple, default: dict, failed: Exception, target: str, dtype: str,
                 backward: bool = False) -> ModelCost:
     """A model that runs at its own size only: the exact derivation there, and why no formula exists."""
-    concrete = _concrete(shape, {s: sympy.Integer(v) for s, v in default.items()})
+    concrete = concrete_shape(shape, {s: sympy.Integer(v) for s, v in default.items()})
     rec = _record(model, concrete, "", dtype, backward=backward)
     mc = _derive(model, rec, rec, concrete, {}, {}, target, backward)
     mc.fixed_at = {str(s): int(v) for s, v in default.items()}
@@ -506,7 +506,7 @@ def _rows(model, rec: Recording, sym: list, shape: tuple, target: str, values_a:
     extra, notes = stored.leftover()
     notes.extend(_causal.mark(model, rows))
     named = dict(shape) if isinstance(shape, dict) else {}
-    return ModelCost(target, _flat(shape), rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds,
+    return ModelCost(target, flat_sizes(shape), rows + extra, uncovered, zero, notes, buffer_kinds=stored.buffer_kinds,
                      inputs=named)
 
 
