@@ -294,12 +294,12 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
 def _piece(model, shape, values_a: dict, values_b: dict, dtype, target: str, backward: bool) -> tuple[ModelCost, Proof]:
     """The formula of the sizes around ``values_a`` and ``values_b`` (a region beyond a guard), derived, its guards
     proven and verified as the first formula's are (``tracing.pieces``)."""
-    rec_a = _record(model, _at(shape, values_a), "", dtype, True, backward)
-    rec_b = _record(model, _at(shape, values_b), "", dtype, True, backward)
+    rec_a = _record(model, shape_at(shape, values_a), "", dtype, True, backward)
+    rec_b = _record(model, shape_at(shape, values_b), "", dtype, True, backward)
     rec_far = far = None
     for k, point in enumerate(check_points(values_a, values_b)):
         try:
-            rec_far, far = _record(model, _concrete(shape, point), "", dtype, backward=backward), (k, point)
+            rec_far, far = _record(model, concrete_shape(shape, point), "", dtype, backward=backward), (k, point)
             break
         except TraceError:
             continue

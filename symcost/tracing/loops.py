@@ -312,7 +312,7 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
            backward: bool) -> ModelCost:
     """The model's costs with each loop over a size summed in closed form (see the module's doc), verified at
     further lengths; ``NoSingleFormula`` naming what was seen where no such sum holds."""
-    from . import _concrete, _record
+    from . import _record, concrete_shape
     from .verify import describe
 
     found = refusal(rec_a, rec_b, values_a, values_b)
@@ -335,7 +335,7 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
     far = check_points(values_a, values_b)[0]
     points = [{**v, symbol: sympy.Integer(x)} for v, x in zip((values_a, values_b, far), fit)]
     try:
-        recs = [_record(model, _concrete(shape, p), "", dtype, backward=backward) for p in points]
+        recs = [_record(model, concrete_shape(shape, p), "", dtype, backward=backward) for p in points]
     except Exception:  # noqa: BLE001  (the model refuses short lengths: the trace sizes and a far one instead)
         raise NoSingleFormula(f"the model loops over {symbol} but does not run at {symbol} = "
                               f"{', '.join(map(str, fit))}, where symcost sums its loops; trace it at a concrete "
@@ -553,7 +553,7 @@ def _sums(mc: ModelCost, values: dict | None = None) -> dict:
 def _verify(model, mc, shape, points, check, symbol, dtype, target, backward) -> list[dict]:
     """Totals (every primitive count, params, buffers, reads, writes) against full recordings at further lengths,
     the other sizes as the usual check points give them; at least two must run.  Returns the sizes checked."""
-    from . import _concrete, _derive, _record
+    from . import _derive, _record, concrete_shape
     from .verify import check_points, describe, mixed_points
 
     others = check_points(points[0], points[1]) + mixed_points(points[0], points[1])
@@ -563,7 +563,7 @@ def _verify(model, mc, shape, points, check, symbol, dtype, target, backward) ->
         values = {**other, symbol: sympy.Integer(x)}
         if any(int(d.xreplace(values)) < 1 for d in mc.domain):
             continue
-        concrete = _concrete(shape, values)
+        concrete = concrete_shape(shape, values)
         try:
             rec = _record(model, concrete, "", dtype, backward=backward)
         except Exception:  # noqa: BLE001  (the model does not run there)
