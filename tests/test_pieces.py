@@ -233,3 +233,19 @@ def test_trace_sizes_on_both_sides_of_a_guard_give_pieces_not_a_refusal():
         with torch.no_grad(), FlopCounterMode(display=False) as c:
             _Branch().to("meta")(torch.zeros(1, n, 16, device="meta"))
         assert mc.evaluate({"L": n}, "torch")["flops"] == c.get_total_flops(), n
+
+
+def test_a_formula_in_pieces_is_cached_whole(derived):
+    """The cache stores the pieces (each a derivation of its own) and the summary's trees: both answer as the
+    derivation does, on both sides of the guard, with torch's numbers."""
+    from symcost import cache_format
+
+    mc = derived["threshold"]
+    back = cache_format.loads(cache_format.dumps(mc))
+    summary = cache_format.loads(cache_format.dumps(mc.summary()))
+    points = [{"H": 64, "W": w} for w in (100, 512, 513, 600)]
+    answers = summary.evaluate(points, "torch")
+    assert len(back.pieces) == 2
+    for p, answer in zip(points, answers):
+        expected = torch_flops("threshold", (1, 3, p["H"], p["W"]))
+        assert back.evaluate(p, "torch")["flops"] == answer["flops"] == expected, p

@@ -15,8 +15,8 @@ verify at.  Work is spent only where a guard bounds a size: a model whose guards
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import sympy
 
