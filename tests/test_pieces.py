@@ -205,3 +205,47 @@ def test_pieces_off_keeps_one_formula_and_its_domain():
     assert not mc.pieces and not mc.total("torch")["flops"].has(sympy.Piecewise)
     with pytest.raises(OutsideProvenDomain, match="L <= 511"):
         mc.evaluate({"L": 600}, "torch")
+
+
+class _Branch(nn.Module):
+    """An extra layer for inputs longer than 200 positions: symcost's trace sizes (225 and 161) fall on both sides
+    of the guard, so no one formula fits both recordings; each side is derived on its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 16)
+
+    def forward(self, x):
+        x = self.a(x)
+        if x.shape[1] > 200:
+            x = self.b(x)
+        return x
+
+
+def test_trace_sizes_on_both_sides_of_a_guard_give_pieces_not_a_refusal():
+    mc = trace(_Branch().eval(), (1, "L", 16))
+    flops = mc.total("torch")["flops"]
+    assert [sympy.sstr(c) for _, c in flops.args] == ["L <= 200", "L >= 201"]
+    # the short side never reads b's parameters, and says so for its piece only
+    unread = "where L <= 200: 272 parameter values (b.bias, b.weight) are never read"
+    assert any(n.startswith(unread) for n in mc.notes), mc.notes
+    for n in (1, 2, 7, 32, 64, 161, 199, 200, 201, 224, 225, 256, 1025):
+        with torch.no_grad(), FlopCounterMode(display=False) as c:
+            _Branch().to("meta")(torch.zeros(1, n, 16, device="meta"))
+        assert mc.evaluate({"L": n}, "torch")["flops"] == c.get_total_flops(), n
+
+
+def test_a_formula_in_pieces_is_cached_whole(derived):
+    """The cache stores the pieces (each a derivation of its own) and the summary's trees: both answer as the
+    derivation does, on both sides of the guard, with torch's numbers."""
+    from symcost import cache_format
+
+    mc = derived["threshold"]
+    back = cache_format.loads(cache_format.dumps(mc))
+    summary = cache_format.loads(cache_format.dumps(mc.summary()))
+    points = [{"H": 64, "W": w} for w in (100, 512, 513, 600)]
+    answers = summary.evaluate(points, "torch")
+    assert len(back.pieces) == 2
+    for p, answer in zip(points, answers):
+        expected = torch_flops("threshold", (1, 3, p["H"], p["W"]))
+        assert back.evaluate(p, "torch")["flops"] == answer["flops"] == expected, p

@@ -274,5 +274,5 @@ def test_a_refusal_names_the_branch_it_saw():
     """Not "a loop": the refusal names the guard whose answer differs between the two trace sizes."""
     from symcost.errors import NoSingleFormula
 
-    with pytest.raises(NoSingleFormula, match="L >= 201"):
-        trace(_Branch().to("meta").eval(), (1, "L", 16))
+    with pytest.raises(NoSingleFormula, match="L >= 201"):  # (with pieces: one per side, tests/test_pieces.py)
+        trace(_Branch().to("meta").eval(), (1, "L", 16), pieces=False)

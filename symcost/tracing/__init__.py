@@ -274,9 +274,18 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
         mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
                      third=(rec_far, far[1]) if rec_far is not None else None)
     except NoSingleFormula as e:  # name the decision the model made, where a guard shows it
-        broken = prove(_fresh(model), shape, values_a, input_dtype, backward).violated(values_b)
+        first = prove(_fresh(model), shape, values_a, input_dtype, backward)
+        broken = first.violated(values_b)
         if broken is None:
             raise
+        if pieces:  # the trace sizes lie on both sides of a bound on one size: a formula in pieces instead
+            from .pieces import straddled
+
+            found = straddled(first, broken, values_a, values_b,
+                              lambda at_a, at_b: _piece(model, shape, at_a, at_b, input_dtype, target, backward),
+                              _domain_note)
+            if found is not None:
+                return found
         raise NoSingleFormula(f"{e} (the size guard that changes between {describe(values_a)} and "
                               f"{describe(values_b)}: {broken.text()})") from None
     proof = _proven(model, mc, shape, values_a, input_dtype, backward)

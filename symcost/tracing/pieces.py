@@ -15,8 +15,8 @@ verify at.  Work is spent only where a guard bounds a size: a model whose guards
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import sympy
 
@@ -143,6 +143,34 @@ def extend(mc: ModelCost, proof: Proof, values_a: dict, values_b: dict,
     return _joined(sorted(pieces, key=lambda p: p.low), s, domain_note)
 
 
+def straddled(proof: Proof, broken, values_a: dict, values_b: dict,
+              derive: Callable[[dict, dict], tuple[ModelCost, Proof]],
+              domain_note: Callable[[ModelCost, Proof], str | None]) -> ModelCost | None:
+    """The two trace sizes fell on both sides of a guard (``broken``, of the path at ``values_a``; ``proof``: that
+    path's guards): where it bounds one size, the formula of ``values_a``'s side from two sizes on that side, and
+    the pieces beyond; None where it is no such bound or that side has no formula."""
+    b = bound(broken.condition)
+    if b is None:
+        return None
+    s = b[0]
+    low, high, _ = _interval([g.condition for g in proof.guards], s)
+    sizes = _sizes_in(low, high)
+    if sizes is None:
+        return None
+    at_a, at_b = {**values_a, s: sympy.Integer(sizes[0])}, {**values_b, s: sympy.Integer(sizes[1])}
+    try:
+        mc, first = derive(at_a, at_b)
+    except SymcostError:
+        return None
+    if mc.fixed_at:
+        return None
+    note = domain_note(mc, first)
+    joined = extend(mc, first, at_a, at_b, derive, note)
+    if joined is mc and note:  # no other side: one formula, its guards its domain, as any
+        mc.notes.append(note)
+    return joined
+
+
 def _needed(guards: list, mc: ModelCost) -> list:
     """The guards a piece's tensor sizes do not imply already (``H >= 3`` where ``H - 2`` is a size: the domain
     of that piece states it)."""
@@ -216,7 +244,12 @@ def _notes(pieces: list[_Piece], conditions: list, s, domain_note: str | None) -
     notes: list[str] = []
     for p in pieces:
         for n in p.mc.notes:
-            if n != domain_note and n not in notes:
+            if n == domain_note:
+                continue
+            where = [c for q, c in zip(pieces, conditions) if n in q.mc.notes]
+            if len(where) < len(pieces):  # a note of some pieces only (a layer the other side skips) says which
+                n = f"where {' or '.join(shown_condition(c) for c in where)}: {n}"
+            if n not in notes:
                 notes.append(n)
     parts = " | ".join(shown_condition(c) if c is not sympy.true else "all" for c in conditions)
     note = (f"the formulas come in pieces by {s} ({parts}): the model takes another path beyond a size guard of its "
