@@ -81,6 +81,15 @@ PATTERNS = {
                 assert x.shape[-1] % 8 == 0 and x.shape[-2] % 8 == 0
                 return self.conv(F.pixel_unshuffle(x, 8))
         """,
+    "attend": """
+        class Net(nn.Module):  # attention over every position, on one line
+            def __init__(self):
+                super().__init__()
+                self.q = nn.Linear(16, 16)
+
+            def forward(self, x):
+                return torch.softmax(self.q(x) @ x.transpose(1, 2), -1) @ x
+        """,
 }
 
 
@@ -153,6 +162,21 @@ def test_a_size_the_model_treats_specially_is_not_covered_by_the_formula():
     assert at_240 == torch_flops(build("own_size"), (1, 3, 240, 240))
     for w in (97, 239, 241, 256):
         assert mc.evaluate({"H": 240, "W": w}, "torch")["flops"] == torch_flops(build("own_size"), (1, 3, 240, w))
+
+
+def test_an_ops_size_one_question_on_a_model_line_is_no_guard(tmp_path):
+    """The matmul inside ``torch.softmax(q @ k)`` asks whether L is 1 (to fold its batch dims): torch's layout
+    question on a line that compares nothing (``softmax(`` is not Python's ``max(``), so L = 1 stays in the domain."""
+    import importlib.util
+
+    path = file_target(tmp_path, "attend").rsplit(":", 1)[0]
+    spec = importlib.util.spec_from_file_location("attend_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mc = trace(module.build(), (1, "L", 16))
+    assert mc.proven and not mc.guards, mc.guards
+    for n in (1, 2, 7, 32):
+        assert mc.evaluate({"L": n}, "torch")["flops"] == torch_flops(build("attend"), (1, n, 16))
 
 
 def test_topk_needs_k_positions():

@@ -17,6 +17,7 @@ recordings' sampled verification then stands alone.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -243,9 +244,10 @@ def _size_one_question(e) -> bool:
     return False
 
 
-#: what a line of Python needs to ask a question about a size itself
-_QUESTIONS = ("==", "!=", "<", ">", "if ", "assert", "while ", " and ", " or ", "not ", "bool(", "min(", "max(",
-              "range(", "split(", "chunk(")
+#: what a line of Python needs to ask a question about a size itself; Python's own ``min(``/``max(``/``range(``/
+#: ``bool(``/``not`` as words (``softmax(``, ``torch.max(``, ``arange(`` ask nothing), a tensor's split/chunk as methods
+_QUESTIONS = re.compile(r"==|!=|<|>|\bif |\bassert\b|\bwhile |\band |\bor |(?<![\w.])not |"
+                        r"(?<![\w.])(?:bool|min|max|range)\(|\b(?:split|chunk)\(")
 
 
 def _compares(g) -> bool:
@@ -253,7 +255,7 @@ def _compares(g) -> bool:
 
     frame = getattr(getattr(g, "sloc", None), "framework_loc", None)
     line = linecache.getline(str(getattr(frame, "filename", "")), int(getattr(frame, "lineno", 0) or 0))
-    return not line or any(q in line for q in _QUESTIONS)
+    return not line or bool(_QUESTIONS.search(line))
 
 
 def _where(g) -> str:
