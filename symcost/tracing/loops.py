@@ -109,9 +109,10 @@ def refusal(rec_a: Recording, rec_b: Recording, values_a: dict, values_b: dict) 
     sa, sb = segments(ka), segments(kb)
     if [s.body for s in sa] == [s.body for s in sb]:
         return None
+    first = _first_difference(ka, kb, rec_a, rec_b)
     return NoSingleFormula(
         f"the model runs different operations at {describe(values_a)} ({len(ka)} ops) and at {describe(values_b)} "
-        f"({len(kb)} ops), and the difference is not a repetition of the same steps ({_first_difference(ka, kb, rec_a, rec_b)}): "
+        f"({len(kb)} ops), and the difference is not a repetition of the same steps ({first}): "
         "a branch on the input size (Python control flow), which has no single formula; trace it at a concrete size")
 
 
@@ -219,6 +220,13 @@ def _roles(loop: Loop, recs: list[Recording], segs: list[list[Segment]]) -> None
                 "sums loops whose iterations are alike; trace it at a concrete size")
 
 
+def _numbers(x) -> list[int]:
+    """The tensor numbers in ``x``, in order (an op's inputs from its arguments)."""
+    out: list[int] = []
+    _remap(x, lambda n: out.append(n) or n)
+    return out
+
+
 def _remap(x, new):
     t = type(x)
     if t is TensorRef:
@@ -302,8 +310,7 @@ def _cut(rec: Recording, keep: list[int], per_iteration: set) -> Recording:
             outs = [n for n in outs if n in read] or outs[:1]
         args = _remap(args, lambda n: -1 - n if n < 0 else new(n))
         kwargs = _remap(ev.kwargs, new)
-        ins: list = []
-        _remap((args, kwargs), lambda n: ins.append(n) or n)
+        ins = _numbers((args, kwargs))
         ops.append(OpEvent(ev.op, args, kwargs, ins, [new(n) for n in outs], ev.module))
     for m in modules:
         m.outputs = [new(n) for n in m.outputs]
@@ -329,14 +336,15 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
     keys = _Keys()
     sa, sb = segments(keys.of(rec_a)), segments(keys.of(rec_b))
     varying = [j for j, (x, y) in enumerate(zip(sa, sb)) if x.count != y.count]
-    guesses = {_estimate(sa[j].count, sb[j].count, values_a, values_b) for j in varying}
-    if None in guesses or len({g[0] for g in guesses}) != 1:
+    # the lengths to record at follow the first loop's block (a backward pass's loops run a few iterations apart);
+    # every loop's trip count is then fitted on its own
+    guess = _estimate(sa[varying[0]].count, sb[varying[0]].count, values_a, values_b)
+    if guess is None:
         raise NoSingleFormula(
             f"the model repeats the same steps a different number of times at {describe(values_a)} and at "
             f"{describe(values_b)} (a loop), but no input size explains the counts (each loop: "
             f"{', '.join(f'{sa[j].count} and {sb[j].count}' for j in varying)}); trace it at a concrete size")
-    # the lengths to record at follow the first loop's block (a backward pass's loops run a few iterations apart)
-    symbol, k = _estimate(sa[varying[0]].count, sb[varying[0]].count, values_a, values_b)
+    symbol, k = guess
     fit, check = _lengths(k)
     from .verify import check_points
 
@@ -424,7 +432,7 @@ def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, 
         # as many iterations as are kept apart (a first and a last of their own: two), or none for a loop with no
         # special iteration: no number for a length the recordings never showed (a loop run -1 times)
         domain.add(loop.trip - loop.special + 1)
-        mc.notes.append(_note(loop, segs[0][loop.index]))
+        mc.notes.append(_note(loop))
     mc.domain = tuple(sorted(domain, key=sympy.default_sort_key))
     if backward:
         from . import backward as _backward
@@ -540,10 +548,11 @@ def _sum_rows(mc: ModelCost, rec: Recording, role: dict, loops: list[Loop]) -> N
     mc.rows = rows
 
 
-def _note(loop: Loop, seg) -> str:
+def _note(loop: Loop) -> str:
     ops = f"{loop.period} operation{'s' * (loop.period > 1)}"
-    parts = [f"a loop in {loop.module or 'the model'} runs the same {ops} {sympy.sstr(loop.trip)} times"
-             ": its rows count every iteration (one iteration's cost times the trip count"]
+    head = (f"a loop in {loop.module or 'the model'} runs the same {ops} {sympy.sstr(loop.trip)} times: its rows "
+            "count every iteration (one iteration's cost times the trip count")
+    parts = [head]
     if loop.first or loop.last:
         which = " and ".join(w for w, on in (("first", loop.first), ("last", loop.last)) if on)
         parts.append(f", the {which} iteration, whose sizes differ, in rows of its own")
