@@ -158,3 +158,38 @@ def test_backward_refuses_lengths_its_recordings_did_not_show():
     mc = trace(Blocks(), (1, "T", 8), sizes=({"T": 83}, {"T": 53}), backward=True, train=True)
     with pytest.raises(UsageError, match="ceiling"):
         mc.evaluate({"T": 16}, "torch")
+
+
+class CellLoop(nn.Module):
+    """A recurrence written in Python: an LSTMCell stepped over T."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(8, 12)
+
+    def forward(self, x):
+        h = c = torch.zeros(x.shape[0], 12, device=x.device)
+        outs = []
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return torch.stack(outs, dim=1)
+
+
+def test_python_recurrence_over_a_cell_and_nn_rnn():
+    for model in (CellLoop(), Recurrent(nn.RNN, 1)):
+        mc = trace(model, (2, "T", 8), sizes=({"T": 21}, {"T": 14}))
+        for t in (1, 2, 16, 17, 33):
+            assert mc.evaluate({"T": t}, "torch")["flops"] == torch_flops(model, (2, t, 8), "meta"), (model, t)
+
+
+class Growing(nn.Module):
+    """Attention of each new token over all the tokens before it: the body grows with the iteration."""
+
+    def forward(self, x):
+        return torch.cat([x[:, :t + 1].transpose(1, 2) @ x[:, :t + 1] for t in range(x.shape[1])], dim=1)
+
+
+def test_a_body_that_grows_each_iteration_is_refused_naming_it():
+    with pytest.raises(NoSingleFormula, match="sizes change from one iteration to the next"):
+        trace(Growing(), (1, "T", 4), sizes=({"T": 21}, {"T": 14}))

@@ -604,7 +604,11 @@ def _checked(model, mc, formula: dict, shape, values: dict, dtype, target, backw
         rec = _record(model, concrete, "", dtype, backward=backward)
     except Exception:  # noqa: BLE001  (the model does not run there)
         return False
-    real = _sums(_derive(model, rec, rec, concrete, {}, {}, target, backward))
+    derived = _derive(model, rec, rec, concrete, {}, {}, target, backward)
+    if dict(derived.uncovered) != dict(mc.uncovered):
+        raise NoSingleFormula(f"the ops symcost cannot cost differ at {describe(values)} from the loop's lengths: no "
+                              "single formula holds; trace it at a concrete size")
+    real = _sums(derived)
     ours = {k: v.xreplace(values) for k, v in formula.items()}
     for key in sorted(set(ours) | set(real)):
         a, b = ours.get(key, 0), real.get(key, 0)
