@@ -464,7 +464,8 @@ def _guards(model, mc: ModelCost, shape, points: list, verified: list, symbol, d
     mc.guards = tuple(g.condition for g in kept)
     mc.proven = proof.proven and not summed
     shown = [g.text() for g in kept if not _implied(g.condition, mc.domain)]
-    lengths = "; ".join(describe(v) for v in seen)
+    lengths = (f"derived from {'; '.join(describe(v) for v in points)} and verified at "
+               f"{'; '.join(describe(v) for v in seen[len(points):])}")
     if mc.proven:
         if shown:
             mc.notes.append(f"the formulas hold where {'; '.join(shown)} (size guards of the model's forward, read "
@@ -472,7 +473,7 @@ def _guards(model, mc: ModelCost, shape, points: list, verified: list, symbol, d
         return
     why = proof.reason if not proof.proven else (
         f"the size guards on the loop ({'; '.join(dict.fromkeys(g.text() for g in summed))}) are summed over")
-    mc.notes.append(f"domain sampled, not proven: {why}; the loop's sum is verified at {lengths}"
+    mc.notes.append(f"domain sampled, not proven: {why}; the loop's sum is {lengths}"
                     + (f", and holds only where {'; '.join(shown)}" if shown else ""))
 
 
