@@ -193,3 +193,23 @@ class Growing(nn.Module):
 def test_a_body_that_grows_each_iteration_is_refused_naming_it():
     with pytest.raises(NoSingleFormula, match="sizes change from one iteration to the next"):
         trace(Growing(), (1, "T", 4), sizes=({"T": 21}, {"T": 14}))
+
+
+class Twice(nn.Module):
+    """The same layer once more above 200 tokens: a repetition at one trace size, yet a branch, not a loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = self.a(x)
+        if x.shape[1] > 200:
+            x = self.a(x)
+        return x
+
+
+def test_a_branch_that_repeats_a_layer_is_still_a_branch():
+    with pytest.raises(NoSingleFormula, match="branch") as e:
+        trace(Twice(), (1, "L", 8))
+    assert "a loop in" not in str(e.value)

@@ -392,6 +392,13 @@ def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, 
                                       "records it at; trace it at a concrete size")
             ev = recs[0].ops[segs[0][j].start]
             loops.append(Loop(j, segs[0][j].period, counts, module=ev.module))
+    if not loops:   # a step run once more above some size, not once per block: a branch
+        from .verify import describe
+
+        raise NoSingleFormula(
+            f"the model runs some steps a different number of times at the trace sizes but the same number at "
+            f"{'; '.join(describe(p) for p in points)}: not a loop over the size but a branch on it (Python control "
+            "flow), which has no single formula; trace it at a concrete size")
     for loop in loops:
         _roles(loop, recs, segs)
     # the block size, where the last block is partial: a size of the body that the last iteration has less of
