@@ -401,7 +401,7 @@ def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, 
             "flow), which has no single formula; trace it at a concrete size")
     for loop in loops:
         _roles(loop, recs, segs)
-    # the block size, where the last block is partial: a size of the body that the last iteration has less of
+    # each recording cut to the ops outside loops and each loop's kept iterations (role: first, body, last)
     keeps, roles = [], []
     loop_at = {lp.index: lp for lp in loops}
     for rec, seg in zip(recs, segs):
