@@ -115,3 +115,101 @@ def test_a_branch_is_named_a_branch_not_a_loop():
     with pytest.raises(NoSingleFormula, match="branch") as e:
         trace(Branch(), (1, "L", 8), sizes=({"L": 150}, {"L": 50}))
     assert "a loop" not in str(e.value) and "recurrence" not in str(e.value)
+
+
+def test_split_into_chunks_of_1024_at_the_issue_lengths():
+    # torch.split(x, 1024) then attention per chunk, traced where it makes 3 and 4 chunks: ceiling(L/1024) chunks,
+    # the last of L - 1024*(ceiling(L/1024) - 1) tokens
+    model = SplitAttend(chunk=1024)
+    mc = trace(model, (1, "L", 8), sizes=({"L": 2500}, {"L": 3600}))
+    assert any("ceiling(L/1024) times" in n for n in mc.notes), mc.notes
+    for t in (1, 1023, 1024, 1025, 2047, 2048, 2049, 2500, 3073):
+        assert mc.evaluate({"L": t}, "torch")["flops"] == torch_flops(model, (1, t, 8), "meta"), t
+
+
+def torch_step_flops(model, shape, device):
+    """FlopCounterMode's count of a forward and backward (seeded with ones), as ``trace(..., backward=True)``."""
+    model = model.to(device).train()
+    x = torch.randn(*shape, device=device) if device == "cpu" else torch.empty(*shape, device=device)
+    with FlopCounterMode(display=False) as c:
+        out = model(x)
+        out.backward(torch.ones_like(out))
+    return c.get_total_flops()
+
+
+@pytest.mark.parametrize("build,shape,sizes,device,lengths", [
+    (lambda: Recurrent(nn.LSTM, 1), (2, "T", 8), ({"T": 21}, {"T": 14}), "meta", (2, 3, 16, 17, 33)),
+    (lambda: Recurrent(nn.GRU, 2), (2, "T", 8), ({"T": 21}, {"T": 14}), "meta", (2, 3, 16, 17, 32)),
+    (Blocks, (1, "T", 8), ({"T": 83}, {"T": 53}), "cpu", (17, 31, 32, 33, 48, 49, 100)),
+])
+def test_backward_of_a_loop_is_a_sum(build, shape, sizes, device, lengths):
+    model = build()
+    mc = trace(model, shape, sizes=sizes, backward=True, train=True)
+    for t in lengths:
+        real = torch_step_flops(model, tuple(t if d == "T" else d for d in shape), device)
+        assert mc.evaluate({"T": t}, "torch")["flops"] == real, t
+
+
+def test_backward_refuses_lengths_its_recordings_did_not_show():
+    # the backward pass of blocks of 16 runs its first two blocks apart from the rest: the sum is claimed from two
+    # blocks on (a size below is refused, naming the size; never a number the recordings did not check)
+    from symcost.errors import UsageError
+
+    mc = trace(Blocks(), (1, "T", 8), sizes=({"T": 83}, {"T": 53}), backward=True, train=True)
+    with pytest.raises(UsageError, match="ceiling"):
+        mc.evaluate({"T": 16}, "torch")
+
+
+class CellLoop(nn.Module):
+    """A recurrence written in Python: an LSTMCell stepped over T."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(8, 12)
+
+    def forward(self, x):
+        h = c = torch.zeros(x.shape[0], 12, device=x.device)
+        outs = []
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return torch.stack(outs, dim=1)
+
+
+def test_python_recurrence_over_a_cell_and_nn_rnn():
+    for model in (CellLoop(), Recurrent(nn.RNN, 1)):
+        mc = trace(model, (2, "T", 8), sizes=({"T": 21}, {"T": 14}))
+        for t in (1, 2, 16, 17, 33):
+            assert mc.evaluate({"T": t}, "torch")["flops"] == torch_flops(model, (2, t, 8), "meta"), (model, t)
+
+
+class Growing(nn.Module):
+    """Attention of each new token over all the tokens before it: the body grows with the iteration."""
+
+    def forward(self, x):
+        return torch.cat([x[:, :t + 1].transpose(1, 2) @ x[:, :t + 1] for t in range(x.shape[1])], dim=1)
+
+
+def test_a_body_that_grows_each_iteration_is_refused_naming_it():
+    with pytest.raises(NoSingleFormula, match="sizes change from one iteration to the next"):
+        trace(Growing(), (1, "T", 4), sizes=({"T": 21}, {"T": 14}))
+
+
+class Twice(nn.Module):
+    """The same layer once more above 200 tokens: a repetition at one trace size, yet a branch, not a loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = self.a(x)
+        if x.shape[1] > 200:
+            x = self.a(x)
+        return x
+
+
+def test_a_branch_that_repeats_a_layer_is_still_a_branch():
+    with pytest.raises(NoSingleFormula, match="branch") as e:
+        trace(Twice(), (1, "L", 8))
+    assert "a loop in" not in str(e.value)

@@ -109,9 +109,10 @@ def refusal(rec_a: Recording, rec_b: Recording, values_a: dict, values_b: dict) 
     sa, sb = segments(ka), segments(kb)
     if [s.body for s in sa] == [s.body for s in sb]:
         return None
+    first = _first_difference(ka, kb, rec_a, rec_b)
     return NoSingleFormula(
         f"the model runs different operations at {describe(values_a)} ({len(ka)} ops) and at {describe(values_b)} "
-        f"({len(kb)} ops), and the difference is not a repetition of the same steps ({_first_difference(ka, kb, rec_a, rec_b)}): "
+        f"({len(kb)} ops), and the difference is not a repetition of the same steps ({first}): "
         "a branch on the input size (Python control flow), which has no single formula; trace it at a concrete size")
 
 
@@ -128,10 +129,14 @@ def _trip_formula(counts: list[int], points: list[dict], blocks: list[int]):
         for c in range(-4, 5):
             if all(n == x + c for n, x in zip(counts, xs)):
                 return s + c, s, None
+        for k in blocks:   # the loop's own block, offset by a few iterations run apart (a backward's first ones)
+            for c in range(-4, 5):
+                if k > 1 and all(n == -(-x // k) + c for n, x in zip(counts, xs)):
+                    return sympy.ceiling(s / k) + c, s, k
+                if k > 1 and all(n == x // k + c for n, x in zip(counts, xs)):
+                    return sympy.floor(s / k) + c, s, k
         generic = sorted(range(2, max(xs) + 1), key=lambda k: (-((k & -k).bit_length()), k))
-        for k in [*blocks, *generic]:
-            if k < 2:
-                continue
+        for k in generic:
             if all(n == -(-x // k) for n, x in zip(counts, xs)):
                 return sympy.ceiling(s / k), s, k
             if all(n == x // k for n, x in zip(counts, xs)):
@@ -141,14 +146,18 @@ def _trip_formula(counts: list[int], points: list[dict], blocks: list[int]):
 
 def _estimate(count_a: int, count_b: int, values_a: dict, values_b: dict):
     """From the two trace sizes: the size a loop runs over and its ops per unit of size (1 for a step per token,
-    16 for blocks of 16), or None."""
+    16 for blocks of 16: the roundest block that gives both counts), or None."""
     for s in sorted(values_a, key=str):
         xa, xb = int(values_a[s]), int(values_b[s])
         if xa == xb or count_a == count_b or (xa - xb) * (count_a - count_b) <= 0:
             continue
-        k = max(1, round((xa - xb) / (count_a - count_b)))
-        if abs(count_a - xa / k) <= 2 and abs(count_b - xb / k) <= 2:
-            return s, k
+        slope = max(1, round((xa - xb) / (count_a - count_b)))
+        fits = [k for k in range(max(1, slope // 2), 2 * slope + 2)
+                if (-(-xa // k), -(-xb // k)) == (count_a, count_b) or (xa // k, xb // k) == (count_a, count_b)]
+        if fits:
+            return s, min(fits, key=lambda k: (-((k & -k).bit_length()), k))
+        if abs(count_a - xa / slope) <= 2 and abs(count_b - xb / slope) <= 2:
+            return s, slope
     return None
 
 
@@ -157,9 +166,9 @@ def _lengths(k: int) -> list[int]:
     iterations, the last block partial where blocks are longer than 1, of different residues; then a multiple of the
     block, one just above and one just below a block boundary."""
     if k == 1:
-        return [9, 6, 12], [16, 17, 7]
+        return [9, 6, 12], [16, 17, 7, 2, 1]
     fit = [5 * k + max(1, k // 2) + 1, 4 * k + max(1, k // 4), 7 * k + max(1, 3 * k // 4)]
-    return fit, [6 * k, 6 * k + 1, 5 * k - 1, 2 * k + 1]
+    return fit, [6 * k, 6 * k + 1, 5 * k - 1, 2 * k + 1, k, k - 1]
 
 
 # ---- cutting a recording down to the iterations that differ ---------------------------------------------------------
@@ -209,6 +218,13 @@ def _roles(loop: Loop, recs: list[Recording], segs: list[list[Segment]]) -> None
                 f"a loop in {loop.module or 'the model'} repeats the same {s.period} operations {s.count} times, but "
                 "their sizes change from one iteration to the next (beyond a different first or last one): symcost "
                 "sums loops whose iterations are alike; trace it at a concrete size")
+
+
+def _numbers(x) -> list[int]:
+    """The tensor numbers in ``x``, in order (an op's inputs from its arguments)."""
+    out: list[int] = []
+    _remap(x, lambda n: out.append(n) or n)
+    return out
 
 
 def _remap(x, new):
@@ -294,8 +310,7 @@ def _cut(rec: Recording, keep: list[int], per_iteration: set) -> Recording:
             outs = [n for n in outs if n in read] or outs[:1]
         args = _remap(args, lambda n: -1 - n if n < 0 else new(n))
         kwargs = _remap(ev.kwargs, new)
-        ins: list = []
-        _remap((args, kwargs), lambda n: ins.append(n) or n)
+        ins = _numbers((args, kwargs))
         ops.append(OpEvent(ev.op, args, kwargs, ins, [new(n) for n in outs], ev.module))
     for m in modules:
         m.outputs = [new(n) for n in m.outputs]
@@ -312,7 +327,7 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
            backward: bool) -> ModelCost:
     """The model's costs with each loop over a size summed in closed form (see the module's doc), verified at
     further lengths; ``NoSingleFormula`` naming what was seen where no such sum holds."""
-    from . import _record, concrete_shape
+    from . import concrete_shape, _record
     from .verify import describe
 
     found = refusal(rec_a, rec_b, values_a, values_b)
@@ -321,14 +336,15 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
     keys = _Keys()
     sa, sb = segments(keys.of(rec_a)), segments(keys.of(rec_b))
     varying = [j for j, (x, y) in enumerate(zip(sa, sb)) if x.count != y.count]
-    guesses = {_estimate(sa[j].count, sb[j].count, values_a, values_b) for j in varying}
-    if None in guesses or len({g[0] for g in guesses}) != 1:
+    # the lengths to record at follow the first loop's block (a backward pass's loops run a few iterations apart);
+    # every loop's trip count is then fitted on its own
+    guess = _estimate(sa[varying[0]].count, sb[varying[0]].count, values_a, values_b)
+    if guess is None:
         raise NoSingleFormula(
             f"the model repeats the same steps a different number of times at {describe(values_a)} and at "
             f"{describe(values_b)} (a loop), but no input size explains the counts (each loop: "
             f"{', '.join(f'{sa[j].count} and {sb[j].count}' for j in varying)}); trace it at a concrete size")
-    symbol = next(iter(guesses))[0]
-    k = max(g[1] for g in guesses)
+    symbol, k = guess
     fit, check = _lengths(k)
     from .verify import check_points
 
@@ -340,7 +356,7 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
         raise NoSingleFormula(f"the model loops over {symbol} but does not run at {symbol} = "
                               f"{', '.join(map(str, fit))}, where symcost sums its loops; trace it at a concrete "
                               "size") from None
-    return _derive_at(model, shape, points, recs, check, symbol, dtype, target, backward)
+    return _derive_at(model, shape, points, recs, check, symbol, k, dtype, target, backward)
 
 
 def _with_guard(e: NoSingleFormula, model, shape, values_a: dict, values_b: dict, dtype, backward: bool):
@@ -356,7 +372,7 @@ def _with_guard(e: NoSingleFormula, model, shape, values_a: dict, values_b: dict
                            f"{describe(values_b)}: {broken.text()})")
 
 
-def _derive_at(model, shape, points, recs, check, symbol, dtype, target, backward) -> ModelCost:
+def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, backward) -> ModelCost:
     from . import _rows
     from .bounds import Bounds
     from .propagate import Propagation
@@ -376,9 +392,16 @@ def _derive_at(model, shape, points, recs, check, symbol, dtype, target, backwar
                                       "records it at; trace it at a concrete size")
             ev = recs[0].ops[segs[0][j].start]
             loops.append(Loop(j, segs[0][j].period, counts, module=ev.module))
+    if not loops:   # a step run once more above some size, not once per block: a branch
+        from .verify import describe
+
+        raise NoSingleFormula(
+            f"the model runs some steps a different number of times at the trace sizes but the same number at "
+            f"{'; '.join(describe(p) for p in points)}: not a loop over the size but a branch on it (Python control "
+            "flow), which has no single formula; trace it at a concrete size")
     for loop in loops:
         _roles(loop, recs, segs)
-    # the block size, where the last block is partial: a size of the body that the last iteration has less of
+    # each recording cut to the ops outside loops and each loop's kept iterations (role: first, body, last)
     keeps, roles = [], []
     loop_at = {lp.index: lp for lp in loops}
     for rec, seg in zip(recs, segs):
@@ -397,7 +420,7 @@ def _derive_at(model, shape, points, recs, check, symbol, dtype, target, backwar
                      if len({_shape_of_lists(rec.ops[keep[i]]) for rec, keep in zip(recs, keeps)}) > 1}
     cut = [_cut(rec, keep, per_iteration) for rec, keep in zip(recs, keeps)]
     for loop in loops:
-        loop.trip = _fit_trip(loop, recs, segs, points)
+        loop.trip = _fit_trip(loop, recs, segs, points, (block,))
         if loop.trip is None:
             raise NoSingleFormula(
                 f"a loop in {loop.module or 'the model'} runs {', '.join(map(str, loop.counts))} times at "
@@ -413,20 +436,22 @@ def _derive_at(model, shape, points, recs, check, symbol, dtype, target, backwar
     domain = set(prop.sizes | bounds.conditions)
     _sum_rows(mc, cut[0], roles[0], loops)
     for loop in loops:
-        if loop.special > 1:   # a first and a last iteration of their own: at least two iterations
-            domain.add(loop.trip - loop.special + 1)
-        mc.notes.append(_note(loop, segs[0][loop.index]))
+        # as many iterations as are kept apart (a first and a last of their own: two), or none for a loop with no
+        # special iteration: no number for a length the recordings never showed (a loop run -1 times)
+        domain.add(loop.trip - loop.special + 1)
+        mc.notes.append(_note(loop))
     mc.domain = tuple(sorted(domain, key=sympy.default_sort_key))
     if backward:
         from . import backward as _backward
 
         mc.notes.extend(_backward.notes(mc))
     verified = _verify(model, mc, shape, points, check, symbol, dtype, target, backward)
-    _guards(model, mc, shape, points, verified, dtype, backward)
+    _guards(model, mc, shape, points, verified, symbol, dtype, target, backward)
     return mc
 
 
-def _guards(model, mc: ModelCost, shape, points: list, verified: list, dtype, backward: bool) -> None:
+def _guards(model, mc: ModelCost, shape, points: list, verified: list, symbol, dtype, target: str,
+            backward: bool) -> None:
     """The size guards of a run with symbolic sizes (``tracing.guards``) as the domain, less those on the loop
     itself (the chunk count ``torch.split`` fixes, a last chunk's size): a guard that some recording where the sum
     was checked breaks is summed over, and the domain is then sampled (the recordings), not proven."""
@@ -436,56 +461,60 @@ def _guards(model, mc: ModelCost, shape, points: list, verified: list, dtype, ba
 
     proof = prove(_fresh(model), shape, points[0], dtype, backward)
     seen = [*points, *verified]
+    for g in proof.guards:
+        if all(bool(g.condition.xreplace(v)) for v in seen):
+            found = _across(model, mc, shape, g.condition, symbol, points, dtype, target, backward)
+            if found is not None:
+                seen.append(found)
     kept = [g for g in proof.guards if all(bool(g.condition.xreplace(v)) for v in seen)]
     summed = [g for g in proof.guards if g not in kept]
     mc.guards = tuple(g.condition for g in kept)
     mc.proven = proof.proven and not summed
     shown = [g.text() for g in kept if not _implied(g.condition, mc.domain)]
-    lengths = "; ".join(describe(v) for v in seen)
+    lengths = (f"derived from {'; '.join(describe(v) for v in points)} and verified at "
+               f"{'; '.join(describe(v) for v in seen[len(points):])}")
     if mc.proven:
         if shown:
             mc.notes.append(f"the formulas hold where {'; '.join(shown)} (size guards of the model's forward, read "
                             "from a run with symbolic sizes); other sizes are traced on their own")
         return
     why = proof.reason if not proof.proven else (
-        f"the size guards on the loop ({'; '.join(g.text() for g in summed)}) are summed over")
-    mc.notes.append(f"domain sampled, not proven: {why}; the loop's sum is verified at {lengths}"
+        f"the size guards on the loop ({'; '.join(dict.fromkeys(g.text() for g in summed))}) are summed over")
+    mc.notes.append(f"domain sampled, not proven: {why}; the loop's sum is {lengths}"
                     + (f", and holds only where {'; '.join(shown)}" if shown else ""))
 
 
-def _fit_trip(loop: Loop, recs, segs, points):
+def _fit_trip(loop: Loop, recs, segs, points, block: tuple = ()):
     """The trip count's formula; the block size first from the loop's own tensors: a dim of every body iteration
-    equal to k where the last iteration's is x - k*(count - 1)."""
+    equal to k where the last iteration's (the first's, in a backward pass, which runs the blocks in reverse) is
+    x - k*(count - 1)."""
     blocks = []
-    if loop.last:
-        for s_name in sorted(points[0], key=str):
-            for rec, seg, p in zip(recs[:1], segs[:1], points[:1]):
-                s = seg[loop.index]
-                body = _signature(rec, s.start + int(loop.first) * s.period, s.period)
-                last = _signature(rec, s.start + (s.count - 1) * s.period, s.period)
-                x = int(p[s_name])
-                for (bi, bo), (li, lo) in zip(body, last):
-                    for bs, ls in zip((*bi, *bo), (*li, *lo)):
-                        for kb, kl in zip(bs, ls):
-                            if kb != kl and s.count > 1 and (x - kl) % (s.count - 1) == 0 and \
-                                    (x - kl) // (s.count - 1) == kb and kb not in blocks:
-                                blocks.append(kb)
-    found = _trip_formula(loop.counts, points, blocks)
+    rec, s, p = recs[0], segs[0][loop.index], points[0]
+    body = _signature(rec, s.start + int(loop.first) * s.period, s.period)
+    ends = [it for it, on in ((0, loop.first), (s.count - 1, loop.last)) if on]
+    for s_name in sorted(p, key=str):
+        x = int(p[s_name])
+        for it in ends:
+            for (bi, bo), (li, lo) in zip(body, _signature(rec, s.start + it * s.period, s.period)):
+                for bs, ls in zip((*bi, *bo), (*li, *lo)):
+                    for kb, kl in zip(bs, ls):
+                        if kb != kl and s.count > 1 and (x - kl) % (s.count - 1) == 0 and \
+                                (x - kl) // (s.count - 1) == kb and kb not in blocks:
+                            blocks.append(kb)
+    found = _trip_formula(loop.counts, points, [*blocks, *block])
     return found[0] if found else None
 
 
 def _seed_remainders(prop, loops, recs, segs, points) -> None:
-    """The last block's size x - k*(trip - 1), a size no op rule computes, made known to the propagation."""
+    """The partial block's size x - k*(trip - 1), a size no op rule computes, made known to the propagation."""
     for loop in loops:
-        trip = loop.trip
-        if not loop.last or not isinstance(trip, sympy.ceiling):
-            continue
-        inner = trip.args[0]
-        x = next(iter(inner.free_symbols))
-        rest = x - (1 / inner.coeff(x)) * (trip - 1)
-        vals = tuple(int(rest.xreplace(p)) for p in points)
-        prop.seen.setdefault(vals, rest)
-        prop.lookup.setdefault(vals[:2], rest)
+        for ceil in loop.trip.atoms(sympy.ceiling):
+            inner = ceil.args[0]
+            x = next(iter(inner.free_symbols))
+            rest = x - (1 / inner.coeff(x)) * (ceil - 1)
+            vals = tuple(int(rest.xreplace(p)) for p in points)
+            prop.seen.setdefault(vals, rest)
+            prop.lookup.setdefault(vals[:2], rest)
 
 
 def _sum_rows(mc: ModelCost, rec: Recording, role: dict, loops: list[Loop]) -> None:
@@ -527,9 +556,11 @@ def _sum_rows(mc: ModelCost, rec: Recording, role: dict, loops: list[Loop]) -> N
     mc.rows = rows
 
 
-def _note(loop: Loop, seg) -> str:
-    parts = [f"a loop in {loop.module or 'the model'} runs the same {loop.period} operations {sympy.sstr(loop.trip)} "
-             "times: its rows count every iteration (one iteration's cost times the trip count"]
+def _note(loop: Loop) -> str:
+    ops = f"{loop.period} operation{'s' * (loop.period > 1)}"
+    head = (f"a loop in {loop.module or 'the model'} runs the same {ops} {sympy.sstr(loop.trip)} times: its rows "
+            "count every iteration (one iteration's cost times the trip count")
+    parts = [head]
     if loop.first or loop.last:
         which = " and ".join(w for w, on in (("first", loop.first), ("last", loop.last)) if on)
         parts.append(f", the {which} iteration, whose sizes differ, in rows of its own")
@@ -553,31 +584,60 @@ def _sums(mc: ModelCost, values: dict | None = None) -> dict:
 def _verify(model, mc, shape, points, check, symbol, dtype, target, backward) -> list[dict]:
     """Totals (every primitive count, params, buffers, reads, writes) against full recordings at further lengths,
     the other sizes as the usual check points give them; at least two must run.  Returns the sizes checked."""
-    from . import _derive, _record, concrete_shape
-    from .verify import check_points, describe, mixed_points
+    from .verify import check_points, mixed_points
 
     others = check_points(points[0], points[1]) + mixed_points(points[0], points[1])
     formula = _sums(mc)
     done = []
     for x, other in zip(check, others * 2):
         values = {**other, symbol: sympy.Integer(x)}
-        if any(int(d.xreplace(values)) < 1 for d in mc.domain):
-            continue
-        concrete = concrete_shape(shape, values)
-        try:
-            rec = _record(model, concrete, "", dtype, backward=backward)
-        except Exception:  # noqa: BLE001  (the model does not run there)
-            continue
-        real = _sums(_derive(model, rec, rec, concrete, {}, {}, target, backward))
-        ours = {k: v.xreplace(values) for k, v in formula.items()}
-        for key in sorted(set(ours) | set(real)):
-            a, b = ours.get(key, 0), real.get(key, 0)
-            if a != b:
-                raise NoSingleFormula(
-                    f"the loop's sum gives {key} = {a} at {describe(values)}, but the model recorded at that size "
-                    f"gives {b}: no single formula holds; trace it at a concrete size")
-        done.append(values)
+        if _checked(model, mc, formula, shape, values, dtype, target, backward):
+            done.append(values)
     if len(done) < 2:
         raise NoSingleFormula(f"the model loops over {symbol}, and too few lengths besides the traced ones run to "
                               "verify the sum; trace it at a concrete size")
     return done
+
+
+def _checked(model, mc, formula: dict, shape, values: dict, dtype, target, backward) -> bool:
+    """The sum's totals at ``values`` against the model recorded there: False where that is outside the domain or
+    the model does not run, ``NoSingleFormula`` on a difference."""
+    from . import concrete_shape, _derive, _record
+    from .verify import describe
+
+    if any(int(d.xreplace(values)) < 1 for d in mc.domain):
+        return False
+    concrete = concrete_shape(shape, values)
+    try:
+        rec = _record(model, concrete, "", dtype, backward=backward)
+    except Exception:  # noqa: BLE001  (the model does not run there)
+        return False
+    derived = _derive(model, rec, rec, concrete, {}, {}, target, backward)
+    if dict(derived.uncovered) != dict(mc.uncovered):
+        raise NoSingleFormula(f"the ops symcost cannot cost differ at {describe(values)} from the loop's lengths: no "
+                              "single formula holds; trace it at a concrete size")
+    real = _sums(derived)
+    ours = {k: v.xreplace(values) for k, v in formula.items()}
+    for key in sorted(set(ours) | set(real)):
+        a, b = ours.get(key, 0), real.get(key, 0)
+        if a != b:
+            raise NoSingleFormula(
+                f"the loop's sum gives {key} = {a} at {describe(values)}, but the model recorded at that size "
+                f"gives {b}: no single formula holds; trace it at a concrete size")
+    return True
+
+
+def _across(model, mc, shape, guard, symbol, points: list, dtype, target, backward) -> dict | None:
+    """Where a guard in the loop's size alone (a last chunk's size at the traced length: ``L != 160``) breaks near
+    the traced lengths, the sum checked there: the sizes, or None where it breaks nowhere near or the model does
+    not run there (the guard then stays in the domain)."""
+    if guard.free_symbols != {symbol}:
+        return None
+    top = 4 * max(int(p[symbol]) for p in points)
+    base = points[0]
+    for x in sorted(range(1, top), key=lambda x: abs(x - int(base[symbol]))):
+        values = {**base, symbol: sympy.Integer(x)}
+        if not bool(guard.xreplace(values)):
+            ok = _checked(model, mc, _sums(mc), shape, values, dtype, target, backward)
+            return values if ok else None
+    return None
