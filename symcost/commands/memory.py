@@ -23,10 +23,17 @@ def run_memory(args) -> int:
 
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)} |
                    ({args.past} if args.past and not args.past.strip().isdigit() else set()))
+    inputs = list(names)
+    if args.config:
+        from ..hyper.space import parse_config
+
+        if args.layers:
+            raise UsageError("--layers names modules of one configuration: derive it without --config")
+        names = sorted(set(names) | {v for v in parse_config(args.config).values() if isinstance(v, str)})
     fit_budget, device = _budget(args)
     fitting = fit_budget is not None
     if fitting:
-        if not names:
+        if not inputs:
             raise UsageError("--fit solves for a symbol of --input (e.g. --input Bx3x224x224 --fit 80GB)")
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input Bx3xHxH --at B=8 --at H=224)")
@@ -38,7 +45,8 @@ def run_memory(args) -> int:
     points = parse_assignments(args.at, names) if args.at and not fitting else None
     mem = memory(args.target, args.input, backward=args.backward, train=args.train, dtype=args.dtype,
                  optimizer=args.optimizer, momentum=args.momentum, master_weights=args.master_weights,
-                 input_dtype=args.input_dtype, past=args.past, checkpoint=args.checkpoint, progress=not args.json)
+                 input_dtype=args.input_dtype, past=args.past, checkpoint=args.checkpoint, progress=not args.json,
+                 config=args.config)
     result = mem.as_dict()
     if points:
         result["evaluations"] = [_evaluate(mem, p) for p in points]
@@ -176,6 +184,8 @@ def _print(mem, result: dict) -> None:
                 print(f"     {s} = {f['next_value']}: peak {_bytes(f['next_peak'])}")
     if result["domain"]:
         print("where " + ", ".join(result["domain"]))
+    if result.get("conditions"):
+        print("for configurations where " + "; ".join(result["conditions"]))
     if result["checked_at"]:
         print("checked against recordings at " + "; ".join(", ".join(f"{k}={v}" for k, v in p.items())
                                                            for p in result["checked_at"]))
@@ -231,6 +241,10 @@ def configure_memory(p) -> None:
     p.add_argument("--past", metavar="T",
                    help="one decode step of a Hugging Face decoder on --input B x L new ids with a KV cache of T "
                         "tokens (a number or a symbol): the cache's bytes (key kv_cache) and the step's peak")
+    p.add_argument("--config", metavar="FIELD=SYMBOL,…",
+                   help="formulas in the model's own hyperparameters too (hf: config fields or a factory's integer "
+                        "arguments; a number fixes a field), fitted at sampled configurations and verified exactly "
+                        "at others, as `symcost model --config`")
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUES",
                    help="evaluate at B=8 or L=512,1024 or a range L=256:4096:256; repeat for more symbols")
     p.add_argument("--fit", metavar="BYTES", nargs="?", const=_DEVICE_MEMORY,

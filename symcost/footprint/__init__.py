@@ -39,6 +39,8 @@ class Memory:
     flops: dict = field(default_factory=dict)   # with checkpointing: the step's FLOPs with and without, the extra
     #: a training step's saved activations by the innermost module running when autograd saved each storage
     saved_by_module: dict = field(default_factory=dict)
+    #: the recorded step's ops and its live bytes after any of them (``derive.Positions``), not shown
+    positions: object = field(default=None, repr=False, compare=False)
 
     @property
     def symbols(self) -> tuple:
@@ -118,7 +120,7 @@ class Memory:
 def memory(target, input_shape, *, backward: bool = False, train: bool = False, dtype: str = "fp32",
            optimizer: str | None = None, momentum: bool = False, master_weights: bool = False,
            input_dtype: str | None = None, past=None, checkpoint: str | None = None,
-           progress: bool = False) -> Memory:
+           progress: bool = False, config=None, checks: int = 3, seed: int = 0) -> Memory:
     """The memory formulas of ``target`` (a target string such as ``"torchvision:resnet18"`` or an ``nn.Module``)
     on ``input_shape`` (``"Bx3xHxW"``, a tuple of ints and symbol names, or named shapes as ``symcost.trace``).
 
@@ -131,7 +133,10 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
     into an ``nn.Module`` (a target string knows its own; floating-point inputs follow ``dtype``).  ``past``: one
     decode step of an ``hf:`` decoder on ``input_shape`` = B x L new ids with a ``DynamicCache`` of ``past`` tokens
     (a number or a symbol name), the cache's bytes under ``kv_cache``.  ``checkpoint``: "full" (each block
-    recomputed in the backward) or "selective" (attention only), see ``footprint.checkpoint``.
+    recomputed in the backward) or "selective" (attention only), see ``footprint.checkpoint``.  ``config``
+    (``"hidden_size=d,num_hidden_layers=n"`` or a dict, with an ``hf:`` or ``file.py:factory`` target): formulas in
+    those configuration symbols too, fitted and verified at ``checks`` further configurations (``seed``), a
+    ``footprint.config.ConfigMemory``.
     """
     from .build import derive_memory
 
@@ -152,6 +157,10 @@ def memory(target, input_shape, *, backward: bool = False, train: bool = False, 
     master = master_weights or dtype == "mixed"
     if master and dtype == "fp32":
         raise UsageError("master weights are an fp32 copy of bf16/fp16 parameters: use --dtype bf16, fp16 or mixed")
-    return derive_memory(target, input_shape, backward=backward, train=train, dtype=dtype, optimizer=optimizer,
-                         momentum=momentum, master=master, input_dtype=input_dtype, past=past,
-                         checkpoint=checkpoint, progress=progress)
+    options = dict(backward=backward, train=train, dtype=dtype, optimizer=optimizer, momentum=momentum,
+                   master=master, input_dtype=input_dtype, past=past, checkpoint=checkpoint)
+    if config is not None:
+        from .config import memory_config
+
+        return memory_config(target, input_shape, config, checks=checks, seed=seed, progress=progress, **options)
+    return derive_memory(target, input_shape, progress=progress, **options)

@@ -12,13 +12,15 @@ from ..tracing.bounds import Bounds
 from ..tracing.meta_ops import meta_op
 from ..tracing.propagate import Propagation
 from ..tracing.verify import check_points, describe, mixed_points
-from .derive import StepFormulas, numbers, sum_expr, term_value
+from .derive import Positions, StepFormulas, numbers, sum_expr, term_value
 from .record import StepMemory, positions_unpacked, record_step
 
 
 def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: str, optimizer: str | None,
                   momentum: bool, master: bool, input_dtype: str | None = None, past=None,
-                  checkpoint: str | None = None, progress: bool = False):
+                  checkpoint: str | None = None, progress: bool = False, load=None):
+    """``load``: a function of the attention implementation (None or "eager") giving the model on meta, in place
+    of loading the target string (``footprint.config``: the model at one configuration)."""
     from . import DTYPES, Memory
 
     compute = getattr(torch, DTYPES[dtype])
@@ -31,9 +33,9 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
     with status(f"recording {name}'s memory on {shown_shape(input_shape)}", progress):
         for attn in (None, "eager"):
             if past is not None:
-                model, shape, dtypes, chosen, decode = _decode_step(target, input_shape, compute, attn, past)
+                model, shape, dtypes, chosen, decode = _decode_step(target, input_shape, compute, attn, past, load)
             else:
-                model, shape, dtypes, chosen = _build(target, input_shape, compute, attn, input_dtype)
+                model, shape, dtypes, chosen = _build(target, input_shape, compute, attn, input_dtype, load)
                 decode = None
             if checkpoint:
                 from .checkpoint import checkpointed
@@ -48,10 +50,12 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                     raise
                 notes.append(f"recorded with attn_implementation='eager': the default attention reads mask values, "
                              f"which meta tensors do not have ({e})")
-    formulas, peaks, domain, checked, step_notes, layers = step
+    formulas, peaks, domain, checked, step_notes, layers, positions = step
     parts = dict(formulas)
     if decode is not None:
+        carrier = parts["inputs"]
         parts, peaks, domain, step_notes = _as_decode(parts, peaks, domain, step_notes, shape, model)
+        positions.shift = parts["inputs"] - carrier
     # torch.optim keeps state per parameter object (a tied weight once), like the parameter itself (fp32 where the
     # optimizer steps fp32 master weights); Adam's step is a float32 tensor per parameter
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -69,7 +73,8 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
     flops = {}
     if checkpoint:
         try:
-            flops = _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train)
+            flops = _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train,
+                                     load)
         except TraceError as e:  # the bytes stand; the FLOPs of the trade are refused, with the reason
             step_notes = [*step_notes, f"the recomputation's FLOPs are not given: {e}"]
     notes = chosen + notes + step_notes
@@ -83,16 +88,16 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                      "memory-efficient kernels keep less")
     return Memory(name, tuple(flat_sizes(shape)), dtype, backward, parts, peaks,
                   parts.get("optimizer_states", 0) + parts.get("master_weights", 0), domain, notes, checked, flops,
-                  layers)
+                  layers, positions)
 
 
-def _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train) -> dict:
+def _recompute_flops(target, input_shape, compute, attn, input_dtype, model, shape, dtypes, train, load) -> dict:
     """The trade of checkpointing in FLOPs under the ``torch`` convention (as ``FlopCounterMode`` counts them): the
     training step's FLOPs derived with the blocks checkpointed (their forward recorded again in the backward) and
     without, and the difference."""
     from ..tracing import trace
 
-    plain = _build(target, input_shape, compute, attn, input_dtype)[0]
+    plain = _build(target, input_shape, compute, attn, input_dtype, load)[0]
     for m in plain.modules():  # the same forward as the checkpointed model's, which runs without a cache
         config = getattr(m, "config", None)
         if getattr(config, "use_cache", False):
@@ -106,7 +111,7 @@ def _recompute_flops(target, input_shape, compute, attn, input_dtype, model, sha
     return {"step_flops": a, "step_flops_without_checkpointing": b, "recompute_flops": sympy.expand(a - b)}
 
 
-def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
+def _decode_step(target, input_shape, compute: torch.dtype, attn, past, load=None):
     """The decoder on meta in the compute dtype and ``decode.decode_step_module`` around it: one call on B x L new
     ids with a ``DynamicCache`` of T tokens that the step's own forward fills first (so the cache's storages are the
     step's first allocations), its input of shape (B, L, T) carrying T as a size."""
@@ -115,7 +120,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
     from ..targets import load_target
 
     if isinstance(target, str) and target.strip().startswith("hf:"):
-        model = load_target(target, device="meta", attn_implementation=attn)
+        model = load(attn) if load else load_target(target, device="meta", attn_implementation=attn)
     elif isinstance(target, torch.nn.Module) and hasattr(target, "config"):
         import copy
 
@@ -151,14 +156,14 @@ def _as_decode(parts: dict, peaks: list, domain: tuple, notes: list, shape, mode
     return parts, peaks, domain, notes
 
 
-def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | None):
+def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | None, load=None):
     """The model on meta in the compute dtype, the input shapes (symbolic) and their dtypes."""
     chosen: list[str] = []
     if isinstance(target, str):
         from ..moe import select_experts_implementation
         from ..targets import default_input_dtype, hf_inputs, load_target
 
-        model = load_target(target, device="meta", attn_implementation=attn)
+        model = load(attn) if load else load_target(target, device="meta", attn_implementation=attn)
         chosen += select_experts_implementation(model)
         dtypes = input_dtype or default_input_dtype(target)
         shape = input_shape
@@ -330,11 +335,14 @@ def _result(f: StepFormulas, step: StepMemory, domain, checked, peaks, notes=(),
                 cache[t[1]] = cache.get(t[1], 0) + t[0]
         parts["kv_cache"] = sum_expr(cache)
     labelled = [(_label(step, k), e) for k, e in peaks]
+    rec = step.recording
+    positions = Positions([ev.op for ev in rec.ops], [ev.module for ev in rec.ops], rec.backward_start,
+                          [k for k, _ in peaks], f)
     unique = []
     for p in checked:
         if p not in unique:
             unique.append(p)
-    return parts, labelled, domain, unique, notes, layers
+    return parts, labelled, domain, unique, notes, layers, positions
 
 
 def _check(f: StepFormulas, peaks, a: StepMemory, step: StepMemory, values: dict) -> None:

@@ -13,6 +13,7 @@ evaluated where asked.
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from fractions import Fraction
 from collections import Counter
 from math import prod
@@ -123,13 +124,11 @@ class StepFormulas:
         return {module: sum_expr(c) for module, c in terms.items()}
 
     # ---- the peak ---------------------------------------------------------------
-    def live_sums(self) -> list[tuple[int, dict]]:
-        """(position, atoms -> coefficient) of every position that can be largest (see the module docstring)."""
-        allocs = self.a.allocs
-        n_ops = self.a.n_ops
+    def _events(self) -> tuple[dict, dict, Counter]:
+        """Which storages each op makes and frees (indices into ``terms``), and the live bytes before the first op."""
         made: dict[int, list[int]] = {}
         freed: dict[int, list[int]] = {}
-        for i, x in enumerate(allocs):
+        for i, x in enumerate(self.a.allocs):
             if self.terms[i][0]:
                 made.setdefault(x.op, []).append(i)
                 if x.freed is not None:
@@ -137,6 +136,26 @@ class StepFormulas:
         live: Counter = Counter({(): self.resident})
         for t in self.input_terms.values():
             live[t[1]] += t[0]
+        return made, freed, live
+
+    def live_at(self, positions) -> dict[int, sympy.Expr]:
+        """The live bytes after each op in ``positions`` (resident storages and inputs included), as formulas."""
+        wanted = set(positions)
+        made, freed, live = self._events()
+        out = {}
+        for k in range(max(wanted, default=-1) + 1):
+            for i in freed.get(k, ()):
+                live[self.terms[i][1]] -= self.terms[i][0]
+            for i in made.get(k, ()):
+                live[self.terms[i][1]] += self.terms[i][0]
+            if k in wanted:
+                out[k] = sum_expr(live)
+        return out
+
+    def live_sums(self) -> list[tuple[int, dict]]:
+        """(position, atoms -> coefficient) of every position that can be largest (see the module docstring)."""
+        n_ops = self.a.n_ops
+        made, freed, live = self._events()
         # op k can hold the most where it allocates and a free comes before the next allocation (or none comes)
         allocating = sorted(made)
         frees = sorted(freed)
@@ -187,6 +206,22 @@ class StepFormulas:
                     changed = True
                     break
         return sorted(((k, sum_expr(s)) for _, k, s in kept), key=lambda p: p[0])
+
+
+@dataclass
+class Positions:
+    """A recorded step's ops (names, modules, where the backward starts) and the live bytes after any of them: where
+    the peak of one configuration is, to be found at another (``footprint.config``)."""
+
+    ops: list[str]
+    modules: list[str]
+    backward_start: int | None
+    candidates: list[int]              # the positions the peak is the largest of
+    formulas: StepFormulas
+    shift: sympy.Expr = sympy.Integer(0)   # a decode step: its ids in place of the recorded input carrying T
+
+    def live(self, positions) -> dict[int, sympy.Expr]:
+        return {k: e + self.shift for k, e in self.formulas.live_at(positions).items()}
 
 
 def _v(atom, values: dict, memo: dict) -> int:

@@ -33,7 +33,7 @@ from ..model import _Sweepable, at_least_one, shown_condition
 from .fit import tensor_fit, univariate_window
 from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
-__all__ = ["ConfigCost", "derive_config", "parse_config"]
+__all__ = ["ConfigCost", "derive_config", "fit_totals", "parse_config", "probe_values"]
 
 PROBES = 6                   # values per field when probing its degree (degree <= 4, one point to spare)
 FIELD_METRICS = ("params", "buffers", "macs", "reads", "writes")
@@ -352,30 +352,8 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
 def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed: int, config: dict,
             concrete: tuple[_Tracer, ...] = ()) -> ConfigCost:
     order = space.order()
-    probes: dict[str, list[int]] = {}
-    for f in order:
-        probes[f] = space.candidates(f, probes, PROBES, range(1, 10_000))
-        if len(probes[f]) < 3:
-            raise UsageError(f"{f}: only {len(probes[f])} values satisfy its divisibility conditions; "
-                             "too few to fit a formula (fix it with a number in --config)")
-    base = {f: probes[f][0] for f in order}
-    symbols = [space.symbols[f] for f in order]
-    formulas = None
-    if concrete:  # the sparse path: which terms exist, from cheap traces at concrete input sizes
-        try:
-            grids, los = _windows(space, concrete[0], order, probes, base)
-            formulas = _sparse_fit(concrete, tracer, order, grids, los, symbols)
-            verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
-        except TraceError:
-            formulas = None  # a term the concrete sizes did not show: the full grid of symbolic traces decides
-    if formulas is None:
-        grids, los = _windows(space, tracer, order, probes, base)
-        points = list(itertools.product(*(range(len(g)) for g in grids)))
-        traced = {idx: tracer({f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))}) for idx in points}
-        formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
-                    for m in traced[points[0]]}
-        verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
-    windows = {f: (lo, len(g)) for f, lo, g in zip(order, los, grids)}
+    formulas, verified, windows = fit_totals(space, tracer, checks, seed, concrete)
+
     def by_convention(prefix: str) -> dict:
         return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
                 for name in CONVENTIONS}
@@ -395,6 +373,44 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
                       tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
                       fit, backward, list(space.bounds), tracer.past)
+
+
+def fit_totals(space: ConfigSpace, tracer: Callable[[dict], dict], checks: int, seed: int,
+               concrete: tuple = ()) -> tuple[dict, list[dict], dict]:
+    """Every total ``tracer`` gives (a function of a configuration, memoised, to key -> expression in the input's
+    symbols) as one formula in the configuration symbols too (steps 1-3 of the module docstring; ``concrete``: the
+    same tracer at concrete input sizes, to find the terms cheaply): the formulas, the configurations they were
+    verified at, and each field's window of exponents (lowest, width)."""
+    order = space.order()
+    probes, base = probe_values(space)
+    symbols = [space.symbols[f] for f in order]
+    formulas, verified = None, []
+    if concrete:  # the sparse path: which terms exist, from cheap traces at concrete input sizes
+        try:
+            grids, los = _windows(space, concrete[0], order, probes, base)
+            formulas = _sparse_fit(concrete, tracer, order, grids, los, symbols)
+            verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+        except TraceError:
+            formulas = None  # a term the concrete sizes did not show: the full grid of symbolic traces decides
+    if formulas is None:
+        grids, los = _windows(space, tracer, order, probes, base)
+        points = list(itertools.product(*(range(len(g)) for g in grids)))
+        traced = {idx: tracer({f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))}) for idx in points}
+        formulas = {m: tensor_fit(grids, los, {idx: t[m] for idx, t in traced.items()}, symbols)
+                    for m in traced[points[0]]}
+        verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+    return formulas, verified, {f: (lo, len(g)) for f, lo, g in zip(order, los, grids)}
+
+
+def probe_values(space: ConfigSpace) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """The values each field is probed at (the others at the base configuration), and the base configuration."""
+    probes: dict[str, list[int]] = {}
+    for f in space.order():
+        probes[f] = space.candidates(f, probes, PROBES, range(1, 10_000))
+        if len(probes[f]) < 3:
+            raise UsageError(f"{f}: only {len(probes[f])} values satisfy its divisibility conditions; "
+                             "too few to fit a formula (fix it with a number in --config)")
+    return probes, {f: v[0] for f, v in probes.items()}
 
 
 def _windows(space: ConfigSpace, tracer: _Tracer, order: list[str], probes: dict, base: dict):
