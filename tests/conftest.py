@@ -1,10 +1,15 @@
 """Test-wide settings: the helpers' folder on the path, and the sampling of slow corpora.
 
 A slow corpus (every torchvision classifier, every timm family, every layer's backward, ...) is a parametrized test
-marked ``@pytest.mark.sampled(every=N)``: the default run (CI's, ``python -m pytest``) takes every N-th of its cases
-in collection order -- the first always, the same cases every run, so a failure reproduces -- and deselects the rest.
-Every corpus still runs, each in a fixed sample; ``SYMCOST_FULL_TESTS=1 python -m pytest`` runs every case.
+marked ``@pytest.mark.sampled(every=N)``: the default run (CI's, ``python -m pytest``) takes about one case in N and
+deselects the rest.  A case is taken when the SHA-256 of its id (``resnet50``, ``conv2d-2x4x15x13``) is a multiple
+of N: the same cases every run and on every xdist worker, so a failure reproduces; a case added to a corpus leaves
+the others' choice alone; and the sample does not follow the corpus's order, so a product of parameters (models x
+tools) does not lose a whole tool the way a fixed stride can (``test_sampling`` checks the peers' product).  A test
+whose cases all miss keeps its first.  Every corpus still runs, each in its fixed sample;
+``SYMCOST_FULL_TESTS=1 python -m pytest`` runs every case.
 """
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -20,22 +25,27 @@ def pytest_configure(config):
                                        "(SYMCOST_FULL_TESTS=1: all of them)")
 
 
+def taken(case_id: str, every: int) -> bool:
+    """Whether the default run takes the case ``case_id`` of a corpus sampled one in ``every``."""
+    return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big") % every == 0
+
+
 def sample(items: list) -> tuple[list, list]:
-    """(kept, deselected): of each sampled test function's cases, every N-th in collection order."""
-    seen: dict = {}
-    kept, dropped = [], []
+    """(kept, deselected): of each sampled test function's cases, those ``taken`` (its first where none is)."""
+    groups: dict = {}
     for item in items:
         mark = item.get_closest_marker("sampled")
-        if mark is None:
-            kept.append(item)
-            continue
-        every = mark.kwargs["every"]
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"{item.nodeid}: sampled(every=...) takes a positive integer, not {every!r}")
-        function = item.nodeid.split("[", 1)[0]
-        k = seen[function] = seen.get(function, -1) + 1
-        (kept if k % every == 0 else dropped).append(item)
-    return kept, dropped
+        if mark is not None:
+            every = mark.kwargs.get("every")
+            if not isinstance(every, int) or every < 1:
+                raise ValueError(f"{item.nodeid}: sampled(every=...) takes a positive integer, not {every!r}")
+            groups.setdefault(item.nodeid.split("[", 1)[0], []).append((item, every))
+    dropped = set()
+    for cases in groups.values():
+        keep = [item for item, every in cases if taken(item.nodeid.partition("[")[2].rstrip("]"), every)]
+        keep = keep or [cases[0][0]]
+        dropped.update(id(item) for item, _ in cases if item not in keep)
+    return [i for i in items if id(i) not in dropped], [i for i in items if id(i) in dropped]
 
 
 def pytest_collection_modifyitems(config, items):
