@@ -21,13 +21,19 @@ FULL = os.environ.get("SYMCOST_FULL_TESTS", "") not in ("", "0")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "sampled(every): a slow corpus; the default run takes every N-th case "
-                                       "(SYMCOST_FULL_TESTS=1: all of them)")
+    config.addinivalue_line("markers", "sampled(every): a slow corpus; the default run takes about one case in "
+                                       "N, a fixed sample (SYMCOST_FULL_TESTS=1: all of them)")
 
 
 def taken(case_id: str, every: int) -> bool:
     """Whether the default run takes the case ``case_id`` of a corpus sampled one in ``every``."""
     return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big") % every == 0
+
+
+def _case_id(item) -> str:
+    """The parametrization's id (``resnet50``), whatever xdist appends to the node id (``@group``)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.id if callspec is not None else item.nodeid.partition("[")[2].rpartition("]")[0]
 
 
 def sample(items: list) -> tuple[list, list]:
@@ -42,7 +48,7 @@ def sample(items: list) -> tuple[list, list]:
             groups.setdefault(item.nodeid.split("[", 1)[0], []).append((item, every))
     dropped = set()
     for cases in groups.values():
-        keep = [item for item, every in cases if taken(item.nodeid.partition("[")[2].rstrip("]"), every)]
+        keep = [item for item, every in cases if taken(_case_id(item), every)]
         keep = keep or [cases[0][0]]
         dropped.update(id(item) for item, _ in cases if item not in keep)
     return [i for i in items if id(i) not in dropped], [i for i in items if id(i) in dropped]
