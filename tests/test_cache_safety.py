@@ -332,6 +332,7 @@ def pristine(tmp_path_factory):
     return target, cache, _torch_params(folder)
 
 
+@pytest.mark.sampled(every=3)  # a slow corpus: the default run takes a fixed sample (conftest.py)
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_a_damaged_entry_is_rebuilt(cache, capsys, traces, kind, pristine):
     import shutil

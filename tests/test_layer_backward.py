@@ -163,6 +163,7 @@ def _recounted(layer, x) -> dict:
     return {}
 
 
+@pytest.mark.sampled(every=2)  # a slow corpus: see conftest.py
 @pytest.mark.parametrize("name,shape,settings", _cases())
 def test_parts_equal_the_one_layer_trace(name, shape, settings):
     if name in REFUSED:
@@ -226,6 +227,7 @@ def _grouped_overcount(layer, parts) -> int:
     return 2 * (int(layer.groups) - 1) * int(parts["grad_weight"].macs)
 
 
+@pytest.mark.sampled(every=2)  # a slow corpus: see conftest.py
 @pytest.mark.parametrize("name,shape,settings", [c for c in _cases() if c.values[0] not in ("copy",)])
 def test_forward_plus_backward_equals_flop_counter(name, shape, settings):
     layer, shapes, measured = _flop_counter(name, shape, settings=settings)
@@ -243,6 +245,7 @@ _INPUT_PARTS = {"grad_input", "grad_other", "grad_mat1", "grad_mat2", "grad_batc
                 "grad_tensor2", "grad_query", "grad_key", "grad_value"}
 
 
+@pytest.mark.sampled(every=2)  # a slow corpus: see conftest.py
 @pytest.mark.parametrize("name,shape,settings", [c for c in _cases() if c.values[0] not in REFUSED])
 def test_no_input_gradient_when_the_input_needs_none(name, shape, settings):
     # torch skips the inputs' gradients (and the products only they need) when no input requires grad

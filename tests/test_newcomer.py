@@ -252,6 +252,8 @@ def test_config_formulas_name_their_floors(tmp_path, cache):
                           cache=cache).stdout)
     assert data["where"] == {"R_1": "floor((R - 1)/2) + 1", "R_2": "floor((R_1 - 1)/2) + 1"}
     assert f"MACs          {data['formula_named']['macs']}\n" in r.stdout and "floor" not in str(data["formula_named"])
+    import importlib.util
+
     import sympy
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -263,13 +265,43 @@ def test_config_formulas_name_their_floors(tmp_path, cache):
             values[namespace[name]] = int(sympy.sympify(definition, locals=namespace).subs(values))
         named = int(sympy.sympify(data["formula_named"]["macs"], locals=namespace).subs(values))
         raw = int(sympy.sympify(data["formula"]["macs"], locals=namespace).subs(values))
-        exec(path.read_text(), module := {})
+        spec = importlib.util.spec_from_file_location("nets", path)
+        spec.loader.exec_module(nets := importlib.util.module_from_spec(spec))
         with FlopCounterMode(display=False) as counter:                 # torch counts 2 FLOPs per conv MAC
-            module["build"](width)(torch.zeros(1, 3, size, size, device="meta"))
+            nets.build(width).to("meta")(torch.zeros(1, 3, size, size, device="meta"))
         assert named == raw == counter.get_total_flops() // 2, (width, size)
     # by hand at w=8, R=33: conv1 17x17 outputs x 8 x 27 MACs = 62,424; conv2 9x9 x 8 x 72 = 46,656
     assert int(sympy.sympify(data["formula_named"]["macs"], locals=namespace).subs(
         {namespace["R_1"]: 17, namespace["R_2"]: 9, namespace["w"]: 8})) == 62_424 + 46_656
+
+
+def test_model_json_names_the_floors_the_text_names(cache):
+    text = cli("model", FIXTURE_NET, "--input", "1x3xHxW", cache=cache).stdout
+    data = json.loads(cli("model", FIXTURE_NET, "--input", "1x3xHxW", "--json", cache=cache).stdout)
+    # by hand: the 3x3 stride-2 pad-1 stem gives floor((H + 2 - 3)/2) + 1; the 3x3/2 ceil-mode pool on H_1,
+    # ceil((H_1 - 3)/2) + 1 = ceiling((H_1 - 1)/2)
+    assert data["where"] == {"H_1": "floor((H - 1)/2) + 1", "W_1": "floor((W - 1)/2) + 1",
+                             "H_2": "ceiling((H_1 - 1)/2)", "W_2": "ceiling((W_1 - 1)/2)"}
+    assert all(f"  {k} = {v}\n" in text for k, v in data["where"].items()), text
+    # stem 8 x 27 MACs per output pixel, head 8 x 5: the text's total, unformatted
+    assert data["formula_named"]["macs"] == "216*H_1*W_1 + 40" and "total MACs    216*H_1*W_1 + 40\n" in text
+    assert data["formula_named"]["params"] == "277" and "floor" in data["formula"]["macs"]   # the raw ones kept
+    import sympy
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(Path(FIXTURE_NET.split(":")[0]).parent))
+    from my_models import build_net
+
+    names = {n: sympy.Symbol(n, integer=True, positive=True) for n in ("H", "W", "H_1", "W_1", "H_2", "W_2")}
+    for h, w in ((33, 20), (224, 224), (7, 9)):
+        values = {names["H"]: h, names["W"]: w}
+        for name, definition in data["where"].items():
+            values[names[name]] = int(sympy.sympify(definition, locals=names).subs(values))
+        with FlopCounterMode(display=False) as counter:      # the conv and the linear: 2 FLOPs per MAC
+            build_net().to("meta")(torch.zeros(1, 3, h, w, device="meta"))
+        assert int(sympy.sympify(data["formula_named"]["macs"], locals=names).subs(values)) == \
+            counter.get_total_flops() // 2, (h, w)
 
 
 # ------------------------------------------------------------------------------ 4. typos answered before torch

@@ -221,6 +221,7 @@ HF_FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "falcon", "gpt_neox
                "roberta"]
 
 
+@pytest.mark.sampled(every=2)  # a slow corpus: the default run takes a fixed sample (conftest.py)
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", HF_FAMILIES)
 def test_hugging_face_family_fully_covered_in_L(model_type):

@@ -46,6 +46,7 @@ def _model(name: str):
     return model, trace(model, SHAPE, target=name), torch.randn(*SHAPE)
 
 
+@pytest.mark.sampled(every=2)  # a slow corpus: the default run takes a fixed sample (conftest.py)
 @pytest.mark.slow
 @pytest.mark.parametrize("name, tool", [(m, t) for m in MODELS for t in TOOLS])
 def test_preset_equals_the_tool_on_torchvision_models(name, tool):

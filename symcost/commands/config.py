@@ -68,8 +68,8 @@ def run_config(args) -> int:
     if args.json:
         if named:   # the text output's names beside the raw formulas: "formula_named" in the sizes "where" defines
             shown, where = named
-            result["where"] = where
-            result.update({("formula" if part == "total" else part) + "_named": t for part, t in shown.items()})
+            result = with_names(result, {"where": where, **{("formula" if part == "total" else part) + "_named": t
+                                                              for part, t in shown.items()}})
         print(json.dumps(result, indent=2))
     else:
         _print_text(result, named)
@@ -77,6 +77,16 @@ def run_config(args) -> int:
         print(f"symcost model: --strict: ops symcost cannot cost: {', '.join(sorted(cc.uncovered))}", file=sys.stderr)
         return 1
     return 0
+
+
+def with_names(result: dict, named: dict) -> dict:
+    """``result`` with the named formulas (``where``, ``formula_named``, ...) right after its raw ``formula``."""
+    out = {}
+    for k, v in result.items():
+        out[k] = v
+        if k == "formula":
+            out.update(named)
+    return out if "formula" in result else {**result, **named}
 
 
 def _named_floors(cc, convention: str, per_token: bool) -> tuple[dict, dict] | None:

@@ -59,6 +59,14 @@ def run_model(args) -> int:
                           input_dtype=args.input_dtype, use_cache=not args.no_cache, progress=not args.json)
     result = report.as_dict()
     if args.json:
+        named = None if report.per_size else _readable(result, report.summary, None if args.assume_divisible
+                                                       else report.mc, rows_too=False)
+        if named and named["where"]:   # the text output's names beside the raw formulas, as --config --json
+            from ..export.formulas import text
+            from .config import with_names
+
+            result = with_names(result, {"where": {str(k): text(v) for k, v in named["where"].items()},
+                                         "formula_named": {m: text(e) for m, e in named["exprs"].items()}})
         print(json.dumps(result, indent=2))
     elif report.per_size:
         print(_evaluations_text(report.evaluations, args.convention))
@@ -85,9 +93,10 @@ def _text(e) -> str:
     return f"{int(e):,}" if e.is_Integer else text(e)
 
 
-def _readable(result: dict, summary, mc) -> dict | None:
+def _readable(result: dict, summary, mc, rows_too: bool = True) -> dict | None:
     """The text output's formulas, as ``table --symbolic`` writes them: nested floors named once (``H_1 = …``,
-    shared by the totals and every layer row), like terms collected.  None for a concrete input."""
+    shared by the totals and every layer row), like terms collected.  None for a concrete input.  ``rows_too``:
+    the layer rows too (False: the totals only, for ``--json``)."""
     if not summary.symbols or "formula" not in result:
         return None
     from ..export.formulas import from_tree, readable
@@ -100,14 +109,15 @@ def _readable(result: dict, summary, mc) -> dict | None:
         exprs = [from_tree(summary.trees[conv][m]) for m in METRICS]
         sizes = [from_tree(tree) for tree, _ in summary.domain]
     rows = []
-    if "layers" in result and mc is not None:
+    if rows_too and "layers" in result and mc is not None:
         from ..conventions import get_convention
 
         c = get_convention(conv)
         for r in mc.rows:
             rows.append([*r.cost.output_shape, r.cost.params, r.cost.macs, c.count_row(r)])
     shown, where = readable(exprs + [e for row in rows for e in row], sizes)
-    out = {"total": {m: _text(e) for m, e in zip(METRICS, shown[:3])}, "where": where, "layers": []}
+    out = {"total": {m: _text(e) for m, e in zip(METRICS, shown[:3])}, "where": where, "layers": [],
+           "exprs": dict(zip(METRICS, shown[:3]))}
     i = 3
     for row in rows:
         n = len(row) - 3
