@@ -112,9 +112,13 @@ class Branch(nn.Module):
 
 
 def test_a_branch_is_named_a_branch_not_a_loop():
+    # one formula asked for (pieces=False): refused as a branch; with pieces, each side is a piece (test_pieces.py)
     with pytest.raises(NoSingleFormula, match="branch") as e:
-        trace(Branch(), (1, "L", 8), sizes=({"L": 150}, {"L": 50}))
+        trace(Branch(), (1, "L", 8), sizes=({"L": 150}, {"L": 50}), pieces=False)
     assert "a loop" not in str(e.value) and "recurrence" not in str(e.value)
+    mc = trace(Branch(), (1, "L", 8), sizes=({"L": 150}, {"L": 50}))
+    for t in (1, 50, 100, 101, 150, 257):  # the branch's two sides, each from FlopCounterMode
+        assert mc.evaluate({"L": t}, "torch")["flops"] == torch_flops(Branch(), (1, t, 8), "cpu"), t
 
 
 def test_split_into_chunks_of_1024_at_the_issue_lengths():
@@ -211,5 +215,5 @@ class Twice(nn.Module):
 
 def test_a_branch_that_repeats_a_layer_is_still_a_branch():
     with pytest.raises(NoSingleFormula, match="branch") as e:
-        trace(Twice(), (1, "L", 8))
+        trace(Twice(), (1, "L", 8), pieces=False)
     assert "a loop in" not in str(e.value)

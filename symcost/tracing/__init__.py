@@ -259,7 +259,13 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
     if len(rec_a.ops) != len(rec_b.ops):  # a loop over a size (summed) or a branch on it (refused, named)
         from . import loops
 
-        return loops.derive(model, shape, values_a, values_b, rec_a, rec_b, input_dtype, target, backward)
+        try:
+            return loops.derive(model, shape, values_a, values_b, rec_a, rec_b, input_dtype, target, backward)
+        except NoSingleFormula:  # a branch, not a loop: the trace sizes may lie on both sides of a bound
+            found = _straddling(model, shape, values_a, values_b, input_dtype, target, backward, pieces)[0]
+            if found is None:
+                raise
+            return found
     # the far check point, recorded first: where a size the model computes in Python fits several formulas at both
     # trace sizes (H - 1 and 2*floor(H/2) at odd H), the propagation keeps the one that also fits here
     # (where the model refuses it -- a sliding window's limit on a decode step's cache -- the next check point)
@@ -274,18 +280,11 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
         mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
                      third=(rec_far, far[1]) if rec_far is not None else None)
     except NoSingleFormula as e:  # name the decision the model made, where a guard shows it
-        first = prove(_fresh(model), shape, values_a, input_dtype, backward)
-        broken = first.violated(values_b)
+        found, broken = _straddling(model, shape, values_a, values_b, input_dtype, target, backward, pieces)
+        if found is not None:
+            return found
         if broken is None:
             raise
-        if pieces:  # the trace sizes lie on both sides of a bound on one size: a formula in pieces instead
-            from .pieces import straddled
-
-            found = straddled(first, broken, values_a, values_b,
-                              lambda at_a, at_b: _piece(model, shape, at_a, at_b, input_dtype, target, backward),
-                              _domain_note)
-            if found is not None:
-                return found
         raise NoSingleFormula(f"{e} (the size guard that changes between {describe(values_a)} and "
                               f"{describe(values_b)}: {broken.text()})") from None
     proof = _proven(model, mc, shape, values_a, input_dtype, backward)
@@ -298,6 +297,21 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
     return extend(mc, proof, values_a, values_b,
                   lambda at_a, at_b: _piece(model, shape, at_a, at_b, input_dtype, target, backward),
                   _domain_note(mc, proof))
+
+
+def _straddling(model, shape, values_a, values_b, input_dtype, target, backward, pieces: bool):
+    """Where the two trace sizes lie on both sides of a guard: the formula in pieces if the guard bounds one size
+    (``tracing.pieces``), else None; and the guard the second size breaks (None if none does)."""
+    first = prove(_fresh(model), shape, values_a, input_dtype, backward)
+    broken = first.violated(values_b)
+    if broken is None or not pieces:
+        return None, broken
+    from .pieces import straddled
+
+    found = straddled(first, broken, values_a, values_b,
+                      lambda at_a, at_b: _piece(model, shape, at_a, at_b, input_dtype, target, backward),
+                      _domain_note)
+    return found, broken
 
 
 def _piece(model, shape, values_a: dict, values_b: dict, dtype, target: str, backward: bool) -> tuple[ModelCost, Proof]:
