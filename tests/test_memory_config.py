@@ -103,7 +103,10 @@ def test_fit_in_a_device_memory_with_config_values(mem):
     """The largest batch of d=4096, n=32 at L=2048 within an H100's 80 GiB, and the next batch's peak above it."""
     budget = 80 * 2**30
     found = mem.fit("B", budget, {"L": 2048, "d": 4096, "n": 32})
-    at = lambda b: mem.at({"B": b, "L": 2048, "d": 4096, "n": 32})["peak"]  # noqa: E731
+
+    def at(b):
+        return mem.at({"B": b, "L": 2048, "d": 4096, "n": 32})["peak"]
+
     if found["value"] is None:
         assert at(found["next_value"]) > budget
     else:

@@ -91,7 +91,7 @@ class _Steps:
             return model
 
         try:
-            return derive_memory(space.target, self.shape, load=load, **self.options)
+            return derive_memory(space.target, self.shape, load=load, warm_once=True, **self.options)
         except (SymcostError, UsageError) as e:
             raise TraceError(f"{space.target} at {where}: {e}") from None
         except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration, whole)
@@ -224,14 +224,14 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
         tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
     past = options.get("past")
-    inputs = {str(d) for d in (*shape, past) if d is not None and not isinstance(d, int) and not str(d).strip().isdigit()}
+    past = None if past is None else parse_dim(str(past).strip(), True)
+    inputs = {str(d) for d in (*shape, past) if isinstance(d, sympy.Basic) and d.free_symbols}
     space = config_space(target, fields)
     clash = inputs & {str(s) for s in space.symbols.values()}
     if clash:
         raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
-    past = None if past is None else parse_dim(str(past).strip(), True)
     options = {**options, "past": past, "progress": False}
     with status(f"deriving {space.target}'s memory in {', '.join(map(str, space.symbols.values()))}", progress) as say:
         steps = _Steps(space, shape, options, say.update)
