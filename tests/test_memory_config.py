@@ -103,7 +103,10 @@ def test_fit_in_a_device_memory_with_config_values(mem):
     """The largest batch of d=4096, n=32 at L=2048 within an H100's 80 GiB, and the next batch's peak above it."""
     budget = 80 * 2**30
     found = mem.fit("B", budget, {"L": 2048, "d": 4096, "n": 32})
-    at = lambda b: mem.at({"B": b, "L": 2048, "d": 4096, "n": 32})["peak"]  # noqa: E731
+
+    def at(b):
+        return mem.at({"B": b, "L": 2048, "d": 4096, "n": 32})["peak"]
+
     if found["value"] is None:
         assert at(found["next_value"]) > budget
     else:
@@ -118,3 +121,21 @@ def test_cli_bad_config_combinations_are_one_line(capsys, extra):
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "internal error" not in err, err
+
+
+def test_decode_step_kv_cache_equals_the_real_dynamic_cache():
+    """One decode step, bf16, with T cached tokens: ``kv_cache`` in d, n, B and T equals the bytes of the keys and
+    values a real prefill of T tokens leaves in a DynamicCache (CPU), at configurations and sizes the fit did not
+    use."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fixed = {**FIXED, "max_position_embeddings": 4096}
+    config = "hidden_size=d,num_hidden_layers=n," + ",".join(f"{k}={v}" for k, v in fixed.items())
+    mem = M.memory("hf:llama", "Bx1", past="T", dtype="bf16", config=config)
+    for (d, n), (b, t) in CASES:
+        cfg = AutoConfig.for_model("llama", hidden_size=d, num_hidden_layers=n, **fixed)
+        model = AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).eval()
+        with torch.no_grad():
+            cache = model(torch.randint(0, 100, (b, t)), use_cache=True).past_key_values
+        held = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
+        assert mem.at({"B": b, "T": t, "d": d, "n": n})["kv_cache"] == held

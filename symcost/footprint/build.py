@@ -18,9 +18,11 @@ from .record import StepMemory, positions_unpacked, record_step
 
 def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: str, optimizer: str | None,
                   momentum: bool, master: bool, input_dtype: str | None = None, past=None,
-                  checkpoint: str | None = None, progress: bool = False, load=None):
+                  checkpoint: str | None = None, progress: bool = False, load=None, warm_once: bool = False):
     """``load``: a function of the attention implementation (None or "eager") giving the model on meta, in place
-    of loading the target string (``footprint.config``: the model at one configuration)."""
+    of loading the target string (``footprint.config``: the model at one configuration).  ``warm_once``: the
+    discarded first step (see ``_run``) only for the first model of its class in the process (``footprint.config``
+    derives one class at many configurations, and checks every formula against fresh recordings)."""
     from . import DTYPES, Memory
 
     compute = getattr(torch, DTYPES[dtype])
@@ -43,7 +45,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                 blocks = checkpointed(model, checkpoint)
             model.train(train)
             try:
-                step = _derive(decode or model, shape, dtypes, backward, name, decode is not None)
+                step = _derive(decode or model, shape, dtypes, backward, name, decode is not None, warm_once)
                 break
             except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same matmuls
                 if attn or not (isinstance(target, str) and target.strip().startswith("hf:")):
@@ -223,10 +225,22 @@ def _label(step: StepMemory, k: int) -> str:
     return f"{ev.op} in {ev.module or '(model)'} ({phase}, op {k})"
 
 
-def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = False):
+#: (model class, backward) whose first step in this process has been run and discarded (see ``_run``)
+_WARMED: set = set()
+
+
+def _warm_up(model, shape, dtypes, backward: bool, symbolic: bool, once: bool) -> None:
+    key = (type(model), backward)
+    if once and key in _WARMED:
+        return
+    _run(model, shape, dtypes, backward, symbolic)
+    _WARMED.add(key)
+
+
+def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = False, warm_once: bool = False):
     symbols = {s for d in flat_sizes(shape) for s in getattr(d, "free_symbols", ())}
     if not symbols:
-        _run(model, concrete_shape(shape, {}), dtypes, backward, False)  # warm-up: see _run
+        _warm_up(model, concrete_shape(shape, {}), dtypes, backward, False, warm_once)
         step = _run(model, concrete_shape(shape, {}), dtypes, backward, False)
         sym = [tuple(sympy.Integer(v) for v in s) for s in step.recording.shapes]
         f = StepFormulas(step, step, sym, {}, {})
@@ -235,7 +249,7 @@ def _derive(model, shape, dtypes, backward: bool, name: str, decode: bool = Fals
     failed = None
     for values_a, values_b in trace_sizes(flat_sizes(shape), default):
         try:
-            _run(model, shape_at(shape, values_a), dtypes, backward, True)  # warm-up: see _run
+            _warm_up(model, shape_at(shape, values_a), dtypes, backward, True, warm_once)
             a = _run(model, shape_at(shape, values_a), dtypes, backward, True)
             b = _run(model, shape_at(shape, values_b), dtypes, backward, True)
             break

@@ -91,7 +91,7 @@ class _Steps:
             return model
 
         try:
-            return derive_memory(space.target, self.shape, load=load, **self.options)
+            return derive_memory(space.target, self.shape, load=load, warm_once=True, **self.options)
         except (SymcostError, UsageError) as e:
             raise TraceError(f"{space.target} at {where}: {e}") from None
         except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration, whole)
@@ -206,6 +206,23 @@ def _label(anchor: Anchor, module: str) -> str:
     return f"{op} in {module or '(model)'} ({phase}, {where})"
 
 
+def _module(names: list[str]) -> str:
+    """The module's name where every configuration gives the same; a block index that moves with the depth as *
+    (model.layers.*.self_attn)."""
+    parts = [n.split(".") for n in names]
+    if len({len(p) for p in parts}) != 1:
+        return "(a module whose name moves with the configuration)"
+    out = []
+    for pieces in zip(*parts):
+        if len(set(pieces)) == 1:
+            out.append(pieces[0])
+        elif all(p.isdigit() for p in pieces):
+            out.append("*")
+        else:
+            return "(a module whose name moves with the configuration)"
+    return ".".join(out)
+
+
 def _primitive(d):
     content, rest = d.as_content_primitive()
     return rest if content.is_Integer and content > 0 else d
@@ -224,14 +241,14 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
         tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
     past = options.get("past")
-    inputs = {str(d) for d in (*shape, past) if d is not None and not isinstance(d, int) and not str(d).strip().isdigit()}
+    past = None if past is None else parse_dim(str(past).strip(), True)
+    inputs = {str(d) for d in (*shape, past) if isinstance(d, sympy.Basic) and d.free_symbols}
     space = config_space(target, fields)
     clash = inputs & {str(s) for s in space.symbols.values()}
     if clash:
         raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
-    past = None if past is None else parse_dim(str(past).strip(), True)
     options = {**options, "past": past, "progress": False}
     with status(f"deriving {space.target}'s memory in {', '.join(map(str, space.symbols.values()))}", progress) as say:
         steps = _Steps(space, shape, options, say.update)
@@ -259,8 +276,7 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
     base = traced[0]
     modules = {}
     for i, a in enumerate(anchors):
-        names = {m.positions.modules[_position(m.positions, a)] for m in traced}
-        modules[i] = names.pop() if len(names) == 1 else "(a module whose name moves with the configuration)"
+        modules[i] = _module([m.positions.modules[_position(m.positions, a)] for m in traced])
     peak_list = [(_label(a, modules[i]), fitted[str(i)]) for i, a in enumerate(anchors)]
     parts = {k: formulas[k] for k in base.parts}
     flops = {k: formulas[k] for k in base.flops}
@@ -274,7 +290,8 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
                      "gives them")
     notes.append(f"fitted from {len(steps.memo)} derivations (and {sum(len(c.memo) for c in concrete)} at concrete "
                  f"input sizes, to find the terms); verified exactly at {len(verified)} further configurations; the "
-                 f"peak is the largest of the live bytes at {len(anchors)} ops, each fitted the same way")
+                 f"peak is the largest of the live bytes at {len(anchors)} op{'s' if len(anchors) > 1 else ''}, each "
+                 "fitted the same way")
     conditions = ConfigCost(space.target, shape, {f: v for f, v in fields.items()}, dict(space.fixed),
                             list(space.relations), {}, bounds=list(space.bounds),
                             past=past)

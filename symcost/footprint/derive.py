@@ -192,16 +192,23 @@ class StepFormulas:
         if len(kept) > 1:  # a second, finer test, on bounds of the floors (kept is sorted: largest at A first)
             finer: list = []
             least = minimums(domain)
+            # the test proves p >= q wherever each symbol is at least its least value, so it fails where some point
+            # of the domain has p < q: a few points, evaluated first, spare most of its sympy work (same outcome)
+            at = _at_points([t for _, _, t in kept], least, domain)
             for x in kept:
-                if not any(_covers_bounded(y[2], x[2], least) for y in finer):
+                if not any(all(a >= b for a, b in zip(at[id(y[2])], at[id(x[2])]))
+                           and _covers_bounded(y[2], x[2], least) for y in finer):
                     finer.append(x)
             kept = finer
         changed = len(kept) > 2
+        if changed:  # below the mix of two others means below the larger of them at every point of the domain
+            at = _at_points([t for _, _, t in kept], minimums(domain), domain)
         while changed:  # a third: below the mix of two others, hence below the larger of them
             changed = False
             for i, x in enumerate(kept):
                 others = kept[:i] + kept[i + 1:]
-                if any(_below_mix(a[2], b[2], x[2]) for j, a in enumerate(others) for b in others[j + 1:]):
+                if any(all(c <= max(u, v) for c, u, v in zip(at[id(x[2])], at[id(a[2])], at[id(b[2])]))
+                       and _below_mix(a[2], b[2], x[2]) for j, a in enumerate(others) for b in others[j + 1:]):
                     kept = others
                     changed = True
                     break
@@ -222,6 +229,23 @@ class Positions:
 
     def live(self, positions) -> dict[int, sympy.Expr]:
         return {k: e + self.shift for k, e in self.formulas.live_at(positions).items()}
+
+
+def _at_points(sums: list[dict], least: dict, domain) -> dict[int, tuple]:
+    """Each sum's values (keyed by ``id``) at points of the domain where every symbol is at least its least value:
+    all at it, all 997 above it, and each alone 997 above it (those of them the domain holds)."""
+    symbols = sorted({s for t in sums for m in t for a in m for s in a.free_symbols} |
+                     {s for d in domain for s in d.free_symbols}, key=str)
+    low = {s: least.get(s, 1) for s in symbols}
+    points = [low, {s: v + 997 for s, v in low.items()}, *({**low, s: low[s] + 997} for s in symbols)]
+    values: dict[int, list] = {id(t): [] for t in sums}
+    for p in points:
+        subs, memo = {s: sympy.Integer(v) for s, v in p.items()}, {}
+        if any(int(d.xreplace(subs)) < 1 for d in domain):
+            continue
+        for t in sums:
+            values[id(t)].append(sum(c * prod(_v(a, subs, memo) for a in m) for m, c in t.items()))
+    return {k: tuple(v) for k, v in values.items()}
 
 
 def _v(atom, values: dict, memo: dict) -> int:
