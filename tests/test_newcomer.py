@@ -571,3 +571,20 @@ def test_trace_of_something_not_a_module_says_what_to_call():
         symcost.trace(42, (1, 3))
     with pytest.raises(UsageError, match="a factory of modules takes config="):
         symcost.trace(lambda width: None, (1, 3))
+
+
+def test_model_of_something_not_a_target_name_says_what_to_call():
+    import torch
+
+    import symcost
+    from symcost.errors import UsageError
+
+    # were AttributeErrors ("'Linear' object has no attribute 'strip'", "'tuple' object has no attribute 'replace'")
+    with pytest.raises(UsageError, match=r"not a Linear: an nn.Module goes to symcost.trace\(module, shape\)$"):
+        symcost.model(torch.nn.Linear(2, 2), "1x2")
+    with pytest.raises(UsageError, match="not an int$"):
+        symcost.model(42, "1x2")
+    with pytest.raises(UsageError, match=r"a tuple of integers and symbol names, not \(1, 3, True\)$"):
+        symcost.model(FIXTURE_NET, (1, 3, True))
+    # a tuple as trace takes it is the string's shape: 8 x 27 MACs per stem output pixel (4 x 4 at 8 x 8), head 40
+    assert symcost.model(FIXTURE_NET, (1, 3, 8, 8), use_cache=False).total("macs")["macs"] == 216 * 16 + 40
