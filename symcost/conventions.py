@@ -78,3 +78,10 @@ def get_convention(name: str) -> Convention:
 
 
 CONVENTIONS.update(PEER_CONVENTIONS)
+
+
+def notes_for(notes, convention: str, conventions) -> list[str]:
+    """``notes`` as shown under ``convention``: each once, and a note about one of the ``conventions`` (names;
+    ``"torch-causal: …"``) only under that convention."""
+    return [n for n in dict.fromkeys(notes)
+            if not (n.split(":", 1)[0] in conventions and n.split(":", 1)[0] != convention)]

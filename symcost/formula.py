@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy
 
-from .conventions import Convention
-from .cost import Cost, as_expr
+from .exact import as_expr
+
+if TYPE_CHECKING:
+    from .convention_base import Convention
+    from .cost import Cost
 
 
 def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:

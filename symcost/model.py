@@ -13,6 +13,7 @@ import sympy
 from .conventions import Convention, get_convention
 from .cost import Cost, bind, to_int
 from .errors import OutsideProvenDomain, UsageError
+from .summary import outside_message
 
 
 class Totals(dict):
@@ -144,12 +145,6 @@ def _solved(condition) -> str | None:
         return f"{x} <= {top}"
     low = sympy.floor(bound) + 1 if op == ">" else sympy.ceiling(bound)
     return f"{x} >= {low}"
-
-
-def outside_message(given: str, guard: str) -> str:
-    """Why a point gets no number from the formula: it breaks a size guard of the traced path."""
-    return (f"{given} is outside the formula's domain: it holds where {guard} (a size guard of the model's "
-            "forward); traced at that size on its own, the model gives exact numbers (symcost model --at does so)")
 
 
 class _Sweepable:

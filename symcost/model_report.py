@@ -51,13 +51,6 @@ class ModelReport:
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
-def notes_for(notes, convention: str, conventions) -> list[str]:
-    """``notes`` as shown under ``convention``: each once, and a note about one of the ``conventions`` (names;
-    ``"torch-causal: …"``) only under that convention."""
-    return [n for n in dict.fromkeys(notes)
-            if not (n.split(":", 1)[0] in conventions and n.split(":", 1)[0] != convention)]
-
-
 def nested(evaluation: dict) -> dict:
     """One evaluation in the shape every mode shares: ``{"values", "total": {metric: number}}`` (a training step,
     a decode or a configuration adds its parts beside ``total``)."""
@@ -130,6 +123,8 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
     """``target`` on ``input_spec`` under ``convention``: totals (formulas for a symbolic input), evaluated at
     ``points`` (dicts symbol name -> size), with per-layer rows when ``layers``.  ``assume_divisible``: the
     formulas for input sizes that are multiples of it (points must be)."""
+    from .conventions import notes_for
+
     from .parse import did_you_mean, parse_shape_names
 
     started = time.perf_counter()
@@ -280,6 +275,8 @@ def step_report(target: str, input_spec: str, convention: str = "flops", *, poin
                 progress: bool = True) -> StepReport:
     """One training step (``backward``: forward + backward, no optimizer) split into its passes; ``per_token``:
     MACs, FLOPs, reads and writes divided by the B x L tokens of the input, exactly."""
+    from .conventions import notes_for
+
     from .conventions import CONVENTIONS, get_convention
     from .derive import derive
     from .parse import parse_shape_names
@@ -364,6 +361,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     ``--at`` assignments of the result's symbols, evaluated exactly.  From the cache when it can (``derive_decode``).
     ``config`` (with ``generate``): the same in the model's config fields too (``symcost.hyper``).
     """
+    from .conventions import notes_for
+
     import sympy
 
     from .conventions import CONVENTIONS, get_convention

@@ -29,37 +29,8 @@ import sys
 from pathlib import Path
 
 from .parse import UsageError
-
-TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), "
-                 "hf:MODEL_TYPE[:HEAD] (a Hugging Face model built from its "
-                 "default config, e.g. hf:bert, with a task head hf:llama:causal-lm; never downloaded) or "
-                 "path/to/file.py:callable")
-
-#: the task heads of ``hf:MODEL_TYPE:HEAD``, each built through one of transformers' auto classes
-HF_HEADS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
-            "seq2seq-lm": "AutoModelForSeq2SeqLM", "classification": "AutoModelForSequenceClassification"}
-
-
-def split_target(spec: str) -> tuple[str, str]:
-    """(source, name): ``hf:llama:causal-lm`` -> ("hf", "llama:causal-lm"), ``net.py:build`` -> ("net.py",
-    "build"), ``torchvision:resnet50`` -> ("torchvision", "resnet50"); a file path may hold colons, a model
-    type does not."""
-    spec = spec.strip()
-    if spec.startswith("hf:"):
-        return "hf", spec[3:]
-    kind, _, name = spec.rpartition(":")
-    return kind, name
-
-
-def hf_head(name: str) -> tuple[str, str | None]:
-    """``llama:causal-lm`` -> ("llama", "causal-lm"); ``llama`` -> ("llama", None): the base model."""
-    model_type, sep, head = name.partition(":")
-    if sep and head not in HF_HEADS:
-        close = difflib.get_close_matches(head, list(HF_HEADS), n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"hf:{name}: unknown head {head!r}{hint} (heads: {', '.join(HF_HEADS)})")
-    return model_type, (head if sep else None)
-
+from .target_names import HF_HEADS, TARGET_SYNTAX, check_target, hf_head, split_target  # noqa: F401  (the
+# spec's syntax lives with the name checks, which import no model library; importers of these names find them here too)
 
 def hf_auto_class(model_type: str, head: str | None, config):
     """The auto class that builds ``model_type`` with ``head`` (None: ``AutoModel``), refusing a head transformers
@@ -99,8 +70,6 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
     of seconds); builders that compute with tensors (regnet) fall back to a CPU build moved to meta.
     ``attn_implementation`` ("eager", "sdpa"): for hf: targets, the attention implementation to build with.
     """
-    from .target_names import check_target
-
     check_target(spec)  # a typo answered from the libraries' source files, before they (and torch) are imported
     kind, name = split_target(spec)
     if not kind or not name:

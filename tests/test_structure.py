@@ -193,6 +193,21 @@ def _imported(module: str, path: Path, node, modules: dict) -> list[str]:
     return out
 
 
+def _run_time(body):
+    """Every statement that can run: the module level and every function and class body, nested ones included
+    (not under ``if TYPE_CHECKING``, which only type checkers read)."""
+    import ast
+
+    for node in body:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from _run_time(node.orelse)
+            continue
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            if isinstance(getattr(node, field, None), list):
+                yield from _run_time(getattr(node, field))
+
+
 def import_graph(module_level_only: bool = True) -> dict[str, set[str]]:
     import ast
 
@@ -200,7 +215,7 @@ def import_graph(module_level_only: bool = True) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for module, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        nodes = _module_level(tree.body) if module_level_only else ast.walk(tree)
+        nodes = _module_level(tree.body) if module_level_only else _run_time(tree.body)
         for node in nodes:
             graph[module].update(t for t in _imported(module, path, node, modules) if t != module)
     return graph
@@ -251,9 +266,10 @@ def test_the_cycle_finder_finds_cycles():
 def test_the_graph_resolves_relative_imports():
     graph = import_graph()
     assert "symcost.cost" in graph["symcost.layers.base"]          # from ..cost import Cost
-    assert "symcost.layers.conv" in graph["symcost.layers"]         # from . import activation, ..., conv
+    assert "symcost.tracing.causal" in graph["symcost.tracing"]     # from . import causal as _causal
     assert "symcost.registry" in graph["symcost.layers.conv"]       # from ..registry import register
     assert "symcost.layers" not in graph["symcost.registry"]        # imported inside functions only
+    assert "symcost.layers" in import_graph(module_level_only=False)["symcost.registry"]
 
 
 def test_every_module_imports():
@@ -265,6 +281,31 @@ def test_every_module_imports():
 
 def test_no_import_cycle_among_module_level_imports():
     assert cycles(import_graph()) == []
+
+
+#: cycles known and left for now, each with its reason: the test fails when one is gone (drop it here) or grows
+KNOWN_CYCLES = {
+    # the package's memory() imports build's derive_memory, which builds the package's Memory: being reworked
+    ("symcost.footprint", "symcost.footprint.build"),
+}
+
+
+def test_no_import_cycle_at_all():
+    # function-level imports included: a cycle hidden inside a function is still a cycle for a reader following
+    # the imports (and a call running back up the layers)
+    found = {tuple(c) for c in cycles(import_graph(module_level_only=False))}
+    assert found <= KNOWN_CYCLES, "import cycles (each a set of modules importing each other): " + "; ".join(
+        " <-> ".join(c) for c in sorted(found - KNOWN_CYCLES))
+    assert KNOWN_CYCLES <= found, f"no longer a cycle, drop from KNOWN_CYCLES: {sorted(KNOWN_CYCLES - found)}"
+
+
+def test_the_run_time_graph_sees_function_level_imports():
+    # the walker itself: an import inside a method of a class counts; one under `if TYPE_CHECKING` does not
+    import ast
+
+    tree = ast.parse("if TYPE_CHECKING:\n    import a\nclass C:\n    def f(self):\n        import b\n")
+    names = [n.names[0].name for n in _run_time(tree.body) if isinstance(n, ast.Import)]
+    assert names == ["b"]
 
 
 def test_the_library_does_not_import_the_cli():

@@ -153,7 +153,7 @@ def config_plot(args) -> int:
     from .. import plot
     from ..export.tables import display_name
     from ..parse import convention_arg
-    from .papers import parse_range
+    from ..sweep import parse_range
 
     conv = convention_arg(args.convention)
     args.metric = args.metric or "macs"

@@ -14,7 +14,7 @@ from ..render import count, pairs, table
 def run_step(args) -> int:
     from ..model_report import step_report
     from ..sweep import parse_assignments
-    from .models import _print_text
+    from .model_text import print_result
 
     names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
     if args.at and not names:
@@ -29,7 +29,7 @@ def run_step(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     evaluations = result.pop("evaluations", ())  # printed below, split per pass
-    _print_text(result)
+    print_result(result)
     if "backward" in result:
         print(pairs([(f"{name} FLOPs", f"{count(result[name]['flops'])}   MACs {count(result[name]['macs'])}")
                      for name in ("forward", "backward")]))

@@ -13,7 +13,7 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from ..cost import as_expr
+from ..exact import as_expr
 
 
 def _depth(f) -> int:

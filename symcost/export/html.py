@@ -7,7 +7,7 @@ from html import escape
 import sympy
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-from ..cost import as_expr
+from ..exact import as_expr
 
 
 class _MathML(MathMLPresentationPrinter):
@@ -102,7 +102,7 @@ def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
         out.append("<p><b>Uncovered</b> (not costed, not counted): "
                    + escape(", ".join(f"{k} x{v}" for k, v in mc.uncovered.items())) + "</p>")
     from ..conventions import CONVENTIONS
-    from ..model_report import notes_for
+    from ..conventions import notes_for
 
     out += [f"<p>note: {escape(n)}</p>" for n in notes_for(mc.notes, conv.name, CONVENTIONS)]
     return "\n".join(out)

@@ -15,8 +15,8 @@ from ..model import ModelCost, Row, RowKind
 from ..symbols import user_symbol
 from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
-from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from .handlers import custom_ops
+from .costing import layer_for_module, layer_for_op
+from .handlers import ZERO_COST_OPS, custom_ops
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
 from .propagate import Propagation
@@ -146,7 +146,7 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
           default_shape: Sequence[int] | None = None, backward: bool = False,
-          custom_mapping: dict | None = None, config=None) -> ModelCost:
+          custom_mapping: dict | None = None) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -164,22 +164,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     ``Row.backward`` set.
     ``custom_mapping``: op -> handler for this trace only, before the registered ones (``symcost.register_op``
     documents the handler; as ``FlopCounterMode(custom_mapping=...)``).
-    ``config={"width": "w", "depth": "n"}`` with ``model`` a factory (a callable taking those integer arguments and
-    returning an ``nn.Module``): totals in the factory's arguments and the input's symbols together, a
-    ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``).
     """
-    if config is not None:
-        from ..hyper import derive_config
-
-        if isinstance(model, torch.nn.Module) or not callable(model):
-            raise UsageError("config= needs a factory (a callable taking the config fields as integer arguments and "
-                             f"returning an nn.Module), not a {type(model).__name__}")
-        if sizes:
-            raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
-        if custom_mapping:
-            raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
-        return derive_config(model, input_shape, config, train=train, backward=backward,
-                             input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
     # a model already on meta is traced as it is, not copied: its train/eval flags are put back as they were
     modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
     try:
