@@ -99,7 +99,7 @@ class Convention:
         return f"{self.name}: {self.summary} [{', '.join(parts)}] ({self.source})"
 
 
-def _weights(default: int, **overrides: int) -> dict[str, int]:
+def weight_table(default: int, **overrides: int) -> dict[str, int]:
     w = {k: default for k in OP_KINDS}
     w.update(overrides)
     return w

@@ -7,7 +7,7 @@ every number symcost prints carries its convention's name.
 """
 from __future__ import annotations
 
-from .convention_base import ELEMENT_KINDS, Convention, _weights  # noqa: F401  (re-exported)
+from .convention_base import ELEMENT_KINDS, Convention, weight_table  # noqa: F401  (re-exported)
 from .peers import PEER_CONVENTIONS
 
 CONVENTIONS: dict[str, Convention] = {
@@ -17,32 +17,32 @@ CONVENTIONS: dict[str, Convention] = {
             "macs",
             "one per multiply-accumulate; nothing else counts",
             "torchvision weight metadata (_ops), ResNet and MobileNet papers",
-            _weights(0, mac=1),
+            weight_table(0, mac=1),
         ),
         Convention(
             "flops",
             "two per multiply-accumulate, one per bias add and per elementwise operation of norms, activations, pooling",
             "the common 'a MAC is two FLOPs' reading (seed 002)",
-            _weights(1, mac=2, dot=0),
+            weight_table(1, mac=2, dot=0),
         ),
         Convention(
             "exact",
             "every elementary operation once; a length-n sum is n-1 additions, a bias one more",
             "seeds 000 and 002: (2*K_h*K_w*C_in - 1) per output without bias, 2*K_h*K_w*C_in with",
-            _weights(1, mac=2, dot=-1),
+            weight_table(1, mac=2, dot=-1),
         ),
         Convention(
             "mults",
             "multiplications only (a MAC's multiply, squares, scales); no additions, divisions or comparisons",
             "seed 004: conv 32*64*4*40, BN in training 2 multiplications per element",
-            _weights(0, mac=1, mul=1),
+            weight_table(0, mac=1, mul=1),
         ),
         Convention(
             "torch",
             "what torch.utils.flop_counter.FlopCounterMode reports: 2 per MAC of conv, mm/addmm/bmm and attention; "
             "bias adds, norms, activations and pooling count 0",
             "torch/utils/flop_counter.py",
-            _weights(0, mac=2),
+            weight_table(0, mac=2),
         ),
         Convention(
             "torch-causal",
@@ -50,7 +50,7 @@ CONVENTIONS: dict[str, Convention] = {
             "only the causal triangle: L*S - L*(L-1)/2 query-key pairs per head (L(L+1)/2 when S = L) instead of "
             "L*S, the work a causal kernel does (FlashAttention-style MFU reports halve L*L instead, L*L/2); forward products only",
             "FlashAttention benchmarks' causal FLOPs; symcost.tracing.causal",
-            _weights(0, mac=2),
+            weight_table(0, mac=2),
             causal_attention=True,
         ),
         Convention(
@@ -58,7 +58,7 @@ CONVENTIONS: dict[str, Convention] = {
             "the Fritz AI / Core ML benchmark table of seed 001: a convolution counts one per MAC plus its bias add, "
             "a dense layer two per MAC plus its bias add, batch norm a multiply and an add per element",
             "seed 001 (conv2d 0.92, batch_normalization 0.07, dense 2.82 MFLOPS, 1 MFLOPS = 10**6)",
-            _weights(1, mac=2, dot=0),
+            weight_table(1, mac=2, dot=0),
             {"conv": {"mac": 1}},
         ),
     )

@@ -147,7 +147,7 @@ def _solved(condition) -> str | None:
     return f"{x} >= {low}"
 
 
-class _Sweepable:
+class Sweepable:
     """Evaluation of closed-form totals: exact at a point, vectorised over arrays, inside the model's domain.
     Needs ``symbols``, ``domain`` and ``total(convention)``."""
 
@@ -215,7 +215,7 @@ class _Sweepable:
 
 
 @dataclass
-class ModelCost(_Sweepable):
+class ModelCost(Sweepable):
     target: str
     input_shape: tuple
     rows: list[Row]

@@ -85,15 +85,15 @@ if __name__ == "__main__" and "--write" in sys.argv:
 def test_a_convention_naming_an_unknown_layer_is_refused():
     import pytest
 
-    from symcost.convention_base import Convention, _weights
+    from symcost.convention_base import Convention, weight_table
     from symcost.registry import UnknownLayer
 
     with pytest.raises(UnknownLayer, match="'conv2dd' is neither a catalog layer nor a layer family.*conv2d"):
-        Convention("typo", "a deliberately wrong table", "this test", _weights(0, mac=1), {"conv2dd": {"mac": 2}})
+        Convention("typo", "a deliberately wrong table", "this test", weight_table(0, mac=1), {"conv2dd": {"mac": 2}})
     with pytest.raises(UnknownLayer, match="'activations' is neither"):  # a family misspelt, in functional calls
-        Convention("typo", "s", "this test", _weights(0, mac=1), functional_weights={"activations": {"writes": 1}})
+        Convention("typo", "s", "this test", weight_table(0, mac=1), functional_weights={"activations": {"writes": 1}})
     # the right names load
-    ok = Convention("fine", "s", "this test", _weights(0, mac=1), {"conv2d": {"mac": 2}, "activation": {"fn": 1}})
+    ok = Convention("fine", "s", "this test", weight_table(0, mac=1), {"conv2d": {"mac": 2}, "activation": {"fn": 1}})
     assert ok.family_weights["conv2d"]["mac"] == 2
 
 
@@ -317,3 +317,45 @@ def test_the_library_does_not_import_the_cli():
         offenders |= {(module, t) for t in targets if t == "symcost.commands" or t.startswith("symcost.commands.")}
     assert offenders <= CLI_IMPORT_ALLOWED, f"the library imports the CLI: {sorted(offenders - CLI_IMPORT_ALLOWED)}"
     assert CLI_IMPORT_ALLOWED <= offenders, f"no longer imported, drop from the list: {CLI_IMPORT_ALLOWED - offenders}"
+
+
+# ---- private names stay private --------------------------------------------------------------------------------
+
+#: private names still imported across modules, each with its reason: the test fails when one is gone (drop it)
+KNOWN_PRIVATE_IMPORTS = {
+    # the memory recorder reuses the tracer's size helpers; both modules are being reworked elsewhere
+    *(("symcost.footprint.build", "symcost.tracing", name) for name in (
+        "_as_symbolic", "_at", "_concrete", "_default_values", "_flat", "_on_meta", "_shown")),
+}
+
+
+def private_imports() -> set[tuple[str, str, str]]:
+    """(importing module, symcost module, name) for each ``from symcost.x import _name``, functions included (tests
+    may import private names: they are not scanned)."""
+    import ast
+
+    modules = _modules()
+    found = set()
+    for module, path in modules.items():
+        for node in _run_time(ast.parse(path.read_text(), str(path)).body):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    source = _imported(module, path, ast.ImportFrom(node.module, [alias], node.level), modules)
+                    if source:
+                        found.add((module, source[0], alias.name))
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = private_imports()
+    assert found <= KNOWN_PRIVATE_IMPORTS, "private names imported from another module (make them public under a " \
+        f"proper name, or move them): {sorted(found - KNOWN_PRIVATE_IMPORTS)}"
+    assert KNOWN_PRIVATE_IMPORTS <= found, f"no longer imported, drop from the list: {KNOWN_PRIVATE_IMPORTS - found}"
+
+
+def test_the_private_import_finder_finds_them():
+    # the finder itself, on a module that imports a private name today: torch's (_BatchNorm) is not symcost's
+    assert not any(source.startswith("torch") for _, source, _ in private_imports())
+    assert ("symcost.footprint.build", "symcost.tracing", "_at") in private_imports()

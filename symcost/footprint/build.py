@@ -110,7 +110,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
     """The decoder on meta in the compute dtype and ``decode.decode_step_module`` around it: one call on B x L new
     ids with a ``DynamicCache`` of T tokens that the step's own forward fills first (so the cache's storages are the
     step's first allocations), its input of shape (B, L, T) carrying T as a size."""
-    from ..decode import _symbol_or_int, decode_step_module
+    from ..decode import symbol_or_int, decode_step_module
     from ..moe import select_experts_implementation
     from ..targets import load_target
 
@@ -128,7 +128,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
         raise UsageError("--past takes --input B x L: the batch and the new tokens of one decode step")
     model = model.to(compute)
     chosen = select_experts_implementation(model)
-    past = _symbol_or_int(past, "--past")
+    past = symbol_or_int(past, "--past")
     step = decode_step_module(model, past_limit=isinstance(past, sympy.Basic))
     return model, _as_symbolic((*shape, past)), "int64", chosen, step
 

@@ -29,7 +29,7 @@ import sympy
 
 from ..conventions import CONVENTIONS, Convention
 from ..errors import SymcostError, TraceError, UsageError
-from ..model import _Sweepable, at_least_one, shown_condition
+from ..model import Sweepable, at_least_one, shown_condition
 from .fit import tensor_fit, univariate_window
 from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
@@ -41,7 +41,7 @@ BACKWARD = "backward:"       # prefix of the fitted keys of a training step's ba
 
 
 @dataclass
-class ConfigCost(_Sweepable):
+class ConfigCost(Sweepable):
     """Totals as formulas in the configuration symbols and the input symbols together."""
 
     target: str
@@ -203,13 +203,13 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
         use_cache = False
     dtype = input_dtype or ("float32" if callable(target) else default_input_dtype(target))
     if past is not None:
-        from ..decode import _symbol_or_int
+        from ..decode import symbol_or_int
 
         if backward:
             raise UsageError("--past is one decode step of inference: it does not combine with --backward")
         if len(shape) != 2:
             raise UsageError(f"--past: the input is B x L token ids, got {len(shape)} sizes")
-        past = _symbol_or_int(past, "--past")
+        past = symbol_or_int(past, "--past")
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
         + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
     # keyed without building anything (a factory file's hash, transformers' version), so that a cached call imports

@@ -167,7 +167,7 @@ def _run(model, shape, hints: dict, dtype, backward: bool):
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 
-    from .record import _backward, own_mask_unpadded, padding_warning_off
+    from .record import own_mask_unpadded, padding_warning_off, run_backward as _backward
 
     env = ShapeEnv(specialize_zero_one=False)
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
