@@ -39,12 +39,12 @@ def counted_target(target: str, use_cache: bool = True) -> tuple[str, str | None
     imports no transformers); other targets are counted as given (no note for a file or vision model: it is what
     the user built)."""
     from . import cache
-    from .targets import HF_HEADS, hf_head, practitioners_head, source_hash, split_target
+    from .targets import HF_HEADS, Target, hf_head, practitioners_head, source_hash
 
-    kind, name = split_target(target)
-    if kind != "hf":
+    spec = Target.of(target)
+    if not spec.is_hf:
         return target, None
-    model_type, head = hf_head(name)
+    model_type, head = hf_head(spec.name)
     if head is None:
         key = cache.cache_key(target, "practitioners-head", False, source_hash(target))
         head = cache.load(key, "head") if use_cache else None

@@ -359,3 +359,51 @@ def test_the_private_import_finder_finds_them():
     # the finder itself, on a module that imports a private name today: torch's (_BatchNorm) is not symcost's
     assert not any(source.startswith("torch") for _, source, _ in private_imports())
     assert ("symcost.footprint.build", "symcost.tracing", "_at") in private_imports()
+
+
+# ---- one place reads a target's prefix -------------------------------------------------------------------------
+
+#: the modules that may tell targets apart by their prefix: the parsed ``Target`` (targets.py) and the target
+#: syntax with its torch-free name checks (target_names.py)
+TARGET_PARSERS = {"symcost.targets", "symcost.target_names"}
+_SOURCES = {"hf", "timm", "torchvision"}
+
+
+def _prefix_tests(tree) -> list[int]:
+    """Lines testing a target's source by its spelling: ``s.startswith("hf:")``, ``kind == "timm"``,
+    ``kind in ("torchvision", "hf")``, ``"hf:" in s``."""
+    import ast
+
+    def names_a_source(node) -> bool:
+        values = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return any(isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value.rstrip(":") in _SOURCES
+                   for v in values)
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("startswith", "partition",
+                                                                               "rpartition"):
+            if node.args and names_a_source(node.args[0]):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and any(names_a_source(n) for n in (node.left, *node.comparators)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_target_parser_reads_a_target_prefix():
+    import ast
+
+    offenders = []
+    for module, path in _modules().items():
+        if module in TARGET_PARSERS or module.startswith("symcost.commands") or module == "symcost.cli":
+            continue
+        offenders += [f"{module}:{line}" for line in _prefix_tests(ast.parse(path.read_text(), str(path)))]
+    assert offenders == [], f"a target's prefix read outside targets.Target: {offenders}"
+
+
+def test_the_prefix_finder_finds_them():
+    import ast
+
+    tree = ast.parse('a.startswith("hf:")\nkind == "timm"\nk in ("torchvision", "x")\n"hf:" in s\n'
+                     'a.startswith("h")\nd == "hfx"\nversions = ("torch", "torchvision")\n')
+    assert _prefix_tests(tree) == [1, 2, 3, 4]

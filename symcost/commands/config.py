@@ -133,9 +133,12 @@ def _field_default(target: str, field: str | None) -> int | None:
     plot's marker; None where there is none."""
     import inspect
 
-    kind, _, name = target.strip().rpartition(":")
+    from ..targets import Target
+
+    spec = Target.of(target)
+    kind, name = spec.source, spec.name
     try:
-        if kind == "hf":
+        if spec.is_hf:
             from transformers import AutoConfig
 
             value = getattr(AutoConfig.for_model(name), field, None)

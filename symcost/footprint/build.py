@@ -6,6 +6,7 @@ import torch
 
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from ..progress import status
+from ..targets import Target
 from ..tracing import _as_symbolic, _at, _concrete, _default_values, _flat, _on_meta, _shown, model_input_size, \
     trace_sizes
 from ..tracing.bounds import Bounds
@@ -44,7 +45,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                 step = _derive(decode or model, shape, dtypes, backward, name, decode is not None)
                 break
             except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same matmuls
-                if attn or not (isinstance(target, str) and target.strip().startswith("hf:")):
+                if attn or not (isinstance(target, str) and Target.of(target).is_hf):
                     raise
                 notes.append(f"recorded with attn_implementation='eager': the default attention reads mask values, "
                              f"which meta tensors do not have ({e})")
@@ -114,7 +115,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past):
     from ..moe import select_experts_implementation
     from ..targets import load_target
 
-    if isinstance(target, str) and target.strip().startswith("hf:"):
+    if isinstance(target, str) and Target.of(target).is_hf:
         model = load_target(target, device="meta", attn_implementation=attn)
     elif isinstance(target, torch.nn.Module) and hasattr(target, "config"):
         import copy
@@ -162,7 +163,7 @@ def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | N
         chosen += select_experts_implementation(model)
         dtypes = input_dtype or default_input_dtype(target)
         shape = input_shape
-        if target.strip().startswith("hf:"):
+        if Target.of(target).is_hf:
             shape, dtypes, more = hf_inputs(model, shape, input_dtype)
             chosen += more
     elif isinstance(target, torch.nn.Module):

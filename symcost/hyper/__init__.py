@@ -282,7 +282,9 @@ class _Tracer:
         try:
             model = self.space.build(every)
             shape, dtype = self.shape, self.dtype
-            if self.space.target.startswith("hf:"):  # as `symcost model`: experts that trace, the inputs it needs
+            from ..targets import Target
+
+            if Target.of(self.space.target).is_hf:  # as `symcost model`: experts that trace, the inputs it needs
                 from ..moe import IMPLEMENTATION, select_experts_implementation
                 from ..targets import hf_inputs
 

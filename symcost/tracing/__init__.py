@@ -479,11 +479,14 @@ def model_input_size(model: torch.nn.Module, target: str = "") -> tuple[int, ...
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and cfg.get("input_size"):
         return tuple(int(v) for v in cfg["input_size"])
-    if target.startswith("torchvision:"):
+    from ..targets import Target
+
+    spec = Target.of(target)
+    if spec.is_torchvision:
         import torchvision
 
         try:
-            crop = torchvision.models.get_model_weights(target.split(":", 1)[1]).DEFAULT.transforms.keywords
+            crop = torchvision.models.get_model_weights(spec.name).DEFAULT.transforms.keywords
         except Exception:  # noqa: BLE001  (a model without published weights: no default size)
             return None
         size = crop.get("crop_size")
