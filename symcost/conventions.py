@@ -8,6 +8,7 @@ every number symcost prints carries its convention's name.
 from __future__ import annotations
 
 from .convention_base import ELEMENT_KINDS, Convention, weight_table  # noqa: F401  (re-exported)
+from .errors import unknown_convention
 from .peers import PEER_CONVENTIONS
 
 CONVENTIONS: dict[str, Convention] = {
@@ -71,10 +72,22 @@ CORE = ("macs", "flops", "exact", "mults", "torch")
 
 
 def get_convention(name: str) -> Convention:
+    """The convention of that name (``UnknownConvention``, a ``UsageError``, naming the closest otherwise)."""
     try:
         return CONVENTIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown convention {name!r}; choose one of: {', '.join(CONVENTIONS)}") from None
+    except (KeyError, TypeError):
+        raise unknown_convention(name, CONVENTIONS) from None
+
+
+def as_convention(convention: str | Convention) -> Convention:
+    """How every function taking ``convention=`` reads it: a ``Convention`` as given (one a user made too), a name
+    looked up."""
+    return convention if isinstance(convention, Convention) else get_convention(convention)
+
+
+def convention_name(convention: str | Convention) -> str:
+    """The name totals are stored under (``Summary``, ``ConfigCost``), for a ``Convention`` or a name."""
+    return convention.name if isinstance(convention, Convention) else convention
 
 
 CONVENTIONS.update(PEER_CONVENTIONS)

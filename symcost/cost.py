@@ -116,9 +116,9 @@ class Cost:
     def evaluate(self, values: Mapping, convention="flops") -> dict[str, int]:
         """Exact integers (params, buffers, MACs, FLOPs under ``convention``, reads, writes); every symbol of the
         cost needs a value (``UsageError`` names the missing ones)."""
-        from .conventions import get_convention
+        from .conventions import as_convention
 
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         c = self.subs(bind(values, self.free_symbols))
         return {"params": to_int(c.params, "params"), "buffers": to_int(c.buffers, "buffers"),
                 "macs": to_int(c.macs, "MACs"), "flops": to_int(conv.count(c), "FLOPs"),
@@ -134,10 +134,10 @@ class Cost:
     def formula(self, convention="flops"):
         """This cost for people under one convention (a ``symcost.formula.Formula``): nested floors named,
         like terms collected, LaTeX and HTML for notebooks."""
-        from .conventions import get_convention
+        from .conventions import as_convention
         from .formula import Formula
 
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         return Formula(self.layer, (), self, {}, conv)
 
     def _latex(self, printer) -> str:

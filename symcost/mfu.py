@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import UsageError, unknown_convention
 
 
 def device_peak(device: str, dtype: str) -> tuple[float, str, str]:
@@ -151,7 +151,7 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
                 input_dtype=input_dtype)
     if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+        raise unknown_convention(convention, CONVENTIONS)
     flops = int(mc.total(convention)["flops"])
     n = int(tokens(mc.input_shape, getattr(mc, "inputs", None)))
     m = mfu(flops, n, step_time_s, peak)

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import sympy
 
-from .conventions import Convention, get_convention
+from .conventions import Convention, as_convention
 from .cost import Cost, bind, to_int
 from .errors import OutsideProvenDomain, UsageError
 from .summary import outside_message
@@ -241,7 +241,7 @@ class ModelCost(Sweepable):
         return sorted({s for d in self.input_shape if isinstance(d, sympy.Basic) for s in d.free_symbols}, key=str)
 
     def total(self, convention: str | Convention = "flops") -> Totals:
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         params = _add([r.cost.params for r in self.rows])
         buffers = _add([r.cost.buffers for r in self.rows])
         macs = _add([r.cost.macs for r in self.rows])
@@ -252,7 +252,7 @@ class ModelCost(Sweepable):
                                   "writes": writes})
 
     def by_family(self, convention: str | Convention = "flops", metric: str = "flops") -> dict[str, sympy.Expr]:
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         out: dict[str, sympy.Expr] = {}
         for r in self.rows:
             if metric == "flops" and not conv.sees(r):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .errors import NoSingleFormula, OutsideProvenDomain, UsageError
+from .errors import NoSingleFormula, OutsideProvenDomain, UsageError, unknown_convention
 from .summary import EVALUATED
 
 #: the totals a report shows in its formulas; an evaluation gives ``EVALUATED`` (reads and writes too)
@@ -125,10 +125,10 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
     formulas for input sizes that are multiples of it (points must be)."""
     from .conventions import notes_for
 
-    from .parse import did_you_mean, parse_shape_names
+    from .parse import input_symbols
 
     started = time.perf_counter()
-    names = sorted({d for d in parse_shape_names(input_spec) if isinstance(d, str)})
+    names = input_symbols(input_spec)
     mc = summary = None
     if points and not layers and not assume_divisible and use_cache:
         from .derive import cached_summary
@@ -152,8 +152,7 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
                         f"{summary.notes[-1]}; each size was traced on its own", train=train,
                         input_dtype=input_dtype, progress=progress)
     if convention not in summary.totals:
-        raise UsageError(f"unknown convention {convention!r}{did_you_mean(convention, summary.totals)}; "
-                         f"choose one of: {', '.join(summary.totals)}")
+        raise unknown_convention(convention, summary.totals)
     total = summary.total(convention)
     report = ModelReport(
         target, summary.input_shape, convention, notes=notes_for(summary.notes, convention, summary.conventions),
@@ -279,15 +278,15 @@ def step_report(target: str, input_spec: str, convention: str = "flops", *, poin
 
     from .conventions import CONVENTIONS, get_convention
     from .derive import derive
-    from .parse import parse_shape_names
+    from .parse import input_symbols
     from .training import PER_TOKEN_METRICS, exact, tokens
 
     started = time.perf_counter()
     if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+        raise unknown_convention(convention, CONVENTIONS)
     if assume_divisible is not None and assume_divisible < 1:
         raise UsageError(f"--assume-divisible needs a positive integer, got {assume_divisible}")
-    names = sorted({d for d in parse_shape_names(input_spec) if isinstance(d, str)})
+    names = input_symbols(input_spec)
     mc = derive(target, input_spec, train=train, use_cache=use_cache, progress=progress, input_dtype=input_dtype,
                 backward=backward)
     n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if per_token else None
@@ -374,7 +373,7 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
 
     started = time.perf_counter()
     if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+        raise unknown_convention(convention, CONVENTIONS)
     if bool(past) == bool(generate):
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     shape = parse_shape(input_spec)

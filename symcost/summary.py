@@ -237,7 +237,9 @@ class Summary:
 
     def total(self, convention: str) -> dict:
         if convention not in self.totals:
-            raise ValueError(f"unknown convention {convention!r}; choose one of: {', '.join(self.totals)}")
+            from .errors import unknown_convention
+
+            raise unknown_convention(convention, self.totals)
         return self.totals[convention]
 
     def evaluate(self, points: list[dict], convention: str) -> list[dict]:

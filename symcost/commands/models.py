@@ -10,7 +10,7 @@ import sys
 
 from . import NO_CACHE_HELP
 from ..model_report import METRICS
-from ..parse import UsageError, parse_shape_names
+from ..parse import UsageError, input_symbols
 from ..progress import add_quiet_option
 from .model_text import evaluations_text, print_result
 
@@ -44,7 +44,7 @@ def run_model(args) -> int:
         from .steps import run_step
 
         return run_step(args)
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    names = input_symbols(args.input)
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from ..parse import UsageError, parse_shape_names
+from ..parse import UsageError, input_symbols
 from ..render import count, pairs, table
 
 
@@ -16,7 +16,7 @@ def run_step(args) -> int:
     from ..sweep import parse_assignments
     from .model_text import print_result
 
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    names = input_symbols(args.input)
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1xL --at L=128,512)")
     points = parse_assignments(args.at, names) if args.at else None

@@ -62,10 +62,10 @@ def _cell(value) -> str:
 def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
     """A ``ModelCost`` as an HTML table: one row per layer call (output shape, params, MACs, FLOPs under
     ``convention``), the totals, and the named floors (``R_1 = …``) the formulas use."""
-    from ..conventions import get_convention
+    from ..conventions import as_convention
     from .formulas import readable
 
-    conv = get_convention(convention) if isinstance(convention, str) else convention
+    conv = as_convention(convention)
     rows = mc.rows
     total = mc.total(conv)
     cells = []

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 
 import sympy
 
-from ..conventions import CONVENTIONS, Convention
-from ..errors import SymcostError, TraceError, UsageError
+from ..conventions import CONVENTIONS, Convention, convention_name
+from ..errors import SymcostError, TraceError, UsageError, unknown_convention
 from ..model import Sweepable, at_least_one, shown_condition
 from .fit import tensor_fit, univariate_window
 from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
@@ -76,9 +76,9 @@ class ConfigCost(Sweepable):
         return sorted(inputs | set(self.config_symbols.values()), key=str)
 
     def total(self, convention: str | Convention = "flops") -> dict[str, sympy.Expr]:
-        name = convention if isinstance(convention, str) else convention.name
+        name = convention_name(convention)
         if name not in self.totals:
-            raise UsageError(f"unknown convention {name!r}; choose one of: {', '.join(self.totals)}")
+            raise unknown_convention(name, self.totals)
         return dict(self.totals[name])
 
     def parts(self, convention: str | Convention = "flops") -> dict[str, dict[str, sympy.Expr]]:
@@ -87,7 +87,7 @@ class ConfigCost(Sweepable):
         total = self.total(convention)
         if self.backward_totals is None:
             return {"total": total}
-        name = convention if isinstance(convention, str) else convention.name
+        name = convention_name(convention)
         back = dict(self.backward_totals[name])
         return {"total": total, "forward": {m: sympy.expand(total[m] - back[m]) for m in total}, "backward": back}
 
