@@ -22,7 +22,7 @@ def device_peak(device: str, dtype: str) -> tuple[float, str, str]:
     """(peak FLOP/s, device name, its source) for a preset or a device file: the one place symcost reads peaks
     for MFU (``symcost.timing`` owns the device table).  MFU is defined against the datasheet peak (PaLM's
     definition), so a preset's datasheet roofline is used, not the attained rates a fitted preset carries."""
-    from .roofline import dtype_name, get_device
+    from .timing import dtype_name, get_device
     from .timing import DATASHEET_PRESETS, PRESET_ALIASES
 
     try:
