@@ -9,7 +9,7 @@ import importlib
 import sys
 import types
 
-__version__ = "0.1.0"
+from .version import __version__
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -18,7 +18,7 @@ _EXPORTS = {
     "Cost": "cost", "OP_KINDS": "cost",
     "ModelCost": "model",
     "all_layers": "registry",
-    "trace": "tracing", "register_op": "tracing.handlers", "unregister_op": "tracing.handlers",
+    "trace": "api", "register_op": "tracing.handlers", "unregister_op": "tracing.handlers",
     "fold_batchnorm": "fold",
     "memory": "footprint",
 }

@@ -53,3 +53,37 @@ def numbers(lay, input_shapes: Sequence[Sequence[int]], convention: str = "flops
         "ops": {k: to_int(v, k) for k, v in cost.ops.items()},
         "units": {"reads": "elements", "writes": "elements"},
     }
+
+
+def trace(model, input_shape, *, config=None, **options):
+    """``symcost.trace``: a module's per-layer costs as formulas in the input's symbols, a ``ModelCost`` (the options
+    are ``symcost.tracing.trace``'s: ``train``, ``sizes``, ``input_dtype``, ``default_shape``, ``backward``,
+    ``custom_mapping``).
+
+    ``config={"width": "w", "depth": "n"}`` with ``model`` a factory (a callable taking those integer arguments and
+    returning an ``nn.Module``): totals in the factory's arguments and the input's symbols together, a
+    ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``, which traces the factory's models itself).
+    """
+    if config is None:
+        from .tracing import trace as trace_module
+
+        return trace_module(model, input_shape, **options)
+    import torch
+
+    from .errors import UsageError
+    from .hyper import derive_config
+
+    if isinstance(model, torch.nn.Module) or not callable(model):
+        raise UsageError("config= needs a factory (a callable taking the config fields as integer arguments and "
+                         f"returning an nn.Module), not a {type(model).__name__}")
+    if options.get("sizes"):
+        raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
+    if options.get("custom_mapping"):
+        raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
+    unknown = set(options) - {"train", "backward", "input_dtype", "sizes", "custom_mapping"}
+    if unknown:
+        raise UsageError(f"config= takes no {', '.join(sorted(unknown))}")
+    dtype = options.get("input_dtype", "float32")
+    return derive_config(model, input_shape, config, train=options.get("train", False),
+                         backward=options.get("backward", False),
+                         input_dtype=None if isinstance(dtype, dict) else dtype)

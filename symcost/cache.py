@@ -55,7 +55,7 @@ def code_hash() -> str:
 
 
 def cache_key(target: str, input_spec: str, train: bool, source_hash: str) -> str:
-    from . import __version__
+    from .version import __version__
 
     parts = {"target": target, "input": input_spec, "train": train, "symcost": __version__, "code": code_hash(),
              "source": source_hash, "format": _FORMAT,

@@ -42,7 +42,7 @@ def _sympy_nodes() -> dict:
     from sympy.core import relational
     from sympy.functions.elementary.piecewise import ExprCondPair
 
-    from .layers.pool import gcd
+    from .exact import gcd
 
     nodes = (sympy.Add, sympy.Mul, sympy.Pow, sympy.floor, sympy.ceiling, sympy.Min, sympy.Max, sympy.Mod, gcd,
              sympy.Piecewise, ExprCondPair, sympy.And, sympy.Or, sympy.Not, relational.Equality,

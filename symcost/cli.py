@@ -7,8 +7,8 @@ import sys
 
 #: subcommand modules, imported when the parser is built; each keeps torch out of its imports
 COMMAND_MODULES = ("symcost.commands.layers",)
-EXTRA_MODULES = ("symcost.commands.models", "symcost.commands.compare", "symcost.commands.papers",
-                 "symcost.commands.hardware", "symcost.commands.mfu", "symcost.commands.report",
+EXTRA_MODULES = ("symcost.commands.models", "symcost.commands.compare", "symcost.commands.tables_and_plots",
+                 "symcost.commands.fold", "symcost.commands.latency", "symcost.commands.mfu", "symcost.commands.report",
                  "symcost.commands.memory")
 
 

@@ -6,12 +6,15 @@ registers them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import sympy
 
-from .cost import OP_KINDS, Cost
+from .op_kinds import OP_KINDS
 from .registry import check_names
+
+if TYPE_CHECKING:
+    from .cost import Cost
 
 #: element counts a convention may weigh besides the operations, in ``family_weights`` and ``functional_weights``
 #: only: peer tools whose rule is "one per input element" or "one per output element" (a pooling layer's input,
@@ -96,7 +99,7 @@ class Convention:
         return f"{self.name}: {self.summary} [{', '.join(parts)}] ({self.source})"
 
 
-def _weights(default: int, **overrides: int) -> dict[str, int]:
+def weight_table(default: int, **overrides: int) -> dict[str, int]:
     w = {k: default for k in OP_KINDS}
     w.update(overrides)
     return w

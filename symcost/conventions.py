@@ -7,7 +7,8 @@ every number symcost prints carries its convention's name.
 """
 from __future__ import annotations
 
-from .convention_base import ELEMENT_KINDS, Convention, _weights  # noqa: F401  (re-exported)
+from .convention_base import ELEMENT_KINDS, Convention, weight_table  # noqa: F401  (re-exported)
+from .errors import unknown_convention
 from .peers import PEER_CONVENTIONS
 
 CONVENTIONS: dict[str, Convention] = {
@@ -17,32 +18,32 @@ CONVENTIONS: dict[str, Convention] = {
             "macs",
             "one per multiply-accumulate; nothing else counts",
             "torchvision weight metadata (_ops), ResNet and MobileNet papers",
-            _weights(0, mac=1),
+            weight_table(0, mac=1),
         ),
         Convention(
             "flops",
             "two per multiply-accumulate, one per bias add and per elementwise operation of norms, activations, pooling",
             "the common 'a MAC is two FLOPs' reading (seed 002)",
-            _weights(1, mac=2, dot=0),
+            weight_table(1, mac=2, dot=0),
         ),
         Convention(
             "exact",
             "every elementary operation once; a length-n sum is n-1 additions, a bias one more",
             "seeds 000 and 002: (2*K_h*K_w*C_in - 1) per output without bias, 2*K_h*K_w*C_in with",
-            _weights(1, mac=2, dot=-1),
+            weight_table(1, mac=2, dot=-1),
         ),
         Convention(
             "mults",
             "multiplications only (a MAC's multiply, squares, scales); no additions, divisions or comparisons",
             "seed 004: conv 32*64*4*40, BN in training 2 multiplications per element",
-            _weights(0, mac=1, mul=1),
+            weight_table(0, mac=1, mul=1),
         ),
         Convention(
             "torch",
             "what torch.utils.flop_counter.FlopCounterMode reports: 2 per MAC of conv, mm/addmm/bmm and attention; "
             "bias adds, norms, activations and pooling count 0",
             "torch/utils/flop_counter.py",
-            _weights(0, mac=2),
+            weight_table(0, mac=2),
         ),
         Convention(
             "torch-causal",
@@ -50,7 +51,7 @@ CONVENTIONS: dict[str, Convention] = {
             "only the causal triangle: L*S - L*(L-1)/2 query-key pairs per head (L(L+1)/2 when S = L) instead of "
             "L*S, the work a causal kernel does (FlashAttention-style MFU reports halve L*L instead, L*L/2); forward products only",
             "FlashAttention benchmarks' causal FLOPs; symcost.tracing.causal",
-            _weights(0, mac=2),
+            weight_table(0, mac=2),
             causal_attention=True,
         ),
         Convention(
@@ -58,7 +59,7 @@ CONVENTIONS: dict[str, Convention] = {
             "the Fritz AI / Core ML benchmark table of seed 001: a convolution counts one per MAC plus its bias add, "
             "a dense layer two per MAC plus its bias add, batch norm a multiply and an add per element",
             "seed 001 (conv2d 0.92, batch_normalization 0.07, dense 2.82 MFLOPS, 1 MFLOPS = 10**6)",
-            _weights(1, mac=2, dot=0),
+            weight_table(1, mac=2, dot=0),
             {"conv": {"mac": 1}},
         ),
     )
@@ -71,10 +72,29 @@ CORE = ("macs", "flops", "exact", "mults", "torch")
 
 
 def get_convention(name: str) -> Convention:
+    """The convention of that name (``UnknownConvention``, a ``UsageError``, naming the closest otherwise)."""
     try:
         return CONVENTIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown convention {name!r}; choose one of: {', '.join(CONVENTIONS)}") from None
+    except (KeyError, TypeError):
+        raise unknown_convention(name, CONVENTIONS) from None
+
+
+def as_convention(convention: str | Convention) -> Convention:
+    """How every function taking ``convention=`` reads it: a ``Convention`` as given (one a user made too), a name
+    looked up."""
+    return convention if isinstance(convention, Convention) else get_convention(convention)
+
+
+def convention_name(convention: str | Convention) -> str:
+    """The name totals are stored under (``Summary``, ``ConfigCost``), for a ``Convention`` or a name."""
+    return convention.name if isinstance(convention, Convention) else convention
 
 
 CONVENTIONS.update(PEER_CONVENTIONS)
+
+
+def notes_for(notes, convention: str, conventions) -> list[str]:
+    """``notes`` as shown under ``convention``: each once, and a note about one of the ``conventions`` (names;
+    ``"torch-causal: …"``) only under that convention."""
+    return [n for n in dict.fromkeys(notes)
+            if not (n.split(":", 1)[0] in conventions and n.split(":", 1)[0] != convention)]

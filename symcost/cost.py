@@ -12,31 +12,12 @@ from typing import Mapping
 
 import sympy
 
-#: Primitive operation kinds a layer reports.  Conventions weigh exactly these.
-OP_KINDS: dict[str, str] = {
-    "mac": "multiply-accumulate inside a dot product (conv, linear, matmul, attention)",
-    "dot": "dot products formed; a length-n dot product needs n-1 additions, not n",
-    "bias": "bias additions after a dot product",
-    "add": "elementwise addition or subtraction (also each step of a sum)",
-    "mul": "elementwise multiplication (squares, scales)",
-    "div": "division or reciprocal",
-    "cmp": "comparison, max or min (ReLU, clamps, max pooling)",
-    "fn": "transcendental function evaluation (exp, sqrt, tanh, erf)",
-}
+from .exact import as_expr, bind, numel, to_int  # noqa: F401  (numel, to_int: the layer modules import them from here)
+from .op_kinds import OP_KINDS  # noqa: F401  (symcost.OP_KINDS)
 
 Expr = sympy.Expr
 
 
-def as_expr(x) -> sympy.Expr:
-    """A sympy number or expression from an int (or an expression): never parses or evaluates a string."""
-    if isinstance(x, sympy.Basic):
-        return x
-    if isinstance(x, bool) or not isinstance(x, int):
-        raise TypeError(f"expected an integer or a sympy expression, got {x!r}")
-    return sympy.Integer(x)
-
-
-_sym = as_expr
 
 
 @dataclass(frozen=True)
@@ -69,10 +50,10 @@ class Cost:
         unknown = set(self.ops) - set(OP_KINDS)
         if unknown:
             raise ValueError(f"unknown op kind(s) {sorted(unknown)}; known: {sorted(OP_KINDS)}")
-        object.__setattr__(self, "output_shape", tuple(_sym(d) for d in self.output_shape))
-        object.__setattr__(self, "ops", {k: _sym(v) for k, v in self.ops.items() if v != 0})
+        object.__setattr__(self, "output_shape", tuple(as_expr(d) for d in self.output_shape))
+        object.__setattr__(self, "ops", {k: as_expr(v) for k, v in self.ops.items() if v != 0})
         for name in ("params", "buffers", "reads", "writes"):
-            object.__setattr__(self, name, _sym(getattr(self, name)))
+            object.__setattr__(self, name, as_expr(getattr(self, name)))
 
     @property
     def macs(self) -> sympy.Expr:
@@ -105,7 +86,7 @@ class Cost:
 
     def __mul__(self, k) -> "Cost":
         """Scale the work of a call repeated ``k`` times (parameters are shared, not scaled)."""
-        k = _sym(k)
+        k = as_expr(k)
         return replace(self, ops={n: k * v for n, v in self.ops.items()}, reads=k * self.reads, writes=k * self.writes)
 
     __rmul__ = __mul__
@@ -135,9 +116,9 @@ class Cost:
     def evaluate(self, values: Mapping, convention="flops") -> dict[str, int]:
         """Exact integers (params, buffers, MACs, FLOPs under ``convention``, reads, writes); every symbol of the
         cost needs a value (``UsageError`` names the missing ones)."""
-        from .conventions import get_convention
+        from .conventions import as_convention
 
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         c = self.subs(bind(values, self.free_symbols))
         return {"params": to_int(c.params, "params"), "buffers": to_int(c.buffers, "buffers"),
                 "macs": to_int(c.macs, "MACs"), "flops": to_int(conv.count(c), "FLOPs"),
@@ -153,10 +134,10 @@ class Cost:
     def formula(self, convention="flops"):
         """This cost for people under one convention (a ``symcost.formula.Formula``): nested floors named,
         like terms collected, LaTeX and HTML for notebooks."""
-        from .conventions import get_convention
+        from .conventions import as_convention
         from .formula import Formula
 
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         return Formula(self.layer, (), self, {}, conv)
 
     def _latex(self, printer) -> str:
@@ -168,46 +149,3 @@ class Cost:
 
     def _repr_html_(self) -> str:
         return self.formula()._repr_html_()
-
-
-def bind(values: Mapping, symbols, partial: bool = False, extra: bool = False) -> dict:
-    """``{symbol: sympy value}`` from a mapping keyed by symbols or their names, for ``symbols``.  Raises
-    ``UsageError`` for a value that is not an integer (or sympy expression), unless ``partial`` for a symbol left
-    without a value, and unless ``extra`` (ignored then) for a name that is none of them."""
-    from .errors import UsageError
-
-    by_name = {str(s): s for s in symbols}
-    out: dict = {}
-    for key, value in values.items():
-        name = str(key)
-        if name not in by_name and extra:
-            continue
-        if name not in by_name:
-            known = ", ".join(sorted(by_name)) or "none: it is a number already"
-            raise UsageError(f"{name} is not a symbol here; its symbols: {known}")
-        try:
-            out[by_name[name]] = as_expr(int(value) if hasattr(value, "__index__") and not isinstance(
-                value, (bool, sympy.Basic)) else value)
-        except TypeError:
-            raise UsageError(f"{name} needs an integer, got {value!r}") from None
-    missing = sorted(set(by_name) - {str(s) for s in out})
-    if missing and not partial:
-        raise UsageError(f"no value for {', '.join(missing)}: give one for each of {', '.join(sorted(by_name))}")
-    return out
-
-
-def numel(shape) -> sympy.Expr:
-    return sympy.Mul(*[_sym(d) for d in shape]) if shape else sympy.Integer(1)
-
-
-def to_int(expr, what: str = "value") -> int:
-    """An exact Python int from a numeric sympy expression; refuses anything else."""
-    expr = _sym(expr)
-    if expr.free_symbols:
-        names = ", ".join(sorted(str(s) for s in expr.free_symbols))
-        raise ValueError(f"{what} still depends on {names}: give a value for each")
-    if not expr.is_integer:
-        expr = sympy.nsimplify(expr)
-        if not expr.is_Integer:
-            raise ValueError(f"{what} is not an integer: {expr}")
-    return int(expr)

@@ -83,7 +83,7 @@ def tidy(e: sympy.Expr) -> sympy.Expr:
     return sympy.expand(sympy.cancel(e))
 
 
-def _symbol_or_int(v, what: str):
+def symbol_or_int(v, what: str):
     from .parse import parse_dim
 
     d = parse_dim(str(v).strip(), True)
@@ -103,7 +103,7 @@ def decode_step(model, batch, new_tokens, past, *, target: str = ""):
     from .tracing import trace
 
     _check_decoder(model)
-    past = _symbol_or_int(past, "--past")
+    past = symbol_or_int(past, "--past")
     symbolic = isinstance(past, sympy.Basic)
     try:
         step = decode_step_module(model, past_limit=symbolic)
@@ -135,8 +135,8 @@ def generation(model, batch, prompt, steps, convention: str = "flops", *, target
     from .tracing import trace
 
     _check_decoder(model)
-    steps = _symbol_or_int(steps, "--generate")
-    prompt = _symbol_or_int(prompt, "the prompt length")
+    steps = symbol_or_int(steps, "--generate")
+    prompt = symbol_or_int(prompt, "the prompt length")
     first = sympy.sympify(prompt)
     last = first + sympy.sympify(steps) - 1
     window = sliding_window(model)

@@ -112,28 +112,26 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
 
         check_target(target)  # a typo answered before torch is imported
         from .decode import decode_step, generation
-        from .errors import NeedsTensorValues
         from .moe import select_experts_implementation
         from .parse import parse_shape
-        from .targets import load_target
+        from .targets import Target
 
         shape = parse_shape(input_spec)
+        spec = Target.of(target)
+
+        def attempt(attn):
+            model = spec.build(device="meta", attn_implementation=attn).eval()
+            notes = select_experts_implementation(model)  # the ids are the input: no other preparation
+            if past is not None:
+                out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
+            else:
+                out = generation(model, shape[0], shape[1], generate, convention, target=target)
+            return out, notes
+
         with _status(f"tracing {target} decoding on {input_spec}", progress):
-            for attn in (None, "eager"):
-                model = load_target(target, device="meta", attn_implementation=attn).eval()
-                notes = select_experts_implementation(model)
-                try:
-                    if past is not None:
-                        out = {"step": decode_step(model, shape[0], shape[1], past, target=target)}
-                    else:
-                        out = generation(model, shape[0], shape[1], generate, convention, target=target)
-                    break
-                except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same
-                    if attn or not target.strip().startswith("hf:"):   # matmuls
-                        raise
-                    failed = e
-            if attn:
-                notes.append(_eager_note(failed))
+            (out, notes), eager = spec.with_eager_retry(attempt)
+        if eager is not None:
+            notes.append(_eager_note(eager))
         out["notes"] = notes
         return out
 
@@ -147,28 +145,23 @@ def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dt
     from .target_names import check_target
 
     check_target(target)  # a typo answered before torch is imported
-    from .errors import NeedsTensorValues
-    from .moe import select_experts_implementation
-    from .targets import hf_inputs, load_target
+    from .targets import Target
     from .tracing import model_input_size, trace
 
-    model = load_target(target, device="meta", attn_implementation=attn_implementation)
-    notes = select_experts_implementation(model)  # mixture of experts: an implementation that traces, named
-    dtype = _dtype(target, input_dtype)
-    hf = target.strip().startswith("hf:")
-    if hf:  # the inputs the architecture needs: pixel values, audio features, decoder ids, both towers
-        shape, dtype, chosen = hf_inputs(model, shape, input_dtype)
-        notes += chosen
-    try:
-        mc = trace(model, shape, target=target, train=train, input_dtype=dtype,
+    spec = Target.of(target)
+
+    def attempt(attn):
+        model = spec.build(device="meta", attn_implementation=attn)
+        # a mixture of experts: an implementation that traces, named; hf: the inputs the architecture needs
+        named, dtype, notes = spec.prepare(model, shape, input_dtype)
+        mc = trace(model, named, target=target, train=train, input_dtype=dtype,
                    sizes=trace_sizes, default_shape=model_input_size(model, target), backward=backward)
-    except NeedsTensorValues as e:
-        # sdpa masks read tensor values (BART's padding check): eager attention runs the same matmuls on meta
-        if not hf or attn_implementation:
-            raise
-        mc = trace_target(target, shape, train, input_dtype, trace_sizes, backward, attn_implementation="eager")
-        mc.notes[:0] = [n for n in notes if n not in mc.notes]
-        mc.notes.append(_eager_note(e))
+        mc.notes[:0] = notes
         return mc
-    mc.notes[:0] = notes
+
+    if attn_implementation:
+        return attempt(attn_implementation)
+    mc, eager = spec.with_eager_retry(attempt)
+    if eager is not None:
+        mc.notes.append(_eager_note(eager))
     return mc

@@ -645,11 +645,11 @@ def fold_target(target: str, shape: tuple[int, ...], seed: int = 0, convention: 
     """Load ``target`` (a torchvision model's BatchNorm statistics randomised: weights=None leaves them at mean 0,
     var 1, which would make the check vacuous), fold it, compare on one ``randn`` input and trace both.
     ``seed`` reproduces weights, statistics and input; ``on_step(text)`` is told when the tracing starts."""
-    from .targets import load_target
+    from .targets import Target, load_target
 
     torch.manual_seed(seed)  # the weights of a torchvision or file target
     model = load_target(target)
-    if target.strip().startswith("torchvision:"):
+    if Target.of(target).is_torchvision:
         randomize_batchnorm(model, seed=seed)
     model.eval()  # folding is an inference transform; a BN in training mode would be skipped
     result = fold_batchnorm(model, shape)

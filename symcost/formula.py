@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy
 
-from .conventions import Convention
-from .cost import Cost, as_expr
+from .exact import as_expr
+
+if TYPE_CHECKING:
+    from .convention_base import Convention
+    from .cost import Cost
 
 
 def name_output_sizes(inputs: tuple, cost: Cost) -> tuple[Cost, dict]:
@@ -141,9 +145,9 @@ class Formula:
         return "\\begin{align}\n" + " \\\\\n".join(f"{k} &= {v}" for k, v in rows) + "\n\\end{align}"
 
     def _repr_latex_(self) -> str:
-        from .export.formulas import _Printer
+        from .export.formulas import FormulaPrinter
 
-        rows = self._latex_rows(_Printer({"mul_symbol": None}))
+        rows = self._latex_rows(FormulaPrinter({"mul_symbol": None}))
         return "$\\displaystyle \\begin{aligned}" + " \\\\ ".join(f"{k} &= {v}" for k, v in rows) \
             + "\\end{aligned}$"
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import UsageError, unknown_convention
 
 
 def device_peak(device: str, dtype: str) -> tuple[float, str, str]:
     """(peak FLOP/s, device name, its source) for a preset or a device file: the one place symcost reads peaks
     for MFU (``symcost.timing`` owns the device table).  MFU is defined against the datasheet peak (PaLM's
     definition), so a preset's datasheet roofline is used, not the attained rates a fitted preset carries."""
-    from .roofline import dtype_name, get_device
+    from .timing import dtype_name, get_device
     from .timing import DATASHEET_PRESETS, PRESET_ALIASES
 
     try:
@@ -39,12 +39,12 @@ def counted_target(target: str, use_cache: bool = True) -> tuple[str, str | None
     imports no transformers); other targets are counted as given (no note for a file or vision model: it is what
     the user built)."""
     from . import cache
-    from .targets import HF_HEADS, hf_head, practitioners_head, source_hash, split_target
+    from .targets import HF_HEADS, Target, hf_head, practitioners_head, source_hash
 
-    kind, name = split_target(target)
-    if kind != "hf":
+    spec = Target.of(target)
+    if not spec.is_hf:
         return target, None
-    model_type, head = hf_head(name)
+    model_type, head = hf_head(spec.name)
     if head is None:
         key = cache.cache_key(target, "practitioners-head", False, source_hash(target))
         head = cache.load(key, "head") if use_cache else None
@@ -151,7 +151,7 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
                 input_dtype=input_dtype)
     if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+        raise unknown_convention(convention, CONVENTIONS)
     flops = int(mc.total(convention)["flops"])
     n = int(tokens(mc.input_shape, getattr(mc, "inputs", None)))
     m = mfu(flops, n, step_time_s, peak)

@@ -10,9 +10,10 @@ from typing import Mapping
 
 import sympy
 
-from .conventions import Convention, get_convention
+from .conventions import Convention, as_convention
 from .cost import Cost, bind, to_int
 from .errors import OutsideProvenDomain, UsageError
+from .summary import outside_message
 
 
 class Totals(dict):
@@ -174,13 +175,7 @@ def _solved(condition) -> str | None:
     return f"{x} >= {low}"
 
 
-def outside_message(given: str, guard: str) -> str:
-    """Why a point gets no number from the formula: it breaks a size guard of the traced path."""
-    return (f"{given} is outside the formula's domain: it holds where {guard} (a size guard of the model's "
-            "forward); traced at that size on its own, the model gives exact numbers (symcost model --at does so)")
-
-
-class _Sweepable:
+class Sweepable:
     """Evaluation of closed-form totals: exact at a point, vectorised over arrays, inside the model's domain.
     Needs ``symbols``, ``domain`` and ``total(convention)``."""
 
@@ -248,7 +243,7 @@ class _Sweepable:
 
 
 @dataclass
-class ModelCost(_Sweepable):
+class ModelCost(Sweepable):
     target: str
     input_shape: tuple
     rows: list[Row]
@@ -277,7 +272,7 @@ class ModelCost(_Sweepable):
         return sorted({s for d in self.input_shape if isinstance(d, sympy.Basic) for s in d.free_symbols}, key=str)
 
     def total(self, convention: str | Convention = "flops") -> Totals:
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         if self.pieces:  # each piece's own totals: one Piecewise, not a sum of every row's pieces
             parts = [(cond, mc.total(conv)) for cond, mc in self.pieces]
             return Totals(conv.name, {k: piecewise([(t[k], cond) for cond, t in parts]) for k in Totals.KEYS})
@@ -291,7 +286,7 @@ class ModelCost(_Sweepable):
                                   "writes": writes})
 
     def by_family(self, convention: str | Convention = "flops", metric: str = "flops") -> dict[str, sympy.Expr]:
-        conv = get_convention(convention) if isinstance(convention, str) else convention
+        conv = as_convention(convention)
         if self.pieces:
             parts = [(cond, mc.by_family(conv, metric)) for cond, mc in self.pieces]
             families = list(dict.fromkeys(f for _, d in parts for f in d))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .errors import NoSingleFormula, OutsideProvenDomain, UsageError
+from .errors import NoSingleFormula, OutsideProvenDomain, UsageError, unknown_convention
 from .summary import EVALUATED
 
 #: the totals a report shows in its formulas; an evaluation gives ``EVALUATED`` (reads and writes too)
@@ -49,13 +49,6 @@ class ModelReport:
     def as_dict(self) -> dict:
         keys = _PER_SIZE_KEYS if self.per_size else _KEYS
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-
-
-def notes_for(notes, convention: str, conventions) -> list[str]:
-    """``notes`` as shown under ``convention``: each once, and a note about one of the ``conventions`` (names;
-    ``"torch-causal: …"``) only under that convention."""
-    return [n for n in dict.fromkeys(notes)
-            if not (n.split(":", 1)[0] in conventions and n.split(":", 1)[0] != convention)]
 
 
 def nested(evaluation: dict) -> dict:
@@ -130,10 +123,12 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
     """``target`` on ``input_spec`` under ``convention``: totals (formulas for a symbolic input), evaluated at
     ``points`` (dicts symbol name -> size), with per-layer rows when ``layers``.  ``assume_divisible``: the
     formulas for input sizes that are multiples of it (points must be)."""
-    from .parse import did_you_mean, parse_shape_names
+    from .conventions import notes_for
+
+    from .parse import input_symbols
 
     started = time.perf_counter()
-    names = sorted({d for d in parse_shape_names(input_spec) if isinstance(d, str)})
+    names = input_symbols(input_spec)
     mc = summary = None
     if points and not layers and not assume_divisible and use_cache:
         from .derive import cached_summary
@@ -157,8 +152,7 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
                         f"{summary.notes[-1]}; each size was traced on its own", train=train,
                         input_dtype=input_dtype, progress=progress)
     if convention not in summary.totals:
-        raise UsageError(f"unknown convention {convention!r}{did_you_mean(convention, summary.totals)}; "
-                         f"choose one of: {', '.join(summary.totals)}")
+        raise unknown_convention(convention, summary.totals)
     total = summary.total(convention)
     report = ModelReport(
         target, summary.input_shape, convention, notes=notes_for(summary.notes, convention, summary.conventions),
@@ -280,17 +274,19 @@ def step_report(target: str, input_spec: str, convention: str = "flops", *, poin
                 progress: bool = True) -> StepReport:
     """One training step (``backward``: forward + backward, no optimizer) split into its passes; ``per_token``:
     MACs, FLOPs, reads and writes divided by the B x L tokens of the input, exactly."""
+    from .conventions import notes_for
+
     from .conventions import CONVENTIONS, get_convention
     from .derive import derive
-    from .parse import parse_shape_names
+    from .parse import input_symbols
     from .training import PER_TOKEN_METRICS, exact, tokens
 
     started = time.perf_counter()
     if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+        raise unknown_convention(convention, CONVENTIONS)
     if assume_divisible is not None and assume_divisible < 1:
         raise UsageError(f"--assume-divisible needs a positive integer, got {assume_divisible}")
-    names = sorted({d for d in parse_shape_names(input_spec) if isinstance(d, str)})
+    names = input_symbols(input_spec)
     mc = derive(target, input_spec, train=train, use_cache=use_cache, progress=progress, input_dtype=input_dtype,
                 backward=backward)
     n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if per_token else None
@@ -364,6 +360,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     ``--at`` assignments of the result's symbols, evaluated exactly.  From the cache when it can (``derive_decode``).
     ``config`` (with ``generate``): the same in the model's config fields too (``symcost.hyper``).
     """
+    from .conventions import notes_for
+
     import sympy
 
     from .conventions import CONVENTIONS, get_convention
@@ -375,7 +373,7 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
 
     started = time.perf_counter()
     if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+        raise unknown_convention(convention, CONVENTIONS)
     if bool(past) == bool(generate):
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     shape = parse_shape(input_spec)

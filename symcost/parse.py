@@ -1,9 +1,9 @@
 """Parsing of user strings: shapes and layer settings.  Nothing here ever evaluates a string."""
 from __future__ import annotations
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 
-__all__ = ["UsageError", "convention_arg", "did_you_mean", "parse_dim", "parse_input_spec", "parse_settings",
+__all__ = ["UsageError", "convention_arg", "did_you_mean", "input_symbols", "parse_dim", "parse_input_spec", "parse_settings",
            "parse_shape", "parse_shapes", "rewrite_layer_options", "shape_key"]
 
 
@@ -57,6 +57,11 @@ def parse_shape(text: str, allow_symbols: bool = True) -> tuple:
     return tuple(parse_dim(t, allow_symbols) for t in text.replace("×", "x").split("x"))
 
 
+def input_symbols(text: str) -> list[str]:
+    """The symbol names of a model's ``--input`` (one shape or named shapes), sorted, without sympy."""
+    return sorted({d for d in parse_shape_names(text) if isinstance(d, str)})
+
+
 def parse_shape_names(text: str) -> tuple:
     """``"1x3xHxW"`` -> (1, 3, "H", "W"), validated like ``parse_shape`` but without sympy (fast paths)."""
     import re
@@ -81,14 +86,6 @@ def parse_shape_names(text: str) -> tuple:
 def parse_shapes(text: str, allow_symbols: bool = True) -> tuple[tuple, ...]:
     """Several inputs separated by commas: ``"8x64x32,8x32x16"``."""
     return tuple(parse_shape(part, allow_symbols) for part in text.split(","))
-
-
-def did_you_mean(word: str, candidates) -> str:
-    """``" (did you mean --json?)"`` for the closest candidate, or ``""`` when none is close."""
-    from difflib import get_close_matches
-
-    close = get_close_matches(word, list(candidates), 1, 0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def parse_settings(tokens: list[str], layer_cls, allow_symbols: bool, options: tuple[str, ...] = ()) -> dict:
@@ -157,14 +154,11 @@ def rewrite_layer_options(tokens: list[str], layer_cls) -> list[str]:
 
 
 def convention_arg(name: str):
-    """The convention named on the command line, or a one-line ``UsageError`` listing the known ones."""
-    from .conventions import CONVENTIONS, get_convention
+    """The convention named on the command line, or a one-line ``UnknownConvention`` (a ``UsageError``) naming the
+    closest and listing the known ones."""
+    from .conventions import get_convention
 
-    try:
-        return get_convention(name)
-    except ValueError:
-        hint = did_you_mean(name.strip().lower(), CONVENTIONS)
-        raise UsageError(f"unknown convention {name!r}{hint}; choose one of: {', '.join(CONVENTIONS)}") from None
+    return get_convention(name)
 
 
 def shape_key(text: str) -> str:

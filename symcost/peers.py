@@ -31,7 +31,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-from .convention_base import Convention, _weights
+from .convention_base import Convention, weight_table
 from .registry import check_names
 
 _BN = ("batchnorm1d", "batchnorm2d", "batchnorm3d")
@@ -193,7 +193,7 @@ FVCORE = Convention(
     "per element; adaptive_avg_pool2d 1 per input element; everything else (ReLU, max and average pooling, "
     "residual adds, SE multiplications, softmax, baddbmm) 0",
     "fvcore/nn/flop_count.py _DEFAULT_SUPPORTED_OPS and fvcore/nn/jit_handles.py (fvcore 0.1.5), jit-traced aten ops",
-    _weights(0, mac=1),
+    weight_table(0, mac=1),
     {
         **_each(_BN, {"mul": 1, "add": 1}),              # batchnorm_flop_jit, eval, affine: numel * 2
         "layernorm": {"writes": 5}, "groupnorm": {"writes": 5},  # norm_flop_counter: numel * 5 ("rough estimate")
@@ -247,7 +247,7 @@ THOP = Convention(
     "(no hook) 0",
     "thop/profile.py register_hooks and profile(), thop/vision/basic_hooks.py, thop/vision/calc_func.py "
     "(thop 0.1.1.post2209072238)",
-    _weights(0, mac=1),
+    weight_table(0, mac=1),
     {
         **_each(_BN, {"mul": 2, "add": 2}),              # calculate_norm: 2*numel, doubled again for affine
         "layernorm": {"writes": 4},
@@ -314,7 +314,7 @@ PTFLOPS = Convention(
     "F.*pool* call 1 per element; operators (x + y, scale * x) 0",
     "ptflops/pytorch_engine.py (patch_functional, patch_tensor_ops) and ptflops/pytorch_ops.py MODULES_MAPPING, "
     "FUNCTIONAL_MAPPING (ptflops 0.7.5)",
-    _weights(0, mac=1, bias=1),
+    weight_table(0, mac=1, bias=1),
     {
         **_each(_PT_TWICE, {"writes": 2}),                 # relu_flops_counter_hook + patched F.relu in forward
         "relu6": {"writes": 1}, "leaky_relu": {"writes": 1},  # hooked; F.hardtanh / F.leaky_relu not patched
@@ -380,7 +380,7 @@ TORCHPROFILE = Convention(
     "norm (affine), average and adaptive average pooling, mean, elementwise multiplication (aten::mul) and leaky "
     "ReLU; additions, ReLU, SiLU, sigmoid, softmax and max pooling 0",
     "torchprofile/handlers.py HANDLER_MAP (torchprofile 0.1.0)",
-    _weights(0, mac=1),
+    weight_table(0, mac=1),
     {
         **_each(_BN + ("layernorm", "groupnorm"), {"writes": 1}),   # _norm: output numel if affine
         **_each(_AVGPOOL + _ADAPTIVE_AVG + ("mean",), {"writes": 1}),  # _avg_pool_or_mean: output numel

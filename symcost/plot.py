@@ -64,7 +64,9 @@ def default_input_size(target: str) -> tuple | None:
 def marker_label(targets) -> str:
     """What the marked size is, in a plot's legend: the weights' input size for image models, the context length
     (``max_position_embeddings``) for Hugging Face models."""
-    kinds = {"hf" if str(t).strip().startswith("hf:") else "image" for t in targets}
+    from .targets import Target
+
+    kinds = {"hf" if Target.of(t).is_hf else "image" for t in targets}
     return {frozenset({"hf"}): "the config's max_position_embeddings",
             frozenset({"image"}): "the weights' input size"}.get(frozenset(kinds), "the model's default input size")
 

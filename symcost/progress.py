@@ -1,6 +1,7 @@
 """One spinner for every slow command: rich, on stderr, and only on a terminal (pipes, files and --json stay clean).
 
-``symcost COMMAND --quiet`` turns it off for the whole run (``set_quiet``)."""
+``status`` and ``steps`` for a block of code, ``Progress`` for a status line kept across calls (the time model's
+measurements).  ``symcost COMMAND --quiet`` turns them all off for the whole run (``set_quiet``)."""
 from __future__ import annotations
 
 import sys
@@ -55,3 +56,33 @@ def steps(text: str, total: int, enabled: bool = True):
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(text, total=total)
         yield lambda: bar.advance(task)
+
+
+class Progress:
+    """``update(text)`` shows what is being measured; ``done()`` (or leaving the ``with``) clears it.
+
+    Disabled, ``--quiet`` or off a terminal, it prints nothing: logs and ``--json`` output stay clean."""
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self._status = None
+        if showing(enabled):
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(label)
+            self._status.start()
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(f"{self.label}: {text}")
+
+    def done(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done()

@@ -1,7 +1,14 @@
-"""Layer name -> layer class.  Each class registers itself once."""
+"""Layer name -> layer class.  Each class registers itself once, when its module is imported.
+
+The registry names no layer module: ``load_catalog`` imports every module of the ``symcost.layers`` package, found
+by listing it, so a new layer family is one new file there (and the layers, which build on ``Cost``, never sit in an
+import cycle with the conventions that check their names against this catalog).
+"""
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 
 REGISTRY: dict[str, type] = {}
 
@@ -22,9 +29,23 @@ class UnknownLayer(LayerError):
     """No catalog layer of that name (the message suggests the closest)."""
 
 
-def get_layer_class(name: str):
-    from . import layers  # noqa: F401  (registers every family)
+def load_catalog() -> None:
+    """Import every module of ``symcost.layers`` (once): each registers its layers."""
+    global _loaded
+    if _loaded:
+        return
+    from . import layers
 
+    for module in pkgutil.iter_modules(layers.__path__):
+        importlib.import_module(f"{layers.__name__}.{module.name}")
+    _loaded = True
+
+
+_loaded = False
+
+
+def get_layer_class(name: str):
+    load_catalog()
     key = name.lower()
     if key in REGISTRY:
         return REGISTRY[key]
@@ -34,7 +55,7 @@ def get_layer_class(name: str):
 
 
 def all_layers() -> dict[str, type]:
-    from . import layers  # noqa: F401
+    load_catalog()
 
     return dict(sorted(REGISTRY.items()))
 

@@ -18,4 +18,4 @@ from .timing.measure import (  # noqa: F401
     regime_text,
     threads_text,
 )
-from .timing.progress import Progress  # noqa: F401
+from .progress import Progress  # noqa: F401

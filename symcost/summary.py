@@ -29,11 +29,17 @@ class Unsupported(ValueError):
     """An expression node the tree evaluator does not know."""
 
 
+def outside_message(given: str, guard: str) -> str:
+    """Why a point gets no number from the formula: it breaks a size guard of the traced path."""
+    return (f"{given} is outside the formula's domain: it holds where {guard} (a size guard of the model's "
+            "forward); traced at that size on its own, the model gives exact numbers (symcost model --at does so)")
+
+
 def to_tree(expr):
     """sympy expression -> nested tuples; a node without a tuple form becomes ``("sympy", node)``."""
     import sympy
 
-    from .layers.pool import gcd
+    from .exact import gcd
 
     if expr is sympy.true or expr is sympy.false:
         return ("bool", bool(expr))
@@ -231,7 +237,9 @@ class Summary:
 
     def total(self, convention: str) -> dict:
         if convention not in self.totals:
-            raise ValueError(f"unknown convention {convention!r}; choose one of: {', '.join(self.totals)}")
+            from .errors import unknown_convention
+
+            raise unknown_convention(convention, self.totals)
         return self.totals[convention]
 
     def evaluate(self, points: list[dict], convention: str) -> list[dict]:
@@ -250,8 +258,6 @@ class Summary:
         bad = self.outside(points)
         if bad:
             from .errors import OutsideProvenDomain
-            from .model import outside_message
-
             i, guard = bad[0]
             extra = f" ({len(bad)} of {len(points)} requested points are outside)" if len(points) > 1 else ""
             raise OutsideProvenDomain(outside_message(", ".join(f"{k}={v}" for k, v in points[i].items()), guard)

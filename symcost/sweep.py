@@ -138,3 +138,24 @@ def check_divisible(k: int, points: list[dict] | None) -> None:
             if value % k:
                 raise UsageError(f"--assume-divisible {k}: {name}={value} is not a multiple of {k}, so the simplified "
                                  f"formula does not hold there; drop --assume-divisible for exact values at any size")
+
+
+def parse_range(text: str, symbols: list[str]) -> tuple[str, list[int]]:
+    """``R=32:1024:32`` (inclusive) or ``R=224,256,288`` -> ("R", values); the name may be left out when the
+    input has one symbol."""
+    name, sep, values = text.partition("=")
+    if not sep:
+        name, values = (symbols[0] if len(symbols) == 1 else ""), text
+        if not name:
+            raise UsageError(f"--range {text!r}: expected NAME=START:STOP:STEP, e.g. R=32:1024:32")
+    name = name.strip()
+    if name not in symbols:
+        raise UsageError(f"--range {text!r}: the input has no symbol {name!r} (its symbols: "
+                         f"{', '.join(symbols) or 'none'})")
+    try:
+        xs = parse_values(values)
+    except UsageError as e:
+        raise UsageError(f"--range: {e}") from None
+    if len(xs) < 2:
+        raise UsageError(f"--range {text!r}: a plot needs at least two sizes")
+    return name, xs

@@ -6,7 +6,8 @@ an unknown torchvision, timm or Hugging Face name, a missing file or a name the 
 libraries' own source files as text (``importlib.util.find_spec`` locates them without importing them).  It only
 refuses what it is sure of: where a library's files cannot be read, or read as expected, it says nothing and
 ``load_target`` decides after the import, as before.  ``check_config_fields`` does the same for ``--config`` fields
-of an ``hf:`` target.
+of an ``hf:`` target.  The target syntax itself (``split_target``, ``hf_head``, ``TARGET_SYNTAX``) is here too:
+``targets`` builds what these names name.
 """
 from __future__ import annotations
 
@@ -18,6 +19,37 @@ import re
 from pathlib import Path
 
 from .errors import UsageError
+
+
+TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), "
+                 "hf:MODEL_TYPE[:HEAD] (a Hugging Face model built from its "
+                 "default config, e.g. hf:bert, with a task head hf:llama:causal-lm; never downloaded) or "
+                 "path/to/file.py:callable")
+
+#: the task heads of ``hf:MODEL_TYPE:HEAD``, each built through one of transformers' auto classes
+HF_HEADS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
+            "seq2seq-lm": "AutoModelForSeq2SeqLM", "classification": "AutoModelForSequenceClassification"}
+
+
+def split_target(spec: str) -> tuple[str, str]:
+    """(source, name): ``hf:llama:causal-lm`` -> ("hf", "llama:causal-lm"), ``net.py:build`` -> ("net.py",
+    "build"), ``torchvision:resnet50`` -> ("torchvision", "resnet50"); a file path may hold colons, a model
+    type does not."""
+    spec = spec.strip()
+    if spec.startswith("hf:"):
+        return "hf", spec[3:]
+    kind, _, name = spec.rpartition(":")
+    return kind, name
+
+
+def hf_head(name: str) -> tuple[str, str | None]:
+    """``llama:causal-lm`` -> ("llama", "causal-lm"); ``llama`` -> ("llama", None): the base model."""
+    model_type, sep, head = name.partition(":")
+    if sep and head not in HF_HEADS:
+        close = difflib.get_close_matches(head, list(HF_HEADS), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"hf:{name}: unknown head {head!r}{hint} (heads: {', '.join(HF_HEADS)})")
+    return model_type, (head if sep else None)
 
 
 def _package_dir(name: str) -> Path | None:
@@ -114,8 +146,6 @@ def _refuse(what: str, name: str, known, see: str):
 
 def check_target(spec: str) -> None:
     """``UsageError`` for a target that cannot load, found without importing torch or any model library."""
-    from .targets import TARGET_SYNTAX, hf_head, split_target
-
     kind, name = split_target(spec)
     if not kind or not name:
         raise UsageError(f"target {spec!r}: expected {TARGET_SYNTAX}")

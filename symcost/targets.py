@@ -26,39 +26,86 @@ import hashlib
 import importlib.util
 import inspect
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .parse import UsageError
+from .target_names import HF_HEADS, TARGET_SYNTAX, check_target, hf_head, split_target  # noqa: F401  (the
+# spec's syntax lives with the name checks, which import no model library; importers of these names find them here too)
 
-TARGET_SYNTAX = ("torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (e.g. timm:resnet50d), "
-                 "hf:MODEL_TYPE[:HEAD] (a Hugging Face model built from its "
-                 "default config, e.g. hf:bert, with a task head hf:llama:causal-lm; never downloaded) or "
-                 "path/to/file.py:callable")
-
-#: the task heads of ``hf:MODEL_TYPE:HEAD``, each built through one of transformers' auto classes
-HF_HEADS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
-            "seq2seq-lm": "AutoModelForSeq2SeqLM", "classification": "AutoModelForSequenceClassification"}
+#: the libraries a target can name; any other source is a file (``path/to/file.py:callable``)
+LIBRARIES = ("torchvision", "timm", "hf")
 
 
-def split_target(spec: str) -> tuple[str, str]:
-    """(source, name): ``hf:llama:causal-lm`` -> ("hf", "llama:causal-lm"), ``net.py:build`` -> ("net.py",
-    "build"), ``torchvision:resnet50`` -> ("torchvision", "resnet50"); a file path may hold colons, a model
-    type does not."""
-    spec = spec.strip()
-    if spec.startswith("hf:"):
-        return "hf", spec[3:]
-    kind, _, name = spec.rpartition(":")
-    return kind, name
+@dataclass(frozen=True)
+class Target:
+    """A target as parsed once: where it comes from (``kind``: "torchvision", "timm", "hf" or "file"), its name
+    there, and what each kind needs -- how it is built, its default input size and dtype, and the Hugging Face
+    preparation (an experts implementation that traces, the inputs the architecture takes, eager attention when the
+    default one reads mask values).  The one place outside the name checks that reads a target's prefix."""
 
+    spec: str       # as written, stripped: the cache key and every message use it
+    source: str     # the part before the last colon ("hf" for any hf: spec): a library, or a file's path
+    name: str       # the model's name in its library, or the file's callable
 
-def hf_head(name: str) -> tuple[str, str | None]:
-    """``llama:causal-lm`` -> ("llama", "causal-lm"); ``llama`` -> ("llama", None): the base model."""
-    model_type, sep, head = name.partition(":")
-    if sep and head not in HF_HEADS:
-        close = difflib.get_close_matches(head, list(HF_HEADS), n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"hf:{name}: unknown head {head!r}{hint} (heads: {', '.join(HF_HEADS)})")
-    return model_type, (head if sep else None)
+    @classmethod
+    def of(cls, spec) -> "Target":
+        if isinstance(spec, Target):
+            return spec
+        text = str(spec).strip()
+        source, name = split_target(text)
+        return cls(text, source, name)
+
+    @property
+    def kind(self) -> str:
+        """"torchvision", "timm", "hf", "file", or "" for a spec without a source (refused on loading)."""
+        return self.source if self.source in LIBRARIES else ("file" if self.source else "")
+
+    @property
+    def is_hf(self) -> bool:
+        return self.kind == "hf"
+
+    @property
+    def is_torchvision(self) -> bool:
+        return self.kind == "torchvision"
+
+    def build(self, device: str | None = None, attn_implementation: str | None = None):
+        """The ``nn.Module`` (``load_target``)."""
+        return load_target(self.spec, device=device, attn_implementation=attn_implementation)
+
+    def default_size(self) -> tuple | None:
+        """The input size the model was made for (``default_input_size``)."""
+        return default_input_size(self.spec)
+
+    @property
+    def input_dtype(self) -> str:
+        """Hugging Face models take token ids (int64); everything else floats."""
+        return "int64" if self.is_hf else "float32"
+
+    def prepare(self, model, shape, input_dtype: str | None = None) -> tuple:
+        """``(shape, input dtype, notes)`` to trace the built ``model`` on: a mixture of experts switched to an
+        experts implementation that traces (any kind), and for a Hugging Face model the inputs its architecture
+        takes (pixel values, audio features, decoder ids, both towers: ``hf_inputs``)."""
+        from .moe import select_experts_implementation
+
+        notes = select_experts_implementation(model)
+        if not self.is_hf:
+            return shape, input_dtype or self.input_dtype, notes
+        shape, dtype, chosen = hf_inputs(model, shape, input_dtype)
+        return shape, dtype, notes + chosen
+
+    def with_eager_retry(self, attempt):
+        """``(attempt(None), None)``, or for a Hugging Face model whose default (sdpa) attention reads mask values
+        (``NeedsTensorValues`` on meta tensors) ``(attempt("eager"), the error)``: eager attention runs the same
+        matmuls.  ``attempt(attn_implementation)`` builds and traces."""
+        from .errors import NeedsTensorValues
+
+        try:
+            return attempt(None), None
+        except NeedsTensorValues as e:
+            if not self.is_hf:
+                raise
+            return attempt("eager"), e
 
 
 def hf_auto_class(model_type: str, head: str | None, config):
@@ -99,8 +146,6 @@ def load_target(spec: str, device: str | None = None, attn_implementation: str |
     of seconds); builders that compute with tensors (regnet) fall back to a CPU build moved to meta.
     ``attn_implementation`` ("eager", "sdpa"): for hf: targets, the attention implementation to build with.
     """
-    from .target_names import check_target
-
     check_target(spec)  # a typo answered from the libraries' source files, before they (and torch) are imported
     kind, name = split_target(spec)
     if not kind or not name:
@@ -151,13 +196,12 @@ def source_hash(spec: str) -> str:
 
 def is_file_target(spec) -> bool:
     """A ``path/to/file.py:callable`` target (the user's code: its imports are part of a cache entry's key)."""
-    kind = str(spec).strip().rpartition(":")[0]
-    return kind not in ("", "torchvision", "timm", "hf")
+    return Target.of(spec).kind == "file"
 
 
 def default_input_dtype(spec: str) -> str:
     """Hugging Face models take token ids (int64); everything else floats."""
-    return "int64" if spec.strip().startswith("hf:") else "float32"
+    return Target.of(spec).input_dtype
 
 
 def _huggingface(name: str, attn_implementation: str | None = None):

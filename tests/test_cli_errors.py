@@ -151,7 +151,7 @@ def test_ceil_mode_model_refuses_a_size_outside_its_domain(capsys, ceil_target):
 def test_tree_evaluation_is_exact_where_float_rounding_is_not():
     import sympy
 
-    from symcost.layers.pool import gcd
+    from symcost.exact import gcd
     from symcost.summary import evaluate_tree, to_tree
 
     h = sympy.Symbol("H", integer=True, positive=True)

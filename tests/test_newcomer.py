@@ -409,7 +409,7 @@ def test_an_embedding_first_model_is_told_to_take_integer_ids(tmp_path, cache):
 # ------------------------------------------------------------------------------ 6. notes and numbers
 
 def test_a_conventions_note_shows_under_that_convention_once():
-    from symcost.model_report import notes_for
+    from symcost.conventions import notes_for
 
     notes = ["torch-causal: 12 attention calls …", "backward: one step", "torch-causal: 12 attention calls …"]
     names = {"flops": "", "torch": "", "torch-causal": ""}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from symcost import CONVENTIONS, layer
-from symcost.conventions import CORE, Convention, _weights
+from symcost.conventions import CORE, Convention, weight_table
 from symcost.cost import to_int
 from symcost.peers import PEER_CONVENTIONS, PEERS
 from symcost.targets import load_target
@@ -202,16 +202,16 @@ def test_peers_are_registered_next_to_the_core():
 def test_element_and_functional_weights():
     relu = layer("relu").cost()                    # symbolic (N, C, H, W): cmp = writes = reads = N*C*H*W
     n = relu.writes
-    conv = Convention("t", "", "", _weights(0, mac=1), {"relu": {"writes": 2}},
+    conv = Convention("t", "", "", weight_table(0, mac=1), {"relu": {"writes": 2}},
                       functional_weights={"activation": {"reads": 1}})
     assert sympy.simplify(conv.count(relu) - 2 * n) == 0
     assert sympy.simplify(conv.count(relu, functional=True) - n) == 0
-    half = Convention("h", "", "", _weights(0), {"relu6": {"cmp": sympy.Rational(1, 2)}})
+    half = Convention("h", "", "", weight_table(0), {"relu6": {"cmp": sympy.Rational(1, 2)}})
     assert sympy.simplify(half.count(layer("relu6").cost()) - n) == 0       # relu6 has 2 cmp per element
     with pytest.raises(ValueError, match="unknown kinds"):
-        Convention("bad", "", "", _weights(0), {"relu": {"elements": 1}})
+        Convention("bad", "", "", weight_table(0), {"relu": {"elements": 1}})
     with pytest.raises(ValueError, match="unknown kinds"):
-        Convention("bad", "", "", _weights(0), functional_weights={"relu": {"flops": 1}})
+        Convention("bad", "", "", weight_table(0), functional_weights={"relu": {"flops": 1}})
     with pytest.raises(ValueError, match="count each layer"):
         PEER_CONVENTIONS["ptflops"].count(relu + layer("conv2d").cost())
 

@@ -85,15 +85,15 @@ if __name__ == "__main__" and "--write" in sys.argv:
 def test_a_convention_naming_an_unknown_layer_is_refused():
     import pytest
 
-    from symcost.convention_base import Convention, _weights
+    from symcost.convention_base import Convention, weight_table
     from symcost.registry import UnknownLayer
 
     with pytest.raises(UnknownLayer, match="'conv2dd' is neither a catalog layer nor a layer family.*conv2d"):
-        Convention("typo", "a deliberately wrong table", "this test", _weights(0, mac=1), {"conv2dd": {"mac": 2}})
+        Convention("typo", "a deliberately wrong table", "this test", weight_table(0, mac=1), {"conv2dd": {"mac": 2}})
     with pytest.raises(UnknownLayer, match="'activations' is neither"):  # a family misspelt, in functional calls
-        Convention("typo", "s", "this test", _weights(0, mac=1), functional_weights={"activations": {"writes": 1}})
+        Convention("typo", "s", "this test", weight_table(0, mac=1), functional_weights={"activations": {"writes": 1}})
     # the right names load
-    ok = Convention("fine", "s", "this test", _weights(0, mac=1), {"conv2d": {"mac": 2}, "activation": {"fn": 1}})
+    ok = Convention("fine", "s", "this test", weight_table(0, mac=1), {"conv2d": {"mac": 2}, "activation": {"fn": 1}})
     assert ok.family_weights["conv2d"]["mac"] == 2
 
 
@@ -193,6 +193,21 @@ def _imported(module: str, path: Path, node, modules: dict) -> list[str]:
     return out
 
 
+def _run_time(body):
+    """Every statement that can run: the module level and every function and class body, nested ones included
+    (not under ``if TYPE_CHECKING``, which only type checkers read)."""
+    import ast
+
+    for node in body:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from _run_time(node.orelse)
+            continue
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            if isinstance(getattr(node, field, None), list):
+                yield from _run_time(getattr(node, field))
+
+
 def import_graph(module_level_only: bool = True) -> dict[str, set[str]]:
     import ast
 
@@ -200,7 +215,7 @@ def import_graph(module_level_only: bool = True) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for module, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        nodes = _module_level(tree.body) if module_level_only else ast.walk(tree)
+        nodes = _module_level(tree.body) if module_level_only else _run_time(tree.body)
         for node in nodes:
             graph[module].update(t for t in _imported(module, path, node, modules) if t != module)
     return graph
@@ -251,9 +266,10 @@ def test_the_cycle_finder_finds_cycles():
 def test_the_graph_resolves_relative_imports():
     graph = import_graph()
     assert "symcost.cost" in graph["symcost.layers.base"]          # from ..cost import Cost
-    assert "symcost.layers.conv" in graph["symcost.layers"]         # from . import activation, ..., conv
+    assert "symcost.tracing.causal" in graph["symcost.tracing"]     # from . import causal as _causal
     assert "symcost.registry" in graph["symcost.layers.conv"]       # from ..registry import register
     assert "symcost.layers" not in graph["symcost.registry"]        # imported inside functions only
+    assert "symcost.layers" in import_graph(module_level_only=False)["symcost.registry"]
 
 
 def test_every_module_imports():
@@ -267,6 +283,28 @@ def test_no_import_cycle_among_module_level_imports():
     assert cycles(import_graph()) == []
 
 
+#: cycles known and left for now, each with its reason: the test fails when one is gone (drop it here) or grows
+KNOWN_CYCLES: set = set()
+
+
+def test_no_import_cycle_at_all():
+    # function-level imports included: a cycle hidden inside a function is still a cycle for a reader following
+    # the imports (and a call running back up the layers)
+    found = {tuple(c) for c in cycles(import_graph(module_level_only=False))}
+    assert found <= KNOWN_CYCLES, "import cycles (each a set of modules importing each other): " + "; ".join(
+        " <-> ".join(c) for c in sorted(found - KNOWN_CYCLES))
+    assert KNOWN_CYCLES <= found, f"no longer a cycle, drop from KNOWN_CYCLES: {sorted(KNOWN_CYCLES - found)}"
+
+
+def test_the_run_time_graph_sees_function_level_imports():
+    # the walker itself: an import inside a method of a class counts; one under `if TYPE_CHECKING` does not
+    import ast
+
+    tree = ast.parse("if TYPE_CHECKING:\n    import a\nclass C:\n    def f(self):\n        import b\n")
+    names = [n.names[0].name for n in _run_time(tree.body) if isinstance(n, ast.Import)]
+    assert names == ["b"]
+
+
 def test_the_library_does_not_import_the_cli():
     # anywhere in a module, functions included: the library must work without symcost.commands
     offenders = set()
@@ -276,3 +314,159 @@ def test_the_library_does_not_import_the_cli():
         offenders |= {(module, t) for t in targets if t == "symcost.commands" or t.startswith("symcost.commands.")}
     assert offenders <= CLI_IMPORT_ALLOWED, f"the library imports the CLI: {sorted(offenders - CLI_IMPORT_ALLOWED)}"
     assert CLI_IMPORT_ALLOWED <= offenders, f"no longer imported, drop from the list: {CLI_IMPORT_ALLOWED - offenders}"
+
+
+# ---- private names stay private --------------------------------------------------------------------------------
+
+#: private names still imported across modules, each with its reason: the test fails when one is gone (drop it)
+KNOWN_PRIVATE_IMPORTS: set = set()
+
+
+def private_imports(modules: dict | None = None) -> set[tuple[str, str, str]]:
+    """(importing module, symcost module, name) for each ``from symcost.x import _name``, functions included (tests
+    may import private names: they are not scanned)."""
+    import ast
+
+    modules = modules or _modules()
+    found = set()
+    for module, path in modules.items():
+        for node in _run_time(ast.parse(path.read_text(), str(path)).body):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    source = _imported(module, path, ast.ImportFrom(node.module, [alias], node.level), modules)
+                    if source:
+                        found.add((module, source[0], alias.name))
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = private_imports()
+    assert found <= KNOWN_PRIVATE_IMPORTS, "private names imported from another module (make them public under a " \
+        f"proper name, or move them): {sorted(found - KNOWN_PRIVATE_IMPORTS)}"
+    assert KNOWN_PRIVATE_IMPORTS <= found, f"no longer imported, drop from the list: {KNOWN_PRIVATE_IMPORTS - found}"
+
+
+def test_the_private_import_finder_finds_them(tmp_path):
+    # the finder itself: torch's private names (_BatchNorm) are not symcost's; a made-up package's are found,
+    # at module level and inside a function
+    assert not any(source.startswith("torch") for _, source, _ in private_imports())
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "a.py").write_text("_x = 1\n_y = 2\n")
+    (tmp_path / "b.py").write_text("from .a import _x\n\n\ndef f():\n    from .a import _y\n    return _y\n")
+    modules = {"symcost.fake": tmp_path / "__init__.py", "symcost.fake.a": tmp_path / "a.py",
+               "symcost.fake.b": tmp_path / "b.py"}
+    assert private_imports(modules) == {("symcost.fake.b", "symcost.fake.a", "_x"),
+                                        ("symcost.fake.b", "symcost.fake.a", "_y")}
+
+
+# ---- one place reads a target's prefix -------------------------------------------------------------------------
+
+#: the modules that may tell targets apart by their prefix: the parsed ``Target`` (targets.py) and the target
+#: syntax with its torch-free name checks (target_names.py)
+TARGET_PARSERS = {"symcost.targets", "symcost.target_names"}
+_SOURCES = {"hf", "timm", "torchvision"}
+
+
+def _prefix_tests(tree) -> list[int]:
+    """Lines testing a target's source by its spelling: ``s.startswith("hf:")``, ``kind == "timm"``,
+    ``kind in ("torchvision", "hf")``, ``"hf:" in s``."""
+    import ast
+
+    def names_a_source(node) -> bool:
+        values = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return any(isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value.rstrip(":") in _SOURCES
+                   for v in values)
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("startswith", "partition",
+                                                                               "rpartition"):
+            if node.args and names_a_source(node.args[0]):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and any(names_a_source(n) for n in (node.left, *node.comparators)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_target_parser_reads_a_target_prefix():
+    import ast
+
+    offenders = []
+    for module, path in _modules().items():
+        if module in TARGET_PARSERS or module.startswith("symcost.commands") or module == "symcost.cli":
+            continue
+        offenders += [f"{module}:{line}" for line in _prefix_tests(ast.parse(path.read_text(), str(path)))]
+    assert offenders == [], f"a target's prefix read outside targets.Target: {offenders}"
+
+
+def test_the_prefix_finder_finds_them():
+    import ast
+
+    tree = ast.parse('a.startswith("hf:")\nkind == "timm"\nk in ("torchvision", "x")\n"hf:" in s\n'
+                     'a.startswith("h")\nd == "hfx"\nversions = ("torch", "torchvision")\n')
+    assert _prefix_tests(tree) == [1, 2, 3, 4]
+
+
+# ---- parse once: shapes and conventions ------------------------------------------------------------------------
+
+def _calls(tree, names: set[str]) -> list[tuple[int, str]]:
+    import ast
+
+    return [(n.lineno, n.func.id if isinstance(n.func, ast.Name) else n.func.attr) for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and (getattr(n.func, "id", None) in names or getattr(n.func, "attr", None)
+                                             in names)]
+
+
+def _library() -> dict[str, Path]:
+    return {m: p for m, p in _modules().items() if not (m.startswith("symcost.commands") or m == "symcost.cli")}
+
+
+def test_a_convention_is_read_in_one_place():
+    # `get_convention(c) if isinstance(c, str) else c` is conventions.as_convention; the refusal is written once
+    import ast
+
+    unread, messages = [], []
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.IfExp) and _calls(node, {"get_convention"}) and _calls(node.test, {"isinstance"}) \
+                    and module != "symcost.conventions":  # as_convention itself
+                unread.append(f"{module}:{node.lineno}")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "unknown convention" in node.value:
+                messages.append(module)
+    assert unread == [], f"a convention read by hand (use conventions.as_convention): {unread}"
+    assert messages == ["symcost.errors"], f"'unknown convention' written outside errors.unknown_convention: {messages}"
+
+
+#: the library modules that still parse a shape string themselves (the request should arrive parsed): the test
+#: fails when one stops (drop it here) or another starts
+PARSING_BELOW_THE_CLI = {"symcost.decode", "symcost.derive", "symcost.footprint.build",
+                         "symcost.footprint.config", "symcost.hyper",
+                         "symcost.mfu", "symcost.model_report"}
+_SHAPE_PARSERS = {"parse_shape", "parse_shapes", "parse_shape_names", "parse_input_spec", "parse_dim",
+                  "input_symbols"}
+
+
+def test_shapes_are_parsed_at_the_edge():
+    import ast
+
+    found = {module for module, path in _library().items() if module != "symcost.parse"
+             and _calls(ast.parse(path.read_text(), str(path)), _SHAPE_PARSERS)}
+    assert found <= PARSING_BELOW_THE_CLI, f"a library module parses a shape string: " \
+        f"{sorted(found - PARSING_BELOW_THE_CLI)}"
+    assert PARSING_BELOW_THE_CLI <= found, f"no longer parses, drop from the list: {PARSING_BELOW_THE_CLI - found}"
+
+
+def test_the_symbols_of_an_input_are_found_in_one_place():
+    # `sorted({d for d in parse_shape_names(x) if isinstance(d, str)})` is parse.input_symbols
+    import ast
+
+    copies = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.SetComp) and _calls(node, {"parse_shape_names"}) and module != "symcost.parse":
+                copies.append(module)
+    # commands/memory.py: being reworked elsewhere
+    assert copies == ["symcost.commands.memory"], f"input symbols found by hand (use parse.input_symbols): {copies}"

@@ -52,3 +52,40 @@ def test_bad_specs(spec, message):
     with pytest.raises(UsageError) as e:
         load_target(spec)
     assert message in str(e.value)
+
+
+def test_a_target_is_parsed_once_into_its_kind_and_name():
+    from symcost.targets import Target, is_file_target
+
+    cases = {"hf:llama:causal-lm": ("hf", "llama:causal-lm"), " torchvision:resnet50 ": ("torchvision", "resnet50"),
+             "timm:resnet50d": ("timm", "resnet50d"), "models/net.py:build": ("file", "build"),
+             "resnet50": ("", "resnet50")}
+    for spec, (kind, name) in cases.items():
+        t = Target.of(spec)
+        assert (t.kind, t.name, t.spec) == (kind, name, spec.strip())
+        assert Target.of(t) is t
+        assert is_file_target(spec) == (kind == "file")  # a head's colon does not make hf:llama:causal-lm a file
+    assert Target.of("hf:bert").input_dtype == "int64" and Target.of("torchvision:vgg11").input_dtype == "float32"
+
+
+def test_only_a_hugging_face_target_retries_with_eager_attention():
+    import pytest
+
+    from symcost.errors import NeedsTensorValues
+    from symcost.targets import Target
+
+    tried = []
+
+    def attempt(attn):  # the default attention reads mask values, as sdpa's does on meta tensors
+        tried.append(attn)
+        if attn is None:
+            raise NeedsTensorValues("the mask's values")
+        return "traced"
+
+    result, error = Target.of("hf:bart").with_eager_retry(attempt)
+    assert (result, tried, str(error)) == ("traced", [None, "eager"], "the mask's values")
+    tried.clear()
+    with pytest.raises(NeedsTensorValues):
+        Target.of("torchvision:resnet18").with_eager_retry(attempt)
+    assert tried == [None]
+    assert Target.of("hf:bert").with_eager_retry(lambda attn: attn) == (None, None)  # no retry when none is needed

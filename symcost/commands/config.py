@@ -148,9 +148,12 @@ def _field_default(target: str, field: str | None) -> int | None:
     plot's marker; None where there is none."""
     import inspect
 
-    kind, _, name = target.strip().rpartition(":")
+    from ..targets import Target
+
+    spec = Target.of(target)
+    kind, name = spec.source, spec.name
     try:
-        if kind == "hf":
+        if spec.is_hf:
             from transformers import AutoConfig
 
             value = getattr(AutoConfig.for_model(name), field, None)
@@ -168,7 +171,7 @@ def config_plot(args) -> int:
     from .. import plot
     from ..export.tables import display_name
     from ..parse import convention_arg
-    from .papers import parse_range
+    from ..sweep import parse_range
 
     conv = convention_arg(args.convention)
     args.metric = args.metric or "macs"

@@ -10,9 +10,9 @@ import sys
 
 from . import NO_CACHE_HELP
 from ..model_report import METRICS
-from ..parse import UsageError, parse_shape_names
+from ..parse import UsageError, input_symbols
 from ..progress import add_quiet_option
-from ..render import count, pairs, table
+from .model_text import evaluations_text, print_result
 
 
 def run_model(args) -> int:
@@ -44,7 +44,7 @@ def run_model(args) -> int:
         from .steps import run_step
 
         return run_step(args)
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    names = input_symbols(args.input)
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
@@ -69,22 +69,16 @@ def run_model(args) -> int:
                                          "formula_named": {m: text(e) for m, e in named["exprs"].items()}})
         print(json.dumps(result, indent=2))
     elif report.per_size:
-        print(_evaluations_text(report.evaluations, args.convention))
+        print(evaluations_text(report.evaluations, args.convention))
         print(f"note: {report.notes[0]}")
     else:
         mc = None if args.assume_divisible else report.mc
-        _print_text(result, _readable(result, report.summary, mc))
+        print_result(result, _readable(result, report.summary, mc))
     if args.strict and report.uncovered:
         print(f"symcost model: --strict: {sum(report.uncovered.values())} op call(s) symcost cannot cost: "
               + ", ".join(f"{k} x{v}" for k, v in report.uncovered.items()), file=sys.stderr)
         return 1
     return 0
-
-
-def _evaluations_text(evaluations, convention: str) -> str:
-    rows = [[" ".join(f"{k}={v}" for k, v in e["values"].items()), count(e["total"]["params"]),
-             count(e["total"]["macs"]), count(e["total"]["flops"])] for e in evaluations]
-    return table(["values", "params", "MACs", f"FLOPs[{convention}]"], rows, {1, 2, 3})
 
 
 def _text(e) -> str:
@@ -125,37 +119,6 @@ def _readable(result: dict, summary, mc, rows_too: bool = True) -> dict | None:
         out["layers"].append(["x".join(map(_text, shape)), *(_text(v) for v in values)])
         i += len(row)
     return out
-
-
-def _print_text(result: dict, readable: dict | None = None) -> None:
-    """``readable``: formulas with floors named (see ``_readable``), in place of the raw strings."""
-    name = result["convention"]
-    if "layers" in result:
-        print(f"{result['target']} on {'x'.join(map(str, result['input_shape']))}")
-        rows = [[r["name"], r["layer"], "x".join(map(str, r["output_shape"])), count(r["params"]),
-                 count(r["macs"]), count(r["flops"])] for r in result["layers"]]
-        if readable and readable["layers"]:
-            rows = [[r[0], r[1], *shown] for r, shown in zip(rows, readable["layers"])]
-        print(table(["layer", "type", "output", "params", "MACs", f"FLOPs[{name}]"], rows, {3, 4, 5}))
-    t = {**result["total"], **(readable["total"] if readable else {})}
-    kinds = "; ".join(f"{k} {count(v)}" for k, v in result.get("buffers_by_kind", {}).items())
-    print(pairs([("total params", count(t["params"]) + (f"   (+ {count(t['buffers'])} in buffers: {kinds})"
-                                                        if kinds else "")),
-                 ("total MACs", count(t["macs"])),
-                 ("total FLOPs", f"{count(t['flops'])}   [{name}: {result['convention_summary']}]")]))
-    if readable and readable["where"]:
-        from ..export.formulas import text
-
-        print("where")
-        for k, v in readable["where"].items():
-            print(f"  {k} = {text(v)}")
-    if "evaluations" in result:
-        print(_evaluations_text(result["evaluations"], name))
-    if result["uncovered"]:
-        print("UNCOVERED (not costed, not counted): "
-              + ", ".join(f"{k} x{v}" for k, v in result["uncovered"].items()))
-    for note in result["notes"]:
-        print(f"note: {note}")
 
 
 def configure_model(p) -> None:

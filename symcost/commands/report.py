@@ -60,10 +60,10 @@ def _model_default(target: str, input_spec: str, name: str) -> int | None:
 
 
 def run_report(args) -> int:
-    from ..parse import convention_arg, parse_shape_names
+    from ..parse import convention_arg, input_symbols
     from ..derive import derive
 
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    names = input_symbols(args.input)
     if not names:
         raise UsageError("report needs symbols in --input to put on sliders, e.g. --input 1x3xRxR")
     convention_arg(args.convention)

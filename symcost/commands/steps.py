@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 
-from ..parse import UsageError, parse_shape_names
+from ..parse import UsageError, input_symbols
 from ..render import count, pairs, table
 
 
 def run_step(args) -> int:
     from ..model_report import step_report
     from ..sweep import parse_assignments
-    from .models import _print_text
+    from .model_text import print_result
 
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)})
+    names = input_symbols(args.input)
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1xL --at L=128,512)")
     points = parse_assignments(args.at, names) if args.at else None
@@ -29,7 +29,7 @@ def run_step(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     evaluations = result.pop("evaluations", ())  # printed below, split per pass
-    _print_text(result)
+    print_result(result)
     if "backward" in result:
         print(pairs([(f"{name} FLOPs", f"{count(result[name]['flops'])}   MACs {count(result[name]['macs'])}")
                      for name in ("forward", "backward")]))

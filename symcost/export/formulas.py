@@ -13,7 +13,7 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from ..cost import as_expr
+from ..exact import as_expr
 
 
 def _depth(f) -> int:
@@ -204,7 +204,7 @@ def expand_back(expr, where: dict):
     return expr
 
 
-class _Printer(LatexPrinter):
+class FormulaPrinter(LatexPrinter):
     """sympy's LaTeX, with a floor's argument written as one fraction: ``\\lfloor (R - 1)/2 \\rfloor``."""
 
     def _print_floor(self, expr, exp=None):
@@ -239,4 +239,4 @@ def text(expr) -> str:
 
 
 def latex(expr) -> str:
-    return _Printer({"mul_symbol": None}).doprint(as_expr(expr))
+    return FormulaPrinter({"mul_symbol": None}).doprint(as_expr(expr))

@@ -7,7 +7,7 @@ from html import escape
 import sympy
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-from ..cost import as_expr
+from ..exact import as_expr
 
 
 class _MathML(MathMLPresentationPrinter):
@@ -80,10 +80,10 @@ def _cell(value) -> str:
 def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
     """A ``ModelCost`` as an HTML table: one row per layer call (output shape, params, MACs, FLOPs under
     ``convention``), the totals, and the named floors (``R_1 = …``) the formulas use."""
-    from ..conventions import get_convention
+    from ..conventions import as_convention
     from .formulas import readable
 
-    conv = get_convention(convention) if isinstance(convention, str) else convention
+    conv = as_convention(convention)
     rows = mc.rows
     total = mc.total(conv)
     cells = []
@@ -120,7 +120,7 @@ def model_html(mc, convention: str = "flops", max_rows: int = 400) -> str:
         out.append("<p><b>Uncovered</b> (not costed, not counted): "
                    + escape(", ".join(f"{k} x{v}" for k, v in mc.uncovered.items())) + "</p>")
     from ..conventions import CONVENTIONS
-    from ..model_report import notes_for
+    from ..conventions import notes_for
 
     out += [f"<p>note: {escape(n)}</p>" for n in notes_for(mc.notes, conv.name, CONVENTIONS)]
     return "\n".join(out)

@@ -51,8 +51,10 @@ class Table:
 
 def display_name(target: str) -> str:
     """``torchvision:resnet50`` -> ``resnet50``; a file target keeps its ``file.py:callable`` form."""
-    kind, _, name = target.strip().rpartition(":")
-    return name if kind == "torchvision" else target.strip()
+    from ..targets import Target
+
+    spec = Target.of(target)
+    return spec.name if spec.is_torchvision else spec.spec
 
 
 def _metrics(row, conv) -> dict:

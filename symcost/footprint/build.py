@@ -6,6 +6,7 @@ import torch
 
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from ..progress import status
+from ..targets import Target
 from ..tracing import as_symbolic, concrete_shape, default_values, flat_sizes, model_input_size, on_meta, shape_at, \
     shown_shape, trace_sizes
 from ..tracing.bounds import Bounds
@@ -23,7 +24,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
     of loading the target string (``footprint.config``: the model at one configuration).  ``warm_once``: the
     discarded first step (see ``_run``) only for the first model of its class in the process (``footprint.config``
     derives one class at many configurations, and checks every formula against fresh recordings)."""
-    from . import DTYPES, Memory
+    from .result import DTYPES, Memory
 
     compute = getattr(torch, DTYPES[dtype])
     name = target if isinstance(target, str) else type(target).__name__
@@ -48,7 +49,7 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
                 step = _derive(decode or model, shape, dtypes, backward, name, decode is not None, warm_once)
                 break
             except NeedsTensorValues as e:  # sdpa masks read tensor values: eager attention runs the same matmuls
-                if attn or not (isinstance(target, str) and target.strip().startswith("hf:")):
+                if attn or not (isinstance(target, str) and Target.of(target).is_hf):
                     raise
                 notes.append(f"recorded with attn_implementation='eager': the default attention reads mask values, "
                              f"which meta tensors do not have ({e})")
@@ -117,11 +118,11 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past, load=Non
     """The decoder on meta in the compute dtype and ``decode.decode_step_module`` around it: one call on B x L new
     ids with a ``DynamicCache`` of T tokens that the step's own forward fills first (so the cache's storages are the
     step's first allocations), its input of shape (B, L, T) carrying T as a size."""
-    from ..decode import _symbol_or_int, decode_step_module
+    from ..decode import symbol_or_int, decode_step_module
     from ..moe import select_experts_implementation
     from ..targets import load_target
 
-    if isinstance(target, str) and target.strip().startswith("hf:"):
+    if isinstance(target, str) and Target.of(target).is_hf:
         model = load(attn) if load else load_target(target, device="meta", attn_implementation=attn)
     elif isinstance(target, torch.nn.Module) and hasattr(target, "config"):
         import copy
@@ -135,7 +136,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past, load=Non
         raise UsageError("--past takes --input B x L: the batch and the new tokens of one decode step")
     model = model.to(compute)
     chosen = select_experts_implementation(model)
-    past = _symbol_or_int(past, "--past")
+    past = symbol_or_int(past, "--past")
     step = decode_step_module(model, past_limit=isinstance(past, sympy.Basic))
     return model, as_symbolic((*shape, past)), "int64", chosen, step
 
@@ -169,7 +170,7 @@ def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | N
         chosen += select_experts_implementation(model)
         dtypes = input_dtype or default_input_dtype(target)
         shape = input_shape
-        if target.strip().startswith("hf:"):
+        if Target.of(target).is_hf:
             shape, dtypes, more = hf_inputs(model, shape, input_dtype)
             chosen += more
     elif isinstance(target, torch.nn.Module):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..errors import NoSingleFormula, TraceError, UsageError
-from . import Memory
+from .result import Memory
 
 
 @dataclass

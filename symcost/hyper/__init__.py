@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 
 import sympy
 
-from ..conventions import CONVENTIONS, Convention
-from ..errors import SymcostError, TraceError, UsageError
-from ..model import _Sweepable, at_least_one, shown_condition
+from ..conventions import CONVENTIONS, Convention, convention_name
+from ..errors import SymcostError, TraceError, UsageError, unknown_convention
+from ..model import Sweepable, at_least_one, shown_condition
 from .fit import tensor_fit, univariate_window
 from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
@@ -41,7 +41,7 @@ BACKWARD = "backward:"       # prefix of the fitted keys of a training step's ba
 
 
 @dataclass
-class ConfigCost(_Sweepable):
+class ConfigCost(Sweepable):
     """Totals as formulas in the configuration symbols and the input symbols together."""
 
     target: str
@@ -76,9 +76,9 @@ class ConfigCost(_Sweepable):
         return sorted(inputs | set(self.config_symbols.values()), key=str)
 
     def total(self, convention: str | Convention = "flops") -> dict[str, sympy.Expr]:
-        name = convention if isinstance(convention, str) else convention.name
+        name = convention_name(convention)
         if name not in self.totals:
-            raise UsageError(f"unknown convention {name!r}; choose one of: {', '.join(self.totals)}")
+            raise unknown_convention(name, self.totals)
         return dict(self.totals[name])
 
     def parts(self, convention: str | Convention = "flops") -> dict[str, dict[str, sympy.Expr]]:
@@ -87,7 +87,7 @@ class ConfigCost(_Sweepable):
         total = self.total(convention)
         if self.backward_totals is None:
             return {"total": total}
-        name = convention if isinstance(convention, str) else convention.name
+        name = convention_name(convention)
         back = dict(self.backward_totals[name])
         return {"total": total, "forward": {m: sympy.expand(total[m] - back[m]) for m in total}, "backward": back}
 
@@ -203,13 +203,13 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
         use_cache = False
     dtype = input_dtype or ("float32" if callable(target) else default_input_dtype(target))
     if past is not None:
-        from ..decode import _symbol_or_int
+        from ..decode import symbol_or_int
 
         if backward:
             raise UsageError("--past is one decode step of inference: it does not combine with --backward")
         if len(shape) != 2:
             raise UsageError(f"--past: the input is B x L token ids, got {len(shape)} sizes")
-        past = _symbol_or_int(past, "--past")
+        past = symbol_or_int(past, "--past")
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
         + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
     # keyed without building anything (a factory file's hash, transformers' version), so that a cached call imports
@@ -282,7 +282,9 @@ class _Tracer:
         try:
             model = self.space.build(every)
             shape, dtype = self.shape, self.dtype
-            if self.space.target.startswith("hf:"):  # as `symcost model`: experts that trace, the inputs it needs
+            from ..targets import Target
+
+            if Target.of(self.space.target).is_hf:  # as `symcost model`: experts that trace, the inputs it needs
                 from ..moe import IMPLEMENTATION, select_experts_implementation
                 from ..targets import hf_inputs
 

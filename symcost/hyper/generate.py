@@ -17,11 +17,11 @@ def config_generation(target: str, shape: tuple, config, generate, convention: s
     """``{"prefill", "decode", "total", "step"}`` (metric -> expression in the config symbols, the prompt length and
     the steps), ``step_symbol``, ``derivations`` (the two ``ConfigCost``) and ``check`` (values -> raises
     ``UsageError`` where a condition of either derivation fails at the prefill, the first or the last step)."""
-    from ..decode import _symbol_or_int, tidy
+    from ..decode import symbol_or_int, tidy
     from ..progress import status
     from . import derive_config
 
-    steps = _symbol_or_int(generate, "--generate")
+    steps = symbol_or_int(generate, "--generate")
     batch, prompt = shape
     with status(f"deriving {target}'s prefill in {config}", progress):
         prefill = derive_config(target, shape, config, use_cache=use_cache)

@@ -187,7 +187,7 @@ def config_report(cc, convention: str, at: list[str], rows: dict | None = None, 
     """The report of a derived ``ConfigCost`` under ``convention``, evaluated at ``at`` or the named ``rows``;
     ``per_token``: MACs, FLOPs, reads and writes divided by the B x L tokens of the input.  ``started`` (a
     ``time.perf_counter()``) times the whole call, derivation included."""
-    from ..model_report import notes_for
+    from ..conventions import notes_for
     from ..training import PER_TOKEN_METRICS, exact, tokens
 
     evaluated = evaluations(cc, convention, at, rows, per_token)

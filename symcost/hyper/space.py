@@ -202,10 +202,11 @@ def config_space(target, config: dict[str, str | int]) -> ConfigSpace:
     config fields as integer keyword arguments and returning an ``nn.Module``)."""
     if callable(target):
         return factory_space(target, config)
-    from ..targets import split_target
+    from ..targets import Target
 
-    kind, name = split_target(target)
-    if kind == "hf":
+    spec = Target.of(target)
+    kind, name = spec.source, spec.name
+    if spec.is_hf:
         from ..target_names import check_config_fields, check_target
 
         check_target(target)                   # a typo answered before transformers (and torch) is imported

@@ -1,2 +1,2 @@
-"""Importing this package registers every layer family."""
-from . import activation, attention, conv, elementwise, embedding, linear, norm, pool, tensor_math, tensor_ops  # noqa: F401
+"""The layer catalog: one module per family, each registering its layers (``symcost.registry.load_catalog``
+imports them all)."""

@@ -21,7 +21,7 @@ from .linear import broadcast_shapes
 C = size("C")
 
 
-class _Binary(Layer):
+class Binary(Layer):
     family = "elementwise"
     op_kind = ""
     default_inputs = ((N, C, *SPATIAL[2]), (N, C, *SPATIAL[2]))
@@ -45,7 +45,7 @@ class _Binary(Layer):
 
 
 @register
-class Add(_Binary):
+class Add(Binary):
     r"""$a + \alpha b$ with broadcasting: 1 add per output element, plus 1 mul per output when $\alpha \ne 1$."""
 
     name = "add"
@@ -59,7 +59,7 @@ class Add(_Binary):
 
 
 @register
-class Mul(_Binary):
+class Mul(Binary):
     r"""$a \cdot b$ with broadcasting: 1 mul per output element."""
 
     name = "mul"

@@ -110,7 +110,7 @@ class SoftmaxBackward(_Grad):
 
 
 #: activation gradients, per element: aten op -> (name, ops, algorithm counted)
-_ACTIVATIONS = {
+ACTIVATION_BACKWARDS = {
     "aten.threshold_backward": ("relu_backward", {"cmp": 1}, "g if x > threshold else 0: 1 cmp"),
     "aten.hardtanh_backward": ("hardtanh_backward", {"cmp": 2}, "g if a < x < b else 0: 2 cmp"),
     "aten.tanh_backward": ("tanh_backward", {"mul": 2, "add": 1}, "g (1 - y^2): 2 mul, 1 add"),
@@ -122,7 +122,7 @@ _ACTIVATIONS = {
 
 # the CPU kernels (aten/src/ATen/native/cpu/Activation.cpp) compute both sides of a branch for every element and
 # blend them (vectorized), so each count is per element whatever the sign of x
-_ACTIVATIONS.update({
+ACTIVATION_BACKWARDS.update({
     "aten.elu_backward": ("elu_backward", {"cmp": 1, "fn": 1, "mul": 5},
                           "x > 0 ? g s : g s_in a e^(x s_in): 1 cmp, 1 fn, 5 mul (x s_in, g s_in, * a, * e, g s)"),
     "aten.leaky_relu_backward": ("leaky_relu_backward", {"cmp": 1, "mul": 1}, "x > 0 ? g : g slope: 1 cmp, 1 mul"),
@@ -134,10 +134,10 @@ _ACTIVATIONS.update({
                                "z = e^(beta x); beta x > threshold ? g : g z / (z + 1): 2 mul, 1 fn, 1 add, 1 div, 1 cmp"),
 })
 
-_GELU = ("gelu_backward", {"fn": 2, "add": 2, "mul": 7},
+GELU_BACKWARD = ("gelu_backward", {"fn": 2, "add": 2, "mul": 7},
          "g (Phi(x) + x phi(x)): Phi = (1 + erf(x/sqrt 2))/2 (1 fn, 1 add, 2 mul), phi = exp(-x^2/2)/sqrt(2 pi) "
          "(1 fn, 3 mul), x phi, the sum, times g (2 mul, 1 add)")
-_GELU_TANH = ("gelu_tanh_backward", {"fn": 1, "add": 5, "mul": 12},
+GELU_TANH_BACKWARD = ("gelu_tanh_backward", {"fn": 1, "add": 5, "mul": 12},
               ("t = tanh(b (x + k x^3)) (x^2, x^3, k x^3, b (...): 4 mul, 1 add, 1 fn); left = x/2, d_left = "
                "(1 + t)/2 (2 mul, 1 add); d_right = left (1 - t^2) b (1 + 3k x^2) (5 mul, 2 add); g (d_left + "
                "d_right) (1 mul, 1 add)"))
@@ -150,10 +150,10 @@ class ElementwiseBackward(_Grad):
     family = "activation"
     summary = "gradient of an elementwise activation"
     args = (Arg("activation", "choice", "relu_backward",
-                choices=tuple(v[0] for v in _ACTIVATIONS.values()) + (_GELU[0], _GELU_TANH[0])),)
+                choices=tuple(v[0] for v in ACTIVATION_BACKWARDS.values()) + (GELU_BACKWARD[0], GELU_TANH_BACKWARD[0])),)
 
     def _cost(self, go) -> Cost:
-        table = {v[0]: v[1] for v in (*_ACTIVATIONS.values(), _GELU, _GELU_TANH)}
+        table = {v[0]: v[1] for v in (*ACTIVATION_BACKWARDS.values(), GELU_BACKWARD, GELU_TANH_BACKWARD)}
         n = numel(go)
         return Cost(output_shape=go, ops={k: v * n for k, v in table[self.activation].items()},
                     reads=2 * n, writes=n)

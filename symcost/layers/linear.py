@@ -56,7 +56,7 @@ def broadcast_shapes(a, b, who: str):
     return tuple(reversed(out))
 
 
-class _MatmulBase(Layer):
+class MatmulBase(Layer):
     family = "matmul"
 
     def _cost(self, a, c=None) -> Cost:
@@ -86,7 +86,7 @@ class _MatmulBase(Layer):
 
 
 @register
-class Matmul(_MatmulBase):
+class Matmul(MatmulBase):
     r"""$(\ast, M, K) @ (\ast, K, P)$ with broadcast batch dims: MACs $= \prod(\ast) M K P$."""
 
     name = "matmul"
@@ -96,7 +96,7 @@ class Matmul(_MatmulBase):
 
 
 @register
-class Bmm(_MatmulBase):
+class Bmm(MatmulBase):
     r"""$(B, M, K) @ (B, K, P)$: MACs $= B M K P$."""
 
     name = "bmm"

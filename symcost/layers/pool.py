@@ -29,35 +29,16 @@ this ('torch' convention: 0).
 """
 from __future__ import annotations
 
-import math
-
 import sympy
 
 from ..cost import Cost, numel
+from ..exact import gcd
 from ..registry import register
 from ..symbols import SPATIAL, N, per_axis, size
 from .base import Arg, Layer, definitely, is_number
 from .shapes import adaptive_window_total, pool_output_size
 
 C = size("C")
-
-
-class gcd(sympy.Function):
-    """Integer gcd that stays unevaluated until both arguments are numbers (``sympy.gcd`` of two
-    symbols is the polynomial gcd, 1, which would be wrong here)."""
-
-    @classmethod
-    def eval(cls, a, b):
-        if a.is_Integer and b.is_Integer:
-            return sympy.Integer(math.gcd(int(a), int(b)))
-        if a == b:
-            return a
-
-    def _eval_is_integer(self):
-        return True
-
-    def _eval_is_positive(self):
-        return True
 
 
 def window_total(size_, out):

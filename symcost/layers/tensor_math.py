@@ -16,17 +16,17 @@ from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, N, size
 from .base import Arg, Layer, definitely, is_number
-from .elementwise import _Binary
+from .elementwise import Binary
 from .linear import broadcast_shapes
 from .shapes import conv_output_size
-from .tensor_ops import _Reduce, _Unary
+from .tensor_ops import Reduce, Unary
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
 
 
 @register
-class Neg(_Unary):
+class Neg(Unary):
     r"""$-x$: a sign flip, no arithmetic counted (as a negation inside any other formula); reads and writes."""
 
     name = "neg"
@@ -35,7 +35,7 @@ class Neg(_Unary):
 
 
 @register
-class Abs(_Unary):
+class Abs(Unary):
     r"""$|x| = \max(x, -x)$: 1 cmp per element."""
 
     name = "abs"
@@ -45,7 +45,7 @@ class Abs(_Unary):
 
 
 @register
-class Sin(_Unary):
+class Sin(Unary):
     r"""$\sin x$ (also $\cos x$): 1 fn per element."""
 
     name = "sin"
@@ -55,7 +55,7 @@ class Sin(_Unary):
 
 
 @register
-class LogicalNot(_Unary):
+class LogicalNot(Unary):
     r"""Bitwise or logical not: 1 cmp per element (a bit operation, counted as comparisons and masks are)."""
 
     name = "logical_not"
@@ -65,7 +65,7 @@ class LogicalNot(_Unary):
 
 
 @register
-class Logical(_Binary):
+class Logical(Binary):
     r"""Bitwise or logical and, or, xor and shifts of two inputs (with broadcasting):
     1 cmp per output element (bit operations counted as the kind of comparisons and masks)."""
 
@@ -76,7 +76,7 @@ class Logical(_Binary):
 
 
 @register
-class Minimum(_Binary):
+class Minimum(Binary):
     r"""$\min(a, b)$ or $\max(a, b)$ elementwise with broadcasting: 1 cmp per output element."""
 
     name = "minimum"
@@ -158,7 +158,7 @@ class Cumsum(Layer):
 
 
 @register
-class Var(_Reduce):
+class Var(Reduce):
     r"""Variance over dims (``torch.var``, ``var_mean``): per output of $m$ values, the mean ($m-1$ add, 1 div),
     $m$ deviations (add), $m$ squares (mul), their sum ($m-1$ add) and 1 division by $m$ - correction."""
 
@@ -166,7 +166,7 @@ class Var(_Reduce):
     torch_name = "torch.var"
     summary = "variance over dims (per output of m: 3m-2 add, m mul, 2 div)"
     step, finish, per_element = {"add": 2}, {"div": 2}, {"add": 1, "mul": 1}
-    args = _Reduce.args + (Arg("with_mean", "flag", None, help="true: also write the mean (var_mean, std_mean)"),)
+    args = Reduce.args + (Arg("with_mean", "flag", None, help="true: also write the mean (var_mean, std_mean)"),)
 
     def _cost(self, x) -> Cost:
         cost = super()._cost(x)
@@ -185,7 +185,7 @@ class Std(Var):
 
 
 @register
-class Amin(_Reduce):
+class Amin(Reduce):
     r"""Minimum over dims: $m-1$ cmp per output."""
 
     name = "amin"

@@ -13,15 +13,15 @@ from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, K, M, N, P, size
 from .base import Arg, Layer, definitely, is_number
-from .elementwise import _Binary
-from .linear import _MatmulBase, broadcast_shapes
+from .elementwise import Binary
+from .linear import MatmulBase, broadcast_shapes
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
 
 
 @register
-class Sub(_Binary):
+class Sub(Binary):
     r"""$a - b$ with broadcasting: 1 add (subtraction) per output element."""
 
     name = "sub"
@@ -31,7 +31,7 @@ class Sub(_Binary):
 
 
 @register
-class Div(_Binary):
+class Div(Binary):
     r"""$a / b$ with broadcasting: 1 div per output element."""
 
     name = "div"
@@ -41,7 +41,7 @@ class Div(_Binary):
 
 
 @register
-class Compare(_Binary):
+class Compare(Binary):
     r"""$a \lessgtr b$, $a = b$, or a masked fill (a select): 1 cmp per output element."""
 
     name = "compare"
@@ -50,7 +50,7 @@ class Compare(_Binary):
     op_kind = "cmp"
 
 
-class _Unary(Layer):
+class Unary(Layer):
     family = "elementwise"
     default_inputs = (_X,)
     per_element: dict = {}
@@ -61,7 +61,7 @@ class _Unary(Layer):
 
 
 @register
-class Exp(_Unary):
+class Exp(Unary):
     r"""$e^x$ (also sqrt, rsqrt, log): 1 fn per element."""
 
     name = "exp"
@@ -108,7 +108,7 @@ class Copy(Layer):
                     writes=numel(out))
 
 
-class _Reduce(Layer):
+class Reduce(Layer):
     r"""Reduction over ``dim``: a reduction of m values is m-1 operations per output (plus a finish)."""
 
     family = "reduction"
@@ -140,7 +140,7 @@ class _Reduce(Layer):
 
 
 @register
-class Mean(_Reduce):
+class Mean(Reduce):
     name = "mean"
     torch_name = "torch.mean"
     summary = "mean over dims (m-1 adds + 1 div per output)"
@@ -148,7 +148,7 @@ class Mean(_Reduce):
 
 
 @register
-class Sum(_Reduce):
+class Sum(Reduce):
     name = "sum"
     torch_name = "torch.sum"
     summary = "sum over dims (m-1 adds per output)"
@@ -156,7 +156,7 @@ class Sum(_Reduce):
 
 
 @register
-class Amax(_Reduce):
+class Amax(Reduce):
     name = "amax"
     torch_name = "torch.amax"
     summary = "max over dims (m-1 cmp per output)"
@@ -164,7 +164,7 @@ class Amax(_Reduce):
 
 
 @register
-class VectorNorm(_Reduce):
+class VectorNorm(Reduce):
     r"""2-norm over dims: $m$ squares, $m-1$ adds and 1 sqrt per output."""
 
     name = "vector_norm"
@@ -174,7 +174,7 @@ class VectorNorm(_Reduce):
 
 
 @register
-class Addmm(_MatmulBase):
+class Addmm(MatmulBase):
     r"""$\beta\,\mathrm{bias} + A B$ (what ``nn.Linear`` becomes): MACs $M K P$, one bias add per output."""
 
     name = "addmm"

@@ -8,7 +8,7 @@
 
 Nothing here imports torch at module level.
 """
-from .devices import Device, KindRate, get_device
+from .devices import Device, KindRate
 from .dtypes import DTYPE_BYTES, dtype_name, itemsize, torch_dtype
 from .kinds import EPILOGUES, KINDS, kind_of
 from .model import (
@@ -22,7 +22,7 @@ from .model import (
     roofline_time,
     total_time,
 )
-from .presets import DATASHEET_PRESETS, PRESET_ALIASES, PRESETS
+from .presets import DATASHEET_PRESETS, PRESET_ALIASES, PRESETS, get_device
 from .stats import pearson, rankdata, shares, spearman
 
 __all__ = ["DATASHEET_PRESETS", "DTYPE_BYTES", "EPILOGUES", "KINDS", "PRESETS", "PRESET_ALIASES", "Device",

@@ -25,7 +25,7 @@ from typing import Callable
 from .devices import Device, KindRate
 from .fit import Sample, fit_rates
 from .measure import last_level_cache_bytes, regime, threads_text
-from .progress import Progress
+from ..progress import Progress
 
 #: kind -> (catalog layer, its arguments from a channel count, (channels, spatial size) of the calls measured,
 #: the same with ``quick``).  The first call is small (mostly host time); the others span what real layers are:

@@ -301,19 +301,3 @@ def _check_types(d: Mapping) -> None:
         v = d.get(key, 0)
         if _finite(v) and v != int(v):
             raise ValueError(f"device description: {key} must be a whole number of bytes, got {v!r}")
-
-
-def get_device(spec: str) -> Device:
-    """A preset by name (or alias), or a device JSON file (as written by ``symcost calibrate``)."""
-    from .presets import PRESET_ALIASES, PRESETS
-
-    key = spec.strip()
-    name = PRESET_ALIASES.get(key.lower(), key.lower())
-    if name in PRESETS:
-        return PRESETS[name]
-    if Path(key).is_file():
-        return Device.load(key)
-    if key.endswith(".json") or "/" in key:
-        raise ValueError(f"device file {key!r} not found")
-    raise ValueError(f"unknown device {spec!r}: give a preset ({', '.join([*PRESETS, *PRESET_ALIASES])}) "
-                     "or a JSON file written by `symcost calibrate`")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..conventions import Convention, get_convention
+from ..conventions import Convention, as_convention
 from ..cost import Cost
 from .devices import Device, KindRate
 from .model import kernel_terms
@@ -94,7 +94,7 @@ def fit_rates(samples: list[Sample], base: Device, convention: str | Convention 
 
     if fit_host and fit_kernel:
         raise ValueError("fit the host time or the kernel floor, not both: at once they trade off")
-    conv = get_convention(convention) if isinstance(convention, str) else convention
+    conv = as_convention(convention)
     by_kind: dict[str, list] = {}
     touches: dict[str, list] = {}   # page-fault seconds of each sample's output (a module call's is a new one)
     for s in samples:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from .dtypes import torch_dtype
-from .progress import Progress
+from ..progress import Progress
 
 #: the sum of the layers and the whole forward may differ by this much before a note says so
 DISAGREEMENT = 0.25

@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ..conventions import Convention, get_convention
+from ..conventions import Convention, as_convention
 from ..cost import Cost, to_int
 from ..errors import LayerError
 from .devices import Device
@@ -186,7 +186,7 @@ def estimate(cost: Cost, device: Device, dtype: str = "fp32", convention: str | 
     """The time estimate of one layer call's ``Cost`` (concrete sizes only); ``args`` are the layer's arguments
     (kernel size, groups: they decide the kind); ``fresh``: its output is a new allocation (not in place), which
     costs the device's ``first_touch_s`` per byte above ``first_touch_above``."""
-    conv = get_convention(convention) if isinstance(convention, str) else convention
+    conv = as_convention(convention)
     dtype = dtype_name(dtype)
     kind, flops, read, written, terms = kernel_terms(cost, device, dtype, conv, args)
     compute = memory = dev = 0.0

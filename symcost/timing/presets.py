@@ -8,6 +8,7 @@ the naive roofline it is compared against.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from .devices import Device, KindRate
 
@@ -153,3 +154,17 @@ PRESETS: dict[str, Device] = {
     "h100-sxm-datasheet": replace(DATASHEET_PRESETS["h100-sxm"], name="h100-sxm-datasheet"),
 }
 PRESET_ALIASES = {"a100": "a100-sxm4-80gb", "h100": "h100-sxm", "laptop": "laptop-cpu", "cpu": "laptop-cpu"}
+
+
+def get_device(spec: str) -> Device:
+    """A preset by name (or alias), or a device JSON file (as written by ``symcost calibrate``)."""
+    key = spec.strip()
+    name = PRESET_ALIASES.get(key.lower(), key.lower())
+    if name in PRESETS:
+        return PRESETS[name]
+    if Path(key).is_file():
+        return Device.load(key)
+    if key.endswith(".json") or "/" in key:
+        raise ValueError(f"device file {key!r} not found")
+    raise ValueError(f"unknown device {spec!r}: give a preset ({', '.join([*PRESETS, *PRESET_ALIASES])}) "
+                     "or a JSON file written by `symcost calibrate`")

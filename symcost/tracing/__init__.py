@@ -15,13 +15,13 @@ from ..model import ModelCost, Row, RowKind
 from ..symbols import user_symbol
 from . import causal as _causal
 from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
-from .costing import ZERO_COST_OPS, layer_for_module, layer_for_op
-from .handlers import custom_ops
+from .costing import layer_for_module, layer_for_op
+from .handlers import ZERO_COST_OPS, custom_ops
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
 from .propagate import Propagation
 from .record import NoTensorOutput, Recording, record
-from .guards import Proof, prove
+from .guards import Proof, implied, prove
 from .verify import check_points, describe, mixed_points, verify
 from .stored import StoredTensors
 
@@ -146,7 +146,7 @@ _DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str = "", train: bool = False,
           sizes: tuple[dict, dict] | None = None, input_dtype: str | dict = "float32",
           default_shape: Sequence[int] | None = None, backward: bool = False,
-          custom_mapping: dict | None = None, config=None, pieces: bool = True) -> ModelCost:
+          custom_mapping: dict | None = None, pieces: bool = True) -> ModelCost:
     """Derive the model's per-layer costs as formulas in the input's symbols.
 
     ``input_shape`` mixes integers and symbols (sympy symbols or names such as ``"H"``); ``input_dtype`` is
@@ -167,27 +167,12 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     one formula of the path traced, its guards its domain.
     ``custom_mapping``: op -> handler for this trace only, before the registered ones (``symcost.register_op``
     documents the handler; as ``FlopCounterMode(custom_mapping=...)``).
-    ``config={"width": "w", "depth": "n"}`` with ``model`` a factory (a callable taking those integer arguments and
-    returning an ``nn.Module``): totals in the factory's arguments and the input's symbols together, a
-    ``symcost.hyper.ConfigCost`` (see ``symcost.hyper.derive_config``).
     """
-    if config is None and not isinstance(model, torch.nn.Module):
+    if not isinstance(model, torch.nn.Module):
         hint = (f": a target name goes to symcost.model({model!r}, ...)" if isinstance(model, str)
                 else "; a factory of modules takes config=" if callable(model) else "")
         kind = type(model).__name__
         raise UsageError(f"trace() takes an nn.Module, not {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}{hint}")
-    if config is not None:
-        from ..hyper import derive_config
-
-        if isinstance(model, torch.nn.Module) or not callable(model):
-            raise UsageError("config= needs a factory (a callable taking the config fields as integer arguments and "
-                             f"returning an nn.Module), not a {type(model).__name__}")
-        if sizes:
-            raise UsageError("config= derives at symcost's own trace sizes: drop sizes=")
-        if custom_mapping:
-            raise UsageError("config= takes no custom_mapping=: register the handler with symcost.register_op")
-        return derive_config(model, input_shape, config, train=train, backward=backward,
-                             input_dtype=None if isinstance(input_dtype, dict) else input_dtype)
     # a model already on meta is traced as it is, not copied: its train/eval flags are put back as they were
     modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
     try:
@@ -260,7 +245,8 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
         from . import loops
 
         try:
-            return loops.derive(model, shape, values_a, values_b, rec_a, rec_b, input_dtype, target, backward)
+            steps = loops.Steps(record=_record, derive=_derive, rows=_rows, fresh=_fresh, concrete=concrete_shape)
+            return loops.derive(model, shape, values_a, values_b, rec_a, rec_b, input_dtype, target, backward, steps)
         except NoSingleFormula:  # a branch, not a loop: the trace sizes may lie on both sides of a bound
             found = _straddling(model, shape, values_a, values_b, input_dtype, target, backward, pieces)[0]
             if found is None:
@@ -349,7 +335,7 @@ def _proven(model, mc: ModelCost, shape, values_a: dict, dtype, backward: bool, 
 
 def _domain_note(mc: ModelCost, proof: Proof) -> str | None:
     """What the guards say about the formulas' domain, or None where they say nothing a reader needs."""
-    shown = [g.text() for g in proof.guards if not _implied(g.condition, mc.domain)]
+    shown = [g.text() for g in proof.guards if not implied(g.condition, mc.domain)]
     if proof.proven and shown:
         return (f"the formulas hold where {'; '.join(shown)} (size guards of the model's forward, read from a run "
                 "with symbolic sizes); other sizes are traced on their own")
@@ -357,18 +343,6 @@ def _domain_note(mc: ModelCost, proof: Proof) -> str | None:
         return (f"domain sampled, not proven: {proof.reason}; the formulas are verified at five recorded sizes"
                 + (f", and hold only where {'; '.join(shown)}" if shown else ""))
     return None
-
-
-def _implied(condition, domain: tuple) -> bool:
-    """A guard that only restates a tensor size's ``>= 1`` (a convolution's input at least its kernel)."""
-    if isinstance(condition, sympy.And):
-        return all(_implied(c, domain) for c in condition.args)
-    one = {sympy.Ge: lambda a, b: a - b + 1, sympy.Gt: lambda a, b: a - b, sympy.Le: lambda a, b: b - a + 1,
-           sympy.Lt: lambda a, b: b - a}.get(type(condition))
-    if one is None:
-        return False
-    at_least = one(condition.lhs, condition.rhs)   # the guard says at_least >= 1
-    return any((diff := sympy.expand(at_least - d)).is_number and diff >= 0 for d in domain)
 
 
 def shape_at(shape: tuple | dict, values: dict) -> list[int] | dict:
@@ -565,11 +539,14 @@ def model_input_size(model: torch.nn.Module, target: str = "") -> tuple[int, ...
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and cfg.get("input_size"):
         return tuple(int(v) for v in cfg["input_size"])
-    if target.startswith("torchvision:"):
+    from ..targets import Target
+
+    spec = Target.of(target)
+    if spec.is_torchvision:
         import torchvision
 
         try:
-            crop = torchvision.models.get_model_weights(target.split(":", 1)[1]).DEFAULT.transforms.keywords
+            crop = torchvision.models.get_model_weights(spec.name).DEFAULT.transforms.keywords
         except Exception:  # noqa: BLE001  (a model without published weights: no default size)
             return None
         size = crop.get("crop_size")

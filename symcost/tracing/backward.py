@@ -16,12 +16,15 @@ Handlers register into the one op-handler registry (``handlers.handles``); the g
 """
 from __future__ import annotations
 
+import math
+
 import sympy
 
-from ..layers.gradients import (_ACTIVATIONS, _GELU, _GELU_TANH, AdaptiveAvgPoolBackward, AvgPoolBackward,
-                                BatchNormBackward, BicubicResizeBackward, ConvolutionBackward, ElementwiseBackward,
-                                EmbeddingBackward, GroupNormBackward, IndexPutAccumulate, LayerNormBackward,
-                                LinearResizeBackward, MaxPoolBackward, PreluBackward, Sign, SoftmaxBackward, UpsampleNearestBackward, _prod)
+from ..layers.gradients import (ACTIVATION_BACKWARDS, GELU_BACKWARD, GELU_TANH_BACKWARD, AdaptiveAvgPoolBackward,
+                                AvgPoolBackward, BatchNormBackward, BicubicResizeBackward, ConvolutionBackward,
+                                ElementwiseBackward, EmbeddingBackward, GroupNormBackward, IndexPutAccumulate,
+                                LayerNormBackward, LinearResizeBackward, MaxPoolBackward, PreluBackward, Sign,
+                                SoftmaxBackward, UpsampleNearestBackward)
 from ..registry import get_layer_class
 from .handlers import handles
 from .propagate import rule
@@ -68,15 +71,15 @@ def _softmax(ev, sym, concrete):
     return SoftmaxBackward(dim=int(dim), log="log" in ev.op), (sym[go.index], sym[y.index])
 
 
-@_handler(*_ACTIVATIONS)
+@_handler(*ACTIVATION_BACKWARDS)
 def _activation(ev, sym, concrete):
-    return ElementwiseBackward(activation=_ACTIVATIONS[ev.op][0]), (sym[ev.args[0].index],)
+    return ElementwiseBackward(activation=ACTIVATION_BACKWARDS[ev.op][0]), (sym[ev.args[0].index],)
 
 
 @_handler("aten.gelu_backward")
 def _gelu(ev, sym, concrete):
     tanh = ev.kwargs.get("approximate", ev.args[2] if len(ev.args) > 2 else "none") == "tanh"
-    return ElementwiseBackward(activation=(_GELU_TANH if tanh else _GELU)[0]), (sym[ev.args[0].index],)
+    return ElementwiseBackward(activation=(GELU_TANH_BACKWARD if tanh else GELU_BACKWARD)[0]), (sym[ev.args[0].index],)
 
 
 @_handler("aten.embedding_dense_backward")
@@ -109,7 +112,7 @@ def _prelu(ev, sym, concrete):
 @_handler("aten.avg_pool2d_backward", "aten.avg_pool3d_backward")
 def _avg_pool(ev, sym, concrete):
     go, x, kernel = ev.args[:3]
-    return AvgPoolBackward(window=int(_prod(kernel))), (sym[go.index], sym[x.index])
+    return AvgPoolBackward(window=int(math.prod(kernel))), (sym[go.index], sym[x.index])
 
 
 @_handler("aten._adaptive_avg_pool2d_backward", "aten._adaptive_avg_pool3d_backward")
@@ -219,7 +222,7 @@ def _batch_norm_shapes(p, ev, _evb):
     return _like(p, ev, x, w, w)
 
 
-@rule("aten._softmax_backward_data", "aten._log_softmax_backward_data", *_ACTIVATIONS, "aten.gelu_backward",
+@rule("aten._softmax_backward_data", "aten._log_softmax_backward_data", *ACTIVATION_BACKWARDS, "aten.gelu_backward",
       "aten.sgn", "aten.sign")
 def _grad_shaped(p, ev, _evb):
     return _like(p, ev, ev.args[0])

@@ -20,19 +20,6 @@ from .record import OpEvent, TensorRef
 #: modules whose cost depends on forward arguments symcost cannot see: traced through instead
 _TRACE_THROUGH = {"multihead_attention"}
 
-#: aten ops that cost nothing on purpose: views and metadata changes, tensor creation
-ZERO_COST_OPS = frozenset({
-    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.permute", "aten.transpose", "aten.t", "aten.expand",
-    "aten.select", "aten.slice", "aten.split", "aten.split_with_sizes", "aten.unbind", "aten.unsqueeze",
-    "aten.squeeze", "aten.alias", "aten.as_strided", "aten.as_strided_", "aten.detach", "aten.lift_fresh",
-    "aten.unflatten", "aten.flatten", "aten.empty", "aten.new_zeros", "aten.new_empty", "aten.zeros", "aten.zero_",
-    "aten.scalar_tensor", "aten.fill_", "aten.full", "aten.arange", "aten.empty_like", "aten.zeros_like",
-    "aten.ones", "aten.ones_like", "aten.new_ones", "aten.dropout", "aten.native_dropout", "aten.new_empty_strided",
-    "aten.full_like", "aten.new_full", "aten.unfold", "aten.empty_strided", "aten.unsafe_split",
-    "aten.unsafe_split_with_sizes", "aten.chunk", "aten.unsafe_chunk",
-    "aten.transpose_",  # in place, a view's metadata only (nn.GRU's batch_first output)
-})
-
 @lru_cache(maxsize=1)
 def module_layers() -> dict[type, type]:
     """``torch.nn`` module class -> catalog layer class, from each layer's ``torch_name``."""

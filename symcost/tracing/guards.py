@@ -168,7 +168,7 @@ def _run(model, shape, hints: dict, dtype, backward: bool):
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 
-    from .record import _backward, own_mask_unpadded, padding_warning_off
+    from .record import own_mask_unpadded, padding_warning_off, run_backward as _backward
 
     env = ShapeEnv(specialize_zero_one=False)
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
@@ -312,3 +312,15 @@ def _ours(expr, names: dict):
     if isinstance(expr, F.PowByNatural):
         return args[0] ** args[1]
     raise _Untranslatable(type(expr).__name__)
+
+
+def implied(condition, domain: tuple) -> bool:
+    """A guard that only restates a tensor size's ``>= 1`` (a convolution's input at least its kernel)."""
+    if isinstance(condition, sympy.And):
+        return all(implied(c, domain) for c in condition.args)
+    one = {sympy.Ge: lambda a, b: a - b + 1, sympy.Gt: lambda a, b: a - b, sympy.Le: lambda a, b: b - a + 1,
+           sympy.Lt: lambda a, b: b - a}.get(type(condition))
+    if one is None:
+        return False
+    at_least = one(condition.lhs, condition.rhs)   # the guard says at_least >= 1
+    return any((diff := sympy.expand(at_least - d)).is_number and diff >= 0 for d in domain)

@@ -19,6 +19,19 @@ from ..errors import TraceError, UsageError
 
 OUTPUTS = ("layer", "inputs")
 
+#: aten ops that cost nothing on purpose: views and metadata changes, tensor creation
+ZERO_COST_OPS = frozenset({
+    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.permute", "aten.transpose", "aten.t", "aten.expand",
+    "aten.select", "aten.slice", "aten.split", "aten.split_with_sizes", "aten.unbind", "aten.unsqueeze",
+    "aten.squeeze", "aten.alias", "aten.as_strided", "aten.as_strided_", "aten.detach", "aten.lift_fresh",
+    "aten.unflatten", "aten.flatten", "aten.empty", "aten.new_zeros", "aten.new_empty", "aten.zeros", "aten.zero_",
+    "aten.scalar_tensor", "aten.fill_", "aten.full", "aten.arange", "aten.empty_like", "aten.zeros_like",
+    "aten.ones", "aten.ones_like", "aten.new_ones", "aten.dropout", "aten.native_dropout", "aten.new_empty_strided",
+    "aten.full_like", "aten.new_full", "aten.unfold", "aten.empty_strided", "aten.unsafe_split",
+    "aten.unsafe_split_with_sizes", "aten.chunk", "aten.unsafe_chunk",
+    "aten.transpose_",  # in place, a view's metadata only (nn.GRU's batch_first output)
+})
+
 
 @dataclass(frozen=True)
 class OpHandler:
@@ -58,8 +71,6 @@ def _handler(op, fn, output: str, user: bool) -> OpHandler:
 
 
 def _add(h: OpHandler) -> None:
-    from .costing import ZERO_COST_OPS  # built-in handlers register while costing loads: it is defined by then
-
     if h.op in ZERO_COST_OPS:
         raise UsageError(f"{h.op} is counted 0 on purpose (a view, a copy of metadata or a new tensor); "
                          f"{h.where} cannot cost it")
@@ -116,8 +127,6 @@ def custom_ops(mapping: Mapping | None):
         yield
         return
     overlay: dict[str, OpHandler] = {}
-    from .costing import ZERO_COST_OPS
-
     for op, fn in mapping.items():
         h = _handler(op, fn, "layer", True)
         if h.op in ZERO_COST_OPS:

@@ -19,13 +19,27 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import sympy
 
 from ..errors import NoSingleFormula
 from ..model import ModelCost
-from .costing import ZERO_COST_OPS
+from .handlers import ZERO_COST_OPS
 from .record import ModuleEvent, OpEvent, Recording, TensorRef
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The tracer's own steps, handed down by ``tracing.trace`` (which calls this module: importing them back up
+    would be a cycle): record a model at a concrete shape, derive rows from recordings, cost rows, copy the model
+    as built, and a shape at given sizes."""
+
+    record: Callable
+    derive: Callable
+    rows: Callable
+    fresh: Callable
+    concrete: Callable
 
 _MOD = (1 << 61) - 1
 _BASE = 1_000_003
@@ -324,15 +338,14 @@ def _cut(rec: Recording, keep: list[int], per_iteration: set) -> Recording:
 # ---- the derivation ------------------------------------------------------------------------------------------------
 
 def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b: Recording, dtype, target: str,
-           backward: bool) -> ModelCost:
+           backward: bool, steps: Steps) -> ModelCost:
     """The model's costs with each loop over a size summed in closed form (see the module's doc), verified at
     further lengths; ``NoSingleFormula`` naming what was seen where no such sum holds."""
-    from . import concrete_shape, _record
     from .verify import describe
 
     found = refusal(rec_a, rec_b, values_a, values_b)
     if found is not None:
-        raise _with_guard(found, model, shape, values_a, values_b, dtype, backward) from None
+        raise _with_guard(found, model, steps, shape, values_a, values_b, dtype, backward) from None
     keys = _Keys()
     sa, sb = segments(keys.of(rec_a)), segments(keys.of(rec_b))
     varying = [j for j, (x, y) in enumerate(zip(sa, sb)) if x.count != y.count]
@@ -351,29 +364,27 @@ def derive(model, shape, values_a: dict, values_b: dict, rec_a: Recording, rec_b
     far = check_points(values_a, values_b)[0]
     points = [{**v, symbol: sympy.Integer(x)} for v, x in zip((values_a, values_b, far), fit)]
     try:
-        recs = [_record(model, concrete_shape(shape, p), "", dtype, backward=backward) for p in points]
+        recs = [steps.record(model, steps.concrete(shape, p), "", dtype, backward=backward) for p in points]
     except Exception:  # noqa: BLE001  (the model refuses short lengths: the trace sizes and a far one instead)
         raise NoSingleFormula(f"the model loops over {symbol} but does not run at {symbol} = "
                               f"{', '.join(map(str, fit))}, where symcost sums its loops; trace it at a concrete "
                               "size") from None
-    return _derive_at(model, shape, points, recs, check, symbol, k, dtype, target, backward)
+    return _derive_at(model, steps, shape, points, recs, check, symbol, k, dtype, target, backward)
 
 
-def _with_guard(e: NoSingleFormula, model, shape, values_a: dict, values_b: dict, dtype, backward: bool):
+def _with_guard(e: NoSingleFormula, model, steps, shape, values_a: dict, values_b: dict, dtype, backward: bool):
     """``e`` naming the decision the model made, where a size guard of a symbolic run shows it."""
-    from . import _fresh
     from .guards import prove
     from .verify import describe
 
-    broken = prove(_fresh(model), shape, values_a, dtype, backward).violated(values_b)
+    broken = prove(steps.fresh(model), shape, values_a, dtype, backward).violated(values_b)
     if broken is None:
         return e
     return NoSingleFormula(f"{e} (the size guard that changes between {describe(values_a)} and "
                            f"{describe(values_b)}: {broken.text()})")
 
 
-def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, backward) -> ModelCost:
-    from . import _rows
+def _derive_at(model, steps, shape, points, recs, check, symbol, block, dtype, target, backward) -> ModelCost:
     from .bounds import Bounds
     from .propagate import Propagation
 
@@ -429,7 +440,7 @@ def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, 
     prop = Propagation(cut[0], cut[1], shape, points[0], points[1], (cut[2], points[2]))
     _seed_remainders(prop, loops, recs, segs, points)
     sym = prop.run()
-    mc = _rows(model, cut[0], sym, shape, target, points[0], prop.costed)
+    mc = steps.rows(model, cut[0], sym, shape, target, points[0], prop.costed)
     bounds = Bounds(lambda x, y: sympy.Integer(x) if x == y else prop.lookup.get((x, y)))
     for ev, evb in zip(cut[0].ops, cut[1].ops):
         bounds.step(ev, evb, sym)
@@ -445,32 +456,32 @@ def _derive_at(model, shape, points, recs, check, symbol, block, dtype, target, 
         from . import backward as _backward
 
         mc.notes.extend(_backward.notes(mc))
-    verified = _verify(model, mc, shape, points, check, symbol, dtype, target, backward)
-    _guards(model, mc, shape, points, verified, symbol, dtype, target, backward)
+    verified = _verify(model, steps, mc, shape, points, check, symbol, dtype, target, backward)
+    _guards(model, steps, mc, shape, points, verified, symbol, dtype, target, backward)
     return mc
 
 
-def _guards(model, mc: ModelCost, shape, points: list, verified: list, symbol, dtype, target: str,
+def _guards(model, steps, mc: ModelCost, shape, points: list, verified: list, symbol, dtype, target: str,
             backward: bool) -> None:
     """The size guards of a run with symbolic sizes (``tracing.guards``) as the domain, less those on the loop
     itself (the chunk count ``torch.split`` fixes, a last chunk's size): a guard that some recording where the sum
     was checked breaks is summed over, and the domain is then sampled (the recordings), not proven."""
-    from . import _fresh, _implied
+    from .guards import implied
     from .guards import prove
     from .verify import describe
 
-    proof = prove(_fresh(model), shape, points[0], dtype, backward)
+    proof = prove(steps.fresh(model), shape, points[0], dtype, backward)
     seen = [*points, *verified]
     for g in proof.guards:
         if all(bool(g.condition.xreplace(v)) for v in seen):
-            found = _across(model, mc, shape, g.condition, symbol, points, dtype, target, backward)
+            found = _across(model, steps, mc, shape, g.condition, symbol, points, dtype, target, backward)
             if found is not None:
                 seen.append(found)
     kept = [g for g in proof.guards if all(bool(g.condition.xreplace(v)) for v in seen)]
     summed = [g for g in proof.guards if g not in kept]
     mc.guards = tuple(g.condition for g in kept)
     mc.proven = proof.proven and not summed
-    shown = [g.text() for g in kept if not _implied(g.condition, mc.domain)]
+    shown = [g.text() for g in kept if not implied(g.condition, mc.domain)]
     lengths = (f"derived from {'; '.join(describe(v) for v in points)} and verified at "
                f"{'; '.join(describe(v) for v in seen[len(points):])}")
     if mc.proven:
@@ -581,7 +592,7 @@ def _sums(mc: ModelCost, values: dict | None = None) -> dict:
     return dict(out)
 
 
-def _verify(model, mc, shape, points, check, symbol, dtype, target, backward) -> list[dict]:
+def _verify(model, steps, mc, shape, points, check, symbol, dtype, target, backward) -> list[dict]:
     """Totals (every primitive count, params, buffers, reads, writes) against full recordings at further lengths,
     the other sizes as the usual check points give them; at least two must run.  Returns the sizes checked."""
     from .verify import check_points, mixed_points
@@ -591,7 +602,7 @@ def _verify(model, mc, shape, points, check, symbol, dtype, target, backward) ->
     done = []
     for x, other in zip(check, others * 2):
         values = {**other, symbol: sympy.Integer(x)}
-        if _checked(model, mc, formula, shape, values, dtype, target, backward):
+        if _checked(model, steps, mc, formula, shape, values, dtype, target, backward):
             done.append(values)
     if len(done) < 2:
         raise NoSingleFormula(f"the model loops over {symbol}, and too few lengths besides the traced ones run to "
@@ -599,20 +610,19 @@ def _verify(model, mc, shape, points, check, symbol, dtype, target, backward) ->
     return done
 
 
-def _checked(model, mc, formula: dict, shape, values: dict, dtype, target, backward) -> bool:
+def _checked(model, steps, mc, formula: dict, shape, values: dict, dtype, target, backward) -> bool:
     """The sum's totals at ``values`` against the model recorded there: False where that is outside the domain or
     the model does not run, ``NoSingleFormula`` on a difference."""
-    from . import concrete_shape, _derive, _record
     from .verify import describe
 
     if any(int(d.xreplace(values)) < 1 for d in mc.domain):
         return False
-    concrete = concrete_shape(shape, values)
+    concrete = steps.concrete(shape, values)
     try:
-        rec = _record(model, concrete, "", dtype, backward=backward)
+        rec = steps.record(model, concrete, "", dtype, backward=backward)
     except Exception:  # noqa: BLE001  (the model does not run there)
         return False
-    derived = _derive(model, rec, rec, concrete, {}, {}, target, backward)
+    derived = steps.derive(model, rec, rec, concrete, {}, {}, target, backward)
     if dict(derived.uncovered) != dict(mc.uncovered):
         raise NoSingleFormula(f"the ops symcost cannot cost differ at {describe(values)} from the loop's lengths: no "
                               "single formula holds; trace it at a concrete size")
@@ -627,7 +637,7 @@ def _checked(model, mc, formula: dict, shape, values: dict, dtype, target, backw
     return True
 
 
-def _across(model, mc, shape, guard, symbol, points: list, dtype, target, backward) -> dict | None:
+def _across(model, steps, mc, shape, guard, symbol, points: list, dtype, target, backward) -> dict | None:
     """Where a guard in the loop's size alone (a last chunk's size at the traced length: ``L != 160``) breaks near
     the traced lengths, the sum checked there: the sizes, or None where it breaks nowhere near or the model does
     not run there (the guard then stays in the domain)."""
@@ -638,6 +648,6 @@ def _across(model, mc, shape, guard, symbol, points: list, dtype, target, backwa
     for x in sorted(range(1, top), key=lambda x: abs(x - int(base[symbol]))):
         values = {**base, symbol: sympy.Integer(x)}
         if not bool(guard.xreplace(values)):
-            ok = _checked(model, mc, _sums(mc), shape, values, dtype, target, backward)
+            ok = _checked(model, steps, mc, _sums(mc), shape, values, dtype, target, backward)
             return values if ok else None
     return None

@@ -35,9 +35,8 @@ def _caller(error: BaseException) -> str:
     """The innermost frame of the model's own code: not torch's machinery, not symcost's recorder."""
     import torch
 
-    import symcost
-
-    skip = [str(Path(m.__file__).parent) + "/" for m in (torch, symcost)]  # the slash keeps torchvision/ in
+    package = Path(__file__).parent.parent  # symcost's own directory
+    skip = [str(Path(torch.__file__).parent) + "/", str(package) + "/"]  # the slash keeps torchvision/ in
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         if not any(frame.filename.startswith(s) for s in skip):
             return f"{_short(frame.filename)}:{frame.lineno} in {frame.name}"

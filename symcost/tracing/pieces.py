@@ -174,9 +174,9 @@ def straddled(proof: Proof, broken, values_a: dict, values_b: dict,
 def _needed(guards: list, mc: ModelCost) -> list:
     """The guards a piece's tensor sizes do not imply already (``H >= 3`` where ``H - 2`` is a size: the domain
     of that piece states it)."""
-    from . import _implied
+    from .guards import implied
 
-    return [g for g in guards if not _implied(g, mc.domain)]
+    return [g for g in guards if not implied(g, mc.domain)]
 
 
 def _bounds(s, low: int, high: int | None, outer: tuple[int, int | None] = (1, None)) -> list:
@@ -211,11 +211,11 @@ def _joined(pieces: list[_Piece], s, domain_note: str | None) -> ModelCost:
     guards = tuple(common) + tuple(c for c in covered if c is not sympy.true)
     ordered = [(p, c) for p, c in zip(pieces, conditions)]
     notes = _notes(pieces, conditions, s, domain_note)
-    from . import _implied
+    from .guards import implied
 
     domain = _domain(pieces, conditions)
     everywhere = tuple(d for d in domain if not isinstance(d, sympy.Piecewise))  # sizes of every piece
-    shown = [shown_condition(g) for g in guards if not _implied(g, everywhere)]
+    shown = [shown_condition(g) for g in guards if not implied(g, everywhere)]
     if shown:
         notes.append(f"the pieces hold where {'; '.join(shown)} (size guards of the model's forward, read from a "
                      "run with symbolic sizes); other sizes are traced on their own")

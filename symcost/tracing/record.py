@@ -184,7 +184,7 @@ def record(model: torch.nn.Module, x: torch.Tensor | dict, backward: bool = Fals
             _refuse_no_tensor(out)
             if backward:
                 backward_start = len(rec.ops)
-                _backward(out)
+                run_backward(out)
     finally:
         h1.remove()
         h2.remove()
@@ -268,7 +268,7 @@ def _clear_grads(model) -> dict:
     return old
 
 
-def _backward(out) -> None:
+def run_backward(out) -> None:
     """The backward pass from the model's first output that needs a gradient, seeded with ones of its shape."""
     first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.requires_grad), None)
     if first is None:

@@ -14,7 +14,7 @@ import torch
 
 from ..cost import Cost
 from ..model import Row, RowKind
-from .costing import ZERO_COST_OPS
+from .handlers import ZERO_COST_OPS
 from .record import Recording
 
 #: ops that take a tensor only for its shape, dtype or device: they read none of its values

@@ -182,32 +182,10 @@ def configure_table(p) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- plot
 
-def parse_range(text: str, symbols: list[str]) -> tuple[str, list[int]]:
-    """``R=32:1024:32`` (inclusive) or ``R=224,256,288`` -> ("R", values); the name may be left out when the
-    input has one symbol."""
-    from ..sweep import parse_values
-
-    name, sep, values = text.partition("=")
-    if not sep:
-        name, values = (symbols[0] if len(symbols) == 1 else ""), text
-        if not name:
-            raise UsageError(f"--range {text!r}: expected NAME=START:STOP:STEP, e.g. R=32:1024:32")
-    name = name.strip()
-    if name not in symbols:
-        raise UsageError(f"--range {text!r}: the input has no symbol {name!r} (its symbols: "
-                         f"{', '.join(symbols) or 'none'})")
-    try:
-        xs = parse_values(values)
-    except UsageError as e:
-        raise UsageError(f"--range: {e}") from None
-    if len(xs) < 2:
-        raise UsageError(f"--range {text!r}: a plot needs at least two sizes")
-    return name, xs
-
-
 def run_plot(args) -> int:
     from .. import plot
     from ..derive import derive
+    from ..sweep import parse_range
 
     if args.config:  # cost against a config field of the model (one formula per model)
         from .config import config_plot
