@@ -32,9 +32,8 @@ def run_memory(args) -> int:
         names = sorted(set(names) | {v for v in parse_config(args.config).values() if isinstance(v, str)})
     fit_budget, device = _budget(args)
     fitting = fit_budget is not None
-    if fitting:
-        if not inputs:
-            raise UsageError("--fit solves for a symbol of --input (e.g. --input Bx3x224x224 --fit 80GB)")
+    if fitting and not inputs:
+        raise UsageError("--fit solves for a symbol of --input (e.g. --input Bx3x224x224 --fit 80GB)")
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input Bx3xHxH --at B=8 --at H=224)")
     given = _given(args.at, names) if fitting else None

@@ -296,7 +296,8 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
                             list(space.relations), {}, bounds=list(space.bounds),
                             past=past)
     fitting = {"windows": {f: list(w) for f, w in windows.items()}, "derivations": len(steps.memo),
-               "verified_at": verified, "peak_verified_at": verified_peak}
+               "verified_at": verified, "peak_verified_at": verified_peak,
+               "traced_at": [dict(key) for key in {k: 0 for t in (steps, *concrete) for k in t.memo}]}
     return ConfigMemory(space.target, shape, base.dtype, base.backward, parts, peak_list, resident, domain, notes,
                         verified, flops, config=dict(fields), conditions=conditions, fitting=fitting)
 
