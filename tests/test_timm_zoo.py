@@ -166,7 +166,7 @@ def check_model(name: str) -> tuple[str, str]:
     return category, note
 
 
-@pytest.mark.sampled(every=3)  # a slow corpus: the default run takes a fixed sample (conftest.py)
+@pytest.mark.sampled(every=4)  # a slow corpus: the default run takes a fixed sample (conftest.py)
 @pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(MODELS))
 def test_timm_family(module, record_property):
