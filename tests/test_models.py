@@ -41,7 +41,7 @@ def default_size(weights) -> int:
     return weights.transforms().crop_size[0]
 
 
-@pytest.mark.sampled(every=3)  # a slow corpus: the default run takes a fixed sample (conftest.py)
+@pytest.mark.sampled(every=4)  # a slow corpus: the default run takes a fixed sample (conftest.py)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", torchvision.models.list_models(module=torchvision.models))
 def test_every_torchvision_classifier(name):
