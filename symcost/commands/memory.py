@@ -78,7 +78,7 @@ def _budget(args) -> tuple[int | None, str | None]:
         return parse_bytes(args.fit), None
     if args.fit not in (None, _DEVICE_MEMORY):
         raise UsageError(f"--fit {args.fit} and --device {args.device} are two budgets: give one")
-    from ..timing.devices import get_device
+    from ..timing.presets import get_device
 
     try:
         device = get_device(args.device)
