@@ -9,6 +9,11 @@ symbols) at several configurations and fits every total as a polynomial in the c
    refused, by name.
 2. **Fit** on the tensor grid of the windows: one trace per grid point, one exact rational Vandermonde inverse per
    axis.  Coefficients are expressions in the input symbols, so ``L**2`` terms and floors in ``R`` pass through.
+   With a symbolic input this is done sparsely first: the terms (monomials in the config symbols) are found at a
+   concrete input size, one field at a time (``_support``), and their coefficients as expressions in the input
+   symbols come from concrete traces at a few more input sizes, in the functions of the input's symbols that one
+   symbolic trace shows (``_reconstructed``); where any of that fails its own checks, one symbolic trace per term,
+   then the whole grid of symbolic traces.
 3. **Verify** at ``checks`` random configurations off the grid (other residues): every total under every
    convention must equal a fresh trace exactly, else the derivation is refused naming the fields.
 
@@ -374,14 +379,39 @@ class _Tracer:
         return out
 
 
+_READS, _WRITES, _SKIP = (0, "reads"), (0, "writes"), (0, "causal skip")   # beside the operation kinds
+
+
 def _expanded(mc) -> dict[str, sympy.Expr]:
-    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME")."""
-    out = {}
+    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME"), equal to
+    ``mc.total(convention)``.  A convention weighs a row's operations by its layer, family and whether it is a
+    functional call: the rows' operations are summed per such group once, and each convention weighs the sums
+    (a model's rows are thousands, its groups a few dozen)."""
+    from ..model import _add
+
+    total = mc.total(next(iter(CONVENTIONS.values())))
+    out = {m: sympy.expand(total[m]) for m in FIELD_METRICS}
+    groups: dict[tuple, dict[str, list]] = {}
+    for r in mc.rows:
+        g = groups.setdefault((r.cost.family, r.cost.layer, r.functional), {})
+        for kind, v in (*r.cost.ops.items(), (_READS, r.cost.reads), (_WRITES, r.cost.writes),
+                        (_SKIP, r.causal_skip)):
+            g.setdefault(kind, []).append(v)
+    sums = {key: {kind: _add([sympy.sympify(v) for v in vs]) for kind, vs in g.items()} for key, g in groups.items()}
     for name, conv in CONVENTIONS.items():
-        t = mc.total(conv)
-        if not out:
-            out.update({m: sympy.expand(t[m]) for m in FIELD_METRICS})
-        out[f"flops:{name}"] = sympy.expand(t["flops"])
+        if (conv.family_weights or conv.functional_weights) and any(f == "mixed" or not layer for f, layer, _ in sums):
+            out[f"flops:{name}"] = sympy.expand(mc.total(conv)["flops"])  # row by row (it refuses such a row)
+            continue
+        terms = []
+        for (family, layer, functional), s in sums.items():
+            if functional and not conv.sees_functional:
+                continue
+            w = conv.weights_for(family, layer, functional)
+            terms += [w[k] * v for k, v in s.items() if isinstance(k, str)]
+            terms += [w.get("reads", 0) * s[_READS], w.get("writes", 0) * s[_WRITES]]
+            if conv.causal_attention:
+                terms.append(-w["mac"] * s[_SKIP])
+        out[f"flops:{name}"] = sympy.expand(_add(terms))
     return out
 
 
@@ -422,6 +452,10 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
         verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
     windows = {f: (lo, len(g)) for f, lo, g in zip(order, los, grids)}
     memos = concrete.memos if concrete else []
+    for t in concrete.tracers.values() if concrete else ():  # ops left uncosted at any configuration traced
+        for mine, theirs in ((tracer.uncovered, t.uncovered), (tracer.zero, t.zero)):
+            for k, v in theirs.items():
+                mine[k] = max(mine.get(k, 0), v)
     def by_convention(prefix: str) -> dict:
         return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
                 for name in CONVENTIONS}
