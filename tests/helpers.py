@@ -39,3 +39,20 @@ def at_point(mc, values: dict, convention: str, concrete):
         return mc.evaluate(values, convention)
     except OutsideProvenDomain:
         return concrete().total(convention)
+
+
+def cached_call_outputs(args: list[str], env: dict | None = None) -> tuple[str, str]:
+    """``symcost ARGS`` in two fresh processes: the first fills the derivation cache, the second must answer from
+    it without importing torch or transformers (checked in that process, after the call).  Both stdouts."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ) if env is None else env
+    first = subprocess.run([sys.executable, "-m", "symcost.cli", *args], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    code = ("import sys; from symcost.cli import main; main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'")
+    again = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    return first.stdout, again.stdout

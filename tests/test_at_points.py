@@ -78,18 +78,9 @@ def test_config_at_nests_under_total_and_accumulates(capsys, net):
 
 
 def test_a_cached_config_call_imports_neither_torch_nor_transformers(net, tmp_path):
-    import os
-    import subprocess
-    import sys
+    from helpers import cached_call_outputs
 
-    args = ["model", net, "--input", "Bx5", "--config", "width=w", "--at", "w=4,B=3", "--json"]
-    env = dict(os.environ)
-    first = subprocess.run([sys.executable, "-m", "symcost.cli", *args], capture_output=True, text=True, env=env)
-    assert first.returncode == 0, first.stderr
-    code = ("import sys; from symcost.cli import main; "
-            f"main({args!r}); "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'")
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert again.returncode == 0, again.stderr
+    first, again = cached_call_outputs(["model", net, "--input", "Bx5", "--config", "width=w", "--at", "w=4,B=3",
+                                        "--json"])
     drop = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
-    assert drop(json.loads(again.stdout)) == drop(json.loads(first.stdout))
+    assert drop(json.loads(again)) == drop(json.loads(first))

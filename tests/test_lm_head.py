@@ -158,16 +158,9 @@ def test_table_and_plot_take_input_dtype(tmp_path):
 
 def test_a_cached_mfu_call_imports_neither_torch_nor_transformers(tmp_path):
     import os
-    import subprocess
-    import sys
 
-    env = {**os.environ, "SYMCOST_CACHE_DIR": str(tmp_path)}
+    from helpers import cached_call_outputs
+
     args = ["mfu", "hf:gpt2", "--input", "1x8", "--step-time", "0.1", "--device", "h100-sxm", "--json"]
-    first = subprocess.run([sys.executable, "-m", "symcost.cli", *args], capture_output=True, text=True, env=env)
-    assert first.returncode == 0, first.stderr
-    code = ("import sys; from symcost.cli import main; "
-            f"main({args!r}); "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'")
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) == json.loads(first.stdout)    # the head chosen and every number, from the cache
+    first, again = cached_call_outputs(args, {**os.environ, "SYMCOST_CACHE_DIR": str(tmp_path)})
+    assert json.loads(again) == json.loads(first)    # the head chosen and every number, from the cache

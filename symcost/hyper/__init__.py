@@ -9,6 +9,11 @@ symbols) at several configurations and fits every total as a polynomial in the c
    refused, by name.
 2. **Fit** on the tensor grid of the windows: one trace per grid point, one exact rational Vandermonde inverse per
    axis.  Coefficients are expressions in the input symbols, so ``L**2`` terms and floors in ``R`` pass through.
+   With a symbolic input this is done sparsely first: the terms (monomials in the config symbols) are found at a
+   concrete input size, one field at a time (``_support``), and their coefficients as expressions in the input
+   symbols come from concrete traces at a few more input sizes, in the functions of the input's symbols that one
+   symbolic trace shows (``_reconstructed``); where any of that fails its own checks, one symbolic trace per term,
+   then the whole grid of symbolic traces.
 3. **Verify** at ``checks`` random configurations off the grid (other residues): every total under every
    convention must equal a fresh trace exactly, else the derivation is refused naming the fields.
 
@@ -21,16 +26,18 @@ backward part side by side; the forward part is their difference, exactly.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import sympy
 
 from ..conventions import CONVENTIONS, Convention, convention_name
 from ..errors import SymcostError, TraceError, UsageError, unknown_convention
 from ..model import Sweepable, at_least_one, shown_condition
-from .fit import tensor_fit, univariate_window
+from .fit import tensor_fit, univariate_window, vandermonde_inverse
 from .space import MIN_VALUE, Bound, ConfigSpace, Relation, config_space, parse_config
 
 __all__ = ["ConfigCost", "derive_config", "fit_totals", "parse_config", "probe_values"]
@@ -238,19 +245,56 @@ def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: 
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
     tracer = _Tracer(space, shape, train, dtype, progress, backward, past)
-    concrete = ()
+    concrete = None
     if inputs:  # which terms exist is found at a concrete input size (odd, of symcost's trace sizes): one
         # recording per trace instead of several; a term whose coefficient vanishes there fails the verification
         from ..tracing import trace_sizes
 
-        sizes = trace_sizes(tuple(d for d in (*shape, past) if isinstance(d, sympy.Basic)))[0][0]
-
-        def at(d):
-            return d.xreplace(sizes) if isinstance(d, sympy.Basic) else d
-
-        concrete = (_Tracer(space, tuple(at(d) for d in shape), train, dtype, progress, backward,
-                            None if past is None else at(past)),)
+        symbolic = tuple(d for d in (*shape, past) if isinstance(d, sympy.Basic))
+        concrete = _Concrete(space, shape, past, trace_sizes(symbolic)[0],
+                             lambda s, p: _Tracer(space, s, train, dtype, progress, backward, p))
     return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()}, concrete)
+
+
+class _Concrete:
+    """Tracers at concrete input sizes: the first of symcost's trace sizes, where the terms are found, and the
+    further sizes that give each term's coefficient as an expression in the input's symbols (``_reconstructed``)."""
+
+    reconstructs = True
+
+    def __init__(self, space: ConfigSpace, shape: tuple, past, pair: tuple[dict, dict], make: Callable):
+        from ..tracing.verify import check_points, mixed_points
+
+        self.shape, self.past, self.make = shape, past, make
+        first, second = pair
+        #: input sizes to fit coefficients at: those a symbolic trace records and verifies at, first the first
+        self.points = [first, second, *check_points(first, second), *mixed_points(first, second)]
+        self.tracers: dict[tuple, _Tracer] = {}
+        self.first = self.at(first)
+        self.inputs = set(first)
+        self.basis: list | None = None   # the functions of the input's symbols the coefficients are fitted in
+
+    def at(self, point: dict) -> _Tracer:
+        key = tuple(sorted((str(s), int(v)) for s, v in point.items()))
+        if key not in self.tracers:
+            def put(d):
+                return d.xreplace(point) if isinstance(d, sympy.Basic) else d
+
+            self.tracers[key] = self.make(tuple(put(d) for d in self.shape), None if self.past is None
+                                          else put(self.past))
+        return self.tracers[key]
+
+    @property
+    def memos(self) -> list[dict]:
+        return [t.memo for t in self.tracers.values()]
+
+    def basis_failed(self, error: TraceError, tracer: _Tracer) -> bool:
+        """Whether the coefficients fitted from concrete sizes may be what failed: they could not be fitted, or a
+        symbolic trace (a verification's) has a function of the input's symbols outside their basis."""
+        if isinstance(error, _InputBasisError) or self.basis is None:
+            return True
+        return any(not _input_parts(e, self.inputs) <= set(self.basis) for t in tracer.memo.values()
+                   for e in t.values())
 
 
 class _Tracer:
@@ -340,21 +384,51 @@ class _Tracer:
         return out
 
 
+_READS, _WRITES, _SKIP = (0, "reads"), (0, "writes"), (0, "causal skip")   # beside the operation kinds
+
+
 def _expanded(mc) -> dict[str, sympy.Expr]:
-    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME")."""
-    out = {}
+    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME"), equal to
+    ``mc.total(convention)``.  A convention weighs a row's operations by its layer, family and whether it is a
+    functional call: the rows' operations are summed per such group once, and each convention weighs the sums
+    (a model's rows are thousands, its groups a few dozen)."""
+    from ..model import _add
+
+    total = mc.total(next(iter(CONVENTIONS.values())))
+    out = {m: sympy.expand(total[m]) for m in FIELD_METRICS}
+    groups: dict[tuple, dict[str, list]] = {}
+    for r in mc.rows:
+        g = groups.setdefault((r.cost.family, r.cost.layer, r.functional), {})
+        for kind, v in (*r.cost.ops.items(), (_READS, r.cost.reads), (_WRITES, r.cost.writes),
+                        (_SKIP, r.causal_skip)):
+            g.setdefault(kind, []).append(v)
+    sums = {key: {kind: _add([sympy.sympify(v) for v in vs]) for kind, vs in g.items()} for key, g in groups.items()}
     for name, conv in CONVENTIONS.items():
-        t = mc.total(conv)
-        if not out:
-            out.update({m: sympy.expand(t[m]) for m in FIELD_METRICS})
-        out[f"flops:{name}"] = sympy.expand(t["flops"])
+        if (conv.family_weights or conv.functional_weights) and any(f == "mixed" or not layer for f, layer, _ in sums):
+            out[f"flops:{name}"] = sympy.expand(mc.total(conv)["flops"])  # row by row (it refuses such a row)
+            continue
+        terms = []
+        for (family, layer, functional), s in sums.items():
+            if functional and not conv.sees_functional:
+                continue
+            w = conv.weights_for(family, layer, functional)
+            terms += [w[k] * v for k, v in s.items() if isinstance(k, str)]
+            terms += [w.get("reads", 0) * s[_READS], w.get("writes", 0) * s[_WRITES]]
+            if conv.causal_attention:
+                terms.append(-w["mac"] * s[_SKIP])
+        out[f"flops:{name}"] = sympy.expand(_add(terms))
     return out
 
 
 def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed: int, config: dict,
-            concrete: tuple[_Tracer, ...] = ()) -> ConfigCost:
+            concrete: _Concrete | None = None) -> ConfigCost:
     order = space.order()
     formulas, verified, windows = fit_totals(space, tracer, checks, seed, concrete)
+    memos = concrete.memos if concrete else []
+    for t in concrete.tracers.values() if concrete else ():  # ops left uncosted at any configuration traced
+        for mine, theirs in ((tracer.uncovered, t.uncovered), (tracer.zero, t.zero)):
+            for k, v in theirs.items():
+                mine[k] = max(mine.get(k, 0), v)
 
     def by_convention(prefix: str) -> dict:
         return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
@@ -363,9 +437,9 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     totals = by_convention("")
     backward = by_convention(BACKWARD) if tracer.backward else None
     fit = {"windows": {f: list(windows[f]) for f in order}, "traces": len(tracer.memo), "verified_at": verified,
-           "traced_at": [dict(key) for key in {k: 0 for t in (tracer, *concrete) for k in t.memo}]}
+           "traced_at": [dict(key) for key in {k: 0 for memo in (tracer.memo, *memos) for k in memo}]}
     if concrete:
-        fit["concrete_traces"] = sum(len(t.memo) for t in concrete)
+        fit["concrete_traces"] = sum(len(memo) for memo in memos)
     cheap = f" (and {fit['concrete_traces']} at concrete input sizes, to find the terms)" if concrete else ""
     fitted = f"fitted from {len(tracer.memo)} traces{cheap}; verified exactly at {len(verified)} further configurations"
     notes = [*space.notes, *sorted(tracer.notes), fitted]
@@ -378,22 +452,34 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
 
 
 def fit_totals(space: ConfigSpace, tracer: Callable[[dict], dict], checks: int, seed: int,
-               concrete: tuple = ()) -> tuple[dict, list[dict], dict]:
+               concrete=None) -> tuple[dict, list[dict], dict]:
     """Every total ``tracer`` gives (a function of a configuration, memoised, to key -> expression in the input's
-    symbols) as one formula in the configuration symbols too (steps 1-3 of the module docstring; ``concrete``: the
-    same tracer at concrete input sizes, to find the terms cheaply): the formulas, the configurations they were
-    verified at, and each field's window of exponents (lowest, width)."""
+    symbols) as one formula in the configuration symbols too (steps 1-3 of the module docstring): the formulas, the
+    configurations they were verified at, and each field's window of exponents (lowest, width).  ``concrete``: the
+    same tracer at concrete input sizes, to find the terms cheaply (a ``_Concrete``, whose further sizes also give
+    the coefficients; or a tuple of tracers at one size, which find the terms only)."""
     order = space.order()
     probes, base = probe_values(space)
     symbols = [space.symbols[f] for f in order]
     formulas, verified = None, []
+    if concrete is not None and not isinstance(concrete, _Concrete):
+        concrete = _AtOneSize(concrete) if concrete else None
     if concrete:  # the sparse path: which terms exist, from cheap traces at concrete input sizes
+        # first each term's coefficient from concrete traces at further input sizes (one symbolic trace names
+        # the functions of the input's symbols that occur); where that fails, one symbolic trace per term
         try:
-            grids, los = _windows(space, concrete[0], order, probes, base)
-            formulas = _sparse_fit(concrete, tracer, order, grids, los, symbols)
-            verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+            grids, los = _windows(space, concrete.first, order, probes, base)
         except TraceError:
-            formulas = None  # a term the concrete sizes did not show: the full grid of symbolic traces decides
+            grids = None  # (the symbolic probes below refuse it, or find the window)
+        for reconstruct in ((True, False) if concrete.reconstructs else (False,)) if grids else ():
+            try:
+                formulas = _sparse_fit(concrete, tracer, order, grids, los, symbols, reconstruct)
+                verified = _verify(space, tracer, order, formulas, grids, checks, seed, base)
+                break
+            except TraceError as e:
+                formulas = None  # a term the concrete sizes did not show: the full grid of symbolic traces decides
+                if not (reconstruct and concrete.basis_failed(e, tracer)):
+                    break
     if formulas is None:
         grids, los = _windows(space, tracer, order, probes, base)
         points = list(itertools.product(*(range(len(g)) for g in grids)))
@@ -415,6 +501,24 @@ def probe_values(space: ConfigSpace) -> tuple[dict[str, list[int]], dict[str, in
     return probes, {f: v[0] for f, v in probes.items()}
 
 
+class _AtOneSize:
+    """Tracers at one concrete input size (``footprint.config``'s): they find the terms; each coefficient in the
+    input's symbols then comes from a symbolic trace."""
+
+    reconstructs = False
+
+    def __init__(self, tracers: tuple):
+        self.first = tracers[0]
+        self.tracers = {(): self.first}
+
+    @property
+    def memos(self) -> list[dict]:
+        return [self.first.memo]
+
+    def basis_failed(self, error: TraceError, tracer) -> bool:
+        return False
+
+
 def _windows(space: ConfigSpace, tracer: _Tracer, order: list[str], probes: dict, base: dict):
     """Per field, the narrowest window of exponents explaining every traced total (probing the field alone):
     the grid of the fit (``probes[f][:width]`` per field) and each window's lowest exponent."""
@@ -434,45 +538,40 @@ def _windows(space: ConfigSpace, tracer: _Tracer, order: list[str], probes: dict
     return [probes[f][:windows[f][1]] for f in order], [windows[f][0] for f in order]
 
 
-def _sparse_fit(concrete: tuple[_Tracer, ...], tracer: _Tracer, order: list[str], grids, los, symbols) -> dict:
-    """The tensor-grid fit at concrete input sizes names the monomials in the config symbols that occur; one
-    symbolic trace per monomial, at grid points whose monomial matrix is invertible, gives their coefficients as
-    expressions in the input's symbols (exact rational inverse).  ``_verify`` then checks the whole formula
-    against fresh symbolic traces; a term the concrete sizes hid fails it, and the full grid is traced instead."""
-    from fractions import Fraction
+class _InputBasisError(TraceError):
+    """The coefficients could not be fitted from concrete input sizes (``_reconstructed``)."""
 
+
+def _sparse_fit(concrete: _Concrete, tracer: _Tracer, order: list[str], grids, los, symbols,
+                reconstruct: bool = True) -> dict:
+    """The tensor-grid fit at concrete input sizes names the monomials in the config symbols that occur; at grid
+    points whose monomial matrix is invertible, each traced total gives their coefficients as expressions in the
+    input's symbols (exact rational inverse): from concrete traces at further input sizes (``reconstruct``,
+    ``_reconstructed``), else from one symbolic trace per monomial.  ``_verify`` then checks the whole formula
+    against fresh symbolic traces; a term the concrete sizes hid fails it, and the full grid is traced instead."""
     points = list(itertools.product(*(range(len(g)) for g in grids)))
     at = [{f: grids[a][i] for a, (f, i) in enumerate(zip(order, idx))} for idx in points]
-    support: set[tuple] = set()
-    for t in concrete:
-        traced = [t(p) for p in at]
+    try:
+        monomials = sorted(_support(concrete.first, order, grids, los))
+    except _SupportError:  # the terms, from the whole tensor grid
+        support: set[tuple] = set()
+        traced = [concrete.first(p) for p in at]
         for m in traced[0]:
             fitted = tensor_fit(grids, los, {idx: tr[m] for idx, tr in zip(points, traced)}, symbols)
             for term in sympy.Add.make_args(fitted):
                 if term != 0:
                     powers = term.as_powers_dict()
                     support.add(tuple(int(powers.get(s, 0)) for s in symbols))
-    monomials = sorted(support)
-    chosen, rows, basis = [], [], []   # basis: reduced rows with their pivot columns (Gaussian elimination)
-    for p in at:
-        row = [Fraction(1) for _ in monomials]
-        for j, e in enumerate(monomials):
-            for f, k in zip(order, e):
-                row[j] *= Fraction(p[f]) ** k
-        reduced = list(row)
-        for pivot, b in basis:
-            if reduced[pivot]:
-                factor = reduced[pivot] / b[pivot]
-                reduced = [x - factor * y for x, y in zip(reduced, b)]
-        pivot = next((j for j, x in enumerate(reduced) if x), None)
-        if pivot is not None:
-            basis.append((pivot, reduced))
-            chosen.append(p)
-            rows.append(row)
-        if len(chosen) == len(monomials):
-            break
-    inverse = sympy.Matrix([[sympy.Rational(x.numerator, x.denominator) for x in r] for r in rows]).inv()
-    traced = [tracer(p) for p in chosen]
+        monomials = sorted(support)
+
+    def row(p: dict) -> list:
+        return [math.prod(Fraction(p[f]) ** k for f, k in zip(order, e)) for e in monomials]
+
+    traced_already = set(concrete.first.memo)  # grid points traced already first: fewer new traces
+    at.sort(key=lambda p: tuple(sorted(p.items())) not in traced_already)
+    chosen = [at[i] for i in _independent((row(p) for p in at), len(monomials))]
+    inverse = sympy.Matrix([[sympy.Rational(x.numerator, x.denominator) for x in row(p)] for p in chosen]).inv()
+    traced = _reconstructed(concrete, tracer, chosen) if reconstruct else [tracer(p) for p in chosen]
     terms = [sympy.Mul(*[s**k for s, k in zip(symbols, e)]) for e in monomials]
     formulas = {}
     for m in traced[0]:
@@ -481,6 +580,129 @@ def _sparse_fit(concrete: tuple[_Tracer, ...], tracer: _Tracer, order: list[str]
                         for j in range(len(monomials))]
         formulas[m] = sympy.expand(sympy.Add(*[c * x for c, x in zip(coefficients, terms) if c != 0]))
     return formulas
+
+
+class _SupportError(Exception):
+    """The terms found field by field disagree with a further trace: the whole tensor grid finds them."""
+
+
+def _support(tracer: _Tracer, order: list[str], grids, los) -> set[tuple]:
+    """The monomials in the configuration symbols (exponent tuples, ``order``'s order) whose coefficient is not
+    zero in some traced total, found one field at a time (Zippel's sparse interpolation) rather than on the whole
+    tensor grid: with the terms in the first k fields known (the later fields at their base, the grid's first
+    value), each further value of field k + 1 needs one trace per term (at grid points where the terms' matrix is
+    invertible) and one more that checks them; each term's coefficients over field k + 1's grid then give the
+    terms in k + 1 fields.  A term whose coefficient vanishes where it was looked for makes a check fail
+    (``_SupportError``: the tensor grid decides); one that slips past both fails the verification."""
+    base = {f: g[0] for f, g in zip(order, grids)}
+    known: dict[tuple, dict] = {(): tracer(base)}    # exponents of the fields so far -> metric -> coefficient
+    for k, f in enumerate(order):
+        prefix = list(itertools.product(*grids[:k]))
+        terms = list(known)
+
+        def row(p: tuple) -> list:
+            return [math.prod(Fraction(x) ** e for x, e in zip(p, t)) for t in terms]
+
+        picked = _independent((row(p) for p in prefix), len(terms))
+        if len(picked) < len(terms):
+            raise _SupportError
+        check = next((i for i in range(len(prefix)) if i not in picked), None)
+        inverse = sympy.Matrix([[sympy.Rational(x.numerator, x.denominator) for x in row(prefix[i])]
+                                for i in picked]).inv()
+        by_value = [known]
+        for v in grids[k][1:]:
+            def traced(p: tuple) -> dict:
+                return tracer({**base, **dict(zip(order[:k], p)), f: v})
+
+            values = [traced(prefix[i]) for i in picked]
+            solved = {t: {m: sympy.Add(*[w * tr[m] for w, tr in zip(inverse.row(j), values) if w != 0])
+                          for m in values[0]} for j, t in enumerate(terms)}
+            if check is not None:
+                want, weights = traced(prefix[check]), row(prefix[check])
+                if any(sympy.Add(*[sympy.Rational(w.numerator, w.denominator) * solved[t][m]
+                                   for w, t in zip(weights, terms)]) != want[m] for m in want):
+                    raise _SupportError
+            by_value.append(solved)
+        inverse_k = vandermonde_inverse(grids[k], los[k])
+        known = {}
+        for t in terms:
+            for m in by_value[0][t]:
+                line = [c[t][m] for c in by_value]
+                for j in range(len(grids[k])):
+                    c = sympy.Add(*[w * y for w, y in zip(inverse_k.row(j), line) if w != 0])
+                    if c != 0:
+                        known.setdefault((*t, los[k] + j), {})[m] = c
+        for t in known.values():  # every metric of a term: zero where it has none
+            for m in by_value[0][terms[0]]:
+                t.setdefault(m, sympy.Integer(0))
+    return set(known)
+
+
+def _independent(rows, count: int) -> list[int]:
+    """The indices of the first ``count`` linearly independent rows (exact Gaussian elimination, Fractions)."""
+    chosen, basis = [], []   # basis: reduced rows with their pivot columns
+    for i, row in enumerate(rows):
+        reduced = list(row)
+        for pivot, b in basis:
+            if reduced[pivot]:
+                factor = reduced[pivot] / b[pivot]
+                reduced = [x - factor * y for x, y in zip(reduced, b)]
+        pivot = next((j for j, x in enumerate(reduced) if x), None)
+        if pivot is not None:
+            basis.append((pivot, reduced))
+            chosen.append(i)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _input_parts(e: sympy.Expr, inputs: set) -> set:
+    """The functions of the input's symbols a total at one configuration is a rational combination of
+    (``{L**2, L, 1}`` for ``24*L**2 + 744*L + 3``)."""
+    return {term.as_independent(*inputs, as_Add=False)[1] for term in sympy.Add.make_args(sympy.expand(e))
+            if term != 0}
+
+
+def _reconstructed(concrete: _Concrete, tracer: _Tracer, chosen: list[dict]) -> list[dict]:
+    """The totals at each configuration of ``chosen`` as expressions in the input's symbols, without a symbolic
+    trace at each: one symbolic trace (at the first) names the functions of the input's symbols that occur (its
+    basis: ``L**2, L, 1``); at as many input sizes (those a symbolic trace records and verifies at, where these
+    functions are independent), concrete traces give each total's coefficients in that basis, exactly.  The first
+    configuration's totals, rebuilt the same way, must equal its symbolic trace (else ``_InputBasisError``); the
+    formula is then verified at configurations not fitted on (``_verify``), each by a symbolic trace."""
+    exact = tracer(chosen[0])
+    inputs = concrete.inputs
+    basis = sorted(set().union(*(_input_parts(e, inputs) for e in exact.values())), key=sympy.default_sort_key)
+    concrete.basis = basis
+    domain = [d for d in tracer.domain if d.free_symbols <= inputs]
+
+    def inside(p: dict) -> bool:
+        return all(d.xreplace(p) >= 1 for d in domain)
+
+    candidates = [p for p in concrete.points if inside(p)]
+    values = [[b.xreplace(p) for b in basis] for p in candidates]
+    if any(not v.is_Rational for row in values for v in row):
+        raise _InputBasisError("a function of the input's symbols has no exact value at a concrete size")
+    picked = _independent(([Fraction(int(v.p), int(v.q)) for v in row] for row in values), len(basis))
+    if len(picked) < len(basis):
+        raise _InputBasisError(f"{len(basis)} functions of the input's symbols, {len(picked)} independent sizes")
+    inverse = sympy.Matrix([values[i] for i in picked]).inv()
+    tracers = [concrete.at(candidates[i]) for i in picked]
+
+    def rebuilt(config: dict) -> dict:
+        traced = [t(config) for t in tracers]
+        out = {}
+        for m in traced[0]:
+            column = [t[m] for t in traced]
+            if any(not v.is_Rational for v in column):
+                raise _InputBasisError(f"the {m} traced at a concrete size is not a number")
+            coefficients = inverse * sympy.Matrix(column)
+            out[m] = sympy.expand(sympy.Add(*[c * b for c, b in zip(coefficients, basis) if c != 0]))
+        return out
+
+    if any(sympy.expand(e - exact[m]) != 0 for m, e in rebuilt(chosen[0]).items()):
+        raise _InputBasisError("the totals rebuilt from concrete sizes differ from the symbolic trace's")
+    return [exact, *(rebuilt(c) for c in chosen[1:])]
 
 
 def _verify(space: ConfigSpace, tracer: _Tracer, order: list[str], formulas: dict, grids, checks: int,

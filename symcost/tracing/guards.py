@@ -172,6 +172,9 @@ def _run(model, shape, hints: dict, dtype, backward: bool):
 
     env = ShapeEnv(specialize_zero_one=False)
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
+    # one run with symbolic sizes: fake tensor's dispatch cache costs more to fill and to read back (its entries
+    # rebuild symbolic outputs) than the meta kernels it saves (a quarter of a Llama training step's run)
+    mode.cache_enabled = False
     ints: dict = {}
     names: dict = {}
     for s, v in hints.items():
