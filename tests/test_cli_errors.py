@@ -288,3 +288,25 @@ def test_slow_commands_show_a_spinner_on_a_terminal_and_nothing_elsewhere(capsys
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main(argv) == 0
     assert spinner in terminal.buffer.getvalue() and capsys.readouterr().out == piped.out
+
+
+def test_every_tree_node_comes_back_as_it_went():
+    """``summary.to_tree`` then ``formulas.from_tree``: the cached summary's trees rebuild each expression kind a
+    formula holds (pieces, Min/Max, Mod, gcd, relations), so ``--json``'s named formulas work from the cache."""
+    import sympy
+
+    from symcost.exact import gcd
+    from symcost.export.formulas import from_tree
+    from symcost.summary import to_tree
+
+    H, W = (sympy.Symbol(n, integer=True, positive=True) for n in "HW")
+    exprs = [sympy.floor((H - 1) / 2) + 1, sympy.ceiling(W / 3) * H ** 2, sympy.Min(H, 512) * W,
+             sympy.Max(H - 3, 1), sympy.Mod(W, 8), gcd(H, 4), sympy.Rational(3, 7) * H,
+             sympy.Piecewise((64 * H ** 2, H <= 511), (17039360, H >= 512)),
+             sympy.Piecewise((H, sympy.And(sympy.Ge(W, 2), sympy.Ne(H, 240))), (W, sympy.Or(H < 3, sympy.Eq(W, 5))),
+                             (0, sympy.Not(sympy.Gt(H, 2))))]
+    for e in exprs:
+        back = from_tree(to_tree(e))
+        assert back == e, (e, back)
+        for h, w in ((1, 1), (7, 5), (240, 64), (600, 513)):  # and the same numbers
+            assert back.xreplace({H: h, W: w}) == e.xreplace({H: h, W: w})

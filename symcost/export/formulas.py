@@ -178,22 +178,28 @@ def readable(exprs: list, sizes=(), taken: set[str] = frozenset()) -> tuple[list
 
 
 def from_tree(tree):
-    """A ``symcost.summary`` expression tree back to sympy (built from ints and symbol names only, nothing parsed)."""
-    kind = tree[0]
+    """A ``symcost.summary`` expression tree back to sympy (built from ints and symbol names only, nothing parsed):
+    every node ``summary.to_tree`` writes."""
+    from ..exact import gcd
+
+    kind, args = tree[0], tree[1:]
     if kind == "num":
-        return sympy.Rational(int(tree[1]), int(tree[2]))
+        return sympy.Rational(int(args[0]), int(args[1]))
     if kind == "sym":
-        return sympy.Symbol(tree[1], integer=True, positive=True)
-    if kind == "add":
-        return sympy.Add(*map(from_tree, tree[1:]))
-    if kind == "mul":
-        return sympy.Mul(*map(from_tree, tree[1:]))
+        return sympy.Symbol(args[0], integer=True, positive=True)
+    if kind == "bool":
+        return sympy.true if args[0] else sympy.false
     if kind == "pow":
-        return from_tree(tree[1]) ** int(tree[2])
-    if kind == "floor":
-        return sympy.floor(from_tree(tree[1]))
-    if kind == "ceiling":
-        return sympy.ceiling(from_tree(tree[1]))
+        return from_tree(args[0]) ** int(args[1])
+    if kind == "piecewise":
+        return sympy.Piecewise(*((from_tree(value), from_tree(cond)) for value, cond in args))
+    if kind == "sympy" and isinstance(args[0], sympy.Basic):  # kept as it is in memory (never in a cache file)
+        return args[0]
+    funcs = {"add": sympy.Add, "mul": sympy.Mul, "floor": sympy.floor, "ceiling": sympy.ceiling, "min": sympy.Min,
+             "max": sympy.Max, "mod": sympy.Mod, "gcd": gcd, "and": sympy.And, "or": sympy.Or, "not": sympy.Not,
+             "le": sympy.Le, "lt": sympy.Lt, "ge": sympy.Ge, "gt": sympy.Gt, "eq": sympy.Eq, "ne": sympy.Ne}
+    if kind in funcs:
+        return funcs[kind](*map(from_tree, args))
     raise ValueError(f"unknown expression tree node {kind!r}")
 
 
