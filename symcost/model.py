@@ -48,7 +48,7 @@ class Totals(dict):
     _repr_pretty_ = lambda self, p, cycle: p.text(repr(self))  # noqa: E731  (IPython: not its dict printer)
 
 
-def _add(terms: list) -> sympy.Expr:
+def sum_exact(terms: list) -> sympy.Expr:
     """``sympy.Add(*terms)``; in Python integers where every term is a sympy Integer (a trace at concrete sizes:
     the same Integer, without sympy's arithmetic)."""
     if all(getattr(t, "is_Integer", False) for t in terms):
@@ -152,8 +152,9 @@ def at_least_one(condition) -> sympy.Expr | None:
     return {sympy.Lt: -diff, sympy.Le: 1 - diff, sympy.Gt: diff, sympy.Ge: diff + 1}[type(condition)]
 
 
-def _solved(condition) -> str | None:
-    """A relation linear in one integer size as a bound on it: ``-T - 1 > -127`` -> ``T <= 125``."""
+def linear_bound(condition) -> tuple[sympy.Symbol, str, sympy.Rational] | None:
+    """A relation linear in one integer size as ``(x, op, bound)`` with ``x op bound`` (``-T - 1 > -127`` ->
+    ``(T, "<", 126)``); None for anything else (two sizes, a floor, a non-linear size)."""
     if not isinstance(condition, sympy.core.relational.Relational) or len(condition.free_symbols) != 1:
         return None
     x = next(iter(condition.free_symbols))
@@ -163,16 +164,29 @@ def _solved(condition) -> str | None:
     a, b = d.coeff(x, 1), d.coeff(x, 0)
     if not (a.is_Rational and b.is_Rational):
         return None
-    op, bound = condition.rel_op, -b / a
+    op = condition.rel_op
     if a < 0:
         op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+    return x, op, -b / a
+
+
+def integer_range(x, op: str, bound) -> tuple[int | None, int | None]:
+    """The integers ``x op bound`` allows, as (lowest, highest) with None for no limit (``<``/``<=``/``>``/``>=``)."""
+    if op in ("<", "<="):  # the largest integer allowed
+        return None, int(sympy.ceiling(bound) - 1 if op == "<" else sympy.floor(bound))
+    return int(sympy.floor(bound) + 1 if op == ">" else sympy.ceiling(bound)), None
+
+
+def _solved(condition) -> str | None:
+    """A relation linear in one integer size as a bound on it: ``-T - 1 > -127`` -> ``T <= 125``."""
+    found = linear_bound(condition)
+    if found is None:
+        return None
+    x, op, bound = found
     if op in ("==", "!="):
         return f"{x} {op} {bound}" if bound.is_Integer else None
-    if op in ("<", "<="):  # the largest integer allowed
-        top = sympy.ceiling(bound) - 1 if op == "<" else sympy.floor(bound)
-        return f"{x} <= {top}"
-    low = sympy.floor(bound) + 1 if op == ">" else sympy.ceiling(bound)
-    return f"{x} >= {low}"
+    low, high = integer_range(x, op, bound)
+    return f"{x} <= {high}" if high is not None else f"{x} >= {low}"
 
 
 class Sweepable:
@@ -276,12 +290,12 @@ class ModelCost(Sweepable):
         if self.pieces:  # each piece's own totals: one Piecewise, not a sum of every row's pieces
             parts = [(cond, mc.total(conv)) for cond, mc in self.pieces]
             return Totals(conv.name, {k: piecewise([(t[k], cond) for cond, t in parts]) for k in Totals.KEYS})
-        params = _add([r.cost.params for r in self.rows])
-        buffers = _add([r.cost.buffers for r in self.rows])
-        macs = _add([r.cost.macs for r in self.rows])
-        flops = _add([conv.count_row(r) for r in self.rows])
-        reads = _add([r.cost.reads for r in self.rows])
-        writes = _add([r.cost.writes for r in self.rows])
+        params = sum_exact([r.cost.params for r in self.rows])
+        buffers = sum_exact([r.cost.buffers for r in self.rows])
+        macs = sum_exact([r.cost.macs for r in self.rows])
+        flops = sum_exact([conv.count_row(r) for r in self.rows])
+        reads = sum_exact([r.cost.reads for r in self.rows])
+        writes = sum_exact([r.cost.writes for r in self.rows])
         return Totals(conv.name, {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads,
                                   "writes": writes})
 

@@ -14,30 +14,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from symcost.errors import OutsideProvenDomain
 from symcost.tracing import trace
+from test_proven_domains import PATTERNS as GUARDED
 
+# the truncation and the threshold as tests/test_proven_domains.py writes them; two more patterns of bounds
 PATTERNS = {
-    "truncate": """
-        class Net(nn.Module):  # attention over at most 512 positions
-            def __init__(self):
-                super().__init__()
-                self.q = nn.Linear(16, 16)
-
-            def forward(self, x):
-                x = x[:, :512]
-                q = self.q(x)
-                return torch.softmax(q @ x.transpose(1, 2), -1) @ x
-        """,
-    "threshold": """
-        class Net(nn.Module):  # halves wide inputs first: a branch on W only, H passes through
-            def __init__(self):
-                super().__init__()
-                self.conv = nn.Conv2d(3, 8, 3)
-
-            def forward(self, x):
-                if x.shape[-1] > 512:
-                    x = F.interpolate(x, scale_factor=0.5)
-                return self.conv(x)
-        """,
+    "truncate": GUARDED["truncate"],
+    "threshold": GUARDED["threshold"],
     "longer": """
         class Net(nn.Module):  # an extra layer for sequences longer than 300 positions
             def __init__(self):

@@ -392,7 +392,7 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
     ``mc.total(convention)``.  A convention weighs a row's operations by its layer, family and whether it is a
     functional call: the rows' operations are summed per such group once, and each convention weighs the sums
     (a model's rows are thousands, its groups a few dozen)."""
-    from ..model import _add
+    from ..model import sum_exact
 
     total = mc.total(next(iter(CONVENTIONS.values())))
     out = {m: sympy.expand(total[m]) for m in FIELD_METRICS}
@@ -402,7 +402,7 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
         for kind, v in (*r.cost.ops.items(), (_READS, r.cost.reads), (_WRITES, r.cost.writes),
                         (_SKIP, r.causal_skip)):
             g.setdefault(kind, []).append(v)
-    sums = {key: {kind: _add([sympy.sympify(v) for v in vs]) for kind, vs in g.items()} for key, g in groups.items()}
+    sums = {key: {kind: sum_exact([sympy.sympify(v) for v in vs]) for kind, vs in g.items()} for key, g in groups.items()}
     for name, conv in CONVENTIONS.items():
         if (conv.family_weights or conv.functional_weights) and any(f == "mixed" or not layer for f, layer, _ in sums):
             out[f"flops:{name}"] = sympy.expand(mc.total(conv)["flops"])  # row by row (it refuses such a row)
@@ -416,7 +416,7 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
             terms += [w.get("reads", 0) * s[_READS], w.get("writes", 0) * s[_WRITES]]
             if conv.causal_attention:
                 terms.append(-w["mac"] * s[_SKIP])
-        out[f"flops:{name}"] = sympy.expand(_add(terms))
+        out[f"flops:{name}"] = sympy.expand(sum_exact(terms))
     return out
 
 

@@ -22,7 +22,7 @@ import sympy
 
 from ..cost import Cost, as_expr
 from ..errors import SymcostError
-from ..model import ModelCost, Row, piecewise, shown_condition
+from ..model import ModelCost, Row, integer_range, linear_bound, piecewise, shown_condition
 from .guards import Proof
 
 #: the most pieces a formula comes in (a chunked loop's pieces beyond them are refused, naming the bound)
@@ -44,21 +44,14 @@ def bound(condition) -> tuple[sympy.Symbol, int, int | None] | None:
     """``(s, low, high)`` where ``condition`` is a bound on one integer size linear in it (``L < 512`` -> ``(L, 1,
     511)``, ``-W + 513 <= 0`` -> ``(W, 513, None)``); None for anything else (an equality, a divisibility, two
     sizes)."""
-    if not isinstance(condition, (sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge)) or len(condition.free_symbols) != 1:
+    if not isinstance(condition, (sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge)):
         return None
-    s = next(iter(condition.free_symbols))
-    d = sympy.expand(condition.lhs - condition.rhs)   # d REL 0
-    if not (s.is_integer and d.is_polynomial(s) and sympy.degree(d, s) == 1):
+    found = linear_bound(condition)
+    if found is None:
         return None
-    a, b = d.coeff(s, 1), d.coeff(s, 0)
-    if not (a.is_Rational and b.is_Rational):
-        return None
-    op, edge = condition.rel_op, -b / a
-    if a < 0:
-        op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
-    if op in ("<", "<="):
-        return s, 1, int(sympy.ceiling(edge) - 1 if op == "<" else sympy.floor(edge))
-    return s, int(sympy.floor(edge) + 1 if op == ">" else sympy.ceiling(edge)), None
+    s, op, edge = found
+    low, high = integer_range(s, op, edge)
+    return s, 1 if low is None else low, high
 
 
 def _interval(guards, s) -> tuple[int, int | None, list]:
