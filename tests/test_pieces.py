@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from symcost.errors import OutsideProvenDomain
 from symcost.tracing import trace
 from test_proven_domains import PATTERNS as GUARDED
+from test_proven_domains import _Branch  # an extra layer beyond 200 positions: 225 and 161 straddle it
 
 # the truncation and the threshold as tests/test_proven_domains.py writes them; two more patterns of bounds
 PATTERNS = {
@@ -186,21 +187,6 @@ def test_pieces_off_keeps_one_formula_and_its_domain():
     assert not mc.pieces and not mc.total("torch")["flops"].has(sympy.Piecewise)
     with pytest.raises(OutsideProvenDomain, match="L <= 511"):
         mc.evaluate({"L": 600}, "torch")
-
-
-class _Branch(nn.Module):
-    """An extra layer for inputs longer than 200 positions: symcost's trace sizes (225 and 161) fall on both sides
-    of the guard, so no one formula fits both recordings; each side is derived on its own."""
-
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 16)
-
-    def forward(self, x):
-        x = self.a(x)
-        if x.shape[1] > 200:
-            x = self.b(x)
-        return x
 
 
 def test_trace_sizes_on_both_sides_of_a_guard_give_pieces_not_a_refusal():

@@ -255,13 +255,7 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
     # the far check point, recorded first: where a size the model computes in Python fits several formulas at both
     # trace sizes (H - 1 and 2*floor(H/2) at odd H), the propagation keeps the one that also fits here
     # (where the model refuses it -- a sliding window's limit on a decode step's cache -- the next check point)
-    rec_far = far = None
-    for k, point in enumerate(check_points(values_a, values_b)):
-        try:
-            rec_far, far = _record(model, concrete_shape(shape, point), "", input_dtype, backward=backward), (k, point)
-            break
-        except TraceError:
-            continue
+    rec_far, far = _far_recording(model, shape, values_a, values_b, input_dtype, backward)
     try:
         mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
                      third=(rec_far, far[1]) if rec_far is not None else None)
@@ -285,6 +279,16 @@ def _trace(model, input_shape, target, train, sizes, input_dtype, default_shape,
                   _domain_note(mc, proof))
 
 
+def _far_recording(model, shape, values_a: dict, values_b: dict, dtype, backward: bool):
+    """The recording at the first check point the model runs at, with (its index, the point); (None, None) if none."""
+    for k, point in enumerate(check_points(values_a, values_b)):
+        try:
+            return _record(model, concrete_shape(shape, point), "", dtype, backward=backward), (k, point)
+        except TraceError:
+            continue
+    return None, None
+
+
 def _straddling(model, shape, values_a, values_b, input_dtype, target, backward, pieces: bool):
     """Where the two trace sizes lie on both sides of a guard: the formula in pieces if the guard bounds one size
     (``tracing.pieces``), else None; and the guard the second size breaks (None if none does)."""
@@ -305,13 +309,7 @@ def _piece(model, shape, values_a: dict, values_b: dict, dtype, target: str, bac
     proven and verified as the first formula's are (``tracing.pieces``)."""
     rec_a = _record(model, shape_at(shape, values_a), "", dtype, True, backward)
     rec_b = _record(model, shape_at(shape, values_b), "", dtype, True, backward)
-    rec_far = far = None
-    for k, point in enumerate(check_points(values_a, values_b)):
-        try:
-            rec_far, far = _record(model, concrete_shape(shape, point), "", dtype, backward=backward), (k, point)
-            break
-        except TraceError:
-            continue
+    rec_far, far = _far_recording(model, shape, values_a, values_b, dtype, backward)
     mc = _derive(model, rec_a, rec_b, shape, values_a, values_b, target, backward,
                  third=(rec_far, far[1]) if rec_far is not None else None)
     proof = _proven(model, mc, shape, values_a, dtype, backward, note=False)
