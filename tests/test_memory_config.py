@@ -139,3 +139,16 @@ def test_decode_step_kv_cache_equals_the_real_dynamic_cache():
             cache = model(torch.randint(0, 100, (b, t)), use_cache=True).past_key_values
         held = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
         assert mem.at({"B": b, "T": t, "d": d, "n": n})["kv_cache"] == held
+
+
+def test_past_the_configurations_fitted_the_peak_equals_mem_tracker(mem):
+    """d = 96 lies past the widths the fit traced (head_dim 24 too): the number is given after a derivation at
+    that configuration agrees, and it is MemTracker's."""
+    d, n, b, l = 96, 3, 2, 9
+    assert mem.conditions.beyond({"B": b, "L": l, "d": d, "n": n})
+    got = mem.at({"B": b, "L": l, "d": d, "n": n})
+    with math_sdpa(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = tracker_peak(lambda: llama(d, n), (b, l), torch.float32, True, ids=True)
+    assert got["peak"] == want + got["optimizer_states"]
+    assert {"B": b, "L": l, "d": d, "n": n} in mem.fitting["confirmed"]

@@ -32,11 +32,35 @@ class ConfigMemory(Memory):
     conditions: object = None          # a ``hyper.ConfigCost`` without totals: the configuration's domain
     fitting: dict = field(default_factory=dict)
 
-    def check_config(self, values: dict) -> None:
+    def check_config(self, values: dict, confirm: bool = True) -> None:
         try:
             self.conditions.check_domain({k: values.get(k) for k in map(str, self.conditions.symbols)})
         except ValueError as e:
             raise UsageError(str(e).splitlines()[0]) from None
+        beyond = self.conditions.beyond(values)
+        if confirm and beyond:
+            self._confirm(values, beyond)
+
+    def _confirm(self, values: dict, beyond: list[str]) -> None:
+        """As ``hyper.confirm``: a configuration past the ones derived is given only after a derivation at it
+        agrees on every heading and the peak."""
+        point = {str(s): values[str(s)] for s in self.symbols}
+        if point in self.fitting.setdefault("confirmed", []):
+            return
+        given = ", ".join(f"{k}={v}" for k, v in point.items())
+        derive = getattr(self, "derive_at", None)
+        if derive is None:
+            raise UsageError(f"{given}: beyond the configurations the formulas were derived at ({', '.join(beyond)}); "
+                             "derive the memory at this configuration")
+        theirs = derive(values)
+        mine = Memory.at(self, values)
+        for k, v in theirs.items():
+            if isinstance(v, int) and mine.get(k) != v:
+                raise UsageError(f"{given}: beyond the configurations the formulas were derived at "
+                                 f"({', '.join(beyond)}) the model takes another path: a derivation at this "
+                                 f"configuration gives {v:,} bytes of {k}, the formula {mine[k]:,}; derive the memory "
+                                 "at this configuration")
+        self.fitting["confirmed"].append(point)
 
     def at(self, values: dict) -> dict:
         self.check_config(values)
@@ -48,8 +72,12 @@ class ConfigMemory(Memory):
             raise UsageError(f"--fit solves for a symbol of the input, not the configuration's {symbol}: give it with "
                              "--at and fit the batch or the sequence length")
         least = {str(s): 1 for s in self.symbols if str(s) not in values}
-        self.check_config({**least, **values})
-        return super().fit(symbol, budget, values)
+        self.check_config({**least, **values}, confirm=False)
+        found = super().fit(symbol, budget, values)
+        for v in (found.get("value"), found.get("next_value")):  # the numbers it gives, past the fit: checked
+            if isinstance(v, int):
+                self.check_config({**values, symbol: v})
+        return found
 
     def as_dict(self) -> dict:
         out = super().as_dict()
@@ -292,12 +320,31 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
                  f"input sizes, to find the terms); verified exactly at {len(verified)} further configurations; the "
                  f"peak is the largest of the live bytes at {len(anchors)} op{'s' if len(anchors) > 1 else ''}, each "
                  "fitted the same way")
-    conditions = ConfigCost(space.target, shape, {f: v for f, v in fields.items()}, dict(space.fixed),
-                            list(space.relations), {}, bounds=list(space.bounds),
-                            past=past)
     fitting = {"windows": {f: list(w) for f, w in windows.items()}, "derivations": len(steps.memo),
                "verified_at": verified, "peak_verified_at": verified_peak,
                "traced_at": [dict(key) for key in {k: 0 for t in (steps, *concrete) for k in t.memo}]}
-    return ConfigMemory(space.target, shape, base.dtype, base.backward, parts, peak_list, resident, domain, notes,
-                        verified, flops, config=dict(fields), conditions=conditions, fitting=fitting)
+    conditions = ConfigCost(space.target, shape, {f: v for f, v in fields.items()}, dict(space.fixed),
+                            list(space.relations), {}, bounds=list(space.bounds), past=past,
+                            fit={"traced_at": fitting["traced_at"]})
+    tops = ", ".join(f"{k} <= {v}" for k, v in conditions.sampled().items())
+    notes.append(f"the configurations derived reach {tops}: a number beyond them is given only after a derivation "
+                 "at its own configuration agrees")
+    out = ConfigMemory(space.target, shape, base.dtype, base.backward, parts, peak_list, resident, domain, notes,
+                       verified, flops, config=dict(fields), conditions=conditions, fitting=fitting)
+
+    def derive_at(values: dict) -> dict:
+        def put(d):
+            return int(d.xreplace({s: values[str(s)] for s in d.free_symbols})) if isinstance(d, sympy.Basic) else d
+
+        point = {f: values[str(s)] for f, s in space.symbols.items()}
+        one = _Steps(space, tuple(put(d) for d in shape), {**options, "past": put(past)}, lambda _: None)
+        try:
+            one(point)
+        except TraceError as e:
+            raise UsageError(f"beyond the configurations the formulas were derived at, a derivation at "
+                             f"{', '.join(f'{k}={v}' for k, v in values.items())} failed: {e}") from None
+        return next(iter(one.steps.values())).at({})
+
+    out.derive_at = derive_at  # (not a field) what ``_confirm`` derives past the configurations fitted
+    return out
 

@@ -65,6 +65,8 @@ class ConfigCost(Sweepable):
     backward_totals: dict | None = None       # a training step's backward part: convention -> metric -> expression
     bounds: list[Bound] = field(default_factory=list)   # top-k <= experts
     past: object = None                       # a decode step's cached tokens (an int or a symbol), else None
+    train: bool = False                       # traced in training mode (``--train``)
+    input_dtype: str = ""                     # the input's dtype the traces used ("" for the target's default)
 
     @property
     def backward(self) -> bool:
@@ -137,10 +139,51 @@ class ConfigCost(Sweepable):
                                  "another path below); derive that case on its own"
                                  + (f" (e.g. --config …,{r.den}={num}, the same symbol)" if r.factor == 1 else ""))
         super().check_domain(values)
+        beyond = self.beyond(get) if self.totals else []   # (memory's conditions carry no totals: it checks its own)
+        if beyond and not any(p == {str(s): get[str(s)] for s in self.symbols} for p in self.fit.get("confirmed", [])):
+            confirm(self, get, beyond)
+
+    def sampled(self) -> dict[str, int]:
+        """The largest value of each symbolic field (by its symbol's name) and of each quotient a condition names
+        (``head_dim``) among the configurations traced: the formula is fitted and verified up to them."""
+        traced = self.fit.get("traced_at") or []
+        out: dict[str, int] = {}
+        for f, s in self.config_symbols.items():
+            seen = [p[f] for p in traced if f in p]
+            if seen:
+                out[str(s)] = max(out.get(str(s), 0), *seen)
+        for r in self.conditions:
+            if r.den and r.names_quotient and {r.num, r.den} & set(self.config_symbols):
+                seen = [r.factor * r.quotient({**self.fixed, **p}) for p in traced
+                        if {r.num, r.den} <= {*p, *self.fixed}]
+                if seen:
+                    out[r.quantity] = max(out.get(r.quantity, 0), *seen)
+        return out
+
+    def beyond(self, values: Mapping) -> list[str]:
+        """What puts ``values`` past the configurations traced (``"d = 2048 > 96"``): a guard in the model's Python
+        that no sampled configuration reached (transformers' SDPA path for head_dim <= 256) can change the cost
+        there, so such a number is checked by a trace at its own configuration (``confirm``) before it is given."""
+        get = {str(k): v for k, v in values.items()}
+        by_field = {**self.fixed, **{f: get[str(s)] for f, s in self.config_symbols.items() if str(s) in get}}
+        out = []
+        for name, top in self.sampled().items():
+            if name in get:
+                value = get[name]
+            else:
+                r = next(r for r in self.conditions if r.quantity == name)
+                if not {r.num, r.den} <= set(by_field):
+                    continue
+                value = r.factor * r.quotient(by_field)   # head_dim itself, not its half
+            if value > top:
+                out.append(f"{name} = {value} > {top}")
+        return out
 
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
         """As ``ModelCost.lambdified`` (exact; int64 arrays, object arrays where a value needs more than 64 bits);
-        ``valid`` also requires every divisibility condition.  Evaluated in int64 NumPy wherever that cannot
+        ``valid`` also requires every divisibility condition; ``sampled`` is True inside the configurations the
+        formula was fitted and verified at (``sampled``): a point beyond them is exact only where a guard of the
+        model's Python was not crossed, which ``evaluate`` checks by a trace at that point.  Evaluated in int64 NumPy wherever that cannot
         overflow (``hyper.sweep``): a million configurations of Llama's formula in well under a second."""
         import numpy as np
 
@@ -151,6 +194,7 @@ class ConfigCost(Sweepable):
         names = [str(s) for s in self.symbols]
         position = {n: i for i, n in enumerate(names)}
         sym = {f: str(s) for f, s in self.config_symbols.items()}
+        tops = self.sampled()
 
         def value(arrays, f):
             return np.asarray(arrays[position[sym[f]]]) if f in sym else self.fixed[f]
@@ -179,9 +223,72 @@ class ConfigCost(Sweepable):
                 out["valid"] = out["valid"] & (value(arrays, b.small) <= value(arrays, b.large))
             for f in sym:
                 out["valid"] = out["valid"] & (value(arrays, f) >= MIN_VALUE)
+            inside = np.ones(np.shape(out["valid"]), dtype=bool)
+            for name, top in tops.items():
+                if name in position:
+                    inside = inside & (np.asarray(arrays[position[name]]) <= top)
+                else:
+                    r = next(r for r in self.conditions if r.quantity == name)
+                    inside = inside & (value(arrays, r.num) // value(arrays, r.den) <= top)
+            out["sampled"] = inside
             return out
 
         return checked
+
+
+def confirm(cc: ConfigCost, values: Mapping, beyond: list[str], progress: Callable[[str], None] | None = None) -> None:
+    """Trace ``cc``'s model at ``values`` (a configuration past the sampled ones, ``cc.beyond``; every symbol has a
+    value) and compare every total under every convention with the formulas: ``ValueError`` naming the first that
+    differs (the model took another path there), else the point is recorded as confirmed (and the cache entry the
+    derivation came from is updated, so a cached call does not trace it again)."""
+    get = {str(k): v for k, v in values.items()}
+    target = getattr(cc, "factory", None) or cc.target
+    space = config_space(target, parse_config(cc.config))
+
+    def put(d):
+        return d.xreplace({s: sympy.Integer(get[str(s)]) for s in d.free_symbols}) if isinstance(d, sympy.Basic) else d
+
+    from ..targets import default_input_dtype
+
+    dtype = cc.input_dtype or ("float32" if callable(target) else default_input_dtype(target))
+    tracer = _Tracer(space, tuple(int(put(d)) for d in cc.input_shape), cc.train, dtype, progress, cc.backward,
+                     None if cc.past is None else int(put(cc.past)))
+    point = {f: get[str(s)] for f, s in space.symbols.items()}
+    given = ", ".join(f"{k}={v}" for k, v in get.items())
+    try:
+        traced = tracer(point)
+    except TraceError as e:
+        raise ValueError(f"{given}: beyond the configurations the formula was fitted and verified at "
+                         f"({', '.join(beyond)}), a check by a trace there failed: {e}") from None
+    subs = {s: sympy.Integer(get[str(s)]) for s in cc.symbols}
+    parts = [("", cc.totals)] + ([(BACKWARD, cc.backward_totals)] if cc.backward_totals else [])
+    for prefix, totals in parts:
+        for name, t in totals.items():
+            for m, e in t.items():
+                key = prefix + (f"flops:{name}" if m == "flops" else m)
+                if key not in traced:
+                    continue
+                mine, theirs = sympy.expand(sympy.sympify(e).xreplace(subs)), sympy.expand(traced[key])
+                if mine != theirs:
+                    what = f"{'backward ' if prefix else ''}{m}" + (f" under {name}" if m == "flops" else "")
+                    raise ValueError(
+                        f"{given}: beyond the configurations the formula was fitted and verified at "
+                        f"({', '.join(beyond)}) the model takes another path: a trace at this configuration gives "
+                        f"{_number(theirs)} {what}, the formula {_number(mine)} (a guard in the model's code the "
+                        "sampled configurations did not cross); derive this configuration with the fields fixed")
+    cc.fit.setdefault("confirmed", []).append({str(s): get[str(s)] for s in cc.symbols})
+    cc.notes = [n for n in cc.notes if not n.startswith(_CONFIRMED)] + [
+        f"{_CONFIRMED} ({len(cc.fit['confirmed'])} so far) was checked by a trace at its own configuration first"]
+    store = getattr(cc, "store", None)
+    if store:
+        store()
+
+
+_CONFIRMED = "each number beyond the configurations traced"
+
+
+def _number(v) -> str:
+    return f"{int(v):,}" if isinstance(v, sympy.Integer) or isinstance(v, int) else str(v)
 
 
 def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False,
@@ -201,7 +308,7 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     """
     from .. import cache
     from ..parse import parse_dim, parse_shape
-    from ..targets import default_input_dtype, source_hash
+    from ..targets import Target, default_input_dtype, source_hash
 
     parse_config(config)  # the fields and symbols are checked before the cache is read
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
@@ -225,14 +332,22 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     if use_cache:
         cc = cache.load(key, "config_cost")
         if isinstance(cc, ConfigCost):
+            cc.store = lambda: cache.store(key, {"config_cost": cc}, cache.user_sources()
+                                           if Target.of(target).kind == "file" else None)
             return cc
     from ..layers.base import cost_memo
 
     space = config_space(target, parse_config(config))
     with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
         cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
+    if callable(target):
+        cc.factory = target  # (not a field: never stored) what ``confirm`` builds past the sampled configurations
     if use_cache:
-        cache.store(key, {"config_cost": cc}, cache.user_sources() if space.source else None)
+        def store():
+            cache.store(key, {"config_cost": cc}, cache.user_sources() if space.source else None)
+
+        cc.store = store
+        store()
     return cc
 
 
@@ -446,9 +561,14 @@ def _derive(space: ConfigSpace, tracer: _Tracer, shape: tuple, checks: int, seed
     if tracer.backward:
         notes.append("one training step: the forward pass, then backward from the first output seeded with ones "
                      "(the loss itself is not costed)")
-    return ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
-                      tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
-                      fit, backward, list(space.bounds), tracer.past)
+    cc = ConfigCost(space.target, shape, config, dict(space.fixed), list(space.relations), totals,
+                    tuple(sorted(tracer.domain, key=sympy.default_sort_key)), tracer.uncovered, tracer.zero, notes,
+                    fit, backward, list(space.bounds), tracer.past, tracer.train, tracer.dtype)
+    tops = ", ".join(f"{k} <= {v}" for k, v in cc.sampled().items())
+    cc.notes.append(f"the configurations traced reach {tops}: the model's code may take another path past them (a "
+                    "kernel chosen by head_dim), so a number beyond them is given only after a trace at its own "
+                    "configuration agrees")
+    return cc
 
 
 def fit_totals(space: ConfigSpace, tracer: Callable[[dict], dict], checks: int, seed: int,
