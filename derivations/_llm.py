@@ -44,6 +44,7 @@ class Setup:
     position_table: int        # GPT-2's wpe (0 for Llama)
     lm_head: int               # the de-embedding matrix (GPT-2: the token table, tied)
     vector_params: int         # 1-D parameters: norm weights and biases
+    step_megatron: sympy.Expr = 0   # forward + backward under symcost's ``megatron`` convention
 
 
 def _build(kind: str, config: dict):
@@ -88,7 +89,7 @@ def setup(name: str) -> Setup:
                  sympy.expand(step.total("torch")["flops"]), c.num_hidden_layers, d, heads, d // heads,
                  getattr(c, "num_key_value_heads", None) or heads,
                  getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d, c.vocab_size,
-                 kind == "llama", **_groups(model))
+                 kind == "llama", **_groups(model), step_megatron=sympy.expand(step.total("megatron")["flops"]))
 
 
 def ratio(a: int, b: int) -> str:

@@ -84,10 +84,15 @@ def derive() -> str:
         # the causal half of the attention products, and the padded head: written out by hand
         same(diff_after, 6 * s.n_layer * q * L - 6 * s.d_model * (padded(s.vocab) - s.vocab),
              f"{name}: exact - Megatron after 8873b55d")
+        # symcost's megatron convention (half of every causal attention product, forward and backward) against the
+        # formula as transcribed: only the padded head is left
+        by_convention = sympy.expand(s.step_megatron / L - after)
+        same(by_convention, -6 * s.d_model * (padded(s.vocab) - s.vocab), f"{name}: megatron convention - after")
         doc.p("After 8873b55d (2025-03-06):")
         doc.math(f"C_\\text{{Megatron, after}}(L) = {tex(after)}",
                  f"C_\\text{{exact}} - C_\\text{{Megatron, after}} = {tex(diff_after)} "
-                 "= 6 l q L - 6 h (V_\\text{pad} - V)")
+                 "= 6 l q L - 6 h (V_\\text{pad} - V)",
+                 f"C_\\text{{exact, megatron}} - C_\\text{{Megatron, after}} = {tex(by_convention)}")
         for length in LENGTHS[name]:
             e, h = (int(x.subs(L, length)) for x in (exact, hand))
             equal(e * length, int(s.step.subs(L, length)), f"{name} per token at {length}")
@@ -102,6 +107,9 @@ def derive() -> str:
     doc.table(["model", "s", "exact (torch)", "Megatron", "difference"], rows, "lrrrr")
     doc.h2(f"{len(CONFIGS) + 2}. After 8873b55d (2025-03-06), per token")
     doc.p("The causal half of the attention products: Llama-2-7B at 2048 tokens is 41,253,076,992 FLOPs per token, "
-          "0.962 of the exact (full-square) count; `--convention torch-causal` counts the exact triangle instead.")
+          "0.962 of the exact (full-square) count. `--convention megatron` counts that way (half of every causal "
+          "attention product, forward and backward): symcost's count under it differs from the formula above by "
+          "the padded LM head's rows alone, checked for each model above (`C_exact, megatron`); `--convention "
+          "torch-causal` counts the exact triangle of the forward products instead.")
     doc.table(["model", "s", "exact (torch)", "Megatron after", "difference", "after / exact"], after_rows, "lrrrrr")
     return str(doc)

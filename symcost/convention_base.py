@@ -43,6 +43,9 @@ class Convention:
     #: count only the causal triangle of attention score and value products: a traced row's ``causal_skip``
     #: (the MACs above the diagonal, set by ``tracing.causal``) is taken off its MACs
     causal_attention: bool = False
+    #: count every attention product of a causal module, forward and backward, as half of it (half the L x S
+    #: square: Megatron-LM since 8873b55d): a traced row's ``causal_half`` is taken off its MACs
+    causal_halved: bool = False
 
     def __post_init__(self) -> None:
         missing = set(OP_KINDS) - set(self.weights)
@@ -92,6 +95,9 @@ class Convention:
         skip = getattr(row, "causal_skip", 0)
         if self.causal_attention and skip:
             flops -= self.weights_for(row.cost.family, row.cost.layer, row.functional)["mac"] * skip
+        half = getattr(row, "causal_half", 0)
+        if self.causal_halved and half:
+            flops -= self.weights_for(row.cost.family, row.cost.layer, row.functional)["mac"] * half
         return flops
 
     def describe(self) -> str:

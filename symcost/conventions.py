@@ -55,6 +55,15 @@ CONVENTIONS: dict[str, Convention] = {
             causal_attention=True,
         ),
         Convention(
+            "megatron",
+            "as torch, but every score and value product of causal attention (modules with is_causal=True), forward "
+            "and backward, counts half of the L*S square, as Megatron-LM's num_floating_point_operations has since "
+            "its 2025-03 change (6*l*q*s per token for attention instead of 12*l*q*s)",
+            "Megatron-LM megatron/training/training.py, commit 8873b55d (2025-03-06); symcost.tracing.causal",
+            weight_table(0, mac=2),
+            causal_halved=True,
+        ),
+        Convention(
             "fritz",
             "the Fritz AI / Core ML benchmark table of seed 001: a convolution counts one per MAC plus its bias add, "
             "a dense layer two per MAC plus its bias add, batch norm a multiply and an add per element",

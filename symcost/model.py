@@ -85,6 +85,9 @@ class Row:
     #: a causal attention product: the MACs of its query-key pairs above the diagonal (``tracing.causal``)
     causal_skip: sympy.Expr | int = 0
     kind: RowKind = RowKind.MODULE
+    #: a causal attention product, forward or backward: half its MACs (``tracing.causal``; the ``megatron``
+    #: convention counts the attention products of causal modules as half the L x S square)
+    causal_half: sympy.Expr | int = 0
 
     @property
     def functional(self) -> bool:

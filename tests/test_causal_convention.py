@@ -77,3 +77,38 @@ def test_layer_formulas_unchanged_and_listed():
     assert conv.causal_attention and dict(conv.weights) == dict(CONVENTIONS["torch"].weights)
     r = cli("conventions")
     assert r.returncode == 0 and "torch-causal" in r.stdout and "L(L+1)/2" in r.stdout
+
+
+def _torch_step_flops(model, length: int) -> int:
+    """FlopCounterMode around one forward and a backward seeded with ones from the first output."""
+    ids = torch.zeros(1, length, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as c:
+        out = model(ids).last_hidden_state
+        out.backward(torch.ones_like(out))
+    return c.get_total_flops()
+
+
+def test_megatron_halves_every_causal_attention_product_forward_and_backward():
+    # Megatron-LM since 8873b55d: attention is 6*l*q*s FLOPs per token of a training step where FlopCounterMode
+    # counts 12*l*q*s (QK^T and AV, each 2*q*s per token forward, twice that backward): 6*l*q*L**2 less per step
+    model = _meta("llama", num_hidden_layers=3, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=96, vocab_size=101).train()
+    step = trace(model, (1, "L"), input_dtype="int64", backward=True)
+    forward = trace(model, (1, "L"), input_dtype="int64")
+    for length in (2, 33, 64, 97):
+        full = _torch_step_flops(model, length)
+        assert step.evaluate({"L": length}, "torch")["flops"] == full
+        # l = 3 layers, q = 4 heads x 16 = 64
+        assert step.evaluate({"L": length}, "megatron")["flops"] == full - 6 * 3 * 64 * length**2, length
+        # forward alone: 2 products x 2 FLOPs per MAC x q x L**2 per layer, halved
+        assert forward.evaluate({"L": length}, "megatron")["flops"] == \
+            _torch_flops(model, length) - 2 * 3 * 64 * length**2, length
+    assert any(n.startswith("megatron:") and "backward products too" in n for n in step.notes)
+
+
+def test_megatron_leaves_an_encoder_as_torch_counts_it():
+    model = _meta("bert", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=96,
+                  vocab_size=101)
+    mc = trace(model, (1, "L"), input_dtype="int64")
+    for length in (7, 64):
+        assert mc.evaluate({"L": length}, "megatron") == mc.evaluate({"L": length}, "torch")

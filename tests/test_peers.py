@@ -191,7 +191,7 @@ def test_peers_are_registered_next_to_the_core():
     assert set(PEER_CONVENTIONS) == {"fvcore", "thop", "ptflops", "torchprofile"}
     for name, conv in PEER_CONVENTIONS.items():
         assert CONVENTIONS[name] is conv
-    assert set(CORE) | {"fritz", "torch-causal"} | set(PEER_CONVENTIONS) == set(CONVENTIONS)
+    assert set(CORE) | {"fritz", "torch-causal", "megatron"} | set(PEER_CONVENTIONS) == set(CONVENTIONS)
     assert not PEER_CONVENTIONS["thop"].sees_functional
     assert all(PEER_CONVENTIONS[n].sees_functional for n in ("fvcore", "ptflops", "torchprofile"))
     for p in PEERS.values():

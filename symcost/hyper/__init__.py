@@ -499,7 +499,7 @@ class _Tracer:
         return out
 
 
-_READS, _WRITES, _SKIP = (0, "reads"), (0, "writes"), (0, "causal skip")   # beside the operation kinds
+_READS, _WRITES, _SKIP, _HALF = (0, "reads"), (0, "writes"), (0, "causal skip"), (0, "causal half")  # beside ops
 
 
 def _expanded(mc) -> dict[str, sympy.Expr]:
@@ -515,7 +515,7 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
     for r in mc.rows:
         g = groups.setdefault((r.cost.family, r.cost.layer, r.functional), {})
         for kind, v in (*r.cost.ops.items(), (_READS, r.cost.reads), (_WRITES, r.cost.writes),
-                        (_SKIP, r.causal_skip)):
+                        (_SKIP, r.causal_skip), (_HALF, r.causal_half)):
             g.setdefault(kind, []).append(v)
     sums = {key: {kind: sum_exact([sympy.sympify(v) for v in vs]) for kind, vs in g.items()} for key, g in groups.items()}
     for name, conv in CONVENTIONS.items():
@@ -531,6 +531,8 @@ def _expanded(mc) -> dict[str, sympy.Expr]:
             terms += [w.get("reads", 0) * s[_READS], w.get("writes", 0) * s[_WRITES]]
             if conv.causal_attention:
                 terms.append(-w["mac"] * s[_SKIP])
+            if conv.causal_halved:
+                terms.append(-w["mac"] * s[_HALF])
         out[f"flops:{name}"] = sympy.expand(sum_exact(terms))
     return out
 

@@ -9,7 +9,13 @@ product $Q K^T$, and the next matmul whose first input is $(\ast, L, S)$ is the 
 Query $i$ (of $L$, the last $L$ of the $S \ge L$ positions, as with a KV cache) sees keys $0 \dots S-L+i$:
 $L S - L(L-1)/2$ pairs per slice ($L(L+1)/2$ when $S = L$), so a causal kernel skips $L(L-1)/2$ of the $L S$
 pairs, each worth $E$ MACs in $Q K^T$ and $E_v$ in $A V$: ``Row.causal_skip`` $= \text{slices} \cdot L(L-1)/2
-\cdot E$.  Backward products are not marked (counted in full).
+\cdot E$.  Backward products are not marked for that (counted in full).
+
+For ``megatron`` (half of every causal attention product, forward and backward: Megatron-LM since 2025-03) each of
+the two products gets ``Row.causal_half`` $=$ half its MACs, and so do their gradients: a backward step has no
+module, so the gradients of $y = a b$ ($a$: $(\ast, m, k)$, $b$: $(\ast, k, n)$) are found by their shapes,
+$g\,b^T$ on $((\ast, m, n), (\ast, n, k))$ and $a^T g$ on $((\ast, k, m), (\ast, m, n))$, one backward row for
+each; where one is missing none of the backward is halved, and a note says so.
 """
 from __future__ import annotations
 
@@ -46,6 +52,8 @@ def _sliding(model, owner) -> bool:
 def mark(model, rows: list) -> list[str]:
     """Set ``causal_skip`` on the causal attention products among ``rows``; notes on what was marked."""
     marked = windowed = 0
+    halved: list = []
+    notes: list[str] = []
     for k, row in enumerate(rows):
         if row.backward or row.layer != "softmax" or not row.functional:
             continue
@@ -70,12 +78,51 @@ def mark(model, rows: list) -> list[str]:
         above = q_len * (q_len - 1) / 2
         qk.causal_skip = sympy.expand(numel(qk.cost.output_shape[:-2]) * above * qk.input_shapes[0][-1])
         av.causal_skip = sympy.expand(numel(av.input_shapes[0][:-2]) * above * av.input_shapes[1][-1])
+        for product in (qk, av):
+            product.causal_half = sympy.expand(sympy.sympify(product.cost.ops.get("mac", 0)) / 2)
+            halved.append(product)
         marked += 1
-    notes = [f"torch-causal: {windowed} attention calls with a sliding window are counted in full (all L*S pairs, "
+    notes += _halve_gradients(rows, halved)
+    notes += [f"torch-causal: {windowed} attention calls with a sliding window are counted in full (all L*S pairs, "
              "as torch counts them): past the window a causal kernel computes a band, which symcost does not derive"
              ] if windowed else []
+    if windowed:
+        notes.append(f"megatron: {windowed} attention calls with a sliding window are counted in full")
     if not marked:
         return notes
-    return notes + [f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal triangle "
-            "(L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); every other convention counts all "
-            "L*S" + (" (backward products in full)" if any(r.backward for r in rows) else "")]
+    backward = any(r.backward for r in rows)
+    return notes + [
+        f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal triangle "
+        "(L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); megatron counts half of L*S, every other "
+        "convention all L*S" + (" (backward products in full)" if backward else ""),
+        f"megatron: {marked} attention calls of modules with is_causal=True counted as half of their L*S query-key "
+        "pairs (L*S/2 per head), as Megatron-LM does since 2025-03" + (" (their backward products too)" if backward
+                                                                      and not any("megatron: the backward" in n
+                                                                                  for n in notes) else "")]
+
+
+def _gradient_shapes(row) -> list[tuple]:
+    """The (input shapes, output shape) of the two backward products of the forward product ``row``."""
+    a, b = (tuple(s) for s in row.input_shapes[:2])
+    lead, (m, k), n = a[:-2], a[-2:], b[-1]
+    return [(((*lead, m, n), (*lead, n, k)), (*lead, m, k)), (((*lead, k, m), (*lead, m, n)), (*lead, k, n))]
+
+
+def _halve_gradients(rows: list, halved: list) -> list[str]:
+    """Mark the backward products of the forward products ``halved`` (``megatron``); a note if any is missing."""
+    if not halved or not any(r.backward for r in rows):
+        return []
+    pool = [r for r in rows if r.backward and r.layer in _MATMULS + ("mm",) and not r.causal_half]
+    found = []
+    for product in halved:
+        for want in _gradient_shapes(product):
+            match = next((r for r in pool if (tuple(map(tuple, r.input_shapes[:2])), tuple(r.cost.output_shape))
+                          == want), None)
+            if match is None:
+                return ["megatron: the backward products of causal attention were not all found by their shapes: "
+                        "the backward counts them in full"]
+            pool.remove(match)
+            found.append(match)
+    for r in found:
+        r.causal_half = sympy.expand(sympy.sympify(r.cost.ops.get("mac", 0)) / 2)
+    return []

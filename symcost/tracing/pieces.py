@@ -309,4 +309,5 @@ def _row(group: list, conditions: list) -> Row:
     shapes = tuple(tuple(pw(lambda r, i=i, k=k: r.input_shapes[i][k]) for k in range(len(shape)))
                    for i, shape in enumerate(first.input_shapes))
     skip = pw(lambda r: as_expr(r.causal_skip))
-    return replace(first, input_shapes=shapes, cost=cost, causal_skip=skip)
+    half = pw(lambda r: as_expr(r.causal_half))
+    return replace(first, input_shapes=shapes, cost=cost, causal_skip=skip, causal_half=half)
