@@ -407,6 +407,7 @@ def _mixtral(rng):
 
 
 @pytest.mark.slow
+@pytest.mark.sampled(every=2)   # 20-45 s each; every family with SYMCOST_FULL_TESTS=1
 @pytest.mark.parametrize("model_type, fields, sample", [
     ("bert", "hidden_size=d,num_hidden_layers=n,num_attention_heads=h,intermediate_size=f", _bert),
     ("t5", "d_model=d,num_layers=n,d_ff=f,num_heads=h", _t5),
