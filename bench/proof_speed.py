@@ -4,6 +4,7 @@ sizes on the same models, in the same process, after imports.
 
     python bench/proof_speed.py                       # resnet50, mobilenet_v2, gpt2 (L); a Markdown table
     python bench/proof_speed.py --models resnet50 --repeats 3
+    python bench/proof_speed.py --timm 12             # also a fixed sample of timm's zoo (tests/test_timm_zoo.py)
 
 Each figure is process CPU time (user + system) of one call, best of ``--repeats``, so a loaded machine still gives
 comparable numbers; wall time is printed beside it.  No derivation cache.  Never run in tests.
@@ -72,10 +73,42 @@ def measure(name: str, repeats: int) -> dict:
     return out
 
 
+def timm_sample(count: int) -> list[tuple[str, str, float]]:
+    """(model, input, CPU seconds) of a model's first whole derivation in the process, proof included, for
+    ``count`` models spread evenly over the zoo test's list: at 1x3xHxW where the model takes any size, else at its
+    own size (a fixed-size ViT; then the refused symbolic attempt is not counted)."""
+    import sys
+    from pathlib import Path
+
+    import symcost
+    from symcost.errors import SymcostError
+    from symcost.targets import default_input_size
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_timm_zoo import MODELS as ZOO
+
+    names = list(ZOO.values())
+    picked = names[::max(1, len(names) // count)][:count]
+    out = []
+    for name in picked:
+        target = f"timm:{name}"
+        spec = "1x3xHxW"
+        started = _cpu()
+        try:  # the first derivation of the model in this process: cold but for the imports
+            symcost.model(target, spec, use_cache=False)
+        except SymcostError:
+            spec = "x".join(map(str, (1, *default_input_size(target)[-3:])))
+            started = _cpu()
+            symcost.model(target, spec, use_cache=False)
+        out.append((name, spec, _cpu() - started))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--timm", type=int, default=0, metavar="N", help="also N models of timm's zoo, and their median")
     args = p.parse_args()
     import symcost  # noqa: F401  (imports before the clocks)
     import torch  # noqa: F401
@@ -88,6 +121,14 @@ def main() -> None:
         cells = [v if isinstance(v, str) else f"{v[0]:.2f} s CPU ({v[1]:.2f} s wall)"
                  for v in (row["derive"], row["symbolic run"], row["torch.export"])]
         print(f"| {name} | " + " | ".join(cells) + f" | {row['guards']} |")
+    if args.timm:
+        import statistics
+
+        rows = timm_sample(args.timm)
+        print("\n| timm model | input | symcost derivation, proof included |\n|---|---|---|")
+        for name, spec, cpu in rows:
+            print(f"| {name} | {spec} | {cpu:.2f} s CPU |")
+        print(f"\nmedian of {len(rows)}: {statistics.median(c for _, _, c in rows):.2f} s CPU")
 
 
 if __name__ == "__main__":
