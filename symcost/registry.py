@@ -44,6 +44,24 @@ def load_catalog() -> None:
 _loaded = False
 
 
+#: the catalog's gradient rules (``symcost.layers.layer_backward``), registered when the catalog loads: so
+#: ``Layer.backward`` reaches them without the base class importing the module built on it
+_BACKWARD: list = []
+
+
+def register_backward(fn):
+    """Decorator: ``fn(layer, *input_shapes) -> {part: Cost}`` is what ``Layer.backward`` runs (once)."""
+    if _BACKWARD and _BACKWARD[0] is not fn:
+        raise ValueError(f"layer backward registered twice: {_BACKWARD[0].__qualname__} and {fn.__qualname__}")
+    _BACKWARD[:] = [fn]
+    return fn
+
+
+def backward_of(layer, *input_shapes):
+    load_catalog()
+    return _BACKWARD[0](layer, *input_shapes)
+
+
 def get_layer_class(name: str):
     load_catalog()
     key = name.lower()

@@ -314,3 +314,34 @@ def test_formulas_in_a_batch_symbol_evaluate_to_the_concrete_counts(name):
         at = c.subs({b: shapes[0][0]})
         assert {k: v for k, v in at.ops.items() if v != 0} == want[part].ops, part
         assert (at.reads, at.writes) == (want[part].reads, want[part].writes), part
+
+
+def test_backward_is_a_method_of_the_layer_and_a_class_may_write_its_own(monkeypatch):
+    from symcost import layer
+    from symcost.cost import Cost, numel
+    from symcost.errors import LayerError
+    from symcost.layers.base import Layer
+    from symcost.registry import REGISTRY
+    from symcost.timing import kind_of
+
+    conv = layer("conv2d", in_channels=3, out_channels=8, kernel_size=3, symbolic=False)
+    # grad_weight of a 3x3 conv, 3 -> 8 channels, on 1x3x10x10: one MAC per weight per output position,
+    # 8*3*9 weights x 8*8 positions = 13824
+    assert conv.backward((1, 3, 10, 10))["grad_weight"].macs == 8 * 3 * 9 * 8 * 8
+
+    class Twice(Layer):   # y = 2x: its gradient 2g, one mul per element
+        name, family, torch_name, summary = "twice_test", "mystery", "x.mul(2)", "2x"
+        time_kind = "no-such-kind"
+
+        def _cost(self, x):
+            return Cost(output_shape=x, ops={"mul": numel(x)}, reads=numel(x), writes=numel(x))
+
+        def _backward(self, x):
+            return {"grad_input": Cost(output_shape=x, ops={"mul": numel(x)})}
+
+    monkeypatch.setitem(REGISTRY, "twice_test", Twice)
+    assert Twice().backward((4, 5))["grad_input"].ops == {"mul": 20}
+    with pytest.raises(LayerError, match="time_kind 'no-such-kind' is not a kind"):
+        kind_of("twice_test", "mystery")
+    monkeypatch.setattr(Twice, "time_kind", "elementwise")
+    assert kind_of("twice_test", "mystery") == "elementwise"

@@ -195,6 +195,9 @@ class Layer:
     args: ClassVar[tuple[Arg, ...]] = ()
     #: symbolic input shapes used when the user gives none
     default_inputs: ClassVar[tuple[tuple, ...]] = ()
+    #: the time model's kind of a call (one of ``symcost.timing.KINDS``); "" takes the family's (a family the time
+    #: model does not know must name one here, or timing it is refused)
+    time_kind: ClassVar[str] = ""
 
     def __init__(self, *, symbolic: bool = False, **kwargs: Any) -> None:
         known = {a.name: a for a in self.args}
@@ -213,6 +216,14 @@ class Layer:
                 v = a.default
             self.values[a.name] = self._normalize(a, v)
         self.check_args()
+
+    def backward(self, *input_shapes: Sequence) -> dict[str, Cost]:
+        """The gradient of each input and parameter (``grad_input``, ``grad_weight`` …), one ``Cost`` each, on
+        ``input_shapes`` (default: the symbolic inputs).  A class writes its own as ``_backward(*shapes)``; the
+        built-in layers' rules are in ``symcost.layers.layer_backward``.  ``LayerError`` where there is none."""
+        from ..registry import backward_of
+
+        return backward_of(self, *input_shapes)
 
     # ---- argument helpers -------------------------------------------------
     def __getattr__(self, item):

@@ -20,7 +20,7 @@ import sympy
 
 from ..cost import Cost, numel
 from ..errors import LayerError
-from ..registry import get_layer_class
+from ..registry import get_layer_class, register_backward
 from . import gradients as g
 from .base import is_number
 
@@ -489,13 +489,15 @@ _RULES = {
 }
 
 
+@register_backward
 def layer_backward(layer, *shapes) -> dict[str, Cost]:
     """``layer``'s gradients on inputs of ``shapes`` (default: its symbolic inputs), one ``Cost`` per part, each
     with the layer's family and name (so every convention counts it).  ``LayerError`` when there is none."""
     shapes = shapes or layer.default_input_shapes()
     shapes = tuple(tuple(sympy.Integer(d) if isinstance(d, int) else d for d in s) for s in shapes)
     layer.cost(*shapes)   # the forward's own checks first
-    rule = _RULES.get(layer.name)
+    own = getattr(type(layer), "_backward", None)   # a class's own gradients (a layer a user adds)
+    rule = own or _RULES.get(layer.name)
     if rule is None:
         raise LayerError(f"{layer.name}: no layer-level backward formula yet")
     parts = rule(layer, *shapes)

@@ -103,6 +103,16 @@ def kind_of(layer: str, family: str, args: dict | None = None, output_shape=None
     kind here is refused (``LayerError``): a new layer family must say which rate it runs at, rather than be timed
     as an elementwise kernel without anyone deciding so."""
     args = args or {}
+    from ..registry import REGISTRY
+
+    own = getattr(REGISTRY.get(layer), "time_kind", "")   # a layer class that names its kind (a user's layer)
+    if own:
+        if own not in KINDS:
+            from ..errors import LayerError
+
+            raise LayerError(f"layer {layer!r}: time_kind {own!r} is not a kind of the time model: one of "
+                             f"{', '.join(KINDS)}")
+        return own
     if family in ("linear", "matmul") and output_shape is not None and _rows(family, output_shape) == 1:
         return "gemv"
     if family == "conv":
