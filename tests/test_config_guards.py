@@ -91,3 +91,55 @@ def test_memory_past_the_sampled_configurations_is_refused_where_the_peak_moves(
     main(argv)
     out, _ = capsys.readouterr()
     assert "refused: L=16, d=160, n=3: beyond the configurations" in out and "bytes of peak" in out, out
+
+
+FACTORY = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.a = torch.nn.Linear(8, width)
+        self.b = torch.nn.Linear(width, width) if width > 300 else None   # a path only wide models take
+
+    def forward(self, x):
+        x = self.a(x)
+        return self.b(x) if self.b is not None else x
+
+
+def build(width=16):
+    return Net(width)
+'''
+
+
+def _torch_flops(path, width: int, rows: int) -> int:
+    import importlib.util
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = importlib.util.spec_from_file_location("wide_factory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.no_grad(), FlopCounterMode(display=False) as c:
+        module.build(width)(torch.zeros(rows, 8))
+    return c.get_total_flops()
+
+
+def test_a_plot_past_the_sampled_widths_checks_each_value_and_refuses_the_other_path(tmp_path, capsys):
+    (tmp_path / "wide.py").write_text(FACTORY)
+    target = f"{tmp_path / 'wide.py'}:build"
+    argv = ["plot", target, "--input", "4x8", "--config", "width=w", "--range", "w=100:400:100", "--convention",
+            "torch", "--metric", "flops", "--out", str(tmp_path / "p.png"), "--no-cache"]
+    assert main(argv) == 0
+    out, _ = capsys.readouterr()
+    assert "1 of 4 values refused (w=400)" in out and "another path" in out, out
+    cc = hyper.derive_config(target, "4x8", "width=w")
+    assert cc.sampled()["w"] < 100
+    # inside the same path: 4 rows x 8 x w MACs, 2 FLOPs each (torch)
+    assert cc.evaluate({"w": 200}, "torch")["flops"] == _torch_flops(tmp_path / "wide.py", 200, 4) == 2 * 4 * 8 * 200
+    with pytest.raises(ValueError, match=r"w = 400 > \d+\) the model takes another path"):
+        cc.evaluate({"w": 400}, "torch")
+    # the other path: a second linear, 4 rows x w x w more MACs
+    assert _torch_flops(tmp_path / "wide.py", 400, 4) == 2 * 4 * 8 * 400 + 2 * 4 * 400 * 400

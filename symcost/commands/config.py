@@ -191,6 +191,7 @@ def config_plot(args) -> int:
                              "concrete sizes and one --config field)")
         models.append((display_name(target), cc))
     symbol, xs = parse_range(args.range, names)
+    refused = {label: _confirm_beyond(cc, symbol, xs) for label, cc in models}
     title = args.title or f"{plot.metric_label(args.metric, conv.name)[0]} vs {symbol} (input {args.input})"
     field = next((f for f, s in models[0][1].config_symbols.items() if str(s) == symbol), None)
     defaults = {label: _field_default(t, field) for (label, _), t in zip(models, args.targets)}
@@ -205,10 +206,37 @@ def config_plot(args) -> int:
     import numpy as np
 
     for label, cc in models:  # plot's own note speaks of tensor sizes; here it is mostly a condition
-        skipped = [int(x) for x, ok in zip(xs, cc.valid(np.array(xs))) if not ok]
+        if refused[label]:
+            x, why = refused[label][0]
+            print(f"symcost plot: note: {label}: {len(refused[label])} of {len(xs)} values refused ({symbol}="
+                  f"{', '.join(str(v) for v, _ in refused[label][:6])}{', …' if len(refused[label]) > 6 else ''}): "
+                  f"{why}")
+        skipped = [int(x) for x, ok in zip(xs, cc.valid(np.array(xs))) if not ok and
+                   x not in {v for v, _ in refused[label]}]
         if skipped:
             print(f"symcost plot: note: {label}: {len(skipped)} of {len(xs)} values skipped ({symbol}="
                   f"{', '.join(map(str, skipped[:6]))}{', …' if len(skipped) > 6 else ''}): the formula holds where "
                   + "; ".join(cc.condition_texts() + [f"{symbol} >= 2"]))
     print(f"wrote {out}")
     return 0
+
+
+def _confirm_beyond(cc, symbol: str, xs) -> list[tuple[int, str]]:
+    """Each value past the configurations ``cc`` was fitted at is checked by a trace there (``ConfigCost.evaluate``),
+    with progress; the values refused, each with the reason."""
+    import numpy as np
+
+    from ..progress import steps
+
+    inside = cc.lambdified(metrics=())(np.array(xs))
+    beyond = [int(x) for x, ok, s in zip(xs, inside["valid"], inside["sampled"]) if ok and not s]
+    refused = []
+    with steps(f"checking {len(beyond)} values past the configurations traced, a trace each", len(beyond),
+               bool(beyond)) as advance:
+        for x in beyond:
+            try:
+                cc.evaluate({symbol: x})
+            except ValueError as e:
+                refused.append((x, str(e)))
+            advance()
+    return refused

@@ -179,6 +179,21 @@ class ConfigCost(Sweepable):
                 out.append(f"{name} = {value} > {top}")
         return out
 
+    def valid(self, *arrays):
+        """Where a plot or sweep may show the formula: every condition holds, and the configuration is inside the
+        ones traced or was confirmed by a trace (``confirm``; ``evaluate`` confirms one)."""
+        import numpy as np
+
+        out = self.lambdified(metrics=())(*arrays)
+        ok = out["valid"] & out["sampled"]
+        confirmed = self.fit.get("confirmed") or []
+        if confirmed and not ok.all():
+            names = [str(s) for s in self.symbols]
+            flat = np.broadcast_arrays(*[np.asarray(a) for a in arrays])
+            for i in zip(*np.nonzero(out["valid"] & ~ok)):
+                ok[i] = {n: int(a[i]) for n, a in zip(names, flat)} in confirmed
+        return ok
+
     def lambdified(self, convention: str | Convention = "flops", metrics=("params", "macs", "flops")):
         """As ``ModelCost.lambdified`` (exact; int64 arrays, object arrays where a value needs more than 64 bits);
         ``valid`` also requires every divisibility condition; ``sampled`` is True inside the configurations the
