@@ -56,9 +56,10 @@ CONVENTIONS: dict[str, Convention] = {
         ),
         Convention(
             "megatron",
-            "as torch, but every score and value product of causal attention (modules with is_causal=True), forward "
-            "and backward, counts half of the L*S square, as Megatron-LM's num_floating_point_operations has since "
-            "its 2025-03 change (6*l*q*s per token for attention instead of 12*l*q*s)",
+            "as torch, but every score and value product of causal attention (modules with is_causal=True) over its "
+            "L x L square, forward and backward, counts half of it, as Megatron-LM's num_floating_point_operations "
+            "has since its 2025-03 change (6*l*q*s per token for attention instead of 12*l*q*s); new tokens over a "
+            "KV cache in full",
             "Megatron-LM megatron/training/training.py, commit 8873b55d (2025-03-06); symcost.tracing.causal",
             weight_table(0, mac=2),
             causal_halved=True,

@@ -105,3 +105,15 @@ def test_megatron_halves_every_causal_attention_product_forward_and_backward():
         assert forward.evaluate({"L": length}, "megatron")["flops"] == \
             _torch_flops(model, length) - 2 * 3 * 64 * length**2, length
     assert any(n.startswith("megatron:") and "backward products too" in n for n in step.notes)
+
+
+def test_megatron_counts_a_decode_step_over_a_cache_in_full():
+    # L = 1 new query over S = T + 1 keys is no s x s square: Megatron's formula does not apply, counted as torch
+    from symcost.decode import decode_step
+
+    model = _meta("llama", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=96, vocab_size=101)
+    mc = decode_step(model, 1, 1, "T")
+    for cached in (3, 40):
+        assert mc.evaluate({"T": cached}, "megatron") == mc.evaluate({"T": cached}, "torch")
+    assert any(n.startswith("megatron: 2 attention calls of new tokens over a KV cache") for n in mc.notes)

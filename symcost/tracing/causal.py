@@ -11,8 +11,9 @@ $L S - L(L-1)/2$ pairs per slice ($L(L+1)/2$ when $S = L$), so a causal kernel s
 pairs, each worth $E$ MACs in $Q K^T$ and $E_v$ in $A V$: ``Row.causal_skip`` $= \text{slices} \cdot L(L-1)/2
 \cdot E$.  Backward products are not marked for that (counted in full).
 
-For ``megatron`` (half of every causal attention product, forward and backward: Megatron-LM since 2025-03) each of
-the two products gets ``Row.causal_half`` $=$ half its MACs, and so do their gradients: a backward step has no
+For ``megatron`` (half of every causal attention product over an $L \times L$ square, forward and backward:
+Megatron-LM since 2025-03; new tokens over a KV cache are no square and stay whole) each of the two products gets
+``Row.causal_half`` $=$ half its MACs, and so do their gradients: a backward step has no
 module, so the gradients of $y = a b$ ($a$: $(\ast, m, k)$, $b$: $(\ast, k, n)$) are found by their shapes,
 $g\,b^T$ on $((\ast, m, n), (\ast, n, k))$ and $a^T g$ on $((\ast, k, m), (\ast, m, n))$, one backward row for
 each; where one is missing none of the backward is halved, and a note says so.
@@ -51,7 +52,7 @@ def _sliding(model, owner) -> bool:
 
 def mark(model, rows: list) -> list[str]:
     """Set ``causal_skip`` on the causal attention products among ``rows``; notes on what was marked."""
-    marked = windowed = 0
+    marked = windowed = unsquare = 0
     halved: list = []
     notes: list[str] = []
     for k, row in enumerate(rows):
@@ -78,28 +79,34 @@ def mark(model, rows: list) -> list[str]:
         above = q_len * (q_len - 1) / 2
         qk.causal_skip = sympy.expand(numel(qk.cost.output_shape[:-2]) * above * qk.input_shapes[0][-1])
         av.causal_skip = sympy.expand(numel(av.input_shapes[0][:-2]) * above * av.input_shapes[1][-1])
+        marked += 1
+        if sympy.expand(kv_len - q_len) != 0:   # queries over a KV cache: Megatron's formula counts an s x s square
+            unsquare += 1
+            continue
         for product in (qk, av):
             product.causal_half = sympy.expand(sympy.sympify(product.cost.ops.get("mac", 0)) / 2)
             halved.append(product)
-        marked += 1
     notes += _halve_gradients(rows, halved)
     notes += [f"torch-causal: {windowed} attention calls with a sliding window are counted in full (all L*S pairs, "
              "as torch counts them): past the window a causal kernel computes a band, which symcost does not derive"
              ] if windowed else []
     if windowed:
         notes.append(f"megatron: {windowed} attention calls with a sliding window are counted in full")
+    if unsquare:
+        notes.append(f"megatron: {unsquare} attention calls of new tokens over a KV cache (L queries, S > L keys) are "
+                     "counted in full: Megatron's formula halves the s x s square of a training step only")
     if not marked:
         return notes
     backward = any(r.backward for r in rows)
-    return notes + [
-        f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal triangle "
-        "(L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); megatron counts half of L*S, every other "
-        "convention all L*S" + (" (backward products in full)" if backward else ""),
-        f"megatron: {marked} attention calls of modules with is_causal=True counted as half of their L*S query-key "
-        "pairs (L*S/2 per head), as Megatron-LM does since 2025-03" + (" (their backward products too)" if backward
-                                                                      and not any("megatron: the backward" in n
-                                                                                  for n in notes) else "")]
-
+    notes.append(f"torch-causal: {marked} attention calls of modules with is_causal=True counted as the causal "
+                 "triangle (L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); megatron counts half of "
+                 "an L x L square, every other convention all L*S" + (" (backward products in full)" if backward else ""))
+    if marked > unsquare:
+        gradients = backward and not any(n.startswith("megatron: the backward") for n in notes)
+        notes.append(f"megatron: {marked - unsquare} attention calls of modules with is_causal=True counted as half "
+                     "of their L*L query-key pairs (L*L/2 per head), as Megatron-LM does since 2025-03"
+                     + (" (their backward products too)" if gradients else ""))
+    return notes
 
 def _gradient_shapes(row) -> list[tuple]:
     """The (input shapes, output shape) of the two backward products of the forward product ``row``."""
