@@ -158,7 +158,9 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     what = "forward + backward (one training step, no optimizer)" if backward else "forward only"
     formula = (f"MFU = FLOPs_per_step / (step_time x peak) = {flops:,} / ({step_time_s} s x {peak:.4g} FLOP/s) "
                f"= {m.mfu:.4f}")
-    notes = ([head_note] if head_note else []) + list(mc.notes)
+    from .conventions import notes_for
+
+    notes = ([head_note] if head_note else []) + notes_for(mc.notes, convention, CONVENTIONS)
     if m.mfu > 1:
         notes.insert(0, f"MFU above 1 ({m.mfu:.2f}): no device runs above its peak; the step time is too short for "
                         f"{num_devices} device(s) (give --num-devices) or the peak is for another dtype")

@@ -110,6 +110,8 @@ def test_mfu_counts_the_lm_head_by_default_and_says_so():
     assert "counted hf:gpt2:base: the base model" in " ".join(steps["hf:gpt2:base"]["notes"])
     # 2 FLOPs per MAC of the 768 x 50257 head, for each of the 32 tokens
     assert d["flops_per_step"] - steps["hf:gpt2:base"]["flops_per_step"] == 2 * 768 * 50257 * 32
+    # counted under torch: the notes of conventions not used are left out
+    assert not any(n.startswith(("torch-causal:", "megatron:")) for n in d["notes"]), d["notes"]
 
 
 def test_mfu_input_dtype_and_the_embedding_hint(tmp_path):
