@@ -117,3 +117,19 @@ def test_megatron_counts_a_decode_step_over_a_cache_in_full():
     for cached in (3, 40):
         assert mc.evaluate({"T": cached}, "megatron") == mc.evaluate({"T": cached}, "torch")
     assert any(n.startswith("megatron: 2 attention calls of new tokens over a KV cache") for n in mc.notes)
+
+
+def test_tables_show_a_conventions_note_only_under_it(tmp_path):
+    env = {**os.environ, "SYMCOST_CACHE_DIR": str(tmp_path)}
+
+    def notes(convention):
+        r = subprocess.run([sys.executable, "-m", "symcost.cli", "table", "hf:gpt2", "--input", "1x16", "--json",
+                            "--convention", convention], capture_output=True, text=True, check=False, env=env)
+        assert r.returncode == 0, r.stderr
+        import json
+
+        return json.loads(r.stdout)["notes"]
+
+    assert not any(n.startswith(("torch-causal:", "megatron:")) for n in notes("flops"))
+    causal = notes("torch-causal")
+    assert any(n.startswith("torch-causal:") for n in causal) and not any(n.startswith("megatron:") for n in causal)

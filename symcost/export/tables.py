@@ -132,8 +132,15 @@ def layer_table(mc, target: str, conv: Convention, values: dict | None = None, *
     if symbolic:
         total["formula"] = _formula(totals["flops"], mc.symbols, assume_divisible)
     return Table("layers", conv, tuple(input_shape if input_shape is not None else mc.input_shape), values,
-                 [target], rows, total, depth, symbolic, assume_divisible, list(mc.notes),
+                 [target], rows, total, depth, symbolic, assume_divisible, _notes(mc, conv),
                  _sizes([mc]) if symbolic else [])
+
+
+def _notes(mc, conv) -> list[str]:
+    """The derivation's notes shown under ``conv``: one about another convention (``torch-causal: …``) is left out."""
+    from ..conventions import CONVENTIONS, notes_for
+
+    return notes_for(mc.notes, conv.name, CONVENTIONS)
 
 
 def _layer_summary(members) -> str:
@@ -164,7 +171,7 @@ def model_table(models: list, conv: Convention, values: dict | None = None, *, s
         if symbolic:
             row["formula"] = _formula(totals["flops"], mc.symbols, assume_divisible)
         rows.append(row)
-        notes += [f"{display_name(target)}: {n}" for n in mc.notes]
+        notes += [f"{display_name(target)}: {n}" for n in _notes(mc, conv)]
     shape = input_shape if input_shape is not None else (models[0][1].input_shape if models else ())
     return Table("models", conv, tuple(shape), values, [t for t, _ in models], rows, None, None, symbolic,
                  assume_divisible, notes, _sizes([mc for _, mc in models]) if symbolic else [])
