@@ -292,14 +292,16 @@ def confirm(cc: ConfigCost, values: Mapping, beyond: list[str], progress: Callab
                         f"{_number(theirs)} {what}, the formula {_number(mine)} (a guard in the model's code the "
                         "sampled configurations did not cross); derive this configuration with the fields fixed")
     cc.fit.setdefault("confirmed", []).append({str(s): get[str(s)] for s in cc.symbols})
+    count = len(cc.fit["confirmed"])
     cc.notes = [n for n in cc.notes if not n.startswith(_CONFIRMED)] + [
-        f"{_CONFIRMED} ({len(cc.fit['confirmed'])} so far) was checked by a trace at its own configuration first"]
+        f"{_CONFIRMED}: {count} configuration{'s' if count > 1 else ''}, each traced before its numbers were given, "
+        "agreed with the formula"]
     store = getattr(cc, "store", None)
     if store:
         store()
 
 
-_CONFIRMED = "each number beyond the configurations traced"
+_CONFIRMED = "checked past the configurations traced"
 
 
 def _number(v) -> str:
