@@ -244,7 +244,7 @@ class ConfigCost(Sweepable):
                     inside = inside & (np.asarray(arrays[position[name]]) <= top)
                 else:
                     r = next(r for r in self.conditions if r.quantity == name)
-                    inside = inside & (value(arrays, r.num) // value(arrays, r.den) <= top)
+                    inside = inside & (value(arrays, r.num) // np.maximum(value(arrays, r.den), 1) <= top)
             out["sampled"] = inside
             return out
 
@@ -281,8 +281,9 @@ def confirm(cc: ConfigCost, values: Mapping, beyond: list[str], progress: Callab
         for name, t in totals.items():
             for m, e in t.items():
                 key = prefix + (f"flops:{name}" if m == "flops" else m)
-                if key not in traced:
-                    continue
+                if key not in traced:   # nothing to compare with: not confirmed
+                    raise ValueError(f"{given}: beyond the configurations the formula was fitted and verified at "
+                                     f"({', '.join(beyond)}), a trace there gives no {key} to check the formula with")
                 mine, theirs = sympy.expand(sympy.sympify(e).xreplace(subs)), sympy.expand(traced[key])
                 if mine != theirs:
                     what = f"{'backward ' if prefix else ''}{m}" + (f" under {name}" if m == "flops" else "")
