@@ -360,11 +360,9 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     ``--at`` assignments of the result's symbols, evaluated exactly.  From the cache when it can (``derive_decode``).
     ``config`` (with ``generate``): the same in the model's config fields too (``symcost.hyper``).
     """
-    from .conventions import notes_for
-
     import sympy
 
-    from .conventions import CONVENTIONS, get_convention
+    from .conventions import CONVENTIONS, get_convention, notes_for
     from .decode import tidy
     from .derive import derive_decode
     from .parse import parse_shape
@@ -417,37 +415,53 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     if names:
         report.formula = {m: str(parts["total"][m]) for m in ("macs", "flops", "reads", "writes")}
     if at:
-        report.evaluations = []
-        points = parse_assignments(at, names)
-        outside = {}
-        for i, p in enumerate(points):
-            for d in derivations[-1:] if past else ():  # the step's domain (a sliding window bounds T)
-                try:
-                    d.check_domain(p)
-                except OutsideProvenDomain as e:  # another path of the step: that step traced on its own
-                    outside[i] = str(e).split(" (a size guard")[0]
-                except ValueError as e:
-                    raise UsageError(str(e)) from None
-            if config:   # the config's conditions, at the prefill and at the first and last decode steps
-                g["check"](p)
-            elif generate:
-                from .decode import check_steps
+        check = None
+        if config:   # the config's conditions, at the prefill and at the first and last decode steps
+            check = g["check"]
+        elif generate:
+            from .decode import check_steps
 
+            def check(p):
                 check_steps(g, {k: int(v) for k, v in p.items()})
-        for i, p in enumerate(points):
-            if i in outside:
-                spec = "x".join(map(str, at_point(input_spec, p)))
-                step = derive_decode(target, spec, past=str(p.get(str(past), past)), use_cache=use_cache,
-                                     progress=progress)["step"].total(convention)
-                report.evaluations.append({"values": p, "total": {m: exact(v) for m, v in step.items()}})
-                notes.append(f"{outside[i]}: that decode step traced on its own")
-                continue
-            subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
-            report.evaluations.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()}
-                                                       for n, t in parts.items()}})
+        report.evaluations = _decode_evaluations(target, input_spec, convention, past, parse_assignments(at, names),
+                                                 derivations, check, parts, symbols, notes, use_cache, progress)
     for d in derivations:
         for k, v in d.uncovered.items():
             report.uncovered[k] = report.uncovered.get(k, 0) + v
     report.notes = notes_for(moe_notes + notes + [n for d in derivations for n in d.notes], convention, CONVENTIONS)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _decode_evaluations(target: str, input_spec: str, convention: str, past, points: list[dict], derivations,
+                        check, parts: dict, symbols, notes: list, use_cache: bool, progress: bool) -> list[dict]:
+    """``decode_report``'s numbers at each point: every point checked first (``check``: a generation's conditions),
+    a decode step outside the step formula's proven domain (a sliding window's own path) traced on its own."""
+    import sympy
+
+    from .derive import derive_decode
+    from .training import exact
+
+    outside = {}
+    for i, p in enumerate(points):
+        for d in derivations[-1:] if past else ():  # the step's domain (a sliding window bounds T)
+            try:
+                d.check_domain(p)
+            except OutsideProvenDomain as e:  # another path of the step: that step traced on its own
+                outside[i] = str(e).split(" (a size guard")[0]
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+        if check is not None:
+            check(p)
+    out = []
+    for i, p in enumerate(points):
+        if i in outside:
+            spec = "x".join(map(str, at_point(input_spec, p)))
+            step = derive_decode(target, spec, past=str(p.get(str(past), past)), use_cache=use_cache,
+                                 progress=progress)["step"].total(convention)
+            out.append({"values": p, "total": {m: exact(v) for m, v in step.items()}})
+            notes.append(f"{outside[i]}: that decode step traced on its own")
+            continue
+        subs = {s: sympy.Integer(p[str(s)]) for s in symbols}
+        out.append({"values": p, **{n: {m: exact(v.xreplace(subs)) for m, v in t.items()} for n, t in parts.items()}})
+    return out

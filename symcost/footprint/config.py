@@ -331,7 +331,12 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
                  "at its own configuration agrees")
     out = ConfigMemory(space.target, shape, base.dtype, base.backward, parts, peak_list, resident, domain, notes,
                        verified, flops, config=dict(fields), conditions=conditions, fitting=fitting)
+    out.derive_at = _deriver(space, shape, past, options)  # (not a field) what ``_confirm`` derives
+    return out
 
+
+def _deriver(space, shape: tuple, past, options: dict):
+    """values -> every heading and the peak of the step derived at that one configuration and input size."""
     def derive_at(values: dict) -> dict:
         def put(d):
             return int(d.xreplace({s: values[str(s)] for s in d.free_symbols})) if isinstance(d, sympy.Basic) else d
@@ -345,6 +350,5 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
                              f"{', '.join(f'{k}={v}' for k, v in values.items())} failed: {e}") from None
         return next(iter(one.steps.values())).at({})
 
-    out.derive_at = derive_at  # (not a field) what ``_confirm`` derives past the configurations fitted
-    return out
+    return derive_at
 
