@@ -127,6 +127,12 @@ class MFUReport:
         return out
 
 
+def concrete_only(input_spec: str, symbols) -> None:
+    """MFU is a number for one step: ``UsageError`` for an input with symbols in it."""
+    if symbols:
+        raise UsageError(f"symcost mfu needs a concrete input (e.g. 8x2048), got {input_spec!r}")
+
+
 def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dtype: str = "bf16",
                convention: str = "torch", *, backward: bool = False, num_devices: int = 1, use_cache: bool = True,
                progress: bool = True, input_dtype: str | None = None) -> MFUReport:
@@ -136,12 +142,8 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     that starts with an embedding)."""
     from .conventions import CONVENTIONS
     from .derive import derive
-    from .parse import parse_shape_names
     from .training import exact, tokens
 
-    shape = parse_shape_names(input_spec)
-    if any(isinstance(d, str) for d in shape):
-        raise UsageError(f"symcost mfu needs a concrete input (e.g. 8x2048), got {input_spec!r}")
     peak, name, source = device_peak(device, dtype)   # before tracing: a bad device fails fast
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")
@@ -150,6 +152,7 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     counted, head_note = counted_target(target, use_cache)
     mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
                 input_dtype=input_dtype)
+    concrete_only(input_spec, mc.symbols)
     if convention not in CONVENTIONS:
         raise unknown_convention(convention, CONVENTIONS)
     flops = int(mc.total(convention)["flops"])

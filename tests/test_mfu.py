@@ -28,3 +28,15 @@ def test_mfu_refuses_a_bad_device_and_says_when_mfu_exceeds_one():
     assert r.returncode == 2 and "concrete" in r.stderr
     r = cli("mfu", "hf:gpt2", "--input", "1x8", "--step-time", "1e-9", "--device", "h100-sxm", "--json")
     assert r.returncode == 0 and "MFU above 1" in json.loads(r.stdout)["notes"][0]
+
+
+def test_a_symbolic_input_is_refused_at_the_edge_before_torch_is_imported():
+    import subprocess
+    import sys
+
+    code = ("import sys; from symcost.cli import main; "
+            "rc = main(['mfu', 'hf:gpt2', '--input', '8xL', '--step-time', '1', '--device', 'h100-sxm']); "
+            "assert rc == 2 and 'torch' not in sys.modules, (rc, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "symcost mfu: error: symcost mfu needs a concrete input (e.g. 8x2048), got '8xL'"

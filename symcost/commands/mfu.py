@@ -9,8 +9,10 @@ from ..progress import add_quiet_option
 
 
 def run_mfu(args) -> int:
-    from ..mfu import mfu_report
+    from ..mfu import concrete_only, mfu_report
+    from ..parse import input_symbols
 
+    concrete_only(args.input, input_symbols(args.input))   # parsed here, at the edge: refused before any import
     report = mfu_report(args.target, args.input, args.step_time, args.device, args.dtype, args.convention,
                         backward=args.backward, num_devices=args.num_devices, use_cache=not args.no_cache,
                         progress=not args.json, input_dtype=args.input_dtype)
