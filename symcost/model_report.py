@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import NoSingleFormula, OutsideProvenDomain, UsageError, unknown_convention
+from .parse import InputSpec
 from .summary import EVALUATED
 
 #: the totals a report shows in its formulas; an evaluation gives ``EVALUATED`` (reads and writes too)
@@ -78,17 +79,6 @@ def row_json(r, conv) -> dict:
             "flops": shown(conv.count_row(r))}
 
 
-def at_point(input_spec: str, values: dict) -> tuple | dict:
-    """The input spec (one shape or named shapes) with its symbols replaced by ``values`` (name -> int)."""
-    from .parse import parse_input_spec
-
-    def at(shape):
-        return tuple(values[str(d)] if str(d) in values else int(d) for d in shape)
-
-    spec = parse_input_spec(input_spec)
-    return {n: at(s) for n, s in spec.items()} if isinstance(spec, dict) else at(spec)
-
-
 def divisible_totals(mc, k: int) -> dict:
     """Every convention's totals with the input symbols assumed multiples of ``k`` (floors gone)."""
     from .conventions import CONVENTIONS
@@ -98,7 +88,7 @@ def divisible_totals(mc, k: int) -> dict:
             for n, c in CONVENTIONS.items()}
 
 
-def per_size(target: str, input_spec: str, points: list[dict], convention: str = "flops", note: str = "", *,
+def per_size(target: str, input_spec: InputSpec, points: list[dict], convention: str = "flops", note: str = "", *,
              train: bool = False, input_dtype: str | None = None, progress: bool = True) -> ModelReport:
     """A concrete trace per point, for models whose graph changes with the input size."""
     from .derive import trace_target
@@ -109,14 +99,15 @@ def per_size(target: str, input_spec: str, points: list[dict], convention: str =
     evaluations = []
     with steps("tracing each size", len(points), progress) as advance:
         for values in points:
-            tot = trace_target(target, at_point(input_spec, values), train, input_dtype).total(convention)
+            tot = trace_target(target, input_spec.at(values), train, input_dtype).total(convention)
             evaluations.append({"values": values, "total": {m: int(tot[m]) for m in EVALUATED}})
             advance()
-    shape = shape_key(input_spec).split("x") if "=" not in input_spec else shape_key(input_spec)
+    text = input_spec.text
+    shape = shape_key(text).split("x") if "=" not in text else shape_key(text)
     return ModelReport(target, shape, convention, notes=[note], evaluations=evaluations, per_size=True)
 
 
-def model_report(target: str, input_spec: str, convention: str = "flops", *, points: list[dict] | None = None,
+def model_report(target: str, input_spec: InputSpec, convention: str = "flops", *, points: list[dict] | None = None,
                  assume_divisible: int | None = None, trace_sizes: tuple[dict, dict] | None = None,
                  layers: bool = False, train: bool = False, input_dtype: str | None = None, use_cache: bool = True,
                  progress: bool = True) -> ModelReport:
@@ -125,20 +116,18 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
     formulas for input sizes that are multiples of it (points must be)."""
     from .conventions import notes_for
 
-    from .parse import input_symbols
-
     started = time.perf_counter()
-    names = input_symbols(input_spec)
+    names = input_spec.symbols
     mc = summary = None
     if points and not layers and not assume_divisible and use_cache:
         from .derive import cached_summary
 
-        summary = cached_summary(target, input_spec, train, input_dtype, trace_sizes)
+        summary = cached_summary(target, input_spec.text, train, input_dtype, trace_sizes)
     if summary is None:
         from .derive import derive
 
         try:
-            mc = derive(target, input_spec, train=train, use_cache=use_cache, progress=progress,
+            mc = derive(target, input_spec.text, train=train, use_cache=use_cache, progress=progress,
                         input_dtype=input_dtype, trace_sizes=trace_sizes)
         except NoSingleFormula as e:
             if not points:
@@ -179,7 +168,7 @@ def model_report(target: str, input_spec: str, convention: str = "flops", *, poi
     return report
 
 
-def _evaluations(summary, points: list[dict], convention: str, target: str, input_spec: str, train: bool,
+def _evaluations(summary, points: list[dict], convention: str, target: str, input_spec: InputSpec, train: bool,
                  input_dtype, notes: list, progress: bool) -> list[dict]:
     """Each point from the formulas, or, where it breaks a size guard of the traced path (``x[:, :512]`` at
     L = 600), from the model traced at that size on its own: exact either way (each ``nested``)."""
@@ -268,17 +257,14 @@ def evaluate_parts(mc, parts: dict, point: dict) -> dict:
     return {"values": point, **{name: {m: exact(v.xreplace(subs)) for m, v in t.items()} for name, t in parts.items()}}
 
 
-def step_report(target: str, input_spec: str, convention: str = "flops", *, points: list[dict] | None = None,
+def step_report(target: str, input_spec: InputSpec, convention: str = "flops", *, points: list[dict] | None = None,
                 backward: bool = True, per_token: bool = False, assume_divisible: int | None = None,
                 layers: bool = False, train: bool = False, input_dtype: str | None = None, use_cache: bool = True,
                 progress: bool = True) -> StepReport:
     """One training step (``backward``: forward + backward, no optimizer) split into its passes; ``per_token``:
     MACs, FLOPs, reads and writes divided by the B x L tokens of the input, exactly."""
-    from .conventions import notes_for
-
-    from .conventions import CONVENTIONS, get_convention
+    from .conventions import CONVENTIONS, get_convention, notes_for
     from .derive import derive
-    from .parse import input_symbols
     from .training import PER_TOKEN_METRICS, exact, tokens
 
     started = time.perf_counter()
@@ -286,8 +272,8 @@ def step_report(target: str, input_spec: str, convention: str = "flops", *, poin
         raise unknown_convention(convention, CONVENTIONS)
     if assume_divisible is not None and assume_divisible < 1:
         raise UsageError(f"--assume-divisible needs a positive integer, got {assume_divisible}")
-    names = input_symbols(input_spec)
-    mc = derive(target, input_spec, train=train, use_cache=use_cache, progress=progress, input_dtype=input_dtype,
+    names = input_spec.symbols
+    mc = derive(target, input_spec.text, train=train, use_cache=use_cache, progress=progress, input_dtype=input_dtype,
                 backward=backward)
     n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if per_token else None
     parts = step_parts(mc, convention, n_tokens, assume_divisible)
@@ -352,7 +338,7 @@ class DecodeReport:
         return out
 
 
-def decode_report(target: str, input_spec: str, convention: str = "flops", *, past: str | None = None,
+def decode_report(target: str, input_spec: InputSpec, convention: str = "flops", *, past: str | None = None,
                   generate: str | None = None, at: list[str] | None = None, use_cache: bool = True,
                   progress: bool = True, config: str | None = None) -> DecodeReport:
     """``past``: one decode step of a Hugging Face decoder on B x L new tokens with T = ``past`` cached tokens per
@@ -365,8 +351,8 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     from .conventions import CONVENTIONS, get_convention, notes_for
     from .decode import tidy
     from .derive import derive_decode
-    from .parse import parse_shape
     from .sweep import parse_assignments
+    from .symbols import user_symbol
     from .training import exact
 
     started = time.perf_counter()
@@ -374,9 +360,9 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         raise unknown_convention(convention, CONVENTIONS)
     if bool(past) == bool(generate):
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
-    shape = parse_shape(input_spec)
-    if len(shape) != 2:
-        raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec!r}")
+    if isinstance(input_spec.dims, dict) or len(input_spec.dims) != 2:
+        raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec.text!r}")
+    shape = tuple(user_symbol(d) if isinstance(d, str) else d for d in input_spec.dims)
     report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
                           get_convention(convention).summary, {})
     new = exact(sympy.sympify(shape[1]))
@@ -384,7 +370,7 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
         raise UsageError("decode_report(config=...) is for --generate; a decode step in config fields is "
                          "symcost.hyper.derive_config(past=...)")
     if past:
-        got = derive_decode(target, input_spec, past=past, use_cache=use_cache, progress=progress)
+        got = derive_decode(target, input_spec.text, past=past, use_cache=use_cache, progress=progress)
         mc, moe_notes = got["step"], got["notes"]
         parts = {"total": {m: tidy(e) for m, e in mc.total(convention).items()}}
         report.past = past
@@ -399,7 +385,7 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
                                   progress=progress)
             moe_notes = []
         else:
-            g = derive_decode(target, input_spec, generate=generate, convention=convention, use_cache=use_cache,
+            g = derive_decode(target, input_spec.text, generate=generate, convention=convention, use_cache=use_cache,
                               progress=progress)
             moe_notes = g["notes"]
         # like terms collected in every part: 9216*N*(N + 2*P + 9217) -> 9216*N**2 + 18432*N*P + 84946944*N
@@ -433,7 +419,7 @@ def decode_report(target: str, input_spec: str, convention: str = "flops", *, pa
     return report
 
 
-def _decode_evaluations(target: str, input_spec: str, convention: str, past, points: list[dict], derivations,
+def _decode_evaluations(target: str, input_spec: InputSpec, convention: str, past, points: list[dict], derivations,
                         check, parts: dict, symbols, notes: list, use_cache: bool, progress: bool) -> list[dict]:
     """``decode_report``'s numbers at each point: every point checked first (``check``: a generation's conditions),
     a decode step outside the step formula's proven domain (a sliding window's own path) traced on its own."""
@@ -456,7 +442,7 @@ def _decode_evaluations(target: str, input_spec: str, convention: str, past, poi
     out = []
     for i, p in enumerate(points):
         if i in outside:
-            spec = "x".join(map(str, at_point(input_spec, p)))
+            spec = "x".join(map(str, input_spec.at(p)))
             step = derive_decode(target, spec, past=str(p.get(str(past), past)), use_cache=use_cache,
                                  progress=progress)["step"].total(convention)
             out.append({"values": p, "total": {m: exact(v) for m, v in step.items()}})

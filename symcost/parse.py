@@ -1,6 +1,8 @@
 """Parsing of user strings: shapes and layer settings.  Nothing here ever evaluates a string."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import UsageError, did_you_mean
 
 __all__ = ["UsageError", "convention_arg", "did_you_mean", "input_symbols", "parse_dim", "parse_input_spec", "parse_settings",
@@ -81,6 +83,40 @@ def parse_shape_names(text: str) -> tuple:
         else:
             raise UsageError(f"{t!r} is not a valid symbol name (letters, digits, '_', starting with a letter)")
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model's ``--input`` parsed once, at the edge (the command line, the Python API), without sympy: ``text`` as
+    written (derivations and cache keys take it), ``dims`` one shape or named shapes of sizes (ints) and symbol
+    names (str).  The report layer below takes it and parses nothing."""
+
+    text: str
+    dims: tuple | dict
+
+    @classmethod
+    def of(cls, spec: "str | InputSpec") -> "InputSpec":
+        if isinstance(spec, InputSpec):
+            return spec
+        if "=" in spec:
+            return cls(spec, {name: parse_shape_names(shape) for name, shape in _named_parts(spec)})
+        return cls(spec, parse_shape_names(spec))
+
+    @property
+    def symbols(self) -> list[str]:
+        """The symbol names, sorted (as ``input_symbols``)."""
+        shapes = self.dims.values() if isinstance(self.dims, dict) else [self.dims]
+        return sorted({d for s in shapes for d in s if isinstance(d, str)})
+
+    def at(self, values: dict) -> tuple | dict:
+        """The input with its symbols replaced by ``values`` (name -> int): a concrete shape, or named shapes."""
+        def at(shape):
+            return tuple(int(values[d]) if isinstance(d, str) else d for d in shape)
+
+        return {n: at(s) for n, s in self.dims.items()} if isinstance(self.dims, dict) else at(self.dims)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def parse_shapes(text: str, allow_symbols: bool = True) -> tuple[tuple, ...]:

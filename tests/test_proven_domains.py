@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from symcost.errors import OutsideProvenDomain, TraceError
 from symcost.model_report import model_report
+from symcost.parse import InputSpec
 from symcost.tracing import trace
 
 # each pattern as source, so that one text builds the module here and the file target model_report loads
@@ -136,7 +137,7 @@ def test_guard_bounds_the_formula_and_per_size_traces_are_exact(tmp_path, name, 
     # symcost model --at: inside from the formula, outside traced on its own, all exact
     spec = "x".join(str(d) for d in shape)
     points = [dict(zip(symbols, p)) for p in inside[:2] + outside]
-    report = model_report(file_target(tmp_path, name), spec, "torch", points=points, progress=False)
+    report = model_report(file_target(tmp_path, name), InputSpec.of(spec), "torch", points=points, progress=False)
     for e in report.evaluations:
         concrete = [e["values"].get(d, d) for d in shape]
         assert e["total"]["flops"] == torch_flops(build(name), concrete), e
@@ -269,7 +270,7 @@ def test_timm_models_of_both_patterns_agree_with_a_fixed_size_derivation():
     pytest.importorskip("timm")
     import symcost
 
-    cross = model_report("timm:crossvit_tiny_240", "1x3xHxW", "flops", points=[{"H": 240, "W": 240}],
+    cross = model_report("timm:crossvit_tiny_240", InputSpec.of("1x3xHxW"), "flops", points=[{"H": 240, "W": 240}],
                          use_cache=False, progress=False).evaluations[0]
     fixed = symcost.model("timm:crossvit_tiny_240", "1x3x240x240", use_cache=False).total("flops")
     metrics = ("params", "macs", "flops", "reads", "writes")

@@ -443,7 +443,7 @@ def test_a_convention_is_read_in_one_place():
 #: the library modules that still parse a shape string themselves (the request should arrive parsed): the test
 #: fails when one stops (drop it here) or another starts
 PARSING_BELOW_THE_CLI = {"symcost.decode", "symcost.derive", "symcost.footprint.build",
-                         "symcost.footprint.config", "symcost.hyper", "symcost.model_report"}
+                         "symcost.footprint.config", "symcost.hyper"}
 _SHAPE_PARSERS = {"parse_shape", "parse_shapes", "parse_shape_names", "parse_input_spec", "parse_dim",
                   "input_symbols"}
 

@@ -10,7 +10,7 @@ import sys
 
 from . import NO_CACHE_HELP
 from ..model_report import METRICS
-from ..parse import UsageError, input_symbols
+from ..parse import InputSpec, UsageError
 from ..progress import add_quiet_option
 from .model_text import evaluations_text, print_result
 
@@ -44,7 +44,8 @@ def run_model(args) -> int:
         from .steps import run_step
 
         return run_step(args)
-    names = input_symbols(args.input)
+    spec = InputSpec.of(args.input)   # parsed once, here
+    names = spec.symbols
     points = parse_assignments(args.at, names) if args.at else None
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
@@ -52,7 +53,7 @@ def run_model(args) -> int:
         if not names:
             raise UsageError("--assume-divisible needs symbols in --input (e.g. --input 1x3xHxW)")
         check_divisible(args.assume_divisible, points)
-    report = model_report(args.target, args.input, args.convention, points=points,
+    report = model_report(args.target, spec, args.convention, points=points,
                           assume_divisible=args.assume_divisible,
                           trace_sizes=parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None,
                           layers=bool(not names or args.layers or (args.json and not args.at)), train=args.train,

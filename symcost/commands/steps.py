@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from ..parse import UsageError, input_symbols
+from ..parse import InputSpec, UsageError
 from ..render import count, pairs, table
 
 
@@ -16,11 +16,12 @@ def run_step(args) -> int:
     from ..sweep import parse_assignments
     from .model_text import print_result
 
-    names = input_symbols(args.input)
+    spec = InputSpec.of(args.input)   # parsed once, here
+    names = spec.symbols
     if args.at and not names:
         raise UsageError("--at needs symbols in --input (e.g. --input 1xL --at L=128,512)")
     points = parse_assignments(args.at, names) if args.at else None
-    report = step_report(args.target, args.input, args.convention, points=points, backward=args.backward,
+    report = step_report(args.target, spec, args.convention, points=points, backward=args.backward,
                          per_token=args.per_token, assume_divisible=args.assume_divisible,
                          layers=bool(not names or args.layers or (args.json and not args.at)), train=args.train,
                          input_dtype=args.input_dtype, use_cache=not args.no_cache, progress=not args.json)
@@ -49,7 +50,7 @@ def run_decode(args) -> int:
     if args.backward or args.per_token or args.train or args.assume_divisible:
         raise UsageError("--past and --generate cost inference: not with --backward, --per-token, --train or "
                          "--assume-divisible")
-    report = decode_report(args.target, args.input, args.convention, past=args.past, generate=args.generate,
+    report = decode_report(args.target, InputSpec.of(args.input), args.convention, past=args.past, generate=args.generate,
                            at=args.at, use_cache=not args.no_cache, progress=not args.json,
                            config=getattr(args, "config", None))
     result = report.as_dict()
