@@ -182,10 +182,8 @@ def formula_sentence(table: Table, where: dict) -> str:
     return text
 
 
-def render_latex(table: Table, *, caption: str | None = None, label: str | None = None, standalone: bool = False,
-                 exact: bool = False, digits: int = 2, environment: str = "auto") -> str:
-    cols = numeric_columns(table, exact)
-    row_f, total_f, where = formulas(table)
+def _caption(table: Table, caption: str | None, where) -> tuple[str, str]:
+    """(short, full) caption: the user's (escaped, its convention named if it does not say it) or the default."""
     short, text = default_caption(table)
     conv = table.convention
     if caption is not None:
@@ -197,7 +195,38 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
             text += rf" FLOPs: \texttt{{{escape(conv.name)}}} convention."
     else:
         text += " " + convention_sentence(table)
-    text += formula_sentence(table, where)
+    return short, text + formula_sentence(table, where)
+
+
+def _body(table: Table, cols, row_f, total_f, ncols: int, wide: str, digits: int) -> list[str]:
+    """The table's rows, then its total: a per-layer table's formulas each on a line of its own under its row."""
+    layers = table.kind == "layers"
+    body = []
+    for i, r in enumerate(table.rows):
+        cells = [rf"\texttt{{{breakable(r['name']) if layers else escape(r['name'])}}}"]
+        if layers:
+            cells += [escape(r["layer"]), _shape(r["output_shape"])]
+        cells += [_number(r[c.key], c, digits) for c in cols]
+        if row_f is not None and not layers:
+            cells.append(f"${latex_expr(row_f[i])}$")
+        body.append(" & ".join(cells) + r" \\")
+        if row_f is not None and layers:
+            body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{\quad FLOPs $= {latex_expr(row_f[i])}$}} \\")
+    if table.total is not None:
+        cells = ["Total", "", ""] + [_number(table.total[c.key], c, digits, total=True) for c in cols]
+        body.append(r"\midrule")
+        body.append(" & ".join(cells) + r" \\")
+        if total_f is not None:
+            body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{Total FLOPs $= {latex_expr(total_f)}$}} \\")
+    return body
+
+
+def render_latex(table: Table, *, caption: str | None = None, label: str | None = None, standalone: bool = False,
+                 exact: bool = False, digits: int = 2, environment: str = "auto") -> str:
+    cols = numeric_columns(table, exact)
+    row_f, total_f, where = formulas(table)
+    short, text = _caption(table, caption, where)
+    conv = table.convention
     label = check_label(label) if label is not None else default_label(table)
 
     long = environment == "longtable" or (environment == "auto" and len(table.rows) >= LONG_TABLE_ROWS)
@@ -224,23 +253,7 @@ def render_latex(table: Table, *, caption: str | None = None, label: str | None 
     xcols = layers or table.symbolic
     ncols = len(head)
 
-    body = []
-    for i, r in enumerate(table.rows):
-        cells = [rf"\texttt{{{breakable(r['name']) if layers else escape(r['name'])}}}"]
-        if layers:
-            cells += [escape(r["layer"]), _shape(r["output_shape"])]
-        cells += [_number(r[c.key], c, digits) for c in cols]
-        if row_f is not None and not layers:
-            cells.append(f"${latex_expr(row_f[i])}$")
-        body.append(" & ".join(cells) + r" \\")
-        if row_f is not None and layers:
-            body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{\quad FLOPs $= {latex_expr(row_f[i])}$}} \\")
-    if table.total is not None:
-        cells = ["Total", "", ""] + [_number(table.total[c.key], c, digits, total=True) for c in cols]
-        body.append(r"\midrule")
-        body.append(" & ".join(cells) + r" \\")
-        if total_f is not None:
-            body.append(rf"\multicolumn{{{ncols}}}{{{wide}}}{{Total FLOPs $= {latex_expr(total_f)}$}} \\")
+    body = _body(table, cols, row_f, total_f, ncols, wide, digits)
     # units on a second header line: a column is as wide as its numbers, not as "Params (K)"
     units = [""] * (3 if layers else 1) + [f"({c.prefix})" if c.prefix else "" for c in cols]
     units += [""] * (ncols - len(units))
