@@ -157,64 +157,73 @@ def positions_unpacked():
         setattr(masking, name, original)
 
 
-def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
-    """Run ``model(x)`` (``model(**x)`` for named inputs) under symcost's recorder and the storage tracker; with
-    ``backward``, the forward under grad mode (saved tensors hooks on) and the backward of symcost's training step
-    (``tracing.record``: seeded with ones of the first output's shape).  Without, the forward under ``no_grad``."""
+class _Saving:
+    """What autograd saves during the step (``saved_tensors_hooks``' pack), by storage, and the module running when
+    it first saved each: an op's output (marked on its allocation), another tensor, a parameter or an input."""
+
+    def __init__(self, model, mode, known: set):
+        self.mode, self.known = mode, known
+        self.saved: set[int] = set()          # parameters' and inputs' storages
+        self.other: dict[int, int] = {}       # storages no op of the step made: key -> bytes
+        self.unknown: list[int] = []
+        self.running: list[str] = []          # the modules whose forward is running, innermost last
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.where: dict[int, str] = {}       # storage -> the module that first saved it (inputs, other tensors)
+
+    def pack(self, t):
+        key, st = _storage(t)
+        a = self.mode.by_key.get(key)
+        module = self.running[-1] if self.running else ""
+        if a is not None:
+            if not a.saved:
+                a.saved, a.saved_in = True, module
+        elif key in self.mode.other:
+            self.other[key] = self.mode.other[key]
+            self.where.setdefault(key, module)
+        elif key in self.known:
+            self.saved.add(key)
+            self.where.setdefault(key, module)
+        elif st.nbytes():
+            self.unknown.append(key)
+        return t
+
+    def enter(self, module, args):
+        if id(module) in self.names:
+            self.running.append(self.names[id(module)])
+
+    def leave(self, module, args, out):
+        if id(module) in self.names and self.running:
+            self.running.pop()
+
+
+def _held(model: torch.nn.Module, named: dict) -> tuple[dict, dict, set, dict]:
+    """What exists before the step, each storage once: parameters and buffers by name (bytes), every storage key
+    among them and the inputs, and each input's storage key -> bytes."""
     params: dict[str, int] = {}
     buffers: dict[str, int] = {}
     known: set[int] = set()
-    for name, p in model.named_parameters():
-        key, st = _storage(p)
-        if key not in known:
-            known.add(key)
-            params[name] = st.nbytes()
-    for name, b in model.named_buffers():
-        key, st = _storage(b)
-        if key not in known:
-            known.add(key)
-            buffers[name] = st.nbytes()
-    named = x if isinstance(x, dict) else {"": x}
+    for out, tensors in ((params, model.named_parameters()), (buffers, model.named_buffers())):
+        for name, t in tensors:
+            key, st = _storage(t)
+            if key not in known:
+                known.add(key)
+                out[name] = st.nbytes()
     input_keys = {}
     for t in named.values():
         key, st = _storage(t)
         known.add(key)
         input_keys[key] = st.nbytes()
+    return params, buffers, known, input_keys
+
+
+def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
+    """Run ``model(x)`` (``model(**x)`` for named inputs) under symcost's recorder and the storage tracker; with
+    ``backward``, the forward under grad mode (saved tensors hooks on) and the backward of symcost's training step
+    (``tracing.record``: seeded with ones of the first output's shape).  Without, the forward under ``no_grad``."""
+    named = x if isinstance(x, dict) else {"": x}
+    params, buffers, known, input_keys = _held(model, named)
     mode = _Storages(known)
-    saved: set[int] = set()
-
-    saved_other: dict[int, int] = {}
-    unknown: list[int] = []
-
-    running: list[str] = []     # the modules whose forward is running, innermost last
-    names = {id(m): n for n, m in model.named_modules()}
-    where: dict[int, str] = {}  # storage -> the module that first saved it (inputs and other tensors)
-
-    def pack(t):
-        key, st = _storage(t)
-        a = mode.by_key.get(key)
-        module = running[-1] if running else ""
-        if a is not None:
-            if not a.saved:
-                a.saved, a.saved_in = True, module
-        elif key in mode.other:
-            saved_other[key] = mode.other[key]
-            where.setdefault(key, module)
-        elif key in known:
-            saved.add(key)
-            where.setdefault(key, module)
-        elif st.nbytes():
-            unknown.append(key)
-        return t
-
-    def enter(module, args):
-        if id(module) in names:
-            running.append(names[id(module)])
-
-    def leave(module, args, out):
-        if id(module) in names and running:
-            running.pop()
-
+    saving = _Saving(model, mode, known)
     grads: dict[int, int] = {}
 
     def grad_hook(p):
@@ -225,7 +234,8 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
         if backward else []
     from torch.nn.modules import module as nn_module
 
-    hooks += [nn_module.register_module_forward_pre_hook(enter), nn_module.register_module_forward_hook(leave)]
+    hooks += [nn_module.register_module_forward_pre_hook(saving.enter),
+              nn_module.register_module_forward_hook(saving.leave)]
     resize = torch.UntypedStorage.resize_
 
     def resized(st, size):  # not an op: the dispatch mode never sees it (as MemTracker notes)
@@ -238,7 +248,7 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
     try:
         with mode, positions_unpacked():
             if backward:
-                with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saving.pack, lambda t: t):
                     rec = record(model, x, backward=True)
             else:
                 with torch.no_grad():
@@ -254,18 +264,18 @@ def record_step(model: torch.nn.Module, x, backward: bool) -> StepMemory:
         raise TraceError(f"symcost cannot follow this step's memory: {mode.problem}")
     if len(mode.names) != len(rec.ops) or any(n != ev.op for n, ev in zip(mode.names, rec.ops)):
         raise TraceError("the storage tracker and the recorder saw different ops")  # a bug, not the model's
-    if unknown:
+    if saving.unknown:
         raise TraceError("symcost cannot follow this step's memory: autograd saves a tensor no op made")
     inputs, input_saved_in = {}, {}
     for name, t in named.items():
         key, _ = _storage(t)
         n = rec.inputs[name] if name else rec.input_index
-        inputs[n] = (input_keys[key], key in saved, t.element_size())
-        if key in saved:
-            input_saved_in[n] = where[key]
+        inputs[n] = (input_keys[key], key in saving.saved, t.element_size())
+        if key in saving.saved:
+            input_saved_in[n] = saving.where[key]
     other_saved_in: dict[str, int] = {}
-    for key, nbytes in saved_other.items():
-        other_saved_in[where[key]] = other_saved_in.get(where[key], 0) + nbytes
-    return StepMemory(rec, mode.allocs, params, buffers, inputs, mode.other_total, sum(saved_other.values()),
+    for key, nbytes in saving.other.items():
+        other_saved_in[saving.where[key]] = other_saved_in.get(saving.where[key], 0) + nbytes
+    return StepMemory(rec, mode.allocs, params, buffers, inputs, mode.other_total, sum(saving.other.values()),
                       sum(grads.values()), len(rec.ops), input_saved_in=input_saved_in,
                       other_saved_in=other_saved_in)
