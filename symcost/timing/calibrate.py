@@ -93,7 +93,6 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
     kind, its own compute and memory fractions (``kinds_by_dtype``)."""
     import torch
 
-    from .. import layer as catalog_layer
     from .dtypes import dtype_name, torch_dtype
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -112,24 +111,8 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
     g = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         n = 256 if quick else 2048
-        a = torch.randn(n, n, generator=g).to(dev)
-        b = torch.randn(n, n, generator=g).to(dev)
-        p.update(f"GEMM {n}x{n}")
-        t_mm = timed(partial(torch.mm, a, b), 0.02 if quick else 0.2)
-        gemm = 2 * n ** 3 / t_mm
-        peaks = {"fp32": gemm}
-        for d in extra:
-            p.update(f"GEMM {n}x{n} {d}")
-            a2, b2 = a.to(torch_dtype(d)), b.to(torch_dtype(d))
-            peaks[d] = 2 * n ** 3 / timed(partial(torch.mm, a2, b2), 0.02 if quick else 0.2)
-        if device == "cuda":  # cuDNN convolutions may run fp32 at TF32: measure that peak too
-            strict = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = True
-            try:
-                peaks["tf32"] = 2 * n ** 3 / timed(partial(torch.mm, a, b), 0.02 if quick else 0.2)
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = strict
-        del a, b
+        t_mm, peaks = _gemm_peaks(n, extra, device, dev, g, timed, p, 0.02 if quick else 0.2)
+        gemm = peaks["fp32"]
         m = 1 << (18 if quick else 25)
         src = torch.randn(m, generator=g).to(dev)
         dst = torch.empty_like(src)
@@ -141,14 +124,7 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         copy_bw, add_bw = 2 * 4 * m / t_copy, 3 * 4 * m / t_add
         # the first touch of a freshly mapped output: a new 64 MiB tensor filled, against filling an existing one
         # (a CPU's; CUDA's caching allocator reuses its blocks, and --quick sizes stay below the mmap threshold)
-        touch = None
-        if device == "cpu" and not quick:
-            n_touch = 1 << 24
-            p.update(f"first touch of {n_touch * 4 >> 20} MiB")
-            t_fill = timed(partial(dst[:n_touch].fill_, 1.0), 0.1)
-            t_fresh = timed(lambda: torch.empty(n_touch).fill_(1.0), 0.1)
-            touch = {"elements": n_touch, "fill_existing_s": t_fill, "fill_new_s": t_fresh,
-                     "seconds_per_byte": max(0.0, t_fresh - t_fill) / (4 * n_touch)}
+        touch = _first_touch(dst, timed, p) if device == "cpu" and not quick else None
         first_touch = touch["seconds_per_byte"] if touch else 0.0
         del src, dst, other
         tiny = torch.ones(1, device=dev)
@@ -156,20 +132,7 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         t_module = timed(lambda: relu(tiny), 0.005 if quick else 0.05)
         identity = torch.nn.Identity()
         t_view = timed(lambda: identity(tiny), 0.005 if quick else 0.05)   # a call that launches no kernel
-        samples, calls = [], []
-        for dt in ("fp32", *extra):
-            for kind, (layer, make_args, sizes, quick_sizes) in CASES.items():
-                for c, size in quick_sizes if quick else sizes:
-                    args = make_args(c)
-                    shape = _shape(layer, c, size)
-                    p.update(f"{kind} on {'x'.join(map(str, shape))} {dt}")
-                    mod = _module(layer, args).to(dev, torch_dtype(dt))
-                    x = torch.randn(*shape, generator=g).to(dev, torch_dtype(dt))
-                    t = timed(partial(mod, x), 0.005 if quick else 0.05)
-                    cost = catalog_layer(layer, symbolic=False, **args).cost(shape)
-                    samples.append(Sample(f"{kind} {'x'.join(map(str, shape))}", cost, args, dt, t, "calibrate"))
-                    calls.append({"kind": kind, "layer": layer, "args": args, "input_shape": list(shape),
-                                  "dtype": dt, "seconds": t})
+        samples, calls = _layer_samples(("fp32", *extra), quick, dev, g, timed, p)
     r = regime()
     on_gpu = device == "cuda"
     base = Device(f"this machine ({torch.cuda.get_device_name() if on_gpu else 'CPU'}, "
@@ -196,13 +159,87 @@ def calibrate(quick: bool = False, repeats: int | None = None, progress: Progres
         "first_touch": touch,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    source = (f"symcost calibrate{' --quick' if quick else ''} on {r['cpu']}{' / ' + device if on_gpu else ''}, "
-              f"{threads_text(r['threads'])}, torch {r['torch']}: torch.mm {n}x{n} fp32 (median of {reps}); "
-              f"bandwidth max of copy and add of {m * 4 >> 20} MiB fp32 tensors"
-              f"{' (fits in cache: not a DRAM figure)' if quick else ''}; first_touch_s = a new 64 MiB "
-              f"tensor filled less an existing one filled, per byte (0 with --quick and on CUDA); cache_bytes = "
-              f"the CPU's last-level cache (sysfs); overhead_s = one tiny nn.ReLU call; view calls "
-              f"one nn.Identity call; per "
-              f"kind host time and attained fractions fitted to a small call and larger ones of each of "
-              f"{', '.join(CASES)} (symcost.timing.calibrate.CASES), in {', '.join(('fp32', *extra))}")
+    source = _source(quick, r, device, n, reps, m, extra)
     return replace(base, source=source, kinds=kinds, kinds_by_dtype=by_dtype, details=details)
+
+
+def _first_touch(dst, timed, p) -> dict:
+    """A new 64 MiB tensor filled against filling an existing one: the cost of freshly mapped memory, per byte."""
+    import torch
+
+    n_touch = 1 << 24
+    p.update(f"first touch of {n_touch * 4 >> 20} MiB")
+    t_fill = timed(partial(dst[:n_touch].fill_, 1.0), 0.1)
+    t_fresh = timed(lambda: torch.empty(n_touch).fill_(1.0), 0.1)
+    return {"elements": n_touch, "fill_existing_s": t_fill, "fill_new_s": t_fresh,
+            "seconds_per_byte": max(0.0, t_fresh - t_fill) / (4 * n_touch)}
+
+
+def _gemm_peaks(n: int, extra: list, device: str, dev, g, timed, p, seconds: float) -> tuple[float, dict]:
+    """An n x n torch.mm: its fp32 time, and the FLOP/s in fp32, in each dtype of ``extra`` and (CUDA) in TF32."""
+    import torch
+
+    from .dtypes import torch_dtype
+
+    a = torch.randn(n, n, generator=g).to(dev)
+    b = torch.randn(n, n, generator=g).to(dev)
+    p.update(f"GEMM {n}x{n}")
+    t_mm = timed(partial(torch.mm, a, b), seconds)
+    peaks = {"fp32": 2 * n ** 3 / t_mm}
+    for d in extra:
+        p.update(f"GEMM {n}x{n} {d}")
+        a2, b2 = a.to(torch_dtype(d)), b.to(torch_dtype(d))
+        peaks[d] = 2 * n ** 3 / timed(partial(torch.mm, a2, b2), seconds)
+    if device == "cuda":  # cuDNN convolutions may run fp32 at TF32: measure that peak too
+        peaks["tf32"] = _tf32_peak(a, b, timed, seconds)
+    return t_mm, peaks
+
+
+def _tf32_peak(a, b, timed, seconds: float) -> float:
+    """The fp32 GEMM FLOP/s with TF32 tensor cores allowed (restored after)."""
+    import torch
+
+    strict = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        return 2 * a.shape[0] ** 3 / timed(partial(torch.mm, a, b), seconds)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = strict
+
+
+def _layer_samples(dtypes: tuple, quick: bool, dev, g, timed, p) -> tuple[list, list]:
+    """Each case of ``CASES`` timed in each dtype: (``Sample`` list to fit the kinds on, the calls as JSON)."""
+    import torch
+
+    from .. import layer as catalog_layer
+    from .dtypes import torch_dtype
+
+    samples, calls = [], []
+    for dt in dtypes:
+        for kind, (layer, make_args, sizes, quick_sizes) in CASES.items():
+            for c, size in quick_sizes if quick else sizes:
+                args = make_args(c)
+                shape = _shape(layer, c, size)
+                p.update(f"{kind} on {'x'.join(map(str, shape))} {dt}")
+                mod = _module(layer, args).to(dev, torch_dtype(dt))
+                x = torch.randn(*shape, generator=g).to(dev, torch_dtype(dt))
+                t = timed(partial(mod, x), 0.005 if quick else 0.05)
+                cost = catalog_layer(layer, symbolic=False, **args).cost(shape)
+                samples.append(Sample(f"{kind} {'x'.join(map(str, shape))}", cost, args, dt, t, "calibrate"))
+                calls.append({"kind": kind, "layer": layer, "args": args, "input_shape": list(shape),
+                              "dtype": dt, "seconds": t})
+    return samples, calls
+
+
+def _source(quick: bool, r: dict, device: str, n: int, reps: int, m: int, extra: list) -> str:
+    """Where each number of the calibrated device comes from, in words."""
+    on_gpu = device == "cuda"
+    return (f"symcost calibrate{' --quick' if quick else ''} on {r['cpu']}{' / ' + device if on_gpu else ''}, "
+            f"{threads_text(r['threads'])}, torch {r['torch']}: torch.mm {n}x{n} fp32 (median of {reps}); "
+            f"bandwidth max of copy and add of {m * 4 >> 20} MiB fp32 tensors"
+            f"{' (fits in cache: not a DRAM figure)' if quick else ''}; first_touch_s = a new 64 MiB "
+            f"tensor filled less an existing one filled, per byte (0 with --quick and on CUDA); cache_bytes = "
+            f"the CPU's last-level cache (sysfs); overhead_s = one tiny nn.ReLU call; view calls "
+            f"one nn.Identity call; per "
+            f"kind host time and attained fractions fitted to a small call and larger ones of each of "
+            f"{', '.join(CASES)} (symcost.timing.calibrate.CASES), in {', '.join(('fp32', *extra))}")
