@@ -156,8 +156,6 @@ def measure_layers(model, mc, input_shape: Sequence[int], dtype: str = "fp32", r
     converted to ``dtype``.
     """
     import torch
-    from torch.nn.modules import module as nn_module
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     p = progress or Progress("measuring", enabled=False)
     if stat not in STATS:
@@ -181,22 +179,92 @@ def measure_layers(model, mc, input_shape: Sequence[int], dtype: str = "fp32", r
     if missing:
         notes.append(f"{len(missing)} traced module(s) not found in the model: {', '.join(missing[:3])}")
     hooked = {n: by_name[n] for n in module_rows if n in by_name}
-    hooked_ids = {id(m) for m in hooked.values()}
 
-    # --- pass A: module rows, hooks on those modules only
-    calls: dict[str, list[float]] = {}
-    starts: list[float] = []
+    module_timer = _ModuleTimer(hooked)
+    op_timer = _op_timer(names, {id(m) for m in hooked.values()}, func_rows) if func_rows else None
+    per_sample: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+    forward: list[float] = []
+    faults: list[int] = []
+    bad: set[str] = set()
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        for rep in range(repeats):
+            p.update(f"repeat {rep + 1} of {repeats}")
+            f0 = page_faults()
+            t0 = time.perf_counter()
+            model(x)
+            forward.append(time.perf_counter() - t0)
+            if f0 is not None:
+                faults.append(page_faults() - f0)
+            _assign(per_sample, module_rows, module_timer.run(model, x), bad)
+            if op_timer is not None:
+                _assign(per_sample, func_rows, op_timer.run(model, x), bad)
+    if bad:
+        notes.append(f"{len(bad)} row name(s) ran a different number of times than traced, left unmeasured: "
+                     + ", ".join(sorted(bad)[:3]))
+    per_row = [summarise(per_sample[i]) if len(per_sample[i]) == repeats and rows[i].name not in bad
+               else None for i in range(len(rows))]
+    method = ("forward pre-hook to forward hook on each traced module (perf_counter); functional ops timed "
+              "around each aten call by a TorchDispatchMode; whole forward timed without hooks; "
+              f"{'medians' if stat == 'median' else 'minima'} of {repeats} interleaved repeats after {warmup} "
+              "warm-up passes, torch.no_grad(), eval()")
+    m = Measurement(per_row, summarise(forward), repeats, method, regime(), notes,
+                    {i: s for i, s in per_sample.items()}, stat,
+                    statistics.median(faults) if faults else None)
+    m.notes += trust_notes(m)
+    return m
 
-    def pre(mod, args):
-        starts.append(time.perf_counter())
 
-    def make_post(name):
+def _assign(per_sample: dict, rows: dict[str, list[int]], times: dict[str, list[float]], bad: set) -> None:
+    """One pass's times to the rows of each name, in call order; a name that ran another number of times than
+    traced is ``bad`` (left unmeasured)."""
+    for n, idx in rows.items():
+        got = times.get(n, [])
+        if len(got) != len(idx):
+            bad.add(n)
+            continue
+        for i, t in zip(idx, got):
+            per_sample[i].append(t)
+
+
+class _ModuleTimer:
+    """Module rows: ``time.perf_counter`` between a forward pre-hook and a forward hook on each traced module,
+    hooked for one pass only; ``run`` gives the calls' times per module name."""
+
+    def __init__(self, hooked: dict):
+        self.hooked = hooked
+        self.calls: dict[str, list[float]] = {}
+        self.starts: list[float] = []
+
+    def run(self, model, x) -> dict[str, list[float]]:
+        handles = []
+        for n, m in self.hooked.items():
+            handles += [m.register_forward_pre_hook(self._pre), m.register_forward_hook(self._post(n))]
+        self.calls, self.starts = {}, []
+        try:
+            model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return self.calls
+
+    def _pre(self, mod, args):
+        self.starts.append(time.perf_counter())
+
+    def _post(self, name):
         def post(mod, args, out):
-            calls.setdefault(name, []).append(time.perf_counter() - starts.pop())
+            self.calls.setdefault(name, []).append(time.perf_counter() - self.starts.pop())
         return post
 
-    # --- pass B: functional rows, a dispatch mode timing ops outside hooked modules
-    class _OpTimer(TorchDispatchMode):
+
+def _op_timer(names: dict, hooked_ids: set, func_rows: dict):
+    """Functional rows: a ``TorchDispatchMode`` timing each aten op that runs outside every hooked module, keyed
+    like the trace's rows (innermost module, ``:``, op); ``run`` gives the times per row name."""
+    from torch.nn.modules import module as nn_module
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpTimer(TorchDispatchMode):
         def __init__(self):
             super().__init__()
             self.stack: list[str] = []
@@ -215,87 +283,31 @@ def measure_layers(model, mc, input_shape: Sequence[int], dtype: str = "fp32", r
                 self.times.setdefault(key, []).append(dt)
             return out
 
-    timer = _OpTimer()
+        def enter(self, mod, args):
+            if id(mod) in names:
+                self.stack.append(names[id(mod)])
+                if id(mod) in hooked_ids:
+                    self.inside += 1
 
-    def g_pre(mod, args):
-        if id(mod) in names:
-            timer.stack.append(names[id(mod)])
-            if id(mod) in hooked_ids:
-                timer.inside += 1
+        def leave(self, mod, args, out):
+            if id(mod) in names and self.stack and self.stack[-1] == names[id(mod)]:
+                self.stack.pop()
+                if id(mod) in hooked_ids:
+                    self.inside -= 1
 
-    def g_post(mod, args, out):
-        if id(mod) in names and timer.stack and timer.stack[-1] == names[id(mod)]:
-            timer.stack.pop()
-            if id(mod) in hooked_ids:
-                timer.inside -= 1
-
-    per_sample: dict[int, list[float]] = {i: [] for i in range(len(rows))}
-    forward: list[float] = []
-    faults: list[int] = []
-    bad: set[str] = set()
-    with torch.no_grad():
-        for _ in range(warmup):
-            model(x)
-        for rep in range(repeats):
-            p.update(f"repeat {rep + 1} of {repeats}")
-            f0 = page_faults()
-            t0 = time.perf_counter()
-            model(x)
-            forward.append(time.perf_counter() - t0)
-            if f0 is not None:
-                faults.append(page_faults() - f0)
-
-            handles = []
-            for n, m in hooked.items():
-                handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(make_post(n))]
-            calls.clear()
-            starts.clear()
+        def run(self, model, x) -> dict[str, list[float]]:
+            self.times, self.stack, self.inside = {}, [], 0
+            h1 = nn_module.register_module_forward_pre_hook(self.enter)
+            h2 = nn_module.register_module_forward_hook(self.leave)
             try:
-                model(x)
+                with self:
+                    model(x)
             finally:
-                for h in handles:
-                    h.remove()
-            for n, idx in module_rows.items():
-                got = calls.get(n, [])
-                if len(got) != len(idx):
-                    bad.add(n)
-                    continue
-                for i, t in zip(idx, got):
-                    per_sample[i].append(t)
+                h1.remove()
+                h2.remove()
+            return self.times
 
-            if func_rows:
-                timer.times.clear()
-                timer.stack.clear()
-                timer.inside = 0
-                h1 = nn_module.register_module_forward_pre_hook(g_pre)
-                h2 = nn_module.register_module_forward_hook(g_post)
-                try:
-                    with timer:
-                        model(x)
-                finally:
-                    h1.remove()
-                    h2.remove()
-                for n, idx in func_rows.items():
-                    got = timer.times.get(n, [])
-                    if len(got) != len(idx):
-                        bad.add(n)
-                        continue
-                    for i, t in zip(idx, got):
-                        per_sample[i].append(t)
-    if bad:
-        notes.append(f"{len(bad)} row name(s) ran a different number of times than traced, left unmeasured: "
-                     + ", ".join(sorted(bad)[:3]))
-    per_row = [summarise(per_sample[i]) if len(per_sample[i]) == repeats and rows[i].name not in bad
-               else None for i in range(len(rows))]
-    method = ("forward pre-hook to forward hook on each traced module (perf_counter); functional ops timed "
-              "around each aten call by a TorchDispatchMode; whole forward timed without hooks; "
-              f"{'medians' if stat == 'median' else 'minima'} of {repeats} interleaved repeats after {warmup} "
-              "warm-up passes, torch.no_grad(), eval()")
-    m = Measurement(per_row, summarise(forward), repeats, method, regime(), notes,
-                    {i: s for i, s in per_sample.items()}, stat,
-                    statistics.median(faults) if faults else None)
-    m.notes += trust_notes(m)
-    return m
+    return OpTimer()
 
 
 def load_average() -> float | None:
