@@ -469,3 +469,13 @@ def test_the_symbols_of_an_input_are_found_in_one_place():
                 copies.append(module)
     # commands/memory.py: being reworked elsewhere
     assert copies == ["symcost.commands.memory"], f"input symbols found by hand (use parse.input_symbols): {copies}"
+
+
+def test_no_function_is_longer_than_80_lines():
+    # a function that long does several things; each piece gets a name (and a docstring) of its own
+    import ast
+
+    long = [f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for module, path in _modules().items() for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80]
+    assert long == [], long
