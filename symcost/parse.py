@@ -61,7 +61,7 @@ def parse_shape(text: str, allow_symbols: bool = True) -> tuple:
 
 def input_symbols(text: str) -> list[str]:
     """The symbol names of a model's ``--input`` (one shape or named shapes), sorted, without sympy."""
-    return sorted({d for d in parse_shape_names(text) if isinstance(d, str)})
+    return InputSpec.of(text).symbols
 
 
 def parse_shape_names(text: str) -> tuple:

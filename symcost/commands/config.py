@@ -207,7 +207,7 @@ def config_plot(args) -> int:
 
     for label, cc in models:  # plot's own note speaks of tensor sizes; here it is mostly a condition
         if refused[label]:
-            x, why = refused[label][0]
+            why = refused[label][0][1]
             print(f"symcost plot: note: {label}: {len(refused[label])} of {len(xs)} values refused ({symbol}="
                   f"{', '.join(str(v) for v, _ in refused[label][:6])}{', …' if len(refused[label]) > 6 else ''}): "
                   f"{why}")

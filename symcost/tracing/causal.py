@@ -84,9 +84,10 @@ def mark(model, rows: list) -> list[str]:
             unsquare += 1
             continue
         for product in (qk, av):
-            product.causal_half = sympy.expand(sympy.sympify(product.cost.ops.get("mac", 0)) / 2)
+            _halve(product)
             halved.append(product)
-    notes += _halve_gradients(rows, halved)
+    missing = _halve_gradients(rows, halved)
+    notes += missing
     notes += [f"torch-causal: {windowed} attention calls with a sliding window are counted in full (all L*S pairs, "
              "as torch counts them): past the window a causal kernel computes a band, which symcost does not derive"
              ] if windowed else []
@@ -102,7 +103,7 @@ def mark(model, rows: list) -> list[str]:
                  "triangle (L*S - L*(L-1)/2 query-key pairs per head, L(L+1)/2 when S = L); megatron counts half of "
                  "an L x L square, every other convention all L*S" + (" (backward products in full)" if backward else ""))
     if marked > unsquare:
-        gradients = backward and not any(n.startswith("megatron: the backward") for n in notes)
+        gradients = backward and not missing
         notes.append(f"megatron: {marked - unsquare} attention calls of modules with is_causal=True counted as half "
                      "of their L*L query-key pairs (L*L/2 per head), as Megatron-LM does since 2025-03"
                      + (" (their backward products too)" if gradients else ""))
@@ -131,5 +132,10 @@ def _halve_gradients(rows: list, halved: list) -> list[str]:
             pool.remove(match)
             found.append(match)
     for r in found:
-        r.causal_half = sympy.expand(sympy.sympify(r.cost.ops.get("mac", 0)) / 2)
+        _halve(r)
     return []
+
+
+def _halve(row) -> None:
+    """Mark ``row`` as counted half under ``megatron``: half of its MACs come off."""
+    row.causal_half = sympy.expand(sympy.sympify(row.cost.macs) / 2)
