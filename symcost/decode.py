@@ -13,6 +13,7 @@ from __future__ import annotations
 import sympy
 
 from .errors import NeedsTensorValues, SymcostError, UsageError
+from .parse import size_value
 
 
 def decode_step_module(model, past_limit: bool = False):
@@ -83,15 +84,6 @@ def tidy(e: sympy.Expr) -> sympy.Expr:
     return sympy.expand(sympy.cancel(e))
 
 
-def symbol_or_int(v, what: str):
-    from .parse import parse_dim
-
-    d = parse_dim(str(v).strip(), True)
-    if isinstance(d, int) and d < 1:
-        raise UsageError(f"{what} must be a positive integer or a symbol name, got {v}")
-    return d
-
-
 def _check_decoder(model) -> None:
     if not hasattr(model, "config"):
         raise UsageError("--past and --generate need a decoder that takes a transformers KV cache (an hf: target, or "
@@ -103,7 +95,7 @@ def decode_step(model, batch, new_tokens, past, *, target: str = ""):
     from .tracing import trace
 
     _check_decoder(model)
-    past = symbol_or_int(past, "--past")
+    past = size_value(past, "--past")
     symbolic = isinstance(past, sympy.Basic)
     try:
         step = decode_step_module(model, past_limit=symbolic)
@@ -135,8 +127,8 @@ def generation(model, batch, prompt, steps, convention: str = "flops", *, target
     from .tracing import trace
 
     _check_decoder(model)
-    steps = symbol_or_int(steps, "--generate")
-    prompt = symbol_or_int(prompt, "the prompt length")
+    steps = size_value(steps, "--generate")
+    prompt = size_value(prompt, "the prompt length")
     first = sympy.sympify(prompt)
     last = first + sympy.sympify(steps) - 1
     window = sliding_window(model)

@@ -7,7 +7,8 @@ renders.
 """
 from __future__ import annotations
 
-from .parse import parse_input_spec, shape_key
+from .errors import UsageError
+from .parse import InputSpec
 from .progress import status as _status
 
 
@@ -17,17 +18,17 @@ def _dtype(target: str, input_dtype: str | None) -> str:
     return input_dtype or default_input_dtype(target)
 
 
-def _key(target: str, input_spec: str, train: bool, input_dtype: str | None, trace_sizes=None,
-         backward: bool = False) -> str:
+def _key(target: str, input_spec: InputSpec | str, train: bool, input_dtype: str | None, trace_sizes=None,
+         backward: bool = False, what: str = "") -> str:
     from . import cache
     from .targets import source_hash
 
-    spec = (f"{shape_key(input_spec)}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
+    spec = (f"{InputSpec.of(input_spec).key}{what}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
             + (":backward" if backward else ""))
     return cache.cache_key(target, spec, train, source_hash(target))
 
 
-def cached_summary(target: str, input_spec: str, train: bool = False, input_dtype: str | None = None,
+def cached_summary(target: str, input_spec: InputSpec | str, train: bool = False, input_dtype: str | None = None,
                    trace_sizes: tuple[dict, dict] | None = None):
     """The cached ``Summary`` of a derivation, or None: no torch, no sympy."""
     from . import cache
@@ -40,10 +41,11 @@ def cached_summary(target: str, input_spec: str, train: bool = False, input_dtyp
     return hit if isinstance(hit, Summary) else None
 
 
-def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
+def derive(target: str, input_spec: InputSpec | str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
            input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
            custom_mapping: dict | None = None):
-    """The ``ModelCost`` of ``target`` on ``input_spec``, from the cache when it can (no torch import then).
+    """The ``ModelCost`` of ``target`` on ``input_spec`` (``"1x3xHxW"``, parsed here once, or the ``InputSpec`` the
+    command line parsed), from the cache when it can (no torch import then).
     ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two
     assignments of the input symbols to record at (``({"H": 241}, {"H": 209})``), chosen by symcost if None;
     ``custom_mapping``: op -> handler for this derivation (see ``symcost.register_op``; the cache is not used)."""
@@ -53,11 +55,12 @@ def derive(target: str, input_spec: str, *, train: bool = False, use_cache: bool
         with custom_ops(custom_mapping):
             return derive(target, input_spec, train=train, use_cache=use_cache, progress=progress,
                           input_dtype=input_dtype, trace_sizes=trace_sizes, backward=backward)
+    input_spec = InputSpec.of(input_spec)
     key = _key(target, input_spec, train, input_dtype, trace_sizes, backward)
 
     def compute():
         with _status(f"tracing {target} on {input_spec}", progress):
-            return trace_target(target, parse_input_spec(input_spec), train=train, input_dtype=input_dtype,
+            return trace_target(target, input_spec.shape, train=train, input_dtype=input_dtype,
                                 trace_sizes=trace_sizes, backward=backward)
 
     # a sweep reads only the plain summary beside the full derivation
@@ -98,14 +101,15 @@ def _eager_note(e: Exception) -> str:
             f"do not have ({e})")
 
 
-def derive_decode(target: str, input_spec: str, *, past=None, generate=None, convention: str = "flops",
+def derive_decode(target: str, input_spec: InputSpec | str, *, past=None, generate=None, convention: str = "flops",
                   use_cache: bool = True, progress: bool = True) -> dict:
     """One decode step (``past``: cached tokens, an int or a symbol name) or a generation (``generate``: steps) of
     an ``hf:`` decoder on ids of ``input_spec`` (B x L), from the cache when it can (no torch import then).
     Returns ``{"step": ModelCost}`` or ``symcost.decode.generation``'s dict, plus ``"notes"`` (the experts
     implementation chosen, for a mixture of experts)."""
+    input_spec = InputSpec.of(input_spec)
     what = f"past={past}" if past is not None else f"generate={generate}:{convention}"
-    key = _key(target, f"{input_spec}:{what}", False, "int64")
+    key = _key(target, input_spec, False, "int64", what=f":{what}")
 
     def compute():
         from .target_names import check_target
@@ -113,10 +117,11 @@ def derive_decode(target: str, input_spec: str, *, past=None, generate=None, con
         check_target(target)  # a typo answered before torch is imported
         from .decode import decode_step, generation
         from .moe import select_experts_implementation
-        from .parse import parse_shape
         from .targets import Target
 
-        shape = parse_shape(input_spec)
+        shape = input_spec.shape
+        if isinstance(shape, dict):
+            raise UsageError(f"--past and --generate take one input shape (B x L token ids), got {input_spec}")
         spec = Target.of(target)
 
         def attempt(attn):

@@ -352,7 +352,6 @@ def decode_report(target: str, input_spec: InputSpec, convention: str = "flops",
     from .decode import tidy
     from .derive import derive_decode
     from .sweep import parse_assignments
-    from .symbols import user_symbol
     from .training import exact
 
     started = time.perf_counter()
@@ -362,7 +361,7 @@ def decode_report(target: str, input_spec: InputSpec, convention: str = "flops",
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     if isinstance(input_spec.dims, dict) or len(input_spec.dims) != 2:
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec.text!r}")
-    shape = tuple(user_symbol(d) if isinstance(d, str) else d for d in input_spec.dims)
+    shape = input_spec.shape
     report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
                           get_convention(convention).summary, {})
     new = exact(sympy.sympify(shape[1]))
@@ -381,7 +380,7 @@ def decode_report(target: str, input_spec: InputSpec, convention: str = "flops",
         if config:
             from .hyper.generate import config_generation
 
-            g = config_generation(target, shape, config, generate, convention, use_cache=use_cache,
+            g = config_generation(target, input_spec, config, generate, convention, use_cache=use_cache,
                                   progress=progress)
             moe_notes = []
         else:

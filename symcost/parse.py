@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 from .errors import UsageError, did_you_mean
 
-__all__ = ["UsageError", "convention_arg", "did_you_mean", "input_symbols", "parse_dim", "parse_input_spec", "parse_settings",
-           "parse_shape", "parse_shapes", "rewrite_layer_options", "shape_key"]
+__all__ = ["InputSpec", "UsageError", "convention_arg", "did_you_mean", "input_symbols", "parse_dim",
+           "parse_settings", "parse_shape", "parse_shapes", "rewrite_layer_options", "shape_key", "size_arg",
+           "size_value"]
 
 
 def parse_dim(text: str, allow_symbols: bool):
@@ -27,6 +28,38 @@ def parse_dim(text: str, allow_symbols: bool):
     return value
 
 
+def size_symbol(name: str):
+    """A validated symbol name (``InputSpec``'s, ``size_arg``'s) as the sympy size symbol."""
+    from .symbols import user_symbol
+
+    return user_symbol(name)
+
+
+def size_arg(value, what: str) -> int | str:
+    """``--past T`` / ``--generate 16``: a positive integer or a symbol name, checked without sympy (an int, a
+    sympy symbol and a digit string are taken too: the Python API's forms)."""
+    import re
+
+    if isinstance(value, bool):
+        raise UsageError(f"{what} must be a positive integer or a symbol name, got {value!r}")
+    text = str(value).strip()
+    if re.fullmatch(r"[0-9]+", text):
+        if int(text) < 1:
+            raise UsageError(f"{what} must be a positive integer or a symbol name, got {value}")
+        return int(text)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", text):
+        raise UsageError(f"{what}: {text!r} is not a positive integer or a valid symbol name (letters, digits, '_', "
+                         "starting with a letter)")
+    return text
+
+
+def size_value(value, what: str):
+    """``size_arg``'s int, or its name as the sympy size symbol (a decode step's cached tokens, a generation's
+    steps)."""
+    d = size_arg(value, what)
+    return d if isinstance(d, int) else size_symbol(d)
+
+
 def _named_parts(text: str) -> list[tuple[str, str]]:
     """``"input_ids=1xL,decoder_input_ids=1xM"`` -> [("input_ids", "1xL"), ("decoder_input_ids", "1xM")]."""
     import re
@@ -42,14 +75,6 @@ def _named_parts(text: str) -> list[tuple[str, str]]:
             raise UsageError(f"input {name!r} given twice")
         out.append((name, shape))
     return out
-
-
-def parse_input_spec(text: str, allow_symbols: bool = True) -> tuple | dict[str, tuple]:
-    """A model's ``--input``: one shape (``"1x3xHxW"``, passed positionally) or named shapes (``"input_ids=1xL,
-    decoder_input_ids=1xM"``, passed as keywords of the forward): a tuple or a dict name -> tuple."""
-    if "=" not in text:
-        return parse_shape(text, allow_symbols)
-    return {name: parse_shape(shape, allow_symbols) for name, shape in _named_parts(text)}
 
 
 def parse_shape(text: str, allow_symbols: bool = True) -> tuple:
@@ -95,9 +120,18 @@ class InputSpec:
     dims: tuple | dict
 
     @classmethod
-    def of(cls, spec: "str | InputSpec") -> "InputSpec":
+    def of(cls, spec: "str | tuple | list | InputSpec") -> "InputSpec":
+        """``"1x3xHxW"``, ``"input_ids=1xL,…"``, or a tuple of sizes and symbol names (the Python API's form, checked
+        as the string would be); an ``InputSpec`` is returned as it is."""
         if isinstance(spec, InputSpec):
             return spec
+        if isinstance(spec, (tuple, list)):
+            spec = [str(d) if getattr(d, "is_Symbol", False) else d for d in spec]   # a sympy size symbol by name
+            if not all(isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool)) for d in spec):
+                raise UsageError(f"an input shape is sizes (ints) and symbol names (str), got {spec!r}")
+            spec = "x".join(map(str, spec))
+        if not isinstance(spec, str):
+            raise UsageError(f"an input shape is a string such as '1x3xHxW' or a tuple, not {spec!r}")
         if "=" in spec:
             return cls(spec, {name: parse_shape_names(shape) for name, shape in _named_parts(spec)})
         return cls(spec, parse_shape_names(spec))
@@ -107,6 +141,19 @@ class InputSpec:
         """The symbol names, sorted (as ``input_symbols``)."""
         shapes = self.dims.values() if isinstance(self.dims, dict) else [self.dims]
         return sorted({d for s in shapes for d in s if isinstance(d, str)})
+
+    @property
+    def shape(self) -> tuple | dict:
+        """The dims as the tracer takes them: ints and sympy size symbols (one shape, or named shapes)."""
+        def symbolic(dims):
+            return tuple(d if isinstance(d, int) else size_symbol(d) for d in dims)
+
+        return {n: symbolic(s) for n, s in self.dims.items()} if isinstance(self.dims, dict) else symbolic(self.dims)
+
+    @property
+    def key(self) -> str:
+        """The text normalised (``"1X3xH x W"`` -> ``"1x3xHxW"``), for cache keys."""
+        return shape_key(self.text)
 
     def at(self, values: dict) -> tuple | dict:
         """The input with its symbols replaced by ``values`` (name -> int): a concrete shape, or named shapes."""

@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from symcost.derive import trace_target
 from symcost.errors import UsageError
-from symcost.parse import parse_input_spec, parse_shape_names, shape_key
+from symcost.parse import InputSpec, parse_shape_names, shape_key
 from symcost.targets import load_target
 from helpers import at_point
 
@@ -42,7 +42,7 @@ def _params(model) -> int:
 
 
 def test_t5_named_inputs_each_with_its_own_symbols():
-    mc = trace_target("hf:t5", parse_input_spec("input_ids=1xL,decoder_input_ids=1xM"))
+    mc = trace_target("hf:t5", InputSpec.of("input_ids=1xL,decoder_input_ids=1xM").shape)
     model = load_target("hf:t5", device="meta").eval()
     assert [str(s) for s in mc.symbols] == ["L", "M"]
     for length, dec in ((7, 5), (64, 33), (130, 1)):   # odd, even, a multiple of 32, one decoder token
@@ -54,7 +54,7 @@ def test_t5_named_inputs_each_with_its_own_symbols():
 
 
 def test_bart_one_shape_gets_decoder_ids_and_eager_attention():
-    mc = trace_target("hf:bart", parse_input_spec("1xL"))
+    mc = trace_target("hf:bart", InputSpec.of("1xL").shape)
     model = load_target("hf:bart", device="meta", attn_implementation="eager").eval()
     assert any("decoder_input_ids = 1xL" in n for n in mc.notes)
     assert any("attn_implementation='eager'" in n for n in mc.notes)
@@ -65,7 +65,7 @@ def test_bart_one_shape_gets_decoder_ids_and_eager_attention():
 
 
 def test_clip_both_towers():
-    mc = trace_target("hf:clip", parse_input_spec("input_ids=BxL,pixel_values=Bx3x224x224"))
+    mc = trace_target("hf:clip", InputSpec.of("input_ids=BxL,pixel_values=Bx3x224x224").shape)
     model = load_target("hf:clip", device="meta").eval()
     for batch, length in ((1, 7), (2, 32), (3, 77)):
         values = mc.evaluate({"B": batch, "L": length}, "torch")
@@ -73,7 +73,7 @@ def test_clip_both_towers():
                                          pixel_values=_floats(batch, 3, 224, 224))
         assert values["params"] == _params(model)
     # one shape: the text ids, and the vision tower's pixels at its config's 224 x 224, stated
-    one = trace_target("hf:clip", parse_input_spec("1xL"))
+    one = trace_target("hf:clip", InputSpec.of("1xL").shape)
     assert any("pixel_values = 1x3x224x224" in n for n in one.notes)
     ours, named = one.evaluate({"L": 9}, "torch"), mc.evaluate({"B": 1, "L": 9}, "torch")
     assert all(ours[k] == named[k] for k in ("params", "macs", "flops"))
@@ -81,14 +81,14 @@ def test_clip_both_towers():
 
 def test_vision_and_audio_inputs_are_floats():
     vit = load_target("hf:vit", device="meta").eval()
-    mc = trace_target("hf:vit", parse_input_spec("2x3x224x224"))
+    mc = trace_target("hf:vit", InputSpec.of("2x3x224x224").shape)
     assert mc.evaluate({}, "torch")["flops"] == _flops(vit, pixel_values=_floats(2, 3, 224, 224))
     assert mc.evaluate({}, "torch")["params"] == _params(vit)
     # ViT refuses any other resolution: the symbolic request is derived at its own 224, and says so
-    fixed = trace_target("hf:vit", parse_input_spec("2x3xRxR"))
+    fixed = trace_target("hf:vit", InputSpec.of("2x3xRxR").shape)
     assert fixed.fixed_at == {"R": 224} and fixed.evaluate({"R": 224}, "torch") == mc.evaluate({}, "torch")
     whisper = load_target("hf:whisper", device="meta").eval()
-    mc = trace_target("hf:whisper", parse_input_spec("input_features=1x80x3000,decoder_input_ids=1xM"))
+    mc = trace_target("hf:whisper", InputSpec.of("input_features=1x80x3000,decoder_input_ids=1xM").shape)
     for dec in (1, 6, 32):
         values = mc.evaluate({"M": dec}, "torch")
         assert values["flops"] == _flops(whisper, input_features=_floats(1, 80, 3000), decoder_input_ids=_ids(1, dec))
@@ -96,13 +96,13 @@ def test_vision_and_audio_inputs_are_floats():
 
 
 def test_input_spec_parsing():
-    spec = parse_input_spec("input_ids=1xL, decoder_input_ids=1xM")
+    spec = InputSpec.of("input_ids=1xL, decoder_input_ids=1xM").shape
     assert list(spec) == ["input_ids", "decoder_input_ids"] and [str(d) for d in spec["decoder_input_ids"]] == ["1", "M"]
     assert parse_shape_names("input_ids=1xL,decoder_input_ids=Bx7") == (1, "L", "B", 7)
     assert shape_key("input_ids = 1 x L,decoder_input_ids=1xM") == "input_ids=1xL,decoder_input_ids=1xM"
     for bad in ("input_ids=1xL,1xM", "input_ids=1xL,input_ids=1xM", "1x=2"):
         with pytest.raises(UsageError):
-            parse_input_spec(bad)
+            InputSpec.of(bad).shape
 
 
 def test_cli_named_inputs_and_unknown_name():

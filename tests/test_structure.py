@@ -442,8 +442,7 @@ def test_a_convention_is_read_in_one_place():
 
 #: the library modules that still parse a shape string themselves (the request should arrive parsed): the test
 #: fails when one stops (drop it here) or another starts
-PARSING_BELOW_THE_CLI = {"symcost.decode", "symcost.derive", "symcost.footprint.build",
-                         "symcost.footprint.config", "symcost.hyper"}
+PARSING_BELOW_THE_CLI: set = set()
 _SHAPE_PARSERS = {"parse_shape", "parse_shapes", "parse_shape_names", "parse_input_spec", "parse_dim",
                   "input_symbols"}
 
@@ -467,8 +466,7 @@ def test_the_symbols_of_an_input_are_found_in_one_place():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.SetComp) and _calls(node, {"parse_shape_names"}) and module != "symcost.parse":
                 copies.append(module)
-    # commands/memory.py: being reworked elsewhere
-    assert copies == ["symcost.commands.memory"], f"input symbols found by hand (use parse.input_symbols): {copies}"
+    assert copies == [], f"input symbols found by hand (use InputSpec.of(text).symbols): {copies}"
 
 
 def test_no_function_is_longer_than_80_lines():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..parse import UsageError, parse_shape_names
+from ..parse import InputSpec, UsageError, size_arg
 from ..progress import add_quiet_option
 from ..render import count, pairs, si, table
 
@@ -21,8 +21,9 @@ def run_memory(args) -> int:
     from ..footprint import memory
     from ..sweep import parse_assignments
 
-    names = sorted({d for d in parse_shape_names(args.input) if isinstance(d, str)} |
-                   ({args.past} if args.past and not args.past.strip().isdigit() else set()))
+    spec = InputSpec.of(args.input)   # parsed once, here
+    past = None if args.past is None else size_arg(args.past, "--past")
+    names = sorted(set(spec.symbols) | ({past} if isinstance(past, str) else set()))
     inputs = list(names)
     if args.config:
         from ..hyper.space import parse_config
@@ -42,9 +43,9 @@ def run_memory(args) -> int:
         raise UsageError(f"--fit solves for one symbol: give all but one of {', '.join(names)} with --at "
                          f"({'none' if not free else ', '.join(free)} left)")
     points = parse_assignments(args.at, names) if args.at and not fitting else None
-    mem = memory(args.target, args.input, backward=args.backward, train=args.train, dtype=args.dtype,
+    mem = memory(args.target, spec, backward=args.backward, train=args.train, dtype=args.dtype,
                  optimizer=args.optimizer, momentum=args.momentum, master_weights=args.master_weights,
-                 input_dtype=args.input_dtype, past=args.past, checkpoint=args.checkpoint, progress=not args.json,
+                 input_dtype=args.input_dtype, past=past, checkpoint=args.checkpoint, progress=not args.json,
                  config=args.config)
     result = mem.as_dict()
     if points:

@@ -6,6 +6,7 @@ import torch
 
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from ..progress import status
+from ..parse import InputSpec, size_value
 from ..targets import Target
 from ..tracing import as_symbolic, concrete_shape, default_values, flat_sizes, model_input_size, on_meta, shape_at, \
     shown_shape, trace_sizes
@@ -28,10 +29,8 @@ def derive_memory(target, input_shape, *, backward: bool, train: bool, dtype: st
 
     compute = getattr(torch, DTYPES[dtype])
     name = target if isinstance(target, str) else type(target).__name__
-    if isinstance(input_shape, str):
-        from ..parse import parse_input_spec
-
-        input_shape = parse_input_spec(input_shape)
+    if isinstance(input_shape, (str, InputSpec)):
+        input_shape = InputSpec.of(input_shape).shape
     notes: list[str] = []
     with status(f"recording {name}'s memory on {shown_shape(input_shape)}", progress):
         for attn in (None, "eager"):
@@ -118,7 +117,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past, load=Non
     """The decoder on meta in the compute dtype and ``decode.decode_step_module`` around it: one call on B x L new
     ids with a ``DynamicCache`` of T tokens that the step's own forward fills first (so the cache's storages are the
     step's first allocations), its input of shape (B, L, T) carrying T as a size."""
-    from ..decode import symbol_or_int, decode_step_module
+    from ..decode import decode_step_module
     from ..moe import select_experts_implementation
     from ..targets import load_target
 
@@ -136,7 +135,7 @@ def _decode_step(target, input_shape, compute: torch.dtype, attn, past, load=Non
         raise UsageError("--past takes --input B x L: the batch and the new tokens of one decode step")
     model = model.to(compute)
     chosen = select_experts_implementation(model)
-    past = symbol_or_int(past, "--past")
+    past = size_value(past, "--past")
     step = decode_step_module(model, past_limit=isinstance(past, sympy.Basic))
     return model, as_symbolic((*shape, past)), "int64", chosen, step
 

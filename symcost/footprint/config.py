@@ -262,14 +262,13 @@ def memory_config(target, input_shape, config, *, checks: int = 3, seed: int = 0
     the peak as formulas in the configuration symbols and the input's symbols (see the module docstring)."""
     from ..hyper import ConfigCost, fit_totals
     from ..hyper.space import config_space, parse_config
-    from ..parse import parse_dim, parse_shape
+    from ..parse import InputSpec, size_value
     from ..progress import status
 
     fields = parse_config(config)
-    shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
-        tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
+    shape = InputSpec.of(input_shape).shape
     past = options.get("past")
-    past = None if past is None else parse_dim(str(past).strip(), True)
+    past = None if past is None else size_value(past, "--past")
     inputs = {str(d) for d in (*shape, past) if isinstance(d, sympy.Basic) and d.free_symbols}
     space = config_space(target, fields)
     clash = inputs & {str(s) for s in space.symbols.values()}

@@ -325,23 +325,22 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
     """
     from .. import cache
-    from ..parse import parse_dim, parse_shape
+    from ..parse import InputSpec, size_value
     from ..targets import Target, default_input_dtype, source_hash
 
     parse_config(config)  # the fields and symbols are checked before the cache is read
-    shape = parse_shape(input_shape) if isinstance(input_shape, str) else \
-        tuple(parse_dim(d, True) if isinstance(d, str) else d for d in input_shape)
+    shape = InputSpec.of(input_shape).shape
+    if isinstance(shape, dict):
+        raise UsageError(f"config formulas take one input shape, not named inputs ({input_shape})")
     if callable(target):  # a Python factory: no file to key a cache entry by
         use_cache = False
     dtype = input_dtype or ("float32" if callable(target) else default_input_dtype(target))
     if past is not None:
-        from ..decode import symbol_or_int
-
         if backward:
             raise UsageError("--past is one decode step of inference: it does not combine with --backward")
         if len(shape) != 2:
             raise UsageError(f"--past: the input is B x L token ids, got {len(shape)} sizes")
-        past = symbol_or_int(past, "--past")
+        past = size_value(past, "--past")
     spec = f"{'x'.join(map(str, shape))}:{dtype}:config={sorted(parse_config(config).items())}:{checks}:{seed}" \
         + (":backward" if backward else "") + (f":past={past}" if past is not None else "")
     # keyed without building anything (a factory file's hash, transformers' version), so that a cached call imports

@@ -12,21 +12,22 @@ import sympy
 from ..errors import UsageError
 
 
-def config_generation(target: str, shape: tuple, config, generate, convention: str, *, use_cache: bool = False,
+def config_generation(target: str, input_spec, config, generate, convention: str, *, use_cache: bool = False,
                       progress: bool = True) -> dict:
     """``{"prefill", "decode", "total", "step"}`` (metric -> expression in the config symbols, the prompt length and
-    the steps), ``step_symbol``, ``derivations`` (the two ``ConfigCost``) and ``check`` (values -> raises
+    the steps) of ids of ``input_spec`` (an ``InputSpec``, B x L), ``step_symbol``, ``derivations`` (the two ``ConfigCost``) and ``check`` (values -> raises
     ``UsageError`` where a condition of either derivation fails at the prefill, the first or the last step)."""
-    from ..decode import symbol_or_int, tidy
+    from ..decode import tidy
+    from ..parse import size_value
     from ..progress import status
     from . import derive_config
 
-    steps = symbol_or_int(generate, "--generate")
-    batch, prompt = shape
+    steps = size_value(generate, "--generate")
+    prompt = input_spec.shape[1]
     with status(f"deriving {target}'s prefill in {config}", progress):
-        prefill = derive_config(target, shape, config, use_cache=use_cache)
+        prefill = derive_config(target, input_spec, config, use_cache=use_cache)
     with status(f"deriving {target}'s decode step in {config}", progress):
-        step = derive_config(target, (batch, 1), config, use_cache=use_cache, past="T_cached")
+        step = derive_config(target, (input_spec.dims[0], 1), config, use_cache=use_cache, past="T_cached")
     t = step.past
     if any(t in e.free_symbols and sympy.expand(e).coeff(t) < 0 for e in step.domain):
         raise UsageError("--generate with --config: the model's sliding-window cache layers bound the cached tokens, "
