@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 from ..parse import UsageError
@@ -15,16 +14,13 @@ from .out_file import refuse_folder
 
 
 def derive_for_args(target: str, args, config: str | dict | None = None):
-    """The ``ConfigCost`` named by ``config``, ``--config`` or the fields of ``--config-values``."""
-    from ..hyper import derive_config
-    from ..hyper.report import fields_of, read_config_values
-    from ..progress import status as _status
+    """The ``ConfigCost`` named by ``config``, ``--config`` or the fields of ``--config-values`` (`table`, `plot`)."""
+    from ..request import ModelRequest, config_cost
 
-    config = config or args.config or fields_of(read_config_values(args.config_values))
-    with _status(f"deriving {target} in {config}", not getattr(args, "json", False)):
-        return derive_config(target, args.input, config, train=args.train,
-                             input_dtype=getattr(args, "input_dtype", None), use_cache=not args.no_cache,
-                             backward=getattr(args, "backward", False), past=getattr(args, "past", None))
+    request = ModelRequest.of(target, args.input, train=args.train, input_dtype=getattr(args, "input_dtype", None),
+                              backward=getattr(args, "backward", False), past=getattr(args, "past", None),
+                              config=args.config, config_values=args.config_values, use_cache=not args.no_cache)
+    return config_cost(request, config, progress=not getattr(args, "json", False))
 
 
 def config_table(args):
@@ -45,26 +41,11 @@ def config_table(args):
                                lambda tied: derive_for_args(target, args, tied))
 
 
-def run_config(args) -> int:
-    from ..hyper.report import config_report, read_config_values
-
-    for flag in ("assume_divisible", "layers"):
-        if getattr(args, flag, None):
-            raise UsageError(f"--{flag.replace('_', '-')} is not available with --config (totals only)")
-    per_token = getattr(args, "per_token", False)
-    if getattr(args, "past", None) and (per_token or args.train or getattr(args, "backward", False)):
-        raise UsageError("--past costs one decode step of inference: not with --backward, --per-token or --train")
-    if per_token:  # refused before the derivation, not after it
-        from ..parse import parse_shape
-        from ..training import tokens
-
-        tokens(parse_shape(args.input))
-    started = time.perf_counter()
-    cc = derive_for_args(args.target, args)
-    rows = read_config_values(args.config_values) if args.config_values else None
-    report = config_report(cc, args.convention, args.at, rows, started, per_token=per_token)
+def render_config(report, request, args) -> int:
+    """Totals in the model's config fields (a ``hyper.report.ConfigReport``), as text or JSON."""
+    cc, per_token = report.cc, request.per_token
     result = report.as_dict()
-    named = _named_floors(cc, args.convention, per_token)
+    named = _named_floors(cc, request.convention.name, per_token)
     if args.json:
         if named:   # the text output's names beside the raw formulas: "formula_named" in the sizes "where" defines
             shown, where = named

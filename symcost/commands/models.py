@@ -10,54 +10,44 @@ import sys
 
 from . import NO_CACHE_HELP
 from ..model_report import METRICS
-from ..parse import InputSpec, UsageError
 from ..progress import add_quiet_option
 from .model_text import evaluations_text, print_result
 
 
+def request_of(args):
+    """The command line's arguments as one typed ``ModelRequest`` (parsed and checked here, once)."""
+    from ..request import ModelRequest
+    from ..sweep import check_assignments
+
+    check_assignments(args.at)  # every mode: bounded before anything is derived
+    return ModelRequest.of(args.target, args.input, convention=args.convention, at=args.at, train=args.train,
+                           backward=args.backward, per_token=args.per_token, input_dtype=args.input_dtype,
+                           trace_sizes=args.trace_sizes, assume_divisible=args.assume_divisible, past=args.past,
+                           generate=args.generate, config=args.config, config_values=args.config_values,
+                           layers=args.layers, use_cache=not args.no_cache)
+
+
 def run_model(args) -> int:
-    from ..model_report import model_report
-    from ..sweep import check_assignments, check_divisible, parse_assignments, parse_trace_sizes
+    from ..request import Mode, report
 
-    check_assignments(args.at)  # every path (--config, --past, --backward): bounded before anything is derived
-    if (args.config or args.config_values) and args.trace_sizes:
-        raise UsageError("--config derives at symcost's own trace sizes: it does not combine with --trace-sizes")
-    if args.config_values and (args.past or args.generate):
-        raise UsageError("--config-values names configurations of the forward pass; with --past or --generate give "
-                         "--config and --at")
-    if "=" in args.input and (args.past or args.generate or args.config or args.config_values):
-        raise UsageError("named inputs (NAME=SHAPE,...) are for the forward pass and --backward/--per-token; "
-                         "--past, --generate and --config take one shape")
-    if args.generate and args.config:  # a generation in the model's own hyperparameters
-        from .steps import run_decode
+    request = request_of(args)
+    result = report(request, rows=args.json and not args.at, progress=not args.json)
+    if request.mode is Mode.FORWARD:
+        return _render_forward(result, args)
+    if request.mode is Mode.STEP:
+        from .steps import render_step
 
-        return run_decode(args)
-    if args.config or args.config_values:  # formulas in the model's own hyperparameters (a decode step: --past)
-        from .config import run_config
+        return render_step(result, args)
+    if request.mode is Mode.CONFIG:
+        from .config import render_config
 
-        return run_config(args)
-    if args.past or args.generate:  # decoding with a KV cache
-        from .steps import run_decode
+        return render_config(result, request, args)
+    from .steps import render_decode
 
-        return run_decode(args)
-    if args.backward or args.per_token:  # a training step, split into forward and backward
-        from .steps import run_step
+    return render_decode(result, args)
 
-        return run_step(args)
-    spec = InputSpec.of(args.input)   # parsed once, here
-    names = spec.symbols
-    points = parse_assignments(args.at, names) if args.at else None
-    if args.at and not names:
-        raise UsageError("--at needs symbols in --input (e.g. --input 1x3xRxR --at R=224,225)")
-    if args.assume_divisible is not None:
-        if not names:
-            raise UsageError("--assume-divisible needs symbols in --input (e.g. --input 1x3xHxW)")
-        check_divisible(args.assume_divisible, points)
-    report = model_report(args.target, spec, args.convention, points=points,
-                          assume_divisible=args.assume_divisible,
-                          trace_sizes=parse_trace_sizes(args.trace_sizes, names) if args.trace_sizes else None,
-                          layers=bool(not names or args.layers or (args.json and not args.at)), train=args.train,
-                          input_dtype=args.input_dtype, use_cache=not args.no_cache, progress=not args.json)
+
+def _render_forward(report, args) -> int:
     result = report.as_dict()
     if args.json:
         named = None if report.per_size else _readable(result, report.summary, None if args.assume_divisible
