@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("transformers")
 
 import symcost.hyper as hyper  # noqa: E402
+from symcost.hyper import config_cost  # noqa: E402
 from symcost.cli import main  # noqa: E402
 from tests.test_decode import measured_step  # noqa: E402  (FlopCounterMode around a real cached step of 2 x 1 ids)
 from tests.test_hyper import hf_model  # noqa: E402
@@ -54,7 +55,7 @@ def test_a_confirmed_configuration_is_not_traced_again(decode, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("traced again")
 
-    monkeypatch.setattr(hyper, "_Tracer", refuse)
+    monkeypatch.setattr(config_cost, "Tracer", refuse)
     assert decode.evaluate(values, "torch") == first
     with pytest.raises(AssertionError, match="traced again"):
         decode.evaluate({"d": 104, "n": 2, "T": 5}, "torch")
@@ -63,7 +64,7 @@ def test_a_confirmed_configuration_is_not_traced_again(decode, monkeypatch):
 def test_inside_the_sampled_configurations_nothing_is_traced(decode, monkeypatch):
     inside = {"d": min(decode.sampled()["d"], 64), "n": 2, "T": 9}
     assert not decode.beyond(inside)
-    monkeypatch.setattr(hyper, "_Tracer", None)   # a trace would fail: none is made
+    monkeypatch.setattr(config_cost, "Tracer", None)   # a trace would fail: none is made
     assert decode.evaluate(inside, "torch")["flops"] > 0
 
 

@@ -560,17 +560,17 @@ def mlp(width: int = 4, depth: int = 2):
 def test_sparse_fit_and_its_fallback_to_the_full_grid(monkeypatch, hide_a_term):
     """With a symbolic input, which terms exist is found at a concrete size and only those are fitted from symbolic
     traces; a term that fit misses (simulated) fails the verification and the full grid of symbolic traces decides."""
-    from symcost import hyper
+    from symcost.hyper import derivation
 
     B = sympy.Symbol("B", integer=True, positive=True)
     if hide_a_term:
-        sparse = hyper._sparse_fit
+        sparse = derivation._sparse_fit
 
         def missing(*args):
             out = sparse(*args)
             return {m: e + (B * w if m == "macs" else 0) for m, e in out.items()}   # as if a term had been hidden
 
-        monkeypatch.setattr(hyper, "_sparse_fit", missing)
+        monkeypatch.setattr(derivation, "_sparse_fit", missing)
     cc = symcost.trace(mlp, ("B", 8), config={"width": "w", "depth": "n"})
     # per block: Linear(8, w) 8w + w params and 8w MACs per row, Linear(w, 8) 8w + 8 and 8w MACs per row
     assert sympy.expand(cc.total()["params"] - n * (17 * w + 8)) == 0

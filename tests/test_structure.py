@@ -266,7 +266,7 @@ def test_the_cycle_finder_finds_cycles():
 def test_the_graph_resolves_relative_imports():
     graph = import_graph()
     assert "symcost.cost" in graph["symcost.layers.base"]          # from ..cost import Cost
-    assert "symcost.tracing.causal" in graph["symcost.tracing"]     # from . import causal as _causal
+    assert "symcost.tracing.causal" in graph["symcost.tracing.model_trace"]     # from . import causal as _causal
     assert "symcost.registry" in graph["symcost.layers.conv"]       # from ..registry import register
     assert "symcost.layers" not in graph["symcost.registry"]        # imported inside functions only
     assert "symcost.layers" in import_graph(module_level_only=False)["symcost.registry"]
@@ -477,3 +477,44 @@ def test_no_function_is_longer_than_80_lines():
             for module, path in _modules().items() for node in ast.walk(ast.parse(path.read_text(), str(path)))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80]
     assert long == [], long
+
+
+#: what a package's ``__init__.py`` may hold besides imports, ``__all__`` and constants: the root package's PEP 562
+#: lazy loader (``import symcost`` stays instant) and the class that keeps ``symcost.model`` the function
+INIT_WIRING = {"symcost": {"_Package", "__getattr__", "__dir__", "__class__"}}
+
+
+def init_logic(modules: dict | None = None) -> dict[str, list[str]]:
+    """Package ``__init__`` -> the functions, classes and statements it runs beyond imports and constants."""
+    import ast
+
+    found = {}
+    for module, path in (modules or _modules()).items():
+        if path.name != "__init__.py":
+            continue
+        extra = []
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                    isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+                continue
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and all(
+                    isinstance(t, ast.Name) and (t.id.isupper() or t.id.startswith("__") or t.id == "_EXPORTS")
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+                continue
+            sets_class = isinstance(node, ast.Assign) and getattr(node.targets[0], "attr", None) == "__class__"
+            extra.append("__class__" if sets_class else getattr(node, "name", None) or f"line {node.lineno}")
+        extra = [e for e in extra if e not in INIT_WIRING.get(module, set())]
+        if extra:
+            found[module] = extra
+    return found
+
+
+def test_no_package_init_holds_logic():
+    # a package's __init__ names what the package offers; the code lives in modules named for what they hold
+    assert init_logic() == {}, init_logic()
+
+
+def test_the_init_logic_finder_finds_it(tmp_path):
+    (tmp_path / "__init__.py").write_text('"""doc"""\nfrom .a import b\nLIMIT = 3\n__all__ = ["b"]\n'
+                                          'def helper():\n    return 1\nresult = helper()\n')
+    assert init_logic({"symcost.fake": tmp_path / "__init__.py"}) == {"symcost.fake": ["helper", "line 7"]}

@@ -17,9 +17,10 @@ def derive_for_args(target: str, args, config: str | dict | None = None):
     """The ``ConfigCost`` named by ``config``, ``--config`` or the fields of ``--config-values`` (`table`, `plot`)."""
     from ..request import ModelRequest, config_cost
 
-    request = ModelRequest.of(target, args.input, train=args.train, input_dtype=getattr(args, "input_dtype", None),
-                              backward=getattr(args, "backward", False), past=getattr(args, "past", None),
-                              config=args.config, config_values=args.config_values, use_cache=not args.no_cache)
+    request = ModelRequest.of(target, args.input, train=getattr(args, "train", False),
+                              input_dtype=getattr(args, "input_dtype", None), backward=getattr(args, "backward", False),
+                              past=getattr(args, "past", None), config=config or getattr(args, "config", None),
+                              config_values=getattr(args, "config_values", None), use_cache=not args.no_cache)
     return config_cost(request, config, progress=not getattr(args, "json", False))
 
 

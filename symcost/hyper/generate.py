@@ -20,7 +20,7 @@ def config_generation(target: str, input_spec, config, generate, convention: str
     from ..decode import tidy
     from ..parse import size_value
     from ..progress import status
-    from . import derive_config
+    from .derivation import derive_config
 
     steps = size_value(generate, "--generate")
     prompt = input_spec.shape[1]

@@ -214,7 +214,7 @@ def config_table(target: str, rows: dict[str, dict], config: str | None, conv, a
     one group of rows (the caller's derivation: cache, progress)."""
     from ..export.tables import Table
     from ..sweep import parse_assignments
-    from . import parse_config
+    from .space import parse_config
 
     spec = parse_config(config or fields_of(rows))
     found, notes, shape = {}, [], ()
