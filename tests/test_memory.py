@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import symcost.footprint as M
+from symcost.errors import UsageError
 from symcost.cli import main
 from symcost.footprint.fit import parse_bytes
 
@@ -185,7 +186,7 @@ def test_a_batch_of_one_is_outside_the_formulas_and_derived_on_its_own(gpt2_fp32
     """At B = 1 torch reshapes without copying where it copies a larger batch: the formula says B >= 2, refuses
     B = 1, and a derivation at B = 1 is exact."""
     assert any("B >= 2" in n for n in gpt2_fp32.notes)
-    with pytest.raises(M.UsageError):
+    with pytest.raises(UsageError):
         gpt2_fp32.at({"B": 1, "L": 7})
     one = M.memory(gpt2(), "1xL", backward=True, input_dtype="int64")
     for l in (7, 32):
@@ -252,7 +253,7 @@ def test_parse_bytes():
     assert parse_bytes("1.5TB") == 1_500_000_000_000
     assert parse_bytes("123") == 123
     for bad in ("80 gigs", "", "1.5B", "-3GB"):
-        with pytest.raises(M.UsageError):
+        with pytest.raises(UsageError):
             parse_bytes(bad)
 
 

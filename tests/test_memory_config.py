@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import symcost.footprint as M
+from symcost.errors import UsageError
 from symcost.cli import main
 from tests.test_memory import real_saved, tracker_peak
 
@@ -95,7 +96,7 @@ def test_peak_equals_mem_tracker_plus_the_optimizer_states(mem):
 
 
 def test_outside_the_configurations_conditions_is_refused(mem):
-    with pytest.raises(M.UsageError, match="divisible"):
+    with pytest.raises(UsageError, match="divisible"):
         mem.at({"B": 2, "L": 5, "d": 20, "n": 2})   # head_dim = 20/4 = 5 is odd: rotary halves need it even
 
 
@@ -111,7 +112,7 @@ def test_fit_in_a_device_memory_with_config_values(mem):
         assert at(found["next_value"]) > budget
     else:
         assert at(found["value"]) <= budget < at(found["value"] + 1)
-    with pytest.raises(M.UsageError, match="input"):
+    with pytest.raises(UsageError, match="input"):
         mem.fit("d", budget, {"B": 1, "L": 2048, "n": 32})
 
 
