@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UsageError, unknown_convention
+from .parse import InputSpec
 
 
 def device_peak(device: str, dtype: str) -> tuple[float, str, str]:
@@ -127,23 +128,26 @@ class MFUReport:
         return out
 
 
-def concrete_only(input_spec: str, symbols) -> None:
+def concrete_only(input_spec: InputSpec) -> None:
     """MFU is a number for one step: ``UsageError`` for an input with symbols in it."""
-    if symbols:
-        raise UsageError(f"symcost mfu needs a concrete input (e.g. 8x2048), got {input_spec!r}")
+    if input_spec.symbols:
+        raise UsageError(f"symcost mfu needs a concrete input (e.g. 8x2048), got {input_spec.text!r}")
 
 
-def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dtype: str = "bf16",
+def mfu_report(target: str, input_spec: InputSpec | str, step_time_s: float, device: str, dtype: str = "bf16",
                convention: str = "torch", *, backward: bool = False, num_devices: int = 1, use_cache: bool = True,
                progress: bool = True, input_dtype: str | None = None) -> MFUReport:
     """The step's exact FLOPs under ``convention`` on a concrete B x L input, FLOPs per token, achieved FLOP/s and
     MFU against ``num_devices`` x the datasheet peak of ``device`` at ``dtype``.  An ``hf:`` target without a
     head is counted with the LM head (``counted_target``); ``input_dtype``: the input's ("int64" for a file model
-    that starts with an embedding)."""
+    that starts with an embedding).  ``input_spec``: ``"8x2048"`` (parsed here once) or the command line's
+    ``InputSpec``; a symbolic one is refused before anything is derived."""
     from .conventions import CONVENTIONS
     from .derive import derive
     from .training import exact, tokens
 
+    input_spec = InputSpec.of(input_spec)
+    concrete_only(input_spec)
     peak, name, source = device_peak(device, dtype)   # before tracing: a bad device fails fast
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")
@@ -152,7 +156,6 @@ def mfu_report(target: str, input_spec: str, step_time_s: float, device: str, dt
     counted, head_note = counted_target(target, use_cache)
     mc = derive(counted, input_spec, use_cache=use_cache, progress=progress, backward=backward,
                 input_dtype=input_dtype)
-    concrete_only(input_spec, mc.symbols)
     if convention not in CONVENTIONS:
         raise unknown_convention(convention, CONVENTIONS)
     flops = int(mc.total(convention)["flops"])

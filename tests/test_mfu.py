@@ -40,3 +40,13 @@ def test_a_symbolic_input_is_refused_at_the_edge_before_torch_is_imported():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "symcost mfu: error: symcost mfu needs a concrete input (e.g. 8x2048), got '8xL'"
+
+
+def test_the_python_api_refuses_a_symbolic_input_before_deriving(monkeypatch):
+    import symcost.derive
+    from symcost.errors import UsageError
+    from symcost.mfu import mfu_report
+
+    monkeypatch.setattr(symcost.derive, "derive", lambda *a, **k: pytest.fail("derived a symbolic input"))
+    with pytest.raises(UsageError, match="needs a concrete input .* got '8xL'"):
+        mfu_report("hf:gpt2", "8xL", 1.0, "h100-sxm")

@@ -10,10 +10,11 @@ from ..progress import add_quiet_option
 
 def run_mfu(args) -> int:
     from ..mfu import concrete_only, mfu_report
-    from ..parse import input_symbols
+    from ..parse import InputSpec
 
-    concrete_only(args.input, input_symbols(args.input))   # parsed here, at the edge: refused before any import
-    report = mfu_report(args.target, args.input, args.step_time, args.device, args.dtype, args.convention,
+    spec = InputSpec.of(args.input)   # parsed here, at the edge: a symbolic input refused before any import
+    concrete_only(spec)
+    report = mfu_report(args.target, spec, args.step_time, args.device, args.dtype, args.convention,
                         backward=args.backward, num_devices=args.num_devices, use_cache=not args.no_cache,
                         progress=not args.json, input_dtype=args.input_dtype)
     if args.json:
