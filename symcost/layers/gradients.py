@@ -223,6 +223,19 @@ class IndexPutAccumulate(_Grad):
         return Cost(output_shape=x, ops={"add": numel(values)}, reads=numel(x) + numel(values), writes=numel(x))
 
 
+class PadBackward(_Grad):
+    r"""``aten.reflection_pad2d_backward(g, x, padding)`` (reflection and replication, 1-3 d): the input's gradient,
+    zeroed, gets every element of the padded output's gradient $g$ added at the position it was copied from (the
+    border positions of $x$ collect several): $\text{numel}(g)$ add, reading $g$ and the accumulating gradient."""
+
+    name = "pad_backward"
+    family = "memory"
+    summary = "scatter-add of a reflection/replication pad's output gradient onto its input"
+
+    def _cost(self, x, g) -> Cost:
+        return Cost(output_shape=x, ops={"add": numel(g)}, reads=numel(x) + numel(g), writes=numel(x))
+
+
 class Sign(_Grad):
     r"""``aten.sgn`` of a real tensor, the gradient factor of ``abs``: $(0 < x) - (x < 0)$: 2 cmp, 1 add per
     element."""

@@ -23,8 +23,8 @@ import sympy
 from ..layers.gradients import (ACTIVATION_BACKWARDS, GELU_BACKWARD, GELU_TANH_BACKWARD, AdaptiveAvgPoolBackward,
                                 AvgPoolBackward, BatchNormBackward, BicubicResizeBackward, ConvolutionBackward,
                                 ElementwiseBackward, EmbeddingBackward, GroupNormBackward, IndexPutAccumulate,
-                                LayerNormBackward, LinearResizeBackward, MaxPoolBackward, PreluBackward, Sign,
-                                SoftmaxBackward, UpsampleNearestBackward)
+                                LayerNormBackward, LinearResizeBackward, MaxPoolBackward, PadBackward, PreluBackward,
+                                Sign, SoftmaxBackward, UpsampleNearestBackward)
 from ..registry import get_layer_class
 from .handlers import handles
 from .propagate import rule
@@ -190,6 +190,16 @@ def _scatter_add(ev, sym, concrete):
     return IndexPutAccumulate(), (sym[x.index], sym[src.index])   # the gradient of a gather: add every row
 
 
+#: the backward of each reflection and replication pad (the forward is a copy, ``costing``)
+PAD_BACKWARDS = tuple(f"aten.{kind}_pad{d}d_backward" for kind in ("reflection", "replication") for d in (1, 2, 3))
+
+
+@_handler(*PAD_BACKWARDS)
+def _pad(ev, sym, concrete):
+    go, x = ev.args[:2]
+    return PadBackward(), (sym[x.index], sym[go.index])
+
+
 # ---- shapes: a gradient has the shape of the tensor it is the gradient of ---------------------------------------
 
 def _like(p, ev, *which) -> list:
@@ -229,6 +239,7 @@ def _grad_shaped(p, ev, _evb):
 
 
 @rule("aten.max_pool2d_with_indices_backward", "aten.max_pool3d_with_indices_backward", "aten.avg_pool2d_backward",
+      *PAD_BACKWARDS,
       "aten.avg_pool3d_backward", "aten._adaptive_avg_pool2d_backward", "aten._adaptive_avg_pool3d_backward",
       "aten.adaptive_max_pool2d_backward", "aten.adaptive_max_pool3d_backward")
 def _pool_shapes(p, ev, _evb):
