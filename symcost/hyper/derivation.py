@@ -64,9 +64,10 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
                                            if Target.of(target).kind == "file" else None)
             return cc
     from ..layers.base import cost_memo
+    from ..tracing.meta_kernels import meta_memo
 
     space = config_space(target, parse_config(config))
-    with cost_memo():  # one memo for every trace: configurations share most of their layers' shapes
+    with cost_memo(), meta_memo():  # one memo for every trace: configurations share most of their layers' shapes
         cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
     if callable(target):
         cc.factory = target  # (not a field: never stored) what ``confirm`` builds past the sampled configurations

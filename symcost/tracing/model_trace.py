@@ -22,6 +22,7 @@ from .bounds import Bounds
 from .propagate import Propagation
 from .record import NoTensorOutput, Recording, record
 from .guards import Proof, implied, prove
+from .meta_kernels import meta_memo
 from .verify import check_points, describe, mixed_points, verify
 from .stored import StoredTensors
 from .inputs import (as_symbolic, concrete_shape, default_values, dtype_of, flat_sizes, fresh_copy, on_meta,
@@ -95,7 +96,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     # a model already on meta is traced as it is, not copied: its train/eval flags are put back as they were
     modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
     try:
-        with custom_ops(custom_mapping), cost_memo(), _old_objects_frozen():
+        with custom_ops(custom_mapping), cost_memo(), meta_memo(), _old_objects_frozen():
             return _trace(model, input_shape, target, train, sizes, input_dtype, default_shape, backward, pieces)
     finally:
         for m, training in modes.items():

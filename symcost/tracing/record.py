@@ -13,6 +13,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from .meta_kernels import run_op
+
 
 @dataclass(frozen=True)
 class TensorRef:
@@ -129,7 +131,7 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         inputs: list[int] = []
         rargs, rkwargs = self._ref(args, inputs), self._ref(kwargs, inputs)
-        out = func(*args, **kwargs)
+        out = run_op(func, args, kwargs)
         outputs = []
         for t in self._outputs(out, []):
             n = self.renumber(t)
