@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -93,6 +94,17 @@ def _bad_values(parser, args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `symcost` program (``argv`` None: the command line, and the process exits next), or one command run in
+    process (``argv`` a list)."""
+    code = _run(argv)
+    if argv is None:
+        # the interpreter's shutdown runs full garbage collections over every object torch, sympy and transformers
+        # made (seconds after a fit): frozen, they are left to the exit itself (output is written by now)
+        gc.freeze()
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     import os
 
     from .errors import SymcostError

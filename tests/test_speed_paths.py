@@ -131,3 +131,25 @@ def test_trace_leaves_the_garbage_collector_as_it_found_it():
     finally:
         gc.unfreeze = real_unfreeze
         gc.unfreeze()
+
+
+def test_a_command_run_in_process_leaves_the_collector_alone():
+    """Only the program itself (``main()`` on the command line, about to exit) freezes what it made: a command run
+    in process (``main([...])``) leaves the collector as it found it."""
+    from symcost.cli import main
+
+    assert gc.get_freeze_count() == 0
+    assert main(["formula", "conv2d", "--bias"]) == 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_program_exits_with_its_output_written():
+    """``python -m symcost.cli`` freezes its objects before the exit: what it prints is all there."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "symcost.cli", "eval", "conv2d", "--input", "1x3x8x8", "--json",
+                           "in_channels=3", "out_channels=4", "kernel_size=3"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)
