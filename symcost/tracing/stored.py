@@ -68,6 +68,10 @@ class StoredTensors:
             self.claimed.update(new)
             params = sum(self.numel[n] for n in new if self.is_param[n])
             buffers = sum(self.numel[n] for n in new if not self.is_param[n])
+            if row.cost.params == params and row.cost.buffers == buffers and row.cost.params.is_Integer \
+                    and row.cost.buffers.is_Integer:  # charged as the catalog has it already (most ops: none)
+                out.append(row)
+                continue
             out.append(replace(row, cost=replace(row.cost, params=sympy.Integer(params),
                                                  buffers=sympy.Integer(buffers))))
         return out
