@@ -293,14 +293,13 @@ class ModelCost(Sweepable):
         if self.pieces:  # each piece's own totals: one Piecewise, not a sum of every row's pieces
             parts = [(cond, mc.total(conv)) for cond, mc in self.pieces]
             return Totals(conv.name, {k: piecewise([(t[k], cond) for cond, t in parts]) for k in Totals.KEYS})
-        params = sum_exact([r.cost.params for r in self.rows])
-        buffers = sum_exact([r.cost.buffers for r in self.rows])
-        macs = sum_exact([r.cost.macs for r in self.rows])
-        flops = sum_exact([conv.count_row(r) for r in self.rows])
-        reads = sum_exact([r.cost.reads for r in self.rows])
-        writes = sum_exact([r.cost.writes for r in self.rows])
-        return Totals(conv.name, {"params": params, "buffers": buffers, "macs": macs, "flops": flops, "reads": reads,
-                                  "writes": writes})
+        return Totals(conv.name, {**self.counts(), "flops": sum_exact([conv.count_row(r) for r in self.rows])})
+
+    def counts(self) -> dict[str, sympy.Expr]:
+        """The totals no convention weighs (params, buffers, MACs, reads, writes), summed over the rows (of a
+        derivation without pieces)."""
+        return {m: sum_exact([getattr(r.cost, m) for r in self.rows])
+                for m in ("params", "buffers", "macs", "reads", "writes")}
 
     def by_family(self, convention: str | Convention = "flops", metric: str = "flops") -> dict[str, sympy.Expr]:
         conv = as_convention(convention)

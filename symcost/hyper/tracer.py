@@ -154,7 +154,8 @@ def expanded(mc) -> dict[str, sympy.Expr]:
     (a model's rows are thousands, its groups a few dozen)."""
     from ..model import sum_exact
 
-    total = mc.total(next(iter(CONVENTIONS.values())))
+    # the convention-free totals without weighing every row's FLOPs (``ModelCost.total`` would, unused here)
+    total = mc.total(next(iter(CONVENTIONS.values()))) if mc.pieces else mc.counts()
     out = {m: sympy.expand(total[m]) for m in FIELD_METRICS}
     groups: dict[tuple, dict[str, list]] = {}
     for r in mc.rows:
