@@ -85,7 +85,7 @@ def _key(x, inputs: list):
     type; ``_Unkeyed`` for anything else."""
     t = type(x)
     if t is torch.Tensor or t is torch.nn.Parameter:
-        if not x.is_meta or x.layout != torch.strided or x.dtype not in _DTYPES:
+        if not x.is_meta or x.layout != torch.strided or x.dtype not in _DTYPES or x._is_zerotensor():
             raise _Unkeyed
         inputs.append(x)
         return x.shape, x.stride(), x.dtype, x.storage_offset(), x.requires_grad
