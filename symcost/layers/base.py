@@ -6,7 +6,6 @@ only when a condition is *definitely* violated, so symbolic sizes pass.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from typing import Any, ClassVar, Sequence
@@ -14,6 +13,7 @@ from typing import Any, ClassVar, Sequence
 import sympy
 
 from ..cost import Cost
+from ..memo import shared_memo
 from ..symbols import user_symbol
 
 REQUIRED = object()
@@ -145,19 +145,11 @@ _INPUT_COUNTS: dict[type, tuple[int, float]] = {}
 _MEMOS: list[dict] = []
 
 
-@contextmanager
 def cost_memo():
     """Within this block, a catalog layer's ``cost`` on the same arguments and input shapes is computed once (a
     model repeats identical blocks: Llama's 32).  A ``Cost`` is immutable, so every caller may share it.  Nested
     blocks share the outer memo."""
-    if _MEMOS:
-        yield
-        return
-    _MEMOS.append({})
-    try:
-        yield
-    finally:
-        _MEMOS.pop()
+    return shared_memo(_MEMOS)
 
 
 def _frozen(v):

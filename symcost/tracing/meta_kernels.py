@@ -10,9 +10,9 @@ size, an output that is not a fresh dense tensor) runs its kernel every time.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
+
+from ..memo import shared_memo
 
 #: the memos of the recordings running now (``meta_memo``), innermost last
 _MEMOS: list[dict] = []
@@ -35,18 +35,10 @@ class _Unkeyed(Exception):
     """An argument the memo does not key (a symbolic size, a tensor off meta): the kernel runs."""
 
 
-@contextmanager
 def meta_memo():
     """Within this block, recordings share one memo of meta kernels' results (see the module docstring).  Nested
     blocks share the outer memo."""
-    if _MEMOS:
-        yield
-        return
-    _MEMOS.append({})
-    try:
-        yield
-    finally:
-        _MEMOS.pop()
+    return shared_memo(_MEMOS)
 
 
 def run_op(func, args: tuple, kwargs: dict):
