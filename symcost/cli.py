@@ -96,6 +96,12 @@ def _bad_values(parser, args) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """The `symcost` program (``argv`` None: the command line, and the process exits next), or one command run in
     process (``argv`` a list)."""
+    if argv is None:
+        # the program is one short process: full collections every 10th second-generation pass (Python's default)
+        # walk the millions of objects torch, transformers and sympy make, to free almost nothing; a tenth as often
+        # (the peak memory of a 7-field Llama fit is unchanged; a command run in process keeps the caller's setting)
+        first, second, _ = gc.get_threshold()
+        gc.set_threshold(first, second, 100)
     code = _run(argv)
     if argv is None:
         # the interpreter's shutdown runs full garbage collections over every object torch, sympy and transformers

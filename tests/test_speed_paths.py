@@ -139,8 +139,9 @@ def test_a_command_run_in_process_leaves_the_collector_alone():
     from symcost.cli import main
 
     assert gc.get_freeze_count() == 0
+    threshold = gc.get_threshold()
     assert main(["formula", "conv2d", "--bias"]) == 0
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
 
 
 def test_the_program_exits_with_its_output_written():
