@@ -23,8 +23,8 @@ def _key(target: str, input_spec: InputSpec | str, train: bool, input_dtype: str
     from . import cache
     from .targets import source_hash
 
-    spec = (f"{InputSpec.of(input_spec).key}{what}:{_dtype(target, input_dtype)}" + (f":{trace_sizes}" if trace_sizes else "")
-            + (":backward" if backward else ""))
+    spec = (f"{InputSpec.of(input_spec).key}{what}:{_dtype(target, input_dtype)}"
+            + (f":{trace_sizes}" if trace_sizes else "") + (":backward" if backward else ""))
     return cache.cache_key(target, spec, train, source_hash(target))
 
 
@@ -41,9 +41,9 @@ def cached_summary(target: str, input_spec: InputSpec | str, train: bool = False
     return hit if isinstance(hit, Summary) else None
 
 
-def derive(target: str, input_spec: InputSpec | str, *, train: bool = False, use_cache: bool = True, progress: bool = True,
-           input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None, backward: bool = False,
-           custom_mapping: dict | None = None):
+def derive(target: str, input_spec: InputSpec | str, *, train: bool = False, use_cache: bool = True,
+           progress: bool = True, input_dtype: str | None = None, trace_sizes: tuple[dict, dict] | None = None,
+           backward: bool = False, custom_mapping: dict | None = None):
     """The ``ModelCost`` of ``target`` on ``input_spec`` (``"1x3xHxW"``, parsed here once, or the ``InputSpec`` the
     command line parsed), from the cache when it can (no torch import then).
     ``input_dtype``: "float32", or "int64" for token ids (the default for hf: targets); ``trace_sizes``: the two

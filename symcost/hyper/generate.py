@@ -15,8 +15,9 @@ from ..errors import UsageError
 def config_generation(target: str, input_spec, config, generate, convention: str, *, use_cache: bool = False,
                       progress: bool = True) -> dict:
     """``{"prefill", "decode", "total", "step"}`` (metric -> expression in the config symbols, the prompt length and
-    the steps) of ids of ``input_spec`` (an ``InputSpec``, B x L), ``step_symbol``, ``derivations`` (the two ``ConfigCost``) and ``check`` (values -> raises
-    ``UsageError`` where a condition of either derivation fails at the prefill, the first or the last step)."""
+    the steps) of ids of ``input_spec`` (an ``InputSpec``, B x L), ``step_symbol``, ``derivations`` (the two
+    ``ConfigCost``) and ``check`` (values -> raises ``UsageError`` where a condition of either derivation fails at the
+    prefill, the first or the last step)."""
     from ..decode import tidy
     from ..parse import size_value
     from ..progress import status
