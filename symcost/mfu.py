@@ -141,13 +141,13 @@ def mfu_report(target: str, input_spec: InputSpec | str, step_time_s: float, dev
     MFU against ``num_devices`` x the datasheet peak of ``device`` at ``dtype``.  An ``hf:`` target without a
     head is counted with the LM head (``counted_target``); ``input_dtype``: the input's ("int64" for a file model
     that starts with an embedding).  ``input_spec``: ``"8x2048"`` (parsed here once) or the command line's
-    ``InputSpec``; a symbolic one is refused before anything is derived."""
+    ``InputSpec``; a symbolic one is refused before anything is imported or derived."""
+    input_spec = InputSpec.of(input_spec)
+    concrete_only(input_spec)
     from .conventions import CONVENTIONS
     from .derive import derive
     from .training import exact, tokens
 
-    input_spec = InputSpec.of(input_spec)
-    concrete_only(input_spec)
     peak, name, source = device_peak(device, dtype)   # before tracing: a bad device fails fast
     if num_devices < 1:
         raise UsageError(f"--num-devices must be a positive integer, got {num_devices}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UsageError, did_you_mean
+from .symbol_names import is_symbol_name
 
 __all__ = ["InputSpec", "UsageError", "convention_arg", "did_you_mean", "input_symbols", "parse_dim",
            "parse_settings", "parse_shape", "parse_shapes", "rewrite_layer_options", "shape_key", "size_arg",
@@ -47,7 +48,7 @@ def size_arg(value, what: str) -> int | str:
         if int(text) < 1:
             raise UsageError(f"{what} must be a positive integer or a symbol name, got {value}")
         return int(text)
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", text):
+    if not is_symbol_name(text):
         raise UsageError(f"{what}: {text!r} is not a positive integer or a valid symbol name (letters, digits, '_', "
                          "starting with a letter)")
     return text
@@ -103,7 +104,7 @@ def parse_shape_names(text: str) -> tuple:
             if int(t) < 1:
                 raise UsageError(f"sizes must be positive integers, got {int(t)}")
             out.append(int(t))
-        elif re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", t):
+        elif is_symbol_name(t):
             out.append(t)
         else:
             raise UsageError(f"{t!r} is not a valid symbol name (letters, digits, '_', starting with a letter)")

@@ -46,7 +46,7 @@ class ModelRequest:
     assume_divisible: int | None = None
     past: int | str | None = None
     generate: int | str | None = None
-    config: str | None = None
+    config: str | dict | None = None
     config_values: str | None = None
     layers: bool = False
     use_cache: bool = True
@@ -54,7 +54,7 @@ class ModelRequest:
     @classmethod
     def of(cls, target: str, input_spec, *, convention="flops", at=(), train: bool = False, backward: bool = False,
            per_token: bool = False, input_dtype: str | None = None, trace_sizes: str | None = None,
-           assume_divisible: int | None = None, past=None, generate=None, config: str | None = None,
+           assume_divisible: int | None = None, past=None, generate=None, config: str | dict | None = None,
            config_values: str | None = None, layers: bool = False, use_cache: bool = True) -> "ModelRequest":
         """The request, its mode chosen and its combination checked (``UsageError`` for one that contradicts)."""
         spec = InputSpec.of(input_spec)
@@ -154,13 +154,13 @@ def _decode(request: ModelRequest, layers: bool, progress: bool):
                          progress=progress, config=request.config)
 
 
-def config_cost(request: ModelRequest, config: str | dict | None = None, progress: bool = True):
-    """The ``ConfigCost`` of ``config``, ``request.config`` or the fields of ``request.config_values``."""
+def config_cost(request: ModelRequest, progress: bool = True):
+    """The ``ConfigCost`` of ``request.config`` or the fields of ``request.config_values``."""
     from .hyper import derive_config
     from .hyper.report import fields_of, read_config_values
     from .progress import status
 
-    config = config or request.config or fields_of(read_config_values(request.config_values))
+    config = request.config or fields_of(read_config_values(request.config_values))
     with status(f"deriving {request.target} in {config}", progress):
         return derive_config(request.target, request.input, config, train=request.train,
                              input_dtype=request.input_dtype, use_cache=request.use_cache,

@@ -5,11 +5,10 @@ are nonnegative integers.  The names print well in LaTeX (``C_in`` -> ``C_{in}``
 """
 from __future__ import annotations
 
-import re
-
 import sympy
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+from .symbol_names import is_symbol_name
+
 
 
 def size(name: str) -> sympy.Symbol:
@@ -24,7 +23,7 @@ def offset(name: str) -> sympy.Symbol:
 
 def user_symbol(name: str) -> sympy.Symbol:
     """A symbol named by the user, validated so no string is ever evaluated."""
-    if not _NAME.match(name):
+    if not is_symbol_name(name):
         raise ValueError(f"{name!r} is not a valid symbol name (letters, digits, '_', starting with a letter)")
     return size(name)
 

@@ -21,7 +21,7 @@ def derive_for_args(target: str, args, config: str | dict | None = None):
                               input_dtype=getattr(args, "input_dtype", None), backward=getattr(args, "backward", False),
                               past=getattr(args, "past", None), config=config or getattr(args, "config", None),
                               config_values=getattr(args, "config_values", None), use_cache=not args.no_cache)
-    return config_cost(request, config, progress=not getattr(args, "json", False))
+    return config_cost(request, progress=not getattr(args, "json", False))
 
 
 def config_table(args):

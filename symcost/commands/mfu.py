@@ -9,12 +9,11 @@ from ..progress import add_quiet_option
 
 
 def run_mfu(args) -> int:
-    from ..mfu import concrete_only, mfu_report
+    from ..mfu import mfu_report
     from ..parse import InputSpec
 
-    spec = InputSpec.of(args.input)   # parsed here, at the edge: a symbolic input refused before any import
-    concrete_only(spec)
-    report = mfu_report(args.target, spec, args.step_time, args.device, args.dtype, args.convention,
+    # parsed here, at the edge; mfu_report refuses a symbolic input before it imports anything heavy
+    report = mfu_report(args.target, InputSpec.of(args.input), args.step_time, args.device, args.dtype, args.convention,
                         backward=args.backward, num_devices=args.num_devices, use_cache=not args.no_cache,
                         progress=not args.json, input_dtype=args.input_dtype)
     if args.json:
