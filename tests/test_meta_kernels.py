@@ -122,3 +122,74 @@ def test_a_dispatch_mode_below_the_recorder_sees_every_kernel():
                 record(model, torch.zeros(1, 3, 16, 16, device="meta"))
         logs.append(log.ops)
     assert logs[0] == logs[1] and logs[0]
+
+
+def _guarded(name):
+    from test_proven_domains import build
+
+    return build(name).to("meta")
+
+
+def _proof_run(model, shape: tuple, sizes: tuple, dtype: str, backward: bool) -> tuple:
+    """Everything a symbolic run leaves in its shape environment: each guard (in order), the sizes tied or fixed."""
+    import sympy
+
+    from symcost.tracing.guards import _proof, _run
+
+    symbols = {d: sympy.Symbol(d, integer=True, positive=True) for d in shape if isinstance(d, str)}
+    hints = dict(zip(symbols.values(), sizes))
+    dims = tuple(symbols.get(d, d) for d in shape)
+    env, names = _run(model, dims, hints, dtype, backward)
+    proof = _proof(env, names)
+    return ([str(g.expr) for g in env.guards], {str(k): str(v) for k, v in env.replacements.items()},
+            proof.proven, proof.reason, [str(g.condition) for g in proof.guards])
+
+
+# (model, input, the sizes its symbols take in the run, dtype, backward)
+SYMBOLIC_CASES = [(_cnn, (2, 3, "H", "W"), (33, 31), "float32", True),
+                  (lambda: _hf("llama"), (1, "L"), (13,), "int64", True),
+                  (lambda: _hf("gpt2"), (2, "L"), (17,), "int64", True),
+                  (lambda: _guarded("truncate"), (1, "L", 16), (37,), "float32", False),
+                  (lambda: _guarded("chunks"), (1, "L", 16), (2100,), "float32", True),
+                  (lambda: _guarded("threshold"), (1, 3, "H", "W"), (21, 613), "float32", False),
+                  (lambda: _guarded("own_size"), (1, 3, "H", "W"), (21, 35), "float32", True),
+                  (lambda: _guarded("topk"), (2, "N", 8), (19,), "float32", False),
+                  (lambda: _guarded("divisible"), (1, 3, "H", "W"), (16, 40), "float32", True)]
+
+
+@pytest.mark.parametrize("make, shape, sizes, dtype, backward", SYMBOLIC_CASES)
+def test_a_symbolic_run_with_the_memo_leaves_the_same_guards(make, shape, sizes, dtype, backward, monkeypatch):
+    """The memo of fake kernels (a proof's run) answers repeated ops and views, and the shape environment ends with
+    the same guards, in the same order, and the same tied sizes as a run where every kernel runs."""
+    model = make().train(backward)
+    served = []
+    rebuilt, view = memo_module._rebuilt, memo_module._view
+    monkeypatch.setattr(memo_module, "_rebuilt", lambda spec, mode: served.append(spec) or rebuilt(spec, mode))
+    monkeypatch.setattr(memo_module, "_view", lambda *a: served.append(a) or view(*a))
+    with_memo = _proof_run(model, shape, sizes, dtype, backward)
+    repeats = len(served)
+    monkeypatch.setattr(memo_module, "_pure", lambda func: False)
+    monkeypatch.setattr(memo_module, "_plain_view", lambda func: False)
+    served.clear()
+    plain = _proof_run(model, shape, sizes, dtype, backward)
+    assert not served
+    assert with_memo == plain
+    assert with_memo[0] or with_memo[1]  # a run that asked nothing would show nothing here
+    if make is not SYMBOLIC_CASES[1][0]:
+        return
+    with torch.device("meta"):  # the Llama's second block repeats its first: the memo answers most of it
+        ops = len(_proof_ops(model, shape, sizes))
+    assert repeats > ops // 3
+
+
+def _proof_ops(model, shape, sizes) -> list:
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    seen: list = []
+    x = torch.zeros([sizes[0] if isinstance(d, str) else d for d in shape], dtype=torch.int64)
+    with torch.enable_grad(), Count():
+        model(x)[0].sum().backward()
+    return seen

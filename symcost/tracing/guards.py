@@ -168,12 +168,13 @@ def _run(model, shape, hints: dict, dtype, backward: bool):
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 
+    from .meta_kernels import fake_kernel_memo
     from .record import own_mask_unpadded, padding_warning_off, run_backward as _backward
 
     env = ShapeEnv(specialize_zero_one=False)
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
-    # one run with symbolic sizes: fake tensor's dispatch cache costs more to fill and to read back (its entries
-    # rebuild symbolic outputs) than the meta kernels it saves (a quarter of a Llama training step's run)
+    # fake tensor's own dispatch cache costs more to fill and to read back (its entries rebuild symbolic outputs
+    # through its dispatch) than the kernels it saves; ``fake_kernel_memo`` keys on size expressions and skips both
     mode.cache_enabled = False
     ints: dict = {}
     names: dict = {}
@@ -191,7 +192,7 @@ def _run(model, shape, hints: dict, dtype, backward: bool):
     def dtype_of(name=""):
         return dtype.get(name, "float32") if isinstance(dtype, dict) else dtype
 
-    with mode, (torch.enable_grad() if backward else torch.no_grad()):
+    with mode, fake_kernel_memo(mode), (torch.enable_grad() if backward else torch.no_grad()):
         x = ({n: tensor(s, dtype_of(n)) for n, s in shape.items()} if isinstance(shape, dict)
              else tensor(shape, dtype_of()))
         with padding_warning_off(model), own_mask_unpadded(x):

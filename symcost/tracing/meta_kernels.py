@@ -1,4 +1,5 @@
-"""Meta kernels run once per op and input metadata while recording (``meta_memo``).
+"""Meta kernels run once per op and input metadata: while recording (``meta_memo``) and in a proof's run on fake
+tensors of symbolic sizes (``fake_kernel_memo``).
 
 Most of a recording's time is torch's meta kernels, written in Python (type promotion, broadcasting, strides), and a
 model repeats them: identical blocks, forward and backward, and the same layer again at the next configuration a
@@ -6,7 +7,9 @@ fit traces.  An op that neither aliases nor mutates its inputs gives fresh outpu
 dtypes are a function of the op, its arguments and its inputs' metadata: a repeat is answered with fresh tensors of
 the metadata the kernel gave the first time.  The recording (ops, arguments, shapes) is the same; anything else
 (an op that views or writes, a tensor not on meta, another dispatch mode below the recorder, a custom op, a symbolic
-size, an output that is not a fresh dense tensor) runs its kernel every time.
+size, an output that is not a fresh dense tensor) runs its kernel every time.  In a symbolic run, sizes are keyed by
+their expressions and a plain view (one tensor out, a view of the first argument) is memoised too, rebuilt as a
+strided view of its new base; the kernel's size questions were asked, and became guards, at the first run.
 """
 from __future__ import annotations
 
@@ -117,13 +120,157 @@ def _nbytes(shape: tuple, stride: tuple, itemsize: int) -> int:
     return (1 + sum((n - 1) * s for n, s in zip(shape, stride))) * itemsize
 
 
-def _rebuilt(spec):
+def _rebuilt(spec, fake_mode=None):
     if type(spec[0]) is type:
         kind, parts = spec
-        return kind(None if p is None else _fresh(p) for p in parts)
-    return _fresh(spec)
+        return kind(None if p is None else _fresh(p, fake_mode) for p in parts)
+    return _fresh(spec, fake_mode)
 
 
-def _fresh(spec) -> torch.Tensor:
+def _fresh(spec, fake_mode=None) -> torch.Tensor:
+    """A new meta tensor of ``spec``'s metadata (a fake tensor of ``fake_mode``, made without its dispatch)."""
     shape, stride, dtype = spec
-    return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+    if fake_mode is None:
+        return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch.utils._mode_utils import no_dispatch
+
+    with no_dispatch():
+        meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+    return FakeTensor(fake_mode, meta, meta.device)
+
+
+def fake_kernel_memo(fake_mode):
+    """A dispatch mode to enter above a ``FakeTensorMode`` with symbolic sizes, for one run: a repeated op on
+    inputs of identical metadata (sizes and strides as the same expressions) is answered with fresh fake tensors of
+    the metadata its kernel gave the first time.  The kernel's size questions were asked at the first run and are
+    guards of the shape environment by then; asked again on the same expressions they add nothing, so the guards a
+    run collects are the same with or without the memo."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class FakeKernelMemo(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.memo: dict = {}
+            self.fake = fake_mode
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            pure = _pure(func)
+            if not pure and not _plain_view(func):
+                return func(*args, **kwargs)
+            inputs: list = []
+            try:
+                key = (func, _fake_key(args, inputs), _fake_key(kwargs, inputs), torch.get_default_dtype())
+            except _Unkeyed:
+                return func(*args, **kwargs)
+            spec = self.memo.get(key)
+            if spec is not None:
+                return _rebuilt(spec, self.fake) if pure else _view(args[0], spec, self.fake)
+            out = func(*args, **kwargs)
+            spec = _fake_spec(out, inputs) if pure else _view_spec(out, args[0])
+            if spec is not None:
+                self.memo[key] = spec
+            return out
+
+    return FakeKernelMemo()
+
+
+def _dim(v):
+    """A size, stride or offset as a key: an int, or the expression of a symbolic one (unbacked: ``_Unkeyed``)."""
+    if type(v) is int:
+        return v
+    expr = v.node.expr
+    if expr.is_Integer:
+        return int(expr)
+    if any(not str(s).startswith("s") for s in expr.free_symbols):  # u0...: a size read from data
+        raise _Unkeyed
+    return expr
+
+
+def _fake_key(x, inputs: list):
+    """``_key`` for fake tensors of symbolic sizes; a constant (a fake tensor with a known value) is not keyed."""
+    t = type(x)
+    if isinstance(x, torch.Tensor):
+        if not x.is_meta or x.layout != torch.strided or x.dtype not in _DTYPES or x._is_zerotensor() \
+                or getattr(x, "constant", None) is not None:
+            raise _Unkeyed
+        inputs.append(x)
+        return (tuple([_dim(d) for d in x.shape]), tuple([_dim(d) for d in x.stride()]), x.dtype,
+                _dim(x.storage_offset()), x.requires_grad)
+    if t is torch.SymInt:
+        return t, _dim(x)
+    if t in _SCALARS:
+        return t, x
+    if t is float:
+        return t, repr(x)
+    if t is tuple or t is list:
+        return t, tuple([_fake_key(a, inputs) for a in x])
+    if t is dict:
+        return t, tuple([(k, _fake_key(v, inputs)) for k, v in x.items()])
+    raise _Unkeyed
+
+
+def _fake_spec(out, inputs: list):
+    t = type(out)
+    if t is tuple or t is list:
+        parts = [None if o is None else _fake_tensor_spec(o, inputs) for o in out]
+        return None if any(p is None for p, o in zip(parts, out) if o is not None) else (t, parts)
+    return _fake_tensor_spec(out, inputs)
+
+
+def _fake_tensor_spec(out, inputs: list):
+    """What rebuilds ``out``, checked by rebuilding it once: the same sizes, strides and storage size (compared as
+    expressions, which asks the shape environment nothing)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if type(out) is not FakeTensor or not out.is_meta or out.layout != torch.strided or out.dtype not in _DTYPES \
+            or out.constant is not None or any(out is x for x in inputs):
+        return None
+    try:
+        if _dim(out.storage_offset()) != 0:
+            return None
+        spec = tuple(out.shape), out.stride(), out.dtype
+        fresh = _fresh(spec, out.fake_mode)
+        if any(_dim(a) != _dim(b) for a, b in zip((*out.shape, *out.stride()), (*fresh.shape, *fresh.stride()))) \
+                or _dim(fresh.untyped_storage().nbytes()) != _dim(out.untyped_storage().nbytes()):
+            return None
+    except _Unkeyed:
+        return None
+    return spec
+
+
+_VIEWS: dict = {}  # op overload -> whether it is a view of its first argument, one tensor out, nothing written
+
+
+def _plain_view(func) -> bool:
+    found = _VIEWS.get(func)
+    if found is None:
+        schema = func._schema
+        found = _VIEWS[func] = isinstance(func, torch._ops.OpOverload) and func.namespace == "aten" \
+            and func.is_view and torch.Tag.inplace_view not in func.tags and len(schema.returns) == 1 \
+            and str(schema.returns[0].type) == "Tensor" and bool(schema.arguments) \
+            and str(schema.arguments[0].type) == "Tensor" \
+            and schema.arguments[0].alias_info is not None and not schema.arguments[0].alias_info.is_write \
+            and schema.returns[0].alias_info is not None and not schema.returns[0].alias_info.is_write
+    return found
+
+
+def _view_spec(out, base):
+    """What rebuilds the view ``out`` of ``base``: its sizes, strides and offset (``base``'s storage)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if type(out) is not FakeTensor or type(base) is not FakeTensor or out is base or out.constant is not None \
+            or not torch._C._is_alias_of(out, base):
+        return None
+    return tuple(out.shape), out.stride(), out.storage_offset()
+
+
+def _view(base, spec, fake_mode):
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch.utils._mode_utils import no_dispatch
+
+    shape, stride, offset = spec
+    with no_dispatch():
+        meta = torch.ops.aten.as_strided.default(base, shape, stride, offset)
+    return FakeTensor(fake_mode, meta, meta.device)
