@@ -95,12 +95,6 @@ def _expected(field: str, value) -> bool:
     return isinstance(value, dict) and (isinstance(value.get("step"), ModelCost) or "total" in value)
 
 
-def _eager_note(e: Exception) -> str:
-    """Why a Hugging Face model was traced with eager attention: its default (sdpa) attention reads mask values."""
-    return (f"traced with attn_implementation='eager': the default attention reads mask values, which meta tensors "
-            f"do not have ({e})")
-
-
 def derive_decode(target: str, input_spec: InputSpec | str, *, past=None, generate=None, convention: str = "flops",
                   use_cache: bool = True, progress: bool = True) -> dict:
     """One decode step (``past``: cached tokens, an int or a symbol name) or a generation (``generate``: steps) of
@@ -136,7 +130,7 @@ def derive_decode(target: str, input_spec: InputSpec | str, *, past=None, genera
         with _status(f"tracing {target} decoding on {input_spec}", progress):
             (out, notes), eager = spec.with_eager_retry(attempt)
         if eager is not None:
-            notes.append(_eager_note(eager))
+            notes.append(spec.eager_note(eager))
         out["notes"] = notes
         return out
 
@@ -168,5 +162,5 @@ def trace_target(target: str, shape: tuple | dict, train: bool = False, input_dt
         return attempt(attn_implementation)
     mc, eager = spec.with_eager_retry(attempt)
     if eager is not None:
-        mc.notes.append(_eager_note(eager))
+        mc.notes.append(spec.eager_note(eager))
     return mc

@@ -20,9 +20,10 @@ def _experts_modules(model) -> list:
     return [m for m in model.modules() if type(m).__name__.endswith("Experts") and hasattr(m, "num_experts")]
 
 
-def select_experts_implementation(model) -> list[str]:
+def select_experts_implementation(model, counts: bool = True) -> list[str]:
     """Run a Hugging Face MoE model's experts with ``batched_mm`` (in place); notes saying so and giving the params
-    total and active per token, or [] for a model without experts."""
+    total and active per token, or [] for a model without experts.  ``counts=False``: one note without the model's
+    numbers (a config formula's, the same at every configuration traced)."""
     experts = _experts_modules(model)
     if not experts:
         return []
@@ -30,6 +31,10 @@ def select_experts_implementation(model) -> list[str]:
         config = getattr(m, "config", None)
         if config is not None and hasattr(config, "_experts_implementation"):
             config._experts_implementation = IMPLEMENTATION
+    if not counts:
+        return [f"mixture of experts: experts run with experts_implementation={IMPLEMENTATION!r} (selected by "
+                "symcost): tokens x top-k (token, expert) pairs, each through one expert's weights, so MACs and "
+                "FLOPs hold for every routing"]
     info = experts_summary(model)
     return [f"mixture of experts: {info['experts']} experts per MoE layer, top {info['top_k']} per token; experts "
             f"run with experts_implementation={IMPLEMENTATION!r} (selected by symcost): tokens x {info['top_k']} "

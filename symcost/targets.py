@@ -82,17 +82,24 @@ class Target:
         """Hugging Face models take token ids (int64); everything else floats."""
         return "int64" if self.is_hf else "float32"
 
-    def prepare(self, model, shape, input_dtype: str | None = None) -> tuple:
+    def prepare(self, model, shape, input_dtype: str | None = None, counts: bool = True) -> tuple:
         """``(shape, input dtype, notes)`` to trace the built ``model`` on: a mixture of experts switched to an
         experts implementation that traces (any kind), and for a Hugging Face model the inputs its architecture
-        takes (pixel values, audio features, decoder ids, both towers: ``hf_inputs``)."""
+        takes (pixel values, audio features, decoder ids, both towers: ``hf_inputs``).  ``counts=False``: notes
+        without the model's own numbers (experts, parameters), for a formula across configurations."""
         from .moe import select_experts_implementation
 
-        notes = select_experts_implementation(model)
+        notes = select_experts_implementation(model, counts)
         if not self.is_hf:
             return shape, input_dtype or self.input_dtype, notes
         shape, dtype, chosen = hf_inputs(model, shape, input_dtype)
         return shape, dtype, notes + chosen
+
+    @staticmethod
+    def eager_note(e: Exception | None = None) -> str:
+        """Why a Hugging Face model was traced with eager attention (``with_eager_retry``)."""
+        return ("traced with attn_implementation='eager': the default attention reads mask values, which meta tensors "
+                "do not have" + (f" ({e})" if e is not None else ""))
 
     def with_eager_retry(self, attempt):
         """``(attempt(None), None)``, or for a Hugging Face model whose default (sdpa) attention reads mask values

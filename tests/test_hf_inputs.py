@@ -41,6 +41,27 @@ def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields each tied tensor once
 
 
+
+def test_a_config_formula_gets_the_same_preparation_as_one_model(tmp_path, monkeypatch):
+    """--config on BART: decoder ids beside the input and eager attention (its default attention reads mask
+    values), as `symcost model hf:bart` prepares it; the formula in both depths equals FlopCounterMode around eager
+    BART models built here at depths never traced together."""
+    import transformers
+
+    from symcost.hyper import derive_config
+
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path))
+    cc = derive_config("hf:bart", "1xL", {"encoder_layers": "n", "decoder_layers": "m"}, progress=False)
+    assert any("decoder_input_ids = 1xL" in n for n in cc.notes)
+    assert any("attn_implementation='eager'" in n for n in cc.notes)
+    for n, m, length in ((3, 5, 7), (4, 2, 64), (2, 3, 33)):
+        cfg = transformers.AutoConfig.for_model("bart", encoder_layers=n, decoder_layers=m)
+        with torch.device("meta"):
+            model = transformers.AutoModel.from_config(cfg, attn_implementation="eager").eval()
+        got = cc.evaluate({"n": n, "m": m, "L": length}, "torch")
+        assert got["flops"] == _flops(model, input_ids=_ids(1, length), decoder_input_ids=_ids(1, length))
+        assert got["params"] == _params(model)
+
 def test_t5_named_inputs_each_with_its_own_symbols():
     mc = trace_target("hf:t5", InputSpec.of("input_ids=1xL,decoder_input_ids=1xM").shape)
     model = load_target("hf:t5", device="meta").eval()

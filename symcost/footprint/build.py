@@ -162,16 +162,10 @@ def _build(target, input_shape, compute: torch.dtype, attn, input_dtype: str | N
     """The model on meta in the compute dtype, the input shapes (symbolic) and their dtypes."""
     chosen: list[str] = []
     if isinstance(target, str):
-        from ..moe import select_experts_implementation
-        from ..targets import default_input_dtype, hf_inputs, load_target
+        from ..targets import load_target
 
         model = load(attn) if load else load_target(target, device="meta", attn_implementation=attn)
-        chosen += select_experts_implementation(model)
-        dtypes = input_dtype or default_input_dtype(target)
-        shape = input_shape
-        if Target.of(target).is_hf:
-            shape, dtypes, more = hf_inputs(model, shape, input_dtype)
-            chosen += more
+        shape, dtypes, chosen = Target.of(target).prepare(model, input_shape, input_dtype)
     elif isinstance(target, torch.nn.Module):
         model, shape, dtypes = on_meta(target), input_shape, input_dtype or "float32"
         if model is target:  # on meta already: a copy, so that the dtype and mode set here stay here

@@ -69,6 +69,7 @@ class Tracer:
         self.uncovered: dict[str, int] = {}
         self.zero: dict[str, int] = {}
         self.notes: set[str] = set()     # notes on inputs and implementations symcost chose (the same at every config)
+        self.attn: str | None = None     # "eager" once the default attention needed it (``Target.with_eager_retry``)
 
     def __call__(self, values: dict[str, int]) -> dict[str, sympy.Expr]:
         key = tuple(sorted(values.items()))
@@ -77,39 +78,12 @@ class Tracer:
         return self.memo[key]
 
     def _trace(self, values: dict[str, int]) -> dict[str, sympy.Expr]:
-        from ..tracing import trace
-
         every = {**self.space.fixed, **values}
         where = ", ".join(f"{f}={v}" for f, v in values.items())
         if self.progress:
             self.progress(f"tracing {self.space.target} at {where}")
         try:
-            model = self.space.build(every)
-            shape, dtype = self.shape, self.dtype
-            from ..targets import Target
-
-            if Target.of(self.space.target).is_hf:  # as `symcost model`: experts that trace, the inputs it needs
-                from ..moe import IMPLEMENTATION, select_experts_implementation
-                from ..targets import hf_inputs
-
-                if select_experts_implementation(model):
-                    self.notes.add(f"mixture of experts: experts run with experts_implementation={IMPLEMENTATION!r} "
-                                   "(selected by symcost): tokens x top-k (token, expert) pairs, each through one "
-                                   "expert's weights, so MACs and FLOPs hold for every routing")
-                shape, dtype, chosen = hf_inputs(model, shape, dtype)
-                self.notes.update(chosen)
-            if self.past is not None:  # one decode step with `past` cached tokens (symcost.decode)
-                from ..decode import decode_step
-
-                mc = decode_step(model.eval(), self.shape[0], self.shape[1], self.past, target=self.space.target)
-                self.notes.add(f"one decode step: {self.shape[0]} x {self.shape[1]} new token ids with {self.past} "
-                               "cached tokens per sequence (the KV cache is filled in place, not counted)")
-                # a sliding window's limit on the cached tokens (other notes count calls: they vary with the config)
-                self.notes.update(n for n in mc.notes if n.startswith("sliding-window"))
-            else:
-                # one formula per configuration, its guards its domain: a fit across configurations takes no pieces
-                mc = trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
-                           backward=self.backward, pieces=False)
+            mc = self._traced(every)
         except SymcostError as e:
             raise TraceError(f"{self.space.target} at {where}: {e}") from None
         except Exception as e:  # noqa: BLE001  (the model's own complaint about this configuration, whole)
@@ -142,6 +116,43 @@ class Tracer:
 
             out.update({BACKWARD + m: e for m, e in expanded(split(mc).get("backward", replace(mc, rows=[]))).items()})
         return out
+
+
+    def _traced(self, every: dict):
+        """The ``ModelCost`` at one configuration: built, prepared as ``symcost model`` prepares its target
+        (``Target.prepare``, ``Target.with_eager_retry``), traced (or one decode step)."""
+        from ..targets import Target
+        from ..tracing import trace
+
+        target = Target.of(self.space.target)
+
+        def attempt(attn):
+            model = self.space.build(every)
+            if attn and hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation(attn)
+            # notes without the model's own numbers: they must read the same at every configuration
+            shape, dtype, notes = target.prepare(model, self.shape, self.dtype, counts=False)
+            self.notes.update(notes)
+            if self.past is None:
+                # one formula per configuration, its guards its domain: a fit across configurations takes no pieces
+                return trace(model, shape, target=self.space.target, train=self.train, input_dtype=dtype,
+                             backward=self.backward, pieces=False)
+            from ..decode import decode_step  # one decode step with `past` cached tokens (symcost.decode)
+
+            mc = decode_step(model.eval(), self.shape[0], self.shape[1], self.past, target=self.space.target)
+            self.notes.add(f"one decode step: {self.shape[0]} x {self.shape[1]} new token ids with {self.past} "
+                           "cached tokens per sequence (the KV cache is filled in place, not counted)")
+            # a sliding window's limit on the cached tokens (other notes count calls: they vary with the config)
+            self.notes.update(n for n in mc.notes if n.startswith("sliding-window"))
+            return mc
+
+        if self.attn is not None:
+            return attempt(self.attn)
+        mc, eager = target.with_eager_retry(attempt)
+        if eager is not None:
+            self.attn = "eager"
+            self.notes.add(target.eager_note())
+        return mc
 
 
 _READS, _WRITES, _SKIP, _HALF = (0, "reads"), (0, "writes"), (0, "causal skip"), (0, "causal half")  # beside ops
