@@ -8,8 +8,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from symcost.tracing import trace
-from symcost.tracing.backward import (BatchNormBackward, ConvolutionBackward, ElementwiseBackward,
-                                      LayerNormBackward, SoftmaxBackward, grouped_grad_weight_overcount)
+from symcost.layers.gradients import (BatchNormBackward, ConvolutionBackward, ElementwiseBackward, LayerNormBackward,
+                                      SoftmaxBackward)
+from symcost.tracing.step_notes import grouped_grad_weight_overcount
 from symcost.conventions import CONVENTIONS
 from tests.test_models import cli
 

@@ -1,5 +1,5 @@
-"""Every costed forward op's backward is costed too: an op's knowledge split over the forward handlers
-(``tracing.costing``) and the backward ones (``tracing.backward``) must not drift apart.
+"""Every costed forward op's backward is costed too, in the same module: an op's record (cost handler, shape rule)
+sits beside its backward kernel's in one family module of ``tracing/ops``, so the two cannot drift apart.
 
 The pairs come from torch itself: each aten op with a cost handler whose ``<op>_backward`` exists in
 ``torch.ops.aten`` and is dispatched as its own op (not decomposed before the recorder sees it).
@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import symcost
-from symcost.tracing.handlers import HANDLERS
+from symcost.tracing.handlers import HANDLERS, handler_for
 
 #: backward ops still without a cost handler, each with its reason: the test fails when one gets a handler (drop it)
 #: or a new one appears; a training step that meets one reports it as uncovered (never counted as zero)
@@ -27,8 +27,8 @@ KNOWN = {
 
 def backward_pairs() -> dict[str, str]:
     out = {}
-    for op in HANDLERS:
-        if not op.startswith("aten.") or "backward" in op:
+    for op, record in HANDLERS.items():
+        if record.fn is None or not op.startswith("aten.") or "backward" in op:
             continue
         base = op[len("aten."):].rstrip("_")
         name = f"{base}_backward"
@@ -41,9 +41,20 @@ def backward_pairs() -> dict[str, str]:
 def test_every_costed_forward_op_has_its_backward_costed():
     pairs = backward_pairs()
     assert "aten.convolution" in pairs and "aten.reflection_pad2d" in pairs   # the finder finds real pairs
-    missing = {b for b in pairs.values() if b not in HANDLERS}
+    missing = {b for b in pairs.values() if handler_for(b) is None}
     assert missing <= set(KNOWN), f"forward ops costed, their backward not: {sorted(missing - set(KNOWN))}"
     assert set(KNOWN) <= missing, f"now costed, drop from KNOWN: {sorted(set(KNOWN) - missing)}"
+
+
+def test_a_forward_op_and_its_backward_live_in_one_family_module():
+    pairs = {f: b for f, b in backward_pairs().items() if handler_for(b) is not None}
+    apart = {f: (HANDLERS[f].fn.__module__, HANDLERS[b].fn.__module__) for f, b in pairs.items()
+             if HANDLERS[f].fn.__module__ != HANDLERS[b].fn.__module__}
+    assert len(pairs) > 20 and apart == {}
+    # the records of the families: forward handlers, their shape rules and the backward kernels' in tracing/ops
+    modules = {h.where.rsplit(".", 1)[0] for h in HANDLERS.values() if not h.user}
+    assert modules == {f"symcost.tracing.ops.{m}" for m in ("movement", "norms", "pointwise", "products",
+                                                            "reductions", "resize", "views", "windows")}
 
 
 @pytest.mark.parametrize("pad, grown", [

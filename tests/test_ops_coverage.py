@@ -118,7 +118,7 @@ CASES = [
     ("adaptive_max_pool1d", lambda x: F.adaptive_max_pool1d(x.flatten(2), 1), "adaptive_maxpool2d",
      lambda h, w: {"cmp": 3 * (h * w - 1)}),
     ("pow_tensor_exponent", lambda x: 2.0 ** x, "exp", lambda h, w: {"fn": 3 * h * w}),
-    # added as one handler each in tracing/costing.py: an elementwise library call, 1 fn per element
+    # added as one handler each in tracing/ops/pointwise.py: an elementwise library call, 1 fn per element
     ("erf", lambda x: torch.erf(x), "exp", lambda h, w: {"fn": 3 * h * w}),
     ("log1p", lambda x: torch.log1p(x), "exp", lambda h, w: {"fn": 3 * h * w}),
     ("expm1_then_log2", lambda x: torch.log2(torch.expm1(x)), "exp", lambda h, w: {"fn": 3 * h * w}),  # first: expm1

@@ -1,19 +1,28 @@
-"""The op-handler registry: one handler per recorded op, which decodes the op's arguments once.
+"""The op registry: one record per recorded op -- its cost handler and, where its output shape is not its layer's
+nor its inputs broadcast, its shape rule -- registered once each (``handles``, ``shapes``), duplicates refused.  The
+built-in records live in ``tracing/ops``, one module per family of ops (forward ops beside their backward kernels).
 
-A handler is ``fn(ev, S, concrete, sym) -> (layer, input_shapes) | None``: ``ev`` the recorded ``OpEvent`` (tensor
+Handlers and shape rules have one signature, ``fn(ev, S, concrete, sym)``: ``ev`` the recorded ``OpEvent`` (tensor
 arguments replaced by ``TensorRef``), ``S(x)`` the symbolic shape of a tensor argument, ``concrete`` and ``sym`` the
-concrete and symbolic shapes of every tensor by number.  It returns a catalog layer (``symcost.layer(...)`` or any
-``Layer``) and the symbolic shapes to cost it on, None for a call it does not cost (reported as uncovered), or
-raises (``LayerError``, ``TraceError``) to refuse.  The layer is both the op's cost and its output shape
-(``output="layer"``: shape propagation takes ``Cost.output_shape`` for every output of the op); handlers of
-elementwise and data-movement ops say ``output="inputs"`` (the output broadcasts the inputs, or a propagation rule
-of ``propagate.py`` gives it).  An op with no handler is reported as uncovered, never counted as zero.
+concrete and symbolic shapes of every tensor by number.
+
+A cost handler returns a catalog layer (``symcost.layer(...)`` or any ``Layer``) and the symbolic shapes to cost it
+on, None for a call it does not cost (reported as uncovered), or raises (``LayerError``, ``TraceError``) to refuse.
+The layer is both the op's cost and its output shape (``output="layer"``: shape propagation takes
+``Cost.output_shape`` for every output of the op); handlers of elementwise and data-movement ops say
+``output="inputs"`` (the output broadcasts the inputs, or the op's shape rule gives it).  An op with no handler is
+reported as uncovered, never counted as zero.
+
+A shape rule returns the op's output shapes (a list, one per output; None for one it cannot tell).  It runs during
+shape propagation, where ``S`` is the ``propagate.Propagation``: besides ``S(x)`` it knows both recordings
+(``S.evb``: this op as the second recording ran it; ``S.value``, ``S.explained``: numbers the model computed from
+sizes, as formulas).  Every shape it gives is checked against every recording.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import TraceError, UsageError
 
@@ -35,17 +44,22 @@ ZERO_COST_OPS = frozenset({
 
 @dataclass(frozen=True)
 class OpHandler:
+    """One op's record: its cost handler (None for an op that only has a shape rule, such as a view) and its shape
+    rule (None: the layer's output shape, or the inputs broadcast)."""
+
     op: str            # "aten.convolution", "mylib.my_op": the recorded overload packet
-    fn: Callable
-    output: str        # "layer": the output shape is the layer's; "inputs": broadcast or a propagation rule
+    fn: Callable | None
+    output: str        # "layer": the output shape is the layer's; "inputs": broadcast or the shape rule
     user: bool = False  # registered by a user (``register_op``, ``custom_mapping``): its failures are named
+    shape: Callable | None = None   # the shape rule
 
     @property
     def where(self) -> str:
-        return f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', repr(self.fn))}"
+        fn = self.fn or self.shape
+        return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-#: op name -> its handler: the built-in ones (``costing``, ``backward``) and those users register
+#: op name -> its record: the built-in ones (``tracing/ops``) and the handlers users register
 HANDLERS: dict[str, OpHandler] = {}
 #: the ``custom_mapping`` of the traces running now, innermost last: consulted before ``HANDLERS``
 _OVERLAYS: list[dict[str, OpHandler]] = []
@@ -75,10 +89,23 @@ def _add(h: OpHandler) -> None:
         raise UsageError(f"{h.op} is counted 0 on purpose (a view, a copy of metadata or a new tensor); "
                          f"{h.where} cannot cost it")
     old = HANDLERS.get(h.op)
-    if old is not None:
+    if old is not None and old.fn is not None:
         raise UsageError(f"{h.op} has a handler already: {old.where}; {h.where} cannot be registered too "
                          "(one handler per op)")
-    HANDLERS[h.op] = h
+    HANDLERS[h.op] = replace(h, shape=old.shape) if old is not None else h
+
+
+def shapes(*ops: str):
+    """Register the built-in shape rule of one or more ops (one per op; see this module for the contract)."""
+    def deco(fn):
+        for o in ops:
+            name = op_name(o)
+            old = HANDLERS.get(name)
+            if old is not None and old.shape is not None:
+                raise UsageError(f"{name} has a shape rule already: {old.shape.__module__}.{old.shape.__qualname__}")
+            HANDLERS[name] = replace(old, shape=fn) if old is not None else OpHandler(name, None, "inputs", shape=fn)
+        return fn
+    return deco
 
 
 def handles(*ops: str, output: str = "layer"):
@@ -102,16 +129,38 @@ def unregister_op(op) -> None:
     name = op_name(op)
     h = HANDLERS.get(name)
     if h is None or not h.user:
+        built_in = h is not None and h.fn is not None
         raise UsageError(f"{name}: no handler registered by register_op" + (f" (its handler is built in: {h.where})"
-                                                                            if h else ""))
-    del HANDLERS[name]
+                                                                            if built_in else ""))
+    if h.shape is None:
+        del HANDLERS[name]
+    else:
+        HANDLERS[name] = replace(h, fn=None, output="inputs", user=False)
 
 
 def handler_for(op: str) -> OpHandler | None:
+    """The record whose cost handler decodes ``op`` (a trace's ``custom_mapping`` first), None if none costs it."""
     for overlay in reversed(_OVERLAYS):
         if op in overlay:
             return overlay[op]
-    return HANDLERS.get(op)
+    h = HANDLERS.get(op)
+    return h if h is not None and h.fn is not None else None
+
+
+def shape_rule_for(op: str) -> Callable | None:
+    """The shape rule of ``op`` (None: its layer's output shape, or its inputs broadcast)."""
+    h = HANDLERS.get(op)
+    return h.shape if h is not None else None
+
+
+def layer_for_op(ev, sym: list, concrete: list):
+    """``(layer, symbolic input shapes)`` of one recorded op (its handler's answer), or None when not known."""
+    from .record import TensorRef  # (torch: not imported by the registry itself, which a cached call consults)
+
+    h = handler_for(ev.op)
+    if h is None:
+        return None
+    return call(h, ev, lambda x: sym[x.index] if isinstance(x, TensorRef) else (), concrete, sym)
 
 
 def user_handlers() -> bool:

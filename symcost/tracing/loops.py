@@ -453,9 +453,9 @@ def _derive_at(model, steps, shape, points, recs, check, symbol, block, dtype, t
         mc.notes.append(_note(loop))
     mc.domain = tuple(sorted(domain, key=sympy.default_sort_key))
     if backward:
-        from . import backward as _backward
+        from . import step_notes
 
-        mc.notes.extend(_backward.notes(mc))
+        mc.notes.extend(step_notes.notes(mc))
     verified = _verify(model, steps, mc, shape, points, check, symbol, dtype, target, backward)
     _guards(model, steps, mc, shape, points, verified, symbol, dtype, target, backward)
     return mc

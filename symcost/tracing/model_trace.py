@@ -14,8 +14,10 @@ from ..cost import Cost
 from ..layers.base import LayerError, cost_memo
 from ..model import ModelCost, Row, RowKind
 from . import causal as _causal
-from . import backward as _backward  # noqa: F401  (registers the backward ops' costs and shape rules)
-from .costing import layer_for_module, layer_for_op
+from . import ops as _ops  # noqa: F401  (registers the built-in op records)
+from . import step_notes
+from .handlers import layer_for_op
+from .module_layers import layer_for_module
 from .handlers import ZERO_COST_OPS, custom_ops
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds
@@ -80,7 +82,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence | dict, *, target: str =
     layer call is costed by the catalog, and the result is verified against a third recording at sizes of other
     residues (``NoSingleFormula`` if any count differs).  A model that runs at none of the trace sizes but at its
     ``default_shape`` is derived exactly at that size, with a note (``ModelCost.fixed_at``).
-    ``backward``: also the backward pass of one training step (see ``tracing.backward``); its rows have
+    ``backward``: also the backward pass of one training step (see ``tracing.step_notes``); its rows have
     ``Row.backward`` set.
     ``pieces``: where a size guard bounds one input size (``x[:, :512]``, ``if W > 512``), also derive the
     formula beyond it, each side proven and verified, and return totals in pieces (``tracing.pieces``); False: the
@@ -283,7 +285,7 @@ def _derive(model, rec_a: Recording, rec_b: Recording, shape: tuple, values_a: d
         bounds.step(ev, evb, sym)
     mc.domain = tuple(sorted(prop.sizes | bounds.conditions, key=sympy.default_sort_key))
     if backward:
-        mc.notes.extend(_backward.notes(mc))
+        mc.notes.extend(step_notes.notes(mc))
     return mc
 
 

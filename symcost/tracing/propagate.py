@@ -2,9 +2,10 @@
 
 The model is recorded twice, at two concrete sizes (A and B).  Each op's output shape is derived from its inputs'
 symbolic shapes: an op with a catalog layer (convolution, pooling, reductions, matmuls, ...) takes its layer's own
-``Cost.output_shape``, from the one handler that decodes the op (``costing``); views, data movement and ops with no
-catalog layer have a rule here (regrouping dims, permutations, concatenation, padding, sizes computed from the
-input); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings, and against
+``Cost.output_shape``, from the one handler that decodes the op (``handlers``); views, data movement and ops with no
+catalog layer have a shape rule in their op family's module (``tracing/ops``: regrouping dims, permutations,
+concatenation, padding, sizes computed from the input), run here with the ``Propagation`` as their ``S`` (both
+recordings, and ``size_from`` to explain numbers as formulas); everything else broadcasts its inputs.  Every derived size is checked against *both* recordings, and against
 the third (the far check point, other residues) where it runs the same ops; a size no rule explains falls back to a
 constant (equal in every recording), to a tensor dim seen earlier with the same sizes (a size the model reads off
 another tensor: ``interpolate(size=skip.shape[-2:])``), to a simple function of an input size, to an earlier
@@ -16,31 +17,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from math import prod
-from typing import Callable
 
 import sympy
 
 from ..cost import as_expr
 from ..errors import NoSingleFormula, TraceError  # noqa: F401  (re-exported)
-from ..layers.tensor_ops import formula_scale
 from ..layers.shapes import conv_transpose_output_size
-from .costing import layer_for_op
-from .handlers import handler_for
-from .record import OpEvent, Recording, TensorRef
+from .handlers import handler_for, layer_for_op, shape_rule_for
+from .op_args import tensor_args
+from .record import OpEvent, Recording
 
 Shape = tuple  # of sympy expressions
-RULES: dict[str, Callable] = {}
-
-
-def rule(*names: str):
-    """Register the shape rule of views, data movement and ops with no catalog layer (one rule per op)."""
-    def deco(fn):
-        for n in names:
-            if n in RULES:
-                raise ValueError(f"shape rule for {n} registered twice")
-            RULES[n] = fn
-        return fn
-    return deco
 
 
 class Propagation:
@@ -136,7 +123,7 @@ class Propagation:
                 out.append(sympy.Integer(x))
             elif (x, y) in self.lookup and self.fits_third(self.lookup[(x, y)], (n, i)):
                 out.append(self.lookup[(x, y)])
-            elif (guess := _size_from(self, (), (x, y), (n, i))) is not None:
+            elif (guess := size_from(self, (), (x, y), (n, i))) is not None:
                 out.append(guess)  # a size computed in Python (a mask of T + 1 columns): checked at other sizes
             elif (x, y) in self.numels and self.fits_third(self.numels[(x, y)], (n, i)):
                 out.append(self.numels[(x, y)])  # a tensor's element count (autograd's flat storage buffers)
@@ -174,11 +161,12 @@ class Propagation:
 
     def candidates(self, k: int, ev: OpEvent) -> list | None:
         """The output shapes of op ``k``: its rule's, else its catalog layer's, else its inputs broadcast."""
-        if ev.op in RULES:
-            return RULES[ev.op](self, ev, self.b.ops[k])
+        rule = shape_rule_for(ev.op)
+        if rule is not None:
+            return rule(ev, self, self.a.shapes, self.sym)
         h = handler_for(ev.op)
         if h is None or h.output != "layer":
-            return pointwise(self, ev, self.b.ops[k])
+            return pointwise(self, ev)
         found = layer_for_op(_sized_args(self, ev, self.b.ops[k]), self.sym, self.a.shapes)
         if found is None:
             return None
@@ -194,7 +182,7 @@ class Propagation:
         key = sizes if len(sizes) == 3 else (*sizes, None)
         if key in self.seen:
             return self.seen[key]
-        return _size_from(self, shape, sizes[:2], at, key[2])
+        return size_from(self, shape, sizes[:2], at, key[2])
 
     def third_op(self) -> OpEvent | None:
         """The op being derived, as the third recording ran it (None without one)."""
@@ -202,6 +190,15 @@ class Propagation:
 
     def s(self, x) -> Shape:
         return self.sym[x.index]
+
+    def __call__(self, x) -> Shape:
+        """The symbolic shape of a tensor argument: a shape rule's ``S(x)`` (see ``handlers``)."""
+        return self.sym[x.index]
+
+    @property
+    def evb(self) -> OpEvent:
+        """The op being derived, as the second recording ran it (its numbers at the other trace size)."""
+        return self.b.ops[self.current]
 
     def concrete(self, x) -> tuple:
         return self.a.shapes[x.index]
@@ -233,7 +230,7 @@ def _sized_args(p: Propagation, ev: OpEvent, evb: OpEvent) -> OpEvent:
         return ev if padding is None else replace(ev, args=(*ev.args[:7], padding, *ev.args[8:]))
     if ev.op not in _SIZED_ARGS:
         return ev
-    first = next((t for t in _tensors(ev)), None)
+    first = next((t for t in tensor_args(ev)), None)
     shape = p.s(first) if first is not None else ()
 
     def walk(a, b, c):
@@ -278,30 +275,9 @@ def _output_padding(p: Propagation, ev: OpEvent, evb: OpEvent, evc: OpEvent | No
     return out
 
 
-def _tensors(ev: OpEvent) -> list[TensorRef]:
-    out = []
-    for a in ev.args:
-        if isinstance(a, TensorRef):
-            out.append(a)
-        elif isinstance(a, (list, tuple)):
-            out.extend(x for x in a if isinstance(x, TensorRef))
-    return out
-
-
-def _arg(ev: OpEvent, i: int, name: str, default=None):
-    if len(ev.args) > i:
-        return ev.args[i]
-    return ev.kwargs.get(name, default)
-
-
-def _axis_list(v, dims: int) -> list:
-    v = list(v) if isinstance(v, (list, tuple)) else [v]
-    return v * dims if len(v) == 1 else v
-
-
-def pointwise(p: Propagation, ev: OpEvent, _evb) -> list:
+def pointwise(p: Propagation, ev: OpEvent) -> list:
     """Broadcasting: each output dim is an input dim at the same (right-aligned) place with the same sizes."""
-    ins = [t for t in _tensors(ev)]
+    ins = [t for t in tensor_args(ev)]
     out = []
     for n in ev.outputs:
         sa, sb = p.a.shapes[n], p.b.shapes[n]
@@ -318,32 +294,7 @@ def pointwise(p: Propagation, ev: OpEvent, _evb) -> list:
     return out
 
 
-@rule("aten.repeat")
-def _repeat(p, ev, _evb):
-    xs, reps = p.s(ev.args[0]), list(ev.args[1])
-    xs = (sympy.Integer(1),) * (len(reps) - len(xs)) + tuple(xs)
-    return [tuple(x * r for x, r in zip(xs, reps))]
-
-
-@rule("aten.unfold")
-def _unfold_view(p, ev, _evb):
-    """``Tensor.unfold(dim, size, step)``: a view of the windows along dim, the window appended as a new dim."""
-    xs = list(p.s(ev.args[0]))
-    d, size, step = ev.args[1] % len(xs), ev.args[2], ev.args[3]
-    xs[d] = sympy.floor((xs[d] - size) / as_expr(step)) + 1
-    return [(*xs, sympy.Integer(size))]
-
-
-@rule("aten.col2im")
-def _col2im(p, ev, _evb):
-    xs, kernel = p.s(ev.args[0]), _axis_list(ev.args[2], 2)
-    n = ev.outputs[0]
-    rank = len(p.a.shapes[n])
-    size = [_size_from(p, xs, pair, (n, rank - 2 + j)) for j, pair in enumerate(zip(ev.args[1], _evb.args[1]))]
-    return [(*xs[:-2], xs[-2] / prod(kernel), *size)] if all(d is not None for d in size) else None
-
-
-def _size_from(p, shape, pair, at: tuple[int, int] | None = None, third: int | None = None):
+def size_from(p, shape, pair, at: tuple[int, int] | None = None, third: int | None = None):
     """A size given to an op as numbers (an interpolation target, a fold's output size, a padded size): a constant,
     a size of the op's input or of the model's input, a tensor dim seen earlier with the same sizes in every
     recording (``interpolate(size=skip.shape[-2:])``: the skip's dim), or a simple function of one of the first
@@ -404,205 +355,3 @@ def _size_candidates(sizes):
             yield x, (lambda x=x, c=c: x - c), (lambda v, c=c: v - c if v - c > 0 else None)
 
 
-@rule("aten.arange")
-def _arange(p, ev, evb):
-    """``torch.arange(n)`` with n computed from the input (position ids, a grid of patches): n explained as a size."""
-    n = ev.outputs[0]
-    size = _size_from(p, (), (p.a.shapes[n][0], p.b.shapes[n][0]), (n, 0)) if len(p.a.shapes[n]) == 1 else None
-    return [(size,)] if size is not None else None
-
-
-_UPSAMPLE_OPS = ("aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d",
-                 "aten._upsample_nearest_exact1d", "aten._upsample_nearest_exact2d", "aten._upsample_nearest_exact3d",
-                 "aten.upsample_linear1d", "aten.upsample_bilinear2d", "aten.upsample_trilinear3d",
-                 "aten.upsample_bicubic2d", "aten._upsample_bilinear2d_aa", "aten._upsample_bicubic2d_aa")
-
-
-@rule(*_UPSAMPLE_OPS)
-def _upsample(p, ev, evb):
-    """Resizing to ``output_size``: ``floor(x * scale)`` when torch was given the scale, else the recorded sizes
-    explained by the input's (``_size_from``)."""
-    xs = p.s(ev.args[0])
-    d = len(xs) - 2
-    n = ev.outputs[0]
-    scales = [v for v in ev.args[2:] if isinstance(v, float)][-d:] if "nearest" in ev.op else \
-        [v for v in ev.args[3:] if isinstance(v, float)][-d:]
-    out = []
-    for i, x in enumerate(xs[2:]):
-        pair = (p.a.shapes[n][2 + i], p.b.shapes[n][2 + i])
-        # torch's double product rounds below floor(x * s) at some sizes for some factors (0.7 at 90): no formula
-        e = sympy.floor(x * sympy.Rational(str(scales[i]))) if len(scales) == d and formula_scale(scales[i]) else None
-        out.append(e if e is not None and p.value(e) == pair else _size_from(p, (x,), pair, (n, 2 + i)))
-    return [(*xs[:2], *out)] if all(e is not None for e in out) else None
-
-
-@rule("aten.permute")
-def _permute(p, ev, _evb):
-    xs = p.s(ev.args[0])
-    return [tuple(xs[d % len(xs)] for d in ev.args[1])]
-
-
-@rule("aten.transpose", "aten.transpose_")
-def _transpose(p, ev, _evb):
-    xs = list(p.s(ev.args[0]))
-    i, j = ev.args[1] % len(xs), ev.args[2] % len(xs)
-    xs[i], xs[j] = xs[j], xs[i]
-    return [tuple(xs)]
-
-
-@rule("aten.t")
-def _t(p, ev, _evb):
-    return [tuple(reversed(p.s(ev.args[0])))]
-
-
-@rule("aten.select")
-def _select(p, ev, _evb):
-    xs = p.s(ev.args[0])
-    d = ev.args[1] % len(xs)
-    return [xs[:d] + xs[d + 1:]]
-
-
-@rule("aten.cat")
-def _cat(p, ev, _evb):
-    parts = [t for t in ev.args[0]]
-    d = _arg(ev, 1, "dim", 0)
-    shapes = [p.s(t) for t in parts if len(p.s(t)) > 0]
-    d %= len(shapes[0])
-    total = sympy.Add(*[s[d] for s in shapes])
-    return [tuple(total if i == d else s for i, s in enumerate(shapes[0]))]
-
-
-def _same_padding(p, ev) -> dict:
-    """TF-style "same" padding computed from the input size (timm's ``pad_same``, inside ``Conv2dSame`` and
-    ``MaxPool2dSame``): the padded size before a window of span e = d(k-1)+1 and stride s is
-    max(x, (ceil(x/s) - 1) s + e).  Found when the pad's consumer is a convolution or pool run by the same module;
-    returns {dim: padded size} for the dims that formula explains at both trace sizes."""
-    out, n = {}, ev.outputs[0]
-    consumer = next((e for e in p.a.ops if n in e.inputs), None)
-    if consumer is None or consumer.module != ev.module or consumer is ev:
-        return out
-    if consumer.op != "aten.convolution" and not consumer.op.startswith(("aten.max_pool", "aten.avg_pool")):
-        return out
-    try:
-        found = layer_for_op(consumer, p.sym, p.a.shapes)  # the window, as the consumer's handler decodes it
-    except (IndexError, TypeError, ValueError):
-        return out
-    window = found[0] if found else None
-    if window is None or getattr(window, "output_padding", None) is not None:  # a transposed convolution: no
-        return out
-    kernel, stride = window.kernel_size, window.stride
-    dilation = getattr(window, "dilation", (1,) * len(kernel))  # average pooling has none
-    d = len(kernel)
-    xs = p.s(ev.args[0])
-    for i, (k, s, dl) in enumerate(zip(_axis_list(kernel, d), _axis_list(stride, d), _axis_list(dilation, d))):
-        dim = len(xs) - d + i
-        span = dl * (k - 1) + 1
-        padded = (sympy.ceiling(xs[dim] / s) - 1) * s + span
-        if span < s:  # the formula can fall below x: no padding then
-            padded = sympy.Max(xs[dim], padded)
-        if p.value(padded) == (p.a.shapes[n][dim], p.b.shapes[n][dim]):
-            out[dim] = padded
-    return out
-
-
-@rule("aten.constant_pad_nd", "aten.reflection_pad1d", "aten.reflection_pad2d", "aten.reflection_pad3d",
-      "aten.replication_pad1d", "aten.replication_pad2d", "aten.replication_pad3d")
-def _pad(p, ev, evb):
-    """The padded size: TF "same" padding; the size of the tensor it is then concatenated with (U-Net's
-    pad-to-skip, ``diff // 2`` and ``diff - diff // 2`` of ``diff = skip - x``, which may be 0 at every recording);
-    x + lo + hi for pads the same in every recording; padding up to a multiple of k; else pads computed from
-    another tensor's size, where the padded size is a tensor dim seen earlier with the same sizes."""
-    xs = list(p.s(ev.args[0]))
-    n = ev.outputs[0]
-    evc = p.third_op()
-    pads, pads_b = list(ev.args[1]), list(evb.args[1])
-    pads_c = list(evc.args[1]) if evc is not None else pads
-    same = _same_padding(p, ev) if ev.op == "aten.constant_pad_nd" else {}
-    joined = _concatenated_with(p, n) if ev.op == "aten.constant_pad_nd" else {}
-    for i in range(len(pads) // 2):
-        d = len(xs) - 1 - i
-        lo, hi = pads[2 * i], pads[2 * i + 1]
-        target = (p.a.shapes[n][d], p.b.shapes[n][d])
-        if d in same:
-            xs[d] = same[d]
-        elif d in joined:
-            xs[d] = joined[d]
-        elif (lo, hi) == (pads_b[2 * i], pads_b[2 * i + 1]) == (pads_c[2 * i], pads_c[2 * i + 1]):
-            xs[d] = xs[d] + lo + hi
-        else:  # padding up to a multiple of k (window attention): ceil(x/k)*k
-            xa, xb = p.value(xs[d])
-            for k in range(2, 65):
-                if (-(-xa // k) * k, -(-xb // k) * k) == target and lo == 0 and pads_b[2 * i] == 0:
-                    xs[d] = sympy.ceiling(xs[d] / k) * k
-                    break
-            else:  # pads computed from another tensor's size: the padded size is that tensor's
-                xs[d] = p.explained((*target, p.third_size(n, d)), (n, d), (xs[d],))
-    return [tuple(xs)] if all(x is not None for x in xs) else None
-
-
-def _concatenated_with(p, n: int) -> dict:
-    """{dim: size} of a tensor that tensor ``n`` is next concatenated with (``torch.cat([x2, x1], dim=1)`` after
-    padding x1 to x2), for the dims other than the concatenated one where both have the same sizes in every
-    recording: torch.cat refuses any other size, so wherever the model runs the padded size is that tensor's."""
-    consumer = next((e for e in p.a.ops[p.current + 1:] if n in e.inputs), None)
-    if consumer is None or consumer.op != "aten.cat" or not isinstance(consumer.args[0], (list, tuple)):
-        return {}
-    rank = len(p.a.shapes[n])
-    along = _arg(consumer, 1, "dim", 0) % rank
-    out: dict = {}
-    for t in consumer.args[0]:
-        if not isinstance(t, TensorRef) or t.index == n or p.sym[t.index] is None or len(p.sym[t.index]) != rank:
-            continue
-        for d in range(rank):
-            same = p.a.shapes[t.index][d] == p.a.shapes[n][d] and p.b.shapes[t.index][d] == p.b.shapes[n][d] and \
-                p.third_size(t.index, d) == p.third_size(n, d)
-            if d != along and same and d not in out:
-                out[d] = p.sym[t.index][d]
-    return out
-
-
-@rule("aten.view", "aten._unsafe_view", "aten.reshape", "aten.unsqueeze", "aten.squeeze", "aten.flatten",
-      "aten.unflatten", "aten.expand", "aten.alias", "aten.clone", "aten.contiguous", "aten.as_strided_",
-      "aten.detach", "aten.lift_fresh")
-def _regroup(p, ev, _evb):
-    """Views: split the dims into groups of equal size products (in both recordings) and map each group."""
-    src = ev.args[0]
-    xs, xa, xb = p.s(src), p.concrete(src), p.b.shapes[src.index]
-    n = ev.outputs[0]
-    ya, yb = p.a.shapes[n], p.b.shapes[n]
-    if prod(xa) != prod(ya) or prod(xb) != prod(yb):
-        return pointwise(p, ev, _evb)  # expand: broadcasting
-    ins = [(s, a, b) for s, a, b in zip(xs, xa, xb) if (a, b) != (1, 1)]
-    outs = [i for i, (a, b) in enumerate(zip(ya, yb)) if (a, b) != (1, 1)]
-    result: list = [sympy.Integer(1) if (a, b) == (1, 1) else None for a, b in zip(ya, yb)]
-    i = j = 0
-    while i < len(ins) and j < len(outs):
-        gi, gj = [ins[i]], [outs[j]]
-        i, j = i + 1, j + 1
-        pa_in, pb_in = gi[0][1], gi[0][2]
-        pa_out, pb_out = ya[gj[0]], yb[gj[0]]
-        while (pa_in, pb_in) != (pa_out, pb_out):
-            if pa_in < pa_out or (pa_in == pa_out and pb_in < pb_out):
-                if i >= len(ins):
-                    return None
-                gi.append(ins[i])
-                pa_in, pb_in, i = pa_in * ins[i][1], pb_in * ins[i][2], i + 1
-            else:
-                if j >= len(outs):
-                    return None
-                gj.append(outs[j])
-                pa_out, pb_out, j = pa_out * ya[outs[j]], pb_out * yb[outs[j]], j + 1
-        total = sympy.Mul(*[g[0] for g in gi])
-        if len(gj) == 1:  # one output dim: the product, even where it happens to agree at both trace sizes
-            result[gj[0]] = total
-            continue
-        varying = [k for k in gj if ya[k] != yb[k]]
-        for k in gj:
-            if ya[k] == yb[k]:
-                result[k] = sympy.Integer(ya[k])
-        if len(varying) == 1:
-            const = prod(ya[k] for k in gj if k not in varying)
-            result[varying[0]] = total / const
-        elif varying:
-            return None
-    return [tuple(result)] if all(r is not None for r in result) else None
