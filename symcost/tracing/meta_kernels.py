@@ -75,33 +75,43 @@ def _pure(func) -> bool:
     return found
 
 
-def _key(x, inputs: list):
-    """A hashable key of an op's argument: a tensor by its metadata (appended to ``inputs``), a scalar with its
-    type; ``_Unkeyed`` for anything else."""
+def _key(x, inputs: list, tensor_key=None):
+    """A hashable key of an op's argument: a tensor by its metadata (``tensor_key``: ``_meta_tensor_key`` or
+    ``_fake_tensor_key``; the tensor is appended to ``inputs``), a scalar with its type; ``_Unkeyed`` for anything
+    else."""
     t = type(x)
-    if t is torch.Tensor or t is torch.nn.Parameter:
-        if not x.is_meta or x.layout != torch.strided or x.dtype not in _DTYPES or x._is_zerotensor():
-            raise _Unkeyed
-        inputs.append(x)
-        return x.shape, x.stride(), x.dtype, x.storage_offset(), x.requires_grad
+    if isinstance(x, torch.Tensor):
+        return (tensor_key or _meta_tensor_key)(x, inputs)
     if t in _SCALARS:
         return t, x
     if t is float:  # -0.0 == 0.0
         return t, repr(x)
+    if t is torch.SymInt:
+        return t, _dim(x)
     if t is tuple or t is list:
-        return t, tuple([_key(a, inputs) for a in x])
+        return t, tuple([_key(a, inputs, tensor_key) for a in x])
     if t is dict:
-        return t, tuple([(k, _key(v, inputs)) for k, v in x.items()])
+        return t, tuple([(k, _key(v, inputs, tensor_key)) for k, v in x.items()])
     raise _Unkeyed
 
 
-def _spec(out, inputs: list):
-    """What rebuilds ``out`` (a fresh dense meta tensor, or a tuple or list of them and Nones), else None."""
+def _meta_tensor_key(x, inputs: list):
+    if (type(x) is not torch.Tensor and type(x) is not torch.nn.Parameter) or not x.is_meta \
+            or x.layout != torch.strided or x.dtype not in _DTYPES or x._is_zerotensor():
+        raise _Unkeyed
+    inputs.append(x)
+    return x.shape, x.stride(), x.dtype, x.storage_offset(), x.requires_grad
+
+
+def _spec(out, inputs: list, tensor_spec=None):
+    """What rebuilds ``out`` (a fresh dense meta tensor, or a tuple or list of them and Nones), else None
+    (``tensor_spec``: ``_tensor_spec``, or ``_fake_tensor_spec`` for fake tensors)."""
+    tensor_spec = tensor_spec or _tensor_spec
     t = type(out)
     if t is tuple or t is list:
-        parts = [None if o is None else _tensor_spec(o, inputs) for o in out]
+        parts = [None if o is None else tensor_spec(o, inputs) for o in out]
         return None if any(p is None for p, o in zip(parts, out) if o is not None) else (t, parts)
-    return _tensor_spec(out, inputs)
+    return tensor_spec(out, inputs)
 
 
 def _tensor_spec(out, inputs: list):
@@ -161,14 +171,15 @@ def fake_kernel_memo(fake_mode):
                 return func(*args, **kwargs)
             inputs: list = []
             try:
-                key = (func, _fake_key(args, inputs), _fake_key(kwargs, inputs), torch.get_default_dtype())
+                key = (func, _key(args, inputs, _fake_tensor_key), _key(kwargs, inputs, _fake_tensor_key),
+                       torch.get_default_dtype())
             except _Unkeyed:
                 return func(*args, **kwargs)
             spec = self.memo.get(key)
             if spec is not None:
                 return _rebuilt(spec, self.fake) if pure else _view(args[0], spec, self.fake)
             out = func(*args, **kwargs)
-            spec = _fake_spec(out, inputs) if pure else _view_spec(out, args[0])
+            spec = _spec(out, inputs, _fake_tensor_spec) if pure else _view_spec(out, args[0])
             if spec is not None:
                 self.memo[key] = spec
             return out
@@ -188,35 +199,15 @@ def _dim(v):
     return expr
 
 
-def _fake_key(x, inputs: list):
-    """``_key`` for fake tensors of symbolic sizes; a constant (a fake tensor with a known value) is not keyed."""
-    t = type(x)
-    if isinstance(x, torch.Tensor):
-        if not x.is_meta or x.layout != torch.strided or x.dtype not in _DTYPES or x._is_zerotensor() \
-                or getattr(x, "constant", None) is not None:
-            raise _Unkeyed
-        inputs.append(x)
-        return (tuple([_dim(d) for d in x.shape]), tuple([_dim(d) for d in x.stride()]), x.dtype,
-                _dim(x.storage_offset()), x.requires_grad)
-    if t is torch.SymInt:
-        return t, _dim(x)
-    if t in _SCALARS:
-        return t, x
-    if t is float:
-        return t, repr(x)
-    if t is tuple or t is list:
-        return t, tuple([_fake_key(a, inputs) for a in x])
-    if t is dict:
-        return t, tuple([(k, _fake_key(v, inputs)) for k, v in x.items()])
-    raise _Unkeyed
-
-
-def _fake_spec(out, inputs: list):
-    t = type(out)
-    if t is tuple or t is list:
-        parts = [None if o is None else _fake_tensor_spec(o, inputs) for o in out]
-        return None if any(p is None for p, o in zip(parts, out) if o is not None) else (t, parts)
-    return _fake_tensor_spec(out, inputs)
+def _fake_tensor_key(x, inputs: list):
+    """A fake tensor of symbolic sizes by its metadata (sizes as expressions); a constant (a fake tensor with a
+    known value) is not keyed."""
+    if not x.is_meta or x.layout != torch.strided or x.dtype not in _DTYPES or x._is_zerotensor() \
+            or getattr(x, "constant", None) is not None:
+        raise _Unkeyed
+    inputs.append(x)
+    return (tuple([_dim(d) for d in x.shape]), tuple([_dim(d) for d in x.stride()]), x.dtype,
+            _dim(x.storage_offset()), x.requires_grad)
 
 
 def _fake_tensor_spec(out, inputs: list):
