@@ -44,12 +44,8 @@ def _groups(specs: list[str], names: list[str] | None) -> list[dict[str, list[in
     """``["R=224,225", "H=1,W=2"]`` -> groups of name -> values (a symbol given again starts a new group);
     ``names``: the symbols allowed (None: any name, for a check made before the symbols are known).  At most
     ``MAX_POINTS`` points in all, counted before any is built."""
-    import re
-
     groups: list[dict[str, list[int]]] = [{}]
-    # "H=224,W=193" is two assignments; "R=224,225" one with two values
-    specs = [part for spec in specs for part in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", spec)]
-    for spec in specs:
+    for spec in split_assignments(specs):
         name, sep, values = spec.partition("=")
         name = name.strip()
         if not sep:
@@ -64,6 +60,13 @@ def _groups(specs: list[str], names: list[str] | None) -> list[dict[str, list[in
     if total > MAX_POINTS:
         raise _too_many("--at " + " ".join(f"{n}=({len(v):,} values)" for g in groups for n, v in g.items()), total)
     return groups
+
+
+def split_assignments(specs: list[str]) -> list[str]:
+    """Each ``--at`` text split into its assignments: "H=224,W=193" is two, "R=224,225" one with two values."""
+    import re
+
+    return [part for spec in specs for part in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", spec)]
 
 
 def check_assignments(specs: list[str]) -> None:

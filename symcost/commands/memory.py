@@ -105,12 +105,10 @@ def _evaluate(mem, values: dict) -> dict:
 
 def _given(specs: list[str], names: list[str]) -> dict:
     """--at NAME=VALUE for each symbol but the one --fit solves for (one value each)."""
-    import re
-
-    from ..sweep import parse_values
+    from ..sweep import parse_values, split_assignments
 
     out = {}
-    for spec in (p for s in specs for p in re.split(r",(?=\s*[A-Za-z][A-Za-z0-9_]*\s*=)", s)):
+    for spec in split_assignments(specs):
         name, sep, values = spec.partition("=")
         name = name.strip()
         if not sep or name not in names:
