@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .conventions import get_convention
+from .conventions import as_convention
 from .cost import Cost, to_int
 from .layers.base import how_many_inputs
 from .registry import get_layer_class
@@ -31,7 +31,7 @@ def evaluate(name: str, input_shapes: Sequence[Sequence[int]], convention: str =
 
 def numbers(lay, input_shapes: Sequence[Sequence[int]], convention: str = "flops") -> dict:
     """Exact integers for a layer object on concrete input shapes, under one convention."""
-    conv = get_convention(convention)
+    conv = as_convention(convention)
     low, high = lay.user_input_count()
     if len(input_shapes) > high:  # a tracer-only input (upsample's output shape) is not the user's to give
         lay.fail(f"takes {how_many_inputs(low, high)}, got {len(input_shapes)}")

@@ -95,6 +95,22 @@ def as_convention(convention: str | Convention) -> Convention:
     return convention if isinstance(convention, Convention) else get_convention(convention)
 
 
+def report_convention(convention: str | Convention) -> tuple[Convention, dict[str, Convention]]:
+    """The convention a report weighs (a name, or a ``Convention`` -- one a user made too) and the conventions its
+    totals and notes are keyed by: symcost's own, and a user's under its own name, which must not be one of
+    symcost's (``UsageError``: two different weightings would share a name)."""
+    from .errors import UsageError
+
+    conv = as_convention(convention)
+    known = CONVENTIONS.get(conv.name)
+    if known is None:
+        return conv, {**CONVENTIONS, conv.name: conv}
+    if known != conv:
+        raise UsageError(f"a convention named {conv.name!r} that weighs differently from symcost's own "
+                         f"{conv.name!r}: give yours a name of its own")
+    return known, CONVENTIONS
+
+
 def convention_name(convention: str | Convention) -> str:
     """The name totals are stored under (``Summary``, ``ConfigCost``), for a ``Convention`` or a name."""
     return convention.name if isinstance(convention, Convention) else convention

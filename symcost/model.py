@@ -322,9 +322,10 @@ class ModelCost(Sweepable):
 
         return model_html(self)
 
-    def summary(self, totals: dict | None = None):
+    def summary(self, totals: dict | None = None, conventions: dict | None = None):
         """This derivation's totals under every convention in plain data (see ``symcost.summary``); ``totals``
-        replaces them (e.g. after ``--assume-divisible``)."""
+        replaces them (e.g. after ``--assume-divisible``); ``conventions``: name -> ``Convention`` (symcost's own,
+        by default; a user's own too)."""
         from .conventions import CONVENTIONS
         from .summary import EVALUATED, Summary, to_tree
 
@@ -333,13 +334,14 @@ class ModelCost(Sweepable):
 
         from .export.formulas import collect
 
-        totals = totals or {n: self.total(c) for n, c in CONVENTIONS.items()}
+        conventions = conventions or CONVENTIONS
+        totals = totals or {n: self.total(c) for n, c in conventions.items()}
         totals = {n: {m: collect(e) for m, e in t.items()} for n, t in totals.items()}  # like terms collected
         return Summary(
             target=self.target,
             input_shape=[shown(d) for d in self.input_shape],
             symbols=[str(s) for s in self.symbols],
-            conventions={n: CONVENTIONS[n].summary for n in totals},
+            conventions={n: conventions[n].summary for n in totals},
             totals={n: {m: shown(e) for m, e in t.items()} for n, t in totals.items()},
             trees={n: {m: to_tree(t[m]) for m in EVALUATED} for n, t in totals.items()},
             domain=[(to_tree(d), shown_size(d)) for d in self.domain],

@@ -79,47 +79,52 @@ def row_json(r, conv) -> dict:
             "flops": shown(conv.count_row(r))}
 
 
-def divisible_totals(mc, k: int) -> dict:
-    """Every convention's totals with the input symbols assumed multiples of ``k`` (floors gone)."""
+def divisible_totals(mc, k: int, conventions: dict | None = None) -> dict:
+    """Every convention's totals (``conventions``: name -> ``Convention``, symcost's own by default) with the input
+    symbols assumed multiples of ``k`` (floors gone)."""
     from .conventions import CONVENTIONS
     from .sweep import assume_divisible
 
     return {n: {m: assume_divisible(e, mc.symbols, k) for m, e in mc.total(c).items()}
-            for n, c in CONVENTIONS.items()}
+            for n, c in (conventions or CONVENTIONS).items()}
 
 
-def per_size(target: str, input_spec: InputSpec, points: list[dict], convention: str = "flops", note: str = "", *,
+def per_size(target: str, input_spec: InputSpec, points: list[dict], convention="flops", note: str = "", *,
              train: bool = False, input_dtype: str | None = None, progress: bool = True) -> ModelReport:
     """A concrete trace per point, for models whose graph changes with the input size."""
     from .derive import trace_target
-    from .parse import convention_arg, shape_key
+    from .conventions import report_convention
+    from .parse import shape_key
     from .progress import steps
 
-    convention_arg(convention)
+    conv, _ = report_convention(convention)
     evaluations = []
     with steps("tracing each size", len(points), progress) as advance:
         for values in points:
-            tot = trace_target(target, input_spec.at(values), train, input_dtype).total(convention)
+            tot = trace_target(target, input_spec.at(values), train, input_dtype).total(conv)
             evaluations.append({"values": values, "total": {m: int(tot[m]) for m in EVALUATED}})
             advance()
     text = input_spec.text
     shape = shape_key(text).split("x") if "=" not in text else shape_key(text)
-    return ModelReport(target, shape, convention, notes=[note], evaluations=evaluations, per_size=True)
+    return ModelReport(target, shape, conv.name, notes=[note], evaluations=evaluations, per_size=True)
 
 
-def model_report(target: str, input_spec: InputSpec, convention: str = "flops", *, points: list[dict] | None = None,
+def model_report(target: str, input_spec: InputSpec, convention="flops", *, points: list[dict] | None = None,
                  assume_divisible: int | None = None, trace_sizes: tuple[dict, dict] | None = None,
                  layers: bool = False, train: bool = False, input_dtype: str | None = None, use_cache: bool = True,
                  progress: bool = True) -> ModelReport:
-    """``target`` on ``input_spec`` under ``convention``: totals (formulas for a symbolic input), evaluated at
-    ``points`` (dicts symbol name -> size), with per-layer rows when ``layers``.  ``assume_divisible``: the
-    formulas for input sizes that are multiples of it (points must be)."""
-    from .conventions import notes_for
+    """``target`` on ``input_spec`` under ``convention`` (a name or a ``Convention``, one of your own too): totals
+    (formulas for a symbolic input), evaluated at ``points`` (dicts symbol name -> size), with per-layer rows when
+    ``layers``.  ``assume_divisible``: the formulas for input sizes that are multiples of it (points must be)."""
+    from .conventions import CONVENTIONS, notes_for, report_convention
 
     started = time.perf_counter()
+    conv, known = report_convention(convention)
+    convention = conv.name
     names = input_spec.symbols
     mc = summary = None
-    if points and not layers and not assume_divisible and use_cache:
+    # a convention of the user's own is weighed on the derivation (a stored summary has symcost's own only)
+    if points and not layers and not assume_divisible and use_cache and known is CONVENTIONS:
         from .derive import cached_summary
 
         summary = cached_summary(target, input_spec.text, train, input_dtype, trace_sizes)
@@ -132,12 +137,13 @@ def model_report(target: str, input_spec: InputSpec, convention: str = "flops", 
         except NoSingleFormula as e:
             if not points:
                 raise
-            return per_size(target, input_spec, points, convention,
+            return per_size(target, input_spec, points, conv,
                             f"no single formula: {e}; each size was traced on its own", train=train,
                             input_dtype=input_dtype, progress=progress)
-        summary = mc.summary(divisible_totals(mc, assume_divisible) if assume_divisible is not None else None)
+        summary = mc.summary(divisible_totals(mc, assume_divisible, known) if assume_divisible is not None else None,
+                             known)
     if points and summary.fixed_at:
-        return per_size(target, input_spec, points, convention,
+        return per_size(target, input_spec, points, conv,
                         f"{summary.notes[-1]}; each size was traced on its own", train=train,
                         input_dtype=input_dtype, progress=progress)
     if convention not in summary.totals:
@@ -157,30 +163,27 @@ def model_report(target: str, input_spec: InputSpec, convention: str = "flops", 
             report.notes = [(f"assumes {', '.join(names)} multiples of {assume_divisible} (--assume-divisible): the "
                              "formulas hold only at such sizes"), *report.notes]
     if points:
-        report.evaluations = _evaluations(summary, points, convention, target, input_spec, train, input_dtype,
+        report.evaluations = _evaluations(summary, points, conv, target, input_spec, train, input_dtype,
                                           report.notes, progress)
     if layers:
-        from .conventions import get_convention
-
-        conv = get_convention(convention)
         report.layers = [row_json(r, conv) for r in mc.rows]
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
-def _evaluations(summary, points: list[dict], convention: str, target: str, input_spec: InputSpec, train: bool,
+def _evaluations(summary, points: list[dict], conv, target: str, input_spec: InputSpec, train: bool,
                  input_dtype, notes: list, progress: bool) -> list[dict]:
     """Each point from the formulas, or, where it breaks a size guard of the traced path (``x[:, :512]`` at
     L = 600), from the model traced at that size on its own: exact either way (each ``nested``)."""
     outside = dict(summary.outside(points))
     inside = [p for i, p in enumerate(points) if i not in outside]
     try:
-        values = iter([nested(e) for e in summary.evaluate(inside, convention)] if inside else [])
+        values = iter([nested(e) for e in summary.evaluate(inside, conv.name)] if inside else [])
     except ValueError as e:
         raise UsageError(str(e)) from None
     if not outside:
         return list(values)
-    traced = per_size(target, input_spec, [points[i] for i in outside], convention, train=train,
+    traced = per_size(target, input_spec, [points[i] for i in outside], conv, train=train,
                       input_dtype=input_dtype, progress=progress).evaluations
     by_index = dict(zip(outside, traced))
     for i, guard in outside.items():
@@ -225,7 +228,7 @@ class StepReport:
         return out
 
 
-def step_parts(mc, convention: str, per_token_by=None, divisible: int | None = None) -> dict[str, dict]:
+def step_parts(mc, convention, per_token_by=None, divisible: int | None = None) -> dict[str, dict]:
     """Each pass's totals (``training.split``), with sizes assumed multiples of ``divisible``, divided by
     ``per_token_by`` tokens."""
     from .sweep import assume_divisible
@@ -257,34 +260,34 @@ def evaluate_parts(mc, parts: dict, point: dict) -> dict:
     return {"values": point, **{name: {m: exact(v.xreplace(subs)) for m, v in t.items()} for name, t in parts.items()}}
 
 
-def step_report(target: str, input_spec: InputSpec, convention: str = "flops", *, points: list[dict] | None = None,
+def step_report(target: str, input_spec: InputSpec, convention="flops", *, points: list[dict] | None = None,
                 backward: bool = True, per_token: bool = False, assume_divisible: int | None = None,
                 layers: bool = False, train: bool = False, input_dtype: str | None = None, use_cache: bool = True,
                 progress: bool = True) -> StepReport:
     """One training step (``backward``: forward + backward, no optimizer) split into its passes; ``per_token``:
-    MACs, FLOPs, reads and writes divided by the B x L tokens of the input, exactly."""
-    from .conventions import CONVENTIONS, get_convention, notes_for
+    MACs, FLOPs, reads and writes divided by the B x L tokens of the input, exactly.  ``convention``: a name or a
+    ``Convention`` (one of your own too)."""
+    from .conventions import notes_for, report_convention
     from .derive import derive
     from .training import PER_TOKEN_METRICS, exact, tokens
 
     started = time.perf_counter()
-    if convention not in CONVENTIONS:
-        raise unknown_convention(convention, CONVENTIONS)
+    conv, known = report_convention(convention)
+    convention = conv.name
     if assume_divisible is not None and assume_divisible < 1:
         raise UsageError(f"--assume-divisible needs a positive integer, got {assume_divisible}")
     names = input_spec.symbols
     mc = derive(target, input_spec.text, train=train, use_cache=use_cache, progress=progress, input_dtype=input_dtype,
                 backward=backward)
     n_tokens = tokens(mc.input_shape, getattr(mc, "inputs", None)) if per_token else None
-    parts = step_parts(mc, convention, n_tokens, assume_divisible)
-    conv = get_convention(convention)
+    parts = step_parts(mc, conv, n_tokens, assume_divisible)
     report = StepReport(
         target, [exact(d) for d in mc.input_shape], convention, conv.summary,
         {name: {m: exact(v) for m, v in t.items()} for name, t in parts.items()},
         {"macs": UNITS["macs"], "flops": f"operations under '{convention}'", "reads": UNITS["reads"],
          "writes": UNITS["writes"]},
         uncovered=dict(mc.uncovered), zero_cost_ops=dict(mc.zero_cost_ops),
-        notes=notes_for(mc.notes, convention, CONVENTIONS), mc=mc)
+        notes=notes_for(mc.notes, convention, known), mc=mc)
     if n_tokens is not None:
         report.per_token = {"divided_by": exact(n_tokens), "metrics": list(PER_TOKEN_METRICS),
                             "why": "tokens in one step: batch x sequence length of the input; params and "
@@ -338,32 +341,37 @@ class DecodeReport:
         return out
 
 
-def decode_report(target: str, input_spec: InputSpec, convention: str = "flops", *, past: str | None = None,
+def decode_report(target: str, input_spec: InputSpec, convention="flops", *, past: str | None = None,
                   generate: str | None = None, at: list[str] | None = None, use_cache: bool = True,
                   progress: bool = True, config: str | None = None) -> DecodeReport:
     """``past``: one decode step of a Hugging Face decoder on B x L new tokens with T = ``past`` cached tokens per
     layer; ``generate``: the prefill of the L tokens and ``generate`` decode steps, summed in closed form.  ``at``:
     ``--at`` assignments of the result's symbols, evaluated exactly.  From the cache when it can (``derive_decode``).
-    ``config`` (with ``generate``): the same in the model's config fields too (``symcost.hyper``).
+    ``config`` (with ``generate``): the same in the model's config fields too (``symcost.hyper``).  ``convention``:
+    a name, or a ``Convention`` (one of your own too, for a decode step; a generation is summed and stored under
+    symcost's own conventions).
     """
     import sympy
 
-    from .conventions import CONVENTIONS, get_convention, notes_for
+    from .conventions import CONVENTIONS, notes_for, report_convention
     from .decode import tidy
     from .derive import derive_decode
     from .sweep import parse_assignments
     from .training import exact
 
     started = time.perf_counter()
-    if convention not in CONVENTIONS:
-        raise unknown_convention(convention, CONVENTIONS)
+    conv, known = report_convention(convention)
+    convention = conv.name
+    if generate and known is not CONVENTIONS:
+        raise UsageError(f"convention {convention!r} is your own: a generation's sums are stored under symcost's "
+                         "conventions only; weigh a decode step (--past) or a trace (symcost.trace(...).total) with "
+                         "it")
     if bool(past) == bool(generate):
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     if isinstance(input_spec.dims, dict) or len(input_spec.dims) != 2:
         raise UsageError(f"--past and --generate need token ids of shape B x L, got {input_spec.text!r}")
     shape = input_spec.shape
-    report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention,
-                          get_convention(convention).summary, {})
+    report = DecodeReport(target, [exact(sympy.sympify(d)) for d in shape], convention, conv.summary, {})
     new = exact(sympy.sympify(shape[1]))
     if config and not generate:
         raise UsageError("decode_report(config=...) is for --generate; a decode step in config fields is "
@@ -371,7 +379,7 @@ def decode_report(target: str, input_spec: InputSpec, convention: str = "flops",
     if past:
         got = derive_decode(target, input_spec.text, past=past, use_cache=use_cache, progress=progress)
         mc, moe_notes = got["step"], got["notes"]
-        parts = {"total": {m: tidy(e) for m, e in mc.total(convention).items()}}
+        parts = {"total": {m: tidy(e) for m, e in mc.total(conv).items()}}
         report.past = past
         notes = [(f"one decode step: {new} new token(s) per sequence with {past} cached tokens per layer (a "
                   "DynamicCache); reads include the cache")]
@@ -408,17 +416,17 @@ def decode_report(target: str, input_spec: InputSpec, convention: str = "flops",
 
             def check(p):
                 check_steps(g, {k: int(v) for k, v in p.items()})
-        report.evaluations = _decode_evaluations(target, input_spec, convention, past, parse_assignments(at, names),
+        report.evaluations = _decode_evaluations(target, input_spec, conv, past, parse_assignments(at, names),
                                                  derivations, check, parts, symbols, notes, use_cache, progress)
     for d in derivations:
         for k, v in d.uncovered.items():
             report.uncovered[k] = report.uncovered.get(k, 0) + v
-    report.notes = notes_for(moe_notes + notes + [n for d in derivations for n in d.notes], convention, CONVENTIONS)
+    report.notes = notes_for(moe_notes + notes + [n for d in derivations for n in d.notes], convention, known)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
-def _decode_evaluations(target: str, input_spec: InputSpec, convention: str, past, points: list[dict], derivations,
+def _decode_evaluations(target: str, input_spec: InputSpec, convention, past, points: list[dict], derivations,
                         check, parts: dict, symbols, notes: list, use_cache: bool, progress: bool) -> list[dict]:
     """``decode_report``'s numbers at each point: every point checked first (``check``: a generation's conditions),
     a decode step outside the step formula's proven domain (a sliding window's own path) traced on its own."""

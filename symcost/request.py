@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from .convention_base import Convention
-from .conventions import as_convention
+from .conventions import CONVENTIONS, report_convention
 from .errors import UsageError
 from .parse import InputSpec, size_arg
 
@@ -63,7 +63,13 @@ class ModelRequest:
         mode = _mode(spec, past, generate, config, config_values, backward, per_token)
         _check(mode, spec, trace_sizes=trace_sizes, past=past, generate=generate, train=train, backward=backward,
                per_token=per_token, assume_divisible=assume_divisible, config_values=config_values, layers=layers)
-        return cls(target, spec, as_convention(convention), mode, tuple(at), train, backward, per_token, input_dtype,
+        conv, known = report_convention(convention)
+        stored = mode in (Mode.CONFIG, Mode.CONFIG_GENERATE) or generate is not None
+        if known is not CONVENTIONS and stored:
+            raise UsageError(f"convention {conv.name!r} is your own: a config formula and a generation are stored "
+                             "under symcost's conventions only; a forward pass, a training step and a decode step "
+                             "(--past) are weighed with yours")
+        return cls(target, spec, conv, mode, tuple(at), train, backward, per_token, input_dtype,
                    trace_sizes, assume_divisible, past, generate, config, config_values, layers, use_cache)
 
 
@@ -130,7 +136,7 @@ def _forward(request: ModelRequest, layers: bool, progress: bool):
     if request.assume_divisible is not None:
         check_divisible(request.assume_divisible, points)
     names = request.input.symbols
-    return model_report(request.target, request.input, request.convention.name, points=points,
+    return model_report(request.target, request.input, request.convention, points=points,
                         assume_divisible=request.assume_divisible,
                         trace_sizes=parse_trace_sizes(request.trace_sizes, names) if request.trace_sizes else None,
                         layers=layers, train=request.train, input_dtype=request.input_dtype,
@@ -140,7 +146,7 @@ def _forward(request: ModelRequest, layers: bool, progress: bool):
 def _step(request: ModelRequest, layers: bool, progress: bool):
     from .model_report import step_report
 
-    return step_report(request.target, request.input, request.convention.name, points=_points(request),
+    return step_report(request.target, request.input, request.convention, points=_points(request),
                        backward=request.backward, per_token=request.per_token,
                        assume_divisible=request.assume_divisible, layers=layers, train=request.train,
                        input_dtype=request.input_dtype, use_cache=request.use_cache, progress=progress)
@@ -149,7 +155,7 @@ def _step(request: ModelRequest, layers: bool, progress: bool):
 def _decode(request: ModelRequest, layers: bool, progress: bool):
     from .model_report import decode_report
 
-    return decode_report(request.target, request.input, request.convention.name, past=request.past,
+    return decode_report(request.target, request.input, request.convention, past=request.past,
                          generate=request.generate, at=list(request.at), use_cache=request.use_cache,
                          progress=progress, config=request.config)
 

@@ -78,3 +78,56 @@ def test_every_mode_reports_through_one_path(tmp_path, monkeypatch):
     assert fwd.evaluations[0]["total"]["flops"] == forward.get_total_flops()
     train = report(ModelRequest.of(target, "Bx8", convention="torch", backward=True, at=["B=3"]), progress=False)
     assert train.evaluations[0]["total"]["flops"] == step.get_total_flops()
+
+
+CNN = ("from torch import nn\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), "
+       "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))\n")
+
+
+def _three_per_mac():
+    from symcost.convention_base import Convention, weight_table
+
+    # a convention of the user's own: 3 per multiply-accumulate, nothing else (FlopCounterMode counts 2 per MAC of
+    # the convolution and the linear layer and nothing else, so this is 3/2 of its count)
+    return Convention("three-per-mac", "3 per multiply-accumulate", "a test", weight_table(0, mac=3))
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_a_convention_of_ones_own_is_weighed_in_the_reports(tmp_path, monkeypatch, backward):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cnn.py").write_text(CNN)
+    target = f"{tmp_path / 'cnn.py'}:build"
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    sizes = [(17, 23), (32, 64), (30, 45)]   # odd, multiples of 32, even and odd
+    expected = []
+    for h, w in sizes:
+        x = torch.ones(2, 3, h, w, requires_grad=False)
+        with FlopCounterMode(display=False) as c:
+            out = model(x)
+            if backward:
+                out.sum().backward()
+        expected.append(3 * c.get_total_flops() // 2)
+    at = [f"H={h},W={w}" for h, w in sizes]
+    for _ in range(2):  # the second time with symcost's own conventions stored for this model: still weighed
+        got = report(ModelRequest.of(target, "2x3xHxW", convention=_three_per_mac(), backward=backward, at=at),
+                     progress=False)
+        assert [e["total"]["flops"] for e in got.evaluations] == expected
+        assert got.convention == "three-per-mac"
+        report(ModelRequest.of(target, "2x3xHxW", convention="flops", backward=backward, at=at), progress=False)
+
+
+def test_a_convention_of_ones_own_must_not_borrow_a_name_or_reach_stored_formulas():
+    from dataclasses import replace
+
+    with pytest.raises(UsageError, match="a name of its own"):
+        ModelRequest.of("hf:llama", "1xL", convention=replace(_three_per_mac(), name="flops"))
+    for options in ({"config": "hidden_size=d"}, {"generate": 4}, {"config": "hidden_size=d", "generate": "N"}):
+        with pytest.raises(UsageError, match="is your own"):
+            ModelRequest.of("hf:llama", "1xL", convention=_three_per_mac(), **options)
+    from symcost.conventions import CONVENTIONS
+
+    assert ModelRequest.of("hf:llama", "1xL", convention=CONVENTIONS["torch"]).convention is CONVENTIONS["torch"]
