@@ -364,8 +364,8 @@ def decode_report(target: str, input_spec: InputSpec, convention="flops", *, pas
     convention = conv.name
     if generate and known is not CONVENTIONS:
         raise UsageError(f"convention {convention!r} is your own: a generation's sums are stored under symcost's "
-                         "conventions only; weigh a decode step (--past) or a trace (symcost.trace(...).total) with "
-                         "it")
+                         "conventions only; a forward pass, a training step, a decode step (--past) and a config "
+                         "formula are weighed with yours")
     if bool(past) == bool(generate):
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     if isinstance(input_spec.dims, dict) or len(input_spec.dims) != 2:

@@ -64,11 +64,10 @@ class ModelRequest:
         _check(mode, spec, trace_sizes=trace_sizes, past=past, generate=generate, train=train, backward=backward,
                per_token=per_token, assume_divisible=assume_divisible, config_values=config_values, layers=layers)
         conv, known = report_convention(convention)
-        stored = mode in (Mode.CONFIG, Mode.CONFIG_GENERATE) or generate is not None
-        if known is not CONVENTIONS and stored:
-            raise UsageError(f"convention {conv.name!r} is your own: a config formula and a generation are stored "
-                             "under symcost's conventions only; a forward pass, a training step and a decode step "
-                             "(--past) are weighed with yours")
+        if known is not CONVENTIONS and generate is not None:
+            raise UsageError(f"convention {conv.name!r} is your own: a generation's sums are stored under symcost's "
+                             "conventions only; a forward pass, a training step, a decode step (--past) and a config "
+                             "formula are weighed with yours")
         return cls(target, spec, conv, mode, tuple(at), train, backward, per_token, input_dtype,
                    trace_sizes, assume_divisible, past, generate, config, config_values, layers, use_cache)
 
@@ -170,7 +169,7 @@ def config_cost(request: ModelRequest, progress: bool = True):
     with status(f"deriving {request.target} in {config}", progress):
         return derive_config(request.target, request.input, config, train=request.train,
                              input_dtype=request.input_dtype, use_cache=request.use_cache,
-                             backward=request.backward, past=request.past)
+                             backward=request.backward, past=request.past, conventions=(request.convention,))
 
 
 def _config(request: ModelRequest, layers: bool, progress: bool):

@@ -120,12 +120,35 @@ def test_a_convention_of_ones_own_is_weighed_in_the_reports(tmp_path, monkeypatc
         report(ModelRequest.of(target, "2x3xHxW", convention="flops", backward=backward, at=at), progress=False)
 
 
+WIDE = ("from torch import nn\ndef build(width=16):\n    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), "
+        "nn.Linear(width, 4))\n")
+
+
+def test_a_convention_of_ones_own_is_fitted_in_a_config_formula(tmp_path, monkeypatch):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    monkeypatch.setenv("SYMCOST_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "wide.py").write_text(WIDE)
+    target = f"{tmp_path / 'wide.py'}:build"
+    points = [(5, 3), (16, 1), (33, 7)]   # (width, batch): odd, even, past the traced widths
+    expected = []
+    for width, batch in points:
+        model = torch.nn.Sequential(torch.nn.Linear(8, width), torch.nn.ReLU(), torch.nn.Linear(width, 4))
+        with FlopCounterMode(display=False) as c:
+            model(torch.ones(batch, 8))
+        expected.append(3 * c.get_total_flops() // 2)   # 2 per MAC of both products there, 3 here
+    got = report(ModelRequest.of(target, "Bx8", convention=_three_per_mac(), config="width=w",
+                                 at=[f"w={w},B={b}" for w, b in points]), progress=False)
+    assert [e["total"]["flops"] for e in got.evaluations] == expected
+
+
 def test_a_convention_of_ones_own_must_not_borrow_a_name_or_reach_stored_formulas():
     from dataclasses import replace
 
     with pytest.raises(UsageError, match="a name of its own"):
         ModelRequest.of("hf:llama", "1xL", convention=replace(_three_per_mac(), name="flops"))
-    for options in ({"config": "hidden_size=d"}, {"generate": 4}, {"config": "hidden_size=d", "generate": "N"}):
+    for options in ({"generate": 4}, {"config": "hidden_size=d", "generate": "N"}):
         with pytest.raises(UsageError, match="is your own"):
             ModelRequest.of("hf:llama", "1xL", convention=_three_per_mac(), **options)
     from symcost.conventions import CONVENTIONS

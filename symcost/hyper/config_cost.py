@@ -234,7 +234,7 @@ def confirm(cc: ConfigCost, values: Mapping, beyond: list[str], progress: Callab
 
     dtype = cc.input_dtype or ("float32" if callable(target) else default_input_dtype(target))
     tracer = Tracer(space, tuple(int(put(d)) for d in cc.input_shape), cc.train, dtype, progress, cc.backward,
-                     None if cc.past is None else int(put(cc.past)))
+                     None if cc.past is None else int(put(cc.past)), getattr(cc, "conventions", None))
     point = {f: get[str(s)] for f, s in space.symbols.items()}
     given = ", ".join(f"{k}={v}" for k, v in get.items())
     try:

@@ -23,7 +23,7 @@ PROBES = 6                   # values per field when probing its degree (degree 
 def derive_config(target: str | Callable, input_shape, config: str | dict, *, train: bool = False,
                   input_dtype: str | None = None, checks: int = 3, seed: int = 0,
                   progress: Callable[[str], None] | None = None,
-                  use_cache: bool = False, backward: bool = False, past=None) -> ConfigCost:
+                  use_cache: bool = False, backward: bool = False, past=None, conventions=()) -> ConfigCost:
     """Derive ``target``'s totals in its configuration symbols and the input's symbols (see the module docstring).
 
     ``target``: ``"hf:MODEL_TYPE"``, ``"path/to/file.py:factory"`` or a factory (a callable taking the config
@@ -34,12 +34,17 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     training step, forward and backward (``ConfigCost.parts``).  ``past``: one decode step of a decoder that takes a
     transformers KV cache (``hf:`` or a factory returning one, with or without its LM head)
     on ``input_shape`` (B x L new tokens) with ``past`` cached tokens (an int or a symbol name, as ``--past``).
+    ``conventions``: ``Convention`` objects of your own, fitted beside symcost's (each under its own name; such a
+    derivation is not cached, since the cache keeps symcost's conventions only).
     """
     from .. import cache
     from ..parse import InputSpec, size_value
     from ..targets import Target, default_input_dtype, source_hash
 
     parse_config(config)  # the fields and symbols are checked before the cache is read
+    weighed = _conventions(conventions)
+    if weighed is not CONVENTIONS:
+        use_cache = False
     shape = InputSpec.of(input_shape).shape
     if isinstance(shape, dict):
         raise UsageError(f"config formulas take one input shape, not named inputs ({input_shape})")
@@ -68,7 +73,8 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
 
     space = config_space(target, parse_config(config))
     with cost_memo(), meta_memo():  # one memo for every trace: configurations share most of their layers' shapes
-        cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past)
+        cc = _derive_space(space, shape, config, train, dtype, checks, seed, progress, backward, past, weighed)
+    cc.conventions = weighed  # (not a field: never stored) what ``confirm`` weighs past the sampled configurations
     if callable(target):
         cc.factory = target  # (not a field: never stored) what ``confirm`` builds past the sampled configurations
     if use_cache:
@@ -80,15 +86,27 @@ def derive_config(target: str | Callable, input_shape, config: str | dict, *, tr
     return cc
 
 
+def _conventions(extra) -> dict:
+    """symcost's conventions, and the user's own ``extra`` ones under their names (``report_convention``)."""
+    from ..conventions import report_convention
+
+    out = CONVENTIONS
+    for c in extra:
+        conv, known = report_convention(c)
+        if known is not CONVENTIONS:
+            out = {**out, conv.name: conv}
+    return out
+
+
 def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: str, checks: int, seed: int,
-                  progress, backward: bool = False, past=None) -> ConfigCost:
+                  progress, backward: bool = False, past=None, conventions: dict | None = None) -> ConfigCost:
     inputs = {str(d) for d in (*shape, past) if d is not None and not isinstance(d, int)}
     clash = inputs & {str(s) for s in space.symbols.values()}
     if clash:
         raise UsageError(f"--config symbol {', '.join(sorted(clash))} is also an input symbol; choose another name")
     if not space.symbols:
         raise UsageError("--config names no field as a symbol (e.g. hidden_size=d)")
-    tracer = Tracer(space, shape, train, dtype, progress, backward, past)
+    tracer = Tracer(space, shape, train, dtype, progress, backward, past, conventions)
     concrete = None
     if inputs:  # which terms exist is found at a concrete input size (odd, of symcost's trace sizes): one
         # recording per trace instead of several; a term whose coefficient vanishes there fails the verification
@@ -96,7 +114,7 @@ def _derive_space(space: ConfigSpace, shape: tuple, config, train: bool, dtype: 
 
         symbolic = tuple(d for d in (*shape, past) if isinstance(d, sympy.Basic))
         concrete = Concrete(space, shape, past, trace_sizes(symbolic)[0],
-                             lambda s, p: Tracer(space, s, train, dtype, progress, backward, p))
+                             lambda s, p: Tracer(space, s, train, dtype, progress, backward, p, conventions))
     return _derive(space, tracer, shape, checks, seed, {f: v for f, v in parse_config(config).items()}, concrete)
 
 
@@ -112,7 +130,7 @@ def _derive(space: ConfigSpace, tracer: Tracer, shape: tuple, checks: int, seed:
 
     def by_convention(prefix: str) -> dict:
         return {name: {**{m: formulas[prefix + m] for m in FIELD_METRICS}, "flops": formulas[f"{prefix}flops:{name}"]}
-                for name in CONVENTIONS}
+                for name in tracer.conventions}
 
     totals = by_convention("")
     backward = by_convention(BACKWARD) if tracer.backward else None

@@ -61,9 +61,10 @@ class Tracer:
     """Traces at a configuration (memoised) and reduces each trace to its expanded totals."""
 
     def __init__(self, space: ConfigSpace, shape: tuple, train: bool, dtype: str, progress, backward: bool = False,
-                 past=None):
+                 past=None, conventions: dict | None = None):
         self.space, self.shape, self.train, self.dtype, self.progress = space, shape, train, dtype, progress
         self.backward, self.past = backward, past
+        self.conventions = conventions or CONVENTIONS   # name -> Convention: the FLOPs fitted ("flops:NAME")
         self.memo: dict[tuple, dict] = {}
         self.domain: set = set()
         self.uncovered: dict[str, int] = {}
@@ -106,7 +107,7 @@ class Tracer:
             self.uncovered[k] = max(self.uncovered.get(k, 0), v)
         for k, v in mc.zero_cost_ops.items():
             self.zero[k] = max(self.zero.get(k, 0), v)
-        out = expanded(mc)
+        out = expanded(mc, self.conventions)
         if self.past is not None:  # per-row sizes such as (32*T + 32)/(T + 1) cancel to polynomials
             from ..decode import tidy
 
@@ -114,7 +115,7 @@ class Tracer:
         if self.backward:
             from ..training import split
 
-            out.update({BACKWARD + m: e for m, e in expanded(split(mc).get("backward", replace(mc, rows=[]))).items()})
+            out.update({BACKWARD + m: e for m, e in expanded(split(mc).get("backward", replace(mc, rows=[])), self.conventions).items()})
         return out
 
 
@@ -158,9 +159,9 @@ class Tracer:
 _READS, _WRITES, _SKIP, _HALF = (0, "reads"), (0, "writes"), (0, "causal skip"), (0, "causal half")  # beside ops
 
 
-def expanded(mc) -> dict[str, sympy.Expr]:
-    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME"), equal to
-    ``mc.total(convention)``.  A convention weighs a row's operations by its layer, family and whether it is a
+def expanded(mc, conventions: dict | None = None) -> dict[str, sympy.Expr]:
+    """A derivation's totals as fitted keys: the metrics, then FLOPs under each convention ("flops:NAME";
+    ``conventions``: name -> ``Convention``, symcost's own by default), equal to ``mc.total(convention)``.  A convention weighs a row's operations by its layer, family and whether it is a
     functional call: the rows' operations are summed per such group once, and each convention weighs the sums
     (a model's rows are thousands, its groups a few dozen)."""
     from ..model import sum_exact
@@ -175,7 +176,7 @@ def expanded(mc) -> dict[str, sympy.Expr]:
                         (_SKIP, r.causal_skip), (_HALF, r.causal_half)):
             g.setdefault(kind, []).append(v)
     sums = {key: {kind: sum_exact([sympy.sympify(v) for v in vs]) for kind, vs in g.items()} for key, g in groups.items()}
-    for name, conv in CONVENTIONS.items():
+    for name, conv in (conventions or CONVENTIONS).items():
         if (conv.family_weights or conv.functional_weights) and any(f == "mixed" or not layer for f, layer, _ in sums):
             out[f"flops:{name}"] = sympy.expand(mc.total(conv)["flops"])  # row by row (it refuses such a row)
             continue
