@@ -95,14 +95,19 @@ def as_convention(convention: str | Convention) -> Convention:
     return convention if isinstance(convention, Convention) else get_convention(convention)
 
 
-def report_convention(convention: str | Convention) -> tuple[Convention, dict[str, Convention]]:
+def report_convention(convention: str | Convention, generation: bool = False) -> tuple[Convention, dict]:
     """The convention a report weighs (a name, or a ``Convention`` -- one a user made too) and the conventions its
     totals and notes are keyed by: symcost's own, and a user's under its own name, which must not be one of
-    symcost's (``UsageError``: two different weightings would share a name)."""
+    symcost's (``UsageError``: two different weightings would share a name).  ``generation``: a generation's sums,
+    stored under symcost's conventions only, refuse one of the user's."""
     from .errors import UsageError
 
     conv = as_convention(convention)
     known = CONVENTIONS.get(conv.name)
+    if known is None and generation:
+        raise UsageError(f"convention {conv.name!r} is your own: a generation's sums are stored under symcost's "
+                         "conventions only; a forward pass, a training step, a decode step (--past) and a config "
+                         "formula are weighed with yours")
     if known is None:
         return conv, {**CONVENTIONS, conv.name: conv}
     if known != conv:

@@ -353,19 +353,15 @@ def decode_report(target: str, input_spec: InputSpec, convention="flops", *, pas
     """
     import sympy
 
-    from .conventions import CONVENTIONS, notes_for, report_convention
+    from .conventions import notes_for, report_convention
     from .decode import tidy
     from .derive import derive_decode
     from .sweep import parse_assignments
     from .training import exact
 
     started = time.perf_counter()
-    conv, known = report_convention(convention)
+    conv, known = report_convention(convention, generation=bool(generate))
     convention = conv.name
-    if generate and known is not CONVENTIONS:
-        raise UsageError(f"convention {convention!r} is your own: a generation's sums are stored under symcost's "
-                         "conventions only; a forward pass, a training step, a decode step (--past) and a config "
-                         "formula are weighed with yours")
     if bool(past) == bool(generate):
         raise UsageError("give --past T (one decode step) or --generate n (prefill + n steps), not both")
     if isinstance(input_spec.dims, dict) or len(input_spec.dims) != 2:

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from .convention_base import Convention
-from .conventions import CONVENTIONS, report_convention
+from .conventions import report_convention
 from .errors import UsageError
 from .parse import InputSpec, size_arg
 
@@ -63,11 +63,7 @@ class ModelRequest:
         mode = _mode(spec, past, generate, config, config_values, backward, per_token)
         _check(mode, spec, trace_sizes=trace_sizes, past=past, generate=generate, train=train, backward=backward,
                per_token=per_token, assume_divisible=assume_divisible, config_values=config_values, layers=layers)
-        conv, known = report_convention(convention)
-        if known is not CONVENTIONS and generate is not None:
-            raise UsageError(f"convention {conv.name!r} is your own: a generation's sums are stored under symcost's "
-                             "conventions only; a forward pass, a training step, a decode step (--past) and a config "
-                             "formula are weighed with yours")
+        conv, _ = report_convention(convention, generation=generate is not None)
         return cls(target, spec, conv, mode, tuple(at), train, backward, per_token, input_dtype,
                    trace_sizes, assume_divisible, past, generate, config, config_values, layers, use_cache)
 

@@ -12,7 +12,7 @@ from torch import nn
 
 import symcost
 from symcost.errors import LayerError, NoSingleFormula
-from symcost.layers.tensor_ops import formula_scale
+from symcost.layers.resize import formula_scale
 from symcost.tracing import trace
 
 SCALES = [2.0, 1.5, 0.5, 0.25, 0.1, 1.1, 0.9, 2.5, 3.0, 0.3, 0.29, 0.7, 2.3, 1 / 3, 0.6, 1.7]

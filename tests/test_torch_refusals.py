@@ -532,9 +532,9 @@ def test_formula_refuses_a_configuration_torch_refuses_whatever_the_sizes(argv, 
 
 def test_check_reports_a_torch_refusal_symcost_missed_as_a_difference(monkeypatch, capsys):
     # take one of symcost's checks away: torch's refusal then reaches `check`, which must name it in one line, exit 1
-    from symcost.layers import tensor_math
+    from symcost.layers import reductions
 
-    monkeypatch.setattr(tensor_math.sympy, "Gt", lambda a, b: sympy.false)
+    monkeypatch.setattr(reductions.sympy, "Gt", lambda a, b: sympy.false)
     assert main(["check", "topk", "k=5", "--input", "2x3"]) == 1
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "MISMATCH" in out and "torch refuses it" in out and "out of range" in out, out

@@ -1,4 +1,12 @@
-"""Elementwise binary ops (add, mul) and the zero-cost layers (flatten, dropout in eval, identity).
+"""Elementwise ops -- arithmetic (add, sub, mul, div, pow), comparisons, unary math (exp, neg, abs, sin), bit and
+logical ops, minimum/maximum, clamps with tensor bounds, ``addcmul``, running sums -- and the zero-cost layers
+(flatten, dropout in eval, identity).
+
+Counted per output element, the primitive operations of the formula written beside each class
+(``symcost.conventions`` weighs them); reads are every input tensor once, writes every output.  A negation inside a
+formula is free elsewhere in the catalog, and so is the stand-alone ``neg``: it only moves data.  Bit and logical
+operations (and, or, xor, not, shifts) have no kind of their own: they count as ``cmp``, the kind of the other
+integer-like selections (comparisons, max, masks).
 
 add and mul take two inputs that broadcast as in torch; one shape given means
 both inputs have it.  Each output element costs one addition (``torch.add``;
@@ -16,9 +24,10 @@ from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, N, size
 from .base import Arg, Layer, is_number
-from .linear import broadcast_shapes
+from .shapes import broadcast_shapes
 
 C = size("C")
+_X = (N, C, *SPATIAL[2])
 
 
 class Binary(Layer):
@@ -130,3 +139,202 @@ class Identity(_ZeroCost):
     family = "reshape"
     torch_name = "torch.nn.Identity"
     summary = "the identity; zero cost: returns its input"
+
+
+@register
+class Sub(Binary):
+    r"""$a - b$ with broadcasting: 1 add (subtraction) per output element."""
+
+    name = "sub"
+    torch_name = "torch.sub"
+    summary = "elementwise a - b with broadcasting (1 add per output)"
+    op_kind = "add"
+
+
+@register
+class Div(Binary):
+    r"""$a / b$ with broadcasting: 1 div per output element."""
+
+    name = "div"
+    torch_name = "torch.div"
+    summary = "elementwise a / b with broadcasting (1 div per output)"
+    op_kind = "div"
+
+
+@register
+class Compare(Binary):
+    r"""$a \lessgtr b$, $a = b$, or a masked fill (a select): 1 cmp per output element."""
+
+    name = "compare"
+    torch_name = "torch.eq"
+    summary = "elementwise comparison or masked select (eq, ne, lt, masked_fill …; 1 cmp per output)"
+    op_kind = "cmp"
+
+
+class Unary(Layer):
+    family = "elementwise"
+    default_inputs = (_X,)
+    per_element: dict = {}
+
+    def _cost(self, x) -> Cost:
+        n = numel(x)
+        return Cost(output_shape=x, ops={k: v * n for k, v in self.per_element.items()}, reads=n, writes=n)
+
+
+@register
+class Exp(Unary):
+    r"""$e^x$ (also sqrt, rsqrt, log): 1 fn per element."""
+
+    name = "exp"
+    torch_name = "torch.exp"
+    summary = "elementwise transcendental function: exp, log, sqrt, rsqrt (1 fn per element)"
+    per_element = {"fn": 1}
+
+
+@register
+class Pow(Layer):
+    r"""$x^k$ elementwise: $k-1$ multiplications for an integer $k \ge 1$ (GPT-2's $x^3$), else 1 fn."""
+
+    name = "pow"
+    family = "elementwise"
+    torch_name = "torch.pow"
+    summary = "elementwise x**k (k-1 mul per element for an integer k >= 1, else 1 fn)"
+    default_inputs = (_X,)
+    args = (Arg("exponent", "float", help="the power k"),)
+
+    def _cost(self, x) -> Cost:
+        n, k = numel(x), self.exponent
+        ops = {"mul": (int(k) - 1) * n} if float(k).is_integer() and k >= 1 else {"fn": n}
+        return Cost(output_shape=x, ops=ops, reads=n, writes=n)
+
+
+@register
+class Neg(Unary):
+    r"""$-x$: a sign flip, no arithmetic counted (as a negation inside any other formula); reads and writes."""
+
+    name = "neg"
+    torch_name = "torch.neg"
+    summary = "elementwise -x (no arithmetic counted: a sign flip; reads and writes only)"
+
+
+@register
+class Abs(Unary):
+    r"""$|x| = \max(x, -x)$: 1 cmp per element."""
+
+    name = "abs"
+    torch_name = "torch.abs"
+    summary = "elementwise |x| (1 cmp per element)"
+    per_element = {"cmp": 1}
+
+
+@register
+class Sin(Unary):
+    r"""$\sin x$ (also $\cos x$): 1 fn per element."""
+
+    name = "sin"
+    torch_name = "torch.sin"
+    summary = "elementwise sin or cos (1 fn per element)"
+    per_element = {"fn": 1}
+
+
+@register
+class LogicalNot(Unary):
+    r"""Bitwise or logical not: 1 cmp per element (a bit operation, counted as comparisons and masks are)."""
+
+    name = "logical_not"
+    torch_name = "torch.logical_not"
+    summary = "bitwise/logical not (1 cmp per element)"
+    per_element = {"cmp": 1}
+
+
+@register
+class Logical(Binary):
+    r"""Bitwise or logical and, or, xor and shifts of two inputs (with broadcasting):
+    1 cmp per output element (bit operations counted as the kind of comparisons and masks)."""
+
+    name = "logical"
+    torch_name = "torch.logical_and"
+    summary = "bitwise/logical and, or, xor, shifts (1 cmp per output)"
+    op_kind = "cmp"
+
+
+@register
+class Minimum(Binary):
+    r"""$\min(a, b)$ or $\max(a, b)$ elementwise with broadcasting: 1 cmp per output element."""
+
+    name = "minimum"
+    torch_name = "torch.minimum"
+    summary = "elementwise min(a, b) or max(a, b) with broadcasting (1 cmp per output)"
+    op_kind = "cmp"
+
+
+@register
+class ClampTensor(Layer):
+    r"""$\min(\max(x, lo), hi)$ with tensor bounds that broadcast against $x$ (``torch.clamp(x, min=t, max=u)``):
+    1 cmp per output element for each bound given.  Inputs: $x$, then the shapes of the bounds given."""
+
+    name = "clamp_tensor"
+    family = "elementwise"
+    torch_name = "torch.clamp"
+    summary = "clamp with tensor bounds (1 cmp per output per bound given)"
+    default_inputs = (_X, _X, _X)
+
+    def _cost(self, x, *bounds) -> Cost:
+        if not 1 <= len(bounds) <= 2:
+            self.fail(f"takes the input and one or two bound tensors, got {1 + len(bounds)} shapes")
+        out = tuple(x)
+        try:
+            for b in bounds:
+                out = broadcast_shapes(out, b, self.name)
+        except ValueError as e:
+            self.fail(str(e).split(": ", 1)[1])
+        n = numel(out)
+        return Cost(output_shape=out, ops={"cmp": len(bounds) * n},
+                    reads=numel(x) + sum((numel(b) for b in bounds), sympy.Integer(0)), writes=n)
+
+
+@register
+class Addcmul(Layer):
+    r"""$a + v \cdot b \cdot c$ (``torch.addcmul``; with ``divide``: $a + v \cdot b / c$, ``addcdiv``), all three
+    broadcasting: per output element 1 mul (or div) for $b \cdot c$, 1 mul for $v \ne 1$, 1 add."""
+
+    name = "addcmul"
+    family = "elementwise"
+    torch_name = "torch.addcmul"
+    summary = "a + value*b*c (addcdiv: a + value*b/c) with broadcasting (1 mul|div, 1 add, 1 mul if value != 1)"
+    default_inputs = (_X, _X, _X)
+    args = (Arg("value", "float", 1.0, help="multiplier of b*c"), Arg("divide", "flag", None, help="true: addcdiv"))
+
+    def _cost(self, a, b=None, c=None) -> Cost:
+        b, c = a if b is None else b, a if c is None else c
+        try:
+            out = broadcast_shapes(broadcast_shapes(a, b, self.name), c, self.name)
+        except ValueError as e:
+            self.fail(str(e).split(": ", 1)[1])
+        n = numel(out)
+        ops = {"div" if self.divide else "mul": n, "add": n}  # (None: unset, as torch's)
+        if self.value != 1:
+            ops["mul"] = ops.get("mul", 0) + n
+        return Cost(output_shape=out, ops=ops, reads=numel(a) + numel(b) + numel(c), writes=n)
+
+
+@register
+class Cumsum(Layer):
+    r"""Running sum along ``dim`` (cumsum; cumprod with ``product``): a row of $m$ values takes $m-1$ additions
+    (multiplications), i.e. $n - n/m$ for $n$ elements."""
+
+    name = "cumsum"
+    family = "reduction"
+    torch_name = "torch.cumsum"
+    summary = "running sum (or product) along dim (m-1 add per row of m)"
+    default_inputs = (_X,)
+    args = (Arg("dim", "int", -1, help="the dimension summed along"),
+            Arg("product", "flag", None, help="true: cumprod"))
+
+    def _cost(self, x) -> Cost:
+        rank = max(len(x), 1)
+        if not is_number(self.dim) or not -rank <= self.dim < rank:
+            self.fail(f"dim={self.dim} is out of range for an input of rank {len(x)}")
+        n = numel(x)
+        m = x[int(self.dim)] if x else sympy.Integer(1)
+        return Cost(output_shape=x, ops={"mul" if self.product else "add": n - n / m}, reads=n, writes=n)

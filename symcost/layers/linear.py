@@ -7,6 +7,7 @@ from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import F_in, F_out, K, M, N, P, b
 from .base import Arg, Layer, definitely
+from .shapes import broadcast_shapes
 
 
 @register
@@ -39,21 +40,6 @@ class Linear(Layer):
             reads=numel(shape) + params,
             writes=outputs,
         )
-
-
-def broadcast_shapes(a, b, who: str):
-    """numpy/torch broadcasting of two shapes; sizes must match or be 1."""
-    out = []
-    for x, y in zip(reversed((1,) * (len(b) - len(a)) + tuple(a)), reversed((1,) * (len(a) - len(b)) + tuple(b))):
-        if x == 1:
-            out.append(y)
-        elif y == 1 or x == y:
-            out.append(x)
-        elif definitely(sympy.Ne(x, y)):
-            raise ValueError(f"{who}: shapes {tuple(a)} and {tuple(b)} do not broadcast ({x} vs {y})")
-        else:
-            out.append(x)
-    return tuple(reversed(out))
 
 
 class MatmulBase(Layer):
@@ -109,3 +95,46 @@ class Bmm(MatmulBase):
             self.fail(f"needs two rank-3 inputs, got {tuple(a)} and {tuple(c)}")
         if definitely(sympy.Ne(a[0], c[0])):  # torch.bmm does not broadcast the batch
             self.fail(f"batch sizes differ: {tuple(a)} and {tuple(c)} (bmm does not broadcast; matmul does)")
+
+
+@register
+class Addmm(MatmulBase):
+    r"""$\beta\,\mathrm{bias} + A B$ (what ``nn.Linear`` becomes): MACs $M K P$, one bias add per output."""
+
+    name = "addmm"
+    torch_name = "torch.addmm"
+    summary = "bias + A @ B, the aten form of a linear layer (1 bias add per output)"
+    default_inputs = ((P,), (M, K), (K, P))
+    #: the rank of both factors (torch.addmm: matrices; baddbmm: batches of them)
+    factor_rank = 2
+
+    def check_ranks(self, a, c) -> None:
+        if len(a) != self.factor_rank or len(c) != self.factor_rank:
+            self.fail(f"needs two rank-{self.factor_rank} factors, got {tuple(a)} and {tuple(c)}")
+        if self.factor_rank == 3 and definitely(sympy.Ne(a[0], c[0])):
+            self.fail(f"batch sizes differ: {tuple(a)} and {tuple(c)} (baddbmm does not broadcast them)")
+
+    def _cost(self, bias, a, c) -> Cost:
+        cost = super()._cost(a, c)
+        try:  # the added input broadcasts to the product's shape, never beyond it
+            grown = broadcast_shapes(bias, cost.output_shape, self.name)
+        except ValueError:
+            grown = None
+        if grown is None or len(grown) != len(cost.output_shape) or any(
+                definitely(sympy.Ne(x, y)) for x, y in zip(grown, cost.output_shape)):
+            self.fail(f"the added input {tuple(bias)} does not broadcast to the product's shape "
+                      f"{tuple(cost.output_shape)}")
+        outputs = numel(cost.output_shape)
+        return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
+                    reads=cost.reads + numel(bias), writes=cost.writes)
+
+
+@register
+class Baddbmm(Addmm):
+    r"""$\beta\,X + A B$ batched (attention with a bias or mask): MACs $B M K P$, one add per output."""
+
+    name = "baddbmm"
+    torch_name = "torch.baddbmm"
+    summary = "X + A @ B batched (1 add per output)"
+    default_inputs = ((N, M, P), (N, M, K), (N, K, P))
+    factor_rank = 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sympy
 
 from ..cost import as_expr
+from .base import definitely
 
 
 def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
@@ -45,3 +46,18 @@ def adaptive_window_total(size, out):
     out = int(out)
     return sympy.Add(*[sympy.ceiling(sympy.Rational(i + 1, out) * size) - sympy.floor(sympy.Rational(i, out) * size)
                        for i in range(out)])
+
+
+def broadcast_shapes(a, b, who: str):
+    """numpy/torch broadcasting of two shapes; sizes must match or be 1."""
+    out = []
+    for x, y in zip(reversed((1,) * (len(b) - len(a)) + tuple(a)), reversed((1,) * (len(a) - len(b)) + tuple(b))):
+        if x == 1:
+            out.append(y)
+        elif y == 1 or x == y:
+            out.append(x)
+        elif definitely(sympy.Ne(x, y)):
+            raise ValueError(f"{who}: shapes {tuple(a)} and {tuple(b)} do not broadcast ({x} vs {y})")
+        else:
+            out.append(x)
+    return tuple(reversed(out))

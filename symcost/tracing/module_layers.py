@@ -8,7 +8,7 @@ from functools import lru_cache
 import torch
 
 from ..layers.base import Layer
-from ..layers.tensor_ops import formula_scale
+from ..layers.resize import formula_scale
 from ..registry import all_layers
 
 #: modules whose cost depends on forward arguments symcost cannot see: traced through instead

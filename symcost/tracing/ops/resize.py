@@ -7,7 +7,7 @@ import sympy
 from ...errors import NoSingleFormula
 from ...layers.base import is_number
 from ...layers.gradients import BicubicResizeBackward, LinearResizeBackward, UpsampleNearestBackward
-from ...layers.tensor_ops import formula_scale
+from ...layers.resize import formula_scale
 from ..handlers import handles, shapes
 from ..op_args import catalog_layer
 from ..propagate import size_from
