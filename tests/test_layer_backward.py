@@ -345,3 +345,30 @@ def test_backward_is_a_method_of_the_layer_and_a_class_may_write_its_own(monkeyp
         kind_of("twice_test", "mystery")
     monkeypatch.setattr(Twice, "time_kind", "elementwise")
     assert kind_of("twice_test", "mystery") == "elementwise"
+
+
+def test_each_layer_s_gradient_rule_is_on_its_class():
+    """A catalog layer's backward is its class's ``_backward``, written in its family module beside its forward (or
+    one of the shared rules of ``layer_backward``): no table of rules keyed by layer names."""
+    from symcost.layers import layer_backward
+    from symcost.registry import REGISTRY, load_catalog
+
+    load_catalog()
+    assert not hasattr(layer_backward, "_RULES")
+    ruled = {name: cls for name, cls in REGISTRY.items() if getattr(cls, "_backward", None) is not None}
+    assert len(ruled) > 60
+    for name, cls in ruled.items():
+        assert cls._backward.__module__ in (cls.__module__, layer_backward.__name__), name
+
+
+def test_a_users_subclass_inherits_no_gradient_rule():
+    from symcost.errors import LayerError
+    from symcost.layers.conv import Conv2d
+
+    class Gated(Conv2d):   # a user's layer built on conv2d: its forward may differ, so its backward is its own
+        pass
+
+    layer = Gated(in_channels=3, out_channels=4, kernel_size=3)
+    assert set(Conv2d(in_channels=3, out_channels=4, kernel_size=3).backward((1, 3, 9, 9))) >= {"grad_input"}
+    with pytest.raises(LayerError, match="define _backward on its class"):
+        layer.backward((1, 3, 9, 9))

@@ -17,7 +17,9 @@ import sympy
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, L, N, size
+from . import gradients as g
 from .base import Arg, Layer, definitely, is_number
+from .layer_backward import activation_backward, grad_part, op_cost, sum_to
 
 C = size("C")
 D = size("D")
@@ -78,6 +80,8 @@ class ReLU(_Elementwise):
     per_element = {"cmp": 1}
     args = (INPLACE,)
 
+    _backward = activation_backward("relu_backward")
+
 
 @register
 class ReLU6(_Elementwise):
@@ -88,6 +92,8 @@ class ReLU6(_Elementwise):
     summary = "elementwise relu6 (2 cmp per element)"
     per_element = {"cmp": 2}
     args = (INPLACE,)
+
+    _backward = activation_backward("hardtanh_backward")
 
 
 @register
@@ -100,6 +106,8 @@ class Hardtanh(_Hardtanh):
     per_element = {"cmp": 2}
     args = (Arg("min_val", "float", -1.0), Arg("max_val", "float", 1.0), INPLACE)
 
+    _backward = activation_backward("hardtanh_backward")
+
 
 @register
 class LeakyReLU(_Elementwise):
@@ -110,6 +118,8 @@ class LeakyReLU(_Elementwise):
     summary = "elementwise leaky_relu (1 cmp, 1 mul per element)"
     per_element = {"cmp": 1, "mul": 1}
     args = (Arg("negative_slope", "float", 0.01), INPLACE)
+
+    _backward = activation_backward("leaky_relu_backward")
 
 
 @register
@@ -122,6 +132,8 @@ class Sigmoid(_Elementwise):
     per_element = {"fn": 1, "add": 1, "div": 1}
     args = ()
 
+    _backward = activation_backward("sigmoid_backward")
+
 
 @register
 class Tanh(_Elementwise):
@@ -132,6 +144,8 @@ class Tanh(_Elementwise):
     summary = "elementwise tanh (1 fn per element)"
     per_element = {"fn": 1}
     args = ()
+
+    _backward = activation_backward("tanh_backward")
 
 
 @register
@@ -144,6 +158,10 @@ class GELU(_Gelu):
     summary = "elementwise gelu (1 fn (erf), 1 add, 3 mul; approximate='tanh': 1 fn (tanh), 2 add, 6 mul per element)"
     args = (Arg("approximate", "choice", "none", choices=("none", "tanh")),)
 
+    def _backward(self, x):
+        kernel = "gelu_tanh_backward" if self.approximate == "tanh" else "gelu_backward"
+        return activation_backward(kernel)(self, x)
+
 
 @register
 class SiLU(_Elementwise):
@@ -154,6 +172,8 @@ class SiLU(_Elementwise):
     summary = "elementwise silu (1 fn (exp), 1 add, 1 div per element)"
     per_element = {"fn": 1, "add": 1, "div": 1}
     args = (INPLACE,)
+
+    _backward = activation_backward("silu_backward")
 
 
 @register
@@ -166,6 +186,8 @@ class Hardswish(_Elementwise):
     per_element = {"add": 1, "cmp": 2, "mul": 1, "div": 1}
     args = (INPLACE,)
 
+    _backward = activation_backward("hardswish_backward")
+
 
 @register
 class Hardsigmoid(_Elementwise):
@@ -177,6 +199,8 @@ class Hardsigmoid(_Elementwise):
     per_element = {"add": 1, "cmp": 2, "div": 1}
     args = (INPLACE,)
 
+    _backward = activation_backward("hardsigmoid_backward")
+
 
 @register
 class ELU(_Elementwise):
@@ -187,6 +211,8 @@ class ELU(_Elementwise):
     summary = "elementwise elu (1 cmp, 1 fn (exp), 1 add, 1 mul per element)"
     per_element = {"cmp": 1, "fn": 1, "add": 1, "mul": 1}
     args = (Arg("alpha", "float", 1.0), INPLACE)
+
+    _backward = activation_backward("elu_backward")
 
 
 @register
@@ -201,6 +227,8 @@ class Softplus(_Elementwise):
     per_element = {"mul": 1, "cmp": 1, "fn": 2, "add": 1, "div": 1}
     args = (Arg("beta", "float", 1.0), Arg("threshold", "float", 20.0))
 
+    _backward = activation_backward("softplus_backward")
+
 
 @register
 class Mish(_Elementwise):
@@ -211,6 +239,12 @@ class Mish(_Elementwise):
     summary = "elementwise mish (3 fn (exp, log, tanh), 1 add, 1 mul per element)"
     per_element = {"fn": 3, "add": 1, "mul": 1}
     args = (INPLACE,)
+
+    def _backward(self, x):      # torch's decomposition: t = tanh(softplus(x)); g (t + x sigmoid(x) (1 - t t)), as the
+        # meta kernel the trace records runs it (1 - t t a subtraction of two tensors)
+        return {"grad_input": grad_part(x, op_cost("softplus", x), op_cost("tanh", x), op_cost("sigmoid", x),
+                                        op_cost("mul", x, x), op_cost("mul", x, x), op_cost("sub", x, x),
+                                        op_cost("mul", x, x), op_cost("add", x, x), op_cost("mul", x, x))}
 
 
 @register
@@ -238,6 +272,14 @@ class PReLU(_Elementwise):
             if definitely(sympy.Ne(channels, a)):
                 self.fail(f"num_parameters={a} but the input {tuple(shape)} has {channels} channel(s) (dim 1)")
         return a
+
+    def _backward(self, x):
+        w = (self.num_parameters,) + (1,) * (len(x) - 2) if self.num_parameters != 1 else (1,)
+
+        def part(**flags):
+            return g.PreluBackward(**{"grad_input": False, "grad_weight": False, **flags}).cost(x, x, w)
+        return {"grad_input": grad_part(x, part(grad_input=True)),
+                "grad_weight": grad_part((self.num_parameters,), part(grad_weight=True), *sum_to(x, w))}
 
 
 def softmax_row_ops(d) -> dict:
@@ -267,6 +309,10 @@ class _RowSoftmax(Layer):
         n = numel(shape)
         rows = n / d
         return Cost(output_shape=shape, ops={k: rows * v for k, v in self.row_ops(d).items()}, reads=n, writes=n)
+
+    def _backward(self, x):
+        softmax = g.SoftmaxBackward(dim=int(self.dim), log=self.name == "log_softmax")
+        return {"grad_input": grad_part(x, softmax.cost(x, x))}
 
 
 @register

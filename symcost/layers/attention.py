@@ -20,10 +20,13 @@ from __future__ import annotations
 import sympy
 
 from ..cost import Cost, numel
+from ..errors import LayerError
 from ..registry import register
 from ..symbols import E, L, N, S, b, h, size
+from . import gradients as g
 from .activation import softmax_row_ops
 from .base import Arg, Layer, definitely, is_number
+from .layer_backward import grad_part, op_cost, sum_to
 from .linear import broadcast_shapes
 
 E_v = size("E_v")
@@ -101,6 +104,20 @@ class ScaledDotProductAttention(Layer):
         ops = _merge(ops, {"add": self.is_causal * slices * q_len * kv_len})
         out = (*batch, q_len, v_width)
         return Cost(output_shape=out, ops=ops, reads=numel(q) + numel(k) + numel(v), writes=numel(out))
+
+    def _backward(self, q, k, v=None):
+        r"""The math kernel: $S = (q s^{1/2})(k^T s^{1/2})$, $P = \mathrm{softmax}(S)$, $O = P v$ with the batch dims
+        folded into one.  grad value $P^T dO$; grad scores $dO\,v^T$ and the softmax backward (shared by query and key);
+        grad query $dS\,k'$ then times $s^{1/2}$; grad key $q'^T dS$ then times $s^{1/2}$."""
+        v = k if v is None else v   # two inputs: value a tensor of the key's shape (as `symcost check` runs it)
+        batch = numel(q[:-2])
+        L, E, S, Ev = q[-2], q[-1], k[-2], v[-1]
+        scores = (batch, L, S)
+        return {"grad_query": grad_part(q, op_cost("bmm", scores, (batch, S, E)), op_cost("mul", q, ())),
+                "grad_key": grad_part(k, op_cost("bmm", (batch, E, L), scores), op_cost("mul", (batch, E, S), ())),
+                "grad_value": grad_part(v, op_cost("bmm", (batch, S, L), (batch, L, Ev))),
+                "grad_scores": grad_part(scores, op_cost("bmm", (batch, L, Ev), (batch, Ev, S)),
+                                         g.SoftmaxBackward(dim=-1).cost(scores, scores))}
 
 
 @register
@@ -212,3 +229,60 @@ class MultiheadAttention(Layer):
             0 if len(shapes) == 2 else numel(value))
         return Cost(output_shape=tuple(query), params=params, ops=ops, reads=inputs + params,
                     writes=q_out + self.need_weights * weights)
+
+    def _backward(self, q, k=None, v=None):
+        r"""``nn.MultiheadAttention`` (the projections as ``linear``, then ``bmm``/``softmax``/``bmm``, with the math
+        kernel of ``scaled_dot_product_attention`` when ``need_weights`` is false; ``batch_first`` or not, the same
+        kernels), the gradient flowing from its first output.
+        Besides the inputs' and parameters' gradients, the intermediate ones several parts need are parts of their own:
+        ``grad_attn_output`` (the out-projection's input), ``grad_scores`` (the softmax's input) and ``grad_q_proj``,
+        ``grad_k_proj``, ``grad_v_proj`` (each projection's output, made contiguous again: one copy each).  With
+        trainable projections: frozen ones change torch's forward (``matmul`` keeps the batch instead of folding it
+        into rows), which costs the same MACs and reads the weight once per batch row."""
+        for arg, ok in (("need_weights", is_number(self.need_weights)), ("add_bias_kv", self.add_bias_kv == 0),
+                        ("add_zero_attn", self.add_zero_attn == 0),
+                        ("kdim", self.kdim in (None, self.embed_dim)), ("vdim", self.vdim in (None, self.embed_dim))):
+            if not ok:
+                raise LayerError(f"{self.name}: backward formula without added or separate key/value projections "
+                                 f"only, need_weights true or false ({arg} differs)")
+        if len(q) != 3:
+            raise LayerError(f"{self.name}: backward formula for batched inputs (N, L, E) only")
+        k = q if k is None else k   # key and value: tensors of their own (of the query's shape when not given)
+        v = k if v is None else v
+        (n, L, E), S = (q, k[1]) if self.batch_first else ((q[1], q[0], q[2]), k[0])
+        heads = self.num_heads
+        hd, B = E / heads, n * heads
+        bias = g.flag(self.bias)
+
+        def projection(length):
+            """Its grad input, grad weight (a third of in_proj_weight's) and grad bias from the output's gradient."""
+            rows = length * n
+            return (op_cost("matmul", (rows, E), (E, E)), op_cost("matmul", (E, rows), (rows, E)),
+                    [op_cost("sum", (length, n, E), dim=(0, 1), keepdim=True)] if bias else [])
+
+        out_rows = L * n
+        parts = {"grad_out_proj_weight": grad_part((E, E), op_cost("matmul", (E, out_rows), (out_rows, E))),
+                 "grad_attn_output": grad_part((out_rows, E), op_cost("matmul", (out_rows, E), (E, E)))}
+        if bias:
+            parts["grad_out_proj_bias"] = grad_part((E,), *sum_to((out_rows, E), (E,)))
+        parts["grad_scores"] = grad_part((B, L, S), op_cost("bmm", (B, L, hd), (B, hd, S)),
+                                         g.SoftmaxBackward(dim=-1).cost((B, L, S), (B, L, S)))
+        parts["grad_q_proj"] = grad_part((L, n, E), op_cost("bmm", (B, L, S), (B, S, hd)),
+                                         op_cost("mul", (B, L, hd), ()), op_cost("copy", (L, B, hd), (L, B, hd)))
+        # need_weights=false runs scaled_dot_product_attention's math kernel, which scales the keys too
+        k_scale = [] if self.need_weights else [op_cost("mul", (B, hd, S), ())]
+        parts["grad_k_proj"] = grad_part((S, n, E), op_cost("bmm", (B, hd, L), (B, L, S)), *k_scale,
+                                         op_cost("copy", (S, n, E), (S, n, E)))
+        parts["grad_v_proj"] = grad_part((S, n, E), op_cost("bmm", (B, S, L), (B, L, hd)),
+                                         op_cost("copy", (S, B, hd), (S, B, hd)))
+        weights, biases = [], []
+        for name, x, length in (("grad_query", q, L), ("grad_key", k, S), ("grad_value", v, S)):
+            gi, gw, gb = projection(length)
+            parts[name] = grad_part(x, gi)
+            weights.append(gw)
+            biases += gb
+        parts["grad_in_proj_weight"] = grad_part((3 * E, E), *weights,
+                                                 op_cost("copy", (E, E), (E, E), (E, E), (3 * E, E)))
+        if bias:
+            parts["grad_in_proj_bias"] = grad_part((3 * E,), *biases, op_cost("copy", (E,), (E,), (E,), (3 * E,)))
+        return parts

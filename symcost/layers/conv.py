@@ -6,6 +6,7 @@ import sympy
 from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import SPATIAL, C_in, C_out, N, b, g, per_axis
+from . import gradients
 from .base import Arg, Layer, definitely, is_number
 from .shapes import conv_output_size, conv_transpose_output_size
 
@@ -122,6 +123,21 @@ class _ConvBase(Layer):
                 self.fail(f"the dilated kernel ({d * (k - 1) + 1}) is larger than the padded input ({i + 2 * p})")
             out.append(conv_output_size(i, k, s, p, d))
         return tuple(out)
+
+    def _backward(self, x):
+        transposed = self.name.startswith("conv_transpose")
+        go = self.cost(x).output_shape
+        per_group = (self.out_channels if transposed else self.in_channels) / self.groups
+        w = (self.in_channels if transposed else self.out_channels, per_group, *self.kernel_size)
+
+        def part(**flags):
+            return gradients.ConvolutionBackward(transposed=transposed, groups=self.groups,
+                                                 **{"grad_input": False, "grad_weight": False,
+                                                    "grad_bias": False, **flags}).cost(go, x, w)
+        out = {"grad_input": part(grad_input=True), "grad_weight": part(grad_weight=True)}
+        if self.bias != 0:
+            out["grad_bias"] = part(grad_bias=gradients.flag(self.bias))
+        return out
 
 
 class _ConvTransposeBase(_ConvBase):

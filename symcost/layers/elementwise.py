@@ -21,9 +21,13 @@ from __future__ import annotations
 import sympy
 
 from ..cost import Cost, numel
+from ..errors import LayerError
 from ..registry import register
 from ..symbols import SPATIAL, N, size
+from . import gradients as g
 from .base import Arg, Layer, is_number
+from .layer_backward import (binary_backward, free_gradient, grad_part, no_gradient, not_derived, number_arg, op_cost,
+                             sum_to, unary_backward)
 from .shapes import broadcast_shapes
 
 C = size("C")
@@ -66,6 +70,8 @@ class Add(Binary):
     def extra_ops(self, outputs) -> dict:
         return {} if self.alpha == 1 else {"mul": outputs}
 
+    _backward = binary_backward("add")
+
 
 @register
 class Mul(Binary):
@@ -76,6 +82,8 @@ class Mul(Binary):
     summary = "elementwise a * b with broadcasting (1 mul per output)"
     op_kind = "mul"
 
+    _backward = binary_backward("mul")
+
 
 class _ZeroCost(Layer):
     default_inputs = ((N, C, *SPATIAL[2]),)
@@ -85,6 +93,8 @@ class _ZeroCost(Layer):
 
     def _cost(self, shape) -> Cost:
         return Cost(output_shape=self.output_shape(shape))
+
+    _backward = free_gradient
 
 
 @register
@@ -150,6 +160,8 @@ class Sub(Binary):
     summary = "elementwise a - b with broadcasting (1 add per output)"
     op_kind = "add"
 
+    _backward = binary_backward("sub")
+
 
 @register
 class Div(Binary):
@@ -160,6 +172,8 @@ class Div(Binary):
     summary = "elementwise a / b with broadcasting (1 div per output)"
     op_kind = "div"
 
+    _backward = binary_backward("div")
+
 
 @register
 class Compare(Binary):
@@ -169,6 +183,8 @@ class Compare(Binary):
     torch_name = "torch.eq"
     summary = "elementwise comparison or masked select (eq, ne, lt, masked_fill …; 1 cmp per output)"
     op_kind = "cmp"
+
+    _backward = no_gradient("its output is boolean, which has no gradient")
 
 
 class Unary(Layer):
@@ -190,6 +206,8 @@ class Exp(Unary):
     summary = "elementwise transcendental function: exp, log, sqrt, rsqrt (1 fn per element)"
     per_element = {"fn": 1}
 
+    _backward = unary_backward(("mul", "gx"))               # grad * result
+
 
 @register
 class Pow(Layer):
@@ -207,6 +225,13 @@ class Pow(Layer):
         ops = {"mul": (int(k) - 1) * n} if float(k).is_integer() and k >= 1 else {"fn": n}
         return Cost(output_shape=x, ops=ops, reads=n, writes=n)
 
+    def _backward(self, x):       # grad * (k * x^(k-1)); k = 0: zeros
+        k = float(number_arg(self, "exponent"))
+        if k == 0:
+            return {"grad_input": grad_part(x)}
+        return {"grad_input": grad_part(x, op_cost("pow", x, exponent=k - 1), op_cost("mul", x, ()),
+                                        op_cost("mul", x, x))}
+
 
 @register
 class Neg(Unary):
@@ -215,6 +240,8 @@ class Neg(Unary):
     name = "neg"
     torch_name = "torch.neg"
     summary = "elementwise -x (no arithmetic counted: a sign flip; reads and writes only)"
+
+    _backward = unary_backward(("neg", "g"))
 
 
 @register
@@ -226,6 +253,9 @@ class Abs(Unary):
     summary = "elementwise |x| (1 cmp per element)"
     per_element = {"cmp": 1}
 
+    def _backward(self, x):       # grad * sgn(x)
+        return {"grad_input": grad_part(x, g.Sign().cost(x), op_cost("mul", x, x))}
+
 
 @register
 class Sin(Unary):
@@ -236,6 +266,8 @@ class Sin(Unary):
     summary = "elementwise sin or cos (1 fn per element)"
     per_element = {"fn": 1}
 
+    _backward = unary_backward(("sin", "x"), ("mul", "gx"))  # grad * cos(x)
+
 
 @register
 class LogicalNot(Unary):
@@ -245,6 +277,8 @@ class LogicalNot(Unary):
     torch_name = "torch.logical_not"
     summary = "bitwise/logical not (1 cmp per element)"
     per_element = {"cmp": 1}
+
+    _backward = no_gradient("its output is boolean or integer, which has no gradient")
 
 
 @register
@@ -257,6 +291,8 @@ class Logical(Binary):
     summary = "bitwise/logical and, or, xor, shifts (1 cmp per output)"
     op_kind = "cmp"
 
+    _backward = no_gradient("its output is boolean or integer, which has no gradient")
+
 
 @register
 class Minimum(Binary):
@@ -266,6 +302,8 @@ class Minimum(Binary):
     torch_name = "torch.minimum"
     summary = "elementwise min(a, b) or max(a, b) with broadcasting (1 cmp per output)"
     op_kind = "cmp"
+
+    _backward = binary_backward("minimum")
 
 
 @register
@@ -292,6 +330,9 @@ class ClampTensor(Layer):
         return Cost(output_shape=out, ops={"cmp": len(bounds) * n},
                     reads=numel(x) + sum((numel(b) for b in bounds), sympy.Integer(0)), writes=n)
 
+    _backward = not_derived("torch's clamp backward with tensor bounds is a chain of "
+                                "comparisons per bound; `symcost model --backward` costs each op")
+
 
 @register
 class Addcmul(Layer):
@@ -317,6 +358,21 @@ class Addcmul(Layer):
             ops["mul"] = ops.get("mul", 0) + n
         return Cost(output_shape=out, ops=ops, reads=numel(a) + numel(b) + numel(c), writes=n)
 
+    def _backward(self, a, b, c):
+        go = self.cost(a, b, c).output_shape
+        if self.divide:   # grad * (value / c); -grad * (value * b / (c * c)), value / c a tensor of c's shape
+            bc = op_cost("mul", b, c).output_shape
+            return {"grad_input": grad_part(a, *sum_to(go, a)),
+                    "grad_tensor1": grad_part(b, op_cost("div", c, c), op_cost("mul", go, c), *sum_to(go, b)),
+                    "grad_tensor2": grad_part(c, op_cost("mul", c, c), op_cost("mul", b, ()), op_cost("div", b, c),
+                                              op_cost("neg", go), op_cost("mul", go, bc), *sum_to(go, c))}
+
+        def scaled(other):   # grad * (other * value)
+            return [op_cost("mul", other, ()), op_cost("mul", go, other)]
+        return {"grad_input": grad_part(a, *sum_to(go, a)),
+                "grad_tensor1": grad_part(b, *scaled(c), *sum_to(go, b)),
+                "grad_tensor2": grad_part(c, *scaled(b), *sum_to(go, c))}
+
 
 @register
 class Cumsum(Layer):
@@ -338,3 +394,10 @@ class Cumsum(Layer):
         n = numel(x)
         m = x[int(self.dim)] if x else sympy.Integer(1)
         return Cost(output_shape=x, ops={"mul" if self.product else "add": n - n / m}, reads=n, writes=n)
+
+    def _backward(self, x):    # grad.flip(dim).cumsum(dim).flip(dim)
+        if self.product:
+            raise LayerError(f"{self.name}: no backward formula for cumprod: its gradient takes another path where the "
+                             "input has zeros (which depends on the values)")
+        return {"grad_input": grad_part(x, op_cost("copy", x, x), op_cost("cumsum", x, dim=int(self.dim)),
+                                        op_cost("copy", x, x))}

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from ..cost import Cost, numel
+from ..errors import LayerError
 from ..registry import register
 from ..symbols import E, L, N, V
+from . import gradients as g
 from .base import Arg, Layer, is_number
+from .layer_backward import grad_part
 
 
 @register
@@ -35,4 +38,12 @@ class Embedding(Layer):
         d = self.embedding_dim
         return Cost(output_shape=(*shape, d), params=self.num_embeddings * d, ops={},
                     reads=n + n * d, writes=n * d)
+
+    def _backward(self, ids):
+        if self.padding_idx is not None:
+            raise LayerError(f"{self.name}: no backward formula with padding_idx: the gradient adds the rows of the "
+                             "tokens other than padding_idx, a count of token values, not of shapes")
+        go = self.cost(ids).output_shape
+        return {"grad_weight": grad_part((self.num_embeddings, self.embedding_dim),
+                                         g.EmbeddingBackward(num_weights=self.num_embeddings).cost(go, ids))}
 

@@ -386,6 +386,6 @@ class LinearBackward(_Grad):
                     writes=gi * rows * f_in + gw * f_in * f_out + gb * f_out)
 
 
-def _flag(v):
+def flag(v):
     """A layer's flag value (0/1 or a symbol such as b) as a constructor argument."""
     return bool(v) if isinstance(v, (bool, int)) or getattr(v, "is_Integer", False) else v

@@ -4,9 +4,12 @@ from __future__ import annotations
 import sympy
 
 from ..cost import Cost, numel
+from ..errors import LayerError
 from ..registry import register
 from ..symbols import F_in, F_out, K, M, N, P, b
+from . import gradients as g
 from .base import Arg, Layer, definitely
+from .layer_backward import grad_part, mm_grads, sum_to
 from .shapes import broadcast_shapes
 
 
@@ -40,6 +43,17 @@ class Linear(Layer):
             reads=numel(shape) + params,
             writes=outputs,
         )
+
+    def _backward(self, x):
+        f_in, f_out = self.in_features, self.out_features
+
+        def part(**flags):
+            return g.LinearBackward(in_features=f_in, out_features=f_out,
+                                    **{"bias": False, "grad_input": False, "grad_weight": False, **flags}).cost(x)
+        out = {"grad_input": part(grad_input=True), "grad_weight": part(grad_weight=True)}
+        if self.bias != 0:
+            out["grad_bias"] = part(bias=g.flag(self.bias))
+        return out
 
 
 class MatmulBase(Layer):
@@ -80,6 +94,17 @@ class Matmul(MatmulBase):
     summary = "batched matrix product with broadcasting (inputs of rank >= 2)"
     default_inputs = ((N, M, K), (N, K, P))
 
+    def _backward(self, a, b):
+        if len(a) >= 2 and len(b) == 2:   # batch dims folded into rows: two mm
+            rows = numel(a[:-1])
+            gi, go_ = mm_grads("matmul", (rows, a[-1]), b)
+            return {"grad_input": grad_part(a, gi), "grad_other": grad_part(b, go_)}
+        if len(a) == len(b) == 3 and a[0] == b[0]:
+            gi, go_ = mm_grads("bmm", a, b)
+            return {"grad_input": grad_part(a, gi), "grad_other": grad_part(b, go_)}
+        raise LayerError(f"{self.name}: backward formula for matmul of a rank-2+ input by a matrix and of equal "
+                         f"batches of rank 3 only (got ranks {len(a)} and {len(b)})")
+
 
 @register
 class Bmm(MatmulBase):
@@ -95,6 +120,10 @@ class Bmm(MatmulBase):
             self.fail(f"needs two rank-3 inputs, got {tuple(a)} and {tuple(c)}")
         if definitely(sympy.Ne(a[0], c[0])):  # torch.bmm does not broadcast the batch
             self.fail(f"batch sizes differ: {tuple(a)} and {tuple(c)} (bmm does not broadcast; matmul does)")
+
+    def _backward(self, a, b):
+        gi, go_ = mm_grads("bmm", a, b)
+        return {"grad_input": grad_part(a, gi), "grad_mat2": grad_part(b, go_)}
 
 
 @register
@@ -127,6 +156,13 @@ class Addmm(MatmulBase):
         outputs = numel(cost.output_shape)
         return Cost(output_shape=cost.output_shape, ops={**cost.ops, "bias": outputs},
                     reads=cost.reads + numel(bias), writes=cost.writes)
+
+    def _backward(self, bias, a, b):
+        gi, go_ = mm_grads("matmul" if len(a) == 2 else "bmm", a, b)
+        go = (*a[:-1], b[-1])
+        names = ("grad_mat1", "grad_mat2") if len(a) == 2 else ("grad_batch1", "grad_batch2")
+        return {"grad_input": grad_part(bias, *sum_to(go, bias)), names[0]: grad_part(a, gi),
+                names[1]: grad_part(b, go_)}
 
 
 @register

@@ -9,6 +9,7 @@ from ..registry import register
 from ..symbols import N, SPATIAL, size
 from .base import Arg, Layer, definitely, is_number
 from .shapes import conv_output_size
+from .layer_backward import no_gradient, patches_backward
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
@@ -33,6 +34,9 @@ class Copy(Layer):
         out = shapes[-1] if len(shapes) > 1 else shapes[0]
         return Cost(output_shape=out, reads=sum((numel(s) for s in shapes[:-1] or shapes), sympy.Integer(0)),
                     writes=numel(out))
+
+    _backward = no_gradient("it stands for several data-movement ops (cat, pad, index …) whose "
+                                "gradients differ; `symcost model --backward` costs each one")
 
 
 def _patch_args() -> tuple:
@@ -72,6 +76,8 @@ class Unfold(_Patches):
         out = (*x[:-3], x[-3] * numel(self.kernel_size), numel(self.blocks(x[-2:])))
         return Cost(output_shape=out, reads=numel(x), writes=numel(out))
 
+    _backward = patches_backward("fold")
+
 
 @register
 class Fold(_Patches):
@@ -98,3 +104,5 @@ class Fold(_Patches):
         if is_number(blocks) and is_number(cols[-1]) and blocks != cols[-1]:
             self.fail(f"the columns hold {cols[-1]} patches but output_size {tuple(self.output_size)} has {blocks}")
         return Cost(output_shape=out, ops={"add": numel(cols)}, reads=numel(cols), writes=numel(out))
+
+    _backward = patches_backward("unfold")

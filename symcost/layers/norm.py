@@ -11,8 +11,10 @@ from __future__ import annotations
 import sympy
 
 from ..cost import Cost, numel
+from ..errors import LayerError
 from ..registry import register
 from ..symbols import SPATIAL, N, size
+from . import gradients as g
 from .base import Arg, Layer, definitely, is_number
 
 
@@ -32,6 +34,10 @@ def merge(*dicts) -> dict:
         for k, v in d.items():
             out[k] = out.get(k, 0) + v
     return out
+
+
+def _flags(**parts):
+    return {"grad_input": False, "grad_weight": False, "grad_bias": False, **parts}
 
 
 class _BatchNormBase(Layer):
@@ -80,6 +86,20 @@ class _BatchNormBase(Layer):
             ops = merge(statistics_ops(c, n / c), {"mul": n, "add": n * self.affine})
         return Cost(output_shape=shape, params=params, buffers=buffers, ops=ops,
                     reads=n + params + buffers, writes=n)
+
+    def _backward(self, x):
+        if self.mode == "folded":
+            raise LayerError(f"{self.name}: no backward in mode folded (the norm is folded into the convolution before "
+                             "it; train or eval)")
+        train, affine = self.mode == "train", self.affine
+        go = x
+
+        def part(**flags):
+            return g.BatchNormBackward(train=train, weight=g.flag(affine), **_flags(**flags)).cost(go, x)
+        out = {"grad_input": part(grad_input=True)}
+        if affine != 0:
+            out.update(grad_weight=part(grad_weight=g.flag(affine)), grad_bias=part(grad_bias=g.flag(affine)))
+        return out
 
 
 @register
@@ -139,6 +159,18 @@ class LayerNorm(Layer):
         ops = merge(statistics_ops(n / d, d), {"mul": n + n * affine, "add": n * affine * self.bias})
         return Cost(output_shape=shape, params=params, ops=ops, reads=n + params, writes=n)
 
+    def _backward(self, x):
+        dims, affine = len(self.normalized_shape), self.elementwise_affine
+
+        def part(**flags):
+            return g.LayerNormBackward(normalized_dims=dims, weight=g.flag(affine), **_flags(**flags)).cost(x, x)
+        out = {"grad_input": part(grad_input=True)}
+        if affine != 0:
+            out["grad_weight"] = part(grad_weight=g.flag(affine))
+            if self.bias != 0:
+                out["grad_bias"] = part(grad_bias=g.flag(self.bias))
+        return out
+
 
 @register
 class GroupNorm(Layer):
@@ -174,3 +206,13 @@ class GroupNorm(Layer):
         params = 2 * self.num_channels * self.affine
         ops = merge(statistics_ops(groups, n / groups), {"mul": n + n * self.affine, "add": n * self.affine})
         return Cost(output_shape=shape, params=params, ops=ops, reads=n + params, writes=n)
+
+    def _backward(self, x):
+        affine = self.affine
+
+        def part(**flags):
+            return g.GroupNormBackward(groups=self.num_groups, weight=g.flag(affine), **_flags(**flags)).cost(x, x)
+        out = {"grad_input": part(grad_input=True)}
+        if affine != 0:
+            out.update(grad_weight=part(grad_weight=g.flag(affine)), grad_bias=part(grad_bias=g.flag(affine)))
+        return out

@@ -35,7 +35,9 @@ from ..cost import Cost, numel
 from ..exact import gcd
 from ..registry import register
 from ..symbols import SPATIAL, N, per_axis, size
+from . import gradients as g
 from .base import Arg, Layer, definitely, is_number
+from .layer_backward import grad_part
 from .shapes import adaptive_window_total, pool_output_size
 
 C = size("C")
@@ -132,6 +134,9 @@ class _MaxPool(_WindowPool):
     def index_factor(self):
         return 1 + self.return_indices
 
+    def _backward(self, x):
+        return {"grad_input": grad_part(x, g.MaxPoolBackward().cost(self.cost(x).output_shape, x))}
+
 
 class _AvgPool(_WindowPool):
     def check_args(self) -> None:
@@ -142,6 +147,10 @@ class _AvgPool(_WindowPool):
 
     def ops(self, outputs, window) -> dict:
         return {"add": outputs * (window - 1), "div": outputs}
+
+    def _backward(self, x):
+        k = sympy.Mul(*self.kernel_size)
+        return {"grad_input": grad_part(x, g.AvgPoolBackward(window=k).cost(self.cost(x).output_shape, x))}
 
 
 @register
@@ -243,6 +252,13 @@ class _AdaptiveAvg(_AdaptivePool):
     def ops(self, outputs, summed) -> dict:
         return {"add": summed - outputs, "div": outputs}
 
+    def _backward(self, x):
+        fwd = self.cost(x)
+        window_sum = fwd.ops.get("add", 0) + numel(fwd.output_shape)   # (window - 1) adds per output, + 1 each
+        axes = 3 if self.name.endswith("3d") else 2                   # 1-D runs the 2-D kernel (g / kh / kw)
+        return {"grad_input": grad_part(x, g.AdaptiveAvgPoolBackward(axes=axes, window_sum=window_sum)
+                                        .cost(fwd.output_shape, x))}
+
 
 class _AdaptiveMax(_AdaptivePool):
     def ops(self, outputs, summed) -> dict:
@@ -250,6 +266,8 @@ class _AdaptiveMax(_AdaptivePool):
 
     def index_factor(self):
         return 1 + self.return_indices
+
+    _backward = _MaxPool._backward
 
 
 def _output_size(dims: int) -> Arg:

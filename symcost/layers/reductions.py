@@ -9,9 +9,24 @@ from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import N, SPATIAL, size
 from .base import Arg, Layer, definitely, is_number
+from .layer_backward import free_gradient, grad_part, no_gradient, op_cost
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
+
+
+def _kept(layer, x):
+    """The reduced output's shape with the reduced dims kept (size 1): what autograd restores the gradient to."""
+    rank = len(x)
+    dims = {int(d) % rank for d in layer.dim}
+    return tuple(sympy.Integer(1) if i in dims else s for i, s in enumerate(x))
+
+
+def _var_ops(layer, x, kept) -> list[Cost]:
+    """(2 / (n - correction)) * grad * (x - x.mean(dims, keepdim))."""
+    dims = tuple(int(d) for d in layer.dim)
+    return [op_cost("mean", x, dim=dims, keepdim=True), op_cost("sub", x, kept), op_cost("mul", kept, ()),
+            op_cost("mul", kept, x)]
 
 
 class Reduce(Layer):
@@ -52,6 +67,9 @@ class Mean(Reduce):
     summary = "mean over dims (m-1 adds + 1 div per output)"
     step, finish = {"add": 1}, {"div": 1}
 
+    def _backward(self, x):      # grad.expand(x) / count
+        return {"grad_input": grad_part(x, op_cost("div", x, ()))}
+
 
 @register
 class Sum(Reduce):
@@ -60,6 +78,8 @@ class Sum(Reduce):
     summary = "sum over dims (m-1 adds per output)"
     step = {"add": 1}
 
+    _backward = free_gradient
+
 
 @register
 class Amax(Reduce):
@@ -67,6 +87,12 @@ class Amax(Reduce):
     torch_name = "torch.amax"
     summary = "max over dims (m-1 cmp per output)"
     step = {"cmp": 1}
+
+    def _backward(self, x):  # (grad / count) * mask, mask = (result == x), count = mask.sum(dims)
+        kept = _kept(self, x)
+        dims = tuple(int(d) for d in self.dim)
+        return {"grad_input": grad_part(x, op_cost("compare", kept, x), op_cost("sum", x, dim=dims, keepdim=True),
+                                        op_cost("div", kept, kept), op_cost("mul", kept, x))}
 
 
 @register
@@ -77,6 +103,11 @@ class VectorNorm(Reduce):
     torch_name = "torch.linalg.vector_norm"
     summary = "2-norm over dims (1 mul per element, m-1 adds + 1 sqrt per output)"
     step, finish, per_element = {"add": 1}, {"fn": 1}, {"mul": 1}
+
+    def _backward(self, x):   # grad * (x / norm).masked_fill_(norm == 0, 0)
+        kept = _kept(self, x)
+        return {"grad_input": grad_part(x, op_cost("div", x, kept), op_cost("compare", kept, ()),
+                                        op_cost("compare", x, kept), op_cost("mul", kept, x))}
 
 
 @register
@@ -94,6 +125,16 @@ class Var(Reduce):
         cost = super()._cost(x)
         return Cost(output_shape=cost.output_shape, ops=cost.ops, reads=cost.reads,
                     writes=cost.writes * (2 if self.with_mean else 1))
+
+    def _backward(self, x):
+        # var_mean / std_mean (with_mean): the gradient from the first output, the variance (or std), is var's (or
+        # std's); the mean's, when a loss uses it too, adds grad / count expanded and one add per element
+        kept = _kept(self, x)
+        ops = _var_ops(self, x, kept)
+        if self.name == "std":   # grad / (2 std), 0 where std == 0, then var's
+            ops += [op_cost("mul", kept, ()), op_cost("div", kept, kept), op_cost("compare", kept, ()),
+                    op_cost("compare", kept, kept)]
+        return {"grad_input": grad_part(x, *ops)}
 
 
 @register
@@ -114,6 +155,8 @@ class Amin(Reduce):
     torch_name = "torch.amin"
     summary = "min over dims (m-1 cmp per output)"
     step = {"cmp": 1}
+
+    _backward = Amax._backward
 
 
 @register
@@ -138,6 +181,8 @@ class Argmax(Layer):
         n, outputs = numel(x), numel(out)
         return Cost(output_shape=out, ops={"cmp": n - outputs}, reads=n,
                     writes=outputs * (2 if self.with_values else 1))
+
+    _backward = no_gradient("its output is indices (integers), which have no gradient")
 
 
 @register
@@ -164,3 +209,7 @@ class Topk(Layer):
         out = tuple(k if i == d else s for i, s in enumerate(x))
         return Cost(output_shape=out, ops={"cmp": rows * (k * (m - 1) - k * (k - 1) / 2)}, reads=numel(x),
                     writes=2 * numel(out))
+
+    def _backward(self, x):      # zeros of x's shape, the k gradients scattered at their indices
+        go = self.cost(x).output_shape
+        return {"grad_input": grad_part(x, op_cost("copy", x, go, go, x))}

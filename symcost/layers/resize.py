@@ -10,6 +10,9 @@ from ..cost import Cost, numel
 from ..registry import register
 from ..symbols import N, SPATIAL, size
 from .base import Arg, Layer, definitely, is_number
+from ..errors import LayerError
+from . import gradients as g
+from .layer_backward import grad_part
 
 C = size("C")
 _X = (N, C, *SPATIAL[2])
@@ -142,3 +145,13 @@ class Upsample(Layer):
             t = antialias_taps(h, oh, taps)
             mul, add = mul + planes * ow * t, add + planes * ow * (t - oh)
         return {"mul": mul, "add": add}
+
+    def _backward(self, x):
+        go = self.cost(x).output_shape
+        if self.mode in ("nearest", "nearest-exact"):
+            return {"grad_input": grad_part(x, g.UpsampleNearestBackward().cost(go, x))}
+        if self.mode in ("linear", "bilinear", "trilinear") and not self.antialias:
+            return {"grad_input": grad_part(x, g.LinearResizeBackward(axes=len(x) - 2).cost(go, x))}
+        if self.mode == "bicubic" and not self.antialias:
+            return {"grad_input": grad_part(x, g.BicubicResizeBackward().cost(go, x))}
+        raise LayerError(f"{self.name}: no backward formula with antialias yet (its taps have no closed form)")
