@@ -193,3 +193,19 @@ def _proof_ops(model, shape, sizes) -> list:
     with torch.enable_grad(), Count():
         model(x)[0].sum().backward()
     return seen
+
+
+def test_a_view_as_another_dtype_is_not_rebuilt_as_a_strided_view():
+    import sympy  # noqa: F401  (the shape environment's sizes)
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+
+    env = ShapeEnv(specialize_zero_one=False)
+    mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
+    length = env.create_symintnode(env.create_symbol(13, ConstantSource("L"), dynamic_dim=DimDynamic.DYNAMIC), hint=13)
+    with mode, memo_module.fake_kernel_memo(mode):
+        x = torch.zeros([2, length], device="meta")
+        views = [x.view(torch.int32), x.view(torch.int32), x.t(), x.t()]   # each asked twice: the second from the memo
+    assert [v.dtype for v in views] == [torch.int32, torch.int32, torch.float32, torch.float32]
+    assert views[3].shape == (length, 2) and views[3].stride() == (1, length)

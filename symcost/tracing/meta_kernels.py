@@ -252,8 +252,8 @@ def _view_spec(out, base):
     from torch._subclasses.fake_tensor import FakeTensor
 
     if type(out) is not FakeTensor or type(base) is not FakeTensor or out is base or out.constant is not None \
-            or not torch._C._is_alias_of(out, base):
-        return None
+            or out.dtype != base.dtype or not torch._C._is_alias_of(out, base):
+        return None  # (a view as another dtype is no strided view of its base: ``x.view(torch.int32)``)
     return tuple(out.shape), out.stride(), out.storage_offset()
 
 
