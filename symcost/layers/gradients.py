@@ -1,7 +1,7 @@
 r"""Backward formulas: the gradients of layers and of the fused aten backward kernels, from shapes only.
 
 Each class counts the algorithm written in its docstring.  MACs are the multiply-accumulates done.  The trace uses
-them for the backward pass of a training step (``symcost.tracing.backward``); ``layer_backward`` composes a catalog
+them for the backward pass of a training step (``symcost.tracing.ops``); the layers' ``_backward`` compose a catalog
 layer's own gradients from them (``symcost formula linear --backward``).  Not registered in the catalog: they are not
 ``torch.nn`` layers.  No torch import.
 """
