@@ -153,16 +153,6 @@ def shape_rule_for(op: str) -> Callable | None:
     return h.shape if h is not None else None
 
 
-def layer_for_op(ev, sym: list, concrete: list):
-    """``(layer, symbolic input shapes)`` of one recorded op (its handler's answer), or None when not known."""
-    from .record import TensorRef  # (torch: not imported by the registry itself, which a cached call consults)
-
-    h = handler_for(ev.op)
-    if h is None:
-        return None
-    return call(h, ev, lambda x: sym[x.index] if isinstance(x, TensorRef) else (), concrete, sym)
-
-
 def user_handlers() -> bool:
     """Whether some handler is a user's: a cached derivation may then be stale."""
     return bool(_OVERLAYS) or any(h.user for h in HANDLERS.values())

@@ -156,6 +156,7 @@ def fake_kernel_memo(fake_mode):
     the metadata its kernel gave the first time.  The kernel's size questions were asked at the first run and are
     guards of the shape environment by then; asked again on the same expressions they add nothing, so the guards a
     run collects are the same with or without the memo."""
+    from torch._subclasses.fake_tensor import FakeTensor
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class FakeKernelMemo(TorchDispatchMode):
@@ -176,7 +177,7 @@ def fake_kernel_memo(fake_mode):
             except _Unkeyed:
                 return func(*args, **kwargs)
             spec = self.memo.get(key)
-            if spec is not None:
+            if spec is not None and (pure or type(args[0]) is FakeTensor):  # (a view of a fake tensor only)
                 return _rebuilt(spec, self.fake) if pure else _view(args[0], spec, self.fake)
             out = func(*args, **kwargs)
             spec = _spec(out, inputs, _fake_tensor_spec) if pure else _view_spec(out, args[0])
@@ -191,10 +192,12 @@ def _dim(v):
     """A size, stride or offset as a key: an int, or the expression of a symbolic one (unbacked: ``_Unkeyed``)."""
     if type(v) is int:
         return v
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
     expr = v.node.expr
     if expr.is_Integer:
         return int(expr)
-    if any(not str(s).startswith("s") for s in expr.free_symbols):  # u0...: a size read from data
+    if free_unbacked_symbols(expr):  # u0...: a size read from data
         raise _Unkeyed
     return expr
 

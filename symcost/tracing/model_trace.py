@@ -16,8 +16,8 @@ from ..model import ModelCost, Row, RowKind
 from . import causal as _causal
 from . import ops as _ops  # noqa: F401  (registers the built-in op records)
 from . import step_notes
-from .handlers import layer_for_op
 from .module_layers import layer_for_module
+from .op_args import layer_for_op
 from .handlers import ZERO_COST_OPS, custom_ops
 from ..errors import NeedsTensorValues, NoSingleFormula, TraceError, UsageError
 from .bounds import Bounds

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from ..layers.base import Layer
 from ..registry import get_layer_class
+from .handlers import call, handler_for
 from .record import OpEvent, TensorRef
+
+
+def layer_for_op(ev: OpEvent, sym: list, concrete: list) -> tuple[Layer, tuple] | None:
+    """``(layer, symbolic input shapes)`` of one recorded op (its handler's answer), or None when not known."""
+    h = handler_for(ev.op)
+    if h is None:
+        return None
+    return call(h, ev, lambda x: sym[x.index] if isinstance(x, TensorRef) else (), concrete, sym)
 
 
 def catalog_layer(name: str, **kwargs) -> Layer:

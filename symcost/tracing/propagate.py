@@ -23,8 +23,8 @@ import sympy
 from ..cost import as_expr
 from ..errors import NoSingleFormula, TraceError  # noqa: F401  (re-exported)
 from ..layers.shapes import conv_transpose_output_size
-from .handlers import handler_for, layer_for_op, shape_rule_for
-from .op_args import tensor_args
+from .handlers import handler_for, shape_rule_for
+from .op_args import layer_for_op, tensor_args
 from .record import OpEvent, Recording
 
 Shape = tuple  # of sympy expressions
@@ -189,11 +189,10 @@ class Propagation:
         return self.c.ops[self.current] if self.c is not None else None
 
     def s(self, x) -> Shape:
-        return self.sym[x.index]
-
-    def __call__(self, x) -> Shape:
         """The symbolic shape of a tensor argument: a shape rule's ``S(x)`` (see ``handlers``)."""
         return self.sym[x.index]
+
+    __call__ = s
 
     @property
     def evb(self) -> OpEvent:

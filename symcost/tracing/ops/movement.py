@@ -6,9 +6,8 @@ from __future__ import annotations
 import sympy
 
 from ...layers.gradients import IndexPutAccumulate, PadBackward
-from ...registry import get_layer_class
-from ..handlers import handles, layer_for_op, shapes
-from ..op_args import arg, axis_list, catalog_layer, grads_like
+from ..handlers import handles, shapes
+from ..op_args import arg, axis_list, catalog_layer, grads_like, layer_for_op
 from ..record import TensorRef
 
 
@@ -144,7 +143,7 @@ def _scatter_copy(ev, S, concrete, sym):
     # the gradient written into a zeroed tensor of the input's size: data movement only (an empty gradient, of
     # the unrotated part of a head that rotary embeddings cover whole, is read from nowhere)
     go = ev.args[0].index
-    return get_layer_class("copy")(), (*([sym[go]] if 0 not in concrete[go] else []), sym[ev.outputs[0]])
+    return catalog_layer("copy"), (*([sym[go]] if 0 not in concrete[go] else []), sym[ev.outputs[0]])
 
 
 @handles("aten.index_put", output="inputs")
@@ -152,7 +151,7 @@ def _index_put(ev, S, concrete, sym):
     x, _indices, values = ev.args[:3]
     accumulate = ev.args[3] if len(ev.args) > 3 else ev.kwargs.get("accumulate", False)
     if not accumulate:
-        return get_layer_class("copy")(), (sym[values.index], sym[ev.outputs[0]])
+        return catalog_layer("copy"), (sym[values.index], sym[ev.outputs[0]])
     return IndexPutAccumulate(), (sym[x.index], sym[values.index])
 
 
